@@ -1,0 +1,57 @@
+# Thin front to CMake + Ninja. `make run` and `make test` install what they need first.
+BUILD   ?= build/release
+ASAN    ?= build/asan
+FUZZB   ?= build/fuzz
+FUZZ_SECONDS ?= 60
+CMAKE_FLAGS ?=
+
+.PHONY: all build run test unit asan fuzz bench deps format clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	@scripts/deps.sh --check || scripts/deps.sh
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+
+build: $(BUILD)/build.ninja
+	@ninja -C $(BUILD)
+
+$(ASAN)/build.ninja:
+	@scripts/deps.sh --check || scripts/deps.sh
+	CC=gcc cmake -S . -B $(ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON >/dev/null
+
+asan: $(ASAN)/build.ninja
+	@ninja -C $(ASAN)
+
+run: build
+	@scripts/run.sh $(BUILD)/cairn
+
+# Unit, fuzz-corpus and integration tests, in the release build and under ASan+UBSan.
+test: build asan
+	@scripts/test.sh $(BUILD) $(ASAN)
+
+unit: build
+	@cd $(BUILD) && ctest --output-on-failure -L unit
+
+$(FUZZB)/build.ninja:
+	@scripts/deps.sh --check || scripts/deps.sh
+	CC=clang cmake -S . -B $(FUZZB) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCAIRN_FUZZ=ON \
+	  -DCAIRN_SANITIZE=ON >/dev/null
+
+# Runs every libFuzzer target for FUZZ_SECONDS over a scratch copy of its corpus.
+fuzz: $(FUZZB)/build.ninja
+	@ninja -C $(FUZZB)
+	@scripts/fuzz.sh $(FUZZB) $(FUZZ_SECONDS)
+
+bench: build
+	@scripts/deps.sh --bench
+	bench/http-hello.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build

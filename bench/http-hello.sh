@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Fixed-200 benchmark: `cairn up` answering GET /debug/hello ("hello\n") against nginx
+# `return 200 "hello\n"`, each server alone on core 0 (one worker), wrk on core 1.
+# Rounds alternate between the two so drift on a shared machine hits both alike.
+#
+#   bench/http-hello.sh                      # 5 rounds of 10 s, 50 connections
+#   ROUNDS=3 SECONDS_PER_ROUND=5 CONNS=100 bench/http-hello.sh
+#
+# Prints a table of every round, the medians and the ratios; exit 0 when it ran.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh"
+CAIRN="${CAIRN_BIN:-$here/../build/release/cairn}"
+ROUNDS="${ROUNDS:-5}"
+SECS="${SECONDS_PER_ROUND:-10}"
+CONNS="${CONNS:-50}"
+SERVER_CORE="${SERVER_CORE:-0}"
+LOAD_CORE="${LOAD_CORE:-1}"
+
+for tool in nginx wrk taskset python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh --bench)" >&2; exit 1; }
+done
+[ -x "$CAIRN" ] || { echo "bench: $CAIRN missing (make build)" >&2; exit 1; }
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+nginx_port=$(free_port)
+cat > "$tmp/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { return 200 "hello\n"; }
+  }
+}
+CONF
+taskset -c "$SERVER_CORE" nginx -c "$tmp/nginx.conf" -p "$tmp" &
+pids+=($!)
+
+cairn_port=$(free_port)
+taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$cairn_port" \
+  --log-level warn --set api.test_routes=true &
+pids+=($!)
+
+wait_port "$nginx_port"
+wait_port "$cairn_port"
+nginx_url="http://127.0.0.1:$nginx_port/"
+cairn_url="http://127.0.0.1:$cairn_port/debug/hello"
+[ "$(curl -s "$nginx_url")" = hello ] || { echo "bench: nginx does not answer hello" >&2; exit 1; }
+[ "$(curl -s "$cairn_url")" = hello ] || { echo "bench: cairn does not answer hello" >&2; exit 1; }
+
+# Warm both up.
+run_wrk "$LOAD_CORE" "$nginx_url" 2 "$CONNS" >/dev/null
+run_wrk "$LOAD_CORE" "$cairn_url" 2 "$CONNS" >/dev/null
+
+echo "fixed 200: wrk -t1 -c$CONNS -d${SECS}s on core $LOAD_CORE; servers on core $SERVER_CORE, 1 worker"
+printf '%-6s %-8s %12s %10s\n' round server 'req/s' 'p99 ms'
+: > "$tmp/nginx.res"
+: > "$tmp/cairn.res"
+for r in $(seq 1 "$ROUNDS"); do
+  # Alternate which goes first.
+  if [ $((r % 2)) = 1 ]; then order="nginx cairn"; else order="cairn nginx"; fi
+  for s in $order; do
+    if [ "$s" = nginx ]; then url="$nginx_url"; else url="$cairn_url"; fi
+    res=$(run_wrk "$LOAD_CORE" "$url" "$SECS" "$CONNS")
+    echo "$res" >> "$tmp/$s.res"
+    printf '%-6s %-8s %12s %10s\n' "$r" "$s" $res
+  done
+done
+
+n_rps=$(awk '{print $1}' "$tmp/nginx.res" | median)
+c_rps=$(awk '{print $1}' "$tmp/cairn.res" | median)
+n_p99=$(awk '{print $2}' "$tmp/nginx.res" | median)
+c_p99=$(awk '{print $2}' "$tmp/cairn.res" | median)
+echo
+printf '%-8s %12s %10s\n' median 'req/s' 'p99 ms'
+printf '%-8s %12.0f %10.3f\n' nginx "$n_rps" "$n_p99"
+printf '%-8s %12.0f %10.3f\n' cairn "$c_rps" "$c_p99"
+awk -v c="$c_rps" -v n="$n_rps" -v cp="$c_p99" -v np="$n_p99" 'BEGIN {
+  printf "ratio cairn/nginx: req/s %.2fx, p99 %.2fx (lower is better)\n", c / n, cp / np }'

@@ -1,0 +1,200 @@
+/* The API port's own routes: health, readiness, metrics, and test routes. */
+#include "base/log.h"
+#include "cli/up.h"
+#include "http/json.h"
+#include "http/metrics.h"
+#include "version.h"
+
+static void h_healthz(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    static const char ok[] = "ok\n";
+    cn_http_reply(req, 200, "text/plain; charset=utf-8", ok, sizeof(ok) - 1, NULL, 0);
+}
+
+static void h_readyz(struct cn_http_req *req, void *ctx)
+{
+    struct cn_up *up = ctx;
+    if (atomic_load(&up->api.draining)) {
+        cn_http_reply_text(req, 503, "draining");
+        return;
+    }
+    cn_http_reply_text(req, 200, "ready");
+}
+
+static void h_metrics(struct cn_http_req *req, void *ctx)
+{
+    struct cn_up *up = ctx;
+    struct cn_buf b;
+    cn_buf_init(&b, 16u << 20);
+    cn_buf_printf(&b,
+                  "# HELP cairn_build_info Version of this binary.\n"
+                  "# TYPE cairn_build_info gauge\n"
+                  "cairn_build_info{version=\"%s\",git=\"%s\"} 1\n"
+                  "# HELP cairn_workers Worker threads.\n"
+                  "# TYPE cairn_workers gauge\n"
+                  "cairn_workers %d\n"
+                  "# HELP cairn_config_reloads_total Configuration reloads (SIGHUP), by result.\n"
+                  "# TYPE cairn_config_reloads_total counter\n"
+                  "cairn_config_reloads_total{result=\"ok\"} %llu\n"
+                  "cairn_config_reloads_total{result=\"error\"} %llu\n",
+                  CAIRN_VERSION, CAIRN_GIT, up->nworkers,
+                  (unsigned long long)atomic_load(&up->reloads),
+                  (unsigned long long)atomic_load(&up->reload_failures));
+    cn_http_metrics_write(&b, &up->api);
+    cn_metrics_write_process(&b);
+    cn_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.ptr, b.len, NULL, 0);
+    cn_buf_release(&b);
+}
+
+/* ---- test routes (api.test_routes: true) ----------------------------------------------- */
+
+static void h_hello(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    static const char hello[] = "hello\n";
+    cn_http_reply(req, 200, "text/plain", hello, sizeof(hello) - 1, NULL, 0);
+}
+
+static void h_echo(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    const struct cn_slice *ct = cn_http_req_header(req, "content-type");
+    char ctype[128] = "application/octet-stream";
+    if (ct && ct->len < sizeof(ctype))
+        snprintf(ctype, sizeof(ctype), "%.*s", (int)ct->len, ct->ptr);
+    cn_http_reply(req, 200, ctype, req->body.ptr, req->body.len, NULL, 0);
+}
+
+static void h_chunked(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    char v[32];
+    long n = cn_http_req_query(req, "n", v, sizeof(v)) > 0 ? strtol(v, NULL, 10) : 3;
+    long size = cn_http_req_query(req, "size", v, sizeof(v)) > 0 ? strtol(v, NULL, 10) : 5;
+    if (n < 0 || n > 10000 || size < 1 || size > 65536) {
+        cn_http_reply_json_error(req, 400, n < 0 || n > 10000 ? "n" : "size",
+                                 "n must be 0..10000 and size 1..65536");
+        return;
+    }
+    char *chunk = malloc((size_t)size);
+    if (!chunk) {
+        cn_http_reply_text(req, 503, "out of memory");
+        return;
+    }
+    cn_http_reply_start(req, 200, "text/plain", NULL, 0);
+    for (long i = 0; i < n; i++) {
+        memset(chunk, 'a' + (int)(i % 26), (size_t)size);
+        cn_http_reply_chunk(req, chunk, (size_t)size);
+    }
+    free(chunk);
+    cn_http_reply_end(req);
+}
+
+static void h_headers(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    json_t *j = json_object();
+    json_t *hs = json_array();
+    for (size_t i = 0; i < req->num_headers; i++) {
+        json_t *h = json_array();
+        json_array_append_new(h, json_stringn(req->headers[i].name.ptr, req->headers[i].name.len));
+        json_array_append_new(h,
+                              json_stringn(req->headers[i].value.ptr, req->headers[i].value.len));
+        json_array_append_new(hs, h);
+    }
+    json_object_set_new(j, "method", json_stringn(req->method_name.ptr, req->method_name.len));
+    json_object_set_new(j, "path", json_stringn(req->path.ptr, req->path.len));
+    json_object_set_new(j, "query", json_stringn(req->query.ptr, req->query.len));
+    json_object_set_new(j, "headers", hs);
+    json_object_set_new(j, "body_bytes", json_integer((json_int_t)req->body.len));
+    cn_http_reply_json(req, 200, j);
+}
+
+static void h_params(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    json_t *j = json_object();
+    for (size_t i = 0; i < req->params.num; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)req->params.names[i].len,
+                 req->params.names[i].ptr);
+        json_object_set_new(j, name,
+                            json_stringn(req->params.values[i].ptr, req->params.values[i].len));
+    }
+    cn_http_reply_json(req, 200, j);
+}
+
+/* GET /debug/slow?ms=N answers after N ms from a timer: an in-flight request for drain
+ * tests and an asynchronous reply for pipelining tests. */
+struct slow {
+    uv_timer_t timer;
+    struct cn_http_req *req;
+};
+
+static void slow_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void slow_fire(uv_timer_t *t)
+{
+    struct slow *s = t->data;
+    if (s->req) {
+        s->req->abort_cb = NULL;
+        s->req->data = NULL;
+        cn_http_reply_text(s->req, 200, "slow");
+    }
+    uv_close((uv_handle_t *)&s->timer, slow_closed);
+}
+
+static void slow_abort(struct cn_http_req *req)
+{
+    struct slow *s = req->data;
+    s->req = NULL;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, slow_closed);
+}
+
+static void h_slow(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    char v[32];
+    long ms = cn_http_req_query(req, "ms", v, sizeof(v)) > 0 ? strtol(v, NULL, 10) : 100;
+    if (ms < 0 || ms > 60000) {
+        cn_http_reply_json_error(req, 400, "ms", "ms must be 0..60000");
+        return;
+    }
+    struct slow *s = calloc(1, sizeof(*s));
+    if (!s) {
+        cn_http_reply_text(req, 503, "out of memory");
+        return;
+    }
+    s->req = req;
+    req->data = s;
+    req->abort_cb = slow_abort;
+    uv_timer_init(req->worker->loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, slow_fire, (uint64_t)ms, 0);
+}
+
+int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes)
+{
+    const unsigned get = CN_M(HTTP_GET);
+    int rc = 0;
+    if ((rc = cn_router_add(r, get, "/healthz", h_healthz, up)) < 0 ||
+        (rc = cn_router_add(r, get, "/readyz", h_readyz, up)) < 0 ||
+        (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0)
+        return rc;
+    if (!test_routes)
+        return 0;
+    const unsigned body = CN_M(HTTP_POST) | CN_M(HTTP_PUT);
+    if ((rc = cn_router_add(r, get, "/debug/hello", h_hello, up)) < 0 ||
+        (rc = cn_router_add(r, body, "/debug/echo", h_echo, up)) < 0 ||
+        (rc = cn_router_add(r, get, "/debug/chunked", h_chunked, up)) < 0 ||
+        (rc = cn_router_add(r, get | body, "/debug/headers", h_headers, up)) < 0 ||
+        (rc = cn_router_add(r, get, "/debug/slow", h_slow, up)) < 0 ||
+        (rc = cn_router_add(r, get, "/debug/params/{id}/{rest...}", h_params, up)) < 0)
+        return rc;
+    return 0;
+}

@@ -1,0 +1,343 @@
+/* cairn up: every part in one process. Today: the API port with health, readiness and
+ * metrics on N worker threads; signals drain (SIGTERM/SIGINT) and reload (SIGHUP). */
+#include "base/log.h"
+#include "cli/cmd.h"
+#include "cli/up.h"
+#include "version.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+extern char **environ;
+
+struct cn_config *cn_up_config(struct cn_up *up)
+{
+    uv_mutex_lock(&up->lock);
+    struct cn_config *c = cn_config_ref(up->cfg);
+    uv_mutex_unlock(&up->lock);
+    return c;
+}
+
+/* Flags that map to settings; each takes a value. */
+static const struct {
+    const char *flag;
+    const char *key;
+} flag_keys[] = {
+    {"--workers", "workers"},
+    {"--api-listen", "api.listen"},
+    {"--log-level", "log.level"},
+};
+
+/* Checks flags and finds the configuration file. Returns 0 or CN_EXIT_USAGE. */
+static int parse_flags(struct cn_up *up, int argc, char **argv)
+{
+    up->config_path = getenv("CAIRN_CONFIG");
+    if (up->config_path && !*up->config_path)
+        up->config_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cn_print_usage("up", stdout);
+            exit(CN_EXIT_OK);
+        }
+        const char *eq = strchr(a, '=');
+        size_t name_len = eq && a[0] == '-' && a[1] == '-' ? (size_t)(eq - a) : strlen(a);
+        int known = strncmp(a, "-c", name_len) == 0 && name_len == 2;
+        known |= name_len == 8 && strncmp(a, "--config", 8) == 0;
+        known |= name_len == 5 && strncmp(a, "--set", 5) == 0;
+        for (size_t k = 0; k < CN_ARRAY_LEN(flag_keys); k++)
+            known |= strlen(flag_keys[k].flag) == name_len &&
+                     strncmp(a, flag_keys[k].flag, name_len) == 0;
+        if (!known)
+            return cn_usage_error(
+                "up", a[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", a);
+        const char *val = eq && name_len != strlen(a) ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc)
+                return cn_usage_error("up", "flag '%s' needs a value", a);
+            val = argv[++i];
+        }
+        if (name_len == 2 || name_len == 8)
+            up->config_path = val;
+        if (name_len == 5 && !strchr(val, '='))
+            return cn_usage_error("up", "--set needs KEY=VALUE, got '%s'", val);
+    }
+    up->argc = argc;
+    up->argv = argv;
+    return 0;
+}
+
+/* Defaults, then the file, then CAIRN_* variables, then the flags. */
+static struct cn_config *build_config(struct cn_up *up, char *err, size_t err_len)
+{
+    struct cn_config *cfg = cn_config_new();
+    if (!cfg) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    if (up->config_path && cn_config_load_file(cfg, up->config_path, err, err_len) != 0)
+        goto fail;
+    if (cn_config_apply_env(cfg, up->envp, err, err_len) != 0)
+        goto fail;
+    for (int i = 1; i < up->argc; i++) {
+        const char *a = up->argv[i];
+        const char *eq = strchr(a, '=');
+        size_t name_len = eq && a[1] == '-' ? (size_t)(eq - a) : strlen(a);
+        const char *val = eq && a[1] == '-' ? eq + 1 : up->argv[++i];
+        if (name_len == 2 || name_len == 8)
+            continue; /* -c / --config */
+        char key[128];
+        const char *v = val;
+        if (name_len == 5) {
+            const char *e = strchr(val, '=');
+            snprintf(key, sizeof(key), "%.*s", (int)(e - val), val);
+            v = e + 1;
+        } else {
+            for (size_t k = 0; k < CN_ARRAY_LEN(flag_keys); k++)
+                if (strlen(flag_keys[k].flag) == name_len &&
+                    strncmp(a, flag_keys[k].flag, name_len) == 0)
+                    snprintf(key, sizeof(key), "%s", flag_keys[k].key);
+        }
+        if (cn_config_set(cfg, key, v, err, err_len) != 0)
+            goto fail;
+    }
+    if (cn_config_validate(cfg, err, err_len) != 0)
+        goto fail;
+    return cfg;
+fail:
+    cn_config_unref(cfg);
+    return NULL;
+}
+
+/* ---- workers --------------------------------------------------------------------------- */
+
+static struct cn_up *the_up(struct cn_worker *w)
+{
+    return w->data;
+}
+
+static void on_drained(struct cn_http_worker *hw)
+{
+    struct cn_up *up = hw->srv->data;
+    cn_worker_close_wake(&up->workers[hw->id]);
+}
+
+static void worker_setup(struct cn_worker *w)
+{
+    struct cn_up *up = the_up(w);
+    struct cn_http_worker *hw = &up->http_workers[w->id];
+    struct cn_config *cfg = cn_up_config(up);
+    w->setup_rc = cn_http_worker_init(hw, &up->api, &w->loop, w->id, &cfg->http);
+    hw->on_drained = on_drained;
+    cn_http_worker_set_limits(hw, &cfg->http, atomic_load(&up->generation));
+    cn_config_unref(cfg);
+    if (w->setup_rc) {
+        cn_http_worker_release(hw);
+        cn_worker_close_wake(w);
+    }
+}
+
+static void worker_wake(struct cn_worker *w, int flags)
+{
+    struct cn_up *up = the_up(w);
+    struct cn_http_worker *hw = &up->http_workers[w->id];
+    if (flags & CN_WORKER_RELOAD) {
+        struct cn_config *cfg = cn_up_config(up);
+        cn_http_worker_set_limits(hw, &cfg->http, atomic_load(&up->generation));
+        cn_config_unref(cfg);
+    }
+    if ((flags & CN_WORKER_STOP) && !hw->draining)
+        cn_http_worker_drain(hw);
+    if (flags & CN_WORKER_FORCE)
+        cn_http_worker_close_all(hw);
+}
+
+static void worker_teardown(struct cn_worker *w)
+{
+    struct cn_up *up = the_up(w);
+    atomic_fetch_add(&up->workers_done, 1);
+    uv_async_send(&up->worker_done);
+}
+
+/* ---- main loop ------------------------------------------------------------------------- */
+
+static void close_main_handles(struct cn_up *up)
+{
+    uv_close((uv_handle_t *)&up->sig_term, NULL);
+    uv_close((uv_handle_t *)&up->sig_int, NULL);
+    uv_close((uv_handle_t *)&up->sig_hup, NULL);
+    uv_close((uv_handle_t *)&up->drain_timer, NULL);
+    uv_close((uv_handle_t *)&up->worker_done, NULL);
+}
+
+static void on_worker_done(uv_async_t *a)
+{
+    struct cn_up *up = a->data;
+    if (atomic_load(&up->workers_done) == up->nworkers)
+        close_main_handles(up);
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    struct cn_up *up = t->data;
+    int64_t open = atomic_load(&up->api.open_total);
+    cn_warn("up", "drain deadline passed", "open_connections=%lld", (long long)open);
+    for (int i = 0; i < up->nworkers; i++)
+        cn_worker_post(&up->workers[i], CN_WORKER_FORCE);
+}
+
+static void stop(struct cn_up *up, const char *why)
+{
+    if (up->stopping) {
+        cn_warn("up", "second stop signal: closing every connection now", "signal=%s", why);
+        for (int i = 0; i < up->nworkers; i++)
+            cn_worker_post(&up->workers[i], CN_WORKER_FORCE);
+        return;
+    }
+    up->stopping = 1;
+    atomic_store(&up->api.draining, 1);
+    struct cn_config *cfg = cn_up_config(up);
+    uint64_t drain = cfg->shutdown.drain_timeout_ms;
+    cn_config_unref(cfg);
+    cn_info("up", "stopping", "signal=%s drain_timeout_ms=%llu", why, (unsigned long long)drain);
+    for (int i = 0; i < up->nworkers; i++)
+        cn_worker_post(&up->workers[i], CN_WORKER_STOP);
+    uv_timer_start(&up->drain_timer, on_drain_deadline, drain, 0);
+}
+
+static void reload(struct cn_up *up)
+{
+    char err[512];
+    struct cn_config *cfg = build_config(up, err, sizeof(err));
+    if (!cfg) {
+        atomic_fetch_add(&up->reload_failures, 1);
+        cn_error("up", "reload rejected, the running configuration stays", "error=\"%s\"", err);
+        return;
+    }
+    struct cn_config *old = cn_up_config(up);
+    if (strcmp(old->api.listen, cfg->api.listen) != 0 || old->workers != cfg->workers)
+        cn_warn("up", "api.listen and workers change only on restart", "listen=%s workers=%llu",
+                old->api.listen, (unsigned long long)old->workers);
+    cn_config_unref(old);
+    cn_log_threshold = (int)cfg->log_level;
+    uv_mutex_lock(&up->lock);
+    old = up->cfg;
+    up->cfg = cfg;
+    uv_mutex_unlock(&up->lock);
+    cn_config_unref(old);
+    uint64_t gen = atomic_fetch_add(&up->generation, 1) + 1;
+    atomic_fetch_add(&up->reloads, 1);
+    for (int i = 0; i < up->nworkers; i++)
+        cn_worker_post(&up->workers[i], CN_WORKER_RELOAD);
+    cn_info("up", "configuration reloaded", "generation=%llu file=%s", (unsigned long long)gen,
+            up->config_path ? up->config_path : "-");
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct cn_up *up = s->data;
+    if (signum == SIGHUP)
+        reload(up);
+    else
+        stop(up, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+int cmd_up(int argc, char **argv)
+{
+    struct cn_up up_s;
+    struct cn_up *up = &up_s;
+    memset(up, 0, sizeof(*up));
+    up->envp = environ;
+    int rc = parse_flags(up, argc, argv);
+    if (rc)
+        return rc;
+    char err[512];
+    up->cfg = build_config(up, err, sizeof(err));
+    if (!up->cfg) {
+        fprintf(stderr, "cairn: %s\n", err);
+        return CN_EXIT_CONFIG;
+    }
+    cn_log_threshold = (int)up->cfg->log_level;
+    signal(SIGPIPE, SIG_IGN);
+    uv_mutex_init(&up->lock);
+    atomic_init(&up->generation, 1);
+
+    up->nworkers = up->cfg->workers ? (int)up->cfg->workers : cn_ev_num_cores();
+    up->router = cn_router_new();
+    if (!up->router || cn_api_routes(up, up->router, up->cfg->api.test_routes) < 0) {
+        fprintf(stderr, "cairn: cannot build the API routes\n");
+        return CN_EXIT_FAIL;
+    }
+    up->api.router = up->router;
+    up->api.data = up;
+    if (cn_ev_parse_addr(up->cfg->api.listen, &up->api.addr) != 0) {
+        fprintf(stderr, "cairn: api.listen: '%s' is not HOST:PORT\n", up->cfg->api.listen);
+        return CN_EXIT_CONFIG;
+    }
+    up->workers = calloc((size_t)up->nworkers, sizeof(*up->workers));
+    up->http_workers = calloc((size_t)up->nworkers, sizeof(*up->http_workers));
+    up->api.workers = calloc((size_t)up->nworkers, sizeof(*up->api.workers));
+    if (!up->workers || !up->http_workers || !up->api.workers)
+        return CN_EXIT_FAIL;
+    for (int i = 0; i < up->nworkers; i++)
+        up->api.workers[i] = &up->http_workers[i];
+
+    up->loop = uv_default_loop();
+    uv_signal_init(up->loop, &up->sig_term);
+    uv_signal_init(up->loop, &up->sig_int);
+    uv_signal_init(up->loop, &up->sig_hup);
+    up->sig_term.data = up->sig_int.data = up->sig_hup.data = up;
+    uv_signal_start(&up->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&up->sig_int, on_signal, SIGINT);
+    uv_signal_start(&up->sig_hup, on_signal, SIGHUP);
+    uv_timer_init(up->loop, &up->drain_timer);
+    up->drain_timer.data = up;
+    uv_async_init(up->loop, &up->worker_done, on_worker_done);
+    up->worker_done.data = up;
+
+    int started = 0;
+    for (int i = 0; i < up->nworkers; i++) {
+        rc = cn_worker_start(&up->workers[i], i, worker_setup, worker_wake, worker_teardown, up);
+        if (rc) {
+            char addr[128];
+            cn_ev_format_addr((struct sockaddr *)&up->api.addr, addr, sizeof(addr));
+            cn_error("up", "cannot listen", "addr=%s worker=%d error=\"%s\"", addr, i,
+                     rc < -10000 ? cn_strerror(rc) : uv_strerror(rc));
+            up->exit_code = CN_EXIT_FAIL;
+            break;
+        }
+        started++;
+    }
+    up->api.nworkers = started;
+    if (started < up->nworkers) {
+        up->nworkers = started;
+        atomic_store(&up->workers_done, 0);
+        up->stopping = 1;
+        for (int i = 0; i < started; i++)
+            cn_worker_post(&up->workers[i], CN_WORKER_STOP | CN_WORKER_FORCE);
+        if (started == 0)
+            close_main_handles(up);
+    } else {
+        char addr[128];
+        cn_ev_format_addr((struct sockaddr *)&up->api.addr, addr, sizeof(addr));
+        cn_info("up", "listening", "part=api addr=%s workers=%d", addr, up->nworkers);
+        cn_info("up", "ready", "version=%s pid=%d console=http://%s/ metrics=http://%s/metrics",
+                CAIRN_VERSION, (int)getpid(), addr, addr);
+    }
+
+    uv_run(up->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < started; i++) {
+        cn_worker_join(&up->workers[i]);
+        cn_http_worker_release(&up->http_workers[i]);
+    }
+    uv_loop_close(up->loop);
+    if (started == up->nworkers && up->exit_code == 0)
+        cn_info("up", "stopped", "exit=%d", up->exit_code);
+    cn_router_free(up->router);
+    free(up->workers);
+    free(up->http_workers);
+    free(up->api.workers);
+    cn_config_unref(up->cfg);
+    uv_mutex_destroy(&up->lock);
+    return up->exit_code;
+}

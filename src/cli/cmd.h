@@ -1,0 +1,25 @@
+/* Subcommands of the cairn binary; one cmd-*.c per command. */
+#ifndef CN_CMD_H
+#define CN_CMD_H
+
+/* Exit codes, documented in docs/cli.md. */
+enum cn_exit {
+    CN_EXIT_OK = 0,
+    CN_EXIT_FAIL = 1,   /* the command ran and failed (runtime error) */
+    CN_EXIT_USAGE = 2,  /* unknown command or flag, missing argument */
+    CN_EXIT_CONFIG = 3, /* the configuration is invalid */
+};
+
+/* Each takes argv with argv[0] = the command's name. */
+int cmd_up(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+
+/* Prints "cairn: MSG" and the usage of cmd (or the general usage) to stderr; returns
+ * CN_EXIT_USAGE. */
+int cn_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints the usage text of cmd (NULL: general) to f. Returns 0, or -1 for unknown cmd. */
+int cn_print_usage(const char *cmd, void *f);
+
+#endif

@@ -1,0 +1,105 @@
+/* cairn: one binary, git-style command table. */
+#include "base/base.h"
+#include "cli/cmd.h"
+
+#include <stdarg.h>
+
+struct cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+    const char *usage;
+};
+
+static const struct cmd commands[] = {
+    {"up", cmd_up, "run every part of Cairn in one process",
+     "usage: cairn up [-c FILE] [--workers N] [--api-listen HOST:PORT] [--log-level LEVEL]\n"
+     "                [--set KEY=VALUE]...\n"
+     "\n"
+     "  -c, --config FILE     YAML configuration (docs/configuration.md)\n"
+     "  --workers N           worker threads (0 = one per core)\n"
+     "  --api-listen ADDR     console/API/metrics address (default 127.0.0.1:9000)\n"
+     "  --log-level LEVEL     debug, info, warn, error\n"
+     "  --set KEY=VALUE       any setting by its dotted name, e.g. http.max_body_bytes=1m\n"
+     "\n"
+     "Precedence, lowest first: defaults, the file, CAIRN_* environment, flags.\n"
+     "SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the configuration file.\n"},
+    {"version", cmd_version, "print the version", "usage: cairn version [--json]\n"},
+    {"config", cmd_config, "check or show a configuration",
+     "usage: cairn config check FILE [--json]\n"
+     "       cairn config show [FILE]\n"
+     "\n"
+     "check reports the first error as FILE:LINE:COL: message and exits 3 when the\n"
+     "configuration is invalid; show prints the effective configuration (defaults, the\n"
+     "file, then CAIRN_* environment variables).\n"},
+    {"help", cmd_help, "show help for a command", "usage: cairn help [COMMAND]\n"},
+};
+
+static const struct cmd *find_cmd(const char *name)
+{
+    for (size_t i = 0; i < CN_ARRAY_LEN(commands); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+int cn_print_usage(const char *name, void *fp)
+{
+    FILE *f = fp;
+    if (name) {
+        const struct cmd *c = find_cmd(name);
+        if (!c)
+            return -1;
+        fputs(c->usage, f);
+        return 0;
+    }
+    fputs("usage: cairn COMMAND [ARGS]\n\ncommands:\n", f);
+    for (size_t i = 0; i < CN_ARRAY_LEN(commands); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fputs("\nRun 'cairn help COMMAND' for a command's flags. Exit codes: 0 ok, 1 failure,\n"
+          "2 usage error, 3 invalid configuration (docs/cli.md).\n",
+          f);
+    return 0;
+}
+
+int cn_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cairn: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    cn_print_usage(cmd, stderr);
+    return CN_EXIT_USAGE;
+}
+
+int cmd_help(int argc, char **argv)
+{
+    if (argc > 2)
+        return cn_usage_error("help", "too many arguments");
+    if (argc == 2) {
+        if (cn_print_usage(argv[1], stdout) != 0)
+            return cn_usage_error(NULL, "unknown command '%s'", argv[1]);
+        return CN_EXIT_OK;
+    }
+    cn_print_usage(NULL, stdout);
+    return CN_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return cn_usage_error(NULL, "no command given");
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+        return cmd_help(1, argv + 1);
+    if (strcmp(name, "--version") == 0)
+        return cmd_version(1, argv + 1);
+    if (name[0] == '-')
+        return cn_usage_error(NULL, "unknown flag '%s'", name);
+    const struct cmd *c = find_cmd(name);
+    if (!c)
+        return cn_usage_error(NULL, "unknown command '%s'", name);
+    return c->fn(argc - 1, argv + 1);
+}

@@ -1,0 +1,45 @@
+/* The process root of `cairn up`: configuration, workers, the API server. Replaced pieces
+ * (the configuration) are swapped whole under a lock; everything else is set before the
+ * workers start and read-only afterwards. */
+#ifndef CN_UP_H
+#define CN_UP_H
+
+#include "cli/config.h"
+#include "ev/ev.h"
+#include "http/server.h"
+
+#include <uv.h>
+
+struct cn_up {
+    uv_mutex_t lock;       /* guards cfg */
+    struct cn_config *cfg; /* current configuration (a reference) */
+    atomic_uint_fast64_t generation;
+    atomic_uint_fast64_t reloads;
+    atomic_uint_fast64_t reload_failures;
+    int argc; /* the flags, re-applied on reload */
+    char **argv;
+    const char *config_path;
+    char *const *envp;
+
+    struct cn_router *router;
+    struct cn_http_server api;
+    int nworkers;
+    struct cn_worker *workers;
+    struct cn_http_worker *http_workers;
+
+    uv_loop_t *loop; /* the main thread's */
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain_timer;
+    uv_async_t worker_done;
+    atomic_int workers_done;
+    int stopping;
+    int exit_code;
+};
+
+/* Registers /healthz, /readyz, /metrics (and the test routes when api.test_routes is on). */
+int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes);
+
+/* Returns a new reference to the current configuration. Thread-safe. */
+struct cn_config *cn_up_config(struct cn_up *up);
+
+#endif

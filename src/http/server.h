@@ -1,0 +1,155 @@
+/* HTTP/1.1 server on llhttp: keep-alive, pipelining, Content-Length and chunked bodies both
+ * ways, Expect: 100-continue, HEAD, gzip request bodies, explicit limits, smuggling-safe
+ * parsing. One cn_http_server is shared (immutable after start); each worker thread runs
+ * a cn_http_worker with its own listener (SO_REUSEPORT) and connections. */
+#ifndef CN_HTTP_SERVER_H
+#define CN_HTTP_SERVER_H
+
+#include "base/buf.h"
+#include "http/http-t.h"
+#include "http/router.h"
+
+#include <stdatomic.h>
+#include <uv.h>
+
+struct cn_http_conn;
+struct cn_http_worker;
+
+struct cn_http_header {
+    struct cn_slice name;
+    struct cn_slice value;
+};
+
+struct cn_http_req;
+/* Called when the connection of a request the handler has not answered yet goes away; the
+ * handler must drop the request and never touch it again. */
+typedef void (*cn_http_abort_cb)(struct cn_http_req *req);
+
+/* A request, valid from the handler call until the reply is finished (cn_http_reply or
+ * cn_http_reply_end) or abort_cb runs. Slices point into the connection's buffers. */
+struct cn_http_req {
+    struct cn_http_conn *conn;
+    struct cn_http_worker *worker;
+    int method; /* llhttp_method_t */
+    struct cn_slice method_name;
+    struct cn_slice target; /* as sent: path?query */
+    struct cn_slice path;
+    struct cn_slice query; /* without '?', empty if none */
+    struct cn_http_header *headers;
+    size_t num_headers;
+    struct cn_route_params params;
+    struct cn_buf body; /* decoded (gunzipped) body, at most max_body_bytes */
+    int http_minor;     /* 0 or 1 */
+    int route_id;       /* metrics index of the matched route */
+    uint64_t start_ns;
+    unsigned head : 1;      /* HEAD: the reply carries no body */
+    unsigned replied : 1;   /* status line sent (or queued) */
+    unsigned streaming : 1; /* chunked reply in progress */
+    unsigned done : 1;      /* reply finished */
+    unsigned close : 1;     /* close the connection after this reply */
+    int status;
+    cn_http_abort_cb abort_cb;
+    void *data; /* the handler's */
+};
+
+/* Looks up a request header by name (case-insensitive). NULL when absent. */
+const struct cn_slice *cn_http_req_header(const struct cn_http_req *req, const char *name);
+/* Copies the value of a query parameter (percent-decoded) into dst. Returns the length, or -1
+ * when absent or when it does not fit. */
+int cn_http_req_query(const struct cn_http_req *req, const char *name, char *dst, size_t dst_len);
+
+/* Replies in one piece: status, content type, body. extra holds num_extra more headers (may
+ * be NULL). Finishes the request. For HEAD the body is omitted, Content-Length kept. */
+void cn_http_reply(struct cn_http_req *req, int status, const char *content_type, const void *body,
+                   size_t body_len, const struct cn_http_header *extra, size_t num_extra);
+/* A one-line plain-text error: "REASON\n". */
+void cn_http_reply_text(struct cn_http_req *req, int status, const char *text);
+/* Starts a chunked reply; chunks follow with cn_http_reply_chunk, cn_http_reply_end ends. */
+void cn_http_reply_start(struct cn_http_req *req, int status, const char *content_type,
+                         const struct cn_http_header *extra, size_t num_extra);
+void cn_http_reply_chunk(struct cn_http_req *req, const void *data, size_t len);
+void cn_http_reply_end(struct cn_http_req *req);
+
+const char *cn_http_status_text(int status);
+
+/* Per-worker counters read by /metrics from any thread (single writer, relaxed atomics). */
+#define CN_HTTP_LAT_BUCKETS 14
+extern const double cn_http_lat_bounds[CN_HTTP_LAT_BUCKETS]; /* seconds; +Inf implied */
+
+struct cn_http_route_stats {
+    atomic_uint_fast64_t by_class[6]; /* index status/100; 0 unused */
+    atomic_uint_fast64_t lat[CN_HTTP_LAT_BUCKETS + 1];
+    atomic_uint_fast64_t lat_sum_us;
+};
+
+enum cn_http_proto_err {
+    CN_PE_BAD_REQUEST = 0,  /* 400 */
+    CN_PE_URL_TOO_LONG,     /* 414 */
+    CN_PE_HEADER_TOO_LARGE, /* 431 */
+    CN_PE_BODY_TOO_LARGE,   /* 413 */
+    CN_PE_TIMEOUT,          /* 408 */
+    CN_PE_IDLE_CLOSE,       /* idle keep-alive closed */
+    CN_PE_SEND_TIMEOUT,     /* peer did not read */
+    CN_PE_OVERLOAD,         /* max_connections: 503 */
+    CN_PE_UNSUPPORTED,      /* 415, 417, 501 */
+    CN_PE_COUNT
+};
+extern const char *const cn_http_proto_err_names[CN_PE_COUNT];
+
+struct cn_http_worker_stats {
+    atomic_uint_fast64_t accepted;
+    atomic_int_fast64_t open;
+    atomic_uint_fast64_t requests;
+    atomic_uint_fast64_t proto_errs[CN_PE_COUNT];
+    atomic_uint_fast64_t config_generation;
+};
+
+struct cn_http_server {
+    struct cn_router *router;
+    struct sockaddr_storage addr; /* bound address (port filled in after the first bind) */
+    int nworkers;
+    struct cn_http_worker **workers;
+    atomic_int_fast64_t open_total; /* connections across workers, for max_connections */
+    atomic_int draining;
+    void *data;
+};
+
+/* A worker's part: its listener, its connections, its limits (swapped on reload). */
+struct cn_http_worker {
+    struct cn_http_server *srv;
+    uv_loop_t *loop;
+    int id;
+    uv_tcp_t listener;
+    int listening;
+    struct cn_http_limits limits;
+    uint64_t generation;
+    struct cn_http_conn *conns; /* list of open connections */
+    size_t num_conns;
+    int draining;
+    void (*on_drained)(struct cn_http_worker *w); /* last connection gone while draining */
+    char date[40];                                /* "Date: ...\r\n" */
+    size_t date_len;
+    uint64_t date_sec;
+    void **rbuf_pool;
+    size_t rbuf_pool_len;
+    size_t rbuf_size;
+    struct cn_http_worker_stats stats;
+    struct cn_http_route_stats *route_stats; /* [cn_router_num_routes + 1], last: unmatched */
+};
+
+/* Initialises a worker on loop and starts listening on srv->addr (SO_REUSEPORT; the first
+ * worker's bind fills in a kernel-chosen port). Returns 0 or a CN_E* code. */
+int cn_http_worker_init(struct cn_http_worker *w, struct cn_http_server *srv, uv_loop_t *loop,
+                        int id, const struct cn_http_limits *limits);
+/* Applies new limits to connections accepted from now on. */
+void cn_http_worker_set_limits(struct cn_http_worker *w, const struct cn_http_limits *limits,
+                               uint64_t generation);
+/* Stops accepting; idle connections close now, busy ones after their current reply.
+ * on_drained runs when none is left (possibly before this returns). */
+void cn_http_worker_drain(struct cn_http_worker *w);
+/* Closes every connection now (drain deadline passed). */
+void cn_http_worker_close_all(struct cn_http_worker *w);
+/* Frees what the worker holds once its connections are closed and the loop has run. */
+void cn_http_worker_release(struct cn_http_worker *w);
+
+#endif
