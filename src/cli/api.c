@@ -183,7 +183,9 @@ int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes)
     const unsigned get = CN_M(HTTP_GET);
     int rc = 0;
     if ((rc = cn_router_add(r, get, "/healthz", h_healthz, up)) < 0 ||
+        (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
         (rc = cn_router_add(r, get, "/readyz", h_readyz, up)) < 0 ||
+        (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
         (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0)
         return rc;
     if (!test_routes)

@@ -215,9 +215,13 @@ static void reload(struct cn_up *up)
         return;
     }
     struct cn_config *old = cn_up_config(up);
-    if (strcmp(old->api.listen, cfg->api.listen) != 0 || old->workers != cfg->workers)
-        cn_warn("up", "api.listen and workers change only on restart", "listen=%s workers=%llu",
-                old->api.listen, (unsigned long long)old->workers);
+    size_t n = cn_config_num_settings();
+    for (size_t i = cn_config_diff(old, cfg, 0); i < n; i = cn_config_diff(old, cfg, i + 1)) {
+        if (cn_config_setting_needs_restart(i))
+            cn_warn("up", "setting changes only on restart", "key=%s", cn_config_setting_key(i));
+        else
+            cn_info("up", "setting changed", "key=%s", cn_config_setting_key(i));
+    }
     cn_config_unref(old);
     cn_log_threshold = (int)cfg->log_level;
     uv_mutex_lock(&up->lock);
@@ -270,6 +274,7 @@ int cmd_up(int argc, char **argv)
     }
     up->api.router = up->router;
     up->api.data = up;
+    up->api.token = up->cfg->api.token && *up->cfg->api.token ? up->cfg->api.token : NULL;
     if (cn_ev_parse_addr(up->cfg->api.listen, &up->api.addr) != 0) {
         fprintf(stderr, "cairn: api.listen: '%s' is not HOST:PORT\n", up->cfg->api.listen);
         return CN_EXIT_CONFIG;

@@ -22,8 +22,10 @@
 /* A configuration file larger than this is refused before parsing. */
 #define MAX_FILE_BYTES MIB
 
-/* Room for a quoted piece of user input in a message (see show()). */
-#define SHOW_MAX 224
+/* Input quoted in a message is cut after SHOW_BYTES bytes; each may take 4 (\xNN), plus
+ * quotes, "..." and the NUL. */
+#define SHOW_BYTES 48
+#define SHOW_MAX   (4 * SHOW_BYTES + 6)
 
 enum type {
     T_UINT,     /* uint64_t, decimal */
@@ -162,10 +164,10 @@ static int case_eq(struct cn_slice t, const char *word)
 }
 
 /* Writes t for a message, quoted when quote is set: printable ASCII as is, other bytes as
- * \xNN, at most 48 bytes of t then "...". dst holds SHOW_MAX bytes. */
+ * \xNN, at most SHOW_BYTES bytes of t then "...". dst holds SHOW_MAX bytes. */
 static const char *show(char *dst, struct cn_slice t, int quote)
 {
-    size_t n = 0, lim = CN_MIN(t.len, 48);
+    size_t n = 0, lim = CN_MIN(t.len, (size_t)SHOW_BYTES);
     if (quote)
         dst[n++] = '\'';
     for (size_t i = 0; i < lim; i++) {
@@ -825,7 +827,9 @@ static int load_yaml(struct cn_config *cfg, const char *data, size_t len, struct
 
     if (!yaml_parser_initialize(&parser))
         return fail(e, 0, 0, CN_ENOMEM, "out of memory while parsing YAML");
-    yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
+    /* libyaml asserts on a NULL input, which an empty buffer may legitimately be. */
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(data ? data : ""),
+                                 data ? len : 0);
     if (!yaml_parser_load(&parser, &doc)) {
         rc = yaml_error(&parser, data, len, e);
         goto out;

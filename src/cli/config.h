@@ -12,7 +12,7 @@
  * count (cn_config_ref / cn_config_unref). Strings are heap-owned by the struct. */
 struct cn_config {
     atomic_int refs;
-    char *path; /* the file it was loaded from, or NULL */
+    char *path;       /* the file it was loaded from, or NULL */
     uint64_t workers; /* 0 = one per core */
     enum cn_log_level log_level;
     char *data_dir;

@@ -2,6 +2,7 @@
 #ifndef CN_HTTP_INTERNAL_H
 #define CN_HTTP_INTERNAL_H
 
+#include "http/chunked.h"
 #include "http/head.h"
 #include "http/server.h"
 
@@ -18,6 +19,7 @@
  * rbuf[head_start, head_end) which is never moved while phase is BODY or WAIT;
  * at most one uv_write in flight (wout), further output accumulates in out. */
 enum conn_phase { P_IDLE, P_HEAD, P_BODY, P_WAIT, P_LINGER };
+enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
 
 struct cn_http_conn {
     uv_tcp_t tcp;
@@ -48,6 +50,10 @@ struct cn_http_conn {
     uint64_t timer_due;   /* when the armed timer fires; 0 = not armed */
     uint64_t phase_start; /* loop ms when HEAD or BODY began */
     int phase_timer;      /* the phase's deadline is armed */
+
+    int body_mode;      /* BODY_NONE, BODY_LENGTH, BODY_CHUNKED: how the body is framed */
+    uint64_t body_left; /* BODY_LENGTH: bytes still to come */
+    struct cn_chunked chunked;
 
     int err_status; /* set by parser callbacks to answer with an error */
     const char *err_reason;

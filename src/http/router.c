@@ -131,6 +131,7 @@ int cn_router_add(struct cn_router *r, unsigned methods, const char *pattern,
     int id = (int)r->num_routes;
     struct cn_route *rt = &r->routes[id];
     rt->id = id;
+    rt->flags = 0;
     rt->methods = methods;
     rt->pattern = strdup(pattern);
     rt->handler = handler;
@@ -211,4 +212,12 @@ size_t cn_router_num_routes(const struct cn_router *r)
 const struct cn_route *cn_router_route(const struct cn_router *r, size_t id)
 {
     return id < r->num_routes ? &r->routes[id] : NULL;
+}
+
+int cn_router_set_flags(struct cn_router *r, int id, unsigned flags)
+{
+    if (id < 0 || (size_t)id >= r->num_routes)
+        return CN_EINVAL;
+    r->routes[id].flags = flags;
+    return 0;
 }

@@ -18,7 +18,12 @@ struct cn_route_params {
 struct cn_http_req;
 typedef void (*cn_http_handler_cb)(struct cn_http_req *req, void *ctx);
 
+enum cn_route_flags {
+    CN_ROUTE_PUBLIC = 1 << 0, /* served without the bearer token (health probes) */
+};
+
 struct cn_route {
+    unsigned flags;   /* cn_route_flags */
     int id;           /* 0.. cn_router_num_routes - 1 */
     unsigned methods; /* bit (1 << llhttp_method_t) */
     char *pattern;
@@ -49,6 +54,9 @@ enum cn_route_match {
 enum cn_route_match cn_router_match(const struct cn_router *r, int method, struct cn_slice path,
                                     const struct cn_route **out_route,
                                     struct cn_route_params *out_params, unsigned *out_allowed);
+
+/* Sets the cn_route_flags of route id. Returns 0 or CN_EINVAL. */
+int cn_router_set_flags(struct cn_router *r, int id, unsigned flags);
 
 size_t cn_router_num_routes(const struct cn_router *r);
 const struct cn_route *cn_router_route(const struct cn_router *r, size_t id);

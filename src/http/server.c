@@ -583,7 +583,7 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (r->path.len == 0 || (r->path.ptr[0] != '/' && !(r->path.len == 1 && r->path.ptr[0] == '*')))
         return fail(c, 400, "request target must be an absolute path", CN_PE_BAD_REQUEST);
-    int hosts = 0, expect_continue = 0;
+    int hosts = 0, expect_continue = 0, tes = 0;
     c->gzip = 0;
     for (size_t i = 0; i < r->num_headers; i++) {
         struct cn_http_header *h = &r->headers[i];
@@ -594,6 +594,13 @@ static int on_headers_complete(llhttp_t *p)
             if (r->http_minor == 0)
                 return fail(c, 400, "Transfer-Encoding is not allowed in HTTP/1.0",
                             CN_PE_BAD_REQUEST);
+            if (++tes > 1)
+                return fail(c, 400, "more than one Transfer-Encoding header", CN_PE_BAD_REQUEST);
+            if (h->value.len == 0)
+                return fail(c, 400, "empty Transfer-Encoding", CN_PE_BAD_REQUEST);
+            if (!cn_slice_case_eq(h->value, CN_SLICE_LIT("chunked")))
+                return fail(c, 501, "unsupported Transfer-Encoding (only chunked is)",
+                            CN_PE_UNSUPPORTED);
         } else if (cn_slice_case_eq(h->name, CN_SLICE_LIT("expect"))) {
             if (cn_slice_case_eq(h->value, CN_SLICE_LIT("100-continue")))
                 expect_continue = 1;
@@ -612,33 +619,33 @@ static int on_headers_complete(llhttp_t *p)
         return fail(c, 400, "more than one Host header", CN_PE_BAD_REQUEST);
     if (hosts == 0 && r->http_minor == 1)
         return fail(c, 400, "missing Host header", CN_PE_BAD_REQUEST);
-    int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->lim.max_body_bytes)
         return fail(c, 413, "request body too large (http.max_body_bytes)", CN_PE_BODY_TOO_LARGE);
-    if (expect_continue && has_body && r->http_minor == 1 && !c->w->draining) {
+    c->body_mode = BODY_NONE;
+    if (p->flags & F_CHUNKED) {
+        c->body_mode = BODY_CHUNKED;
+        cn_chunked_init(&c->chunked);
+    } else if ((p->flags & F_CONTENT_LENGTH) && p->content_length) {
+        c->body_mode = BODY_LENGTH;
+        c->body_left = p->content_length;
+    }
+    if (expect_continue && c->body_mode != BODY_NONE && r->http_minor == 1 && !c->w->draining) {
         cn_buf_append(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         conn_flush(c);
     }
-    return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct cn_http_conn *c = conn_of(p);
-    int rc = cn_buf_append(&c->req.body, at, len);
-    if (rc == CN_ELIMIT)
-        return fail(c, 413, "request body too large (http.max_body_bytes)", CN_PE_BODY_TOO_LARGE);
-    if (rc)
-        return fail(c, 503, "out of memory", CN_PE_OVERLOAD);
-    return 0;
+    if (!llhttp_should_keep_alive(p))
+        r->close = 1;
+    /* Upgrade is not offered: the request is answered as plain HTTP (RFC 9110 7.8), and
+     * llhttp must not hand the rest of the connection over as another protocol. */
+    p->upgrade = 0;
+    /* The body is framed by Cairn (see chunked.h): llhttp ends the message at the head. */
+    return 1;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     struct cn_http_conn *c = conn_of(p);
     c->msg_complete = 1;
-    if (!llhttp_should_keep_alive(p))
-        c->req.close = 1;
     return HPE_PAUSED;
 }
 
@@ -647,7 +654,6 @@ static const llhttp_settings_t parser_settings = {
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
@@ -720,6 +726,20 @@ static int gunzip_body(struct cn_http_conn *c, const char **reason)
 
 /* ---- dispatch -------------------------------------------------------------------------- */
 
+/* Checks "Authorization: Bearer TOKEN" in time independent of where the values differ. */
+static int bearer_ok(const struct cn_http_req *r, const char *token)
+{
+    const struct cn_slice *v = cn_http_req_header(r, "authorization");
+    size_t tlen = strlen(token);
+    if (!v || v->len != 7 + tlen ||
+        !cn_slice_case_eq((struct cn_slice){v->ptr, 7}, CN_SLICE_LIT("bearer ")))
+        return 0;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < tlen; i++)
+        diff |= (unsigned char)(v->ptr[7 + i] ^ token[i]);
+    return diff == 0;
+}
+
 static void dispatch(struct cn_http_conn *c)
 {
     struct cn_http_worker *w = c->w;
@@ -766,6 +786,13 @@ static void dispatch(struct cn_http_conn *c)
         return;
     }
     r->route_id = rt->id;
+    if (w->srv->token && !(rt->flags & CN_ROUTE_PUBLIC) && !bearer_ok(r, w->srv->token)) {
+        static const struct cn_http_header h = {CN_SLICE_LIT("WWW-Authenticate"),
+                                                CN_SLICE_LIT("Bearer realm=\"cairn\"")};
+        static const char msg[] = "missing or wrong bearer token (api.token)\n";
+        cn_http_reply(r, 401, "text/plain; charset=utf-8", msg, sizeof(msg) - 1, &h, 1);
+        return;
+    }
     rt->handler(r, rt->ctx);
     /* A handler that did not reply answers later (phase stays WAIT). */
 }
@@ -852,51 +879,57 @@ static void conn_process(struct cn_http_conn *c)
             c->msg_complete = 0;
             c->err_status = 0;
             llhttp_errno_t err = llhttp_execute(&c->parser, c->rbuf + c->rpos, head_len);
-            if (err == HPE_PAUSED_UPGRADE) {
-                /* Upgrades are not served by this server: answer, then close. */
-                c->req.close = 1;
-                c->msg_complete = 1;
-                err = HPE_PAUSED;
+            if (err != HPE_PAUSED || !c->msg_complete) {
+                /* on_headers_complete ends every message at its head, so anything but a
+                 * pause at message completion is an error. */
+                parse_error(c, err == HPE_PAUSED ? HPE_INTERNAL : err);
+                break;
             }
-            if (err == HPE_PAUSED) {
-                llhttp_resume(&c->parser);
-                c->rpos = c->head_end;
+            llhttp_resume(&c->parser);
+            c->rpos = c->head_end;
+            if (c->body_mode == BODY_NONE) {
                 dispatch(c);
                 continue;
             }
-            if (err != HPE_OK) {
-                parse_error(c, err);
-                break;
-            }
-            c->rpos = c->head_end;
             c->phase = P_BODY;
             c->phase_start = uv_now(c->w->loop);
             c->phase_timer = 0;
         }
         if (c->phase == P_BODY) {
             const char *start = c->rbuf + c->rpos;
-            llhttp_errno_t err =
-                c->rpos == c->rlen ? HPE_OK : llhttp_execute(&c->parser, start, c->rlen - c->rpos);
-            if (err == HPE_OK) {
-                /* Body bytes were copied out: reuse the space after the head. */
-                c->rpos = c->rlen = c->head_end;
-                if (!c->phase_timer) {
-                    c->phase_timer = 1;
-                    set_deadline_at(c, c->phase_start + c->lim.body_timeout_ms);
+            size_t avail = c->rlen - c->rpos, used;
+            int done;
+            if (c->body_mode == BODY_LENGTH) {
+                used = avail < c->body_left ? avail : (size_t)c->body_left;
+                if (cn_buf_append(&c->req.body, start, used) != 0) {
+                    protocol_error(c, 503, "out of memory", CN_PE_OVERLOAD);
+                    break;
                 }
-                break;
+                c->body_left -= used;
+                done = c->body_left == 0;
+            } else {
+                enum cn_chunked_result cr =
+                    cn_chunked_decode(&c->chunked, start, avail, &c->req.body, &c->lim, &used);
+                if (cr >= CN_CHUNKED_BAD) {
+                    int kind = cr == CN_CHUNKED_TOO_LARGE            ? CN_PE_BODY_TOO_LARGE
+                               : cr == CN_CHUNKED_TRAILERS_TOO_LARGE ? CN_PE_HEADER_TOO_LARGE
+                                                                     : CN_PE_BAD_REQUEST;
+                    protocol_error(c, (int)cr, c->chunked.reason, kind);
+                    break;
+                }
+                done = cr == CN_CHUNKED_DONE;
             }
-            if (err == HPE_PAUSED_UPGRADE) {
-                c->req.close = 1;
-                err = HPE_PAUSED;
-            }
-            if (err == HPE_PAUSED) {
-                c->rpos += (size_t)(llhttp_get_error_pos(&c->parser) - start);
-                llhttp_resume(&c->parser);
+            c->rpos += used;
+            if (done) {
                 dispatch(c);
                 continue;
             }
-            parse_error(c, err);
+            /* Every byte was taken into the body: reuse the space after the head. */
+            c->rpos = c->rlen = c->head_end;
+            if (!c->phase_timer) {
+                c->phase_timer = 1;
+                set_deadline_at(c, c->phase_start + c->lim.body_timeout_ms);
+            }
             break;
         }
     }
@@ -990,6 +1023,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->rlen += (size_t)nread;
+    c->w->activity++;
     conn_process(c);
     conn_flush(c);
     if (c->phase == P_IDLE && c->rpos == c->rlen && !c->closing && c->rbuf)
@@ -1126,9 +1160,10 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if ((uint64_t)open > c->lim.max_connections) {
+#define OVERLOAD_BODY "too many open connections (http.max_connections)\n"
         static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                                  "Content-Length: 48\r\nConnection: close\r\n\r\n"
-                                  "too many open connections (http.max_connections)\n";
+                                  "Content-Length: 49\r\nConnection: close\r\n\r\n" OVERLOAD_BODY;
+        _Static_assert(sizeof(OVERLOAD_BODY) - 1 == 49, "Content-Length of the 503 body");
         uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         atomic_fetch_add_explicit(&w->stats.proto_errs[CN_PE_OVERLOAD], 1, memory_order_relaxed);
@@ -1146,6 +1181,27 @@ static size_t rbuf_size_for(const struct cn_http_limits *l)
 {
     size_t n = (size_t)l->max_header_bytes + 4096;
     return n < 16384 ? 16384 : n;
+}
+
+/* Adaptive polling: after an iteration with I/O, poll without blocking for up to spin_us
+ * before sleeping in epoll_wait, so a busy worker does not pay a wake-up per batch. */
+static void spin_noop(uv_idle_t *h)
+{
+    (void)h;
+}
+
+static void spin_check(uv_check_t *h)
+{
+    struct cn_http_worker *w = h->data;
+    uint64_t now = uv_hrtime();
+    if (w->activity != w->last_activity) {
+        w->last_activity = w->activity;
+        w->last_active_ns = now;
+        if (!uv_is_active((uv_handle_t *)&w->spin_idle))
+            uv_idle_start(&w->spin_idle, spin_noop);
+    } else if (now - w->last_active_ns > w->spin_ns) {
+        uv_idle_stop(&w->spin_idle);
+    }
 }
 
 int cn_http_worker_init(struct cn_http_worker *w, struct cn_http_server *srv, uv_loop_t *loop,
@@ -1176,6 +1232,16 @@ int cn_http_worker_init(struct cn_http_worker *w, struct cn_http_server *srv, uv
         return rc;
     }
     w->listening = 1;
+    const char *spin = getenv("CAIRN_BENCH_SPIN_US");
+    w->spin_ns = spin ? strtoull(spin, NULL, 10) * 1000 : 0;
+    if (w->spin_ns) {
+        uv_idle_init(loop, &w->spin_idle);
+        uv_check_init(loop, &w->spin_check);
+        w->spin_check.data = w;
+        uv_check_start(&w->spin_check, spin_check);
+        uv_unref((uv_handle_t *)&w->spin_check);
+        uv_unref((uv_handle_t *)&w->spin_idle);
+    }
     return 0;
 }
 
@@ -1196,6 +1262,11 @@ void cn_http_worker_set_limits(struct cn_http_worker *w, const struct cn_http_li
 void cn_http_worker_drain(struct cn_http_worker *w)
 {
     w->draining = 1;
+    if (w->spin_ns) {
+        w->spin_ns = 0;
+        uv_close((uv_handle_t *)&w->spin_idle, NULL);
+        uv_close((uv_handle_t *)&w->spin_check, NULL);
+    }
     if (w->listening) {
         uv_close((uv_handle_t *)&w->listener, NULL);
         w->listening = 0;

@@ -111,6 +111,7 @@ struct cn_http_server {
     struct cn_http_worker **workers;
     atomic_int_fast64_t open_total; /* connections across workers, for max_connections */
     atomic_int draining;
+    const char *token; /* when set, non-public routes need "Authorization: Bearer TOKEN" */
     void *data;
 };
 
@@ -133,6 +134,9 @@ struct cn_http_worker {
     void **rbuf_pool;
     size_t rbuf_pool_len;
     size_t rbuf_size;
+    uv_idle_t spin_idle;
+    uv_check_t spin_check;
+    uint64_t spin_ns, activity, last_activity, last_active_ns;
     struct cn_http_worker_stats stats;
     struct cn_http_route_stats *route_stats; /* [cn_router_num_routes + 1], last: unmatched */
 };

@@ -28,7 +28,7 @@ import unittest
 
 __all__ = [
     "BIN", "SCALE", "scaled", "Server", "Conn", "Response", "ProtocolError", "request_bytes",
-    "send_raw", "get", "metrics", "metric", "poll_until", "run_cli", "CairnTestCase", "main",
+    "send_raw", "get", "metrics", "metric", "parse_metrics", "gz", "poll_until", "run_cli", "CairnTestCase", "main",
 ]
 
 # ---- the binary ------------------------------------------------------------------------
@@ -187,6 +187,7 @@ class Server:
         argv += list(args)
         self.argv = argv
         self.returncode = None
+        self.signalled = False  # a test sent a stop signal or killed it on purpose
         self.proc = subprocess.Popen(argv, env=clean_env(env), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      cwd=self._tmpdir.name if self._tmpdir else None)
@@ -232,7 +233,9 @@ class Server:
         with self.err.cond:
             return len(self.err.lines)
 
-    def signal(self, sig):
+    def send_signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
+            self.signalled = True
         if self.proc.poll() is None:
             os.kill(self.pid, sig)
 
@@ -253,6 +256,7 @@ class Server:
     def stop(self, sig=signal.SIGTERM, timeout=None):
         """Sends sig and waits for the exit code. If it does not exit within timeout, kills
         it and raises AssertionError."""
+        self.signalled = True
         if self.proc.poll() is None:
             os.kill(self.pid, sig)
         rc = self.wait(timeout if timeout is not None else scaled(15))
@@ -591,6 +595,9 @@ class CairnTestCase(unittest.TestCase):
 
     def _finish_server(self, s):
         try:
+            if not s.running() and not s.signalled:
+                self.fail("cairn died during the test (exit %r)\n%s"
+                          % (s.proc.returncode, s.logs()[-4000:]))
             if s.running():
                 rc = s.stop(signal.SIGTERM)
                 self.assertEqual(rc, 0, "cairn exited %r on SIGTERM\n%s" % (rc, s.logs()))
@@ -610,7 +617,10 @@ class CairnTestCase(unittest.TestCase):
         problems = []
         for s in getattr(cls, "_class_servers", []):
             try:
-                if s.running():
+                if not s.running() and not s.signalled:
+                    problems.append("cairn died (exit %r)\n%s" % (s.proc.returncode,
+                                                                   s.logs()[-4000:]))
+                elif s.running():
                     rc = s.stop(signal.SIGTERM)
                     if rc != 0:
                         problems.append("exit %r\n%s" % (rc, s.logs()))

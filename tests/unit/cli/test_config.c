@@ -171,6 +171,10 @@ static void test_empty_documents_are_defaults(void **state)
         assert_int_equal(cn_config_diff(def, cfg, 0), cn_config_num_settings());
         cn_config_unref(cfg);
     }
+    struct cn_config *cfg = cn_config_new();
+    assert_int_equal(cn_config_load_buffer(cfg, "none", NULL, 0, err, sizeof(err)), 0);
+    assert_int_equal(cn_config_diff(def, cfg, 0), cn_config_num_settings());
+    cn_config_unref(cfg);
     cn_config_unref(def);
 }
 
