@@ -168,6 +168,11 @@ static void close_main_handles(struct cn_up *up)
     uv_close((uv_handle_t *)&up->sig_hup, NULL);
     uv_close((uv_handle_t *)&up->drain_timer, NULL);
     uv_close((uv_handle_t *)&up->worker_done, NULL);
+    /* Closing the signal handles restores the default actions: a late SIGTERM must not
+     * turn a clean exit into death by signal. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
 }
 
 static void on_worker_done(uv_async_t *a)

@@ -90,6 +90,8 @@ static const struct setting settings[] = {
      "time the client has to read a response; then closed"},
     {"http.max_connections", T_UINT, AT(http.max_connections), "10000", 1, 1000000, 0,
      "open connections per process; past it 503 and a close"},
+    {"http.busy_poll_us", T_UINT, AT(http.busy_poll_us), "50", 0, 10000, 0,
+     "after a burst of I/O a worker polls without sleeping this many microseconds; 0 = off"},
     {"shutdown.drain_timeout", T_DURATION, AT(shutdown.drain_timeout_ms), "10s", 0, HRS, 0,
      "on SIGTERM or SIGINT, time in-flight requests get to finish"},
 };

@@ -15,6 +15,7 @@ struct cn_http_limits {
     uint64_t idle_timeout_ms;   /* keep-alive connection idle between requests: close */
     uint64_t send_timeout_ms;   /* peer does not read our response in time: close */
     uint64_t max_connections;   /* open connections per process; past it: 503, close */
+    uint64_t busy_poll_us;      /* after I/O, poll without sleeping this long (0: off) */
 };
 
 #endif

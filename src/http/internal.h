@@ -28,6 +28,7 @@ struct cn_http_conn {
     uv_shutdown_t sreq;
     struct cn_http_worker *w;
     struct cn_http_conn *prev, *next;
+    int fd; /* the socket, for send(2) */
     llhttp_t parser;
     struct cn_http_limits lim;
 

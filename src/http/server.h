@@ -136,6 +136,7 @@ struct cn_http_worker {
     size_t rbuf_size;
     uv_idle_t spin_idle;
     uv_check_t spin_check;
+    int spin_handles; /* spin_idle and spin_check are initialised */
     uint64_t spin_ns, activity, last_activity, last_active_ns;
     struct cn_http_worker_stats stats;
     struct cn_http_route_stats *route_stats; /* [cn_router_num_routes + 1], last: unmatched */

@@ -598,7 +598,14 @@ class CairnTestCase(unittest.TestCase):
             if not s.running() and not s.signalled:
                 self.fail("cairn died during the test (exit %r)\n%s"
                           % (s.proc.returncode, s.logs()[-4000:]))
-            if s.running():
+            if s.running() and s.signalled:
+                # Already told to stop by the test: wait, do not signal again.
+                rc = s.wait(scaled(15))
+                if rc is None:
+                    s.kill()
+                    self.fail("cairn did not exit after the test's signal\n" + s.logs())
+                self.assertEqual(rc, 0, "cairn exited %r\n%s" % (rc, s.logs()))
+            elif s.running():
                 rc = s.stop(signal.SIGTERM)
                 self.assertEqual(rc, 0, "cairn exited %r on SIGTERM\n%s" % (rc, s.logs()))
             self.assertEqual(s.sanitizer_report(), [], s.logs())

@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cairn import CairnTestCase, get, main, run_cli, scaled  # noqa: E402
+from cairn import CairnTestCase, get, main, run_cli  # noqa: E402
 
 TOP_USAGE = "usage: cairn COMMAND [ARGS]\n"
 UP_USAGE = "usage: cairn up [-c FILE]"

@@ -8,7 +8,6 @@ import os
 import re
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -187,6 +186,33 @@ class Basics(CairnTestCase):
         # The trailers were consumed: the connection carries on.
         c.send(HELLO)
         self.assertEqual(c.read_response().body, b"hello\n")
+
+    def test_chunked_body_trickled_byte_by_byte(self):
+        c = self.conn()
+        req = CHUNKED_HEAD + b"5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: v\r\n\r\n"
+        for i in range(len(req)):
+            c.send(req[i:i + 1])
+        r = c.read_response()
+        self.assertEqual((r.status, r.body), (200, b"hello world"))
+        c.send(HELLO)
+        self.assertEqual(c.read_response().body, b"hello\n")
+
+    def test_chunked_body_then_pipelined_request(self):
+        # The bytes right after the last chunk / trailers belong to the next request.
+        c = self.conn()
+        c.send(CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n\r\n" + HELLO +
+               CHUNKED_HEAD + b"3\r\ndef\r\n0\r\nX-T: 1\r\n\r\n" + HELLO)
+        self.assertEqual(c.read_response().body, b"abc")
+        self.assertEqual(c.read_response().body, b"hello\n")
+        self.assertEqual(c.read_response().body, b"def")
+        self.assertEqual(c.read_response().body, b"hello\n")
+        self.assertOpen(c)
+
+    def test_chunk_size_leading_zeros(self):
+        c = self.conn()
+        c.send(CHUNKED_HEAD + b"0005\r\nhello\r\n000\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual((r.status, r.body), (200, b"hello"))
 
     def test_chunked_body_several_extensions_per_chunk(self):
         # RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] )
@@ -568,6 +594,34 @@ class TrailerSplit(CairnTestCase):
         self.assertTrue(srv.running(), srv.logs()[-3000:])
 
 
+class BearerToken(CairnTestCase):
+    """api.token set: every route but /healthz and /readyz needs Authorization: Bearer."""
+
+    def test_token_required(self):
+        srv = self.start(settings={"api.token": "s3cr3t.Tok-en_~+/="})
+        with Conn(srv.port) as c:
+            for path in ("/healthz", "/readyz"):
+                c.send(request_bytes("GET", path))
+                self.assertEqual(c.read_response().status, 200, path)
+            for hdrs in ({}, {"Authorization": "Bearer wrong"},
+                         {"Authorization": "Bearer s3cr3t.Tok-en_~+/"},
+                         {"Authorization": "Bearer s3cr3t.Tok-en_~+/=x"},
+                         {"Authorization": "Basic s3cr3t.Tok-en_~+/="}):
+                with self.subTest(hdrs=hdrs):
+                    c.send(request_bytes("GET", "/metrics", headers=hdrs))
+                    r = c.read_response()
+                    self.assertEqual((r.status, r.header("WWW-Authenticate")),
+                                     (401, 'Bearer realm="cairn"'))
+                    self.assertNotIn(b"s3cr3t", r.body)
+            for scheme in ("Bearer", "bearer", "BEARER"):
+                with self.subTest(scheme=scheme):
+                    c.send(request_bytes("GET", "/debug/hello", headers={
+                        "Authorization": scheme + " s3cr3t.Tok-en_~+/="}))
+                    self.assertEqual(c.read_response().body, b"hello\n")
+            self.assertOpen(c)
+        self.assertNotIn("s3cr3t", srv.logs())
+
+
 # ---- strictness: every case is rejected and the connection closed -----------------------
 
 CHUNKED_HEAD = b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -832,6 +886,28 @@ class Limits(CairnTestCase):
                       chunked(body[:1000], body[1000:]), 413, "body_too_large",
                       b"request body too large (http.max_body_bytes)\n")
 
+    def test_trailer_section_over_header_bytes(self):
+        # Trailers are bounded like a head: a trailer section past max_header_bytes is 431.
+        raw = (request_bytes("POST", "/debug/echo", headers={"Transfer-Encoding": "chunked"}) +
+               b"5\r\nhello\r\n0\r\nX-Big: " + b"t" * (HEAD_MAX + 100) + b"\r\n\r\n")
+        before = pe(self.srv, "header_too_large")
+        with Conn(self.port) as c:
+            c.send(raw)
+            r = c.read_response()
+            self.assertEqual((r.status, r.header("Connection")), (431, "close"), r)
+            self.assertClosed(c)
+        self.assertEqual(pe(self.srv, "header_too_large"), before + 1)
+
+    def test_trailer_fields_over_max_headers(self):
+        trailers = b"".join(b"X-T%d: v\r\n" % i for i in range(HEADERS_MAX + 1))
+        raw = (request_bytes("POST", "/debug/echo", headers={"Transfer-Encoding": "chunked"}) +
+               b"5\r\nhello\r\n0\r\n" + trailers + b"\r\n")
+        with Conn(self.port) as c:
+            c.send(raw)
+            r = c.read_response()
+            self.assertEqual((r.status, r.header("Connection")), (431, "close"), r)
+            self.assertClosed(c)
+
     def test_body_gzip_decoded_at_limit(self):
         data = b"z" * BODY_MAX
         r = self.accepted(request_bytes("POST", "/debug/echo",
@@ -1027,7 +1103,7 @@ class MaxConnections(CairnTestCase):
         with Conn(srv.port) as c:
             c.send(HELLO)
             self.assertEqual(c.read_response().body, b"hello\n")
-        self.assertEqual(metric(srv.port, "cairn_http_protocol_errors_total",
+        self.assertEqual(metric(metrics_via(conns[1]), "cairn_http_protocol_errors_total",
                                 reason="overload"), 1)
 
     def test_503_content_length_matches_body(self):

@@ -32,8 +32,18 @@ def refused(port):
         return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False  # accepted into the backlog as the listener closed: ask again
     finally:
         s.close()
+
+
+def wait_draining(srv):
+    """Waits until the (single) worker has started draining. The "stopping" log line comes
+    from the main thread before the workers are told; a worker closes its listener when it
+    starts draining, so a refused connection is the observable sign."""
+    srv.wait_log(r" info up stopping ")
+    poll_until(lambda: refused(srv.port), scaled(5), what="listener closed (draining)")
 
 
 class Drain(CairnTestCase):
@@ -55,7 +65,7 @@ class Drain(CairnTestCase):
         srv.send_signal(signal.SIGTERM)
         srv.wait_log(r" info up stopping signal=SIGTERM ")
         # No new connections once draining.
-        poll_until(lambda: refused(srv.port), scaled(5), what="listener closed")
+        wait_draining(srv)
         r = c.read_response(timeout=scaled(10))
         self.assertEqual((r.status, r.body, r.header("Connection")), (200, b"slow\n", "close"))
         self.assertGreaterEqual(time.monotonic() - t_req, 1.4)
@@ -71,7 +81,7 @@ class Drain(CairnTestCase):
                b"01234")
         self.assertEqual(c.read_response().body, b"hello\n")
         srv.send_signal(signal.SIGTERM)
-        srv.wait_log(r" info up stopping ")
+        wait_draining(srv)
         c.send(b"56789")
         r = c.read_response()
         self.assertEqual((r.status, r.body, r.header("Connection")),
@@ -100,7 +110,7 @@ class Drain(CairnTestCase):
         c.send(HELLO + b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
         self.assertEqual(c.read_response().body, b"hello\n")
         srv.send_signal(signal.SIGTERM)
-        srv.wait_log(r" info up stopping ")
+        wait_draining(srv)
         c.send(b"\r\n")
         r = c.read_response()
         self.assertEqual((r.status, r.body), (503, b"draining\n"))

@@ -114,8 +114,9 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->http.idle_timeout_ms, 60000);
     assert_int_equal(cfg->http.send_timeout_ms, 30000);
     assert_int_equal(cfg->http.max_connections, 10000);
+    assert_int_equal(cfg->http.busy_poll_us, 50);
     assert_int_equal(cfg->shutdown.drain_timeout_ms, 10000);
-    assert_int_equal(cn_config_num_settings(), 16);
+    assert_int_equal(cn_config_num_settings(), 17);
     assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), 0);
     cn_config_unref(cfg);
 }
@@ -702,7 +703,8 @@ static void test_env_names(void **state)
     static const char *const defaults[] = {"0",   "info",  "./cairn-data", "127.0.0.1:9000",
                                            "",    "false", "8k",           "32k",
                                            "100", "8m",    "10s",          "30s",
-                                           "60s", "30s",   "10000",        "10s"};
+                                           "60s", "30s",   "10000",        "50",
+                                           "10s"};
     assert_int_equal(n, CN_ARRAY_LEN(defaults));
     struct cn_config *def = cn_config_new(), *cfg = cn_config_new();
     cfg->workers = 99;
@@ -837,6 +839,7 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "http.idle_timeout", "1h");
     set_ok(cfg, "http.send_timeout", "2m");
     set_ok(cfg, "http.max_connections", "1000000");
+    set_ok(cfg, "http.busy_poll_us", "0");
     set_ok(cfg, "shutdown.drain_timeout", "0");
     assert_int_equal(cn_config_diff(def, cfg, 0), 0);
     for (size_t i = 0; i < cn_config_num_settings(); i++)
