@@ -53,7 +53,8 @@ pids+=($!)
 
 cairn_port=$(free_port)
 taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$cairn_port" \
-  --log-level warn --set api.test_routes=true &
+  --log-level warn --set api.test_routes=true --set data_dir="$tmp/data" \
+  --set otlp.listen=127.0.0.1:0 &
 pids+=($!)
 
 wait_port "$nginx_port"

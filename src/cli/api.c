@@ -3,6 +3,7 @@
 #include "cli/up.h"
 #include "http/json.h"
 #include "http/metrics.h"
+#include "telemetry/render.h"
 #include "version.h"
 
 static void h_healthz(struct cn_http_req *req, void *ctx)
@@ -20,6 +21,139 @@ static void h_readyz(struct cn_http_req *req, void *ctx)
         return;
     }
     cn_http_reply_text(req, 200, "ready");
+}
+
+#define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
+
+static void write_store_metrics(struct cn_buf *b, const struct cn_store_stats *st,
+                                struct cn_receiver *rc)
+{
+    cn_buf_printf(
+        b,
+        "# HELP cairn_telemetry_records_total Spans and log records stored.\n"
+        "# TYPE cairn_telemetry_records_total counter\n"
+        "cairn_telemetry_records_total{signal=\"spans\"} %llu\n"
+        "cairn_telemetry_records_total{signal=\"logs\"} %llu\n"
+        "# HELP cairn_telemetry_rejected_total Records refused as invalid (partial success).\n"
+        "# TYPE cairn_telemetry_rejected_total counter\n"
+        "cairn_telemetry_rejected_total{signal=\"spans\"} %llu\n"
+        "cairn_telemetry_rejected_total{signal=\"logs\"} %llu\n"
+        "# HELP cairn_telemetry_truncated_total Values cut or dropped by the telemetry limits.\n"
+        "# TYPE cairn_telemetry_truncated_total counter\n"
+        "cairn_telemetry_truncated_total{what=\"attributes\"} %llu\n"
+        "cairn_telemetry_truncated_total{what=\"attribute_values\"} %llu\n"
+        "cairn_telemetry_truncated_total{what=\"events\"} %llu\n"
+        "cairn_telemetry_truncated_total{what=\"links\"} %llu\n"
+        "# HELP cairn_telemetry_exports_total Export requests by outcome.\n"
+        "# TYPE cairn_telemetry_exports_total counter\n"
+        "cairn_telemetry_exports_total{result=\"received\"} %llu\n"
+        "cairn_telemetry_exports_total{result=\"bad_request\"} %llu\n"
+        "cairn_telemetry_exports_total{result=\"refused_full\"} %llu\n"
+        "# HELP cairn_telemetry_wal_commits_total Group commits of the write-ahead log.\n"
+        "# TYPE cairn_telemetry_wal_commits_total counter\n"
+        "cairn_telemetry_wal_commits_total %llu\n"
+        "# HELP cairn_telemetry_wal_bytes_total Bytes appended to the write-ahead log.\n"
+        "# TYPE cairn_telemetry_wal_bytes_total counter\n"
+        "cairn_telemetry_wal_bytes_total %llu\n"
+        "# HELP cairn_telemetry_wal_errors_total Failed write-ahead log commits.\n"
+        "# TYPE cairn_telemetry_wal_errors_total counter\n"
+        "cairn_telemetry_wal_errors_total %llu\n"
+        "# HELP cairn_telemetry_head_bytes Memory held by the in-memory head.\n"
+        "# TYPE cairn_telemetry_head_bytes gauge\n"
+        "cairn_telemetry_head_bytes %llu\n"
+        "# HELP cairn_telemetry_queue_bytes Bytes waiting for the write-ahead log.\n"
+        "# TYPE cairn_telemetry_queue_bytes gauge\n"
+        "cairn_telemetry_queue_bytes %llu\n"
+        "# HELP cairn_telemetry_wal_replayed_total Records replayed from the write-ahead log.\n"
+        "# TYPE cairn_telemetry_wal_replayed_total counter\n"
+        "cairn_telemetry_wal_replayed_total %llu\n"
+        "# HELP cairn_telemetry_corrupt_total Damaged records found and skipped.\n"
+        "# TYPE cairn_telemetry_corrupt_total counter\n"
+        "cairn_telemetry_corrupt_total %llu\n",
+        LD(st->spans), LD(st->logs), LD(st->rejected_spans), LD(st->rejected_logs),
+        LD(st->truncated_attrs), LD(st->truncated_values), LD(st->truncated_events),
+        LD(st->truncated_links), LD(rc->requests), LD(rc->bad_requests), LD(rc->refused),
+        LD(st->wal_commits), LD(st->wal_bytes), LD(st->wal_errors), LD(st->head_bytes),
+        LD(st->queue_bytes), LD(st->replayed_records), LD(st->replay_corrupt));
+}
+
+/* ---- traces ---------------------------------------------------------------------------- */
+
+static int parse_trace_id(struct cn_http_req *req, uint8_t id[16])
+{
+    struct cn_slice hexid = req->params.values[0];
+    if (cn_hex_decode(id, 16, hexid) != 0 || cn_id_is_zero(id, 16)) {
+        cn_http_reply_json_error(req, 400, "id", "trace id must be 32 hex digits, not all zero");
+        return -1;
+    }
+    return 0;
+}
+
+static void collect_span(void *ctx, const struct cn_span *s)
+{
+    json_array_append_new(ctx, cn_render_span(s));
+}
+
+static void collect_log(void *ctx, const struct cn_log *l)
+{
+    json_array_append_new(ctx, cn_render_log(l));
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "startTimeUnixNano"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "startTimeUnixNano"));
+    size_t lx = strlen(x), ly = strlen(y);
+    return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x, y);
+}
+
+static void h_trace(struct cn_http_req *req, void *ctx)
+{
+    struct cn_up *up = ctx;
+    uint8_t id[16];
+    if (parse_trace_id(req, id) != 0)
+        return;
+    json_t *spans = json_array();
+    size_t n = cn_store_trace(up->store, id, collect_span, spans);
+    if (n == 0) {
+        json_decref(spans);
+        cn_http_reply_json_error(req, 404, "id", "trace not found");
+        return;
+    }
+    /* Order by start time (ties keep ingest order). */
+    size_t len = json_array_size(spans);
+    json_t **items = malloc(len * sizeof(*items));
+    if (items) {
+        for (size_t i = 0; i < len; i++)
+            items[i] = json_incref(json_array_get(spans, i));
+        qsort(items, len, sizeof(*items), by_start);
+        json_array_clear(spans);
+        for (size_t i = 0; i < len; i++)
+            json_array_append_new(spans, items[i]);
+        free(items);
+    }
+    json_t *j = json_object();
+    char hexid[33];
+    cn_hex_encode(hexid, id, 16);
+    json_object_set_new(j, "traceId", json_string(hexid));
+    json_object_set_new(j, "spans", spans);
+    cn_http_reply_json(req, 200, j);
+}
+
+static void h_trace_logs(struct cn_http_req *req, void *ctx)
+{
+    struct cn_up *up = ctx;
+    uint8_t id[16];
+    if (parse_trace_id(req, id) != 0)
+        return;
+    json_t *logs = json_array();
+    cn_store_trace_logs(up->store, id, collect_log, logs);
+    json_t *j = json_object();
+    char hexid[33];
+    cn_hex_encode(hexid, id, 16);
+    json_object_set_new(j, "traceId", json_string(hexid));
+    json_object_set_new(j, "logs", logs);
+    cn_http_reply_json(req, 200, j);
 }
 
 static void h_metrics(struct cn_http_req *req, void *ctx)
@@ -42,6 +176,8 @@ static void h_metrics(struct cn_http_req *req, void *ctx)
                   (unsigned long long)atomic_load(&up->reloads),
                   (unsigned long long)atomic_load(&up->reload_failures));
     cn_http_metrics_write(&b, &up->api);
+    if (up->store)
+        write_store_metrics(&b, cn_store_stats(up->store), &up->receiver);
     cn_metrics_write_process(&b);
     cn_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.ptr, b.len, NULL, 0);
     cn_buf_release(&b);
@@ -186,7 +322,9 @@ int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes)
         (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
         (rc = cn_router_add(r, get, "/readyz", h_readyz, up)) < 0 ||
         (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
-        (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0)
+        (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0 ||
+        (rc = cn_router_add(r, get, "/api/v1/traces/{id}", h_trace, up)) < 0 ||
+        (rc = cn_router_add(r, get, "/api/v1/traces/{id}/logs", h_trace_logs, up)) < 0)
         return rc;
     if (!test_routes)
         return 0;

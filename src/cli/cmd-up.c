@@ -116,23 +116,77 @@ static struct cn_up *the_up(struct cn_worker *w)
     return w->data;
 }
 
+/* A worker leaves its loop once both servers drained and no export awaits the store. */
+static void maybe_finish(struct cn_up *up, int id)
+{
+    struct up_worker *uw = &up->uw[id];
+    if (uw->finished || !uw->api_drained || !uw->otlp_drained || up->rworkers[id].inflight)
+        return;
+    uw->finished = 1;
+    cn_mailbox_close(&up->rworkers[id].mailbox);
+    cn_worker_close_wake(&up->workers[id]);
+}
+
 static void on_drained(struct cn_http_worker *hw)
 {
     struct cn_up *up = hw->srv->data;
-    cn_worker_close_wake(&up->workers[hw->id]);
+    if (hw->srv == &up->api)
+        up->uw[hw->id].api_drained = 1;
+    else
+        up->uw[hw->id].otlp_drained = 1;
+    maybe_finish(up, hw->id);
+}
+
+static void on_receiver_idle(struct cn_receiver_worker *rw)
+{
+    struct cn_up *up = rw->data;
+    int id = (int)(rw - up->rworkers);
+    if (up->uw[id].api_drained && up->uw[id].otlp_drained)
+        maybe_finish(up, id);
+}
+
+static struct cn_http_limits otlp_limits(const struct cn_config *cfg)
+{
+    struct cn_http_limits l = cfg->http;
+    l.max_body_bytes = cfg->otlp.max_body_bytes;
+    return l;
 }
 
 static void worker_setup(struct cn_worker *w)
 {
     struct cn_up *up = the_up(w);
     struct cn_http_worker *hw = &up->http_workers[w->id];
+    struct cn_http_worker *ow = &up->otlp_workers[w->id];
+    struct cn_receiver_worker *rw = &up->rworkers[w->id];
     struct cn_config *cfg = cn_up_config(up);
-    w->setup_rc = cn_http_worker_init(hw, &up->api, &w->loop, w->id, &cfg->http);
+    struct cn_http_limits ol = otlp_limits(cfg);
+    uint64_t gen = atomic_load(&up->generation);
+    int api_ok = 0, otlp_ok = 0;
+    w->setup_rc = cn_mailbox_init(&rw->mailbox, &w->loop);
+    rw->data = up;
+    rw->on_idle = on_receiver_idle;
+    if (!w->setup_rc) {
+        w->setup_rc = cn_http_worker_init(hw, &up->api, &w->loop, w->id, &cfg->http);
+        api_ok = !w->setup_rc;
+    }
+    if (!w->setup_rc) {
+        w->setup_rc = cn_http_worker_init(ow, &up->otlp, &w->loop, w->id, &ol);
+        otlp_ok = !w->setup_rc;
+    }
     hw->on_drained = on_drained;
-    cn_http_worker_set_limits(hw, &cfg->http, atomic_load(&up->generation));
+    ow->on_drained = on_drained;
+    cn_http_worker_set_limits(hw, &cfg->http, gen);
+    cn_http_worker_set_limits(ow, &ol, gen);
     cn_config_unref(cfg);
     if (w->setup_rc) {
+        /* Undo what was set up; the loop then runs the close callbacks and ends. */
+        if (api_ok)
+            cn_http_worker_drain(hw);
+        if (otlp_ok)
+            cn_http_worker_drain(ow);
         cn_http_worker_release(hw);
+        cn_http_worker_release(ow);
+        cn_mailbox_close(&rw->mailbox);
         cn_worker_close_wake(w);
     }
 }
@@ -141,15 +195,23 @@ static void worker_wake(struct cn_worker *w, int flags)
 {
     struct cn_up *up = the_up(w);
     struct cn_http_worker *hw = &up->http_workers[w->id];
+    struct cn_http_worker *ow = &up->otlp_workers[w->id];
     if (flags & CN_WORKER_RELOAD) {
         struct cn_config *cfg = cn_up_config(up);
-        cn_http_worker_set_limits(hw, &cfg->http, atomic_load(&up->generation));
+        struct cn_http_limits ol = otlp_limits(cfg);
+        uint64_t gen = atomic_load(&up->generation);
+        cn_http_worker_set_limits(hw, &cfg->http, gen);
+        cn_http_worker_set_limits(ow, &ol, gen);
         cn_config_unref(cfg);
     }
-    if ((flags & CN_WORKER_STOP) && !hw->draining)
+    if ((flags & CN_WORKER_STOP) && !hw->draining) {
         cn_http_worker_drain(hw);
-    if (flags & CN_WORKER_FORCE)
+        cn_http_worker_drain(ow);
+    }
+    if (flags & CN_WORKER_FORCE) {
         cn_http_worker_close_all(hw);
+        cn_http_worker_close_all(ow);
+    }
 }
 
 static void worker_teardown(struct cn_worker *w)
@@ -284,13 +346,58 @@ int cmd_up(int argc, char **argv)
         fprintf(stderr, "cairn: api.listen: '%s' is not HOST:PORT\n", up->cfg->api.listen);
         return CN_EXIT_CONFIG;
     }
-    up->workers = calloc((size_t)up->nworkers, sizeof(*up->workers));
-    up->http_workers = calloc((size_t)up->nworkers, sizeof(*up->http_workers));
-    up->api.workers = calloc((size_t)up->nworkers, sizeof(*up->api.workers));
-    if (!up->workers || !up->http_workers || !up->api.workers)
+    if (cn_ev_parse_addr(up->cfg->otlp.listen, &up->otlp.addr) != 0) {
+        fprintf(stderr, "cairn: otlp.listen: '%s' is not HOST:PORT\n", up->cfg->otlp.listen);
+        return CN_EXIT_CONFIG;
+    }
+    size_t nw = (size_t)up->nworkers;
+    up->workers = calloc(nw, sizeof(*up->workers));
+    up->http_workers = calloc(nw, sizeof(*up->http_workers));
+    up->api.workers = calloc(nw, sizeof(*up->api.workers));
+    up->otlp_workers = calloc(nw, sizeof(*up->otlp_workers));
+    up->otlp.workers = calloc(nw, sizeof(*up->otlp.workers));
+    up->rworkers = calloc(nw, sizeof(*up->rworkers));
+    up->uw = calloc(nw, sizeof(*up->uw));
+    if (!up->workers || !up->http_workers || !up->api.workers || !up->otlp_workers ||
+        !up->otlp.workers || !up->rworkers || !up->uw)
         return CN_EXIT_FAIL;
-    for (int i = 0; i < up->nworkers; i++)
+    for (int i = 0; i < up->nworkers; i++) {
         up->api.workers[i] = &up->http_workers[i];
+        up->otlp.workers[i] = &up->otlp_workers[i];
+    }
+
+    /* The telemetry store replays its write-ahead log before anything is accepted. */
+    char teldir[4096];
+    snprintf(teldir, sizeof(teldir), "%s/telemetry", up->cfg->data_dir);
+    const struct cn_config *c = up->cfg;
+    struct cn_store_opts so = {
+        .dir = teldir,
+        .head_max_bytes = c->telemetry.memory_bytes,
+        .queue_max_bytes = c->telemetry.queue_bytes,
+        .wal_segment_bytes = c->telemetry.wal_segment_bytes,
+        .max_body_bytes = (uint32_t)CN_MIN(c->otlp.max_body_bytes, (uint64_t)UINT32_MAX),
+        .fsync = c->telemetry.fsync ? CN_WAL_FSYNC_ALWAYS : CN_WAL_FSYNC_NEVER,
+        .limits = {(uint32_t)c->telemetry.max_attributes,
+                   (uint32_t)c->telemetry.max_attribute_value_bytes,
+                   (uint32_t)c->telemetry.max_events, (uint32_t)c->telemetry.max_links},
+    };
+    if (cn_store_open(&up->store, &so, err, sizeof(err)) != 0) {
+        cn_error("up", "cannot open the telemetry store", "dir=%s error=\"%s\"", teldir, err);
+        return CN_EXIT_FAIL;
+    }
+    up->receiver.store = up->store;
+    up->receiver.limits = so.limits;
+    up->receiver.decode_budget = (size_t)c->otlp.max_body_bytes * 4 + (1u << 20);
+    up->receiver.retry_after_s = (uint32_t)(c->telemetry.retry_after_ms / 1000);
+    up->receiver.workers = up->rworkers;
+    up->otlp_router = cn_router_new();
+    if (!up->otlp_router || cn_receiver_routes(&up->receiver, up->otlp_router) != 0) {
+        fprintf(stderr, "cairn: cannot build the receiver routes\n");
+        return CN_EXIT_FAIL;
+    }
+    up->otlp.router = up->otlp_router;
+    up->otlp.data = up;
+    up->otlp.token = c->otlp.token && *c->otlp.token ? c->otlp.token : NULL;
 
     up->loop = uv_default_loop();
     uv_signal_init(up->loop, &up->sig_term);
@@ -319,6 +426,7 @@ int cmd_up(int argc, char **argv)
         started++;
     }
     up->api.nworkers = started;
+    up->otlp.nworkers = started;
     if (started < up->nworkers) {
         up->nworkers = started;
         atomic_store(&up->workers_done, 0);
@@ -331,6 +439,9 @@ int cmd_up(int argc, char **argv)
         char addr[128];
         cn_ev_format_addr((struct sockaddr *)&up->api.addr, addr, sizeof(addr));
         cn_info("up", "listening", "part=api addr=%s workers=%d", addr, up->nworkers);
+        char oaddr[128];
+        cn_ev_format_addr((struct sockaddr *)&up->otlp.addr, oaddr, sizeof(oaddr));
+        cn_info("up", "listening", "part=otlp addr=%s workers=%d", oaddr, up->nworkers);
         cn_info("up", "ready", "version=%s pid=%d console=http://%s/ metrics=http://%s/metrics",
                 CAIRN_VERSION, (int)getpid(), addr, addr);
     }
@@ -339,14 +450,21 @@ int cmd_up(int argc, char **argv)
     for (int i = 0; i < started; i++) {
         cn_worker_join(&up->workers[i]);
         cn_http_worker_release(&up->http_workers[i]);
+        cn_http_worker_release(&up->otlp_workers[i]);
     }
+    cn_store_close(up->store);
     uv_loop_close(up->loop);
     if (started == up->nworkers && up->exit_code == 0)
         cn_info("up", "stopped", "exit=%d", up->exit_code);
     cn_router_free(up->router);
+    cn_router_free(up->otlp_router);
     free(up->workers);
     free(up->http_workers);
     free(up->api.workers);
+    free(up->otlp_workers);
+    free(up->otlp.workers);
+    free(up->rworkers);
+    free(up->uw);
     cn_config_unref(up->cfg);
     uv_mutex_destroy(&up->lock);
     return up->exit_code;

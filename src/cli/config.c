@@ -94,6 +94,31 @@ static const struct setting settings[] = {
      "after a burst of I/O a worker polls without sleeping this many microseconds; 0 = off"},
     {"shutdown.drain_timeout", T_DURATION, AT(shutdown.drain_timeout_ms), "10s", 0, HRS, 0,
      "on SIGTERM or SIGINT, time in-flight requests get to finish"},
+    {"otlp.listen", T_LISTEN, AT(otlp.listen), "127.0.0.1:4318", 0, 0, S_RESTART,
+     "OTLP/HTTP (/v1/traces, /v1/logs) and Zipkin (/api/v2/spans) receiver address"},
+    {"otlp.token", T_TOKEN, AT(otlp.token), "", 0, 4096, S_RESTART | S_SECRET,
+     "bearer token senders must present; needed when otlp.listen is not loopback"},
+    {"otlp.max_body_bytes", T_SIZE, AT(otlp.max_body_bytes), "16m", KIB, GIB, 0,
+     "largest export request body (after gzip decoding); larger gets 413"},
+    {"telemetry.memory", T_SIZE, AT(telemetry.memory_bytes), "512m", 16 * MIB, 64 * GIB, S_RESTART,
+     "memory budget of the in-memory head; past it exports get 429"},
+    {"telemetry.queue_bytes", T_SIZE, AT(telemetry.queue_bytes), "64m", MIB, 4 * GIB, S_RESTART,
+     "bytes of exports waiting for the write-ahead log; past it exports get 429"},
+    {"telemetry.wal_segment_bytes", T_SIZE, AT(telemetry.wal_segment_bytes), "64m", MIB, GIB,
+     S_RESTART, "size at which the write-ahead log starts a new file"},
+    {"telemetry.fsync", T_BOOL, AT(telemetry.fsync), "true", 0, 1, S_RESTART,
+     "fdatasync the write-ahead log before acknowledging (false: survives kill -9, not power "
+     "loss)"},
+    {"telemetry.max_attributes", T_UINT, AT(telemetry.max_attributes), "128", 1, 100000, S_RESTART,
+     "attributes kept per span, event, link, log record and resource"},
+    {"telemetry.max_attribute_value_bytes", T_SIZE, AT(telemetry.max_attribute_value_bytes), "4k",
+     16, MIB, S_RESTART, "longer string and bytes attribute values are cut"},
+    {"telemetry.max_events", T_UINT, AT(telemetry.max_events), "128", 1, 100000, S_RESTART,
+     "events kept per span"},
+    {"telemetry.max_links", T_UINT, AT(telemetry.max_links), "128", 1, 100000, S_RESTART,
+     "links kept per span"},
+    {"telemetry.retry_after", T_DURATION, AT(telemetry.retry_after_ms), "1s", 1000, HRS, S_RESTART,
+     "Retry-After given with 429 and 503 answers to exports"},
 };
 
 #define NUM_SETTINGS CN_ARRAY_LEN(settings)
@@ -1097,6 +1122,12 @@ int cn_config_validate(const struct cn_config *cfg, char *err, size_t err_len)
     if (!cn_config_listen_is_loopback(cfg->api.listen) && cfg->api.token[0] == '\0') {
         put_err(err, err_len,
                 "api.listen is not a loopback address: set api.token to require a bearer token");
+        return CN_EINVAL;
+    }
+    if (!cn_config_listen_is_loopback(cfg->otlp.listen) && cfg->otlp.token[0] == '\0') {
+        put_err(err, err_len,
+                "otlp.listen is not a loopback address: set otlp.token to require a bearer "
+                "token");
         return CN_EINVAL;
     }
     /* The request line counts toward the header limit: a larger URL limit could never

@@ -25,6 +25,22 @@ struct cn_config {
     struct {
         uint64_t drain_timeout_ms;
     } shutdown;
+    struct {
+        char *listen; /* OTLP/HTTP and Zipkin receivers */
+        char *token;  /* bearer token; required when listen is not loopback */
+        uint64_t max_body_bytes;
+    } otlp;
+    struct {
+        uint64_t memory_bytes; /* head budget */
+        uint64_t queue_bytes;
+        uint64_t wal_segment_bytes;
+        int fsync;
+        uint64_t max_attributes;
+        uint64_t max_attribute_value_bytes;
+        uint64_t max_events;
+        uint64_t max_links;
+        uint64_t retry_after_ms;
+    } telemetry;
 };
 
 /* A configuration with every default set, refs = 1. NULL on allocation failure. */

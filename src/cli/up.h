@@ -7,8 +7,16 @@
 #include "cli/config.h"
 #include "ev/ev.h"
 #include "http/server.h"
+#include "telemetry/receiver.h"
+#include "telemetry/store.h"
 
 #include <uv.h>
+
+struct up_worker {
+    int api_drained;
+    int otlp_drained;
+    int finished;
+};
 
 struct cn_up {
     uv_mutex_t lock;       /* guards cfg */
@@ -26,6 +34,15 @@ struct cn_up {
     int nworkers;
     struct cn_worker *workers;
     struct cn_http_worker *http_workers;
+
+    /* Telemetry: receivers on their own port, sharing the worker threads. */
+    struct cn_router *otlp_router;
+    struct cn_http_server otlp;
+    struct cn_http_worker *otlp_workers;
+    struct cn_store *store;
+    struct cn_receiver receiver;
+    struct cn_receiver_worker *rworkers;
+    struct up_worker *uw; /* per worker: which parts have drained */
 
     uv_loop_t *loop; /* the main thread's */
     uv_signal_t sig_term, sig_int, sig_hup;

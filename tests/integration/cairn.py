@@ -118,6 +118,7 @@ class ServerError(Exception):
 
 LISTENING_RE = re.compile(r" info up listening part=api addr=(\S+):(\d+) workers=(\d+)")
 READY_RE = re.compile(r" info up ready ")
+OTLP_LISTENING_RE = re.compile(r" info up listening part=otlp addr=(\S+):(\d+) workers=(\d+)")
 
 
 class _Stream:
@@ -173,16 +174,24 @@ class Server:
     def __init__(self, settings=None, env=None, config=None, args=(), workers=1,
                  test_routes=True, listen="127.0.0.1:0", ready_timeout=None):
         self.config_path = None
-        self._tmpdir = None
+        # Every server gets its own data directory and a free OTLP port, so servers of
+        # tests running side by side never share a write-ahead log or a port.
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="cairn-it-")
+        self.data_dir = os.path.join(self._tmpdir.name, "data")
         argv = [BIN, "up", "--api-listen", listen, "--workers", str(workers)]
         if test_routes:
             argv += ["--set", "api.test_routes=true"]
+        settings = dict(settings or {})
+        text = (config or "") + " ".join("%s=%s" % kv for kv in (env or {}).items())
+        if "data_dir" not in settings and "data_dir" not in text and "DATA_DIR" not in text:
+            settings["data_dir"] = self.data_dir
+        if "otlp.listen" not in settings and "otlp" not in text and "OTLP_LISTEN" not in text:
+            settings["otlp.listen"] = "127.0.0.1:0"
         if config is not None:
-            self._tmpdir = tempfile.TemporaryDirectory(prefix="cairn-it-")
             self.config_path = os.path.join(self._tmpdir.name, "cairn.yaml")
             self.write_config(config)
             argv += ["-c", self.config_path]
-        for k, v in (settings or {}).items():
+        for k, v in settings.items():
             argv += ["--set", "%s=%s" % (k, v)]
         argv += list(args)
         self.argv = argv
@@ -207,6 +216,8 @@ class Server:
         if not m:
             self.kill()
             raise ServerError("cairn up did not report ready\n" + self.logs())
+        m, _ = self.err.wait(OTLP_LISTENING_RE, scaled(1))
+        self.otlp_port = int(m.group(2)) if m else None
 
     def write_config(self, text):
         tmp = self.config_path + ".tmp"

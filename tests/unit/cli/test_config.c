@@ -116,7 +116,13 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->http.max_connections, 10000);
     assert_int_equal(cfg->http.busy_poll_us, 50);
     assert_int_equal(cfg->shutdown.drain_timeout_ms, 10000);
-    assert_int_equal(cn_config_num_settings(), 17);
+    assert_int_equal(cfg->otlp.max_body_bytes, 16 * MIB);
+    assert_string_equal(cfg->otlp.listen, "127.0.0.1:4318");
+    assert_int_equal(cfg->telemetry.memory_bytes, 512 * MIB);
+    assert_int_equal(cfg->telemetry.fsync, 1);
+    assert_int_equal(cfg->telemetry.max_attributes, 128);
+    assert_int_equal(cfg->telemetry.retry_after_ms, 1000);
+    assert_int_equal(cn_config_num_settings(), 29);
     assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), 0);
     cn_config_unref(cfg);
 }
@@ -699,12 +705,36 @@ static void test_env_names(void **state)
 {
     (void)state;
     size_t n = cn_config_num_settings();
-    char names[32][64];
-    static const char *const defaults[] = {"0",   "info",  "./cairn-data", "127.0.0.1:9000",
-                                           "",    "false", "8k",           "32k",
-                                           "100", "8m",    "10s",          "30s",
-                                           "60s", "30s",   "10000",        "50",
-                                           "10s"};
+    char names[48][64];
+    static const char *const defaults[] = {"0",
+                                           "info",
+                                           "./cairn-data",
+                                           "127.0.0.1:9000",
+                                           "",
+                                           "false",
+                                           "8k",
+                                           "32k",
+                                           "100",
+                                           "8m",
+                                           "10s",
+                                           "30s",
+                                           "60s",
+                                           "30s",
+                                           "10000",
+                                           "50",
+                                           "10s",
+                                           "127.0.0.1:4318",
+                                           "",
+                                           "16m",
+                                           "512m",
+                                           "64m",
+                                           "64m",
+                                           "true",
+                                           "128",
+                                           "4k",
+                                           "128",
+                                           "128",
+                                           "1s"};
     assert_int_equal(n, CN_ARRAY_LEN(defaults));
     struct cn_config *def = cn_config_new(), *cfg = cn_config_new();
     cfg->workers = 99;
@@ -841,6 +871,18 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "http.max_connections", "1000000");
     set_ok(cfg, "http.busy_poll_us", "0");
     set_ok(cfg, "shutdown.drain_timeout", "0");
+    set_ok(cfg, "otlp.listen", "0.0.0.0:4319");
+    set_ok(cfg, "otlp.token", "otlp-token");
+    set_ok(cfg, "otlp.max_body_bytes", "1g");
+    set_ok(cfg, "telemetry.memory", "16m");
+    set_ok(cfg, "telemetry.queue_bytes", "1m");
+    set_ok(cfg, "telemetry.wal_segment_bytes", "1g");
+    set_ok(cfg, "telemetry.fsync", "false");
+    set_ok(cfg, "telemetry.max_attributes", "1");
+    set_ok(cfg, "telemetry.max_attribute_value_bytes", "16");
+    set_ok(cfg, "telemetry.max_events", "100000");
+    set_ok(cfg, "telemetry.max_links", "1");
+    set_ok(cfg, "telemetry.retry_after", "1h");
     assert_int_equal(cn_config_diff(def, cfg, 0), 0);
     for (size_t i = 0; i < cn_config_num_settings(); i++)
         assert_int_equal(cn_config_diff(def, cfg, i), i); /* every one differs */
@@ -955,8 +997,22 @@ static void test_diff_and_restart(void **state)
     assert_int_equal(cn_config_setting_needs_restart(first), 1);
     assert_int_equal(cn_config_setting_needs_restart(second), 0);
     /* SIGHUP applies limits, log level and drain time; the rest waits for a restart. */
-    static const char *const restart[] = {"workers", "data_dir", "api.listen", "api.token",
-                                          "api.test_routes"};
+    static const char *const restart[] = {"workers",
+                                          "data_dir",
+                                          "api.listen",
+                                          "api.token",
+                                          "api.test_routes",
+                                          "otlp.listen",
+                                          "otlp.token",
+                                          "telemetry.memory",
+                                          "telemetry.queue_bytes",
+                                          "telemetry.wal_segment_bytes",
+                                          "telemetry.fsync",
+                                          "telemetry.max_attributes",
+                                          "telemetry.max_attribute_value_bytes",
+                                          "telemetry.max_events",
+                                          "telemetry.max_links",
+                                          "telemetry.retry_after"};
     size_t num_restart = 0;
     for (size_t i = 0; i < n; i++) {
         int want = 0;

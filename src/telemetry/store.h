@@ -1,0 +1,103 @@
+/* The embedded telemetry store. Receivers decode a body on their own loop and submit it;
+ * one writer thread appends submitted bodies to the WAL (group commit), then adds their
+ * decoded records to the in-memory head, then posts the outcome back to the submitter's
+ * mailbox. Readers (queries, any thread) see the head under a read lock.
+ *
+ * The head keeps each ingested batch whole (the body its slices point into, and the arena)
+ * and indexes spans and logs by trace ID. Its memory is bounded by head_max_bytes: past it,
+ * submissions are refused at once (the receiver answers 429 with Retry-After). */
+#ifndef CN_TELEMETRY_STORE_H
+#define CN_TELEMETRY_STORE_H
+
+#include "ev/mailbox.h"
+#include "telemetry/model.h"
+#include "telemetry/wal.h"
+
+#include <stdatomic.h>
+
+/* WAL record types: how a body was encoded, so replay decodes it the same way. */
+enum cn_body_kind {
+    CN_BODY_TRACES_PB = 1,
+    CN_BODY_TRACES_JSON = 2,
+    CN_BODY_LOGS_PB = 3,
+    CN_BODY_LOGS_JSON = 4,
+    CN_BODY_ZIPKIN = 5,
+};
+
+/* Decodes body per kind into b. Used by receivers and by WAL replay. */
+int cn_tel_decode(struct cn_tel_batch *b, enum cn_body_kind kind, const uint8_t *body, size_t len,
+                  const struct cn_tel_limits *lim, char *err, size_t err_len);
+
+struct cn_store_opts {
+    const char *dir;          /* data_dir/telemetry */
+    uint64_t head_max_bytes;  /* memory budget of the head */
+    uint64_t queue_max_bytes; /* bytes submitted and not yet written */
+    uint64_t wal_segment_bytes;
+    uint32_t max_body_bytes; /* largest body (after decoding gzip) */
+    enum cn_wal_fsync fsync;
+    struct cn_tel_limits limits;
+};
+
+struct cn_store_stats {
+    atomic_uint_fast64_t spans, logs, batches;
+    atomic_uint_fast64_t rejected_spans, rejected_logs;
+    atomic_uint_fast64_t refused_full, refused_disk;
+    atomic_uint_fast64_t wal_commits, wal_bytes, wal_errors;
+    atomic_uint_fast64_t truncated_attrs, truncated_values, truncated_events, truncated_links;
+    atomic_uint_fast64_t head_bytes, queue_bytes;
+    atomic_uint_fast64_t replayed_records, replay_corrupt;
+};
+
+/* One submission. The submitter fills body/kind/batch/mailbox/done_cb and keeps nothing else
+ * of it: on success of cn_store_submit the store owns body (free()) and batch, and posts
+ * the submission to mailbox when the outcome is known (status: 0 stored, or a negative CN_E*
+ * code: -ENOSPC disk full, CN_EIO write error). done_cb runs on the mailbox's loop and must
+ * free the submission with cn_store_sub_free. */
+struct cn_store_sub {
+    struct cn_mail mail; /* first: the mailbox hands this back */
+    uint8_t *body;
+    size_t len;
+    enum cn_body_kind kind;
+    struct cn_tel_batch batch;
+    int status;
+    void *data; /* the submitter's */
+    /* The store's: */
+    struct cn_mailbox *mailbox;
+    uint64_t lsn;
+};
+
+struct cn_store;
+
+int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts, char *err,
+                  size_t err_len);
+/* Stops the writer after it finished what was submitted, then frees everything. */
+void cn_store_close(struct cn_store *s);
+
+/* Queues sub for the writer. Returns 0, or CN_EAGAIN when the head or the queue is full
+ * (nothing changes; the caller keeps sub and answers 429). */
+int cn_store_submit(struct cn_store *s, struct cn_store_sub *sub, struct cn_mailbox *mailbox);
+/* Frees a submission the store handed back (or one never submitted). */
+void cn_store_sub_free(struct cn_store_sub *sub);
+
+/* Read interface. The callbacks run under the head's read lock: copy what you keep. */
+typedef void (*cn_store_span_cb)(void *ctx, const struct cn_span *span);
+typedef void (*cn_store_log_cb)(void *ctx, const struct cn_log *log);
+/* Spans of one trace, in ingest order; returns how many. No time range needed. */
+size_t cn_store_trace(struct cn_store *s, const uint8_t trace_id[16], cn_store_span_cb cb,
+                      void *ctx);
+/* Log records of one trace, in ingest order; returns how many. */
+size_t cn_store_trace_logs(struct cn_store *s, const uint8_t trace_id[16], cn_store_log_cb cb,
+                           void *ctx);
+/* Spans whose start lies in [from_ns, to_ns), in ingest order, until cb's budget: returns
+ * how many were passed to cb (at most limit; 0 = no limit). */
+size_t cn_store_scan_spans(struct cn_store *s, uint64_t from_ns, uint64_t to_ns, size_t limit,
+                           cn_store_span_cb cb, void *ctx);
+size_t cn_store_scan_logs(struct cn_store *s, uint64_t from_ns, uint64_t to_ns, size_t limit,
+                          cn_store_log_cb cb, void *ctx);
+
+const struct cn_store_stats *cn_store_stats(const struct cn_store *s);
+
+/* mkdir -p. Returns 0 or -errno. */
+int cn_store_mkdirs(const char *dir);
+
+#endif

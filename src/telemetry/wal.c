@@ -1,0 +1,387 @@
+#include "telemetry/wal.h"
+
+#include "base/buf.h"
+#include "base/log.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+struct wal_file {
+    uint64_t start; /* LSN of its first byte */
+    uint64_t size;
+};
+
+/* States: files[] sorted by start, the last one open for append as fd, its end == end.
+ * Queued records wait in q until cn_wal_commit. */
+struct cn_wal {
+    struct cn_wal_opts opts;
+    char *dir;
+    int dirfd;
+    int fd;
+    struct wal_file *files;
+    size_t num_files;
+    uint64_t end;
+    struct cn_buf q;
+    uint64_t q_lsn; /* LSN of the first queued byte */
+    int replayed;
+};
+
+static void wal_path(const struct cn_wal *w, uint64_t start, char *dst, size_t len)
+{
+    snprintf(dst, len, "%s/%016llx.wal", w->dir, (unsigned long long)start);
+}
+
+static int cmp_files(const void *a, const void *b)
+{
+    const struct wal_file *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int mkdirs(const char *dir)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int open_file(struct cn_wal *w, uint64_t start, int create)
+{
+    char path[4096];
+    wal_path(w, start, path, sizeof(path));
+    int fd = open(path, O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0640);
+    if (fd < 0)
+        return -errno;
+    if (create && fsync(w->dirfd) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *err, size_t err_len)
+{
+    struct cn_wal *w = calloc(1, sizeof(*w));
+    if (!w)
+        return CN_ENOMEM;
+    w->opts = *opts;
+    w->fd = -1;
+    w->dirfd = -1;
+    w->dir = strdup(opts->dir);
+    cn_buf_init(&w->q, (size_t)opts->max_record * 64 + (64u << 20));
+    int rc = w->dir ? mkdirs(w->dir) : CN_ENOMEM;
+    if (rc) {
+        snprintf(err, err_len, "%s: cannot create: %s", opts->dir, cn_strerror(rc));
+        goto fail;
+    }
+    w->dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = opendir(w->dir);
+    if (w->dirfd < 0 || !d) {
+        rc = -errno;
+        snprintf(err, err_len, "%s: cannot open: %s", opts->dir, cn_strerror(rc));
+        if (d)
+            closedir(d);
+        goto fail;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long start;
+        char tail[8];
+        if (strlen(e->d_name) != 20 || sscanf(e->d_name, "%16llx%7s", &start, tail) != 2 ||
+            strcmp(tail, ".wal") != 0)
+            continue;
+        char path[4096];
+        wal_path(w, start, path, sizeof(path));
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        struct wal_file *f = realloc(w->files, (w->num_files + 1) * sizeof(*f));
+        if (!f) {
+            closedir(d);
+            rc = CN_ENOMEM;
+            goto fail;
+        }
+        w->files = f;
+        w->files[w->num_files++] = (struct wal_file){start, (uint64_t)st.st_size};
+    }
+    closedir(d);
+    if (w->num_files > 1)
+        qsort(w->files, w->num_files, sizeof(*w->files), cmp_files);
+    if (w->num_files) {
+        struct wal_file *last = &w->files[w->num_files - 1];
+        w->end = last->start + last->size;
+    }
+    *out_wal = w;
+    return 0;
+fail:
+    cn_wal_close(w);
+    return rc;
+}
+
+void cn_wal_close(struct cn_wal *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->dirfd >= 0)
+        close(w->dirfd);
+    cn_buf_release(&w->q);
+    free(w->files);
+    free(w->dir);
+    free(w);
+}
+
+static uint32_t checksum(uint8_t type, const void *p, size_t n)
+{
+    return (uint32_t)XXH3_64bits_withSeed(p, n, type);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Reads exactly n bytes unless the file ends; returns bytes read or -errno. */
+static ssize_t read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
+                  struct cn_wal_replay_stats *out_stats)
+{
+    struct cn_wal_replay_stats st = {0};
+    uint8_t *buf = malloc((size_t)w->opts.max_record + 1);
+    int rc = buf ? 0 : CN_ENOMEM;
+    for (size_t i = 0; !rc && i < w->num_files; i++) {
+        struct wal_file *f = &w->files[i];
+        int last = i + 1 == w->num_files;
+        char path[4096];
+        wal_path(w, f->start, path, sizeof(path));
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = -errno;
+            break;
+        }
+        st.files++;
+        uint64_t off = 0;
+        for (;;) {
+            uint8_t h[CN_WAL_HEADER];
+            ssize_t n = read_full(fd, h, sizeof(h));
+            if (n == 0)
+                break;
+            const char *bad = NULL;
+            uint32_t len = 0;
+            if (n < (ssize_t)sizeof(h)) {
+                bad = "torn header";
+            } else {
+                len = get_u32(h);
+                if (len > w->opts.max_record || h[9] || h[10] || h[11])
+                    bad = "bad header";
+                else if (read_full(fd, buf, len) != (ssize_t)len)
+                    bad = "torn record";
+                else if (checksum(h[8], buf, len) != get_u32(h + 4))
+                    bad = "checksum mismatch";
+            }
+            if (bad && bad[0] == 'c' && !(last && off + CN_WAL_HEADER + len == f->size)) {
+                /* The framing held: skip this one record, keep the rest of the file. */
+                cn_error("wal", "corrupt record skipped", "file=%s offset=%llu bytes=%u", path,
+                         (unsigned long long)off, (unsigned)(CN_WAL_HEADER + len));
+                st.corrupt++;
+                off += CN_WAL_HEADER + len;
+                continue;
+            }
+            if (bad) {
+                uint64_t rest = f->size - off;
+                if (last) {
+                    /* A crash mid-append leaves a torn tail: cut it so appends follow the
+                     * last good record. */
+                    cn_warn("wal", "cutting a torn tail",
+                            "file=%s offset=%llu bytes=%llu "
+                            "reason=\"%s\"",
+                            path, (unsigned long long)off, (unsigned long long)rest, bad);
+                    if (truncate(path, (off_t)off) != 0)
+                        rc = -errno;
+                    st.truncated += rest;
+                    f->size = off;
+                    w->end = f->start + off;
+                } else {
+                    cn_error("wal", "corrupt record, rest of file skipped",
+                             "file=%s offset=%llu bytes=%llu reason=\"%s\"", path,
+                             (unsigned long long)off, (unsigned long long)rest, bad);
+                    st.corrupt++;
+                }
+                break;
+            }
+            st.records++;
+            st.bytes += len;
+            int r = cb ? cb(ctx, f->start + off, h[8], buf, len) : 0;
+            off += CN_WAL_HEADER + len;
+            if (r) {
+                rc = r;
+                break;
+            }
+        }
+        close(fd);
+    }
+    free(buf);
+    w->replayed = 1;
+    if (out_stats)
+        *out_stats = st;
+    return rc;
+}
+
+int cn_wal_append(struct cn_wal *w, uint8_t type, const void *data, size_t len, uint64_t *out_lsn)
+{
+    if (len > w->opts.max_record)
+        return CN_ELIMIT;
+    if (w->q.len == 0)
+        w->q_lsn = w->end;
+    int rc = cn_buf_reserve(&w->q, CN_WAL_HEADER + len);
+    if (rc)
+        return rc;
+    uint8_t h[CN_WAL_HEADER] = {0};
+    put_u32(h, (uint32_t)len);
+    put_u32(h + 4, checksum(type, data, len));
+    h[8] = type;
+    if (out_lsn)
+        *out_lsn = w->q_lsn + w->q.len;
+    cn_buf_append(&w->q, h, sizeof(h));
+    cn_buf_append(&w->q, data, len);
+    return 0;
+}
+
+static int roll(struct cn_wal *w)
+{
+    if (w->fd >= 0) {
+        if (w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fdatasync(w->fd) != 0)
+            return -errno;
+        close(w->fd);
+        w->fd = -1;
+    }
+    struct wal_file *f = realloc(w->files, (w->num_files + 1) * sizeof(*f));
+    if (!f)
+        return CN_ENOMEM;
+    w->files = f;
+    int fd = open_file(w, w->end, 1);
+    if (fd < 0)
+        return fd;
+    w->fd = fd;
+    w->files[w->num_files++] = (struct wal_file){w->end, 0};
+    return 0;
+}
+
+int cn_wal_commit(struct cn_wal *w)
+{
+    CN_BUG_ON(!w->replayed);
+    if (w->q.len == 0)
+        return 0;
+    int rc = 0;
+    struct wal_file *cur = w->num_files ? &w->files[w->num_files - 1] : NULL;
+    if (!cur || cur->size >= w->opts.segment_bytes) {
+        rc = roll(w);
+        cur = &w->files[w->num_files - 1];
+    } else if (w->fd < 0) {
+        rc = open_file(w, cur->start, 0);
+        if (rc >= 0) {
+            w->fd = rc;
+            rc = lseek(w->fd, (off_t)cur->size, SEEK_SET) < 0 ? -errno : 0;
+        }
+    }
+    size_t done = 0;
+    while (!rc && done < w->q.len) {
+        ssize_t n = write(w->fd, w->q.ptr + done, w->q.len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = -errno;
+        else
+            done += (size_t)n;
+    }
+    if (!rc && w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fdatasync(w->fd) != 0)
+        rc = -errno;
+    if (rc) {
+        /* Keep the log whole: drop what this commit may have half-written. */
+        if (w->fd >= 0 && cur) {
+            if (ftruncate(w->fd, (off_t)cur->size) != 0 ||
+                lseek(w->fd, (off_t)cur->size, SEEK_SET) < 0) {
+                close(w->fd);
+                w->fd = -1;
+            }
+        }
+        w->q.len = 0;
+        return rc;
+    }
+    cur->size += w->q.len;
+    w->end += w->q.len;
+    w->q.len = 0;
+    if (w->q.cap > (8u << 20))
+        cn_buf_release(&w->q);
+    return 0;
+}
+
+int cn_wal_truncate_before(struct cn_wal *w, uint64_t lsn)
+{
+    size_t keep = 0;
+    while (keep + 1 < w->num_files && w->files[keep + 1].start <= lsn) {
+        char path[4096];
+        wal_path(w, w->files[keep].start, path, sizeof(path));
+        if (unlink(path) != 0 && errno != ENOENT)
+            return -errno;
+        keep++;
+    }
+    if (keep) {
+        memmove(w->files, w->files + keep, (w->num_files - keep) * sizeof(*w->files));
+        w->num_files -= keep;
+        fsync(w->dirfd);
+    }
+    return 0;
+}
+
+uint64_t cn_wal_end(const struct cn_wal *w)
+{
+    return w->end;
+}
+
+uint64_t cn_wal_size(const struct cn_wal *w)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < w->num_files; i++)
+        n += w->files[i].size;
+    return n;
+}

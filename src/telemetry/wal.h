@@ -1,0 +1,65 @@
+/* Write-ahead log of the telemetry store: every ingested body is appended here before it is
+ * acknowledged. Files `<16 hex digits of the first LSN>.wal` in one directory; an LSN is the
+ * byte offset of a record in the log as a whole. Record: a 12-byte header (payload length
+ * u32 LE, low 32 bits of XXH3-64 of the payload seeded with the type, type u8, 3 zero
+ * bytes) and the payload. Not thread-safe: one writer thread owns it. */
+#ifndef CN_TELEMETRY_WAL_H
+#define CN_TELEMETRY_WAL_H
+
+#include "base/base.h"
+
+#define CN_WAL_HEADER 12
+
+enum cn_wal_fsync {
+    CN_WAL_FSYNC_ALWAYS = 0, /* fdatasync before every acknowledgement (group commit) */
+    CN_WAL_FSYNC_NEVER,      /* page cache only: survives kill -9, not a power loss */
+};
+
+struct cn_wal_opts {
+    const char *dir;
+    uint64_t segment_bytes; /* roll to a new file past this size */
+    uint32_t max_record;    /* largest payload accepted (and replayed) */
+    enum cn_wal_fsync fsync;
+};
+
+struct cn_wal_replay_stats {
+    uint64_t records;
+    uint64_t bytes;
+    uint64_t files;
+    uint64_t corrupt;   /* records failing their checksum or framing */
+    uint64_t truncated; /* bytes cut from a torn tail */
+};
+
+struct cn_wal;
+
+/* Opens (creating the directory) and finds the end of the log. The last file's torn tail,
+ * if any, is cut during cn_wal_replay, which must run before the first append. */
+int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *err, size_t err_len);
+void cn_wal_close(struct cn_wal *w);
+
+/* Streams every record, oldest first, through cb with a buffer reused between records
+ * (memory bounded by max_record). A record whose checksum fails but whose framing holds is
+ * skipped and counted as corrupt; a broken frame ends the log there when it is in the last
+ * file (a torn tail, cut) and skips the rest of an older file (counted as corrupt).
+ * cb returning nonzero stops the replay with that value. */
+typedef int (*cn_wal_replay_cb)(void *ctx, uint64_t lsn, uint8_t type, const uint8_t *data,
+                                size_t len);
+int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
+                  struct cn_wal_replay_stats *out_stats);
+
+/* Queues a record; out_lsn receives its LSN. Nothing is durable before cn_wal_commit. */
+int cn_wal_append(struct cn_wal *w, uint8_t type, const void *data, size_t len, uint64_t *out_lsn);
+/* Writes the queued records and syncs them per the fsync policy. On failure (disk full:
+ * -ENOSPC) the file is cut back to the last committed record, the queue is dropped, and the
+ * caller refuses those records; the log stays consistent and usable. */
+int cn_wal_commit(struct cn_wal *w);
+
+/* Removes whole files whose records all lie before lsn (they are in segment files now). */
+int cn_wal_truncate_before(struct cn_wal *w, uint64_t lsn);
+
+/* LSN just after the last committed record. */
+uint64_t cn_wal_end(const struct cn_wal *w);
+/* Bytes in the log's files. */
+uint64_t cn_wal_size(const struct cn_wal *w);
+
+#endif
