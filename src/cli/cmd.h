@@ -15,6 +15,7 @@ int cmd_up(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
 
 /* Prints "cairn: MSG" and the usage of cmd (or the general usage) to stderr; returns
  * CN_EXIT_USAGE. */

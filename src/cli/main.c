@@ -32,6 +32,13 @@ static const struct cmd commands[] = {
      "check reports the first error as FILE:LINE:COL: message and exits 3 when the\n"
      "configuration is invalid; show prints the effective configuration (defaults, the\n"
      "file, then CAIRN_* environment variables).\n"},
+    {"trace", cmd_trace, "look at traces on a running server",
+     "usage: cairn trace get TRACE_ID [--server URL] [--token TOKEN] [--json]\n"
+     "\n"
+     "Prints the trace as an indented tree: operation, service, kind, start offset,\n"
+     "duration, and ERROR with the status message. --json prints the server's JSON.\n"
+     "The server defaults to CAIRN_SERVER or http://127.0.0.1:9000; the token to\n"
+     "CAIRN_API_TOKEN. Exit 1 when the trace is not found or the server cannot be reached.\n"},
     {"help", cmd_help, "show help for a command", "usage: cairn help [COMMAND]\n"},
 };
 
