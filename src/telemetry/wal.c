@@ -1,11 +1,11 @@
 #include "telemetry/wal.h"
 
-#include "base/buf.h"
 #include "base/log.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -25,7 +25,12 @@ struct cn_wal {
     struct wal_file *files;
     size_t num_files;
     uint64_t end;
-    struct cn_buf q;
+    /* Queued records: headers in hdrs, payloads referenced in place (the caller keeps them
+     * alive until cn_wal_commit), written with one pwritev per IOV_MAX pieces. */
+    uint8_t (*hdrs)[CN_WAL_HEADER];
+    struct iovec *iov;
+    size_t q_num, q_cap; /* records */
+    uint64_t q_bytes;
     uint64_t q_lsn; /* LSN of the first queued byte */
     int replayed;
 };
@@ -82,7 +87,6 @@ int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *e
     w->fd = -1;
     w->dirfd = -1;
     w->dir = strdup(opts->dir);
-    cn_buf_init(&w->q, (size_t)opts->max_record * 64 + (64u << 20));
     int rc = w->dir ? mkdirs(w->dir) : CN_ENOMEM;
     if (rc) {
         snprintf(err, err_len, "%s: cannot create: %s", opts->dir, cn_strerror(rc));
@@ -140,7 +144,8 @@ void cn_wal_close(struct cn_wal *w)
         close(w->fd);
     if (w->dirfd >= 0)
         close(w->dirfd);
-    cn_buf_release(&w->q);
+    free(w->hdrs);
+    free(w->iov);
     free(w->files);
     free(w->dir);
     free(w);
@@ -270,19 +275,60 @@ int cn_wal_append(struct cn_wal *w, uint8_t type, const void *data, size_t len, 
 {
     if (len > w->opts.max_record)
         return CN_ELIMIT;
-    if (w->q.len == 0)
+    if (w->q_num == w->q_cap) {
+        size_t n = w->q_cap ? w->q_cap * 2 : 64;
+        uint8_t(*h)[CN_WAL_HEADER] = realloc(w->hdrs, n * sizeof(*h));
+        if (!h)
+            return CN_ENOMEM;
+        w->hdrs = h;
+        struct iovec *v = realloc(w->iov, 2 * n * sizeof(*v));
+        if (!v)
+            return CN_ENOMEM;
+        w->iov = v;
+        w->q_cap = n;
+    }
+    if (w->q_num == 0) {
         w->q_lsn = w->end;
-    int rc = cn_buf_reserve(&w->q, CN_WAL_HEADER + len);
-    if (rc)
-        return rc;
-    uint8_t h[CN_WAL_HEADER] = {0};
+        w->q_bytes = 0;
+    }
+    uint8_t *h = w->hdrs[w->q_num];
+    memset(h, 0, CN_WAL_HEADER);
     put_u32(h, (uint32_t)len);
     put_u32(h + 4, checksum(type, data, len));
     h[8] = type;
     if (out_lsn)
-        *out_lsn = w->q_lsn + w->q.len;
-    cn_buf_append(&w->q, h, sizeof(h));
-    cn_buf_append(&w->q, data, len);
+        *out_lsn = w->q_lsn + w->q_bytes;
+    w->iov[2 * w->q_num] = (struct iovec){h, CN_WAL_HEADER};
+    w->iov[2 * w->q_num + 1] = (struct iovec){(void *)data, len};
+    w->q_num++;
+    w->q_bytes += CN_WAL_HEADER + len;
+    return 0;
+}
+
+/* Writes iov[0, n) at off, whole. Returns 0 or -errno. */
+static int pwrite_all(int fd, struct iovec *iov, size_t n, uint64_t off)
+{
+    while (n) {
+        int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
+        ssize_t w = pwritev(fd, iov, cnt, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        off += (uint64_t)w;
+        /* Skip what was written; a partial write leaves the rest of one piece. */
+        size_t left = (size_t)w;
+        while (n && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n && left) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
     return 0;
 }
 
@@ -309,49 +355,36 @@ static int roll(struct cn_wal *w)
 int cn_wal_commit(struct cn_wal *w)
 {
     CN_BUG_ON(!w->replayed);
-    if (w->q.len == 0)
+    if (w->q_num == 0)
         return 0;
     int rc = 0;
     struct wal_file *cur = w->num_files ? &w->files[w->num_files - 1] : NULL;
     if (!cur || cur->size >= w->opts.segment_bytes) {
         rc = roll(w);
-        cur = &w->files[w->num_files - 1];
+        cur = rc ? NULL : &w->files[w->num_files - 1];
     } else if (w->fd < 0) {
         rc = open_file(w, cur->start, 0);
         if (rc >= 0) {
             w->fd = rc;
-            rc = lseek(w->fd, (off_t)cur->size, SEEK_SET) < 0 ? -errno : 0;
+            rc = 0;
         }
     }
-    size_t done = 0;
-    while (!rc && done < w->q.len) {
-        ssize_t n = write(w->fd, w->q.ptr + done, w->q.len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rc = -errno;
-        else
-            done += (size_t)n;
-    }
+    if (!rc)
+        rc = pwrite_all(w->fd, w->iov, 2 * w->q_num, cur->size);
     if (!rc && w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fdatasync(w->fd) != 0)
         rc = -errno;
     if (rc) {
         /* Keep the log whole: drop what this commit may have half-written. */
-        if (w->fd >= 0 && cur) {
-            if (ftruncate(w->fd, (off_t)cur->size) != 0 ||
-                lseek(w->fd, (off_t)cur->size, SEEK_SET) < 0) {
-                close(w->fd);
-                w->fd = -1;
-            }
+        if (w->fd >= 0 && cur && ftruncate(w->fd, (off_t)cur->size) != 0) {
+            close(w->fd);
+            w->fd = -1;
         }
-        w->q.len = 0;
+        w->q_num = 0;
         return rc;
     }
-    cur->size += w->q.len;
-    w->end += w->q.len;
-    w->q.len = 0;
-    if (w->q.cap > (8u << 20))
-        cn_buf_release(&w->q);
+    cur->size += w->q_bytes;
+    w->end += w->q_bytes;
+    w->q_num = 0;
     return 0;
 }
 

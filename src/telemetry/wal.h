@@ -47,7 +47,8 @@ typedef int (*cn_wal_replay_cb)(void *ctx, uint64_t lsn, uint8_t type, const uin
 int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
                   struct cn_wal_replay_stats *out_stats);
 
-/* Queues a record; out_lsn receives its LSN. Nothing is durable before cn_wal_commit. */
+/* Queues a record; out_lsn receives its LSN. data is referenced, not copied: it must stay
+ * unchanged until cn_wal_commit returns. Nothing is durable before cn_wal_commit. */
 int cn_wal_append(struct cn_wal *w, uint8_t type, const void *data, size_t len, uint64_t *out_lsn);
 /* Writes the queued records and syncs them per the fsync policy. On failure (disk full:
  * -ENOSPC) the file is cut back to the last committed record, the queue is dropped, and the

@@ -75,9 +75,10 @@ static void roundtrip_and_roll(void **state)
     assert_int_equal(cn_wal_replay(w, collect, &s, NULL), 0);
     assert_int_equal(s.n, 0);
     uint64_t lsn[10];
+    char recs[10][32]; /* appended records are referenced until the commit */
     for (int i = 0; i < 10; i++) {
-        char rec[32];
-        int n = snprintf(rec, sizeof(rec), "record-%d-padding-padding", i);
+        char *rec = recs[i];
+        int n = snprintf(rec, sizeof(recs[i]), "record-%d-padding-padding", i);
         assert_int_equal(cn_wal_append(w, (uint8_t)(i % 3 + 1), rec, (size_t)n, &lsn[i]), 0);
         if (i % 2)
             assert_int_equal(cn_wal_commit(w), 0);
