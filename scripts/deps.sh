@@ -9,7 +9,7 @@ build_pkgs=(gcc g++ make cmake ninja-build pkg-config git
             libuv1-dev node-llhttp libssl-dev zlib1g-dev libjansson-dev libyaml-dev
             libcmocka-dev libxxhash-dev libzstd-dev libcurl4-openssl-dev)
 test_pkgs=(python3 clang libclang-rt-14-dev curl procps)
-bench_pkgs=(nginx-light wrk util-linux)
+bench_pkgs=(nginx-light wrk util-linux clickhouse-server)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
 check=0

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Telemetry ingest: the same synthetic spans (bench/otlpgen.c: 10 services, traces of depth
+# 3-5, 11 attributes, ~400 bytes of OTLP protobuf per span) sent to `cairn up` over
+# OTLP/HTTP protobuf and loaded into ClickHouse (Debian's 18.16) with a Jaeger-like MergeTree
+# schema ordered by service, operation, time. Each server runs alone on core 0; the loaders
+# run on core 1. Reports spans/s to durable storage, bytes per span on disk, peak RSS, ratio.
+#
+#   bench/ingest.sh                      # 1,000,000 spans, 500 per request, 4 connections
+#   SPANS=200000 CONNS=2 bench/ingest.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh"
+CAIRN="${CAIRN_BIN:-$here/../build/release/cairn}"
+SPANS="${SPANS:-1000000}"
+PER_BODY="${PER_BODY:-500}"
+CONNS="${CONNS:-4}"
+SERVER_CORE="${SERVER_CORE:-0}"
+LOAD_CORE="${LOAD_CORE:-1}"
+
+for tool in clickhouse-server curl taskset cc; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh --bench)" >&2; exit 1; }
+done
+[ -x "$CAIRN" ] || { echo "bench: $CAIRN missing (make build)" >&2; exit 1; }
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+cc -O2 -o "$tmp/otlpgen" "$here/otlpgen.c"
+cc -O2 -pthread -o "$tmp/otlpload" "$here/otlpload.c"
+echo "generating $SPANS spans..."
+"$tmp/otlpgen" "$SPANS" "$PER_BODY" "$tmp/bodies.bin" "$tmp/spans.jsonl" | tee "$tmp/gen.txt"
+otlp_bps=$(sed -E 's/.*bytes_per_span=([0-9]+).*/\1/' "$tmp/gen.txt")
+
+# ---- Cairn ----
+api_port=$(free_port)
+otlp_port=$(free_port)
+taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$api_port" \
+  --set otlp.listen="127.0.0.1:$otlp_port" --set data_dir="$tmp/cairn" \
+  --set telemetry.memory=8g --set otlp.max_body_bytes=64m --log-level warn &
+cairn_pid=$!
+pids+=($cairn_pid)
+wait_port "$otlp_port"
+cres=$(taskset -c "$LOAD_CORE" "$tmp/otlpload" 127.0.0.1 "$otlp_port" "$tmp/bodies.bin" "$CONNS")
+echo "cairn:      $cres"
+c_rps=$(echo "$cres" | sed -E 's/.*spans_per_s=([0-9]+).*/\1/')
+c_spans=$(echo "$cres" | sed -E 's/^spans=([0-9]+).*/\1/')
+c_rss=$(awk '/VmHWM/ {print $2 * 1024}' "/proc/$cairn_pid/status")
+kill -TERM "$cairn_pid"
+wait "$cairn_pid" || true
+c_disk=$(du -sb "$tmp/cairn/telemetry" | awk '{print $1}')
+
+# ---- ClickHouse ----
+ch_http=$(free_port)
+ch_tcp=$(free_port)
+mkdir -p "$tmp/ch"/{data,tmp,log,user_files,format_schemas}
+cat > "$tmp/ch/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>$tmp/ch/log/server.log</log><errorlog>$tmp/ch/log/err.log</errorlog><console>0</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$ch_http</http_port>
+  <tcp_port>$ch_tcp</tcp_port>
+  <path>$tmp/ch/data/</path>
+  <tmp_path>$tmp/ch/tmp/</tmp_path>
+  <user_files_path>$tmp/ch/user_files/</user_files_path>
+  <format_schema_path>$tmp/ch/format_schemas/</format_schema_path>
+  <users_config>$tmp/ch/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+</yandex>
+XML
+cat > "$tmp/ch/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>8000000000</max_memory_usage><input_format_skip_unknown_fields>1</input_format_skip_unknown_fields></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+XML
+taskset -c "$SERVER_CORE" clickhouse-server --config-file="$tmp/ch/config.xml" >"$tmp/ch/stdout" 2>&1 &
+ch_pid=$!
+pids+=($ch_pid)
+for _ in $(seq 1 300); do curl -s "127.0.0.1:$ch_http/ping" >/dev/null && break; sleep 0.1; done
+q() { curl -s --fail "127.0.0.1:$ch_http/" --data-binary "$1"; }
+q "CREATE TABLE spans (trace_id String, span_id String, parent_span_id String, service String,
+   operation String, kind UInt8, start_time UInt64, duration UInt64, status_code UInt8,
+   attr_keys Array(String), attr_values Array(String), res_keys Array(String),
+   res_values Array(String)) ENGINE = MergeTree() PARTITION BY intDiv(start_time, 86400000000000)
+   ORDER BY (service, operation, start_time)"
+split -l 20000 "$tmp/spans.jsonl" "$tmp/ch-part."
+# Batches of 20,000 rows, $CONNS loaders in parallel, like the OTLP side.
+t0=$(date +%s.%N)
+ls "$tmp"/ch-part.* | taskset -c "$LOAD_CORE" xargs -P "$CONNS" -I{} \
+  curl -s --fail -o /dev/null -X POST \
+  "127.0.0.1:$ch_http/?query=INSERT%20INTO%20spans%20FORMAT%20JSONEachRow" --data-binary @{}
+t1=$(date +%s.%N)
+ch_rows=$(q "SELECT count() FROM spans")
+ch_disk=$(q "SELECT sum(bytes_on_disk) FROM system.parts WHERE table = 'spans' AND active")
+ch_rss=$(awk '/VmHWM/ {print $2 * 1024}' "/proc/$ch_pid/status")
+ch_rps=$(awk -v n="$ch_rows" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+echo "clickhouse: rows=$ch_rows seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') spans_per_s=$ch_rps"
+
+echo
+printf '%-11s %12s %14s %12s %14s\n' server 'spans' 'spans/s' 'B/span disk' 'peak RSS MiB'
+printf '%-11s %12s %14s %12.1f %14.0f\n' cairn "$c_spans" "$c_rps" \
+  "$(awk -v d="$c_disk" -v n="$c_spans" 'BEGIN {print d / n}')" "$(awk -v r="$c_rss" 'BEGIN {print r / 1048576}')"
+printf '%-11s %12s %14s %12.1f %14.0f\n' clickhouse "$ch_rows" "$ch_rps" \
+  "$(awk -v d="$ch_disk" -v n="$ch_rows" 'BEGIN {print d / n}')" "$(awk -v r="$ch_rss" 'BEGIN {print r / 1048576}')"
+echo "OTLP protobuf: $otlp_bps B/span on the wire"
+awk -v c="$c_rps" -v h="$ch_rps" 'BEGIN { printf "ratio cairn/clickhouse ingest: %.2fx\n", c / h }'
