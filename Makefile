@@ -46,9 +46,11 @@ fuzz: $(FUZZB)/build.ninja
 	@ninja -C $(FUZZB)
 	@scripts/fuzz.sh $(FUZZB) $(FUZZ_SECONDS)
 
+# Every side-by-side benchmark (BENCH=http-hello runs one); results go in BENCHMARKS.md.
+BENCH ?= http-hello ingest
 bench: build
 	@scripts/deps.sh --bench
-	bench/http-hello.sh
+	@for b in $(BENCH); do echo "== bench/$$b.sh"; bench/$$b.sh || exit 1; done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -3,6 +3,8 @@
 #   scripts/deps.sh           install what is missing (build + tests)
 #   scripts/deps.sh --check   exit 0 when nothing is missing, 1 otherwise; installs nothing
 #   scripts/deps.sh --bench   also the benchmark peers (nginx, wrk)
+# Then the npm modules of tests/integration/otel (the OpenTelemetry JS SDK the telemetry
+# integration tests export with), with `npm ci` from the committed package-lock.json.
 set -euo pipefail
 
 build_pkgs=(gcc g++ make cmake ninja-build pkg-config git
@@ -12,6 +14,10 @@ test_pkgs=(python3 clang libclang-rt-14-dev curl procps)
 bench_pkgs=(nginx-light wrk util-linux clickhouse-server)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
+# Node.js for the OpenTelemetry JS SDK. The machine image ships its own Node 20 (whose nodejs
+# package carries npm): Debian's packages only when the commands are absent.
+command -v node >/dev/null 2>&1 || want+=(nodejs)
+command -v npm >/dev/null 2>&1 || want+=(npm)
 check=0
 for a in "$@"; do
   case "$a" in
@@ -21,6 +27,28 @@ for a in "$@"; do
   esac
 done
 
+# tests/integration/otel needs `npm ci` when its node_modules is missing, or older than
+# package-lock.json (npm writes node_modules/.package-lock.json at the end of an install).
+otel_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/otel"
+otel_stale() {
+  [ -f "$otel_dir/package-lock.json" ] || return 1
+  [ -f "$otel_dir/node_modules/.package-lock.json" ] || return 0
+  [ "$otel_dir/package-lock.json" -nt "$otel_dir/node_modules/.package-lock.json" ]
+}
+otel_modules() {
+  otel_stale || return 0
+  if [ "$check" = 1 ]; then
+    echo "deps.sh: missing npm modules in tests/integration/otel" >&2
+    return 1
+  fi
+  if ! (cd "$otel_dir" && npm ci --no-audit --no-fund --loglevel=error) \
+       >/tmp/cairn-npm.log 2>&1; then
+    echo "deps.sh: npm ci in tests/integration/otel failed; see /tmp/cairn-npm.log" >&2
+    tail -n 20 /tmp/cairn-npm.log >&2
+    return 1
+  fi
+}
+
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -29,6 +57,7 @@ for p in "${want[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+  otel_modules
   exit 0
 fi
 if [ "$check" = 1 ]; then
@@ -49,3 +78,4 @@ if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/
     exit 1
   fi
 fi
+otel_modules

@@ -14,7 +14,7 @@ struct seg {
     int has_idx;
 };
 
-#define MAX_SEGS 48
+#define MAX_SEGS 64 /* the deepest path: 5 steps to a value, 3 per kvlist level (16), 1 */
 /* Arrays and kvlists nested deeper than this are refused, as the protobuf decoder does. */
 #define MAX_VALUE_DEPTH 16
 
@@ -99,20 +99,28 @@ static size_t fmt_path(const struct dec *d, char *dst, size_t cap)
     return CN_MIN(n, cap ? cap - 1 : 0);
 }
 
-/* Formats "path: message" into dst; what the input supplied is replaced by '?' unless it is
- * printable ASCII, so the text is safe in any reply. */
-static void fmt_msg(const struct dec *d, char *dst, size_t cap, const char *fmt, va_list ap)
+/* Writes "path: msg" into dst. A path too long for dst keeps its start and its end around
+ * "...", so that the message itself always shows. */
+static void compose(const struct dec *d, char *dst, size_t cap, const char *msg)
 {
+    char path[MAX_SEGS * 48];
     if (cap == 0)
         return;
-    size_t n = fmt_path(d, dst, cap);
-    if (n < cap)
-        n += (size_t)snprintf(dst + n, cap - n, ": ");
-    if (n < cap)
-        vsnprintf(dst + n, cap - n, fmt, ap);
-    for (char *p = dst; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-            *p = '?';
+    size_t n = fmt_path(d, path, sizeof(path)), m = strlen(msg);
+    if (n + 2 + m < cap || cap < m + 2 + 24) {
+        snprintf(dst, cap, "%s: %s", path, msg);
+        return;
+    }
+    size_t room = cap - 1 - 2 - m - 3, head = room / 3, tail = room - head;
+    snprintf(dst, cap, "%.*s...%s: %s", (int)head, path, path + n - tail, msg);
+}
+
+/* Formats "path: message" into dst. */
+static void fmt_msg(const struct dec *d, char *dst, size_t cap, const char *fmt, va_list ap)
+{
+    char msg[128];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    compose(d, dst, cap, msg);
 }
 
 /* A hard error at the current path. */
@@ -138,10 +146,8 @@ static void refuse(struct dec *d, const char *msg)
     if (d->pending)
         return;
     d->pending = 1;
-    if (d->b->rejected == 0) {
-        size_t n = fmt_path(d, d->reason, sizeof(d->reason));
-        snprintf(d->reason + n, sizeof(d->reason) - n, ": %s", msg);
-    }
+    if (d->b->rejected == 0)
+        compose(d, d->reason, sizeof(d->reason), msg);
 }
 
 /* Arena copies */
@@ -261,7 +267,9 @@ static int as_double(struct dec *d, json_t *v, double *out)
             return 0;
         }
         char *end;
-        if (n > 0 && strlen(s) == n && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))) {
+        /* strtod reads more than JSON numbers: no hex, no leading space or '+'. */
+        if (n > 0 && strlen(s) == n && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) &&
+            !strpbrk(s, "xX")) {
             double x = strtod(s, &end);
             if (*end == '\0' && isfinite(x)) {
                 *out = x;
@@ -426,7 +434,8 @@ static int get_enum(struct dec *d, json_t *obj, const char *camel, const char *s
             refuse(d, what);
     } else if (json_is_string(v)) {
         size_t i = 0;
-        while (i < num_names && strcmp(names[i], json_string_value(v)) != 0)
+        struct cn_slice name_in = {json_string_value(v), json_string_length(v)};
+        while (i < num_names && !cn_slice_eq(cn_slice_of(names[i]), name_in))
             i++;
         if (i < num_names)
             *out = (uint8_t)i;

@@ -6,7 +6,6 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 
 /* One step of the JSON path, for messages: "key", "key[idx]", or "[idx]" at the top. */
 struct seg {
@@ -110,7 +109,7 @@ static int fail(struct dec *d, const char *msg)
 static int oom(struct dec *d)
 {
     if (d->err_len)
-        snprintf(d->err, d->err_len, "decoded batch passes its memory limit");
+        snprintf(d->err, d->err_len, "batch too large for the decode budget");
     return CN_ENOMEM;
 }
 
@@ -396,13 +395,14 @@ static int get_resource(struct dec *d, struct cn_slice name, const struct cn_res
         res->schema_url = (struct cn_slice){empty, 0};
         if ((rc = dup(d, name.ptr, name.len, &s->key)))
             return rc;
+        /* The value limit cuts the service.name attribute, not the service's name. */
         if (name.len) {
             struct attrs a = {&res->attrs, 1};
             if (!(res->attrs.items = cn_arena_calloc(&d->b->arena, 1, sizeof(struct cn_kv))))
                 return oom(d);
             if ((rc = add_str(d, &a, CN_SLICE_LIT("service.name"), name)))
                 return rc;
-            res->service = res->attrs.items[0].val.u.s;
+            res->service = s->key;
         }
         s->res = res;
     }
@@ -622,11 +622,16 @@ static int walk(struct dec *d, json_t *root)
     push(d, "");
     for (size_t i = 0; i < n; i++) {
         struct cn_span *sp = &d->b->spans[num];
+        struct cn_tel_batch *b = d->b;
+        uint64_t t[3] = {b->truncated_attrs, b->truncated_values, b->truncated_events};
         at(d, i);
         memset(sp, 0, sizeof(*sp));
         if ((rc = get_span(d, json_array_get(root, i), sp)))
             return rc;
-        if (d->pending) {
+        if (d->pending) { /* a refused span adds nothing to the truncations */
+            b->truncated_attrs = t[0];
+            b->truncated_values = t[1];
+            b->truncated_events = t[2];
             cn_tel_batch_reject(d->b, "%s", d->reason);
             d->pending = 0;
             continue;
@@ -659,6 +664,8 @@ int cn_zipkin_decode(struct cn_tel_batch *b, const char *buf, size_t len,
     d.max_attrs = lim && lim->max_attrs ? lim->max_attrs : UINT32_MAX;
     d.max_value = lim && lim->max_attr_value_bytes ? lim->max_attr_value_bytes : UINT32_MAX;
     d.max_events = lim && lim->max_events ? lim->max_events : UINT32_MAX;
+    if (!err)
+        err_len = 0;
     d.err = err;
     d.err_len = err_len;
     if (err_len)

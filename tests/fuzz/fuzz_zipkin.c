@@ -64,13 +64,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(r != NULL && r->service.len > 0);
         touch(r->service);
         check(r->attrs.num <= 1);
-        check(r->attrs.num == 0 || cn_slice_eq(r->attrs.items[0].val.u.s, r->service));
+        check(r->attrs.num == 0 || (r->attrs.items[0].val.u.s.len <= r->service.len &&
+                                    memcmp(r->attrs.items[0].val.u.s.ptr, r->service.ptr,
+                                           r->attrs.items[0].val.u.s.len) == 0));
         check(s->scope == b.spans[0].scope && s->scope->name.len == 0);
         /* Resources are shared by service: same service text, same resource. */
         for (size_t j = 0; j < i; j++)
             if (b.spans[j].resource->attrs.num == r->attrs.num &&
-                cn_slice_eq(b.spans[j].resource->service, r->service) &&
-                r->service.len + 4 < lim.max_attr_value_bytes)
+                cn_slice_eq(b.spans[j].resource->service, r->service))
                 check(b.spans[j].resource == r);
     }
     cn_tel_batch_release(&b);

@@ -456,8 +456,24 @@ static void limit_values(void **state)
     assert_slice(b.spans[0].status_message, "timeout");
     assert_slice(b.spans[0].name, "long span name");
     assert_slice(b.spans[0].events[0].name, "long annotation");
-    assert_slice(b.spans[0].resource->service, "fron");
+    /* The attribute is cut, the service keeps its name. */
+    assert_slice(b.spans[0].resource->service, "frontend");
+    assert_str_kv(b.spans[0].resource->attrs.items[0], "service.name", "fron");
     assert_int_equal(b.truncated_values, 7);
+
+    /* A refused span adds nothing to the truncation counters. */
+    reset();
+    struct cn_tel_limits all = {.max_attrs = 1, .max_attr_value_bytes = 2, .max_events = 1};
+    assert_int_equal(zipkin("[{" IDS ",'tags':{'a':'long','b':'x'},'annotations':[{'timestamp':1,"
+                            "'value':'a'},{'timestamp':2,'value':'b'}]},{" IDS "," TS
+                            ",'tags':{'a':'x','b':'y'}}]",
+                            &all),
+                     0);
+    assert_int_equal(b.rejected, 1);
+    assert_string_equal(b.reject_msg, "[0].timestamp: missing");
+    assert_int_equal(b.num_spans, 1);
+    assert_int_equal(b.truncated_attrs, 1);
+    assert_int_equal(b.truncated_values + b.truncated_events, 0);
 }
 
 static void limit_events(void **state)
@@ -561,6 +577,8 @@ static void malformed(void **state)
                         "invalid JSON at line 1, column 2: unable to decode byte 0xc3 near '\"'");
     reset();
     assert_int_equal(cn_zipkin_decode(&b, bad, strlen(bad), NULL, NULL, 0), CN_ESYNTAX);
+    reset();
+    assert_int_equal(cn_zipkin_decode(&b, bad, strlen(bad), NULL, NULL, 64), CN_ESYNTAX);
 }
 
 /* Nulls are absent fields, unknown keys are ignored, bad addresses are ignored. */
@@ -613,7 +631,7 @@ static void arena_limit(void **state)
     cn_tel_batch_release(&b);
     cn_tel_batch_init(&b, 70000);
     assert_int_equal(zipkin(body, NULL), CN_ENOMEM);
-    assert_string_equal(err, "decoded batch passes its memory limit");
+    assert_string_equal(err, "batch too large for the decode budget");
     assert_int_equal(b.num_spans, 0);
     assert_null(b.spans);
     reset();
