@@ -25,9 +25,10 @@ static void h_readyz(struct cn_http_req *req, void *ctx)
 
 #define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
 
-static void write_store_metrics(struct cn_buf *b, const struct cn_store_stats *st,
-                                struct cn_receiver *rc)
+static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct cn_receiver *rc)
 {
+    const struct cn_store_stats *st = cn_store_stats(store);
+    unsigned long long corrupt_blocks = (unsigned long long)cn_store_corrupt_blocks(store);
     cn_buf_printf(
         b,
         "# HELP cairn_telemetry_records_total Spans and log records stored.\n"
@@ -67,14 +68,39 @@ static void write_store_metrics(struct cn_buf *b, const struct cn_store_stats *s
         "# HELP cairn_telemetry_wal_replayed_total Records replayed from the write-ahead log.\n"
         "# TYPE cairn_telemetry_wal_replayed_total counter\n"
         "cairn_telemetry_wal_replayed_total %llu\n"
-        "# HELP cairn_telemetry_corrupt_total Damaged records found and skipped.\n"
+        "# HELP cairn_telemetry_corrupt_total Damaged WAL records found and skipped.\n"
         "# TYPE cairn_telemetry_corrupt_total counter\n"
-        "cairn_telemetry_corrupt_total %llu\n",
+        "cairn_telemetry_corrupt_total %llu\n"
+        "# HELP cairn_telemetry_segments Segment files served.\n"
+        "# TYPE cairn_telemetry_segments gauge\n"
+        "cairn_telemetry_segments %llu\n"
+        "# HELP cairn_telemetry_segment_bytes Bytes of segment files served.\n"
+        "# TYPE cairn_telemetry_segment_bytes gauge\n"
+        "cairn_telemetry_segment_bytes %llu\n"
+        "# HELP cairn_telemetry_seals_total Heads written out as segments, by result.\n"
+        "# TYPE cairn_telemetry_seals_total counter\n"
+        "cairn_telemetry_seals_total{result=\"ok\"} %llu\n"
+        "cairn_telemetry_seals_total{result=\"error\"} %llu\n"
+        "# HELP cairn_telemetry_retention_removed_total Segments removed by retention.\n"
+        "# TYPE cairn_telemetry_retention_removed_total counter\n"
+        "cairn_telemetry_retention_removed_total %llu\n"
+        "# HELP cairn_telemetry_corrupt_segments Segments not served: damaged beyond use.\n"
+        "# TYPE cairn_telemetry_corrupt_segments gauge\n"
+        "cairn_telemetry_corrupt_segments %llu\n"
+        "# HELP cairn_telemetry_corrupt_blocks Segment blocks failing their checksum; their rows "
+        "are skipped.\n"
+        "# TYPE cairn_telemetry_corrupt_blocks gauge\n"
+        "cairn_telemetry_corrupt_blocks %llu\n"
+        "# HELP cairn_telemetry_read_errors_total Reads that met a damaged block.\n"
+        "# TYPE cairn_telemetry_read_errors_total counter\n"
+        "cairn_telemetry_read_errors_total %llu\n",
         LD(st->spans), LD(st->logs), LD(st->rejected_spans), LD(st->rejected_logs),
         LD(st->truncated_attrs), LD(st->truncated_values), LD(st->truncated_events),
         LD(st->truncated_links), LD(rc->requests), LD(rc->bad_requests), LD(rc->refused),
         LD(st->wal_commits), LD(st->wal_bytes), LD(st->wal_errors), LD(st->head_bytes),
-        LD(st->queue_bytes), LD(st->replayed_records), LD(st->replay_corrupt));
+        LD(st->queue_bytes), LD(st->replayed_records), LD(st->replay_corrupt), LD(st->segments),
+        LD(st->segment_bytes), LD(st->seals), LD(st->seal_errors), LD(st->retention_removed),
+        LD(st->corrupt_segments), corrupt_blocks, LD(st->read_errors));
 }
 
 /* ---- traces ---------------------------------------------------------------------------- */
@@ -177,7 +203,7 @@ static void h_metrics(struct cn_http_req *req, void *ctx)
                   (unsigned long long)atomic_load(&up->reload_failures));
     cn_http_metrics_write(&b, &up->api);
     if (up->store)
-        write_store_metrics(&b, cn_store_stats(up->store), &up->receiver);
+        write_store_metrics(&b, up->store, &up->receiver);
     cn_metrics_write_process(&b);
     cn_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.ptr, b.len, NULL, 0);
     cn_buf_release(&b);

@@ -383,6 +383,10 @@ int cmd_up(int argc, char **argv)
         .wal_segment_bytes = c->telemetry.wal_segment_bytes,
         .max_body_bytes = (uint32_t)CN_MIN(c->otlp.max_body_bytes, (uint64_t)UINT32_MAX),
         .fsync = c->telemetry.fsync ? CN_WAL_FSYNC_ALWAYS : CN_WAL_FSYNC_NEVER,
+        .seal_bytes = c->telemetry.seal_bytes,
+        .seal_interval_ms = c->telemetry.seal_interval_ms,
+        .retention_ms = c->telemetry.retention_ms,
+        .disk_budget = c->telemetry.disk_budget,
         .limits = {(uint32_t)c->telemetry.max_attributes,
                    (uint32_t)c->telemetry.max_attribute_value_bytes,
                    (uint32_t)c->telemetry.max_events, (uint32_t)c->telemetry.max_links},
@@ -404,6 +408,7 @@ int cmd_up(int argc, char **argv)
     up->otlp.router = up->otlp_router;
     up->otlp.data = up;
     up->otlp.token = c->otlp.token && *c->otlp.token ? c->otlp.token : NULL;
+    up->otlp.body_limit_name = "otlp.max_body_bytes";
 
     up->loop = uv_default_loop();
     uv_signal_init(up->loop, &up->sig_term);

@@ -119,6 +119,14 @@ static const struct setting settings[] = {
      "links kept per span"},
     {"telemetry.retry_after", T_DURATION, AT(telemetry.retry_after_ms), "1s", 1000, HRS, S_RESTART,
      "Retry-After given with 429 and 503 answers to exports"},
+    {"telemetry.seal_bytes", T_SIZE, AT(telemetry.seal_bytes), "64m", MIB, 4 * GIB, S_RESTART,
+     "the in-memory head is written out as segment files past this size"},
+    {"telemetry.seal_interval", T_DURATION, AT(telemetry.seal_interval_ms), "10s", 100, HRS,
+     S_RESTART, "or when its oldest batch is this old"},
+    {"telemetry.retention", T_DURATION, AT(telemetry.retention_ms), "168h", 0, 87600 * HRS,
+     S_RESTART, "whole days of segments older than this are removed; 0 keeps everything"},
+    {"telemetry.disk_budget", T_SIZE, AT(telemetry.disk_budget), "20g", 0, 1024 * 1024 * GIB,
+     S_RESTART, "segment bytes kept at most, oldest removed first; 0 = no budget"},
 };
 
 #define NUM_SETTINGS CN_ARRAY_LEN(settings)

@@ -40,6 +40,10 @@ struct cn_config {
         uint64_t max_events;
         uint64_t max_links;
         uint64_t retry_after_ms;
+        uint64_t seal_bytes;
+        uint64_t seal_interval_ms;
+        uint64_t retention_ms;
+        uint64_t disk_budget;
     } telemetry;
 };
 

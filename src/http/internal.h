@@ -58,6 +58,7 @@ struct cn_http_conn {
 
     int err_status; /* set by parser callbacks to answer with an error */
     const char *err_reason;
+    char err_buf[128]; /* err_reason when it is formatted */
     int err_kind;
 
     unsigned msg_complete : 1;

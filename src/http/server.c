@@ -559,6 +559,14 @@ static struct cn_slice trim(struct cn_slice s)
     return s;
 }
 
+/* "WHAT (SETTING)" naming the body limit of this connection's server. */
+static const char *body_limit_reason(struct cn_http_conn *c, const char *what)
+{
+    const char *name = c->w->srv->body_limit_name;
+    snprintf(c->err_buf, sizeof(c->err_buf), "%s (%s)", what, name ? name : "http.max_body_bytes");
+    return c->err_buf;
+}
+
 static int fail(struct cn_http_conn *c, int status, const char *reason, int kind)
 {
     c->err_status = status;
@@ -624,7 +632,7 @@ static int on_headers_complete(llhttp_t *p)
     if (hosts == 0 && r->http_minor == 1)
         return fail(c, 400, "missing Host header", CN_PE_BAD_REQUEST);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->lim.max_body_bytes)
-        return fail(c, 413, "request body too large (http.max_body_bytes)", CN_PE_BODY_TOO_LARGE);
+        return fail(c, 413, body_limit_reason(c, "request body too large"), CN_PE_BODY_TOO_LARGE);
     c->body_mode = BODY_NONE;
     if (p->flags & F_CHUNKED) {
         c->body_mode = BODY_CHUNKED;
@@ -690,7 +698,7 @@ static int gunzip_body(struct cn_http_conn *c, const char **reason)
                 want = out.max - out.len;
             if (want == 0 || cn_buf_reserve(&out, want) != 0) {
                 status = 413;
-                *reason = "decoded request body too large (http.max_body_bytes)";
+                *reason = body_limit_reason(c, "decoded request body too large");
                 break;
             }
             room = out.cap - out.len;
@@ -927,7 +935,11 @@ static void conn_process(struct cn_http_conn *c)
                     int kind = cr == CN_CHUNKED_TOO_LARGE            ? CN_PE_BODY_TOO_LARGE
                                : cr == CN_CHUNKED_TRAILERS_TOO_LARGE ? CN_PE_HEADER_TOO_LARGE
                                                                      : CN_PE_BAD_REQUEST;
-                    protocol_error(c, (int)cr, c->chunked.reason, kind);
+                    protocol_error(c, (int)cr,
+                                   cr == CN_CHUNKED_TOO_LARGE
+                                       ? body_limit_reason(c, "request body too large")
+                                       : c->chunked.reason,
+                                   kind);
                     break;
                 }
                 done = cr == CN_CHUNKED_DONE;

@@ -112,6 +112,7 @@ struct cn_http_server {
     atomic_int_fast64_t open_total; /* connections across workers, for max_connections */
     atomic_int draining;
     const char *token; /* when set, non-public routes need "Authorization: Bearer TOKEN" */
+    const char *body_limit_name; /* setting named in 413 answers; NULL: http.max_body_bytes */
     void *data;
 };
 

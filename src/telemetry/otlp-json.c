@@ -33,6 +33,7 @@ struct dec {
     unsigned depth;
     int pending;
     int keep;
+    int ints_as_reals; /* the body was read with every number a double (see parse) */
     char reason[sizeof(((struct cn_tel_batch *)0)->reject_msg)];
     struct cn_buf scratch; /* canonical JSON text of an array or kvlist value */
     struct cn_buf bytes;   /* decoded bytes of a nested bytesValue */
@@ -430,6 +431,15 @@ static int get_enum(struct dec *d, json_t *obj, const char *camel, const char *s
         json_int_t i = json_integer_value(v);
         if (i >= 0 && (size_t)i < num_names)
             *out = (uint8_t)i;
+        else
+            refuse(d, what);
+    } else if (d->ints_as_reals && json_is_real(v) &&
+               json_real_value(v) == (double)(long long)json_real_value(v)) {
+        /* A body with a number past int64 elsewhere is re-read with every number a double:
+         * whole doubles are the integers they were written as. */
+        double x = json_real_value(v);
+        if (x >= 0 && x < (double)num_names)
+            *out = (uint8_t)x;
         else
             refuse(d, what);
     } else if (json_is_string(v)) {
@@ -1332,12 +1342,15 @@ static int walk(struct dec *d, json_t *root, const struct signal *sig, void **ou
  * a double such as 1e20 (JavaScript and Go write it in plain digits), so the body is then read
  * again with every number as a double. Spec-following writers put int64 values in strings,
  * which this does not touch. */
-static json_t *parse(const char *buf, size_t len, json_error_t *je)
+static json_t *parse(const char *buf, size_t len, json_error_t *je, int *out_as_reals)
 {
     size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
     json_t *root = json_loadb(buf ? buf : "", len, flags, je);
-    if (!root && json_error_code(je) == json_error_numeric_overflow)
+    *out_as_reals = 0;
+    if (!root && json_error_code(je) == json_error_numeric_overflow) {
         root = json_loadb(buf ? buf : "", len, flags | JSON_DECODE_INT_AS_REAL, je);
+        *out_as_reals = root != NULL;
+    }
     return root;
 }
 
@@ -1365,7 +1378,7 @@ static int decode(struct cn_tel_batch *b, const char *buf, size_t len,
     cn_buf_init(&d.bytes, b->arena.max);
 
     json_error_t je;
-    json_t *root = parse(buf, len, &je);
+    json_t *root = parse(buf, len, &je, &d.ints_as_reals);
     if (!root) {
         if (json_error_code(&je) == json_error_out_of_memory)
             return oom(&d);

@@ -105,6 +105,8 @@ static void ingest(struct cn_http_req *req, struct cn_receiver *rc, enum cn_body
     const struct cn_tel_batch *b = &in->sub.batch;
     if (b->num_spans == 0 && b->num_logs == 0) {
         /* Nothing to store (empty, or every record refused). */
+        cn_store_count_rejected(rc->store, kind == CN_BODY_LOGS_PB || kind == CN_BODY_LOGS_JSON,
+                                b->rejected);
         reply_ok(req, kind, b->rejected, b->rejected ? b->reject_msg : NULL);
         cn_store_sub_free(&in->sub);
         return;

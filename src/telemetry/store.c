@@ -1,14 +1,22 @@
+/* The embedded telemetry store: WAL, in-memory head, sealing into segment files, the
+ * trace-ID map, retention. See store.h for the threads and the read interface. */
 #include "telemetry/store.h"
 
 #include "base/log.h"
+#include "telemetry/derive.h"
+#include "telemetry/seg.h"
 
+#include <dirent.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
-/* One ingested batch kept whole in the head. */
+#define DAY_NS (86400ull * 1000000000ull)
+
+/* One ingested batch kept whole in a head. */
 struct entry {
     uint8_t *body;
     size_t len;
@@ -17,7 +25,7 @@ struct entry {
     uint64_t lsn;
 };
 
-/* A span or log in the head: entry index, record index, next ref of the same trace. */
+/* A span or log in a head: entry index, record index, next ref of the same trace. */
 struct ref {
     uint32_t entry;
     uint32_t idx;
@@ -35,12 +43,43 @@ struct slot {
     uint32_t log_first, log_last;
 };
 
+/* Batches ingested since the last seal. Entries are in LSN order. */
+struct head {
+    struct entry *entries;
+    size_t num_entries, cap_entries;
+    struct ref *span_refs, *log_refs;
+    size_t num_span_refs, cap_span_refs, num_log_refs, cap_log_refs;
+    struct slot *slots;
+    size_t num_slots, used_slots;
+    uint64_t bytes;
+    uint64_t end_lsn;   /* LSN just after the last entry's record */
+    uint64_t opened_ms; /* monotonic ms of the first entry */
+};
+
+/* A segment file. Indices into st->segs are stable; a removed segment stays as dead. */
+struct segref {
+    struct cn_seg *seg; /* NULL when dead */
+    char *path;
+    uint8_t kind;
+    uint32_t day; /* days since the epoch */
+    uint64_t bytes;
+};
+
+/* Multimap trace-ID hash -> segment index; key 0 marks an empty cell. A hash collision
+ * costs one bloom check of a segment, never a wrong answer (the segment is asked). */
+struct tmap {
+    uint64_t *keys;
+    uint32_t *segs;
+    size_t cap, used;
+};
+
 struct cn_store {
     struct cn_store_opts opts;
     char *dir;
     int lock_fd; /* flock on DIR/LOCK: one process per store */
     struct cn_wal *wal;
     struct cn_store_stats stats;
+    struct cn_derive *derive;
 
     /* Writer queue: guarded by qlock. */
     uv_mutex_t qlock;
@@ -48,23 +87,46 @@ struct cn_store {
     struct cn_store_sub **q;
     size_t qlen, qcap;
     int stopping;
+    int force_seal; /* cn_store_seal asked for the head to be sealed now */
     uv_thread_t writer;
     int writer_started;
+    atomic_uint_fast64_t truncate_lsn; /* set by the sealer, applied by the writer */
 
-    /* Head: guarded by hlock (writer takes it exclusive, readers shared). */
+    /* Sealer: waits for a frozen head, writes it out. Guarded by slock. */
+    uv_mutex_t slock;
+    uv_cond_t scond;
+    int seal_pending; /* frozen holds a head to write */
+    uv_thread_t sealer;
+    int sealer_started;
+    uint64_t next_seq;
+
+    /* Guarded by hlock: the writer and the sealer take it exclusive, readers shared. */
     uv_rwlock_t hlock;
-    struct entry *entries;
-    size_t num_entries, cap_entries;
-    struct ref *span_refs, *log_refs;
-    size_t num_span_refs, cap_span_refs, num_log_refs, cap_log_refs;
-    struct slot *slots;
-    size_t num_slots, used_slots;
+    struct head head;
+    struct head frozen;
+    struct segref *segs;
+    size_t num_segs, cap_segs;
+    struct tmap tmap;
 };
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static uint64_t hash_id(const uint8_t *id)
 {
     return XXH3_64bits(id, 16);
 }
+
+/* ---- head ------------------------------------------------------------------------------ */
 
 static struct slot *find_slot(struct slot *slots, size_t n, const uint8_t *id)
 {
@@ -76,30 +138,30 @@ static struct slot *find_slot(struct slot *slots, size_t n, const uint8_t *id)
     }
 }
 
-static int grow_slots(struct cn_store *st)
+static int grow_slots(struct head *h)
 {
-    size_t n = st->num_slots ? st->num_slots * 2 : 1024;
+    size_t n = h->num_slots ? h->num_slots * 2 : 1024;
     struct slot *slots = calloc(n, sizeof(*slots));
     if (!slots)
         return CN_ENOMEM;
-    for (size_t i = 0; i < st->num_slots; i++) {
-        if (st->slots[i].used)
-            *find_slot(slots, n, st->slots[i].id) = st->slots[i];
+    for (size_t i = 0; i < h->num_slots; i++) {
+        if (h->slots[i].used)
+            *find_slot(slots, n, h->slots[i].id) = h->slots[i];
     }
-    free(st->slots);
-    st->slots = slots;
-    st->num_slots = n;
+    free(h->slots);
+    h->slots = slots;
+    h->num_slots = n;
     return 0;
 }
 
-static struct slot *slot_for(struct cn_store *st, const uint8_t *id)
+static struct slot *slot_for(struct head *h, const uint8_t *id)
 {
-    struct slot *s = find_slot(st->slots, st->num_slots, id);
+    struct slot *s = find_slot(h->slots, h->num_slots, id);
     if (!s->used) {
         memcpy(s->id, id, 16);
         s->used = 1;
         s->span_first = s->span_last = s->log_first = s->log_last = NO_REF;
-        st->used_slots++;
+        h->used_slots++;
     }
     return s;
 }
@@ -119,61 +181,508 @@ static int reserve(void **arr, size_t *cap, size_t need, size_t size)
     return 0;
 }
 
-/* Adds a batch to the head (writer thread, hlock held exclusive). Takes body and batch. */
-static int head_add(struct cn_store *st, uint8_t *body, size_t len, struct cn_tel_batch *b,
-                    uint64_t lsn)
+/* Adds a batch (hlock held exclusive, or before threads start). Takes body and batch on
+ * success; on failure nothing changed. */
+static int head_add(struct head *h, uint8_t *body, size_t len, struct cn_tel_batch *b, uint64_t lsn)
 {
-    struct cn_tel_batch *bb = b;
-    if (reserve((void **)&st->entries, &st->cap_entries, st->num_entries + 1,
-                sizeof(*st->entries)) ||
-        reserve((void **)&st->span_refs, &st->cap_span_refs, st->num_span_refs + bb->num_spans,
+    if (reserve((void **)&h->entries, &h->cap_entries, h->num_entries + 1, sizeof(*h->entries)) ||
+        reserve((void **)&h->span_refs, &h->cap_span_refs, h->num_span_refs + b->num_spans,
                 sizeof(struct ref)) ||
-        reserve((void **)&st->log_refs, &st->cap_log_refs, st->num_log_refs + bb->num_logs,
+        reserve((void **)&h->log_refs, &h->cap_log_refs, h->num_log_refs + b->num_logs,
                 sizeof(struct ref)))
         return CN_ENOMEM;
     /* Room for every new trace up front, so nothing below can fail half-way. */
-    while ((st->used_slots + bb->num_spans + bb->num_logs + 1) * 2 > st->num_slots)
-        if (grow_slots(st) != 0)
+    while ((h->used_slots + b->num_spans + b->num_logs + 1) * 2 > h->num_slots)
+        if (grow_slots(h) != 0)
             return CN_ENOMEM;
-    uint32_t e = (uint32_t)st->num_entries;
-    struct entry *en = &st->entries[st->num_entries++];
+    uint32_t e = (uint32_t)h->num_entries;
+    struct entry *en = &h->entries[h->num_entries++];
     en->body = body;
     en->len = len;
     en->batch = *b;
     en->lsn = lsn;
     en->bytes = len + b->arena.used;
     for (size_t i = 0; i < en->batch.num_spans; i++) {
-        struct slot *s = slot_for(st, en->batch.spans[i].trace_id);
-        uint32_t r = (uint32_t)st->num_span_refs++;
-        st->span_refs[r] = (struct ref){e, (uint32_t)i, NO_REF};
+        struct slot *s = slot_for(h, en->batch.spans[i].trace_id);
+        uint32_t r = (uint32_t)h->num_span_refs++;
+        h->span_refs[r] = (struct ref){e, (uint32_t)i, NO_REF};
         if (s->span_last == NO_REF)
             s->span_first = r;
         else
-            st->span_refs[s->span_last].next = r;
+            h->span_refs[s->span_last].next = r;
         s->span_last = r;
     }
     for (size_t i = 0; i < en->batch.num_logs; i++) {
         const struct cn_log *l = &en->batch.logs[i];
-        uint32_t r = (uint32_t)st->num_log_refs++;
-        st->log_refs[r] = (struct ref){e, (uint32_t)i, NO_REF};
+        uint32_t r = (uint32_t)h->num_log_refs++;
+        h->log_refs[r] = (struct ref){e, (uint32_t)i, NO_REF};
         if (cn_id_is_zero(l->trace_id, 16))
             continue;
-        struct slot *s = slot_for(st, l->trace_id);
+        struct slot *s = slot_for(h, l->trace_id);
         if (s->log_last == NO_REF)
             s->log_first = r;
         else
-            st->log_refs[s->log_last].next = r;
+            h->log_refs[s->log_last].next = r;
         s->log_last = r;
     }
-    atomic_fetch_add(&st->stats.head_bytes, en->bytes);
-    atomic_fetch_add(&st->stats.spans, en->batch.num_spans);
-    atomic_fetch_add(&st->stats.logs, en->batch.num_logs);
-    atomic_fetch_add(&st->stats.batches, 1);
-    atomic_fetch_add(&st->stats.truncated_attrs, b->truncated_attrs);
-    atomic_fetch_add(&st->stats.truncated_values, b->truncated_values);
-    atomic_fetch_add(&st->stats.truncated_events, b->truncated_events);
-    atomic_fetch_add(&st->stats.truncated_links, b->truncated_links);
+    if (h->num_entries == 1)
+        h->opened_ms = now_ms();
+    h->bytes += en->bytes;
+    h->end_lsn = lsn + CN_WAL_HEADER + len;
     return 0;
+}
+
+static void head_release(struct head *h)
+{
+    for (size_t i = 0; i < h->num_entries; i++) {
+        cn_tel_batch_release(&h->entries[i].batch);
+        free(h->entries[i].body);
+    }
+    free(h->entries);
+    free(h->span_refs);
+    free(h->log_refs);
+    free(h->slots);
+    memset(h, 0, sizeof(*h));
+}
+
+static size_t head_trace(const struct head *h, const uint8_t *id, cn_store_span_cb cb, void *ctx)
+{
+    size_t n = 0;
+    if (!h->num_slots)
+        return 0;
+    const struct slot *s = find_slot(h->slots, h->num_slots, id);
+    for (uint32_t r = s->used ? s->span_first : NO_REF; r != NO_REF; r = h->span_refs[r].next) {
+        cb(ctx, &h->entries[h->span_refs[r].entry].batch.spans[h->span_refs[r].idx]);
+        n++;
+    }
+    return n;
+}
+
+static size_t head_trace_logs(const struct head *h, const uint8_t *id, cn_store_log_cb cb,
+                              void *ctx)
+{
+    size_t n = 0;
+    if (!h->num_slots)
+        return 0;
+    const struct slot *s = find_slot(h->slots, h->num_slots, id);
+    for (uint32_t r = s->used ? s->log_first : NO_REF; r != NO_REF; r = h->log_refs[r].next) {
+        cb(ctx, &h->entries[h->log_refs[r].entry].batch.logs[h->log_refs[r].idx]);
+        n++;
+    }
+    return n;
+}
+
+/* ---- trace map ------------------------------------------------------------------------- */
+
+static int tmap_grow(struct tmap *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 4096;
+    uint64_t *keys = calloc(cap, sizeof(*keys));
+    uint32_t *segs = calloc(cap, sizeof(*segs));
+    if (!keys || !segs) {
+        free(keys);
+        free(segs);
+        return CN_ENOMEM;
+    }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->keys[i])
+            continue;
+        size_t j = m->keys[i] & (cap - 1);
+        while (keys[j])
+            j = (j + 1) & (cap - 1);
+        keys[j] = m->keys[i];
+        segs[j] = m->segs[i];
+    }
+    free(m->keys);
+    free(m->segs);
+    m->keys = keys;
+    m->segs = segs;
+    m->cap = cap;
+    return 0;
+}
+
+static int tmap_add(struct tmap *m, const uint8_t *id, uint32_t seg)
+{
+    if ((m->used + 1) * 4 > m->cap * 3 && tmap_grow(m) != 0)
+        return CN_ENOMEM;
+    uint64_t k = hash_id(id) | 1; /* never 0 */
+    size_t j = k & (m->cap - 1);
+    while (m->keys[j]) {
+        if (m->keys[j] == k && m->segs[j] == seg)
+            return 0;
+        j = (j + 1) & (m->cap - 1);
+    }
+    m->keys[j] = k;
+    m->segs[j] = seg;
+    m->used++;
+    return 0;
+}
+
+/* Calls fn for each segment that may hold id. */
+static void tmap_each(const struct tmap *m, const uint8_t *id, void (*fn)(void *, uint32_t),
+                      void *ctx)
+{
+    if (!m->cap)
+        return;
+    uint64_t k = hash_id(id) | 1;
+    for (size_t j = k & (m->cap - 1); m->keys[j]; j = (j + 1) & (m->cap - 1))
+        if (m->keys[j] == k)
+            fn(ctx, m->segs[j]);
+}
+
+/* ---- segments -------------------------------------------------------------------------- */
+
+static void day_dir(const struct cn_store *st, uint32_t day, char *dst, size_t len)
+{
+    time_t t = (time_t)day * 86400;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(dst, len, "%s/parts/%04d-%02d-%02d", st->dir, tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday);
+}
+
+struct collect_ids {
+    uint8_t (*ids)[16];
+    size_t num, cap;
+    int oom;
+};
+
+static void collect_id(void *ctx, const uint8_t id[16])
+{
+    struct collect_ids *c = ctx;
+    if (c->num == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        uint8_t(*ids)[16] = realloc(c->ids, cap * 16);
+        if (!ids) {
+            c->oom = 1;
+            return;
+        }
+        c->ids = ids;
+        c->cap = cap;
+    }
+    memcpy(c->ids[c->num++], id, 16);
+}
+
+/* Registers an open segment and its trace IDs (hlock exclusive). */
+static int register_seg(struct cn_store *st, struct cn_seg *seg, const char *path, uint8_t kind,
+                        const struct collect_ids *ids)
+{
+    if (reserve((void **)&st->segs, &st->cap_segs, st->num_segs + 1, sizeof(*st->segs)))
+        return CN_ENOMEM;
+    const struct cn_seg_info *info = cn_seg_info(seg);
+    uint32_t idx = (uint32_t)st->num_segs;
+    struct segref *r = &st->segs[st->num_segs++];
+    r->seg = seg;
+    r->path = strdup(path);
+    r->kind = kind;
+    r->day = (uint32_t)(info->created_ns / DAY_NS); /* the ingest day it was sealed on */
+    r->bytes = info->bytes;
+    for (size_t i = 0; i < ids->num; i++)
+        if (tmap_add(&st->tmap, ids->ids[i], idx) != 0)
+            return CN_ENOMEM;
+    atomic_fetch_add(&st->stats.segments, 1);
+    atomic_fetch_add(&st->stats.segment_bytes, r->bytes);
+    return 0;
+}
+
+/* Writes the records of h into segment files, one per day and kind. Opens each written
+ * segment into out (caller registers them). Returns 0 or an error (files written before
+ * the error are removed). */
+struct written {
+    struct cn_seg *seg;
+    char path[4200];
+    uint8_t kind;
+    struct collect_ids ids;
+};
+
+static void written_drop(struct written *w, size_t n, int unlink_files)
+{
+    for (size_t i = 0; i < n; i++) {
+        cn_seg_close(w[i].seg);
+        if (unlink_files)
+            unlink(w[i].path);
+        free(w[i].ids.ids);
+    }
+}
+
+/* Partitions are days of ingest (the wall clock when a head is sealed), not of the records'
+ * own times: retention then counts from when data arrived, so a late or replayed batch with
+ * old timestamps is kept as long as fresh data. Queries prune segments by the min/max of the
+ * records' times kept in each segment's footer. */
+static int write_head(struct cn_store *st, const struct head *h, struct written **out,
+                      size_t *out_num)
+{
+    size_t nspans = 0, nlogs = 0;
+    for (size_t e = 0; e < h->num_entries; e++) {
+        nspans += h->entries[e].batch.num_spans;
+        nlogs += h->entries[e].batch.num_logs;
+    }
+    const struct cn_span **sp = malloc((nspans + 1) * sizeof(*sp));
+    const struct cn_log **lg = malloc((nlogs + 1) * sizeof(*lg));
+    struct written *w = calloc(2, sizeof(*w));
+    size_t nw = 0, ns = 0, nl = 0;
+    int rc = sp && lg && w ? 0 : CN_ENOMEM;
+    for (size_t e = 0; !rc && e < h->num_entries; e++) {
+        const struct cn_tel_batch *b = &h->entries[e].batch;
+        for (size_t i = 0; i < b->num_spans; i++)
+            sp[ns++] = &b->spans[i];
+        for (size_t i = 0; i < b->num_logs; i++)
+            lg[nl++] = &b->logs[i];
+    }
+    char dir[4096];
+    if (!rc) {
+        day_dir(st, (uint32_t)(wall_ns() / DAY_NS), dir, sizeof(dir));
+        rc = cn_store_mkdirs(dir);
+    }
+    for (int kind = CN_SEG_SPANS; !rc && kind <= CN_SEG_LOGS; kind++) {
+        size_t n = kind == CN_SEG_SPANS ? ns : nl;
+        if (n == 0)
+            continue;
+        struct written *x = &w[nw];
+        snprintf(x->path, sizeof(x->path), "%s/%016llx.%s", dir, (unsigned long long)st->next_seq++,
+                 kind == CN_SEG_SPANS ? "spans" : "logs");
+        x->kind = (uint8_t)kind;
+        struct cn_seg_write_opts o = {.trace_cb = collect_id, .trace_ctx = &x->ids};
+        char err[512] = "";
+        rc = kind == CN_SEG_SPANS
+                 ? cn_seg_write_spans_opts(x->path, sp, n, &o, NULL, err, sizeof(err))
+                 : cn_seg_write_logs_opts(x->path, lg, n, &o, NULL, err, sizeof(err));
+        if (!rc && x->ids.oom)
+            rc = CN_ENOMEM;
+        if (!rc)
+            rc = cn_seg_open(&x->seg, x->path, err, sizeof(err));
+        if (rc) {
+            cn_error("telemetry", "sealing failed, the head is kept and sealed later",
+                     "error=\"%s\"", err[0] ? err : cn_strerror(rc));
+            free(x->ids.ids);
+            unlink(x->path);
+            break;
+        }
+        nw++;
+    }
+    free(sp);
+    free(lg);
+    if (rc) {
+        written_drop(w, nw, 1);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    *out_num = nw;
+    return 0;
+}
+
+static int write_checkpoint(struct cn_store *st, uint64_t lsn)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof(path), "%s/CHECKPOINT", st->dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)lsn);
+    int rc = write(fd, line, (size_t)n) == n && fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    if (!rc && rename(tmp, path) != 0)
+        rc = -errno;
+    if (!rc) {
+        int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    return rc;
+}
+
+static uint64_t read_checkpoint(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/CHECKPOINT", dir);
+    FILE *f = fopen(path, "r");
+    unsigned long long v = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &v) != 1)
+            v = 0;
+        fclose(f);
+    }
+    return v;
+}
+
+/* Removes whole partitions older than the retention, then the oldest partitions (or, in
+ * the last one, the oldest segments) while over the disk budget. Sealer thread. */
+static void enforce_retention(struct cn_store *st)
+{
+    uint64_t cutoff_day = 0;
+    if (st->opts.retention_ms) {
+        uint64_t cut = wall_ns() - st->opts.retention_ms * 1000000ull;
+        cutoff_day = cut / DAY_NS; /* a day ending before the cutoff goes */
+    }
+    for (;;) {
+        uv_rwlock_wrlock(&st->hlock);
+        uint64_t total = 0;
+        uint32_t oldest = UINT32_MAX, newest = 0;
+        size_t live = 0;
+        for (size_t i = 0; i < st->num_segs; i++) {
+            if (!st->segs[i].seg)
+                continue;
+            total += st->segs[i].bytes;
+            oldest = CN_MIN(oldest, st->segs[i].day);
+            newest = CN_MAX(newest, st->segs[i].day);
+            live++;
+        }
+        int over_age = live && st->opts.retention_ms && (uint64_t)oldest + 1 <= cutoff_day;
+        int over_disk = live && st->opts.disk_budget && total > st->opts.disk_budget;
+        if (!over_age && !over_disk) {
+            uv_rwlock_wrunlock(&st->hlock);
+            return;
+        }
+        /* The victims: the oldest day whole, or in the only day left its oldest segment. */
+        int one = !over_age && oldest == newest;
+        char **paths = calloc(st->num_segs, sizeof(char *));
+        struct cn_seg **segs = calloc(st->num_segs, sizeof(*segs));
+        size_t nv = 0;
+        for (size_t i = 0; paths && segs && i < st->num_segs; i++) {
+            struct segref *r = &st->segs[i];
+            if (!r->seg || r->day != oldest)
+                continue;
+            segs[nv] = r->seg;
+            paths[nv++] = r->path;
+            r->seg = NULL;
+            r->path = NULL;
+            atomic_fetch_sub(&st->stats.segments, 1);
+            atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
+            if (one)
+                break;
+        }
+        uv_rwlock_wrunlock(&st->hlock);
+        for (size_t i = 0; i < nv; i++) {
+            cn_info("telemetry", "segment removed by retention", "file=%s reason=%s", paths[i],
+                    over_age ? "age" : "disk_budget");
+            cn_seg_close(segs[i]);
+            unlink(paths[i]);
+            char *slash = strrchr(paths[i], '/');
+            if (slash) {
+                *slash = '\0';
+                rmdir(paths[i]); /* only when the partition is empty */
+            }
+            free(paths[i]);
+            atomic_fetch_add(&st->stats.retention_removed, 1);
+        }
+        free(paths);
+        free(segs);
+        if (nv == 0)
+            return;
+    }
+}
+
+/* Writes the frozen head out and swaps it for its segments. Sealer thread, or the opening
+ * thread before the others start. Returns 0 or an error (the frozen head stays). */
+static int seal_frozen(struct cn_store *st)
+{
+    struct written *w = NULL;
+    size_t nw = 0;
+    uint64_t t0 = uv_hrtime();
+    int rc = write_head(st, &st->frozen, &w, &nw);
+    if (!rc)
+        rc = write_checkpoint(st, st->frozen.end_lsn);
+    if (rc) {
+        if (w) {
+            written_drop(w, nw, 1);
+            free(w);
+        }
+        atomic_fetch_add(&st->stats.seal_errors, 1);
+        return rc;
+    }
+    uint64_t end = st->frozen.end_lsn, bytes = st->frozen.bytes;
+    size_t entries = st->frozen.num_entries;
+    struct head old;
+    uv_rwlock_wrlock(&st->hlock);
+    for (size_t i = 0; i < nw; i++) {
+        if (register_seg(st, w[i].seg, w[i].path, w[i].kind, &w[i].ids) != 0) {
+            /* Out of memory for the map: the segment stays on disk and is found again
+             * at the next start; its traces are missing from lookups until then. */
+            cn_error("telemetry", "trace map full, segment not indexed", "file=%s", w[i].path);
+        }
+        w[i].seg = NULL;
+    }
+    old = st->frozen;
+    memset(&st->frozen, 0, sizeof(st->frozen));
+    uv_rwlock_wrunlock(&st->hlock);
+    atomic_fetch_sub(&st->stats.head_bytes, bytes);
+    head_release(&old);
+    written_drop(w, nw, 0);
+    free(w);
+    atomic_store(&st->truncate_lsn, end);
+    atomic_fetch_add(&st->stats.seals, 1);
+    cn_debug("telemetry", "head sealed", "batches=%zu segments=%zu ms=%llu", entries, nw,
+             (unsigned long long)((uv_hrtime() - t0) / 1000000));
+    return 0;
+}
+
+static void sealer_main(void *arg)
+{
+    struct cn_store *st = arg;
+    for (;;) {
+        uv_mutex_lock(&st->slock);
+        while (!st->seal_pending && !st->stopping)
+            uv_cond_wait(&st->scond, &st->slock);
+        int pending = st->seal_pending, stopping = st->stopping;
+        uv_mutex_unlock(&st->slock);
+        if (!pending && stopping)
+            break;
+        if (seal_frozen(st) != 0) {
+            /* Disk full or another failure: try again in a second; ingest goes on into the
+             * head until its budget refuses more. */
+            uv_sleep(1000);
+            if (stopping)
+                break;
+            continue;
+        }
+        enforce_retention(st);
+        uv_mutex_lock(&st->slock);
+        st->seal_pending = 0;
+        uv_mutex_unlock(&st->slock);
+    }
+}
+
+/* Writer thread: hands the head to the sealer when it is big or old enough. Returns 1
+ * when the head is empty afterwards (frozen, or nothing in it). */
+static int maybe_freeze(struct cn_store *st, int force)
+{
+    struct head *h = &st->head;
+    if (!h->num_entries)
+        return 1;
+    int due = force || h->bytes >= st->opts.seal_bytes ||
+              now_ms() - h->opened_ms >= st->opts.seal_interval_ms;
+    if (!due)
+        return 0;
+    uv_mutex_lock(&st->slock);
+    int busy = st->seal_pending;
+    if (!busy) {
+        uv_rwlock_wrlock(&st->hlock);
+        st->frozen = st->head;
+        memset(&st->head, 0, sizeof(st->head));
+        uv_rwlock_wrunlock(&st->hlock);
+        st->seal_pending = 1;
+        uv_cond_signal(&st->scond);
+    }
+    uv_mutex_unlock(&st->slock);
+    return !busy;
+}
+
+/* Writer thread: takes a pending cn_store_seal request once the head could be frozen. */
+static void freeze_turn(struct cn_store *st)
+{
+    uv_mutex_lock(&st->qlock);
+    int force = st->force_seal;
+    uv_mutex_unlock(&st->qlock);
+    if (maybe_freeze(st, force) && force) {
+        uv_mutex_lock(&st->qlock);
+        st->force_seal = 0;
+        uv_mutex_unlock(&st->qlock);
+    }
 }
 
 /* ---- writer thread --------------------------------------------------------------------- */
@@ -185,13 +694,12 @@ static void writer_main(void *arg)
     size_t cap = 0;
     for (;;) {
         uv_mutex_lock(&st->qlock);
-        while (st->qlen == 0 && !st->stopping)
-            uv_cond_wait(&st->qcond, &st->qlock);
-        if (st->qlen == 0 && st->stopping) {
-            uv_mutex_unlock(&st->qlock);
-            break;
+        while (st->qlen == 0 && !st->stopping) {
+            /* Wake up now and then to seal an old head even without traffic. */
+            if (uv_cond_timedwait(&st->qcond, &st->qlock, 200 * 1000000ull) != 0)
+                break;
         }
-        /* Take everything queued: one group commit for all of it. */
+        int stopping = st->stopping;
         struct cn_store_sub **tmp = batch;
         size_t tcap = cap;
         batch = st->q;
@@ -202,6 +710,16 @@ static void writer_main(void *arg)
         st->qlen = 0;
         uv_mutex_unlock(&st->qlock);
 
+        uint64_t tl = atomic_exchange(&st->truncate_lsn, 0);
+        if (tl)
+            cn_wal_truncate_before(st->wal, tl);
+        if (n == 0) {
+            if (stopping)
+                break;
+            freeze_turn(st);
+            continue;
+        }
+        /* Everything queued goes out in one group commit. */
         uint64_t bytes = 0;
         int rc = 0;
         for (size_t i = 0; i < n && !rc; i++) {
@@ -219,26 +737,54 @@ static void writer_main(void *arg)
             atomic_fetch_add(&st->stats.wal_commits, 1);
             atomic_fetch_add(&st->stats.wal_bytes, bytes);
         }
+        uint64_t now = wall_ns();
+        size_t added = 0;
         uv_rwlock_wrlock(&st->hlock);
         for (size_t i = 0; i < n; i++) {
             struct cn_store_sub *sub = batch[i];
             sub->status = rc;
-            if (!rc) {
-                sub->status = head_add(st, sub->body, sub->len, &sub->batch, sub->lsn);
-                if (sub->status == 0) {
-                    /* The head owns body and batch now. */
-                    sub->body = NULL;
-                    cn_tel_batch_init(&sub->batch, 0);
-                }
-            }
+            if (rc)
+                continue;
+            uint64_t before = st->head.bytes;
+            sub->status = head_add(&st->head, sub->body, sub->len, &sub->batch, sub->lsn);
+            if (sub->status)
+                continue;
+            const struct cn_tel_batch *b = &st->head.entries[st->head.num_entries - 1].batch;
+            atomic_fetch_add(&st->stats.head_bytes, st->head.bytes - before);
+            atomic_fetch_add(&st->stats.spans, b->num_spans);
+            atomic_fetch_add(&st->stats.logs, b->num_logs);
+            atomic_fetch_add(&st->stats.batches, 1);
+            atomic_fetch_add(&st->stats.truncated_attrs, b->truncated_attrs);
+            atomic_fetch_add(&st->stats.truncated_values, b->truncated_values);
+            atomic_fetch_add(&st->stats.truncated_events, b->truncated_events);
+            atomic_fetch_add(&st->stats.truncated_links, b->truncated_links);
+            /* The head owns body and batch now; the answer still needs what was refused. */
+            sub->body = NULL;
+            uint64_t rejected = sub->batch.rejected;
+            char msg[sizeof(sub->batch.reject_msg)];
+            memcpy(msg, sub->batch.reject_msg, sizeof(msg));
+            cn_tel_batch_init(&sub->batch, 0);
+            sub->batch.rejected = rejected;
+            memcpy(sub->batch.reject_msg, msg, sizeof(msg));
+            added++;
         }
         uv_rwlock_wrunlock(&st->hlock);
+        /* Derived tables see the spans once they are durable and readable. Only this
+         * thread replaces the head, so it reads its own entries without the lock. */
+        if (st->derive && added) {
+            for (size_t e = st->head.num_entries - added; e < st->head.num_entries; e++)
+                cn_derive_add_spans(st->derive, st->head.entries[e].batch.spans,
+                                    st->head.entries[e].batch.num_spans, now);
+        }
         atomic_fetch_sub(&st->stats.queue_bytes, bytes);
         for (size_t i = 0; i < n; i++)
             cn_mailbox_post(batch[i]->mailbox, &batch[i]->mail);
+        freeze_turn(st);
     }
     free(batch);
 }
+
+/* ---- open, replay, close --------------------------------------------------------------- */
 
 int cn_store_mkdirs(const char *dir)
 {
@@ -257,28 +803,95 @@ int cn_store_mkdirs(const char *dir)
     return 0;
 }
 
-/* ---- open, replay, close --------------------------------------------------------------- */
+/* Opens every segment under DIR/parts and fills the trace map. Damaged segments are
+ * reported and left out; the rest is served. */
+static int load_segments(struct cn_store *st)
+{
+    char parts[4096];
+    snprintf(parts, sizeof(parts), "%s/parts", st->dir);
+    DIR *d = opendir(parts);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char day[8192];
+        snprintf(day, sizeof(day), "%s/%s", parts, e->d_name);
+        DIR *dd = opendir(day);
+        struct dirent *f;
+        while (dd && (f = readdir(dd)) != NULL) {
+            size_t len = strlen(f->d_name);
+            int spans = len > 6 && strcmp(f->d_name + len - 6, ".spans") == 0;
+            int logs = len > 5 && strcmp(f->d_name + len - 5, ".logs") == 0;
+            if (!spans && !logs) {
+                if (len > 4 && strcmp(f->d_name + len - 4, ".tmp") == 0) {
+                    char tmp[8448];
+                    snprintf(tmp, sizeof(tmp), "%s/%s", day, f->d_name);
+                    unlink(tmp); /* a seal cut short */
+                }
+                continue;
+            }
+            char path[8448];
+            snprintf(path, sizeof(path), "%s/%s", day, f->d_name);
+            unsigned long long seq = strtoull(f->d_name, NULL, 16);
+            if (seq >= st->next_seq)
+                st->next_seq = seq + 1;
+            struct cn_seg *seg = NULL;
+            char err[512];
+            if (cn_seg_open(&seg, path, err, sizeof(err)) != 0) {
+                cn_error("telemetry", "segment not served", "error=\"%s\"", err);
+                atomic_fetch_add(&st->stats.corrupt_segments, 1);
+                continue;
+            }
+            struct collect_ids ids = {0};
+            int rc = cn_seg_trace_ids(seg, collect_id, &ids);
+            if (rc == CN_EIO)
+                cn_error("telemetry", "segment trace index damaged, partly indexed", "file=%s",
+                         path);
+            if (ids.oom ||
+                register_seg(st, seg, path, spans ? CN_SEG_SPANS : CN_SEG_LOGS, &ids) != 0) {
+                free(ids.ids);
+                cn_seg_close(seg);
+                closedir(dd);
+                closedir(d);
+                return CN_ENOMEM;
+            }
+            free(ids.ids);
+        }
+        if (dd)
+            closedir(dd);
+    }
+    closedir(d);
+    return 0;
+}
 
 struct replay_ctx {
     struct cn_store *st;
-    uint64_t failed;
+    uint64_t from_lsn;
+    uint64_t failed, skipped;
 };
 
 static int replay_one(void *ctx, uint64_t lsn, uint8_t type, const uint8_t *data, size_t len)
 {
     struct replay_ctx *rc = ctx;
     struct cn_store *st = rc->st;
+    if (lsn < rc->from_lsn) {
+        rc->skipped++; /* already in a segment */
+        return 0;
+    }
     uint8_t *body = malloc(len ? len : 1);
     if (!body)
         return CN_ENOMEM;
     memcpy(body, data, len);
     struct cn_tel_batch b;
     cn_tel_batch_init(&b, (size_t)st->opts.max_body_bytes * 4 + (1u << 20));
-    char err[256];
+    char err[256] = "";
     int r =
         cn_tel_decode(&b, (enum cn_body_kind)type, body, len, &st->opts.limits, err, sizeof(err));
+    uint64_t before = st->head.bytes;
     if (r == 0)
-        r = head_add(st, body, len, &b, lsn);
+        r = head_add(&st->head, body, len, &b, lsn);
     if (r) {
         /* It decoded when it was acknowledged; a failure now means a changed decoder or a
          * damaged record that kept its checksum. Counted, not fatal. */
@@ -289,7 +902,20 @@ static int replay_one(void *ctx, uint64_t lsn, uint8_t type, const uint8_t *data
         rc->failed++;
         return r == CN_ENOMEM ? r : 0;
     }
+    const struct cn_tel_batch *hb = &st->head.entries[st->head.num_entries - 1].batch;
+    if (st->derive)
+        cn_derive_add_spans(st->derive, hb->spans, hb->num_spans, wall_ns());
+    atomic_fetch_add(&st->stats.head_bytes, st->head.bytes - before);
+    atomic_fetch_add(&st->stats.spans, hb->num_spans);
+    atomic_fetch_add(&st->stats.logs, hb->num_logs);
     atomic_fetch_add(&st->stats.replayed_records, 1);
+    /* Replay is bounded in memory: a full head is sealed on the spot. */
+    if (st->head.bytes >= st->opts.seal_bytes) {
+        st->frozen = st->head;
+        memset(&st->head, 0, sizeof(st->head));
+        if (seal_frozen(st) != 0)
+            return CN_EIO;
+    }
     return 0;
 }
 
@@ -300,16 +926,24 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
     if (!st)
         return CN_ENOMEM;
     st->opts = *opts;
+    if (!st->opts.seal_bytes)
+        st->opts.seal_bytes = 64u << 20;
+    if (!st->opts.seal_interval_ms)
+        st->opts.seal_interval_ms = 10000;
     st->dir = strdup(opts->dir);
+    st->lock_fd = -1;
     uv_mutex_init(&st->qlock);
     uv_cond_init(&st->qcond);
+    uv_mutex_init(&st->slock);
+    uv_cond_init(&st->scond);
     uv_rwlock_init(&st->hlock);
-    st->lock_fd = -1;
-    char waldir[4096];
+    struct cn_derive_opts dopts;
+    cn_derive_opts_default(&dopts);
+    st->derive = cn_derive_new(&dopts);
+    char waldir[4096], lockpath[4096];
     snprintf(waldir, sizeof(waldir), "%s/wal", opts->dir);
-    char lockpath[4096];
     snprintf(lockpath, sizeof(lockpath), "%s/LOCK", opts->dir);
-    int rc = cn_store_mkdirs(opts->dir);
+    int rc = st->dir && st->derive ? cn_store_mkdirs(opts->dir) : CN_ENOMEM;
     if (!rc) {
         st->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
         rc = st->lock_fd < 0 ? -errno : 0;
@@ -325,13 +959,19 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         cn_store_close(st);
         return rc;
     }
+    rc = load_segments(st);
+    if (rc) {
+        snprintf(err, err_len, "%s/parts: %s", opts->dir, cn_strerror(rc));
+        cn_store_close(st);
+        return rc;
+    }
     struct cn_wal_opts wo = {waldir, opts->wal_segment_bytes, opts->max_body_bytes, opts->fsync};
     rc = cn_wal_open(&st->wal, &wo, err, err_len);
     if (rc) {
         cn_store_close(st);
         return rc;
     }
-    struct replay_ctx ctx = {st, 0};
+    struct replay_ctx ctx = {st, read_checkpoint(opts->dir), 0, 0};
     struct cn_wal_replay_stats rs;
     uint64_t t0 = uv_hrtime();
     rc = cn_wal_replay(st->wal, replay_one, &ctx, &rs);
@@ -341,17 +981,22 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         return rc;
     }
     atomic_store(&st->stats.replay_corrupt, rs.corrupt + ctx.failed);
-    cn_info("telemetry", "wal replayed",
-            "records=%llu bytes=%llu files=%llu corrupt=%llu "
-            "torn_bytes=%llu spans=%llu logs=%llu ms=%llu",
-            (unsigned long long)rs.records, (unsigned long long)rs.bytes,
-            (unsigned long long)rs.files, (unsigned long long)(rs.corrupt + ctx.failed),
-            (unsigned long long)rs.truncated, (unsigned long long)atomic_load(&st->stats.spans),
-            (unsigned long long)atomic_load(&st->stats.logs),
-            (unsigned long long)((uv_hrtime() - t0) / 1000000));
-    rc = uv_thread_create(&st->writer, writer_main, st);
+    cn_info("telemetry", "store opened",
+            "segments=%llu segment_bytes=%llu wal_records=%llu replayed=%llu already_sealed=%llu "
+            "corrupt=%llu torn_bytes=%llu ms=%llu",
+            (unsigned long long)atomic_load(&st->stats.segments),
+            (unsigned long long)atomic_load(&st->stats.segment_bytes),
+            (unsigned long long)rs.records,
+            (unsigned long long)atomic_load(&st->stats.replayed_records),
+            (unsigned long long)ctx.skipped, (unsigned long long)(rs.corrupt + ctx.failed),
+            (unsigned long long)rs.truncated, (unsigned long long)((uv_hrtime() - t0) / 1000000));
+    rc = uv_thread_create(&st->sealer, sealer_main, st);
+    if (!rc) {
+        st->sealer_started = 1;
+        rc = uv_thread_create(&st->writer, writer_main, st);
+    }
     if (rc) {
-        snprintf(err, err_len, "cannot start the telemetry writer: %s", uv_strerror(rc));
+        snprintf(err, err_len, "cannot start the telemetry threads: %s", uv_strerror(rc));
         cn_store_close(st);
         return rc;
     }
@@ -371,20 +1016,32 @@ void cn_store_close(struct cn_store *st)
         uv_mutex_unlock(&st->qlock);
         uv_thread_join(&st->writer);
     }
+    if (st->sealer_started) {
+        uv_mutex_lock(&st->slock);
+        st->stopping = 1;
+        uv_cond_signal(&st->scond);
+        uv_mutex_unlock(&st->slock);
+        uv_thread_join(&st->sealer);
+    }
+    /* What is still in memory is in the WAL: replayed at the next start. */
     cn_wal_close(st->wal);
     if (st->lock_fd >= 0)
         close(st->lock_fd);
-    for (size_t i = 0; i < st->num_entries; i++) {
-        cn_tel_batch_release(&st->entries[i].batch);
-        free(st->entries[i].body);
+    head_release(&st->head);
+    head_release(&st->frozen);
+    for (size_t i = 0; i < st->num_segs; i++) {
+        cn_seg_close(st->segs[i].seg);
+        free(st->segs[i].path);
     }
-    free(st->entries);
-    free(st->span_refs);
-    free(st->log_refs);
-    free(st->slots);
+    free(st->segs);
+    free(st->tmap.keys);
+    free(st->tmap.segs);
+    cn_derive_free(st->derive);
     free(st->q);
     free(st->dir);
     uv_rwlock_destroy(&st->hlock);
+    uv_cond_destroy(&st->scond);
+    uv_mutex_destroy(&st->slock);
     uv_cond_destroy(&st->qcond);
     uv_mutex_destroy(&st->qlock);
     free(st);
@@ -415,12 +1072,9 @@ int cn_store_submit(struct cn_store *st, struct cn_store_sub *sub, struct cn_mai
     }
     st->q[st->qlen++] = sub;
     atomic_fetch_add(&st->stats.queue_bytes, sub->len);
-    atomic_fetch_add(
-        &st->stats.rejected_spans,
-        sub->kind == CN_BODY_LOGS_PB || sub->kind == CN_BODY_LOGS_JSON ? 0 : sub->batch.rejected);
-    atomic_fetch_add(
-        &st->stats.rejected_logs,
-        sub->kind == CN_BODY_LOGS_PB || sub->kind == CN_BODY_LOGS_JSON ? sub->batch.rejected : 0);
+    int logs = sub->kind == CN_BODY_LOGS_PB || sub->kind == CN_BODY_LOGS_JSON;
+    atomic_fetch_add(logs ? &st->stats.rejected_logs : &st->stats.rejected_spans,
+                     sub->batch.rejected);
     uv_cond_signal(&st->qcond);
     uv_mutex_unlock(&st->qlock);
     return 0;
@@ -437,73 +1091,173 @@ void cn_store_sub_free(struct cn_store_sub *sub)
 
 /* ---- read ------------------------------------------------------------------------------ */
 
+struct seg_visit {
+    struct cn_store *st;
+    const uint8_t *id;
+    uint8_t kind;
+    cn_store_span_cb span_cb;
+    cn_store_log_cb log_cb;
+    void *ctx;
+    size_t n;
+    uint32_t seen[64];
+    size_t num_seen;
+};
+
+static void visit_seg(void *ctx, uint32_t idx)
+{
+    struct seg_visit *v = ctx;
+    struct segref *r = &v->st->segs[idx];
+    if (!r->seg || r->kind != v->kind || !cn_seg_may_contain_trace(r->seg, v->id))
+        return;
+    for (size_t i = 0; i < v->num_seen; i++)
+        if (v->seen[i] == idx)
+            return;
+    if (v->num_seen < CN_ARRAY_LEN(v->seen))
+        v->seen[v->num_seen++] = idx;
+    struct cn_tel_batch b;
+    cn_tel_batch_init(&b, 256u << 20);
+    int rc = cn_seg_trace(r->seg, v->id, &b);
+    if (rc == CN_EIO)
+        atomic_fetch_add(&v->st->stats.read_errors, 1);
+    for (size_t i = 0; i < b.num_spans; i++, v->n++)
+        v->span_cb(v->ctx, &b.spans[i]);
+    for (size_t i = 0; i < b.num_logs; i++, v->n++)
+        v->log_cb(v->ctx, &b.logs[i]);
+    cn_tel_batch_release(&b);
+}
+
 size_t cn_store_trace(struct cn_store *st, const uint8_t trace_id[16], cn_store_span_cb cb,
                       void *ctx)
 {
-    size_t n = 0;
+    struct seg_visit v = {st, trace_id, CN_SEG_SPANS, cb, NULL, ctx, 0, {0}, 0};
     uv_rwlock_rdlock(&st->hlock);
-    if (st->num_slots) {
-        struct slot *s = find_slot(st->slots, st->num_slots, trace_id);
-        for (uint32_t r = s->used ? s->span_first : NO_REF; r != NO_REF;
-             r = st->span_refs[r].next) {
-            cb(ctx, &st->entries[st->span_refs[r].entry].batch.spans[st->span_refs[r].idx]);
-            n++;
-        }
-    }
+    tmap_each(&st->tmap, trace_id, visit_seg, &v);
+    v.n += head_trace(&st->frozen, trace_id, cb, ctx);
+    v.n += head_trace(&st->head, trace_id, cb, ctx);
     uv_rwlock_rdunlock(&st->hlock);
-    return n;
+    return v.n;
 }
 
 size_t cn_store_trace_logs(struct cn_store *st, const uint8_t trace_id[16], cn_store_log_cb cb,
                            void *ctx)
 {
-    size_t n = 0;
+    struct seg_visit v = {st, trace_id, CN_SEG_LOGS, NULL, cb, ctx, 0, {0}, 0};
     uv_rwlock_rdlock(&st->hlock);
-    if (st->num_slots) {
-        struct slot *s = find_slot(st->slots, st->num_slots, trace_id);
-        for (uint32_t r = s->used ? s->log_first : NO_REF; r != NO_REF; r = st->log_refs[r].next) {
-            cb(ctx, &st->entries[st->log_refs[r].entry].batch.logs[st->log_refs[r].idx]);
-            n++;
-        }
-    }
+    tmap_each(&st->tmap, trace_id, visit_seg, &v);
+    v.n += head_trace_logs(&st->frozen, trace_id, cb, ctx);
+    v.n += head_trace_logs(&st->head, trace_id, cb, ctx);
     uv_rwlock_rdunlock(&st->hlock);
-    return n;
+    return v.n;
+}
+
+struct scan_ctx {
+    cn_store_span_cb span_cb;
+    cn_store_log_cb log_cb;
+    void *ctx;
+    size_t n, limit;
+};
+
+static int scan_rec(void *ctx, const struct cn_span *span, const struct cn_log *log)
+{
+    struct scan_ctx *s = ctx;
+    if (s->limit && s->n >= s->limit)
+        return 1;
+    if (span)
+        s->span_cb(s->ctx, span);
+    else
+        s->log_cb(s->ctx, log);
+    s->n++;
+    return s->limit && s->n >= s->limit;
+}
+
+static void scan_head(const struct head *h, uint64_t from, uint64_t to, struct scan_ctx *s)
+{
+    for (size_t e = 0; e < h->num_entries && (!s->limit || s->n < s->limit); e++) {
+        const struct cn_tel_batch *b = &h->entries[e].batch;
+        for (size_t i = 0; s->span_cb && i < b->num_spans && (!s->limit || s->n < s->limit); i++)
+            if (b->spans[i].start_ns >= from && b->spans[i].start_ns < to)
+                scan_rec(s, &b->spans[i], NULL);
+        for (size_t i = 0; s->log_cb && i < b->num_logs && (!s->limit || s->n < s->limit); i++)
+            if (b->logs[i].time_ns >= from && b->logs[i].time_ns < to)
+                scan_rec(s, NULL, &b->logs[i]);
+    }
+}
+
+static size_t scan(struct cn_store *st, uint8_t kind, uint64_t from, uint64_t to, size_t limit,
+                   struct scan_ctx *s)
+{
+    s->limit = limit;
+    uv_rwlock_rdlock(&st->hlock);
+    for (size_t i = 0; i < st->num_segs && (!limit || s->n < limit); i++) {
+        struct segref *r = &st->segs[i];
+        if (!r->seg || r->kind != kind)
+            continue;
+        const struct cn_seg_info *info = cn_seg_info(r->seg);
+        if (info->rows == 0 || info->max_ns < from || info->min_ns >= to)
+            continue;
+        if (cn_seg_scan(r->seg, from, to, NULL, scan_rec, s) == CN_EIO)
+            atomic_fetch_add(&st->stats.read_errors, 1);
+    }
+    scan_head(&st->frozen, from, to, s);
+    scan_head(&st->head, from, to, s);
+    uv_rwlock_rdunlock(&st->hlock);
+    return s->n;
 }
 
 size_t cn_store_scan_spans(struct cn_store *st, uint64_t from_ns, uint64_t to_ns, size_t limit,
                            cn_store_span_cb cb, void *ctx)
 {
-    size_t n = 0;
-    uv_rwlock_rdlock(&st->hlock);
-    for (size_t e = 0; e < st->num_entries && (!limit || n < limit); e++) {
-        const struct cn_tel_batch *b = &st->entries[e].batch;
-        for (size_t i = 0; i < b->num_spans && (!limit || n < limit); i++) {
-            if (b->spans[i].start_ns >= from_ns && b->spans[i].start_ns < to_ns) {
-                cb(ctx, &b->spans[i]);
-                n++;
-            }
-        }
-    }
-    uv_rwlock_rdunlock(&st->hlock);
-    return n;
+    struct scan_ctx s = {cb, NULL, ctx, 0, 0};
+    return scan(st, CN_SEG_SPANS, from_ns, to_ns, limit, &s);
 }
 
 size_t cn_store_scan_logs(struct cn_store *st, uint64_t from_ns, uint64_t to_ns, size_t limit,
                           cn_store_log_cb cb, void *ctx)
 {
-    size_t n = 0;
+    struct scan_ctx s = {NULL, cb, ctx, 0, 0};
+    return scan(st, CN_SEG_LOGS, from_ns, to_ns, limit, &s);
+}
+
+uint64_t cn_store_corrupt_blocks(struct cn_store *st)
+{
+    uint64_t n = 0;
     uv_rwlock_rdlock(&st->hlock);
-    for (size_t e = 0; e < st->num_entries && (!limit || n < limit); e++) {
-        const struct cn_tel_batch *b = &st->entries[e].batch;
-        for (size_t i = 0; i < b->num_logs && (!limit || n < limit); i++) {
-            if (b->logs[i].time_ns >= from_ns && b->logs[i].time_ns < to_ns) {
-                cb(ctx, &b->logs[i]);
-                n++;
-            }
-        }
-    }
+    for (size_t i = 0; i < st->num_segs; i++)
+        if (st->segs[i].seg)
+            n += cn_seg_corrupt_blocks(st->segs[i].seg);
     uv_rwlock_rdunlock(&st->hlock);
     return n;
+}
+
+void cn_store_count_rejected(struct cn_store *st, int logs, uint64_t n)
+{
+    atomic_fetch_add(logs ? &st->stats.rejected_logs : &st->stats.rejected_spans, n);
+}
+
+struct cn_derive *cn_store_derive(struct cn_store *st)
+{
+    return st->derive;
+}
+
+int cn_store_seal(struct cn_store *st)
+{
+    /* From any thread: ask the writer to freeze on its next turn, then wait for the sealer. */
+    uv_mutex_lock(&st->qlock);
+    st->force_seal = 1;
+    uv_cond_signal(&st->qcond);
+    uv_mutex_unlock(&st->qlock);
+    for (int i = 0; i < 600; i++) {
+        uv_mutex_lock(&st->qlock);
+        int asked = st->force_seal;
+        uv_mutex_unlock(&st->qlock);
+        uv_mutex_lock(&st->slock);
+        int pending = st->seal_pending;
+        uv_mutex_unlock(&st->slock);
+        if (!asked && !pending)
+            return 0;
+        uv_sleep(10);
+    }
+    return CN_EAGAIN;
 }
 
 const struct cn_store_stats *cn_store_stats(const struct cn_store *st)

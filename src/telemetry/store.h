@@ -36,6 +36,10 @@ struct cn_store_opts {
     uint32_t max_body_bytes; /* largest body (after decoding gzip) */
     enum cn_wal_fsync fsync;
     struct cn_tel_limits limits;
+    uint64_t seal_bytes;       /* the head is sealed into segments past this (0: 64 MiB) */
+    uint64_t seal_interval_ms; /* or when its oldest batch is this old (0: 10 s) */
+    uint64_t retention_ms;     /* segments of days older than this are removed (0: keep) */
+    uint64_t disk_budget;      /* segment bytes kept at most (0: no budget) */
 };
 
 struct cn_store_stats {
@@ -46,6 +50,8 @@ struct cn_store_stats {
     atomic_uint_fast64_t truncated_attrs, truncated_values, truncated_events, truncated_links;
     atomic_uint_fast64_t head_bytes, queue_bytes;
     atomic_uint_fast64_t replayed_records, replay_corrupt;
+    atomic_uint_fast64_t segments, segment_bytes, seals, seal_errors, retention_removed;
+    atomic_uint_fast64_t corrupt_segments, read_errors;
 };
 
 /* One submission. The submitter fills body/kind/batch/mailbox/done_cb and keeps nothing else
@@ -96,6 +102,16 @@ size_t cn_store_scan_logs(struct cn_store *s, uint64_t from_ns, uint64_t to_ns, 
                           cn_store_log_cb cb, void *ctx);
 
 const struct cn_store_stats *cn_store_stats(const struct cn_store *s);
+
+/* Blocks found damaged so far in open segments (each counted once). */
+uint64_t cn_store_corrupt_blocks(struct cn_store *s);
+/* Counts records refused by a receiver that submitted nothing (all of them invalid). */
+void cn_store_count_rejected(struct cn_store *s, int logs, uint64_t n);
+/* The derived tables (RED, service-graph edges, trace summaries); thread-safe. */
+struct cn_derive *cn_store_derive(struct cn_store *s);
+/* Seals the head into segment files now and waits for it (tests, shutdown tools). Returns
+ * 0, or CN_EAGAIN when it did not finish within 6 s. */
+int cn_store_seal(struct cn_store *s);
 
 /* mkdir -p. Returns 0 or -errno. */
 int cn_store_mkdirs(const char *dir);

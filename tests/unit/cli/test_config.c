@@ -122,7 +122,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->telemetry.fsync, 1);
     assert_int_equal(cfg->telemetry.max_attributes, 128);
     assert_int_equal(cfg->telemetry.retry_after_ms, 1000);
-    assert_int_equal(cn_config_num_settings(), 29);
+    assert_int_equal(cn_config_num_settings(), 33);
     assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), 0);
     cn_config_unref(cfg);
 }
@@ -734,7 +734,11 @@ static void test_env_names(void **state)
                                            "4k",
                                            "128",
                                            "128",
-                                           "1s"};
+                                           "1s",
+                                           "64m",
+                                           "10s",
+                                           "168h",
+                                           "20g"};
     assert_int_equal(n, CN_ARRAY_LEN(defaults));
     struct cn_config *def = cn_config_new(), *cfg = cn_config_new();
     cfg->workers = 99;
@@ -883,6 +887,10 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "telemetry.max_events", "100000");
     set_ok(cfg, "telemetry.max_links", "1");
     set_ok(cfg, "telemetry.retry_after", "1h");
+    set_ok(cfg, "telemetry.seal_bytes", "1m");
+    set_ok(cfg, "telemetry.seal_interval", "100ms");
+    set_ok(cfg, "telemetry.retention", "0");
+    set_ok(cfg, "telemetry.disk_budget", "0");
     assert_int_equal(cn_config_diff(def, cfg, 0), 0);
     for (size_t i = 0; i < cn_config_num_settings(); i++)
         assert_int_equal(cn_config_diff(def, cfg, i), i); /* every one differs */
@@ -1012,7 +1020,11 @@ static void test_diff_and_restart(void **state)
                                           "telemetry.max_attribute_value_bytes",
                                           "telemetry.max_events",
                                           "telemetry.max_links",
-                                          "telemetry.retry_after"};
+                                          "telemetry.retry_after",
+                                          "telemetry.seal_bytes",
+                                          "telemetry.seal_interval",
+                                          "telemetry.retention",
+                                          "telemetry.disk_budget"};
     size_t num_restart = 0;
     for (size_t i = 0; i < n; i++) {
         int want = 0;

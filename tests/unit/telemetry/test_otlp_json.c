@@ -509,6 +509,16 @@ static void integer_forms(void **state)
     assert_int_equal(b.spans[0].flags, 257);
     assert_true(b.spans[0].attrs.items[0].val.u.d == 1e20);
     assert_true(b.spans[0].attrs.items[1].val.u.i == 9007199254740992);
+
+    /* Enums in such a body are whole doubles and keep working (kind, status code). */
+    reset();
+    assert_int_equal(traces(SPANS("{" IDS ",'kind':2,'status':{'code':2},'attributes':[{'key':"
+                                  "'a','value':{'doubleValue':100000000000000000000}}]}"),
+                            NULL),
+                     0);
+    assert_int_equal(b.num_spans, 1);
+    assert_int_equal(b.spans[0].kind, 2);
+    assert_int_equal(b.spans[0].status_code, 2);
 }
 
 /* IDs: hex in any case, base64 of the raw bytes (standard or URL-safe, padded or not). */

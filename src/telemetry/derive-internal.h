@@ -1,0 +1,244 @@
+/* Private to derive.c, derive-pair.c and derive-query.c: the tables behind derive.h. Named
+ * derive-internal.h rather than the part's internal.h because only the derive sources share
+ * it. */
+#ifndef CN_TELEMETRY_DERIVE_INTERNAL_H
+#define CN_TELEMETRY_DERIVE_INTERNAL_H
+
+#include "telemetry/derive.h"
+
+#include <pthread.h>
+
+#define NAME_NONE UINT32_MAX
+#define SVC_NONE  UINT16_MAX
+#define IDX_NONE  UINT32_MAX
+#define NUM_KINDS 6 /* cn_span_kind values */
+
+/* Linear-probing index over an array of items. A used slot holds the item index + 1 in its
+ * low 32 bits and the low 32 bits of the item's hash above: probes compare that tag before
+ * they touch an item, and growing or deleting (by backward shift, no tombstones) needs no
+ * hash recomputed. Invariant: num * 2 <= mask + 1 once slots exist. */
+struct itab {
+    uint64_t *slots;
+    uint32_t mask;
+    uint32_t num;
+};
+
+#define ITAB_ITEM(slot) ((uint32_t)(slot)-1)
+#define ITAB_TAG(slot)  ((uint32_t)((slot) >> 32))
+
+/* Interned names. Bytes live in chunks that never move or shrink, NUL-terminated, so a name's
+ * slice stays valid until cn_derive_free. svc is the service a name denotes, if any. */
+struct name {
+    uint64_t hash;
+    const char *ptr;
+    uint32_t len;
+    uint16_t svc;
+};
+
+struct name_chunk {
+    struct name_chunk *next;
+    size_t used, size;
+    char data[];
+};
+
+struct names {
+    struct name *items;
+    uint32_t num, cap;
+    struct itab idx;
+    struct name_chunk *chunks;
+    size_t chunk_bytes;
+};
+
+struct service {
+    uint32_t name;
+    uint32_t series[NUM_KINDS]; /* service-level series per kind, IDX_NONE until seen */
+};
+
+/* A RED series: op NAME_NONE for a service-level one (reached from struct service, not
+ * indexed), else (svc, op, kind), indexed by hash of (svc, kind, op name). */
+struct series {
+    uint64_t hash;
+    uint32_t op;
+    uint16_t svc;
+    uint8_t kind;
+};
+
+/* An edge key. caller and callee are name IDs (a callee may be a peer name, not a service). */
+struct edge {
+    uint32_t caller, callee;
+    uint8_t type;
+    uint8_t uninstrumented;
+};
+
+/* Cells of one time bucket, keyed by series or edge index; the key is the first field. */
+struct red_cell {
+    uint32_t series;
+    uint32_t errors;
+    struct cn_sketch sk;
+};
+
+struct edge_cell {
+    uint32_t edge;
+    uint32_t errors;
+    uint64_t count;
+    struct cn_sketch server, client;
+};
+
+/* Cells of one kind in one bucket: an array and its index (hash of the key). */
+struct ctab {
+    void *cells;
+    uint32_t num, cap;
+    struct itab idx;
+};
+
+/* One slot of the ring: bucket number bno (start / bucket_ns) while used. */
+struct bucket {
+    uint64_t bno;
+    int used;
+    struct ctab red, edge;
+    size_t bytes; /* heap bytes of the cells, their indexes and sketches */
+};
+
+/* A pairing half waiting for its peer, keyed by (trace ID, id): the span ID of a caller
+ * (CLIENT, PRODUCER), the parent or linked span ID of a callee (SERVER, CONSUMER); several
+ * callees may share a key. Halves are in a list in order of arrival (expiry order); free
+ * items are chained through next. */
+enum { ROLE_FREE = 0, ROLE_CALLER = 1, ROLE_CALLEE = 2 };
+
+struct half {
+    uint8_t trace_id[16];
+    uint8_t id[8];
+    uint64_t start_ns, dur_ns, expires_ns;
+    uint32_t hash; /* low bits of the key's hash */
+    uint32_t peer; /* CLIENT: name ID of the peer it names, NAME_NONE */
+    uint32_t prev, next;
+    uint16_t svc;
+    uint8_t role, type, error, matched;
+};
+
+struct pending {
+    struct half *items;
+    uint32_t cap, used;
+    uint32_t free_head;
+    uint32_t oldest, newest;
+    struct itab idx;
+};
+
+/* A trace summary. The root is the span without a parent once one arrived (TS_ROOT), else
+ * the earliest span so far. Services: up to 4 inline, past 4 in ext (max_trace_services). */
+enum { TS_USED = 1 << 0, TS_ROOT = 1 << 1, TS_SVC_TRUNC = 1 << 2 };
+
+struct tsum {
+    uint8_t trace_id[16];
+    uint64_t start_ns, end_ns;
+    uint32_t spans, errors;
+    uint32_t root_op;
+    uint16_t root_svc;
+    uint8_t nsvc;
+    uint8_t flags;
+    union {
+        uint16_t in[4];
+        uint16_t *ext;
+    } sv;
+};
+
+#define TS_INLINE    4
+#define TBLOCK_SHIFT 10 /* summaries per time-range block: 1024 */
+
+/* Start-time range of the summaries in one block of ring positions. cur covers summaries
+ * written since the write position last entered the block, prev those written before that
+ * are not yet overwritten; prev empties when the write position leaves the block. A range is
+ * conservative: min only falls, max only rises, and a summary's start only falls. */
+struct tblock {
+    uint64_t cur_min, cur_max, prev_min, prev_max;
+};
+
+/* Summaries in a ring of max positions written in order (first in, first out), allocated as
+ * it fills; idx maps trace ID to position. */
+struct traces {
+    struct tsum *ring;
+    uint32_t cap, max;
+    uint32_t svc_cap; /* max_trace_services: the length of every ext array */
+    uint32_t head;    /* next position written */
+    uint32_t num;
+    struct itab idx;
+    struct tblock *blocks;
+    uint32_t num_blocks;
+    size_t ext_bytes;
+};
+
+struct cn_derive {
+    struct cn_derive_opts o;
+    struct cn_sketch_cfg skc;
+    pthread_rwlock_t lock;
+
+    /* Everything below: written under the write lock, read under the read lock. */
+    struct cn_derive_stats st;
+    uint64_t now;
+    int started; /* a now has been seen: ring_head is set */
+
+    struct names names;
+    struct service *services;
+    uint32_t num_services;
+    struct series *series;
+    uint32_t num_series, cap_series, num_ops;
+    struct itab series_idx;
+
+    struct bucket *ring; /* num_buckets slots: bucket bno in slot bno % num_buckets */
+    uint64_t ring_head;  /* newest bucket number */
+    uint64_t ring_lo;    /* oldest bucket number kept (retention or memory) */
+    uint64_t seal_next;  /* buckets below it were trimmed (bucket_seal) */
+    size_t bucket_bytes;
+
+    struct edge *edges;
+    uint32_t num_edges, cap_edges;
+    struct itab edge_idx;
+
+    struct pending pend;
+    struct traces tr;
+};
+
+/* derive.c */
+int cn_derive__itab_reserve(struct itab *t, uint32_t init_slots);
+void cn_derive__itab_put(struct itab *t, uint64_t h, uint32_t item);
+void cn_derive__itab_del(struct itab *t, uint32_t pos);
+/* Name ID of s (cut as interning cuts it), NAME_NONE when unknown. */
+uint32_t cn_derive__find_name(const struct cn_derive *d, struct cn_slice s);
+uint32_t cn_derive__intern(struct cn_derive *d, struct cn_slice s);
+struct cn_slice cn_derive__name(const struct cn_derive *d, uint32_t id);
+/* Series index of (svc, kind, op) or IDX_NONE. */
+uint32_t cn_derive__find_series(const struct cn_derive *d, uint16_t svc, uint8_t kind,
+                                struct cn_slice op);
+/* The bucket bno when kept, else NULL. */
+struct bucket *cn_derive__bucket_at(const struct cn_derive *d, uint64_t bno);
+/* The bucket for start time t, created if needed; NULL (counted by the caller) outside the
+ * ring. */
+struct bucket *cn_derive__bucket_for(struct cn_derive *d, uint64_t t);
+/* The cell of key in b's table, created if needed; NULL when refused (counted). */
+void *cn_derive__cell(struct cn_derive *d, struct bucket *b, struct ctab *t, size_t size,
+                      uint32_t key);
+const void *cn_derive__find_cell(const struct ctab *t, size_t size, uint32_t key);
+/* Adds v (key k) to a cell's sketch, keeping the bucket's byte count. */
+void cn_derive__sketch_add(struct cn_derive *d, struct bucket *b, struct cn_sketch *sk, double v,
+                           int32_t k);
+
+/* derive-pair.c */
+void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc, uint64_t dur,
+                     int err);
+void cn_derive__expire_halves(struct cn_derive *d);
+void cn_derive__pending_release(struct pending *p);
+size_t cn_derive__pending_bytes(const struct pending *p);
+
+/* derive-trace.c */
+int cn_derive__traces_init(struct traces *t, uint32_t max, uint32_t svc_cap);
+void cn_derive__traces_release(struct traces *t);
+void cn_derive__trace_add(struct cn_derive *d, const struct cn_span *s, uint16_t svc, int err);
+const struct tsum *cn_derive__find_trace(const struct cn_derive *d, const uint8_t id[16]);
+size_t cn_derive__traces_bytes(const struct traces *t);
+/* Services of a summary (nsvc of them). */
+static inline const uint16_t *cn_derive__tsum_services(const struct tsum *ts)
+{
+    return ts->nsvc > TS_INLINE ? ts->sv.ext : ts->sv.in;
+}
+
+#endif

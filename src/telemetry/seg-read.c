@@ -1,0 +1,2139 @@
+/* Segment reader: open (trailer, footer, blooms), trace lookup, time scans and the full
+ * check. Data blocks are read with pread one at a time and decoded into a per-row-group
+ * arena; nothing but the footer and the blooms stays in memory between calls. */
+#define CN_SEG_INTERNAL
+#include "telemetry/seg.h"
+
+#include "base/log.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define GROUP_ARENA_MAX (1u << 30)
+
+struct bref {
+    uint64_t off;
+    uint64_t len; /* stored, checksum included */
+    uint64_t raw;
+    uint8_t codec;
+};
+
+struct rgroup {
+    uint32_t rows;
+    uint64_t tmin, tmax, amin, amax;
+};
+
+struct rpage {
+    uint8_t first[16];
+    uint32_t count;
+};
+
+/* After open everything here is read-only but the atomic flags and counter, so reads may run
+ * concurrently. Blocks are numbered: column c of group g is g * ncols + c, then the IDs and
+ * postings blocks of each page (two per page), then the trace bloom and the token bloom. */
+struct cn_seg {
+    char *path;
+    int fd;             /* -1 for an image in memory */
+    const uint8_t *mem; /* the image, or NULL */
+    unsigned flags;
+    struct cn_seg_info info;
+    uint32_t ncols;
+    uint32_t group_rows;
+    uint32_t npages;
+    struct rgroup *groups;
+    struct rpage *pages;
+    struct bref *refs;
+    size_t nblocks;
+    uint64_t tbits, kbits;
+    unsigned tk, kk;
+    const uint8_t *tbloom, *kbloom; /* NULL when damaged */
+    struct cn_arena blooms;
+    atomic_uchar *bad; /* per block: found damaged (and logged) */
+    atomic_uint_fast64_t corrupt;
+};
+
+/* ---- reading bytes ---------------------------------------------------------------------- */
+
+struct cur {
+    const uint8_t *p, *e;
+    int bad;
+};
+
+static uint64_t get_var_slow(struct cur *c)
+{
+    uint64_t v = 0;
+    for (unsigned s = 0; s < 64; s += 7) {
+        if (c->p >= c->e)
+            break;
+        uint8_t b = *c->p++;
+        if (s == 63 && b > 1)
+            break;
+        v |= (uint64_t)(b & 0x7f) << s;
+        if (!(b & 0x80))
+            return v;
+    }
+    c->bad = 1;
+    c->p = c->e;
+    return 0;
+}
+
+static inline uint64_t get_var(struct cur *c)
+{
+    if (CN_LIKELY(c->p < c->e && *c->p < 0x80))
+        return *c->p++;
+    return get_var_slow(c);
+}
+
+static size_t left(const struct cur *c)
+{
+    return (size_t)(c->e - c->p);
+}
+
+/* A count of things that take at least one byte each from here on. */
+static uint64_t get_count(struct cur *c)
+{
+    uint64_t n = get_var(c);
+    if (n > left(c)) {
+        c->bad = 1;
+        c->p = c->e;
+        return 0;
+    }
+    return n;
+}
+
+static uint8_t get_u8(struct cur *c)
+{
+    if (c->p >= c->e) {
+        c->bad = 1;
+        return 0;
+    }
+    return *c->p++;
+}
+
+static const uint8_t *get_raw(struct cur *c, uint64_t n)
+{
+    if (n > left(c)) {
+        c->bad = 1;
+        c->p = c->e;
+        return NULL;
+    }
+    const uint8_t *p = c->p;
+    c->p += n;
+    return p;
+}
+
+static struct cn_slice get_str(struct cur *c)
+{
+    uint64_t n = get_var(c);
+    const uint8_t *p = get_raw(c, n);
+    return p ? (struct cn_slice){(const char *)p, n} : (struct cn_slice){"", 0};
+}
+
+static void *alloc(struct cn_arena *a, uint64_t count, size_t size)
+{
+    if (count > (SIZE_MAX >> 1) / size)
+        return NULL;
+    return cn_arena_alloc(a, count ? count * size : 1);
+}
+
+/* ---- blocks ------------------------------------------------------------------------------ */
+
+static size_t group_block(const struct cn_seg *seg, uint32_t g, unsigned c)
+{
+    return (size_t)g * seg->ncols + c;
+}
+
+static size_t page_block(const struct cn_seg *seg, uint32_t p, int postings)
+{
+    return (size_t)seg->info.num_groups * seg->ncols + 2 * (size_t)p + (postings ? 1 : 0);
+}
+
+static size_t bloom_block(const struct cn_seg *seg, int token)
+{
+    return (size_t)seg->info.num_groups * seg->ncols + 2 * (size_t)seg->npages + (token ? 1 : 0);
+}
+
+static uint64_t block_seed(const struct cn_seg *seg, size_t b)
+{
+    size_t ng = (size_t)seg->info.num_groups * seg->ncols;
+    if (b < ng)
+        return cn_seg__seed(CN_SEG__SEC_GROUP, b / seg->ncols, (unsigned)(b % seg->ncols));
+    b -= ng;
+    if (b < 2 * (size_t)seg->npages)
+        return cn_seg__seed(b % 2 ? CN_SEG__SEC_POSTINGS : CN_SEG__SEC_IDS, b / 2, 0);
+    b -= 2 * (size_t)seg->npages;
+    return cn_seg__seed(b == 0 ? CN_SEG__SEC_TRACE_BLOOM : CN_SEG__SEC_TOKEN_BLOOM, 0, 0);
+}
+
+static void block_name(const struct cn_seg *seg, size_t b, char *dst, size_t len)
+{
+    size_t ng = (size_t)seg->info.num_groups * seg->ncols;
+    if (b < ng) {
+        snprintf(dst, len, "group:%zu/%s", b / seg->ncols,
+                 cn_seg__col_name(seg->info.kind, (unsigned)(b % seg->ncols)));
+        return;
+    }
+    b -= ng;
+    if (b < 2 * (size_t)seg->npages) {
+        snprintf(dst, len, "%s:%zu", b % 2 ? "postings" : "trace-ids", b / 2);
+        return;
+    }
+    b -= 2 * (size_t)seg->npages;
+    snprintf(dst, len, "%s", b == 0 ? "trace-bloom" : "token-bloom");
+}
+
+/* Marks block b damaged: counted and logged the first time. Returns CN_EIO. */
+static int damaged(struct cn_seg *seg, size_t b, const char *why)
+{
+    if (atomic_exchange(&seg->bad[b], 1) == 0) {
+        atomic_fetch_add(&seg->corrupt, 1);
+        char name[64];
+        block_name(seg, b, name, sizeof(name));
+        cn_error("telemetry", "corrupt segment block", "file=%s block=%s offset=%llu error=\"%s\"",
+                 seg->path, name, (unsigned long long)seg->refs[b].off, why);
+    }
+    return CN_EIO;
+}
+
+static int pread_all(int fd, void *dst, size_t n, uint64_t off)
+{
+    uint8_t *p = dst;
+    while (n) {
+        ssize_t k = pread(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        if (k == 0)
+            return CN_EIO;
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* Reads, checks and decodes block b into a's memory: *out_p / *out_len. Returns 0, CN_EIO
+ * (damaged, now or before), CN_ENOMEM. */
+static int load_block(struct cn_seg *seg, size_t b, ZSTD_DCtx *dc, struct cn_arena *a,
+                      const uint8_t **out_p, size_t *out_len)
+{
+    if (atomic_load(&seg->bad[b]))
+        return CN_EIO;
+    const struct bref *r = &seg->refs[b];
+    const uint8_t *stored;
+    uint8_t *tmp = NULL;
+    if (seg->mem) {
+        stored = seg->mem + r->off;
+    } else {
+        tmp = r->codec == CN_SEG__RAW ? cn_arena_alloc(a, r->len) : malloc(r->len);
+        if (!tmp)
+            return CN_ENOMEM;
+        int rc = pread_all(seg->fd, tmp, r->len, r->off);
+        if (rc) {
+            if (r->codec != CN_SEG__RAW)
+                free(tmp);
+            return damaged(seg, b, rc == CN_EIO ? "short read" : cn_strerror(rc));
+        }
+        stored = tmp;
+    }
+    size_t plen = r->len - 8;
+    int rc = 0;
+    const char *why = NULL;
+    if (!(seg->flags & CN_SEG_OPEN_UNVERIFIED) &&
+        cn_seg__le64(stored + plen) != cn_seg__sum(stored, plen, block_seed(seg, b))) {
+        why = "checksum mismatch";
+    } else if (r->codec == CN_SEG__RAW) {
+        if (seg->mem) {
+            uint8_t *dst = cn_arena_alloc(a, plen ? plen : 1);
+            if (!dst)
+                return CN_ENOMEM;
+            memcpy(dst, stored, plen);
+            stored = dst;
+        }
+        *out_p = stored;
+        *out_len = plen;
+        return 0;
+    } else {
+        uint8_t *dst = cn_arena_alloc(a, r->raw ? r->raw : 1);
+        if (!dst) {
+            rc = CN_ENOMEM;
+        } else {
+            size_t n = ZSTD_decompressDCtx(dc, dst, r->raw, stored, plen);
+            if (ZSTD_isError(n))
+                why = ZSTD_getErrorName(n);
+            else if (n != r->raw)
+                why = "decoded size differs from the footer's";
+            *out_p = dst;
+            *out_len = r->raw;
+        }
+    }
+    if (r->codec != CN_SEG__RAW)
+        free(tmp);
+    if (why)
+        return damaged(seg, b, why);
+    return rc;
+}
+
+/* ---- open -------------------------------------------------------------------------------- */
+
+static int open_fail(char *err, size_t err_len, int rc, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int open_fail(char *err, size_t err_len, int rc, const char *path, const char *fmt, ...)
+{
+    if (err && err_len) {
+        int n = snprintf(err, err_len, "%s: ", path);
+        if (n >= 0 && (size_t)n < err_len) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(err + n, err_len - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return rc;
+}
+
+static int get_ref(struct cur *c, uint64_t limit, struct bref *r)
+{
+    r->off = get_var(c);
+    r->len = get_var(c);
+    r->raw = get_var(c);
+    r->codec = get_u8(c);
+    if (c->bad || r->off < CN_SEG_HEADER || r->len < 8 || r->off > limit ||
+        r->len > limit - r->off || r->raw > CN_SEG__MAX_BLOCK || r->codec > CN_SEG__ZSTD ||
+        (r->codec == CN_SEG__RAW && r->raw != r->len - 8))
+        return -1;
+    return 0;
+}
+
+/* Parses the footer; returns NULL or what is wrong. */
+static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len, uint64_t limit,
+                                unsigned kind)
+{
+    struct cur c = {p, p + len, 0};
+    struct cn_seg_info *in = &seg->info;
+    if (get_u8(&c) != kind)
+        return "kind differs from the header's";
+    if (get_var(&c) != CN_SEG_VERSION)
+        return "version differs from the header's";
+    in->kind = (uint8_t)kind;
+    in->created_ns = get_var(&c);
+    in->rows = get_var(&c);
+    in->num_traces = get_var(&c);
+    in->min_ns = get_var(&c);
+    in->max_ns = get_var(&c);
+    uint64_t group_rows = get_var(&c);
+    uint64_t ncols = get_var(&c);
+    uint64_t ngroups = get_var(&c);
+    if (c.bad)
+        return "truncated";
+    if (in->rows > CN_SEG_MAX_ROWS || in->num_traces > in->rows || in->min_ns > in->max_ns)
+        return "bad row or trace count";
+    if (group_rows == 0 || group_rows > CN_SEG_MAX_GROUP)
+        return "bad row group size";
+    if (ncols != (kind == CN_SEG_SPANS ? CN_SEG__S_NUM : CN_SEG__L_NUM))
+        return "bad column count";
+    seg->group_rows = (uint32_t)group_rows;
+    seg->ncols = (uint32_t)ncols;
+    if (ngroups != (in->rows + seg->group_rows - 1) / seg->group_rows || ngroups > left(&c))
+        return "bad row group count";
+    in->num_groups = (uint32_t)ngroups;
+    uint64_t npages = (in->num_traces + CN_SEG__PAGE_IDS - 1) / CN_SEG__PAGE_IDS;
+    seg->npages = (uint32_t)npages;
+    seg->nblocks = ngroups * seg->ncols + 2 * npages + 2;
+    seg->groups = calloc(ngroups ? ngroups : 1, sizeof(*seg->groups));
+    seg->pages = calloc(npages ? npages : 1, sizeof(*seg->pages));
+    seg->refs = calloc(seg->nblocks, sizeof(*seg->refs));
+    seg->bad = calloc(seg->nblocks, sizeof(*seg->bad));
+    if (!seg->groups || !seg->pages || !seg->refs || !seg->bad)
+        return "out of memory";
+    for (uint32_t g = 0; g < ngroups; g++) {
+        struct rgroup *gr = &seg->groups[g];
+        uint64_t rows = get_var(&c);
+        uint64_t want =
+            g + 1 < ngroups ? seg->group_rows : in->rows - (uint64_t)g * seg->group_rows;
+        if (rows != want)
+            return "row group sizes do not add up";
+        gr->rows = (uint32_t)rows;
+        gr->tmin = get_var(&c);
+        uint64_t dt = get_var(&c);
+        gr->amin = get_var(&c);
+        uint64_t da = get_var(&c);
+        if (dt > UINT64_MAX - gr->tmin || da > UINT64_MAX - gr->amin)
+            return "bad row group statistics";
+        gr->tmax = gr->tmin + dt;
+        gr->amax = gr->amin + da;
+        if (gr->tmin < in->min_ns || gr->tmax > in->max_ns)
+            return "row group time outside the segment's";
+        for (unsigned col = 0; col < seg->ncols; col++)
+            if (get_ref(&c, limit, &seg->refs[group_block(seg, g, col)]))
+                return "bad block reference";
+    }
+    if (get_var(&c) != npages)
+        return "bad index page count";
+    for (uint32_t p = 0; p < npages; p++) {
+        const uint8_t *first = get_raw(&c, 16);
+        uint64_t count = get_var(&c);
+        uint64_t want =
+            p + 1 < npages ? CN_SEG__PAGE_IDS : in->num_traces - (uint64_t)p * CN_SEG__PAGE_IDS;
+        if (!first || count != want)
+            return "index page sizes do not add up";
+        memcpy(seg->pages[p].first, first, 16);
+        seg->pages[p].count = (uint32_t)count;
+        if (p && memcmp(seg->pages[p - 1].first, first, 16) >= 0)
+            return "index pages out of order";
+        struct bref *ids = &seg->refs[page_block(seg, p, 0)];
+        if (get_ref(&c, limit, ids) || get_ref(&c, limit, &seg->refs[page_block(seg, p, 1)]))
+            return "bad block reference";
+        if (ids->raw != count * 16)
+            return "bad trace-id page size";
+    }
+    for (int t = 0; t < 2; t++) {
+        struct bref *r = &seg->refs[bloom_block(seg, t)];
+        if (get_ref(&c, limit, r))
+            return "bad block reference";
+        uint64_t bits = get_var(&c);
+        unsigned k = get_u8(&c);
+        if (bits == 0 || bits % 64 || r->raw != bits / 8 || k == 0 || k > 16)
+            return "bad bloom filter";
+        if (t) {
+            seg->kbits = bits;
+            seg->kk = k;
+            get_var(&c); /* distinct tokens: informative */
+        } else {
+            seg->tbits = bits;
+            seg->tk = k;
+        }
+    }
+    if (c.bad)
+        return "truncated";
+    if (c.p != c.e)
+        return "trailing bytes";
+    return NULL;
+}
+
+static int open_any(struct cn_seg *seg, uint64_t size, char *err, size_t err_len)
+{
+    const char *path = seg->path;
+    uint8_t hdr[CN_SEG_HEADER], tr[CN_SEG_TRAILER];
+    if (size < CN_SEG_HEADER + CN_SEG_TRAILER)
+        return open_fail(err, err_len, CN_EIO, path, "too short for a segment (%llu bytes)",
+                         (unsigned long long)size);
+    int rc = 0;
+    if (seg->mem) {
+        memcpy(hdr, seg->mem, sizeof(hdr));
+        memcpy(tr, seg->mem + size - CN_SEG_TRAILER, sizeof(tr));
+    } else {
+        rc = pread_all(seg->fd, hdr, sizeof(hdr), 0);
+        if (rc == 0)
+            rc = pread_all(seg->fd, tr, sizeof(tr), size - CN_SEG_TRAILER);
+        if (rc)
+            return open_fail(err, err_len, rc, path, "cannot read: %s", cn_strerror(rc));
+    }
+    if (memcmp(hdr, CN_SEG__MAGIC, 8) != 0)
+        return open_fail(err, err_len, CN_ESYNTAX, path, "not a segment file (bad magic)");
+    unsigned version = hdr[8] | (unsigned)hdr[9] << 8, kind = hdr[10];
+    if (version != CN_SEG_VERSION)
+        return open_fail(err, err_len, CN_ESYNTAX, path, "unsupported segment version %u", version);
+    if (kind != CN_SEG_SPANS && kind != CN_SEG_LOGS)
+        return open_fail(err, err_len, CN_ESYNTAX, path, "unknown segment kind %u", kind);
+    if (memcmp(tr + 24, CN_SEG__END_MAGIC, 8) != 0)
+        return open_fail(err, err_len, CN_EIO, path,
+                         "trailer magic missing: file truncated or not fully written");
+    uint64_t foff = cn_seg__le64(tr);
+    uint32_t flen = cn_seg__le32(tr + 8), fraw = cn_seg__le32(tr + 12);
+    uint64_t fsum = cn_seg__le64(tr + 16);
+    uint64_t limit = size - CN_SEG_TRAILER;
+    if (foff < CN_SEG_HEADER || foff > limit || limit - foff != flen || flen == 0 ||
+        flen > CN_SEG__MAX_FOOTER || fraw > CN_SEG__MAX_FOOTER)
+        return open_fail(err, err_len, CN_EIO, path,
+                         "footer out of bounds (offset %llu, %u bytes, file %llu bytes)",
+                         (unsigned long long)foff, flen, (unsigned long long)size);
+    uint8_t *fz = NULL, *fd = malloc(fraw ? fraw : 1);
+    const uint8_t *stored;
+    if (seg->mem) {
+        stored = seg->mem + foff;
+    } else {
+        fz = malloc(flen);
+        rc = fz ? pread_all(seg->fd, fz, flen, foff) : CN_ENOMEM;
+        stored = fz;
+    }
+    if (!fd)
+        rc = CN_ENOMEM;
+    if (rc) {
+        free(fz);
+        free(fd);
+        return open_fail(err, err_len, rc, path, "cannot read the footer: %s", cn_strerror(rc));
+    }
+    uint64_t sum = cn_seg__sum(stored, flen, cn_seg__seed(CN_SEG__SEC_FOOTER, 0, 0));
+    if (!(seg->flags & CN_SEG_OPEN_UNVERIFIED) && sum != fsum) {
+        free(fz);
+        free(fd);
+        return open_fail(err, err_len, CN_EIO, path,
+                         "footer checksum mismatch (stored %016llx, computed %016llx)",
+                         (unsigned long long)fsum, (unsigned long long)sum);
+    }
+    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    size_t n = dc ? ZSTD_decompressDCtx(dc, fd, fraw, stored, flen) : 0;
+    free(fz);
+    if (!dc || ZSTD_isError(n) || n != fraw) {
+        ZSTD_freeDCtx(dc);
+        free(fd);
+        return open_fail(err, err_len, dc ? CN_EIO : CN_ENOMEM, path,
+                         "footer cannot be decoded%s%s", dc && ZSTD_isError(n) ? ": " : "",
+                         dc && ZSTD_isError(n) ? ZSTD_getErrorName(n) : "");
+    }
+    const char *why = parse_footer(seg, fd, fraw, foff, kind);
+    free(fd);
+    if (why) {
+        ZSTD_freeDCtx(dc);
+        return open_fail(err, err_len, strcmp(why, "out of memory") ? CN_EIO : CN_ENOMEM, path,
+                         "footer malformed: %s", why);
+    }
+    seg->info.bytes = size;
+    rc = 0;
+    for (int t = 0; t < 2 && rc != CN_ENOMEM; t++) {
+        const uint8_t *bits;
+        size_t len;
+        rc = load_block(seg, bloom_block(seg, t), dc, &seg->blooms, &bits, &len);
+        if (rc == 0)
+            *(t ? &seg->kbloom : &seg->tbloom) = bits;
+    }
+    ZSTD_freeDCtx(dc);
+    if (rc == CN_ENOMEM)
+        return open_fail(err, err_len, rc, path, "out of memory");
+    return 0;
+}
+
+static struct cn_seg *seg_new(const char *path)
+{
+    struct cn_seg *seg = calloc(1, sizeof(*seg));
+    if (!seg)
+        return NULL;
+    seg->fd = -1;
+    seg->path = strdup(path);
+    cn_arena_init(&seg->blooms, 64 << 10, SIZE_MAX);
+    atomic_init(&seg->corrupt, 0);
+    if (!seg->path) {
+        free(seg);
+        return NULL;
+    }
+    return seg;
+}
+
+int cn_seg_open(struct cn_seg **out_seg, const char *path, char *err, size_t err_len)
+{
+    if (err && err_len)
+        err[0] = '\0';
+    struct cn_seg *seg = seg_new(path);
+    if (!seg)
+        return open_fail(err, err_len, CN_ENOMEM, path, "out of memory");
+    seg->fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (seg->fd < 0 || fstat(seg->fd, &st) != 0) {
+        int rc = -errno;
+        cn_seg_close(seg);
+        return open_fail(err, err_len, rc, path, "cannot open: %s", cn_strerror(rc));
+    }
+    int rc = open_any(seg, (uint64_t)st.st_size, err, err_len);
+    if (rc) {
+        cn_seg_close(seg);
+        return rc;
+    }
+    *out_seg = seg;
+    return 0;
+}
+
+int cn_seg_open_mem(struct cn_seg **out_seg, const void *data, size_t len, unsigned flags,
+                    char *err, size_t err_len)
+{
+    if (err && err_len)
+        err[0] = '\0';
+    struct cn_seg *seg = seg_new("<memory>");
+    if (!seg)
+        return open_fail(err, err_len, CN_ENOMEM, "<memory>", "out of memory");
+    seg->mem = data;
+    seg->flags = flags;
+    int rc = open_any(seg, len, err, err_len);
+    if (rc) {
+        cn_seg_close(seg);
+        return rc;
+    }
+    *out_seg = seg;
+    return 0;
+}
+
+void cn_seg_close(struct cn_seg *seg)
+{
+    if (!seg)
+        return;
+    if (seg->fd >= 0)
+        close(seg->fd);
+    cn_arena_release(&seg->blooms);
+    free(seg->path);
+    free(seg->groups);
+    free(seg->pages);
+    free(seg->refs);
+    free(seg->bad);
+    free(seg);
+}
+
+const struct cn_seg_info *cn_seg_info(const struct cn_seg *seg)
+{
+    return &seg->info;
+}
+
+const char *cn_seg_path(const struct cn_seg *seg)
+{
+    return seg->path;
+}
+
+uint64_t cn_seg_corrupt_blocks(const struct cn_seg *seg)
+{
+    return atomic_load(&((struct cn_seg *)seg)->corrupt);
+}
+
+int cn_seg_block(const struct cn_seg *seg, size_t i, struct cn_seg_block *out)
+{
+    if (i >= seg->nblocks)
+        return CN_ENOENT;
+    block_name(seg, i, out->name, sizeof(out->name));
+    out->off = seg->refs[i].off;
+    out->len = seg->refs[i].len;
+    out->raw = seg->refs[i].raw;
+    out->codec = seg->refs[i].codec;
+    return 0;
+}
+
+/* ---- blooms ------------------------------------------------------------------------------ */
+
+int cn_seg_may_contain_trace(const struct cn_seg *seg, const uint8_t id[16])
+{
+    if (cn_id_is_zero(id, 16) || seg->info.num_traces == 0)
+        return 0;
+    if (!seg->tbloom)
+        return 1;
+    return cn_seg__bloom_has(seg->tbloom, seg->tbits, seg->tk, cn_seg__trace_hash(id));
+}
+
+struct tokq {
+    const struct cn_seg *seg;
+    int missing;
+};
+
+static void token_probe(void *ctx, uint64_t h)
+{
+    struct tokq *q = ctx;
+    if (!cn_seg__bloom_has(q->seg->kbloom, q->seg->kbits, q->seg->kk, h))
+        q->missing = 1;
+}
+
+int cn_seg_may_contain_token(const struct cn_seg *seg, const char *token)
+{
+    size_t len = strlen(token);
+    if (!seg->kbloom || len == 0)
+        return 1; /* every row holds the empty term */
+    if (len <= CN_SEG_MAX_TOKEN &&
+        cn_seg__bloom_has(seg->kbloom, seg->kbits, seg->kk, cn_seg__token_hash(token, len)))
+        return 1;
+    struct tokq q = {seg, 0};
+    size_t n = cn_seg__tokens(token, len, token_probe, &q);
+    if (n)
+        return !q.missing;
+    /* No token to test: only a whole value could match, and those past CN_SEG_MAX_TOKEN
+     * bytes are not in the filter. */
+    return len > CN_SEG_MAX_TOKEN;
+}
+
+/* ---- decoding columns -------------------------------------------------------------------- */
+
+/* A decoded attribute-set column: row r holds items[off[r]..off[r + 1]). */
+struct dkvs {
+    uint32_t *off; /* row r has off[r + 1] - off[r] items */
+    uint32_t *at;  /* where row r's items start in items (built rows only) */
+    uint32_t *dropped;
+    struct cn_kv *items; /* the items of the built rows */
+};
+
+/* A row group being read. Everything lives in arena, released when the group is done. */
+struct dgroup {
+    struct cn_arena arena;
+    uint32_t g, rows;
+    const uint8_t *sel; /* rows to build in full, NULL for all */
+    const uint8_t *buf[CN_SEG__S_NUM];
+    size_t len[CN_SEG__S_NUM];
+    /* Cheap columns. */
+    uint32_t *ord;
+    uint8_t *span_ids; /* rows * 8 */
+    struct cn_slice *service, *name;
+    uint64_t *time, *dur;
+    uint8_t *kind, *status, *sev;
+    /* The rest. */
+    uint8_t *parents; /* rows * 8, complete where pref[i] is UINT64_MAX */
+    uint64_t *pref;   /* row of the parent, UINT64_MAX when none or raw */
+    struct cn_slice *status_msg, *trace_state, *sev_text;
+    uint64_t *observed;
+    uint32_t *flags;
+    struct cn_val *body;
+    struct dkvs attrs;
+    struct cn_resource *res_tab;
+    struct cn_scope *scope_tab;
+    uint32_t *res, *scope;
+    uint32_t nres, nscope;
+    struct cn_event *events;
+    uint32_t *ev_off, *ev_dropped;
+    struct cn_link *links;
+    uint32_t *ln_off, *ln_dropped;
+};
+
+static int get_ints(struct cur *c, struct cn_arena *a, uint64_t n, int64_t **out)
+{
+    int64_t *v = alloc(a, n, sizeof(*v));
+    if (!v)
+        return CN_ENOMEM;
+    *out = v;
+    uint64_t g = get_var(c);
+    uint8_t width = get_u8(c);
+    if (g == 0 || width > 8 || (width && n > left(c) / width)) {
+        c->bad = 1;
+        return 0;
+    }
+    const uint8_t *p = get_raw(c, n * width);
+    for (uint64_t i = 0; i < n && p; i++) {
+        uint64_t z = 0;
+        for (uint8_t b = 0; b < width; b++)
+            z |= (uint64_t)p[b * n + i] << (8 * b);
+        v[i] = (int64_t)((uint64_t)cn_seg__unzigzag(z) * g);
+    }
+    return 0;
+}
+
+static int get_dict(struct cur *c, struct cn_arena *a, uint64_t n, struct cn_slice **out)
+{
+    uint64_t nd = get_count(c);
+    struct cn_slice *d = alloc(a, nd, sizeof(*d));
+    struct cn_slice *v = alloc(a, n, sizeof(*v));
+    if (!d || !v)
+        return CN_ENOMEM;
+    for (uint64_t k = 0; k < nd && !c->bad; k++)
+        d[k] = get_str(c);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t id = get_var(c);
+        if (c->bad || id >= nd) {
+            c->bad = 1;
+            return 0;
+        }
+        v[i] = d[id];
+    }
+    *out = v;
+    return 0;
+}
+
+/* A value wanted from a column of values: the v-th goes to *dst. */
+struct want {
+    uint64_t v;
+    struct cn_val *dst;
+};
+
+/* n values of one type; those listed in want[0..nwant) (ascending v) are built, the others
+ * parsed past. */
+static int get_vals(struct cur *c, struct cn_arena *a, uint8_t type, uint64_t n,
+                    const struct want *want, uint64_t nwant)
+{
+    for (uint64_t k = 0; k < nwant; k++)
+        want[k].dst->type = type;
+    switch (type) {
+    case CN_VAL_EMPTY:
+        return 0;
+    case CN_VAL_BOOL: {
+        const uint8_t *p = get_raw(c, n);
+        for (uint64_t v = 0; p && v < n; v++)
+            if (p[v] > 1)
+                c->bad = 1;
+        for (uint64_t k = 0; p && k < nwant; k++)
+            want[k].dst->u.b = p[want[k].v];
+        return 0;
+    }
+    case CN_VAL_DOUBLE: {
+        const uint8_t *p = n <= left(c) / 8 ? get_raw(c, n * 8) : NULL;
+        if (!p)
+            c->bad = 1;
+        for (uint64_t k = 0; p && k < nwant; k++) {
+            uint64_t bits = cn_seg__le64(p + 8 * want[k].v);
+            memcpy(&want[k].dst->u.d, &bits, 8);
+        }
+        return 0;
+    }
+    case CN_VAL_INT: {
+        uint64_t g = get_var(c);
+        uint8_t width = get_u8(c);
+        if (g == 0 || width > 8 || (width && n > left(c) / width)) {
+            c->bad = 1;
+            return 0;
+        }
+        const uint8_t *p = get_raw(c, n * width);
+        for (uint64_t k = 0; p && k < nwant; k++) {
+            uint64_t z = 0;
+            for (uint8_t b = 0; b < width; b++)
+                z |= (uint64_t)p[b * n + want[k].v] << (8 * b);
+            want[k].dst->u.i = (int64_t)((uint64_t)cn_seg__unzigzag(z) * g);
+        }
+        return 0;
+    }
+    default:
+        break;
+    }
+    uint8_t enc = get_u8(c);
+    uint64_t k = 0;
+    if (enc == CN_SEG__DICT) {
+        uint64_t nd = get_count(c);
+        struct cn_slice *d = alloc(a, nd, sizeof(*d));
+        if (!d)
+            return CN_ENOMEM;
+        for (uint64_t i = 0; i < nd && !c->bad; i++)
+            d[i] = get_str(c);
+        for (uint64_t v = 0; v < n && !c->bad; v++) {
+            uint64_t id = get_var(c);
+            if (id >= nd)
+                c->bad = 1;
+            else if (k < nwant && want[k].v == v)
+                want[k++].dst->u.s = d[id];
+        }
+    } else if (enc == CN_SEG__INLINE) {
+        for (uint64_t v = 0; v < n && !c->bad; v++) {
+            struct cn_slice s = get_str(c);
+            if (k < nwant && want[k].v == v)
+                want[k++].dst->u.s = s;
+        }
+    } else {
+        c->bad = 1;
+    }
+    return 0;
+}
+
+/* Attribute sets of nrows rows. Only the items of rows with sel[r] set (all when sel is
+ * NULL) are built; the others are parsed past. */
+static int get_kvs(struct cur *c, struct cn_arena *a, uint64_t nrows, const uint8_t *sel,
+                   struct dkvs *out)
+{
+    if (get_var(c) != nrows) {
+        c->bad = 1;
+        return 0;
+    }
+    uint64_t npairs = get_count(c);
+    struct cn_slice *keys = alloc(a, npairs, sizeof(*keys));
+    uint8_t *types = alloc(a, npairs, 1);
+    uint64_t *nvals = alloc(a, npairs, sizeof(*nvals));
+    uint64_t *nwant = alloc(a, npairs, sizeof(*nwant));
+    uint64_t *first = alloc(a, npairs, sizeof(*first));
+    out->off = alloc(a, nrows + 1, sizeof(*out->off));
+    out->at = alloc(a, nrows + 1, sizeof(*out->at));
+    out->dropped = alloc(a, nrows, sizeof(*out->dropped));
+    if (!keys || !types || !nvals || !nwant || !first || !out->off || !out->at || !out->dropped)
+        return CN_ENOMEM;
+    for (uint64_t p = 0; p < npairs && !c->bad; p++) {
+        keys[p] = get_str(c);
+        types[p] = get_u8(c);
+        nvals[p] = nwant[p] = 0;
+        if (types[p] > CN_VAL_KVLIST)
+            c->bad = 1;
+    }
+    uint64_t total = 0, built = 0;
+    out->off[0] = 0;
+    for (uint64_t r = 0; r < nrows && !c->bad; r++) {
+        total += get_var(c);
+        if (total > left(c) || total > UINT32_MAX)
+            c->bad = 1;
+        out->off[r + 1] = (uint32_t)total;
+        out->at[r] = (uint32_t)built;
+        if (!sel || sel[r])
+            built += out->off[r + 1] - out->off[r];
+    }
+    for (uint64_t r = 0; r < nrows && !c->bad; r++) {
+        uint64_t d = get_var(c);
+        if (d > UINT32_MAX)
+            c->bad = 1;
+        out->dropped[r] = (uint32_t)d;
+    }
+    if (c->bad)
+        return 0;
+    /* Pair of each item; the wanted items' value numbers within their pair. */
+    out->items = alloc(a, built, sizeof(*out->items));
+    uint32_t *wpair = alloc(a, built, sizeof(*wpair));
+    uint64_t *wv = alloc(a, built, sizeof(*wv));
+    struct want *want = alloc(a, built, sizeof(*want));
+    if (!out->items || !wpair || !wv || !want)
+        return CN_ENOMEM;
+    uint64_t j = 0, b = 0;
+    for (uint64_t r = 0; r < nrows && !c->bad; r++) {
+        int keep = !sel || sel[r];
+        for (; j < out->off[r + 1]; j++) {
+            uint64_t p = get_var(c);
+            if (p >= npairs) {
+                c->bad = 1;
+                break;
+            }
+            if (keep) {
+                out->items[b].key = keys[p];
+                wpair[b] = (uint32_t)p;
+                wv[b++] = nvals[p];
+                nwant[p]++;
+            }
+            nvals[p]++;
+        }
+    }
+    if (c->bad)
+        return 0;
+    uint64_t at = 0;
+    for (uint64_t p = 0; p < npairs; p++) {
+        first[p] = at;
+        at += nwant[p];
+        nwant[p] = 0;
+    }
+    for (uint64_t i = 0; i < built; i++) { /* ascending v within each pair */
+        uint32_t p = wpair[i];
+        want[first[p] + nwant[p]++] = (struct want){wv[i], &out->items[i].val};
+    }
+    for (uint64_t p = 0; p < npairs && !c->bad; p++)
+        if (get_vals(c, a, types[p], nvals[p], want + first[p], nwant[p]))
+            return CN_ENOMEM;
+    return 0;
+}
+
+static struct cn_kvs kvs_at(const struct dkvs *d, uint32_t r)
+{
+    return (struct cn_kvs){d->items + d->at[r], d->off[r + 1] - d->off[r], d->dropped[r]};
+}
+
+/* Resource (scope == 0) or scope table, and each row's entry. */
+static int get_table(struct cur *c, struct dgroup *d, int scope)
+{
+    struct cn_arena *a = &d->arena;
+    uint64_t n = get_count(c);
+    struct cn_slice *s1 = alloc(a, n, sizeof(*s1)), *s2 = alloc(a, n, sizeof(*s2));
+    uint32_t *ids = alloc(a, d->rows, sizeof(*ids));
+    if (!s1 || !s2 || !ids)
+        return CN_ENOMEM;
+    for (uint64_t k = 0; k < n && !c->bad; k++) {
+        s1[k] = get_str(c);
+        s2[k] = get_str(c);
+    }
+    struct dkvs kv;
+    if (c->bad || get_kvs(c, a, n, NULL, &kv) || c->bad)
+        return c->bad ? 0 : CN_ENOMEM;
+    for (uint32_t i = 0; i < d->rows; i++) {
+        uint64_t id = get_var(c);
+        if (id >= n)
+            c->bad = 1;
+        ids[i] = (uint32_t)id;
+    }
+    if (scope) {
+        d->scope_tab = alloc(a, n, sizeof(*d->scope_tab));
+        if (!d->scope_tab)
+            return CN_ENOMEM;
+        for (uint64_t k = 0; k < n; k++)
+            d->scope_tab[k] = (struct cn_scope){s1[k], s2[k], kvs_at(&kv, (uint32_t)k)};
+        d->scope = ids;
+        d->nscope = (uint32_t)n;
+    } else {
+        d->res_tab = alloc(a, n, sizeof(*d->res_tab));
+        if (!d->res_tab)
+            return CN_ENOMEM;
+        for (uint64_t k = 0; k < n; k++)
+            d->res_tab[k] = (struct cn_resource){kvs_at(&kv, (uint32_t)k), s1[k], s2[k]};
+        d->res = ids;
+        d->nres = (uint32_t)n;
+    }
+    return 0;
+}
+
+/* Per-row counts of a nested list (events, links): off[0..rows] and dropped[rows]. */
+static int get_counts(struct cur *c, struct cn_arena *a, uint32_t rows, uint64_t unit,
+                      uint32_t **off, uint32_t **dropped, uint64_t *total)
+{
+    *off = alloc(a, (uint64_t)rows + 1, sizeof(**off));
+    *dropped = alloc(a, rows, sizeof(**dropped));
+    if (!*off || !*dropped)
+        return CN_ENOMEM;
+    uint64_t t = 0;
+    (*off)[0] = 0;
+    for (uint32_t r = 0; r < rows && !c->bad; r++) {
+        t += get_var(c);
+        if (t > left(c) / unit)
+            c->bad = 1;
+        (*off)[r + 1] = (uint32_t)t;
+    }
+    for (uint32_t r = 0; r < rows && !c->bad; r++) {
+        uint64_t v = get_var(c);
+        if (v > UINT32_MAX)
+            c->bad = 1;
+        (*dropped)[r] = (uint32_t)v;
+    }
+    *total = t;
+    return 0;
+}
+
+/* Selection of the nested items (events, links) of the selected rows, or NULL for all. */
+static const uint8_t *nested_sel(struct dgroup *d, const uint32_t *off, uint64_t n, int *nomem)
+{
+    if (!d->sel)
+        return NULL;
+    uint8_t *sel = alloc(&d->arena, n, 1);
+    if (!sel) {
+        *nomem = 1;
+        return NULL;
+    }
+    for (uint32_t r = 0; r < d->rows; r++)
+        memset(sel + off[r], d->sel[r], off[r + 1] - off[r]);
+    return sel;
+}
+
+static int get_events(struct cur *c, struct dgroup *d)
+{
+    struct cn_arena *a = &d->arena;
+    uint64_t n;
+    int64_t *dt;
+    struct cn_slice *names;
+    struct dkvs kv;
+    int nomem = 0;
+    if (get_counts(c, a, d->rows, 1, &d->ev_off, &d->ev_dropped, &n))
+        return CN_ENOMEM;
+    if (c->bad)
+        return 0;
+    if (get_ints(c, a, n, &dt) || get_dict(c, a, n, &names))
+        return CN_ENOMEM;
+    const uint8_t *sel = nested_sel(d, d->ev_off, n, &nomem);
+    if (c->bad || nomem)
+        return nomem ? CN_ENOMEM : 0;
+    if (get_kvs(c, a, n, sel, &kv))
+        return CN_ENOMEM;
+    d->events = alloc(a, n, sizeof(*d->events));
+    if (!d->events)
+        return CN_ENOMEM;
+    if (c->bad)
+        return 0;
+    for (uint32_t r = 0; r < d->rows; r++)
+        for (uint32_t j = d->ev_off[r]; j < d->ev_off[r + 1] && (!sel || sel[j]); j++)
+            d->events[j] =
+                (struct cn_event){d->time[r] + (uint64_t)dt[j], names[j], kvs_at(&kv, j)};
+    return 0;
+}
+
+static int get_links(struct cur *c, struct dgroup *d)
+{
+    struct cn_arena *a = &d->arena;
+    uint64_t n;
+    struct cn_slice *ts;
+    struct dkvs kv;
+    int nomem = 0;
+    if (get_counts(c, a, d->rows, 25, &d->ln_off, &d->ln_dropped, &n))
+        return CN_ENOMEM;
+    const uint8_t *tids = get_raw(c, n * 16), *sids = get_raw(c, n * 8);
+    uint32_t *flags = alloc(a, n, sizeof(*flags));
+    d->links = alloc(a, n, sizeof(*d->links));
+    if (!flags || !d->links)
+        return CN_ENOMEM;
+    for (uint64_t j = 0; j < n && !c->bad; j++) {
+        uint64_t f = get_var(c);
+        if (f > UINT32_MAX)
+            c->bad = 1;
+        flags[j] = (uint32_t)f;
+    }
+    if (c->bad)
+        return 0;
+    if (get_dict(c, a, n, &ts))
+        return CN_ENOMEM;
+    const uint8_t *sel = nested_sel(d, d->ln_off, n, &nomem);
+    if (c->bad || nomem)
+        return nomem ? CN_ENOMEM : 0;
+    if (get_kvs(c, a, n, sel, &kv))
+        return CN_ENOMEM;
+    if (c->bad)
+        return 0;
+    for (uint64_t j = 0; j < n; j++) {
+        if (sel && !sel[j])
+            continue;
+        struct cn_link *l = &d->links[j];
+        memcpy(l->trace_id, tids + 16 * j, 16);
+        memcpy(l->span_id, sids + 8 * j, 8);
+        l->trace_state = ts[j];
+        l->attrs = kvs_at(&kv, (uint32_t)j);
+        l->flags = flags[j];
+    }
+    return 0;
+}
+
+static int get_u8s(struct cur *c, struct cn_arena *a, uint32_t n, uint8_t max, uint8_t **out)
+{
+    const uint8_t *p = get_raw(c, n);
+    *out = alloc(a, n, 1);
+    if (!*out)
+        return CN_ENOMEM;
+    for (uint32_t i = 0; p && i < n; i++) {
+        if (p[i] > max)
+            c->bad = 1;
+        (*out)[i] = p[i];
+    }
+    return 0;
+}
+
+static int get_u32s(struct cur *c, struct cn_arena *a, uint32_t n, uint32_t **out)
+{
+    *out = alloc(a, n, sizeof(**out));
+    if (!*out)
+        return CN_ENOMEM;
+    for (uint32_t i = 0; i < n && !c->bad; i++) {
+        uint64_t v = get_var(c);
+        if (v > UINT32_MAX)
+            c->bad = 1;
+        (*out)[i] = (uint32_t)v;
+    }
+    return 0;
+}
+
+/* Decodes column col of d from its block. Returns 0, CN_EIO (the block is marked damaged),
+ * CN_ENOMEM. */
+static int decode_col(struct cn_seg *seg, struct dgroup *d, unsigned col)
+{
+    struct cur c = {d->buf[col], d->buf[col] + d->len[col], 0};
+    struct cn_arena *a = &d->arena;
+    uint32_t n = d->rows;
+    int rc = 0;
+    int spans = seg->info.kind == CN_SEG_SPANS;
+    /* Columns both kinds share have the same number in neither enum; map them. */
+    enum {
+        TRACE,
+        SPAN_ID,
+        SERVICE,
+        NAME,
+        KIND,
+        STATUS,
+        STATUS_MSG,
+        START,
+        DURATION,
+        FLAGS,
+        TRACE_STATE,
+        SCOPE,
+        RESOURCE,
+        ATTRS,
+        EVENTS,
+        LINKS,
+        PARENT,
+        OBSERVED,
+        SEV_NUM,
+        SEV_TEXT,
+        BODY,
+        EVENT_NAME,
+        TIME
+    } what;
+    static const uint8_t span_map[CN_SEG__S_NUM] = {
+        [CN_SEG__S_TRACE] = TRACE,   [CN_SEG__S_SPAN_ID] = SPAN_ID,
+        [CN_SEG__S_PARENT] = PARENT, [CN_SEG__S_SERVICE] = SERVICE,
+        [CN_SEG__S_NAME] = NAME,     [CN_SEG__S_KIND] = KIND,
+        [CN_SEG__S_STATUS] = STATUS, [CN_SEG__S_STATUS_MSG] = STATUS_MSG,
+        [CN_SEG__S_START] = START,   [CN_SEG__S_DURATION] = DURATION,
+        [CN_SEG__S_FLAGS] = FLAGS,   [CN_SEG__S_TRACE_STATE] = TRACE_STATE,
+        [CN_SEG__S_SCOPE] = SCOPE,   [CN_SEG__S_RESOURCE] = RESOURCE,
+        [CN_SEG__S_ATTRS] = ATTRS,   [CN_SEG__S_EVENTS] = EVENTS,
+        [CN_SEG__S_LINKS] = LINKS,
+    };
+    static const uint8_t log_map[CN_SEG__L_NUM] = {
+        [CN_SEG__L_TRACE] = TRACE,           [CN_SEG__L_SPAN_ID] = SPAN_ID,
+        [CN_SEG__L_SERVICE] = SERVICE,       [CN_SEG__L_TIME] = TIME,
+        [CN_SEG__L_OBSERVED] = OBSERVED,     [CN_SEG__L_SEV_NUM] = SEV_NUM,
+        [CN_SEG__L_SEV_TEXT] = SEV_TEXT,     [CN_SEG__L_BODY] = BODY,
+        [CN_SEG__L_ATTRS] = ATTRS,           [CN_SEG__L_FLAGS] = FLAGS,
+        [CN_SEG__L_EVENT_NAME] = EVENT_NAME, [CN_SEG__L_SCOPE] = SCOPE,
+        [CN_SEG__L_RESOURCE] = RESOURCE,
+    };
+    what = spans ? span_map[col] : log_map[col];
+    switch (what) {
+    case TRACE:
+        rc = get_u32s(&c, a, n, &d->ord);
+        for (uint32_t i = 0; rc == 0 && i < n; i++)
+            if (d->ord[i] > seg->info.num_traces)
+                c.bad = 1;
+        break;
+    case SPAN_ID:
+        d->span_ids = alloc(a, n, 8);
+        if (!d->span_ids) {
+            rc = CN_ENOMEM;
+        } else if (spans) {
+            const uint8_t *p = get_raw(&c, (uint64_t)n * 8);
+            if (p)
+                memcpy(d->span_ids, p, (size_t)n * 8);
+        } else {
+            const uint8_t *has = get_raw(&c, n);
+            for (uint32_t i = 0; has && i < n && !c.bad; i++) {
+                const uint8_t *p = has[i] == 1 ? get_raw(&c, 8) : NULL;
+                if (has[i] > 1)
+                    c.bad = 1;
+                if (p)
+                    memcpy(d->span_ids + 8 * (size_t)i, p, 8);
+                else
+                    memset(d->span_ids + 8 * (size_t)i, 0, 8);
+            }
+        }
+        break;
+    case PARENT: {
+        /* Parents in other rows are resolved when a row is materialised (fill_parent). */
+        const uint8_t *codes = get_raw(&c, n);
+        d->parents = alloc(a, n, 8);
+        d->pref = alloc(a, n, sizeof(*d->pref));
+        if (!d->parents || !d->pref) {
+            rc = CN_ENOMEM;
+            break;
+        }
+        uint64_t nrefs = 0;
+        for (uint32_t i = 0; codes && i < n && !c.bad; i++) {
+            uint8_t *dst = d->parents + 8 * (size_t)i;
+            d->pref[i] = UINT64_MAX;
+            memset(dst, 0, 8);
+            if (codes[i] == 1) {
+                const uint8_t *p = get_raw(&c, 8);
+                if (p)
+                    memcpy(dst, p, 8);
+            } else if (codes[i] == 2) {
+                nrefs++;
+            } else if (codes[i] != 0) {
+                c.bad = 1;
+            }
+        }
+        int64_t *refs;
+        if (c.bad || !codes)
+            break;
+        if (get_ints(&c, a, nrefs, &refs)) {
+            rc = CN_ENOMEM;
+            break;
+        }
+        uint64_t prev = (uint64_t)d->g * seg->group_rows;
+        for (uint32_t i = 0, j = 0; i < n && !c.bad; i++) {
+            if (codes[i] != 2)
+                continue;
+            prev += (uint64_t)refs[j++];
+            if (prev >= seg->info.rows)
+                c.bad = 1;
+            d->pref[i] = prev;
+        }
+        break;
+    }
+    case SERVICE:
+        rc = get_dict(&c, a, n, &d->service);
+        break;
+    case NAME:
+        rc = get_dict(&c, a, n, &d->name);
+        break;
+    case STATUS_MSG:
+        rc = get_dict(&c, a, n, &d->status_msg);
+        break;
+    case TRACE_STATE:
+        rc = get_dict(&c, a, n, &d->trace_state);
+        break;
+    case SEV_TEXT:
+        rc = get_dict(&c, a, n, &d->sev_text);
+        break;
+    case EVENT_NAME:
+        rc = get_dict(&c, a, n, &d->name);
+        break;
+    case KIND:
+        rc = get_u8s(&c, a, n, 255, &d->kind);
+        break;
+    case STATUS:
+        rc = get_u8s(&c, a, n, 255, &d->status);
+        break;
+    case SEV_NUM:
+        rc = get_u8s(&c, a, n, 255, &d->sev);
+        break;
+    case START:
+    case TIME: {
+        int64_t *v;
+        rc = get_ints(&c, a, n, &v);
+        d->time = (uint64_t *)v;
+        for (uint32_t i = 0; rc == 0 && i < n && !c.bad; i++)
+            d->time[i] = (uint64_t)v[i] + (i ? d->time[i - 1] : 0);
+        break;
+    }
+    case DURATION: {
+        int64_t *v;
+        rc = get_ints(&c, a, n, &v);
+        d->dur = (uint64_t *)v;
+        break;
+    }
+    case OBSERVED: {
+        const uint8_t *has = get_raw(&c, n);
+        uint32_t k = 0;
+        for (uint32_t i = 0; has && i < n; i++)
+            k += has[i] != 0;
+        int64_t *v;
+        d->observed = alloc(a, n, sizeof(*d->observed));
+        if (!d->observed || get_ints(&c, a, k, &v)) {
+            rc = CN_ENOMEM;
+            break;
+        }
+        for (uint32_t i = 0, j = 0; has && i < n && !c.bad; i++) {
+            if (has[i] > 1)
+                c.bad = 1;
+            d->observed[i] = has[i] ? d->time[i] + (uint64_t)v[j++] : 0;
+        }
+        break;
+    }
+    case FLAGS:
+        rc = get_u32s(&c, a, n, &d->flags);
+        break;
+    case BODY: {
+        uint8_t *types;
+        d->body = alloc(a, n, sizeof(*d->body));
+        struct want *want = alloc(a, n, sizeof(*want));
+        if (!d->body || !want || get_u8s(&c, a, n, CN_VAL_KVLIST, &types)) {
+            rc = CN_ENOMEM;
+            break;
+        }
+        memset(d->body, 0, (size_t)n * sizeof(*d->body));
+        for (uint8_t t = CN_VAL_STR; t <= CN_VAL_KVLIST && !c.bad; t++) {
+            uint32_t k = 0, nw = 0;
+            for (uint32_t i = 0; i < n; i++)
+                if (types[i] == t && k++ < UINT32_MAX && (!d->sel || d->sel[i]))
+                    want[nw++] = (struct want){k - 1, &d->body[i]};
+            if ((rc = get_vals(&c, a, t, k, want, nw)) != 0)
+                break;
+        }
+        break;
+    }
+    case ATTRS:
+        rc = get_kvs(&c, a, n, d->sel, &d->attrs);
+        break;
+    case SCOPE:
+        rc = get_table(&c, d, 1);
+        break;
+    case RESOURCE:
+        rc = get_table(&c, d, 0);
+        break;
+    case EVENTS:
+        rc = get_events(&c, d);
+        break;
+    case LINKS:
+        rc = get_links(&c, d);
+        break;
+    }
+    if (rc)
+        return rc;
+    if (c.bad || c.p != c.e)
+        return damaged(seg, group_block(seg, d->g, col), "malformed column");
+    return 0;
+}
+
+/* Cheap columns, in decoding order (later ones may use earlier ones). */
+static const uint8_t span_cheap[] = {CN_SEG__S_TRACE, CN_SEG__S_SPAN_ID, CN_SEG__S_SERVICE,
+                                     CN_SEG__S_NAME,  CN_SEG__S_KIND,    CN_SEG__S_STATUS,
+                                     CN_SEG__S_START, CN_SEG__S_DURATION};
+static const uint8_t span_rest[] = {CN_SEG__S_PARENT,      CN_SEG__S_STATUS_MSG, CN_SEG__S_FLAGS,
+                                    CN_SEG__S_TRACE_STATE, CN_SEG__S_SCOPE,      CN_SEG__S_RESOURCE,
+                                    CN_SEG__S_ATTRS,       CN_SEG__S_EVENTS,     CN_SEG__S_LINKS};
+static const uint8_t log_cheap[] = {CN_SEG__L_TRACE, CN_SEG__L_SPAN_ID, CN_SEG__L_SERVICE,
+                                    CN_SEG__L_TIME,  CN_SEG__L_SEV_NUM, CN_SEG__L_EVENT_NAME};
+static const uint8_t log_rest[] = {CN_SEG__L_OBSERVED, CN_SEG__L_SEV_TEXT, CN_SEG__L_BODY,
+                                   CN_SEG__L_ATTRS,    CN_SEG__L_FLAGS,    CN_SEG__L_SCOPE,
+                                   CN_SEG__L_RESOURCE};
+
+static void group_init(struct dgroup *d, const struct cn_seg *seg, uint32_t g)
+{
+    memset(d, 0, sizeof(*d));
+    cn_arena_init(&d->arena, 256 << 10, GROUP_ARENA_MAX);
+    d->g = g;
+    d->rows = seg->groups[g].rows;
+}
+
+/* Loads and decodes the cheap columns (rest == 0) or the others (rest == 1). On CN_EIO the
+ * other columns of the stage are still loaded, so every damaged block is found at once. */
+static int group_stage(struct cn_seg *seg, ZSTD_DCtx *dc, struct dgroup *d, int rest)
+{
+    int spans = seg->info.kind == CN_SEG_SPANS;
+    const uint8_t *cols = spans ? (rest ? span_rest : span_cheap) : (rest ? log_rest : log_cheap);
+    size_t ncols = spans ? (rest ? sizeof(span_rest) : sizeof(span_cheap))
+                         : (rest ? sizeof(log_rest) : sizeof(log_cheap));
+    int eio = 0;
+    for (size_t i = 0; i < ncols; i++) {
+        int rc = load_block(seg, group_block(seg, d->g, cols[i]), dc, &d->arena, &d->buf[cols[i]],
+                            &d->len[cols[i]]);
+        if (rc == CN_EIO)
+            eio = 1;
+        else if (rc)
+            return rc;
+    }
+    if (eio)
+        return CN_EIO;
+    for (size_t i = 0; i < ncols; i++) {
+        int rc = decode_col(seg, d, cols[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void span_at(const struct dgroup *d, uint32_t i, const uint8_t *trace_id, struct cn_span *s)
+{
+    memcpy(s->trace_id, trace_id, 16);
+    memcpy(s->span_id, d->span_ids + 8 * (size_t)i, 8);
+    memcpy(s->parent_id, d->parents + 8 * (size_t)i, 8);
+    s->trace_state = d->trace_state[i];
+    s->name = d->name[i];
+    s->kind = d->kind[i];
+    s->status_code = d->status[i];
+    s->status_message = d->status_msg[i];
+    s->flags = d->flags[i];
+    s->start_ns = d->time[i];
+    s->end_ns = d->time[i] + d->dur[i];
+    s->attrs = kvs_at(&d->attrs, i);
+    s->events = d->events + d->ev_off[i];
+    s->num_events = d->ev_off[i + 1] - d->ev_off[i];
+    s->dropped_events = d->ev_dropped[i];
+    s->links = d->links + d->ln_off[i];
+    s->num_links = d->ln_off[i + 1] - d->ln_off[i];
+    s->dropped_links = d->ln_dropped[i];
+    s->resource = &d->res_tab[d->res[i]];
+    s->scope = &d->scope_tab[d->scope[i]];
+}
+
+static void log_at(const struct dgroup *d, uint32_t i, const uint8_t *trace_id, struct cn_log *l)
+{
+    l->time_ns = d->time[i];
+    l->observed_ns = d->observed[i];
+    l->severity_number = d->sev[i];
+    l->severity_text = d->sev_text[i];
+    l->body = d->body[i];
+    l->attrs = kvs_at(&d->attrs, i);
+    l->flags = d->flags[i];
+    memcpy(l->trace_id, trace_id, 16);
+    memcpy(l->span_id, d->span_ids + 8 * (size_t)i, 8);
+    l->event_name = d->name[i];
+    l->resource = &d->res_tab[d->res[i]];
+    l->scope = &d->scope_tab[d->scope[i]];
+}
+
+/* ---- the trace-ID table ------------------------------------------------------------------ */
+
+/* What one read call loads besides row groups: trace-ID pages (for the trace IDs of rows)
+ * and span-ID blocks of other groups (for parents referenced there), kept until the call
+ * ends. */
+struct rctx {
+    struct cn_seg *seg;
+    ZSTD_DCtx *dc;
+    struct cn_arena arena;
+    const uint8_t **pages; /* NULL: not loaded */
+    uint8_t *pages_failed;
+    const uint8_t **sids; /* span-ID block per group */
+    uint8_t *sids_failed;
+};
+
+static int rctx_init(struct rctx *x, struct cn_seg *seg)
+{
+    memset(x, 0, sizeof(*x));
+    x->seg = seg;
+    cn_arena_init(&x->arena, 64 << 10, SIZE_MAX);
+    x->dc = ZSTD_createDCtx();
+    x->pages = calloc(seg->npages + 1, sizeof(*x->pages));
+    x->pages_failed = calloc(seg->npages + 1, 1);
+    x->sids = calloc(seg->info.num_groups + 1, sizeof(*x->sids));
+    x->sids_failed = calloc(seg->info.num_groups + 1, 1);
+    return x->dc && x->pages && x->pages_failed && x->sids && x->sids_failed ? 0 : CN_ENOMEM;
+}
+
+static void rctx_release(struct rctx *x)
+{
+    ZSTD_freeDCtx(x->dc);
+    cn_arena_release(&x->arena);
+    free(x->pages);
+    free(x->pages_failed);
+    free(x->sids);
+    free(x->sids_failed);
+}
+
+/* Loads the IDs of page p and checks they are sorted and start as the footer says. */
+static int load_ids(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_arena *a, uint32_t p,
+                    const uint8_t **out)
+{
+    size_t len;
+    int rc = load_block(seg, page_block(seg, p, 0), dc, a, out, &len);
+    if (rc)
+        return rc;
+    const uint8_t *ids = *out;
+    if (memcmp(ids, seg->pages[p].first, 16) != 0)
+        return damaged(seg, page_block(seg, p, 0), "first ID differs from the footer's");
+    for (uint32_t k = 1; k < seg->pages[p].count; k++)
+        if (memcmp(ids + 16 * (k - 1), ids + 16 * k, 16) >= 0)
+            return damaged(seg, page_block(seg, p, 0), "IDs out of order");
+    return 0;
+}
+
+static const uint8_t zero_id[16];
+
+/* The trace ID of ordinal ord (0: none). */
+static int trace_of(struct rctx *x, uint32_t ord, const uint8_t **out)
+{
+    if (ord == 0) {
+        *out = zero_id;
+        return 0;
+    }
+    uint32_t p = (ord - 1) / CN_SEG__PAGE_IDS;
+    if (x->pages_failed[p])
+        return CN_EIO;
+    if (!x->pages[p]) {
+        int rc = load_ids(x->seg, x->dc, &x->arena, p, &x->pages[p]);
+        if (rc == CN_EIO)
+            x->pages_failed[p] = 1;
+        if (rc)
+            return rc;
+    }
+    *out = x->pages[p] + 16 * (size_t)((ord - 1) % CN_SEG__PAGE_IDS);
+    return 0;
+}
+
+/* Completes the parent ID of row i of d when it references another row. */
+static int fill_parent(struct rctx *x, const struct dgroup *d, uint32_t i)
+{
+    uint64_t ref = d->pref[i];
+    if (ref == UINT64_MAX)
+        return 0;
+    struct cn_seg *seg = x->seg;
+    uint32_t h = (uint32_t)(ref / seg->group_rows), k = (uint32_t)(ref % seg->group_rows);
+    const uint8_t *ids = h == d->g ? d->span_ids : x->sids[h];
+    if (!ids) {
+        if (x->sids_failed[h])
+            return CN_EIO;
+        size_t len;
+        size_t b = group_block(seg, h, CN_SEG__S_SPAN_ID);
+        int rc = load_block(seg, b, x->dc, &x->arena, &ids, &len);
+        if (rc == 0 && len != (size_t)seg->groups[h].rows * 8)
+            rc = damaged(seg, b, "malformed column");
+        if (rc == CN_EIO)
+            x->sids_failed[h] = 1;
+        if (rc)
+            return rc;
+        x->sids[h] = ids;
+    }
+    memcpy(d->parents + 8 * (size_t)i, ids + 8 * (size_t)k, 8);
+    return 0;
+}
+
+/* Finds id: *out_page and *out_k (index in the page), or CN_ENOENT. */
+static int find_trace(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_arena *a, const uint8_t *id,
+                      uint32_t *out_page, uint32_t *out_k)
+{
+    uint32_t lo = 0, hi = seg->npages;
+    while (lo < hi) { /* first page whose first ID is > id */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (memcmp(seg->pages[mid].first, id, 16) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return CN_ENOENT;
+    uint32_t p = lo - 1;
+    const uint8_t *ids;
+    int rc = load_ids(seg, dc, a, p, &ids);
+    if (rc)
+        return rc;
+    lo = 0;
+    hi = seg->pages[p].count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(ids + 16 * (size_t)mid, id, 16);
+        if (c == 0) {
+            *out_page = p;
+            *out_k = mid;
+            return 0;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return CN_ENOENT;
+}
+
+/* Rows of trace k of page p: *out_rows (in a) and *out_n. A list that is not ascending or
+ * points past the rows damages the page. */
+static int postings(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_arena *a, uint32_t p, uint32_t k,
+                    uint64_t **out_rows, uint64_t *out_n)
+{
+    const uint8_t *buf;
+    size_t len;
+    size_t b = page_block(seg, p, 1);
+    int rc = load_block(seg, b, dc, a, &buf, &len);
+    if (rc)
+        return rc;
+    struct cur c = {buf, buf + len, 0};
+    for (uint32_t i = 0; i <= k; i++) {
+        uint64_t n = get_count(&c);
+        if (n == 0)
+            c.bad = 1;
+        uint64_t *rows = i == k ? alloc(a, n, sizeof(*rows)) : NULL;
+        if (i == k && !rows)
+            return CN_ENOMEM;
+        uint64_t row = 0;
+        for (uint64_t j = 0; j < n && !c.bad; j++) {
+            uint64_t delta = get_var(&c);
+            if ((j && delta == 0) || delta >= seg->info.rows - row ||
+                (!j && delta >= seg->info.rows))
+                c.bad = 1;
+            row += delta;
+            if (rows)
+                rows[j] = row;
+        }
+        if (c.bad)
+            return damaged(seg, b, "malformed postings");
+        *out_rows = rows;
+        *out_n = n;
+    }
+    return 0;
+}
+
+/* ---- copying records out ----------------------------------------------------------------- */
+
+static int dup_str(struct cn_arena *a, struct cn_slice *s)
+{
+    struct cn_slice d = cn_arena_dup(a, s->ptr, s->len);
+    if (!d.ptr)
+        return CN_ENOMEM;
+    *s = d;
+    return 0;
+}
+
+static int copy_kvs(struct cn_arena *a, struct cn_kvs *kvs)
+{
+    struct cn_kv *items = alloc(a, kvs->num, sizeof(*items));
+    if (!items)
+        return CN_ENOMEM;
+    for (uint32_t i = 0; i < kvs->num; i++) {
+        items[i] = kvs->items[i];
+        if (dup_str(a, &items[i].key))
+            return CN_ENOMEM;
+        uint8_t t = items[i].val.type;
+        if (t == CN_VAL_STR || t == CN_VAL_BYTES || t == CN_VAL_ARRAY || t == CN_VAL_KVLIST)
+            if (dup_str(a, &items[i].val.u.s))
+                return CN_ENOMEM;
+    }
+    kvs->items = items;
+    return 0;
+}
+
+/* Resources and scopes copied for the current group, by table entry. */
+struct copies {
+    struct cn_resource **res;
+    struct cn_scope **scope;
+};
+
+static int copy_res(struct cn_arena *a, const struct dgroup *d, struct copies *cp, uint32_t k,
+                    const struct cn_resource **out)
+{
+    if (!cp->res[k]) {
+        struct cn_resource *r = cn_arena_alloc(a, sizeof(*r));
+        if (!r)
+            return CN_ENOMEM;
+        *r = d->res_tab[k];
+        if (dup_str(a, &r->service) || dup_str(a, &r->schema_url) || copy_kvs(a, &r->attrs))
+            return CN_ENOMEM;
+        cp->res[k] = r;
+    }
+    *out = cp->res[k];
+    return 0;
+}
+
+static int copy_scope(struct cn_arena *a, const struct dgroup *d, struct copies *cp, uint32_t k,
+                      const struct cn_scope **out)
+{
+    if (!cp->scope[k]) {
+        struct cn_scope *s = cn_arena_alloc(a, sizeof(*s));
+        if (!s)
+            return CN_ENOMEM;
+        *s = d->scope_tab[k];
+        if (dup_str(a, &s->name) || dup_str(a, &s->version) || copy_kvs(a, &s->attrs))
+            return CN_ENOMEM;
+        cp->scope[k] = s;
+    }
+    *out = cp->scope[k];
+    return 0;
+}
+
+static int copy_span(struct cn_arena *a, const struct dgroup *d, struct copies *cp, uint32_t i,
+                     struct cn_span *s)
+{
+    if (dup_str(a, &s->trace_state) || dup_str(a, &s->name) || dup_str(a, &s->status_message) ||
+        copy_kvs(a, &s->attrs) || copy_res(a, d, cp, d->res[i], &s->resource) ||
+        copy_scope(a, d, cp, d->scope[i], &s->scope))
+        return CN_ENOMEM;
+    struct cn_event *ev = alloc(a, s->num_events, sizeof(*ev));
+    struct cn_link *ln = alloc(a, s->num_links, sizeof(*ln));
+    if (!ev || !ln)
+        return CN_ENOMEM;
+    for (uint32_t k = 0; k < s->num_events; k++) {
+        ev[k] = s->events[k];
+        if (dup_str(a, &ev[k].name) || copy_kvs(a, &ev[k].attrs))
+            return CN_ENOMEM;
+    }
+    for (uint32_t k = 0; k < s->num_links; k++) {
+        ln[k] = s->links[k];
+        if (dup_str(a, &ln[k].trace_state) || copy_kvs(a, &ln[k].attrs))
+            return CN_ENOMEM;
+    }
+    s->events = ev;
+    s->links = ln;
+    return 0;
+}
+
+static int copy_log(struct cn_arena *a, const struct dgroup *d, struct copies *cp, uint32_t i,
+                    struct cn_log *l)
+{
+    uint8_t t = l->body.type;
+    if (dup_str(a, &l->severity_text) || dup_str(a, &l->event_name) || copy_kvs(a, &l->attrs) ||
+        copy_res(a, d, cp, d->res[i], &l->resource) || copy_scope(a, d, cp, d->scope[i], &l->scope))
+        return CN_ENOMEM;
+    if (t == CN_VAL_STR || t == CN_VAL_BYTES || t == CN_VAL_ARRAY || t == CN_VAL_KVLIST)
+        return dup_str(a, &l->body.u.s);
+    return 0;
+}
+
+/* ---- trace lookup ------------------------------------------------------------------------ */
+
+/* Decodes group g fully (d is initialised here and released by the caller). */
+static int group_full(struct cn_seg *seg, ZSTD_DCtx *dc, struct dgroup *d, uint32_t g)
+{
+    group_init(d, seg, g);
+    int rc = group_stage(seg, dc, d, 0);
+    if (rc == 0)
+        rc = group_stage(seg, dc, d, 1);
+    return rc;
+}
+
+int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *out)
+{
+    if (!cn_seg_may_contain_trace(seg, id))
+        return 0;
+    int spans = seg->info.kind == CN_SEG_SPANS;
+    struct rctx x;
+    int rc = rctx_init(&x, seg);
+    uint32_t p = 0, k = 0;
+    uint64_t *rows = NULL, nrows = 0;
+    if (rc == 0)
+        rc = find_trace(seg, x.dc, &x.arena, id, &p, &k);
+    if (rc == 0)
+        rc = postings(seg, x.dc, &x.arena, p, k, &rows, &nrows);
+    if (rc) {
+        rctx_release(&x);
+        return rc == CN_ENOENT ? 0 : rc;
+    }
+    uint32_t ord = p * CN_SEG__PAGE_IDS + k + 1;
+    size_t rsize = spans ? sizeof(struct cn_span) : sizeof(struct cn_log);
+    uint8_t *recs = alloc(&x.arena, nrows, rsize);
+    size_t got = 0;
+    int eio = 0;
+    rc = recs ? 0 : CN_ENOMEM;
+    for (uint64_t j = 0; j < nrows && rc == 0;) {
+        uint32_t g = (uint32_t)(rows[j] / seg->group_rows);
+        uint64_t j1 = j;
+        while (j1 < nrows && rows[j1] / seg->group_rows == g)
+            j1++;
+        struct dgroup d;
+        group_init(&d, seg, g);
+        uint8_t *sel = alloc(&d.arena, d.rows, 1);
+        rc = sel ? group_stage(seg, x.dc, &d, 0) : CN_ENOMEM;
+        if (rc == 0) { /* build only this trace's rows */
+            memset(sel, 0, d.rows);
+            for (uint64_t r = j; r < j1; r++)
+                sel[rows[r] - (uint64_t)g * seg->group_rows] = 1;
+            d.sel = sel;
+            rc = group_stage(seg, x.dc, &d, 1);
+        }
+        struct copies cp = {alloc(&d.arena, d.nres, sizeof(*cp.res)),
+                            alloc(&d.arena, d.nscope, sizeof(*cp.scope))};
+        if (rc == 0 && (!cp.res || !cp.scope))
+            rc = CN_ENOMEM;
+        if (rc == 0) {
+            memset(cp.res, 0, d.nres * sizeof(*cp.res));
+            memset(cp.scope, 0, d.nscope * sizeof(*cp.scope));
+        }
+        for (uint64_t r = j; r < j1 && rc == 0; r++) {
+            uint32_t i = (uint32_t)(rows[r] - (uint64_t)g * seg->group_rows);
+            if (d.ord[i] != ord) {
+                rc = damaged(seg, page_block(seg, p, 1), "postings disagree with the rows");
+                break;
+            }
+            if (spans) {
+                int prc = fill_parent(&x, &d, i);
+                if (prc == CN_EIO) { /* this row only: its parent's group is damaged */
+                    eio = 1;
+                    continue;
+                }
+                struct cn_span *s = (struct cn_span *)(recs + got * rsize);
+                span_at(&d, i, id, s);
+                rc = prc ? prc : copy_span(&out->arena, &d, &cp, i, s);
+            } else {
+                struct cn_log *l = (struct cn_log *)(recs + got * rsize);
+                log_at(&d, i, id, l);
+                rc = copy_log(&out->arena, &d, &cp, i, l);
+            }
+            got += rc == 0;
+        }
+        cn_arena_release(&d.arena);
+        if (rc == CN_EIO) {
+            eio = 1;
+            rc = 0;
+        }
+        j = j1;
+    }
+    if (rc == 0 && got) {
+        size_t have = spans ? out->num_spans : out->num_logs;
+        uint8_t *all = alloc(&out->arena, have + got, rsize);
+        if (!all) {
+            rc = CN_ENOMEM;
+        } else {
+            if (have)
+                memcpy(all, spans ? (void *)out->spans : (void *)out->logs, have * rsize);
+            memcpy(all + have * rsize, recs, got * rsize);
+            if (spans) {
+                out->spans = (struct cn_span *)all;
+                out->num_spans = have + got;
+            } else {
+                out->logs = (struct cn_log *)all;
+                out->num_logs = have + got;
+            }
+        }
+    }
+    rctx_release(&x);
+    return rc ? rc : eio ? CN_EIO : 0;
+}
+
+int cn_seg_trace_ids(struct cn_seg *seg, cn_seg_trace_id_cb cb, void *ctx)
+{
+    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    if (!dc)
+        return CN_ENOMEM;
+    int rc = 0, eio = 0;
+    for (uint32_t p = 0; p < seg->npages && rc == 0; p++) {
+        struct cn_arena a;
+        cn_arena_init(&a, 64 << 10, SIZE_MAX);
+        const uint8_t *ids;
+        rc = load_ids(seg, dc, &a, p, &ids);
+        for (uint32_t k = 0; rc == 0 && k < seg->pages[p].count; k++)
+            cb(ctx, ids + 16 * (size_t)k);
+        cn_arena_release(&a);
+        if (rc == CN_EIO) {
+            eio = 1;
+            rc = 0;
+        }
+    }
+    ZSTD_freeDCtx(dc);
+    return rc ? rc : eio ? CN_EIO : 0;
+}
+
+/* ---- scan -------------------------------------------------------------------------------- */
+
+static uint64_t clamp_dur(uint64_t d)
+{
+    return (int64_t)d < 0 ? 0 : d;
+}
+
+static void row_view(const struct cn_seg *seg, const struct dgroup *d, uint32_t i,
+                     const uint8_t *tid, struct cn_seg_row *r)
+{
+    int spans = seg->info.kind == CN_SEG_SPANS;
+    *r = (struct cn_seg_row){
+        .row = (uint64_t)d->g * seg->group_rows + i,
+        .trace_id = tid,
+        .span_id = d->span_ids + 8 * (size_t)i,
+        .service = d->service[i],
+        .name = d->name[i],
+        .time_ns = d->time[i],
+        .duration_ns = spans ? clamp_dur(d->dur[i]) : 0,
+        .kind = spans ? d->kind[i] : 0,
+        .status_code = spans ? d->status[i] : 0,
+        .severity = spans ? 0 : d->sev[i],
+    };
+}
+
+int cn_seg_scan(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns, cn_seg_pred_cb pred,
+                cn_seg_rec_cb cb, void *ctx)
+{
+    int spans = seg->info.kind == CN_SEG_SPANS;
+    struct rctx x;
+    int rc = rctx_init(&x, seg);
+    int eio = 0, stop = 0;
+    for (uint32_t g = 0; g < seg->info.num_groups && rc == 0 && stop == 0; g++) {
+        const struct rgroup *gr = &seg->groups[g];
+        if (gr->tmax < from_ns || gr->tmin >= to_ns)
+            continue;
+        struct dgroup d;
+        group_init(&d, seg, g);
+        const uint8_t **tids = alloc(&d.arena, d.rows, sizeof(*tids));
+        uint8_t *keep = alloc(&d.arena, d.rows, 1);
+        rc = tids && keep ? group_stage(seg, x.dc, &d, 0) : CN_ENOMEM;
+        size_t kept = 0;
+        for (uint32_t i = 0; rc == 0 && i < d.rows; i++) {
+            keep[i] = 0;
+            if (d.time[i] < from_ns || d.time[i] >= to_ns)
+                continue;
+            int trc = trace_of(&x, d.ord[i], &tids[i]);
+            if (trc == CN_EIO) { /* this row only: its trace-ID page is damaged */
+                eio = 1;
+                continue;
+            }
+            if (trc) {
+                rc = trc;
+                break;
+            }
+            if (pred) {
+                struct cn_seg_row r;
+                row_view(seg, &d, i, tids[i], &r);
+                if (!pred(ctx, &r))
+                    continue;
+            }
+            keep[i] = 1;
+            kept++;
+        }
+        d.sel = keep;
+        if (rc == 0 && kept)
+            rc = group_stage(seg, x.dc, &d, 1);
+        if (rc == CN_EIO) {
+            eio = 1;
+            rc = 0;
+            kept = 0;
+        }
+        for (uint32_t i = 0; rc == 0 && kept && i < d.rows && stop == 0; i++) {
+            if (!keep[i])
+                continue;
+            if (spans) {
+                int prc = fill_parent(&x, &d, i);
+                if (prc == CN_EIO) {
+                    eio = 1;
+                    continue;
+                }
+                if ((rc = prc) != 0)
+                    break;
+                struct cn_span s;
+                span_at(&d, i, tids[i], &s);
+                stop = cb(ctx, &s, NULL);
+            } else {
+                struct cn_log l;
+                log_at(&d, i, tids[i], &l);
+                stop = cb(ctx, NULL, &l);
+            }
+        }
+        cn_arena_release(&d.arena);
+    }
+    rctx_release(&x);
+    return stop ? stop : rc ? rc : eio ? CN_EIO : 0;
+}
+
+/* ---- full check -------------------------------------------------------------------------- */
+
+static void note(struct cn_seg_check *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note(struct cn_seg_check *out, const char *fmt, ...)
+{
+    if (out->msg[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out->msg, sizeof(out->msg), fmt, ap);
+    va_end(ap);
+}
+
+static int slice_cmp(struct cn_slice a, struct cn_slice b)
+{
+    size_t n = CN_MIN(a.len, b.len);
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+    if (c)
+        return c;
+    return a.len < b.len ? -1 : a.len > b.len;
+}
+
+/* Row-level invariants of a decoded group: sort order, footer statistics, services. */
+static const char *check_rows(const struct cn_seg *seg, const struct dgroup *d)
+{
+    const struct rgroup *gr = &seg->groups[d->g];
+    int spans = seg->info.kind == CN_SEG_SPANS;
+    for (uint32_t i = 0; i < d->rows; i++) {
+        uint64_t a = spans ? (d->dur[i] <= (uint64_t)INT64_MAX ? d->dur[i] : 0) : d->sev[i];
+        if (d->time[i] < gr->tmin || d->time[i] > gr->tmax || a < gr->amin || a > gr->amax)
+            return "a row lies outside the footer's min/max";
+        if (!cn_slice_eq(d->service[i], d->res_tab[d->res[i]].service))
+            return "a row's service differs from its resource's";
+        if (i == 0)
+            continue;
+        int c = slice_cmp(d->service[i - 1], d->service[i]);
+        if (c == 0 && spans)
+            c = slice_cmp(d->name[i - 1], d->name[i]);
+        if (c > 0 || (c == 0 && d->time[i - 1] > d->time[i]))
+            return "rows out of order";
+    }
+    return NULL;
+}
+
+/* Checks the postings of page p against the rows' ordinals (ords, UINT32_MAX for rows of
+ * damaged groups); adds the postings into intact groups to *linked. */
+static int check_page(struct cn_seg *seg, ZSTD_DCtx *dc, uint32_t p, const uint32_t *ords,
+                      uint64_t *linked, struct cn_seg_check *out)
+{
+    struct cn_arena a;
+    cn_arena_init(&a, 64 << 10, GROUP_ARENA_MAX);
+    const uint8_t *ids, *buf;
+    size_t len;
+    int rc = load_ids(seg, dc, &a, p, &ids);
+    if (rc == CN_EIO) {
+        out->bad_blocks++;
+        note(out, "trace-id page %u: damaged", p);
+    }
+    int prc = load_block(seg, page_block(seg, p, 1), dc, &a, &buf, &len);
+    if (prc == CN_EIO) {
+        out->bad_blocks++;
+        note(out, "postings page %u: damaged", p);
+    }
+    if (rc == CN_ENOMEM || prc == CN_ENOMEM) {
+        cn_arena_release(&a);
+        return CN_ENOMEM;
+    }
+    struct cur c = prc == 0 ? (struct cur){buf, buf + len, 0} : (struct cur){NULL, NULL, 1};
+    const char *why = NULL;
+    for (uint32_t k = 0; prc == 0 && k < seg->pages[p].count && !why; k++) {
+        uint32_t ord = p * CN_SEG__PAGE_IDS + k + 1;
+        uint64_t n = get_count(&c), row = 0;
+        if (n == 0)
+            c.bad = 1;
+        for (uint64_t j = 0; j < n && !c.bad; j++) {
+            uint64_t delta = get_var(&c);
+            if ((j && delta == 0) || delta >= seg->info.rows - row ||
+                (!j && delta >= seg->info.rows)) {
+                c.bad = 1;
+                break;
+            }
+            row += delta;
+            if (ords[row] == UINT32_MAX)
+                continue;
+            if (ords[row] != ord)
+                why = "postings disagree with the rows";
+            (*linked)++;
+        }
+        if (c.bad)
+            why = "malformed postings";
+        if (!why && rc == 0 && seg->tbloom &&
+            !cn_seg__bloom_has(seg->tbloom, seg->tbits, seg->tk,
+                               cn_seg__trace_hash(ids + 16 * (size_t)k)))
+            why = "trace bloom misses a trace of the index";
+    }
+    if (prc == 0 && !why && c.p != c.e)
+        why = "trailing bytes in postings";
+    if (why) {
+        damaged(seg, page_block(seg, p, 1), why);
+        out->bad_blocks++;
+        note(out, "postings page %u: %s", p, why);
+    }
+    cn_arena_release(&a);
+    return 0;
+}
+
+int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->blocks = 1 + seg->nblocks; /* the footer was checked by the open */
+    out->groups = seg->info.num_groups;
+    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    uint32_t *ords = malloc((seg->info.rows ? seg->info.rows : 1) * sizeof(*ords));
+    struct pref {
+        uint64_t row, ref;
+    } *prefs = malloc((seg->info.rows ? seg->info.rows : 1) * sizeof(*prefs));
+    uint64_t prefs_n = 0;
+    if (!dc || !ords || !prefs) {
+        ZSTD_freeDCtx(dc);
+        free(ords);
+        free(prefs);
+        return CN_ENOMEM;
+    }
+    uint64_t with_trace = 0, linked = 0;
+    int rc = 0;
+    for (uint32_t g = 0; g < seg->info.num_groups && rc != CN_ENOMEM; g++) {
+        struct dgroup d;
+        rc = group_full(seg, dc, &d, g);
+        uint64_t r0 = (uint64_t)g * seg->group_rows;
+        const char *why = rc == 0 ? check_rows(seg, &d) : NULL;
+        for (uint32_t i = 0; rc == 0 && !why && d.pref && i < d.rows; i++)
+            if (d.pref[i] != UINT64_MAX && prefs_n < seg->info.rows) {
+                prefs[prefs_n].row = r0 + i;
+                prefs[prefs_n++].ref = d.pref[i];
+            }
+        if (rc == 0 && !why) {
+            for (uint32_t i = 0; i < d.rows; i++) {
+                ords[r0 + i] = d.ord[i];
+                with_trace += d.ord[i] != 0;
+            }
+            out->rows += d.rows;
+        } else {
+            for (uint32_t i = 0; i < d.rows; i++)
+                ords[r0 + i] = UINT32_MAX;
+            out->bad_groups++;
+            /* A damaged cheap column stops the decoding early: read the rest too, so every
+             * damaged block is found. */
+            for (unsigned col = 0; col < seg->ncols && rc == CN_EIO; col++) {
+                const uint8_t *p;
+                size_t len;
+                if (load_block(seg, group_block(seg, g, col), dc, &d.arena, &p, &len) == CN_ENOMEM)
+                    rc = CN_ENOMEM;
+            }
+            for (unsigned col = 0; col < seg->ncols; col++) {
+                if (atomic_load(&seg->bad[group_block(seg, g, col)])) {
+                    out->bad_blocks++;
+                    note(out, "row group %u, column %s: damaged", g,
+                         cn_seg__col_name(seg->info.kind, col));
+                }
+            }
+            if (why)
+                note(out, "row group %u: %s", g, why);
+        }
+        cn_arena_release(&d.arena);
+    }
+    /* A parent referenced in another row belongs to the same trace. */
+    for (uint64_t i = 0; i < prefs_n; i++) {
+        uint32_t a = ords[prefs[i].row], b = ords[prefs[i].ref];
+        if (a != UINT32_MAX && b != UINT32_MAX && a != b) {
+            note(out, "row %llu: its parent (row %llu) is in another trace",
+                 (unsigned long long)prefs[i].row, (unsigned long long)prefs[i].ref);
+            out->bad_groups++;
+            break;
+        }
+    }
+    for (uint32_t p = 0; p < seg->npages && rc != CN_ENOMEM; p++)
+        rc = check_page(seg, dc, p, ords, &linked, out);
+    if (rc != CN_ENOMEM && out->bad_blocks == 0 && linked != with_trace)
+        note(out, "%llu rows belong to a trace, the index lists %llu",
+             (unsigned long long)with_trace, (unsigned long long)linked);
+    for (int t = 0; t < 2; t++) {
+        if (!(t ? seg->kbloom : seg->tbloom)) {
+            out->bad_blocks++;
+            note(out, "%s bloom: damaged", t ? "token" : "trace");
+        }
+    }
+    ZSTD_freeDCtx(dc);
+    free(ords);
+    free(prefs);
+    if (rc == CN_ENOMEM)
+        return rc;
+    return out->bad_blocks || out->bad_groups || out->msg[0] ? CN_EIO : 0;
+}
+
+int cn_seg_validate(const char *path, struct cn_seg_check *out)
+{
+    struct cn_seg *seg;
+    memset(out, 0, sizeof(*out));
+    int rc = cn_seg_open(&seg, path, out->msg, sizeof(out->msg));
+    if (rc)
+        return rc;
+    rc = cn_seg_check(seg, out);
+    cn_seg_close(seg);
+    return rc;
+}

@@ -1,0 +1,1496 @@
+/* Segment writer: sorts the records, encodes the columns of each row group, the trace-ID
+ * index and the bloom filters, and writes the file atomically (see seg.h for the layout). */
+#define CN_SEG_INTERNAL
+#include "telemetry/seg.h"
+
+#include "base/arena.h"
+#include "base/buf.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#define FLUSH_BYTES (1u << 20)
+
+/* Output with a sticky error: encoders append without checking each call; the block is
+ * checked once, when it is emitted. */
+struct enc {
+    struct cn_buf b;
+    int err;
+};
+
+static void enc_init(struct enc *e)
+{
+    cn_buf_init(&e->b, CN_SEG__MAX_BLOCK);
+    e->err = 0;
+}
+
+static void put(struct enc *e, const void *p, size_t n)
+{
+    if (!e->err && n)
+        e->err = cn_buf_append(&e->b, p, n);
+}
+
+static void put_u8(struct enc *e, uint8_t v)
+{
+    put(e, &v, 1);
+}
+
+static void put_var(struct enc *e, uint64_t v)
+{
+    uint8_t t[10];
+    put(e, t, cn_seg__var_put(t, v));
+}
+
+static void put_str(struct enc *e, struct cn_slice s)
+{
+    put_var(e, s.len);
+    put(e, s.ptr, s.len);
+}
+
+static void put_le64(struct enc *e, uint64_t v)
+{
+    uint8_t t[8];
+    cn_seg__put_le64(t, v);
+    put(e, t, 8);
+}
+
+static size_t var_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Open-addressing map from byte strings to dense ids 0..n-1. Keys are not copied: they must
+ * outlive the map. States: tab == NULL (mask 0) until the first add; n * 2 <= mask + 1. */
+struct smap {
+    uint32_t *tab; /* id + 1, 0 for an empty slot */
+    uint32_t mask;
+    uint32_t n;
+    uint32_t cap;
+    struct cn_slice *keys;
+    uint64_t *hashes;
+};
+
+static void smap_release(struct smap *m)
+{
+    free(m->tab);
+    free(m->keys);
+    free(m->hashes);
+    memset(m, 0, sizeof(*m));
+}
+
+static int smap_rehash(struct smap *m)
+{
+    uint32_t size = m->mask ? (m->mask + 1) * 2 : 16;
+    uint32_t *t = calloc(size, sizeof(*t));
+    if (!t)
+        return CN_ENOMEM;
+    for (uint32_t id = 0; id < m->n; id++) {
+        uint32_t i = (uint32_t)m->hashes[id] & (size - 1);
+        while (t[i])
+            i = (i + 1) & (size - 1);
+        t[i] = id + 1;
+    }
+    free(m->tab);
+    m->tab = t;
+    m->mask = size - 1;
+    return 0;
+}
+
+/* Finds p[0..len) or adds it. Returns 1 when added, 0 when found, CN_ENOMEM. */
+static int smap_add(struct smap *m, const void *p, size_t len, uint32_t *out_id)
+{
+    if (!m->tab || (m->n + 1) * 2 > m->mask + 1) {
+        int rc = smap_rehash(m);
+        if (rc)
+            return rc;
+    }
+    uint64_t h = XXH3_64bits(p, len);
+    uint32_t i = (uint32_t)h & m->mask;
+    for (; m->tab[i]; i = (i + 1) & m->mask) {
+        uint32_t id = m->tab[i] - 1;
+        if (m->hashes[id] == h && m->keys[id].len == len &&
+            (len == 0 || memcmp(m->keys[id].ptr, p, len) == 0)) {
+            *out_id = id;
+            return 0;
+        }
+    }
+    if (m->n == m->cap) {
+        uint32_t cap = m->cap ? m->cap * 2 : 16;
+        struct cn_slice *k = realloc(m->keys, cap * sizeof(*k));
+        if (!k)
+            return CN_ENOMEM;
+        m->keys = k;
+        uint64_t *hs = realloc(m->hashes, cap * sizeof(*hs));
+        if (!hs)
+            return CN_ENOMEM;
+        m->hashes = hs;
+        m->cap = cap;
+    }
+    m->keys[m->n] = (struct cn_slice){p, len};
+    m->hashes[m->n] = h;
+    m->tab[i] = m->n + 1;
+    *out_id = m->n++;
+    return 1;
+}
+
+/* Returns the id of p[0..len), or -1. */
+static int64_t smap_find(const struct smap *m, const void *p, size_t len)
+{
+    if (!m->tab)
+        return -1;
+    uint64_t h = XXH3_64bits(p, len);
+    for (uint32_t i = (uint32_t)h & m->mask; m->tab[i]; i = (i + 1) & m->mask) {
+        uint32_t id = m->tab[i] - 1;
+        if (m->hashes[id] == h && m->keys[id].len == len &&
+            (len == 0 || memcmp(m->keys[id].ptr, p, len) == 0))
+            return id;
+    }
+    return -1;
+}
+
+/* Set of 64-bit hashes (the distinct tokens); 0 is kept aside as the empty-slot marker. */
+struct hset {
+    uint64_t *tab;
+    size_t mask;
+    size_t n;
+    int zero;
+};
+
+static int hset_add(struct hset *s, uint64_t h)
+{
+    if (h == 0) {
+        s->zero = 1;
+        return 0;
+    }
+    if (!s->tab || (s->n + 1) * 2 > s->mask + 1) {
+        size_t size = s->tab ? (s->mask + 1) * 2 : 1024;
+        uint64_t *t = calloc(size, sizeof(*t));
+        if (!t)
+            return CN_ENOMEM;
+        for (size_t i = 0; s->tab && i <= s->mask; i++) {
+            if (!s->tab[i])
+                continue;
+            size_t j = s->tab[i] & (size - 1);
+            while (t[j])
+                j = (j + 1) & (size - 1);
+            t[j] = s->tab[i];
+        }
+        free(s->tab);
+        s->tab = t;
+        s->mask = size - 1;
+    }
+    size_t i = h & s->mask;
+    for (; s->tab[i]; i = (i + 1) & s->mask)
+        if (s->tab[i] == h)
+            return 0;
+    s->tab[i] = h;
+    s->n++;
+    return 0;
+}
+
+struct bref {
+    uint64_t off;
+    uint64_t len; /* stored, checksum included */
+    uint64_t raw;
+    uint8_t codec;
+};
+
+/* Sort key of a row. */
+struct skey {
+    struct cn_slice a; /* service */
+    struct cn_slice b; /* span name; empty for logs */
+    uint64_t t;        /* start or time */
+    uint32_t idx;      /* input index: makes the order total and the output reproducible */
+};
+
+/* A row's trace ID, for building the index. */
+struct tref {
+    const uint8_t *id;
+    uint32_t row;
+};
+
+struct w {
+    unsigned kind;
+    const struct cn_span *const *spans;
+    const struct cn_log *const *logs;
+    size_t n;
+    uint32_t group_rows;
+    int level;
+    int uncompressed;
+    uint32_t *order; /* row -> input index */
+    uint32_t *ord;   /* row -> trace ordinal + 1, 0 for none */
+    struct tref *trefs;
+    size_t ntrefs;
+    uint32_t *tstart; /* distinct trace k occupies trefs[tstart[k]..tstart[k+1]) */
+    size_t ntids;
+    ZSTD_CCtx *zc;
+    uint8_t *zbuf;
+    size_t zcap;
+    int fd;
+    uint64_t off;        /* file offset of the next byte emitted */
+    struct cn_buf out;   /* emitted, not yet written */
+    struct enc blk;      /* the block being encoded */
+    struct enc foot;     /* the footer being built */
+    struct hset tokens;  /* token hashes for the token bloom */
+    struct smap spanmap; /* spans: (ordinal, span ID) -> row, to reference parents */
+    uint8_t (*spankeys)[12];
+    const char *path;
+    char *err;
+    size_t err_len;
+};
+
+static int fail(struct w *w, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct w *w, int rc, const char *fmt, ...)
+{
+    if (w->err && w->err_len) {
+        int n = snprintf(w->err, w->err_len, "%s: ", w->path);
+        if (n >= 0 && (size_t)n < w->err_len) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(w->err + n, w->err_len - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return rc;
+}
+
+static int write_all(struct w *w, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t k = write(w->fd, c, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            int rc = -errno;
+            return fail(w, rc, "write failed: %s", cn_strerror(rc));
+        }
+        c += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int flush(struct w *w)
+{
+    int rc = write_all(w, w->out.ptr, w->out.len);
+    w->out.len = 0;
+    return rc;
+}
+
+static int out_bytes(struct w *w, const void *p, size_t n)
+{
+    if (n >= FLUSH_BYTES) {
+        int rc = flush(w);
+        if (rc == 0)
+            rc = write_all(w, p, n);
+        w->off += n;
+        return rc;
+    }
+    int rc = cn_buf_append(&w->out, p, n);
+    if (rc)
+        return fail(w, rc, "out of memory");
+    w->off += n;
+    return w->out.len >= FLUSH_BYTES ? flush(w) : 0;
+}
+
+static int enc_check(struct w *w, struct enc *e, const char *what)
+{
+    if (e->err == CN_ELIMIT)
+        return fail(w, CN_ELIMIT, "%s block would pass %u MiB: use smaller row groups", what,
+                    CN_SEG__MAX_BLOCK >> 20);
+    if (e->err)
+        return fail(w, e->err, "out of memory encoding %s", what);
+    return 0;
+}
+
+/* Writes the encoded block e (compressed when that makes it smaller and compress is set)
+ * with its checksum, and resets e. */
+static int emit(struct w *w, struct enc *e, int compress, uint64_t seed, const char *what,
+                struct bref *out)
+{
+    int rc = enc_check(w, e, what);
+    if (rc)
+        return rc;
+    const void *payload = e->b.ptr;
+    size_t len = e->b.len;
+    uint8_t codec = CN_SEG__RAW;
+    if (compress && !w->uncompressed && len > 16) {
+        size_t bound = ZSTD_compressBound(len);
+        if (bound > w->zcap) {
+            uint8_t *z = realloc(w->zbuf, bound);
+            if (!z)
+                return fail(w, CN_ENOMEM, "out of memory compressing %s", what);
+            w->zbuf = z;
+            w->zcap = bound;
+        }
+        size_t zn = ZSTD_compressCCtx(w->zc, w->zbuf, w->zcap, e->b.ptr, len, w->level);
+        if (ZSTD_isError(zn))
+            return fail(w, CN_EIO, "zstd: %s", ZSTD_getErrorName(zn));
+        if (zn < len) {
+            payload = w->zbuf;
+            len = zn;
+            codec = CN_SEG__ZSTD;
+        }
+    }
+    uint8_t sum[8];
+    cn_seg__put_le64(sum, cn_seg__sum(payload, len, seed));
+    out->off = w->off;
+    out->len = len + 8;
+    out->raw = e->b.len;
+    out->codec = codec;
+    rc = out_bytes(w, payload, len);
+    if (rc == 0)
+        rc = out_bytes(w, sum, 8);
+    e->b.len = 0;
+    e->err = 0;
+    return rc;
+}
+
+static void put_ref(struct enc *e, const struct bref *r)
+{
+    put_var(e, r->off);
+    put_var(e, r->len);
+    put_var(e, r->raw);
+    put_u8(e, r->codec);
+}
+
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static uint64_t zz_div(int64_t v, uint64_t g)
+{
+    uint64_t a = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    uint64_t q = a / g;
+    return v < 0 ? 2 * q - 1 : 2 * q;
+}
+
+/* Signed integers: their greatest common divisor g (1 when all are 0), the byte width w of
+ * the largest v / g zigzagged, then w byte planes (all low bytes, then all second bytes...).
+ * Timestamps with microsecond precision lose their three zero digits; planes put the
+ * random low bytes and the repetitive high bytes in separate runs, which zstd compresses
+ * better than interleaved varints. */
+static void put_ints(struct enc *e, const int64_t *v, size_t n)
+{
+    uint64_t g = 0;
+    for (size_t i = 0; i < n && g != 1; i++)
+        g = gcd(v[i] < 0 ? 0 - (uint64_t)v[i] : (uint64_t)v[i], g);
+    if (g == 0)
+        g = 1;
+    uint64_t max = 0;
+    for (size_t i = 0; i < n; i++)
+        max |= zz_div(v[i], g);
+    uint8_t width = 0;
+    while (width < 8 && (max >> (8 * width)))
+        width++;
+    put_var(e, g);
+    put_u8(e, width);
+    if (e->err || cn_buf_reserve(&e->b, n * width) != 0) {
+        e->err = e->err ? e->err : CN_ELIMIT;
+        return;
+    }
+    for (uint8_t p = 0; p < width; p++) {
+        uint8_t *dst = (uint8_t *)e->b.ptr + e->b.len;
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (uint8_t)(zz_div(v[i], g) >> (8 * p));
+        e->b.len += n;
+    }
+}
+
+/* Strings as a dictionary (first-occurrence order) and one id per value. */
+static int put_dict(struct w *w, struct enc *e, const struct cn_slice *vals, size_t n)
+{
+    struct smap m = {0};
+    uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+    int rc = ids ? 0 : CN_ENOMEM;
+    for (size_t i = 0; i < n && rc >= 0; i++)
+        rc = smap_add(&m, vals[i].ptr, vals[i].len, &ids[i]);
+    if (rc < 0) {
+        free(ids);
+        smap_release(&m);
+        return fail(w, rc, "out of memory");
+    }
+    put_var(e, m.n);
+    for (uint32_t k = 0; k < m.n; k++)
+        put_str(e, m.keys[k]);
+    for (size_t i = 0; i < n; i++)
+        put_var(e, ids[i]);
+    free(ids);
+    smap_release(&m);
+    return 0;
+}
+
+static void add_token(void *ctx, uint64_t h)
+{
+    struct w *w = ctx;
+    if (hset_add(&w->tokens, h) != 0)
+        w->blk.err = CN_ENOMEM; /* reported with the block */
+}
+
+/* Indexes a distinct string-like value for the token bloom. */
+static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole)
+{
+    if (type == CN_VAL_BYTES)
+        return;
+    cn_seg__tokens(s.ptr, s.len, add_token, w);
+    if (whole && type == CN_VAL_STR && s.len > 0 && s.len <= CN_SEG_MAX_TOKEN)
+        add_token(w, cn_seg__token_hash(s.ptr, s.len));
+}
+
+/* The values of one type, in order (see seg.h). attr: they are attribute values (whole
+ * short strings go into the token bloom too). */
+static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_val *const *v,
+                    size_t n, int attr)
+{
+    switch (type) {
+    case CN_VAL_EMPTY:
+        return 0;
+    case CN_VAL_BOOL:
+        for (size_t i = 0; i < n; i++)
+            put_u8(e, v[i]->u.b != 0);
+        return 0;
+    case CN_VAL_DOUBLE:
+        for (size_t i = 0; i < n; i++) {
+            uint64_t bits;
+            memcpy(&bits, &v[i]->u.d, 8);
+            put_le64(e, bits);
+        }
+        return 0;
+    case CN_VAL_INT: {
+        int64_t *iv = malloc((n ? n : 1) * sizeof(*iv));
+        if (!iv)
+            return fail(w, CN_ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            iv[i] = v[i]->u.i;
+        put_ints(e, iv, n);
+        free(iv);
+        return 0;
+    }
+    default:
+        break;
+    }
+    /* String-like: a dictionary when it is smaller than the values inline. */
+    struct smap m = {0};
+    uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+    int rc = ids ? 0 : CN_ENOMEM;
+    uint64_t all = 0, distinct = 0;
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        struct cn_slice s = v[i]->u.s;
+        rc = smap_add(&m, s.ptr, s.len, &ids[i]);
+        all += s.len + var_len(s.len);
+        if (rc == 1) {
+            distinct += s.len + var_len(s.len);
+            index_value(w, type, s, attr);
+        }
+    }
+    if (rc < 0) {
+        free(ids);
+        smap_release(&m);
+        return fail(w, rc, "out of memory");
+    }
+    if (distinct + n * var_len(m.n) < all) {
+        put_u8(e, CN_SEG__DICT);
+        put_var(e, m.n);
+        for (uint32_t k = 0; k < m.n; k++)
+            put_str(e, m.keys[k]);
+        for (size_t i = 0; i < n; i++)
+            put_var(e, ids[i]);
+    } else {
+        put_u8(e, CN_SEG__INLINE);
+        for (size_t i = 0; i < n; i++)
+            put_str(e, v[i]->u.s);
+    }
+    free(ids);
+    smap_release(&m);
+    return 0;
+}
+
+/* Attribute sets rows[0..n): (key, type) pairs, count and dropped per row, pair per item,
+ * then each pair's values. */
+static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows, size_t n)
+{
+    struct pair {
+        uint32_t key;
+        uint8_t type;
+        uint32_t nvals;
+        size_t first;
+    };
+    struct smap keys = {0};
+    uint32_t *kpair = NULL; /* key id * 8 + type -> pair + 1 */
+    size_t kpair_cap = 0;
+    struct pair *pairs = NULL;
+    uint32_t npairs = 0, pairs_cap = 0;
+    size_t total = 0;
+    for (size_t r = 0; r < n; r++)
+        total += rows[r]->num;
+    uint32_t *item_pair = malloc((total ? total : 1) * sizeof(*item_pair));
+    const struct cn_val **vals = malloc((total ? total : 1) * sizeof(*vals));
+    int rc = item_pair && vals ? 0 : CN_ENOMEM;
+    size_t j = 0;
+    for (size_t r = 0; r < n && rc >= 0; r++) {
+        for (uint32_t i = 0; i < rows[r]->num && rc >= 0; i++, j++) {
+            const struct cn_kv *kv = &rows[r]->items[i];
+            if (kv->val.type > CN_VAL_KVLIST) {
+                rc = fail(w, CN_EINVAL, "attribute \"%.*s\" has unknown value type %u",
+                          (int)CN_MIN(kv->key.len, 64), kv->key.ptr ? kv->key.ptr : "",
+                          kv->val.type);
+                break;
+            }
+            uint32_t kid;
+            rc = smap_add(&keys, kv->key.ptr, kv->key.len, &kid);
+            if (rc < 0)
+                break;
+            if ((size_t)kid * 8 + 8 > kpair_cap) {
+                size_t cap = kpair_cap ? kpair_cap * 2 : 128;
+                uint32_t *k = realloc(kpair, cap * sizeof(*k));
+                if (!k) {
+                    rc = CN_ENOMEM;
+                    break;
+                }
+                memset(k + kpair_cap, 0, (cap - kpair_cap) * sizeof(*k));
+                kpair = k;
+                kpair_cap = cap;
+            }
+            uint32_t *slot = &kpair[(size_t)kid * 8 + kv->val.type];
+            if (!*slot) {
+                if (npairs == pairs_cap) {
+                    uint32_t cap = pairs_cap ? pairs_cap * 2 : 16;
+                    struct pair *p = realloc(pairs, cap * sizeof(*p));
+                    if (!p) {
+                        rc = CN_ENOMEM;
+                        break;
+                    }
+                    pairs = p;
+                    pairs_cap = cap;
+                }
+                pairs[npairs] = (struct pair){kid, kv->val.type, 0, 0};
+                *slot = ++npairs;
+            }
+            item_pair[j] = *slot - 1;
+            pairs[*slot - 1].nvals++;
+        }
+    }
+    if (rc >= 0) {
+        size_t first = 0;
+        for (uint32_t p = 0; p < npairs; p++) {
+            pairs[p].first = first;
+            first += pairs[p].nvals;
+            pairs[p].nvals = 0;
+        }
+        j = 0;
+        for (size_t r = 0; r < n; r++)
+            for (uint32_t i = 0; i < rows[r]->num; i++, j++) {
+                struct pair *p = &pairs[item_pair[j]];
+                vals[p->first + p->nvals++] = &rows[r]->items[i].val;
+            }
+        put_var(e, n);
+        put_var(e, npairs);
+        for (uint32_t p = 0; p < npairs; p++) {
+            put_str(e, keys.keys[pairs[p].key]);
+            put_u8(e, pairs[p].type);
+        }
+        for (size_t r = 0; r < n; r++)
+            put_var(e, rows[r]->num);
+        for (size_t r = 0; r < n; r++)
+            put_var(e, rows[r]->dropped);
+        for (j = 0; j < total; j++)
+            put_var(e, item_pair[j]);
+        for (uint32_t p = 0; p < npairs && rc >= 0; p++)
+            rc = put_vals(w, e, pairs[p].type, vals + pairs[p].first, pairs[p].nvals, 1);
+    } else if (rc == CN_ENOMEM) {
+        rc = fail(w, rc, "out of memory");
+    }
+    free(item_pair);
+    free(vals);
+    free(kpair);
+    free(pairs);
+    smap_release(&keys);
+    return rc < 0 ? rc : 0;
+}
+
+/* Canonical bytes of an attribute set, to find equal resources and scopes. */
+static void ser_kvs(struct enc *e, const struct cn_kvs *kvs)
+{
+    put_var(e, kvs->num);
+    put_var(e, kvs->dropped);
+    for (uint32_t i = 0; i < kvs->num; i++) {
+        const struct cn_kv *kv = &kvs->items[i];
+        put_str(e, kv->key);
+        put_u8(e, kv->val.type);
+        switch (kv->val.type) {
+        case CN_VAL_BOOL:
+            put_u8(e, kv->val.u.b != 0);
+            break;
+        case CN_VAL_INT:
+            put_le64(e, (uint64_t)kv->val.u.i);
+            break;
+        case CN_VAL_DOUBLE: {
+            uint64_t bits;
+            memcpy(&bits, &kv->val.u.d, 8);
+            put_le64(e, bits);
+            break;
+        }
+        case CN_VAL_EMPTY:
+            break;
+        default:
+            put_str(e, kv->val.u.s);
+        }
+    }
+}
+
+/* A table of the distinct resources (kind 0) or scopes (kind 1) of rows, then the entry of
+ * each row. Equal content, not only equal pointers, shares an entry. */
+static int put_table(struct w *w, struct enc *e, const void *const *ptrs, size_t n, int scope)
+{
+    struct smap byptr = {0}, bycontent = {0};
+    struct cn_arena keys;
+    cn_arena_init(&keys, 16 << 10, SIZE_MAX);
+    struct enc ser;
+    enc_init(&ser);
+    uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
+    const void **ents = malloc((n ? n : 1) * sizeof(*ents));
+    uint32_t *ptr_ent = malloc((n ? n : 1) * sizeof(*ptr_ent)); /* pointer id -> entry */
+    int rc = ids && ents && ptr_ent ? 0 : CN_ENOMEM;
+    uint32_t nent = 0;
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        uint32_t pid;
+        rc = smap_add(&byptr, &ptrs[i], sizeof(ptrs[i]), &pid);
+        if (rc == 0) {
+            ids[i] = ptr_ent[pid];
+            continue;
+        }
+        if (rc < 0)
+            break;
+        ser.b.len = 0;
+        if (scope) {
+            const struct cn_scope *s = ptrs[i];
+            put_str(&ser, s->name);
+            put_str(&ser, s->version);
+            ser_kvs(&ser, &s->attrs);
+        } else {
+            const struct cn_resource *r = ptrs[i];
+            put_str(&ser, r->service);
+            put_str(&ser, r->schema_url);
+            ser_kvs(&ser, &r->attrs);
+        }
+        if (ser.err) {
+            rc = ser.err;
+            break;
+        }
+        struct cn_slice key = cn_arena_dup(&keys, ser.b.ptr, ser.b.len);
+        if (!key.ptr) {
+            rc = CN_ENOMEM;
+            break;
+        }
+        uint32_t eid;
+        rc = smap_add(&bycontent, key.ptr, key.len, &eid);
+        if (rc < 0)
+            break;
+        if (rc == 1)
+            ents[nent++] = ptrs[i];
+        ptr_ent[pid] = eid;
+        ids[i] = eid;
+    }
+    if (rc >= 0) {
+        put_var(e, nent);
+        const struct cn_kvs **attrs = malloc((nent ? nent : 1) * sizeof(*attrs));
+        if (!attrs)
+            rc = CN_ENOMEM;
+        for (uint32_t k = 0; k < nent && rc >= 0; k++) {
+            if (scope) {
+                const struct cn_scope *s = ents[k];
+                put_str(e, s->name);
+                put_str(e, s->version);
+                attrs[k] = &s->attrs;
+            } else {
+                const struct cn_resource *r = ents[k];
+                put_str(e, r->service);
+                put_str(e, r->schema_url);
+                attrs[k] = &r->attrs;
+            }
+        }
+        if (rc >= 0)
+            rc = put_kvs(w, e, attrs, nent);
+        free(attrs);
+        for (size_t i = 0; i < n && rc >= 0; i++)
+            put_var(e, ids[i]);
+    }
+    if (rc == CN_ENOMEM)
+        rc = fail(w, rc, "out of memory");
+    free(ids);
+    free(ents);
+    free(ptr_ent);
+    cn_buf_release(&ser.b);
+    cn_arena_release(&keys);
+    smap_release(&byptr);
+    smap_release(&bycontent);
+    return rc < 0 ? rc : 0;
+}
+
+/* Per-group scratch, sized for group_rows. */
+struct scratch {
+    struct cn_slice *sl;
+    int64_t *iv;
+    const void **ptrs;
+    const struct cn_kvs **kvs;
+};
+
+static int scratch_init(struct scratch *s, size_t rows)
+{
+    s->sl = malloc(rows * sizeof(*s->sl));
+    s->iv = malloc(rows * sizeof(*s->iv));
+    s->ptrs = malloc(rows * sizeof(*s->ptrs));
+    s->kvs = malloc(rows * sizeof(*s->kvs));
+    return s->sl && s->iv && s->ptrs && s->kvs ? 0 : CN_ENOMEM;
+}
+
+static void scratch_release(struct scratch *s)
+{
+    free(s->sl);
+    free(s->iv);
+    free(s->ptrs);
+    free(s->kvs);
+}
+
+struct gstats {
+    uint64_t tmin, tmax, amin, amax;
+};
+
+#define EMIT(col, compress)                                                                        \
+    do {                                                                                           \
+        int rc_ = emit(w, e, (compress), cn_seg__seed(CN_SEG__SEC_GROUP, g, (col)),                \
+                       cn_seg__col_name(w->kind, (col)), &refs[(col)]);                            \
+        if (rc_)                                                                                   \
+            return rc_;                                                                            \
+    } while (0)
+
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_)                                                                                   \
+            return rc_;                                                                            \
+    } while (0)
+
+/* Parent of each span: a code per row (0 none, 1 raw, 2 a span of this segment), the raw
+ * IDs, then the rows of the referenced parents as deltas from the previous reference. Most
+ * parents are in the segment, and two runs of rows sorted by time point at each other in
+ * order, so the deltas are small. */
+static int put_parents(struct w *w, struct enc *e, const struct cn_span *const *sp, size_t r0,
+                       size_t n)
+{
+    int64_t *refs = malloc((n ? n : 1) * sizeof(*refs));
+    uint8_t *codes = malloc(n ? n : 1);
+    if (!refs || !codes) {
+        free(refs);
+        free(codes);
+        return fail(w, CN_ENOMEM, "out of memory");
+    }
+    size_t nrefs = 0;
+    uint64_t prev = r0;
+    for (size_t i = 0; i < n; i++) {
+        if (cn_id_is_zero(sp[i]->parent_id, 8)) {
+            codes[i] = 0;
+            continue;
+        }
+        uint8_t k[12];
+        memcpy(k, &w->ord[r0 + i], 4);
+        memcpy(k + 4, sp[i]->parent_id, 8);
+        int64_t r = w->ord[r0 + i] ? smap_find(&w->spanmap, k, 12) : -1;
+        codes[i] = r >= 0 ? 2 : 1;
+        if (r >= 0) {
+            refs[nrefs++] = (int64_t)((uint64_t)r - prev);
+            prev = (uint64_t)r;
+        }
+    }
+    put(e, codes, n);
+    for (size_t i = 0; i < n; i++)
+        if (codes[i] == 1)
+            put(e, sp[i]->parent_id, 8);
+    put_ints(e, refs, nrefs);
+    free(refs);
+    free(codes);
+    return 0;
+}
+
+static int put_events(struct w *w, struct enc *e, const struct cn_span *const *sp, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        put_var(e, sp[i]->num_events);
+        total += sp[i]->num_events;
+    }
+    for (size_t i = 0; i < n; i++)
+        put_var(e, sp[i]->dropped_events);
+    int64_t *dt = malloc((total ? total : 1) * sizeof(*dt));
+    struct cn_slice *names = malloc((total ? total : 1) * sizeof(*names));
+    const struct cn_kvs **attrs = malloc((total ? total : 1) * sizeof(*attrs));
+    int rc = dt && names && attrs ? 0 : fail(w, CN_ENOMEM, "out of memory");
+    if (rc == 0) {
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++)
+            for (uint32_t k = 0; k < sp[i]->num_events; k++, j++) {
+                const struct cn_event *ev = &sp[i]->events[k];
+                dt[j] = (int64_t)(ev->time_ns - sp[i]->start_ns);
+                names[j] = ev->name;
+                attrs[j] = &ev->attrs;
+            }
+        put_ints(e, dt, total);
+        rc = put_dict(w, e, names, total);
+        if (rc == 0)
+            rc = put_kvs(w, e, attrs, total);
+    }
+    free(dt);
+    free(names);
+    free(attrs);
+    return rc;
+}
+
+static int put_links(struct w *w, struct enc *e, const struct cn_span *const *sp, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        put_var(e, sp[i]->num_links);
+        total += sp[i]->num_links;
+    }
+    for (size_t i = 0; i < n; i++)
+        put_var(e, sp[i]->dropped_links);
+    struct cn_slice *ts = malloc((total ? total : 1) * sizeof(*ts));
+    const struct cn_kvs **attrs = malloc((total ? total : 1) * sizeof(*attrs));
+    int rc = ts && attrs ? 0 : fail(w, CN_ENOMEM, "out of memory");
+    if (rc == 0) {
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++)
+            for (uint32_t k = 0; k < sp[i]->num_links; k++)
+                put(e, sp[i]->links[k].trace_id, 16);
+        for (size_t i = 0; i < n; i++)
+            for (uint32_t k = 0; k < sp[i]->num_links; k++)
+                put(e, sp[i]->links[k].span_id, 8);
+        for (size_t i = 0; i < n; i++)
+            for (uint32_t k = 0; k < sp[i]->num_links; k++, j++) {
+                put_var(e, sp[i]->links[k].flags);
+                ts[j] = sp[i]->links[k].trace_state;
+                attrs[j] = &sp[i]->links[k].attrs;
+            }
+        rc = put_dict(w, e, ts, total);
+        if (rc == 0)
+            rc = put_kvs(w, e, attrs, total);
+    }
+    free(ts);
+    free(attrs);
+    return rc;
+}
+
+static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scratch *s,
+                      struct bref *refs, struct gstats *st)
+{
+    const struct cn_span **sp = (const struct cn_span **)s->ptrs;
+    struct enc *e = &w->blk;
+    for (size_t i = 0; i < n; i++)
+        sp[i] = w->spans[w->order[r0 + i]];
+
+    *st = (struct gstats){UINT64_MAX, 0, UINT64_MAX, 0};
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t = sp[i]->start_ns;
+        uint64_t d = sp[i]->end_ns >= t ? sp[i]->end_ns - t : 0;
+        st->tmin = CN_MIN(st->tmin, t);
+        st->tmax = CN_MAX(st->tmax, t);
+        st->amin = CN_MIN(st->amin, d);
+        st->amax = CN_MAX(st->amax, d);
+    }
+
+    for (size_t i = 0; i < n; i++)
+        put_var(e, w->ord[r0 + i]);
+    EMIT(CN_SEG__S_TRACE, 1);
+    for (size_t i = 0; i < n; i++)
+        put(e, sp[i]->span_id, 8);
+    EMIT(CN_SEG__S_SPAN_ID, 1);
+    CHECK(put_parents(w, e, sp, r0, n));
+    EMIT(CN_SEG__S_PARENT, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = sp[i]->resource->service;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__S_SERVICE, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = sp[i]->name;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__S_NAME, 1);
+    for (size_t i = 0; i < n; i++)
+        put_u8(e, sp[i]->kind);
+    EMIT(CN_SEG__S_KIND, 1);
+    for (size_t i = 0; i < n; i++)
+        put_u8(e, sp[i]->status_code);
+    EMIT(CN_SEG__S_STATUS, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = sp[i]->status_message;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__S_STATUS_MSG, 1);
+    for (size_t i = 0; i < n; i++)
+        s->iv[i] = (int64_t)(sp[i]->start_ns - (i ? sp[i - 1]->start_ns : 0));
+    put_ints(e, s->iv, n);
+    EMIT(CN_SEG__S_START, 1);
+    for (size_t i = 0; i < n; i++)
+        s->iv[i] = (int64_t)(sp[i]->end_ns - sp[i]->start_ns);
+    put_ints(e, s->iv, n);
+    EMIT(CN_SEG__S_DURATION, 1);
+    for (size_t i = 0; i < n; i++)
+        put_var(e, sp[i]->flags);
+    EMIT(CN_SEG__S_FLAGS, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = sp[i]->trace_state;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__S_TRACE_STATE, 1);
+
+    const void **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
+    if (!ptrs)
+        return fail(w, CN_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = sp[i]->scope;
+    int rc = put_table(w, e, ptrs, n, 1);
+    if (rc == 0)
+        rc = emit(w, e, 1, cn_seg__seed(CN_SEG__SEC_GROUP, g, CN_SEG__S_SCOPE), "scope",
+                  &refs[CN_SEG__S_SCOPE]);
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = sp[i]->resource;
+    if (rc == 0)
+        rc = put_table(w, e, ptrs, n, 0);
+    free(ptrs);
+    CHECK(rc);
+    EMIT(CN_SEG__S_RESOURCE, 1);
+    for (size_t i = 0; i < n; i++)
+        s->kvs[i] = &sp[i]->attrs;
+    CHECK(put_kvs(w, e, s->kvs, n));
+    EMIT(CN_SEG__S_ATTRS, 1);
+    CHECK(put_events(w, e, sp, n));
+    EMIT(CN_SEG__S_EVENTS, 1);
+    CHECK(put_links(w, e, sp, n));
+    EMIT(CN_SEG__S_LINKS, 1);
+    return 0;
+}
+
+/* A typed value per row (log bodies): the type of each row, then the values of each type. */
+static int put_body(struct w *w, struct enc *e, const struct cn_log *const *lg, size_t n)
+{
+    const struct cn_val **v = malloc((n ? n : 1) * sizeof(*v));
+    if (!v)
+        return fail(w, CN_ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (lg[i]->body.type > CN_VAL_KVLIST)
+            rc = fail(w, CN_EINVAL, "log body has unknown value type %u", lg[i]->body.type);
+        else
+            put_u8(e, lg[i]->body.type);
+    }
+    for (uint8_t t = CN_VAL_STR; t <= CN_VAL_KVLIST && rc == 0; t++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (lg[i]->body.type == t)
+                v[k++] = &lg[i]->body;
+        rc = put_vals(w, e, t, v, k, 0);
+    }
+    free(v);
+    return rc;
+}
+
+static int log_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scratch *s,
+                     struct bref *refs, struct gstats *st)
+{
+    const struct cn_log **lg = (const struct cn_log **)s->ptrs;
+    struct enc *e = &w->blk;
+    for (size_t i = 0; i < n; i++)
+        lg[i] = w->logs[w->order[r0 + i]];
+
+    *st = (struct gstats){UINT64_MAX, 0, UINT64_MAX, 0};
+    for (size_t i = 0; i < n; i++) {
+        st->tmin = CN_MIN(st->tmin, lg[i]->time_ns);
+        st->tmax = CN_MAX(st->tmax, lg[i]->time_ns);
+        st->amin = CN_MIN(st->amin, lg[i]->severity_number);
+        st->amax = CN_MAX(st->amax, lg[i]->severity_number);
+    }
+
+    for (size_t i = 0; i < n; i++)
+        put_var(e, w->ord[r0 + i]);
+    EMIT(CN_SEG__L_TRACE, 1);
+    for (size_t i = 0; i < n; i++)
+        put_u8(e, !cn_id_is_zero(lg[i]->span_id, 8));
+    for (size_t i = 0; i < n; i++)
+        if (!cn_id_is_zero(lg[i]->span_id, 8))
+            put(e, lg[i]->span_id, 8);
+    EMIT(CN_SEG__L_SPAN_ID, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = lg[i]->resource->service;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__L_SERVICE, 1);
+    for (size_t i = 0; i < n; i++)
+        s->iv[i] = (int64_t)(lg[i]->time_ns - (i ? lg[i - 1]->time_ns : 0));
+    put_ints(e, s->iv, n);
+    EMIT(CN_SEG__L_TIME, 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        put_u8(e, lg[i]->observed_ns != 0);
+        if (lg[i]->observed_ns)
+            s->iv[k++] = (int64_t)(lg[i]->observed_ns - lg[i]->time_ns);
+    }
+    put_ints(e, s->iv, k);
+    EMIT(CN_SEG__L_OBSERVED, 1);
+    for (size_t i = 0; i < n; i++)
+        put_u8(e, lg[i]->severity_number);
+    EMIT(CN_SEG__L_SEV_NUM, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = lg[i]->severity_text;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__L_SEV_TEXT, 1);
+    CHECK(put_body(w, e, lg, n));
+    EMIT(CN_SEG__L_BODY, 1);
+    for (size_t i = 0; i < n; i++)
+        s->kvs[i] = &lg[i]->attrs;
+    CHECK(put_kvs(w, e, s->kvs, n));
+    EMIT(CN_SEG__L_ATTRS, 1);
+    for (size_t i = 0; i < n; i++)
+        put_var(e, lg[i]->flags);
+    EMIT(CN_SEG__L_FLAGS, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = lg[i]->event_name;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__L_EVENT_NAME, 1);
+
+    const void **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
+    if (!ptrs)
+        return fail(w, CN_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = lg[i]->scope;
+    int rc = put_table(w, e, ptrs, n, 1);
+    if (rc == 0)
+        rc = emit(w, e, 1, cn_seg__seed(CN_SEG__SEC_GROUP, g, CN_SEG__L_SCOPE), "scope",
+                  &refs[CN_SEG__L_SCOPE]);
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = lg[i]->resource;
+    if (rc == 0)
+        rc = put_table(w, e, ptrs, n, 0);
+    free(ptrs);
+    CHECK(rc);
+    EMIT(CN_SEG__L_RESOURCE, 1);
+    return 0;
+}
+
+static int slice_cmp(struct cn_slice a, struct cn_slice b)
+{
+    size_t n = CN_MIN(a.len, b.len);
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+    if (c)
+        return c;
+    return a.len < b.len ? -1 : a.len > b.len;
+}
+
+static int skey_cmp(const void *pa, const void *pb)
+{
+    const struct skey *a = pa, *b = pb;
+    int c = slice_cmp(a->a, b->a);
+    if (c)
+        return c;
+    c = slice_cmp(a->b, b->b);
+    if (c)
+        return c;
+    if (a->t != b->t)
+        return a->t < b->t ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static int tref_cmp(const void *pa, const void *pb)
+{
+    const struct tref *a = pa, *b = pb;
+    int c = memcmp(a->id, b->id, 16);
+    if (c)
+        return c;
+    return a->row < b->row ? -1 : a->row > b->row;
+}
+
+static const uint8_t *rec_trace(const struct w *w, size_t idx)
+{
+    return w->kind == CN_SEG_SPANS ? w->spans[idx]->trace_id : w->logs[idx]->trace_id;
+}
+
+/* Sorts the rows, then builds the trace-ID table and every row's ordinal. */
+static int plan(struct w *w)
+{
+    struct skey *keys = malloc((w->n ? w->n : 1) * sizeof(*keys));
+    w->order = malloc((w->n ? w->n : 1) * sizeof(*w->order));
+    w->ord = calloc(w->n ? w->n : 1, sizeof(*w->ord));
+    w->trefs = malloc((w->n ? w->n : 1) * sizeof(*w->trefs));
+    if (!keys || !w->order || !w->ord || !w->trefs) {
+        free(keys);
+        return fail(w, CN_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->kind == CN_SEG_SPANS) {
+            const struct cn_span *s = w->spans[i];
+            keys[i] = (struct skey){s->resource->service, s->name, s->start_ns, (uint32_t)i};
+        } else {
+            const struct cn_log *l = w->logs[i];
+            keys[i] = (struct skey){l->resource->service, {NULL, 0}, l->time_ns, (uint32_t)i};
+        }
+    }
+    qsort(keys, w->n, sizeof(*keys), skey_cmp);
+    for (size_t r = 0; r < w->n; r++)
+        w->order[r] = keys[r].idx;
+    free(keys);
+
+    for (size_t r = 0; r < w->n; r++) {
+        const uint8_t *id = rec_trace(w, w->order[r]);
+        if (!cn_id_is_zero(id, 16))
+            w->trefs[w->ntrefs++] = (struct tref){id, (uint32_t)r};
+    }
+    qsort(w->trefs, w->ntrefs, sizeof(*w->trefs), tref_cmp);
+    w->tstart = malloc((w->ntrefs + 1) * sizeof(*w->tstart));
+    if (!w->tstart)
+        return fail(w, CN_ENOMEM, "out of memory");
+    for (size_t i = 0; i < w->ntrefs; i++) {
+        if (i == 0 || memcmp(w->trefs[i].id, w->trefs[i - 1].id, 16) != 0)
+            w->tstart[w->ntids++] = (uint32_t)i;
+        w->ord[w->trefs[i].row] = (uint32_t)w->ntids;
+    }
+    w->tstart[w->ntids] = (uint32_t)w->ntrefs;
+    if (w->kind != CN_SEG_SPANS)
+        return 0;
+    w->spankeys = malloc((w->n ? w->n : 1) * sizeof(*w->spankeys));
+    if (!w->spankeys)
+        return fail(w, CN_ENOMEM, "out of memory");
+    for (size_t r = 0; r < w->n; r++) {
+        uint32_t id;
+        memcpy(w->spankeys[r], &w->ord[r], 4);
+        memcpy(w->spankeys[r] + 4, w->spans[w->order[r]]->span_id, 8);
+        /* A duplicate (same trace and span ID) keeps its first row. */
+        if (w->ord[r] && smap_add(&w->spanmap, w->spankeys[r], 12, &id) < 0)
+            return fail(w, CN_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int index_pages(struct w *w)
+{
+    struct enc *e = &w->blk;
+    size_t npages = (w->ntids + CN_SEG__PAGE_IDS - 1) / CN_SEG__PAGE_IDS;
+    put_var(&w->foot, npages);
+    for (size_t p = 0; p < npages; p++) {
+        size_t k0 = p * CN_SEG__PAGE_IDS, k1 = CN_MIN(w->ntids, k0 + CN_SEG__PAGE_IDS);
+        struct bref ids, post;
+        for (size_t k = k0; k < k1; k++)
+            put(e, w->trefs[w->tstart[k]].id, 16);
+        CHECK(emit(w, e, 0, cn_seg__seed(CN_SEG__SEC_IDS, p, 0), "trace-id page", &ids));
+        for (size_t k = k0; k < k1; k++) {
+            uint32_t a = w->tstart[k], b = w->tstart[k + 1];
+            put_var(e, b - a);
+            uint32_t prev = 0;
+            for (uint32_t i = a; i < b; i++) {
+                put_var(e, w->trefs[i].row - prev);
+                prev = w->trefs[i].row;
+            }
+        }
+        CHECK(emit(w, e, 1, cn_seg__seed(CN_SEG__SEC_POSTINGS, p, 0), "postings page", &post));
+        put(&w->foot, w->trefs[w->tstart[k0]].id, 16);
+        put_var(&w->foot, k1 - k0);
+        put_ref(&w->foot, &ids);
+        put_ref(&w->foot, &post);
+    }
+    return 0;
+}
+
+static int blooms(struct w *w)
+{
+    struct enc *e = &w->blk;
+    struct bref ref;
+    uint64_t nbits = cn_seg__bloom_nbits(w->ntids);
+    uint8_t *bits = calloc(nbits / 8, 1);
+    if (!bits)
+        return fail(w, CN_ENOMEM, "out of memory");
+    for (size_t k = 0; k < w->ntids; k++)
+        cn_seg__bloom_add(bits, nbits, CN_SEG__BLOOM_K,
+                          cn_seg__trace_hash(w->trefs[w->tstart[k]].id));
+    put(e, bits, nbits / 8);
+    free(bits);
+    CHECK(emit(w, e, 0, cn_seg__seed(CN_SEG__SEC_TRACE_BLOOM, 0, 0), "trace bloom", &ref));
+    put_ref(&w->foot, &ref);
+    put_var(&w->foot, nbits);
+    put_u8(&w->foot, CN_SEG__BLOOM_K);
+
+    uint64_t ntok = w->tokens.n + (uint64_t)w->tokens.zero;
+    nbits = cn_seg__bloom_nbits(ntok);
+    bits = calloc(nbits / 8, 1);
+    if (!bits)
+        return fail(w, CN_ENOMEM, "out of memory");
+    for (size_t i = 0; w->tokens.tab && i <= w->tokens.mask; i++)
+        if (w->tokens.tab[i])
+            cn_seg__bloom_add(bits, nbits, CN_SEG__BLOOM_K, w->tokens.tab[i]);
+    if (w->tokens.zero)
+        cn_seg__bloom_add(bits, nbits, CN_SEG__BLOOM_K, 0);
+    put(e, bits, nbits / 8);
+    free(bits);
+    CHECK(emit(w, e, 0, cn_seg__seed(CN_SEG__SEC_TOKEN_BLOOM, 0, 0), "token bloom", &ref));
+    put_ref(&w->foot, &ref);
+    put_var(&w->foot, nbits);
+    put_u8(&w->foot, CN_SEG__BLOOM_K);
+    put_var(&w->foot, ntok);
+    return 0;
+}
+
+static int footer_and_trailer(struct w *w)
+{
+    int rc = enc_check(w, &w->foot, "footer");
+    if (rc)
+        return rc;
+    size_t raw = w->foot.b.len;
+    size_t bound = ZSTD_compressBound(raw);
+    uint8_t *z = malloc(bound);
+    if (!z)
+        return fail(w, CN_ENOMEM, "out of memory");
+    size_t zn = ZSTD_compressCCtx(w->zc, z, bound, w->foot.b.ptr, raw, w->level);
+    if (ZSTD_isError(zn) || zn > CN_SEG__MAX_FOOTER || raw > CN_SEG__MAX_FOOTER) {
+        free(z);
+        return fail(w, CN_ELIMIT, "footer too large (%zu bytes)", raw);
+    }
+    uint8_t t[CN_SEG_TRAILER];
+    cn_seg__put_le64(t, w->off);
+    for (int i = 0; i < 4; i++) {
+        t[8 + i] = (uint8_t)(zn >> (8 * i));
+        t[12 + i] = (uint8_t)(raw >> (8 * i));
+    }
+    cn_seg__put_le64(t + 16, cn_seg__sum(z, zn, cn_seg__seed(CN_SEG__SEC_FOOTER, 0, 0)));
+    memcpy(t + 24, CN_SEG__END_MAGIC, 8);
+    rc = out_bytes(w, z, zn);
+    free(z);
+    if (rc == 0)
+        rc = out_bytes(w, t, sizeof(t));
+    if (rc == 0)
+        rc = flush(w);
+    return rc;
+}
+
+static int sync_dir(struct w *w, const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        int rc = -errno;
+        if (fd >= 0)
+            close(fd);
+        return fail(w, rc, "cannot sync directory %s: %s", dir, cn_strerror(rc));
+    }
+    close(fd);
+    return 0;
+}
+
+static int write_groups(struct w *w)
+{
+    size_t ngroups = (w->n + w->group_rows - 1) / w->group_rows;
+    unsigned ncols = w->kind == CN_SEG_SPANS ? CN_SEG__S_NUM : CN_SEG__L_NUM;
+    put_var(&w->foot, w->group_rows);
+    put_var(&w->foot, ncols);
+    put_var(&w->foot, ngroups);
+    struct scratch s;
+    int rc = scratch_init(&s, CN_MIN(w->n, (size_t)w->group_rows) + 1);
+    if (rc)
+        rc = fail(w, rc, "out of memory");
+    for (size_t g = 0; g < ngroups && rc == 0; g++) {
+        size_t r0 = g * w->group_rows, n = CN_MIN((size_t)w->group_rows, w->n - r0);
+        struct bref refs[CN_SEG__S_NUM];
+        struct gstats st;
+        rc = w->kind == CN_SEG_SPANS ? span_group(w, (uint32_t)g, r0, n, &s, refs, &st)
+                                     : log_group(w, (uint32_t)g, r0, n, &s, refs, &st);
+        if (rc)
+            break;
+        put_var(&w->foot, n);
+        put_var(&w->foot, st.tmin);
+        put_var(&w->foot, st.tmax - st.tmin);
+        put_var(&w->foot, st.amin);
+        put_var(&w->foot, st.amax - st.amin);
+        for (unsigned c = 0; c < ncols; c++)
+            put_ref(&w->foot, &refs[c]);
+    }
+    scratch_release(&s);
+    return rc;
+}
+
+static int write_seg(unsigned kind, const char *path, const void *const *recs, size_t n,
+                     const struct cn_seg_write_opts *opts, struct cn_seg_info *out_info, char *err,
+                     size_t err_len)
+{
+    struct w w0 = {0}, *w = &w0;
+    w->kind = kind;
+    w->n = n;
+    w->path = path;
+    w->err = err;
+    w->err_len = err_len;
+    w->fd = -1;
+    if (err && err_len)
+        err[0] = '\0';
+    if (kind == CN_SEG_SPANS)
+        w->spans = (const struct cn_span *const *)recs;
+    else
+        w->logs = (const struct cn_log *const *)recs;
+    w->level = opts && opts->level ? opts->level : CN_SEG_LEVEL;
+    w->group_rows = opts && opts->group_rows ? opts->group_rows : CN_SEG_GROUP_ROWS;
+    w->uncompressed = opts && opts->uncompressed;
+    if (w->group_rows > CN_SEG_MAX_GROUP)
+        return fail(w, CN_EINVAL, "group_rows %u above %u", w->group_rows, CN_SEG_MAX_GROUP);
+    if (w->level < ZSTD_minCLevel() || w->level > ZSTD_maxCLevel())
+        return fail(w, CN_EINVAL, "zstd level %d out of range", w->level);
+    if (n > CN_SEG_MAX_ROWS)
+        return fail(w, CN_EINVAL, "%zu records: more than %u per segment", n, CN_SEG_MAX_ROWS);
+    for (size_t i = 0; i < n; i++) {
+        const void *res = kind == CN_SEG_SPANS ? (const void *)w->spans[i]->resource
+                                               : (const void *)w->logs[i]->resource;
+        const void *scope = kind == CN_SEG_SPANS ? (const void *)w->spans[i]->scope
+                                                 : (const void *)w->logs[i]->scope;
+        if (!res || !scope)
+            return fail(w, CN_EINVAL, "record %zu has no %s", i, res ? "scope" : "resource");
+    }
+
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return fail(w, CN_EINVAL, "path too long");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t created = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    enc_init(&w->blk);
+    enc_init(&w->foot);
+    cn_buf_init(&w->out, FLUSH_BYTES * 2);
+    w->zc = ZSTD_createCCtx();
+    int made_tmp = 0;
+    int rc = w->zc ? plan(w) : fail(w, CN_ENOMEM, "out of memory");
+    if (rc)
+        goto done;
+    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (w->fd < 0) {
+        rc = -errno;
+        fail(w, rc, "cannot create %s: %s", tmp, cn_strerror(rc));
+        goto done;
+    }
+    made_tmp = 1;
+    uint8_t hdr[CN_SEG_HEADER] = {0};
+    memcpy(hdr, CN_SEG__MAGIC, 8);
+    hdr[8] = CN_SEG_VERSION & 0xff;
+    hdr[9] = CN_SEG_VERSION >> 8;
+    hdr[10] = (uint8_t)kind;
+    rc = out_bytes(w, hdr, sizeof(hdr));
+
+    uint64_t tmin = 0, tmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t = kind == CN_SEG_SPANS ? w->spans[i]->start_ns : w->logs[i]->time_ns;
+        tmin = i == 0 || t < tmin ? t : tmin;
+        tmax = i == 0 || t > tmax ? t : tmax;
+    }
+    put_u8(&w->foot, (uint8_t)kind);
+    put_var(&w->foot, CN_SEG_VERSION);
+    put_var(&w->foot, created);
+    put_var(&w->foot, n);
+    put_var(&w->foot, w->ntids);
+    put_var(&w->foot, tmin);
+    put_var(&w->foot, tmax);
+    if (rc == 0)
+        rc = write_groups(w);
+    if (rc == 0)
+        rc = index_pages(w);
+    if (rc == 0)
+        rc = blooms(w);
+    if (rc == 0)
+        rc = footer_and_trailer(w);
+    if (rc == 0 && fsync(w->fd) != 0) {
+        rc = -errno;
+        fail(w, rc, "fsync failed: %s", cn_strerror(rc));
+    }
+    if (close(w->fd) != 0 && rc == 0) {
+        rc = -errno;
+        fail(w, rc, "close failed: %s", cn_strerror(rc));
+    }
+    w->fd = -1;
+    if (rc == 0 && rename(tmp, path) != 0) {
+        rc = -errno;
+        fail(w, rc, "cannot rename %s into place: %s", tmp, cn_strerror(rc));
+    }
+    if (rc == 0)
+        rc = sync_dir(w, path);
+    if (rc == 0 && out_info) {
+        *out_info = (struct cn_seg_info){
+            .kind = (uint8_t)kind,
+            .rows = n,
+            .bytes = w->off,
+            .min_ns = tmin,
+            .max_ns = tmax,
+            .num_traces = w->ntids,
+            .num_groups = (uint32_t)((n + w->group_rows - 1) / w->group_rows),
+            .created_ns = created,
+        };
+    }
+    if (rc == 0 && opts && opts->trace_cb)
+        for (size_t k = 0; k < w->ntids; k++)
+            opts->trace_cb(opts->trace_ctx, w->trefs[w->tstart[k]].id);
+done:
+    if (w->fd >= 0)
+        close(w->fd);
+    if (rc != 0 && made_tmp)
+        unlink(tmp);
+    ZSTD_freeCCtx(w->zc);
+    free(w->zbuf);
+    free(w->order);
+    free(w->ord);
+    free(w->trefs);
+    free(w->tstart);
+    free(w->tokens.tab);
+    free(w->spankeys);
+    smap_release(&w->spanmap);
+    cn_buf_release(&w->blk.b);
+    cn_buf_release(&w->foot.b);
+    cn_buf_release(&w->out);
+    return rc;
+}
+
+int cn_seg_write_spans_opts(const char *path, const struct cn_span *const *spans, size_t n,
+                            const struct cn_seg_write_opts *opts, struct cn_seg_info *out_info,
+                            char *err, size_t err_len)
+{
+    return write_seg(CN_SEG_SPANS, path, (const void *const *)spans, n, opts, out_info, err,
+                     err_len);
+}
+
+int cn_seg_write_logs_opts(const char *path, const struct cn_log *const *logs, size_t n,
+                           const struct cn_seg_write_opts *opts, struct cn_seg_info *out_info,
+                           char *err, size_t err_len)
+{
+    return write_seg(CN_SEG_LOGS, path, (const void *const *)logs, n, opts, out_info, err, err_len);
+}
+
+int cn_seg_write_spans(const char *path, const struct cn_span *const *spans, size_t n,
+                       struct cn_seg_info *out_info, char *err, size_t err_len)
+{
+    return cn_seg_write_spans_opts(path, spans, n, NULL, out_info, err, err_len);
+}
+
+int cn_seg_write_logs(const char *path, const struct cn_log *const *logs, size_t n,
+                      struct cn_seg_info *out_info, char *err, size_t err_len)
+{
+    return cn_seg_write_logs_opts(path, logs, n, NULL, out_info, err, err_len);
+}
