@@ -42,7 +42,8 @@ api_port=$(free_port)
 otlp_port=$(free_port)
 taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$api_port" \
   --set otlp.listen="127.0.0.1:$otlp_port" --set data_dir="$tmp/cairn" \
-  --set telemetry.memory=8g --set otlp.max_body_bytes=64m --log-level warn &
+  --set telemetry.memory=8g --set otlp.max_body_bytes=64m --set telemetry.seal_interval=1s \
+  --log-level warn &
 cairn_pid=$!
 pids+=($cairn_pid)
 wait_port "$otlp_port"
@@ -51,6 +52,14 @@ echo "cairn:      $cres"
 c_rps=$(echo "$cres" | sed -E 's/.*spans_per_s=([0-9]+).*/\1/')
 c_spans=$(echo "$cres" | sed -E 's/^spans=([0-9]+).*/\1/')
 c_rss=$(awk '/VmHWM/ {print $2 * 1024}' "/proc/$cairn_pid/status")
+# Disk is measured at rest: once the head is sealed into segments and the WAL behind it gone.
+for _ in $(seq 1 600); do
+  hb=$(curl -s "127.0.0.1:$api_port/metrics" | awk '/^cairn_telemetry_head_bytes / {print $2}')
+  [ "$hb" = 0 ] && break
+  sleep 0.1
+done
+sleep 0.5
+seg_bytes=$(curl -s "127.0.0.1:$api_port/metrics" | awk '/^cairn_telemetry_segment_bytes / {print $2}')
 kill -TERM "$cairn_pid"
 wait "$cairn_pid" || true
 c_disk=$(du -sb "$tmp/cairn/telemetry" | awk '{print $1}')
@@ -113,5 +122,5 @@ printf '%-11s %12s %14s %12.1f %14.0f\n' cairn "$c_spans" "$c_rps" \
   "$(awk -v d="$c_disk" -v n="$c_spans" 'BEGIN {print d / n}')" "$(awk -v r="$c_rss" 'BEGIN {print r / 1048576}')"
 printf '%-11s %12s %14s %12.1f %14.0f\n' clickhouse "$ch_rows" "$ch_rps" \
   "$(awk -v d="$ch_disk" -v n="$ch_rows" 'BEGIN {print d / n}')" "$(awk -v r="$ch_rss" 'BEGIN {print r / 1048576}')"
-echo "OTLP protobuf: $otlp_bps B/span on the wire"
+echo "OTLP protobuf: $otlp_bps B/span on the wire; cairn segment files alone: $(awk -v d="$seg_bytes" -v n="$c_spans" 'BEGIN {printf "%.1f", d / n}') B/span"
 awk -v c="$c_rps" -v h="$ch_rps" 'BEGIN { printf "ratio cairn/clickhouse ingest: %.2fx\n", c / h }'

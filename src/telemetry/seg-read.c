@@ -13,7 +13,6 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#define GROUP_ARENA_MAX (1u << 30)
 
 struct bref {
     uint64_t off;
@@ -54,83 +53,22 @@ struct cn_seg {
     struct cn_arena blooms;
     atomic_uchar *bad; /* per block: found damaged (and logged) */
     atomic_uint_fast64_t corrupt;
+    _Atomic(ZSTD_DCtx *) spare; /* a decompression context kept between calls */
 };
 
-/* ---- reading bytes ---------------------------------------------------------------------- */
-
-struct cur {
-    const uint8_t *p, *e;
-    int bad;
-};
-
-static uint64_t get_var_slow(struct cur *c)
+/* A decompression context: the segment's spare one when no other call holds it (its
+ * buffers are warm), a new one otherwise. */
+static ZSTD_DCtx *dctx_get(struct cn_seg *seg)
 {
-    uint64_t v = 0;
-    for (unsigned s = 0; s < 64; s += 7) {
-        if (c->p >= c->e)
-            break;
-        uint8_t b = *c->p++;
-        if (s == 63 && b > 1)
-            break;
-        v |= (uint64_t)(b & 0x7f) << s;
-        if (!(b & 0x80))
-            return v;
-    }
-    c->bad = 1;
-    c->p = c->e;
-    return 0;
+    ZSTD_DCtx *dc = atomic_exchange(&seg->spare, NULL);
+    return dc ? dc : ZSTD_createDCtx();
 }
 
-static inline uint64_t get_var(struct cur *c)
+static void dctx_put(struct cn_seg *seg, ZSTD_DCtx *dc)
 {
-    if (CN_LIKELY(c->p < c->e && *c->p < 0x80))
-        return *c->p++;
-    return get_var_slow(c);
-}
-
-static size_t left(const struct cur *c)
-{
-    return (size_t)(c->e - c->p);
-}
-
-/* A count of things that take at least one byte each from here on. */
-static uint64_t get_count(struct cur *c)
-{
-    uint64_t n = get_var(c);
-    if (n > left(c)) {
-        c->bad = 1;
-        c->p = c->e;
-        return 0;
-    }
-    return n;
-}
-
-static uint8_t get_u8(struct cur *c)
-{
-    if (c->p >= c->e) {
-        c->bad = 1;
-        return 0;
-    }
-    return *c->p++;
-}
-
-static const uint8_t *get_raw(struct cur *c, uint64_t n)
-{
-    if (n > left(c)) {
-        c->bad = 1;
-        c->p = c->e;
-        return NULL;
-    }
-    const uint8_t *p = c->p;
-    c->p += n;
-    return p;
-}
-
-static struct cn_slice get_str(struct cur *c)
-{
-    uint64_t n = get_var(c);
-    const uint8_t *p = get_raw(c, n);
-    return p ? (struct cn_slice){(const char *)p, n} : (struct cn_slice){"", 0};
+    ZSTD_DCtx *none = NULL;
+    if (dc && !atomic_compare_exchange_strong(&seg->spare, &none, dc))
+        ZSTD_freeDCtx(dc);
 }
 
 static void *alloc(struct cn_arena *a, uint64_t count, size_t size)
@@ -298,12 +236,12 @@ static int open_fail(char *err, size_t err_len, int rc, const char *path, const 
     return rc;
 }
 
-static int get_ref(struct cur *c, uint64_t limit, struct bref *r)
+static int get_ref(struct cn_seg__cur *c, uint64_t limit, struct bref *r)
 {
-    r->off = get_var(c);
-    r->len = get_var(c);
-    r->raw = get_var(c);
-    r->codec = get_u8(c);
+    r->off = cn_seg__get_var(c);
+    r->len = cn_seg__get_var(c);
+    r->raw = cn_seg__get_var(c);
+    r->codec = cn_seg__get_u8(c);
     if (c->bad || r->off < CN_SEG_HEADER || r->len < 8 || r->off > limit ||
         r->len > limit - r->off || r->raw > CN_SEG__MAX_BLOCK || r->codec > CN_SEG__ZSTD ||
         (r->codec == CN_SEG__RAW && r->raw != r->len - 8))
@@ -315,21 +253,21 @@ static int get_ref(struct cur *c, uint64_t limit, struct bref *r)
 static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len, uint64_t limit,
                                 unsigned kind)
 {
-    struct cur c = {p, p + len, 0};
+    struct cn_seg__cur c = {p, p + len, 0};
     struct cn_seg_info *in = &seg->info;
-    if (get_u8(&c) != kind)
+    if (cn_seg__get_u8(&c) != kind)
         return "kind differs from the header's";
-    if (get_var(&c) != CN_SEG_VERSION)
+    if (cn_seg__get_var(&c) != CN_SEG_VERSION)
         return "version differs from the header's";
     in->kind = (uint8_t)kind;
-    in->created_ns = get_var(&c);
-    in->rows = get_var(&c);
-    in->num_traces = get_var(&c);
-    in->min_ns = get_var(&c);
-    in->max_ns = get_var(&c);
-    uint64_t group_rows = get_var(&c);
-    uint64_t ncols = get_var(&c);
-    uint64_t ngroups = get_var(&c);
+    in->created_ns = cn_seg__get_var(&c);
+    in->rows = cn_seg__get_var(&c);
+    in->num_traces = cn_seg__get_var(&c);
+    in->min_ns = cn_seg__get_var(&c);
+    in->max_ns = cn_seg__get_var(&c);
+    uint64_t group_rows = cn_seg__get_var(&c);
+    uint64_t ncols = cn_seg__get_var(&c);
+    uint64_t ngroups = cn_seg__get_var(&c);
     if (c.bad)
         return "truncated";
     if (in->rows > CN_SEG_MAX_ROWS || in->num_traces > in->rows || in->min_ns > in->max_ns)
@@ -340,7 +278,7 @@ static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len
         return "bad column count";
     seg->group_rows = (uint32_t)group_rows;
     seg->ncols = (uint32_t)ncols;
-    if (ngroups != (in->rows + seg->group_rows - 1) / seg->group_rows || ngroups > left(&c))
+    if (ngroups != (in->rows + seg->group_rows - 1) / seg->group_rows || ngroups > cn_seg__left(&c))
         return "bad row group count";
     in->num_groups = (uint32_t)ngroups;
     uint64_t npages = (in->num_traces + CN_SEG__PAGE_IDS - 1) / CN_SEG__PAGE_IDS;
@@ -354,16 +292,16 @@ static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len
         return "out of memory";
     for (uint32_t g = 0; g < ngroups; g++) {
         struct rgroup *gr = &seg->groups[g];
-        uint64_t rows = get_var(&c);
+        uint64_t rows = cn_seg__get_var(&c);
         uint64_t want =
             g + 1 < ngroups ? seg->group_rows : in->rows - (uint64_t)g * seg->group_rows;
         if (rows != want)
             return "row group sizes do not add up";
         gr->rows = (uint32_t)rows;
-        gr->tmin = get_var(&c);
-        uint64_t dt = get_var(&c);
-        gr->amin = get_var(&c);
-        uint64_t da = get_var(&c);
+        gr->tmin = cn_seg__get_var(&c);
+        uint64_t dt = cn_seg__get_var(&c);
+        gr->amin = cn_seg__get_var(&c);
+        uint64_t da = cn_seg__get_var(&c);
         if (dt > UINT64_MAX - gr->tmin || da > UINT64_MAX - gr->amin)
             return "bad row group statistics";
         gr->tmax = gr->tmin + dt;
@@ -374,11 +312,11 @@ static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len
             if (get_ref(&c, limit, &seg->refs[group_block(seg, g, col)]))
                 return "bad block reference";
     }
-    if (get_var(&c) != npages)
+    if (cn_seg__get_var(&c) != npages)
         return "bad index page count";
     for (uint32_t p = 0; p < npages; p++) {
-        const uint8_t *first = get_raw(&c, 16);
-        uint64_t count = get_var(&c);
+        const uint8_t *first = cn_seg__get_raw(&c, 16);
+        uint64_t count = cn_seg__get_var(&c);
         uint64_t want =
             p + 1 < npages ? CN_SEG__PAGE_IDS : in->num_traces - (uint64_t)p * CN_SEG__PAGE_IDS;
         if (!first || count != want)
@@ -397,14 +335,14 @@ static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len
         struct bref *r = &seg->refs[bloom_block(seg, t)];
         if (get_ref(&c, limit, r))
             return "bad block reference";
-        uint64_t bits = get_var(&c);
-        unsigned k = get_u8(&c);
+        uint64_t bits = cn_seg__get_var(&c);
+        unsigned k = cn_seg__get_u8(&c);
         if (bits == 0 || bits % 64 || r->raw != bits / 8 || k == 0 || k > 16)
             return "bad bloom filter";
         if (t) {
             seg->kbits = bits;
             seg->kk = k;
-            get_var(&c); /* distinct tokens: informative */
+            cn_seg__get_var(&c); /* distinct tokens: informative */
         } else {
             seg->tbits = bits;
             seg->tk = k;
@@ -519,6 +457,7 @@ static struct cn_seg *seg_new(const char *path)
     seg->path = strdup(path);
     cn_arena_init(&seg->blooms, 64 << 10, SIZE_MAX);
     atomic_init(&seg->corrupt, 0);
+    atomic_init(&seg->spare, NULL);
     if (!seg->path) {
         free(seg);
         return NULL;
@@ -575,6 +514,7 @@ void cn_seg_close(struct cn_seg *seg)
     if (seg->fd >= 0)
         close(seg->fd);
     cn_arena_release(&seg->blooms);
+    ZSTD_freeDCtx(atomic_load(&seg->spare));
     free(seg->path);
     free(seg->groups);
     free(seg->pages);
@@ -650,682 +590,7 @@ int cn_seg_may_contain_token(const struct cn_seg *seg, const char *token)
     return len > CN_SEG_MAX_TOKEN;
 }
 
-/* ---- decoding columns -------------------------------------------------------------------- */
-
-/* A decoded attribute-set column: row r holds items[off[r]..off[r + 1]). */
-struct dkvs {
-    uint32_t *off; /* row r has off[r + 1] - off[r] items */
-    uint32_t *at;  /* where row r's items start in items (built rows only) */
-    uint32_t *dropped;
-    struct cn_kv *items; /* the items of the built rows */
-};
-
-/* A row group being read. Everything lives in arena, released when the group is done. */
-struct dgroup {
-    struct cn_arena arena;
-    uint32_t g, rows;
-    const uint8_t *sel; /* rows to build in full, NULL for all */
-    const uint8_t *buf[CN_SEG__S_NUM];
-    size_t len[CN_SEG__S_NUM];
-    /* Cheap columns. */
-    uint32_t *ord;
-    uint8_t *span_ids; /* rows * 8 */
-    struct cn_slice *service, *name;
-    uint64_t *time, *dur;
-    uint8_t *kind, *status, *sev;
-    /* The rest. */
-    uint8_t *parents; /* rows * 8, complete where pref[i] is UINT64_MAX */
-    uint64_t *pref;   /* row of the parent, UINT64_MAX when none or raw */
-    struct cn_slice *status_msg, *trace_state, *sev_text;
-    uint64_t *observed;
-    uint32_t *flags;
-    struct cn_val *body;
-    struct dkvs attrs;
-    struct cn_resource *res_tab;
-    struct cn_scope *scope_tab;
-    uint32_t *res, *scope;
-    uint32_t nres, nscope;
-    struct cn_event *events;
-    uint32_t *ev_off, *ev_dropped;
-    struct cn_link *links;
-    uint32_t *ln_off, *ln_dropped;
-};
-
-static int get_ints(struct cur *c, struct cn_arena *a, uint64_t n, int64_t **out)
-{
-    int64_t *v = alloc(a, n, sizeof(*v));
-    if (!v)
-        return CN_ENOMEM;
-    *out = v;
-    uint64_t g = get_var(c);
-    uint8_t width = get_u8(c);
-    if (g == 0 || width > 8 || (width && n > left(c) / width)) {
-        c->bad = 1;
-        return 0;
-    }
-    const uint8_t *p = get_raw(c, n * width);
-    for (uint64_t i = 0; i < n && p; i++) {
-        uint64_t z = 0;
-        for (uint8_t b = 0; b < width; b++)
-            z |= (uint64_t)p[b * n + i] << (8 * b);
-        v[i] = (int64_t)((uint64_t)cn_seg__unzigzag(z) * g);
-    }
-    return 0;
-}
-
-static int get_dict(struct cur *c, struct cn_arena *a, uint64_t n, struct cn_slice **out)
-{
-    uint64_t nd = get_count(c);
-    struct cn_slice *d = alloc(a, nd, sizeof(*d));
-    struct cn_slice *v = alloc(a, n, sizeof(*v));
-    if (!d || !v)
-        return CN_ENOMEM;
-    for (uint64_t k = 0; k < nd && !c->bad; k++)
-        d[k] = get_str(c);
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t id = get_var(c);
-        if (c->bad || id >= nd) {
-            c->bad = 1;
-            return 0;
-        }
-        v[i] = d[id];
-    }
-    *out = v;
-    return 0;
-}
-
-/* A value wanted from a column of values: the v-th goes to *dst. */
-struct want {
-    uint64_t v;
-    struct cn_val *dst;
-};
-
-/* n values of one type; those listed in want[0..nwant) (ascending v) are built, the others
- * parsed past. */
-static int get_vals(struct cur *c, struct cn_arena *a, uint8_t type, uint64_t n,
-                    const struct want *want, uint64_t nwant)
-{
-    for (uint64_t k = 0; k < nwant; k++)
-        want[k].dst->type = type;
-    switch (type) {
-    case CN_VAL_EMPTY:
-        return 0;
-    case CN_VAL_BOOL: {
-        const uint8_t *p = get_raw(c, n);
-        for (uint64_t v = 0; p && v < n; v++)
-            if (p[v] > 1)
-                c->bad = 1;
-        for (uint64_t k = 0; p && k < nwant; k++)
-            want[k].dst->u.b = p[want[k].v];
-        return 0;
-    }
-    case CN_VAL_DOUBLE: {
-        const uint8_t *p = n <= left(c) / 8 ? get_raw(c, n * 8) : NULL;
-        if (!p)
-            c->bad = 1;
-        for (uint64_t k = 0; p && k < nwant; k++) {
-            uint64_t bits = cn_seg__le64(p + 8 * want[k].v);
-            memcpy(&want[k].dst->u.d, &bits, 8);
-        }
-        return 0;
-    }
-    case CN_VAL_INT: {
-        uint64_t g = get_var(c);
-        uint8_t width = get_u8(c);
-        if (g == 0 || width > 8 || (width && n > left(c) / width)) {
-            c->bad = 1;
-            return 0;
-        }
-        const uint8_t *p = get_raw(c, n * width);
-        for (uint64_t k = 0; p && k < nwant; k++) {
-            uint64_t z = 0;
-            for (uint8_t b = 0; b < width; b++)
-                z |= (uint64_t)p[b * n + want[k].v] << (8 * b);
-            want[k].dst->u.i = (int64_t)((uint64_t)cn_seg__unzigzag(z) * g);
-        }
-        return 0;
-    }
-    default:
-        break;
-    }
-    uint8_t enc = get_u8(c);
-    uint64_t k = 0;
-    if (enc == CN_SEG__DICT) {
-        uint64_t nd = get_count(c);
-        struct cn_slice *d = alloc(a, nd, sizeof(*d));
-        if (!d)
-            return CN_ENOMEM;
-        for (uint64_t i = 0; i < nd && !c->bad; i++)
-            d[i] = get_str(c);
-        for (uint64_t v = 0; v < n && !c->bad; v++) {
-            uint64_t id = get_var(c);
-            if (id >= nd)
-                c->bad = 1;
-            else if (k < nwant && want[k].v == v)
-                want[k++].dst->u.s = d[id];
-        }
-    } else if (enc == CN_SEG__INLINE) {
-        for (uint64_t v = 0; v < n && !c->bad; v++) {
-            struct cn_slice s = get_str(c);
-            if (k < nwant && want[k].v == v)
-                want[k++].dst->u.s = s;
-        }
-    } else {
-        c->bad = 1;
-    }
-    return 0;
-}
-
-/* Attribute sets of nrows rows. Only the items of rows with sel[r] set (all when sel is
- * NULL) are built; the others are parsed past. */
-static int get_kvs(struct cur *c, struct cn_arena *a, uint64_t nrows, const uint8_t *sel,
-                   struct dkvs *out)
-{
-    if (get_var(c) != nrows) {
-        c->bad = 1;
-        return 0;
-    }
-    uint64_t npairs = get_count(c);
-    struct cn_slice *keys = alloc(a, npairs, sizeof(*keys));
-    uint8_t *types = alloc(a, npairs, 1);
-    uint64_t *nvals = alloc(a, npairs, sizeof(*nvals));
-    uint64_t *nwant = alloc(a, npairs, sizeof(*nwant));
-    uint64_t *first = alloc(a, npairs, sizeof(*first));
-    out->off = alloc(a, nrows + 1, sizeof(*out->off));
-    out->at = alloc(a, nrows + 1, sizeof(*out->at));
-    out->dropped = alloc(a, nrows, sizeof(*out->dropped));
-    if (!keys || !types || !nvals || !nwant || !first || !out->off || !out->at || !out->dropped)
-        return CN_ENOMEM;
-    for (uint64_t p = 0; p < npairs && !c->bad; p++) {
-        keys[p] = get_str(c);
-        types[p] = get_u8(c);
-        nvals[p] = nwant[p] = 0;
-        if (types[p] > CN_VAL_KVLIST)
-            c->bad = 1;
-    }
-    uint64_t total = 0, built = 0;
-    out->off[0] = 0;
-    for (uint64_t r = 0; r < nrows && !c->bad; r++) {
-        total += get_var(c);
-        if (total > left(c) || total > UINT32_MAX)
-            c->bad = 1;
-        out->off[r + 1] = (uint32_t)total;
-        out->at[r] = (uint32_t)built;
-        if (!sel || sel[r])
-            built += out->off[r + 1] - out->off[r];
-    }
-    for (uint64_t r = 0; r < nrows && !c->bad; r++) {
-        uint64_t d = get_var(c);
-        if (d > UINT32_MAX)
-            c->bad = 1;
-        out->dropped[r] = (uint32_t)d;
-    }
-    if (c->bad)
-        return 0;
-    /* Pair of each item; the wanted items' value numbers within their pair. */
-    out->items = alloc(a, built, sizeof(*out->items));
-    uint32_t *wpair = alloc(a, built, sizeof(*wpair));
-    uint64_t *wv = alloc(a, built, sizeof(*wv));
-    struct want *want = alloc(a, built, sizeof(*want));
-    if (!out->items || !wpair || !wv || !want)
-        return CN_ENOMEM;
-    uint64_t j = 0, b = 0;
-    for (uint64_t r = 0; r < nrows && !c->bad; r++) {
-        int keep = !sel || sel[r];
-        for (; j < out->off[r + 1]; j++) {
-            uint64_t p = get_var(c);
-            if (p >= npairs) {
-                c->bad = 1;
-                break;
-            }
-            if (keep) {
-                out->items[b].key = keys[p];
-                wpair[b] = (uint32_t)p;
-                wv[b++] = nvals[p];
-                nwant[p]++;
-            }
-            nvals[p]++;
-        }
-    }
-    if (c->bad)
-        return 0;
-    uint64_t at = 0;
-    for (uint64_t p = 0; p < npairs; p++) {
-        first[p] = at;
-        at += nwant[p];
-        nwant[p] = 0;
-    }
-    for (uint64_t i = 0; i < built; i++) { /* ascending v within each pair */
-        uint32_t p = wpair[i];
-        want[first[p] + nwant[p]++] = (struct want){wv[i], &out->items[i].val};
-    }
-    for (uint64_t p = 0; p < npairs && !c->bad; p++)
-        if (get_vals(c, a, types[p], nvals[p], want + first[p], nwant[p]))
-            return CN_ENOMEM;
-    return 0;
-}
-
-static struct cn_kvs kvs_at(const struct dkvs *d, uint32_t r)
-{
-    return (struct cn_kvs){d->items + d->at[r], d->off[r + 1] - d->off[r], d->dropped[r]};
-}
-
-/* Resource (scope == 0) or scope table, and each row's entry. */
-static int get_table(struct cur *c, struct dgroup *d, int scope)
-{
-    struct cn_arena *a = &d->arena;
-    uint64_t n = get_count(c);
-    struct cn_slice *s1 = alloc(a, n, sizeof(*s1)), *s2 = alloc(a, n, sizeof(*s2));
-    uint32_t *ids = alloc(a, d->rows, sizeof(*ids));
-    if (!s1 || !s2 || !ids)
-        return CN_ENOMEM;
-    for (uint64_t k = 0; k < n && !c->bad; k++) {
-        s1[k] = get_str(c);
-        s2[k] = get_str(c);
-    }
-    struct dkvs kv;
-    if (c->bad || get_kvs(c, a, n, NULL, &kv) || c->bad)
-        return c->bad ? 0 : CN_ENOMEM;
-    for (uint32_t i = 0; i < d->rows; i++) {
-        uint64_t id = get_var(c);
-        if (id >= n)
-            c->bad = 1;
-        ids[i] = (uint32_t)id;
-    }
-    if (scope) {
-        d->scope_tab = alloc(a, n, sizeof(*d->scope_tab));
-        if (!d->scope_tab)
-            return CN_ENOMEM;
-        for (uint64_t k = 0; k < n; k++)
-            d->scope_tab[k] = (struct cn_scope){s1[k], s2[k], kvs_at(&kv, (uint32_t)k)};
-        d->scope = ids;
-        d->nscope = (uint32_t)n;
-    } else {
-        d->res_tab = alloc(a, n, sizeof(*d->res_tab));
-        if (!d->res_tab)
-            return CN_ENOMEM;
-        for (uint64_t k = 0; k < n; k++)
-            d->res_tab[k] = (struct cn_resource){kvs_at(&kv, (uint32_t)k), s1[k], s2[k]};
-        d->res = ids;
-        d->nres = (uint32_t)n;
-    }
-    return 0;
-}
-
-/* Per-row counts of a nested list (events, links): off[0..rows] and dropped[rows]. */
-static int get_counts(struct cur *c, struct cn_arena *a, uint32_t rows, uint64_t unit,
-                      uint32_t **off, uint32_t **dropped, uint64_t *total)
-{
-    *off = alloc(a, (uint64_t)rows + 1, sizeof(**off));
-    *dropped = alloc(a, rows, sizeof(**dropped));
-    if (!*off || !*dropped)
-        return CN_ENOMEM;
-    uint64_t t = 0;
-    (*off)[0] = 0;
-    for (uint32_t r = 0; r < rows && !c->bad; r++) {
-        t += get_var(c);
-        if (t > left(c) / unit)
-            c->bad = 1;
-        (*off)[r + 1] = (uint32_t)t;
-    }
-    for (uint32_t r = 0; r < rows && !c->bad; r++) {
-        uint64_t v = get_var(c);
-        if (v > UINT32_MAX)
-            c->bad = 1;
-        (*dropped)[r] = (uint32_t)v;
-    }
-    *total = t;
-    return 0;
-}
-
-/* Selection of the nested items (events, links) of the selected rows, or NULL for all. */
-static const uint8_t *nested_sel(struct dgroup *d, const uint32_t *off, uint64_t n, int *nomem)
-{
-    if (!d->sel)
-        return NULL;
-    uint8_t *sel = alloc(&d->arena, n, 1);
-    if (!sel) {
-        *nomem = 1;
-        return NULL;
-    }
-    for (uint32_t r = 0; r < d->rows; r++)
-        memset(sel + off[r], d->sel[r], off[r + 1] - off[r]);
-    return sel;
-}
-
-static int get_events(struct cur *c, struct dgroup *d)
-{
-    struct cn_arena *a = &d->arena;
-    uint64_t n;
-    int64_t *dt;
-    struct cn_slice *names;
-    struct dkvs kv;
-    int nomem = 0;
-    if (get_counts(c, a, d->rows, 1, &d->ev_off, &d->ev_dropped, &n))
-        return CN_ENOMEM;
-    if (c->bad)
-        return 0;
-    if (get_ints(c, a, n, &dt) || get_dict(c, a, n, &names))
-        return CN_ENOMEM;
-    const uint8_t *sel = nested_sel(d, d->ev_off, n, &nomem);
-    if (c->bad || nomem)
-        return nomem ? CN_ENOMEM : 0;
-    if (get_kvs(c, a, n, sel, &kv))
-        return CN_ENOMEM;
-    d->events = alloc(a, n, sizeof(*d->events));
-    if (!d->events)
-        return CN_ENOMEM;
-    if (c->bad)
-        return 0;
-    for (uint32_t r = 0; r < d->rows; r++)
-        for (uint32_t j = d->ev_off[r]; j < d->ev_off[r + 1] && (!sel || sel[j]); j++)
-            d->events[j] =
-                (struct cn_event){d->time[r] + (uint64_t)dt[j], names[j], kvs_at(&kv, j)};
-    return 0;
-}
-
-static int get_links(struct cur *c, struct dgroup *d)
-{
-    struct cn_arena *a = &d->arena;
-    uint64_t n;
-    struct cn_slice *ts;
-    struct dkvs kv;
-    int nomem = 0;
-    if (get_counts(c, a, d->rows, 25, &d->ln_off, &d->ln_dropped, &n))
-        return CN_ENOMEM;
-    const uint8_t *tids = get_raw(c, n * 16), *sids = get_raw(c, n * 8);
-    uint32_t *flags = alloc(a, n, sizeof(*flags));
-    d->links = alloc(a, n, sizeof(*d->links));
-    if (!flags || !d->links)
-        return CN_ENOMEM;
-    for (uint64_t j = 0; j < n && !c->bad; j++) {
-        uint64_t f = get_var(c);
-        if (f > UINT32_MAX)
-            c->bad = 1;
-        flags[j] = (uint32_t)f;
-    }
-    if (c->bad)
-        return 0;
-    if (get_dict(c, a, n, &ts))
-        return CN_ENOMEM;
-    const uint8_t *sel = nested_sel(d, d->ln_off, n, &nomem);
-    if (c->bad || nomem)
-        return nomem ? CN_ENOMEM : 0;
-    if (get_kvs(c, a, n, sel, &kv))
-        return CN_ENOMEM;
-    if (c->bad)
-        return 0;
-    for (uint64_t j = 0; j < n; j++) {
-        if (sel && !sel[j])
-            continue;
-        struct cn_link *l = &d->links[j];
-        memcpy(l->trace_id, tids + 16 * j, 16);
-        memcpy(l->span_id, sids + 8 * j, 8);
-        l->trace_state = ts[j];
-        l->attrs = kvs_at(&kv, (uint32_t)j);
-        l->flags = flags[j];
-    }
-    return 0;
-}
-
-static int get_u8s(struct cur *c, struct cn_arena *a, uint32_t n, uint8_t max, uint8_t **out)
-{
-    const uint8_t *p = get_raw(c, n);
-    *out = alloc(a, n, 1);
-    if (!*out)
-        return CN_ENOMEM;
-    for (uint32_t i = 0; p && i < n; i++) {
-        if (p[i] > max)
-            c->bad = 1;
-        (*out)[i] = p[i];
-    }
-    return 0;
-}
-
-static int get_u32s(struct cur *c, struct cn_arena *a, uint32_t n, uint32_t **out)
-{
-    *out = alloc(a, n, sizeof(**out));
-    if (!*out)
-        return CN_ENOMEM;
-    for (uint32_t i = 0; i < n && !c->bad; i++) {
-        uint64_t v = get_var(c);
-        if (v > UINT32_MAX)
-            c->bad = 1;
-        (*out)[i] = (uint32_t)v;
-    }
-    return 0;
-}
-
-/* Decodes column col of d from its block. Returns 0, CN_EIO (the block is marked damaged),
- * CN_ENOMEM. */
-static int decode_col(struct cn_seg *seg, struct dgroup *d, unsigned col)
-{
-    struct cur c = {d->buf[col], d->buf[col] + d->len[col], 0};
-    struct cn_arena *a = &d->arena;
-    uint32_t n = d->rows;
-    int rc = 0;
-    int spans = seg->info.kind == CN_SEG_SPANS;
-    /* Columns both kinds share have the same number in neither enum; map them. */
-    enum {
-        TRACE,
-        SPAN_ID,
-        SERVICE,
-        NAME,
-        KIND,
-        STATUS,
-        STATUS_MSG,
-        START,
-        DURATION,
-        FLAGS,
-        TRACE_STATE,
-        SCOPE,
-        RESOURCE,
-        ATTRS,
-        EVENTS,
-        LINKS,
-        PARENT,
-        OBSERVED,
-        SEV_NUM,
-        SEV_TEXT,
-        BODY,
-        EVENT_NAME,
-        TIME
-    } what;
-    static const uint8_t span_map[CN_SEG__S_NUM] = {
-        [CN_SEG__S_TRACE] = TRACE,   [CN_SEG__S_SPAN_ID] = SPAN_ID,
-        [CN_SEG__S_PARENT] = PARENT, [CN_SEG__S_SERVICE] = SERVICE,
-        [CN_SEG__S_NAME] = NAME,     [CN_SEG__S_KIND] = KIND,
-        [CN_SEG__S_STATUS] = STATUS, [CN_SEG__S_STATUS_MSG] = STATUS_MSG,
-        [CN_SEG__S_START] = START,   [CN_SEG__S_DURATION] = DURATION,
-        [CN_SEG__S_FLAGS] = FLAGS,   [CN_SEG__S_TRACE_STATE] = TRACE_STATE,
-        [CN_SEG__S_SCOPE] = SCOPE,   [CN_SEG__S_RESOURCE] = RESOURCE,
-        [CN_SEG__S_ATTRS] = ATTRS,   [CN_SEG__S_EVENTS] = EVENTS,
-        [CN_SEG__S_LINKS] = LINKS,
-    };
-    static const uint8_t log_map[CN_SEG__L_NUM] = {
-        [CN_SEG__L_TRACE] = TRACE,           [CN_SEG__L_SPAN_ID] = SPAN_ID,
-        [CN_SEG__L_SERVICE] = SERVICE,       [CN_SEG__L_TIME] = TIME,
-        [CN_SEG__L_OBSERVED] = OBSERVED,     [CN_SEG__L_SEV_NUM] = SEV_NUM,
-        [CN_SEG__L_SEV_TEXT] = SEV_TEXT,     [CN_SEG__L_BODY] = BODY,
-        [CN_SEG__L_ATTRS] = ATTRS,           [CN_SEG__L_FLAGS] = FLAGS,
-        [CN_SEG__L_EVENT_NAME] = EVENT_NAME, [CN_SEG__L_SCOPE] = SCOPE,
-        [CN_SEG__L_RESOURCE] = RESOURCE,
-    };
-    what = spans ? span_map[col] : log_map[col];
-    switch (what) {
-    case TRACE:
-        rc = get_u32s(&c, a, n, &d->ord);
-        for (uint32_t i = 0; rc == 0 && i < n; i++)
-            if (d->ord[i] > seg->info.num_traces)
-                c.bad = 1;
-        break;
-    case SPAN_ID:
-        d->span_ids = alloc(a, n, 8);
-        if (!d->span_ids) {
-            rc = CN_ENOMEM;
-        } else if (spans) {
-            const uint8_t *p = get_raw(&c, (uint64_t)n * 8);
-            if (p)
-                memcpy(d->span_ids, p, (size_t)n * 8);
-        } else {
-            const uint8_t *has = get_raw(&c, n);
-            for (uint32_t i = 0; has && i < n && !c.bad; i++) {
-                const uint8_t *p = has[i] == 1 ? get_raw(&c, 8) : NULL;
-                if (has[i] > 1)
-                    c.bad = 1;
-                if (p)
-                    memcpy(d->span_ids + 8 * (size_t)i, p, 8);
-                else
-                    memset(d->span_ids + 8 * (size_t)i, 0, 8);
-            }
-        }
-        break;
-    case PARENT: {
-        /* Parents in other rows are resolved when a row is materialised (fill_parent). */
-        const uint8_t *codes = get_raw(&c, n);
-        d->parents = alloc(a, n, 8);
-        d->pref = alloc(a, n, sizeof(*d->pref));
-        if (!d->parents || !d->pref) {
-            rc = CN_ENOMEM;
-            break;
-        }
-        uint64_t nrefs = 0;
-        for (uint32_t i = 0; codes && i < n && !c.bad; i++) {
-            uint8_t *dst = d->parents + 8 * (size_t)i;
-            d->pref[i] = UINT64_MAX;
-            memset(dst, 0, 8);
-            if (codes[i] == 1) {
-                const uint8_t *p = get_raw(&c, 8);
-                if (p)
-                    memcpy(dst, p, 8);
-            } else if (codes[i] == 2) {
-                nrefs++;
-            } else if (codes[i] != 0) {
-                c.bad = 1;
-            }
-        }
-        int64_t *refs;
-        if (c.bad || !codes)
-            break;
-        if (get_ints(&c, a, nrefs, &refs)) {
-            rc = CN_ENOMEM;
-            break;
-        }
-        uint64_t prev = (uint64_t)d->g * seg->group_rows;
-        for (uint32_t i = 0, j = 0; i < n && !c.bad; i++) {
-            if (codes[i] != 2)
-                continue;
-            prev += (uint64_t)refs[j++];
-            if (prev >= seg->info.rows)
-                c.bad = 1;
-            d->pref[i] = prev;
-        }
-        break;
-    }
-    case SERVICE:
-        rc = get_dict(&c, a, n, &d->service);
-        break;
-    case NAME:
-        rc = get_dict(&c, a, n, &d->name);
-        break;
-    case STATUS_MSG:
-        rc = get_dict(&c, a, n, &d->status_msg);
-        break;
-    case TRACE_STATE:
-        rc = get_dict(&c, a, n, &d->trace_state);
-        break;
-    case SEV_TEXT:
-        rc = get_dict(&c, a, n, &d->sev_text);
-        break;
-    case EVENT_NAME:
-        rc = get_dict(&c, a, n, &d->name);
-        break;
-    case KIND:
-        rc = get_u8s(&c, a, n, 255, &d->kind);
-        break;
-    case STATUS:
-        rc = get_u8s(&c, a, n, 255, &d->status);
-        break;
-    case SEV_NUM:
-        rc = get_u8s(&c, a, n, 255, &d->sev);
-        break;
-    case START:
-    case TIME: {
-        int64_t *v;
-        rc = get_ints(&c, a, n, &v);
-        d->time = (uint64_t *)v;
-        for (uint32_t i = 0; rc == 0 && i < n && !c.bad; i++)
-            d->time[i] = (uint64_t)v[i] + (i ? d->time[i - 1] : 0);
-        break;
-    }
-    case DURATION: {
-        int64_t *v;
-        rc = get_ints(&c, a, n, &v);
-        d->dur = (uint64_t *)v;
-        break;
-    }
-    case OBSERVED: {
-        const uint8_t *has = get_raw(&c, n);
-        uint32_t k = 0;
-        for (uint32_t i = 0; has && i < n; i++)
-            k += has[i] != 0;
-        int64_t *v;
-        d->observed = alloc(a, n, sizeof(*d->observed));
-        if (!d->observed || get_ints(&c, a, k, &v)) {
-            rc = CN_ENOMEM;
-            break;
-        }
-        for (uint32_t i = 0, j = 0; has && i < n && !c.bad; i++) {
-            if (has[i] > 1)
-                c.bad = 1;
-            d->observed[i] = has[i] ? d->time[i] + (uint64_t)v[j++] : 0;
-        }
-        break;
-    }
-    case FLAGS:
-        rc = get_u32s(&c, a, n, &d->flags);
-        break;
-    case BODY: {
-        uint8_t *types;
-        d->body = alloc(a, n, sizeof(*d->body));
-        struct want *want = alloc(a, n, sizeof(*want));
-        if (!d->body || !want || get_u8s(&c, a, n, CN_VAL_KVLIST, &types)) {
-            rc = CN_ENOMEM;
-            break;
-        }
-        memset(d->body, 0, (size_t)n * sizeof(*d->body));
-        for (uint8_t t = CN_VAL_STR; t <= CN_VAL_KVLIST && !c.bad; t++) {
-            uint32_t k = 0, nw = 0;
-            for (uint32_t i = 0; i < n; i++)
-                if (types[i] == t && k++ < UINT32_MAX && (!d->sel || d->sel[i]))
-                    want[nw++] = (struct want){k - 1, &d->body[i]};
-            if ((rc = get_vals(&c, a, t, k, want, nw)) != 0)
-                break;
-        }
-        break;
-    }
-    case ATTRS:
-        rc = get_kvs(&c, a, n, d->sel, &d->attrs);
-        break;
-    case SCOPE:
-        rc = get_table(&c, d, 1);
-        break;
-    case RESOURCE:
-        rc = get_table(&c, d, 0);
-        break;
-    case EVENTS:
-        rc = get_events(&c, d);
-        break;
-    case LINKS:
-        rc = get_links(&c, d);
-        break;
-    }
-    if (rc)
-        return rc;
-    if (c.bad || c.p != c.e)
-        return damaged(seg, group_block(seg, d->g, col), "malformed column");
-    return 0;
-}
+/* ---- row groups -------------------------------------------------------------------------- */
 
 /* Cheap columns, in decoding order (later ones may use earlier ones). */
 static const uint8_t span_cheap[] = {CN_SEG__S_TRACE, CN_SEG__S_SPAN_ID, CN_SEG__S_SERVICE,
@@ -1340,17 +605,16 @@ static const uint8_t log_rest[] = {CN_SEG__L_OBSERVED, CN_SEG__L_SEV_TEXT, CN_SE
                                    CN_SEG__L_ATTRS,    CN_SEG__L_FLAGS,    CN_SEG__L_SCOPE,
                                    CN_SEG__L_RESOURCE};
 
-static void group_init(struct dgroup *d, const struct cn_seg *seg, uint32_t g)
+static void group_init(struct cn_seg__group *d, const struct cn_seg *seg, uint32_t g)
 {
-    memset(d, 0, sizeof(*d));
-    cn_arena_init(&d->arena, 256 << 10, GROUP_ARENA_MAX);
-    d->g = g;
-    d->rows = seg->groups[g].rows;
+    cn_seg__group_init(d, seg->info.kind, g, seg->groups[g].rows, seg->group_rows,
+                       seg->info.rows, seg->info.num_traces);
 }
 
-/* Loads and decodes the cheap columns (rest == 0) or the others (rest == 1). On CN_EIO the
- * other columns of the stage are still loaded, so every damaged block is found at once. */
-static int group_stage(struct cn_seg *seg, ZSTD_DCtx *dc, struct dgroup *d, int rest)
+/* Loads and decodes the cheap columns (rest == 0) or the others (rest == 1) of d. When a
+ * block is damaged the stage's other blocks are still read, so all damage is found at
+ * once. Returns 0, CN_EIO, CN_ENOMEM. */
+static int group_stage(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_seg__group *d, int rest)
 {
     int spans = seg->info.kind == CN_SEG_SPANS;
     const uint8_t *cols = spans ? (rest ? span_rest : span_cheap) : (rest ? log_rest : log_cheap);
@@ -1368,51 +632,13 @@ static int group_stage(struct cn_seg *seg, ZSTD_DCtx *dc, struct dgroup *d, int 
     if (eio)
         return CN_EIO;
     for (size_t i = 0; i < ncols; i++) {
-        int rc = decode_col(seg, d, cols[i]);
+        int rc = cn_seg__decode(d, cols[i]);
+        if (rc == CN_ESYNTAX)
+            return damaged(seg, group_block(seg, d->g, cols[i]), "malformed column");
         if (rc)
             return rc;
     }
     return 0;
-}
-
-static void span_at(const struct dgroup *d, uint32_t i, const uint8_t *trace_id, struct cn_span *s)
-{
-    memcpy(s->trace_id, trace_id, 16);
-    memcpy(s->span_id, d->span_ids + 8 * (size_t)i, 8);
-    memcpy(s->parent_id, d->parents + 8 * (size_t)i, 8);
-    s->trace_state = d->trace_state[i];
-    s->name = d->name[i];
-    s->kind = d->kind[i];
-    s->status_code = d->status[i];
-    s->status_message = d->status_msg[i];
-    s->flags = d->flags[i];
-    s->start_ns = d->time[i];
-    s->end_ns = d->time[i] + d->dur[i];
-    s->attrs = kvs_at(&d->attrs, i);
-    s->events = d->events + d->ev_off[i];
-    s->num_events = d->ev_off[i + 1] - d->ev_off[i];
-    s->dropped_events = d->ev_dropped[i];
-    s->links = d->links + d->ln_off[i];
-    s->num_links = d->ln_off[i + 1] - d->ln_off[i];
-    s->dropped_links = d->ln_dropped[i];
-    s->resource = &d->res_tab[d->res[i]];
-    s->scope = &d->scope_tab[d->scope[i]];
-}
-
-static void log_at(const struct dgroup *d, uint32_t i, const uint8_t *trace_id, struct cn_log *l)
-{
-    l->time_ns = d->time[i];
-    l->observed_ns = d->observed[i];
-    l->severity_number = d->sev[i];
-    l->severity_text = d->sev_text[i];
-    l->body = d->body[i];
-    l->attrs = kvs_at(&d->attrs, i);
-    l->flags = d->flags[i];
-    memcpy(l->trace_id, trace_id, 16);
-    memcpy(l->span_id, d->span_ids + 8 * (size_t)i, 8);
-    l->event_name = d->name[i];
-    l->resource = &d->res_tab[d->res[i]];
-    l->scope = &d->scope_tab[d->scope[i]];
 }
 
 /* ---- the trace-ID table ------------------------------------------------------------------ */
@@ -1435,7 +661,7 @@ static int rctx_init(struct rctx *x, struct cn_seg *seg)
     memset(x, 0, sizeof(*x));
     x->seg = seg;
     cn_arena_init(&x->arena, 64 << 10, SIZE_MAX);
-    x->dc = ZSTD_createDCtx();
+    x->dc = dctx_get(seg);
     x->pages = calloc(seg->npages + 1, sizeof(*x->pages));
     x->pages_failed = calloc(seg->npages + 1, 1);
     x->sids = calloc(seg->info.num_groups + 1, sizeof(*x->sids));
@@ -1445,7 +671,7 @@ static int rctx_init(struct rctx *x, struct cn_seg *seg)
 
 static void rctx_release(struct rctx *x)
 {
-    ZSTD_freeDCtx(x->dc);
+    dctx_put(x->seg, x->dc);
     cn_arena_release(&x->arena);
     free(x->pages);
     free(x->pages_failed);
@@ -1494,7 +720,7 @@ static int trace_of(struct rctx *x, uint32_t ord, const uint8_t **out)
 }
 
 /* Completes the parent ID of row i of d when it references another row. */
-static int fill_parent(struct rctx *x, const struct dgroup *d, uint32_t i)
+static int fill_parent(struct rctx *x, const struct cn_seg__group *d, uint32_t i)
 {
     uint64_t ref = d->pref[i];
     if (ref == UINT64_MAX)
@@ -1568,9 +794,9 @@ static int postings(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_arena *a, uint3
     int rc = load_block(seg, b, dc, a, &buf, &len);
     if (rc)
         return rc;
-    struct cur c = {buf, buf + len, 0};
+    struct cn_seg__cur c = {buf, buf + len, 0};
     for (uint32_t i = 0; i <= k; i++) {
-        uint64_t n = get_count(&c);
+        uint64_t n = cn_seg__get_count(&c);
         if (n == 0)
             c.bad = 1;
         uint64_t *rows = i == k ? alloc(a, n, sizeof(*rows)) : NULL;
@@ -1578,7 +804,7 @@ static int postings(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_arena *a, uint3
             return CN_ENOMEM;
         uint64_t row = 0;
         for (uint64_t j = 0; j < n && !c.bad; j++) {
-            uint64_t delta = get_var(&c);
+            uint64_t delta = cn_seg__get_var(&c);
             if ((j && delta == 0) || delta >= seg->info.rows - row ||
                 (!j && delta >= seg->info.rows))
                 c.bad = 1;
@@ -1629,7 +855,7 @@ struct copies {
     struct cn_scope **scope;
 };
 
-static int copy_res(struct cn_arena *a, const struct dgroup *d, struct copies *cp, uint32_t k,
+static int copy_res(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp, uint32_t k,
                     const struct cn_resource **out)
 {
     if (!cp->res[k]) {
@@ -1645,7 +871,7 @@ static int copy_res(struct cn_arena *a, const struct dgroup *d, struct copies *c
     return 0;
 }
 
-static int copy_scope(struct cn_arena *a, const struct dgroup *d, struct copies *cp, uint32_t k,
+static int copy_scope(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp, uint32_t k,
                       const struct cn_scope **out)
 {
     if (!cp->scope[k]) {
@@ -1661,7 +887,7 @@ static int copy_scope(struct cn_arena *a, const struct dgroup *d, struct copies 
     return 0;
 }
 
-static int copy_span(struct cn_arena *a, const struct dgroup *d, struct copies *cp, uint32_t i,
+static int copy_span(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp, uint32_t i,
                      struct cn_span *s)
 {
     if (dup_str(a, &s->trace_state) || dup_str(a, &s->name) || dup_str(a, &s->status_message) ||
@@ -1687,7 +913,7 @@ static int copy_span(struct cn_arena *a, const struct dgroup *d, struct copies *
     return 0;
 }
 
-static int copy_log(struct cn_arena *a, const struct dgroup *d, struct copies *cp, uint32_t i,
+static int copy_log(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp, uint32_t i,
                     struct cn_log *l)
 {
     uint8_t t = l->body.type;
@@ -1702,7 +928,7 @@ static int copy_log(struct cn_arena *a, const struct dgroup *d, struct copies *c
 /* ---- trace lookup ------------------------------------------------------------------------ */
 
 /* Decodes group g fully (d is initialised here and released by the caller). */
-static int group_full(struct cn_seg *seg, ZSTD_DCtx *dc, struct dgroup *d, uint32_t g)
+static int group_full(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_seg__group *d, uint32_t g)
 {
     group_init(d, seg, g);
     int rc = group_stage(seg, dc, d, 0);
@@ -1739,17 +965,18 @@ int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *
         uint64_t j1 = j;
         while (j1 < nrows && rows[j1] / seg->group_rows == g)
             j1++;
-        struct dgroup d;
+        struct cn_seg__group d;
         group_init(&d, seg, g);
         uint8_t *sel = alloc(&d.arena, d.rows, 1);
-        rc = sel ? group_stage(seg, x.dc, &d, 0) : CN_ENOMEM;
-        if (rc == 0) { /* build only this trace's rows */
+        if (sel) { /* build only this trace's rows */
             memset(sel, 0, d.rows);
             for (uint64_t r = j; r < j1; r++)
                 sel[rows[r] - (uint64_t)g * seg->group_rows] = 1;
             d.sel = sel;
-            rc = group_stage(seg, x.dc, &d, 1);
         }
+        rc = sel ? group_stage(seg, x.dc, &d, 0) : CN_ENOMEM;
+        if (rc == 0)
+            rc = group_stage(seg, x.dc, &d, 1);
         struct copies cp = {alloc(&d.arena, d.nres, sizeof(*cp.res)),
                             alloc(&d.arena, d.nscope, sizeof(*cp.scope))};
         if (rc == 0 && (!cp.res || !cp.scope))
@@ -1771,11 +998,11 @@ int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *
                     continue;
                 }
                 struct cn_span *s = (struct cn_span *)(recs + got * rsize);
-                span_at(&d, i, id, s);
+                cn_seg__span_at(&d, i, id, s);
                 rc = prc ? prc : copy_span(&out->arena, &d, &cp, i, s);
             } else {
                 struct cn_log *l = (struct cn_log *)(recs + got * rsize);
-                log_at(&d, i, id, l);
+                cn_seg__log_at(&d, i, id, l);
                 rc = copy_log(&out->arena, &d, &cp, i, l);
             }
             got += rc == 0;
@@ -1811,7 +1038,7 @@ int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *
 
 int cn_seg_trace_ids(struct cn_seg *seg, cn_seg_trace_id_cb cb, void *ctx)
 {
-    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    ZSTD_DCtx *dc = dctx_get(seg);
     if (!dc)
         return CN_ENOMEM;
     int rc = 0, eio = 0;
@@ -1828,7 +1055,7 @@ int cn_seg_trace_ids(struct cn_seg *seg, cn_seg_trace_id_cb cb, void *ctx)
             rc = 0;
         }
     }
-    ZSTD_freeDCtx(dc);
+    dctx_put(seg, dc);
     return rc ? rc : eio ? CN_EIO : 0;
 }
 
@@ -1839,7 +1066,7 @@ static uint64_t clamp_dur(uint64_t d)
     return (int64_t)d < 0 ? 0 : d;
 }
 
-static void row_view(const struct cn_seg *seg, const struct dgroup *d, uint32_t i,
+static void row_view(const struct cn_seg *seg, const struct cn_seg__group *d, uint32_t i,
                      const uint8_t *tid, struct cn_seg_row *r)
 {
     int spans = seg->info.kind == CN_SEG_SPANS;
@@ -1851,7 +1078,7 @@ static void row_view(const struct cn_seg *seg, const struct dgroup *d, uint32_t 
         .name = d->name[i],
         .time_ns = d->time[i],
         .duration_ns = spans ? clamp_dur(d->dur[i]) : 0,
-        .kind = spans ? d->kind[i] : 0,
+        .kind = spans ? d->span_kind[i] : 0,
         .status_code = spans ? d->status[i] : 0,
         .severity = spans ? 0 : d->sev[i],
     };
@@ -1868,7 +1095,7 @@ int cn_seg_scan(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns, cn_seg_pre
         const struct rgroup *gr = &seg->groups[g];
         if (gr->tmax < from_ns || gr->tmin >= to_ns)
             continue;
-        struct dgroup d;
+        struct cn_seg__group d;
         group_init(&d, seg, g);
         const uint8_t **tids = alloc(&d.arena, d.rows, sizeof(*tids));
         uint8_t *keep = alloc(&d.arena, d.rows, 1);
@@ -1916,11 +1143,11 @@ int cn_seg_scan(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns, cn_seg_pre
                 if ((rc = prc) != 0)
                     break;
                 struct cn_span s;
-                span_at(&d, i, tids[i], &s);
+                cn_seg__span_at(&d, i, tids[i], &s);
                 stop = cb(ctx, &s, NULL);
             } else {
                 struct cn_log l;
-                log_at(&d, i, tids[i], &l);
+                cn_seg__log_at(&d, i, tids[i], &l);
                 stop = cb(ctx, NULL, &l);
             }
         }
@@ -1955,7 +1182,7 @@ static int slice_cmp(struct cn_slice a, struct cn_slice b)
 }
 
 /* Row-level invariants of a decoded group: sort order, footer statistics, services. */
-static const char *check_rows(const struct cn_seg *seg, const struct dgroup *d)
+static const char *check_rows(const struct cn_seg *seg, const struct cn_seg__group *d)
 {
     const struct rgroup *gr = &seg->groups[d->g];
     int spans = seg->info.kind == CN_SEG_SPANS;
@@ -1982,7 +1209,7 @@ static int check_page(struct cn_seg *seg, ZSTD_DCtx *dc, uint32_t p, const uint3
                       uint64_t *linked, struct cn_seg_check *out)
 {
     struct cn_arena a;
-    cn_arena_init(&a, 64 << 10, GROUP_ARENA_MAX);
+    cn_arena_init(&a, 64 << 10, CN_SEG__GROUP_ARENA);
     const uint8_t *ids, *buf;
     size_t len;
     int rc = load_ids(seg, dc, &a, p, &ids);
@@ -1999,15 +1226,15 @@ static int check_page(struct cn_seg *seg, ZSTD_DCtx *dc, uint32_t p, const uint3
         cn_arena_release(&a);
         return CN_ENOMEM;
     }
-    struct cur c = prc == 0 ? (struct cur){buf, buf + len, 0} : (struct cur){NULL, NULL, 1};
+    struct cn_seg__cur c = prc == 0 ? (struct cn_seg__cur){buf, buf + len, 0} : (struct cn_seg__cur){NULL, NULL, 1};
     const char *why = NULL;
     for (uint32_t k = 0; prc == 0 && k < seg->pages[p].count && !why; k++) {
         uint32_t ord = p * CN_SEG__PAGE_IDS + k + 1;
-        uint64_t n = get_count(&c), row = 0;
+        uint64_t n = cn_seg__get_count(&c), row = 0;
         if (n == 0)
             c.bad = 1;
         for (uint64_t j = 0; j < n && !c.bad; j++) {
-            uint64_t delta = get_var(&c);
+            uint64_t delta = cn_seg__get_var(&c);
             if ((j && delta == 0) || delta >= seg->info.rows - row ||
                 (!j && delta >= seg->info.rows)) {
                 c.bad = 1;
@@ -2043,14 +1270,14 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
     memset(out, 0, sizeof(*out));
     out->blocks = 1 + seg->nblocks; /* the footer was checked by the open */
     out->groups = seg->info.num_groups;
-    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    ZSTD_DCtx *dc = dctx_get(seg);
     uint32_t *ords = malloc((seg->info.rows ? seg->info.rows : 1) * sizeof(*ords));
     struct pref {
         uint64_t row, ref;
     } *prefs = malloc((seg->info.rows ? seg->info.rows : 1) * sizeof(*prefs));
     uint64_t prefs_n = 0;
     if (!dc || !ords || !prefs) {
-        ZSTD_freeDCtx(dc);
+        dctx_put(seg, dc);
         free(ords);
         free(prefs);
         return CN_ENOMEM;
@@ -2058,7 +1285,7 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
     uint64_t with_trace = 0, linked = 0;
     int rc = 0;
     for (uint32_t g = 0; g < seg->info.num_groups && rc != CN_ENOMEM; g++) {
-        struct dgroup d;
+        struct cn_seg__group d;
         rc = group_full(seg, dc, &d, g);
         uint64_t r0 = (uint64_t)g * seg->group_rows;
         const char *why = rc == 0 ? check_rows(seg, &d) : NULL;
@@ -2118,7 +1345,7 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
             note(out, "%s bloom: damaged", t ? "token" : "trace");
         }
     }
-    ZSTD_freeDCtx(dc);
+    dctx_put(seg, dc);
     free(ords);
     free(prefs);
     if (rc == CN_ENOMEM)

@@ -358,6 +358,140 @@ uint64_t cn_seg__token_hash(const void *p, size_t len);
  * CN_SEG_MAX_TOKEN bytes); returns how many. cb may be NULL to count. */
 typedef void (*cn_seg__token_cb)(void *ctx, uint64_t h);
 size_t cn_seg__tokens(const char *p, size_t len, cn_seg__token_cb cb, void *ctx);
+
+/* A cursor over a decoded block. Errors are sticky: reads past the end or malformed values
+ * set bad and return zeros, and the caller checks bad once. */
+struct cn_seg__cur {
+    const uint8_t *p, *e;
+    int bad;
+};
+
+static inline size_t cn_seg__left(const struct cn_seg__cur *c)
+{
+    return (size_t)(c->e - c->p);
+}
+
+static inline void cn_seg__bad(struct cn_seg__cur *c)
+{
+    c->bad = 1;
+    c->p = c->e;
+}
+
+/* The multi-byte case of cn_seg__get_var. */
+uint64_t cn_seg__get_var_slow(struct cn_seg__cur *c);
+
+static inline uint64_t cn_seg__get_var(struct cn_seg__cur *c)
+{
+    if (CN_LIKELY(c->p < c->e && *c->p < 0x80))
+        return *c->p++;
+    return cn_seg__get_var_slow(c);
+}
+
+/* A count of things that take at least one byte each from here on. */
+static inline uint64_t cn_seg__get_count(struct cn_seg__cur *c)
+{
+    uint64_t n = cn_seg__get_var(c);
+    if (n > cn_seg__left(c)) {
+        cn_seg__bad(c);
+        return 0;
+    }
+    return n;
+}
+
+static inline uint32_t cn_seg__get_u32(struct cn_seg__cur *c)
+{
+    uint64_t v = cn_seg__get_var(c);
+    if (v > UINT32_MAX)
+        cn_seg__bad(c);
+    return (uint32_t)v;
+}
+
+static inline uint8_t cn_seg__get_u8(struct cn_seg__cur *c)
+{
+    if (c->p >= c->e) {
+        cn_seg__bad(c);
+        return 0;
+    }
+    return *c->p++;
+}
+
+static inline const uint8_t *cn_seg__get_raw(struct cn_seg__cur *c, uint64_t n)
+{
+    if (n > cn_seg__left(c)) {
+        cn_seg__bad(c);
+        return NULL;
+    }
+    const uint8_t *p = c->p;
+    c->p += n;
+    return p;
+}
+
+static inline struct cn_slice cn_seg__get_str(struct cn_seg__cur *c)
+{
+    uint64_t n = cn_seg__get_var(c);
+    const uint8_t *p = cn_seg__get_raw(c, n);
+    return p ? (struct cn_slice){(const char *)p, n} : (struct cn_slice){"", 0};
+}
+
+/* Decoding the columns of a row group (seg.c), for the reader (seg-read.c). */
+
+#define CN_SEG__GROUP_ARENA (1u << 30) /* decoded memory of one row group */
+
+/* A decoded attribute-set column: row r's items are items[at[r]..at[r] + num[r]). */
+struct cn_seg__kvs {
+    uint32_t *num, *at, *dropped;
+    struct cn_kv *items;
+};
+
+/* A row group being read. The reader loads the blocks into buf/len and calls
+ * cn_seg__decode per column, cheap columns first (trace, span ID, service, name, kind,
+ * status, start, duration for spans; trace, span ID, service, time, severity number, event
+ * name for logs: later columns use start and time). Per-row arrays have an entry for every
+ * row, set only for the rows sel selects (all when sel is NULL); columns are parsed whole
+ * either way, so each is checked whole. Slices point into buf; everything else lives in
+ * arena. */
+struct cn_seg__group {
+    struct cn_arena arena;
+    unsigned kind;
+    uint32_t g, rows, group_rows; /* row i is segment row g * group_rows + i */
+    uint64_t seg_rows, num_traces;
+    const uint8_t *sel;
+    const uint8_t *buf[CN_SEG__S_NUM];
+    size_t len[CN_SEG__S_NUM];
+    uint32_t *ord;            /* trace ordinal + 1, 0 for none */
+    const uint8_t *span_ids;  /* rows * 8 */
+    struct cn_slice *service; /* also each row's resource's service */
+    struct cn_slice *name;    /* span name; log event name */
+    uint64_t *time;           /* start; log time */
+    uint64_t *dur;
+    const uint8_t *span_kind, *status, *sev;
+    uint8_t *parents; /* rows * 8, complete where pref is UINT64_MAX */
+    uint64_t *pref;   /* segment row of the parent, UINT64_MAX when none or raw */
+    struct cn_slice *status_msg, *trace_state, *sev_text;
+    uint64_t *observed;
+    uint32_t *flags;
+    struct cn_val *body;
+    struct cn_seg__kvs attrs;
+    struct cn_resource *res_tab;
+    struct cn_scope *scope_tab;
+    uint32_t *res, *scope; /* entry per row */
+    uint32_t nres, nscope;
+    struct cn_event *events;
+    uint32_t *ev_off, *ev_dropped; /* row r's events are events[ev_off[r]..ev_off[r + 1]) */
+    struct cn_link *links;
+    uint32_t *ln_off, *ln_dropped;
+};
+
+void cn_seg__group_init(struct cn_seg__group *d, unsigned kind, uint32_t g, uint32_t rows,
+                        uint32_t group_rows, uint64_t seg_rows, uint64_t num_traces);
+/* Decodes column col from d->buf[col]. Returns 0, CN_ESYNTAX when the block is malformed
+ * (a count past its end, an id past its dictionary, bytes left over...), CN_ENOMEM. */
+int cn_seg__decode(struct cn_seg__group *d, unsigned col);
+/* Row i (selected, every column decoded, parent resolved) as a record pointing into d. */
+void cn_seg__span_at(const struct cn_seg__group *d, uint32_t i, const uint8_t *trace_id,
+                     struct cn_span *out);
+void cn_seg__log_at(const struct cn_seg__group *d, uint32_t i, const uint8_t *trace_id,
+                    struct cn_log *out);
 #endif
 
 #endif

@@ -965,13 +965,15 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         cn_store_close(st);
         return rc;
     }
-    struct cn_wal_opts wo = {waldir, opts->wal_segment_bytes, opts->max_body_bytes, opts->fsync};
+    uint64_t checkpoint = read_checkpoint(opts->dir);
+    struct cn_wal_opts wo = {waldir, opts->wal_segment_bytes, opts->max_body_bytes, opts->fsync,
+                             checkpoint};
     rc = cn_wal_open(&st->wal, &wo, err, err_len);
     if (rc) {
         cn_store_close(st);
         return rc;
     }
-    struct replay_ctx ctx = {st, read_checkpoint(opts->dir), 0, 0};
+    struct replay_ctx ctx = {st, checkpoint, 0, 0};
     struct cn_wal_replay_stats rs;
     uint64_t t0 = uv_hrtime();
     rc = cn_wal_replay(st->wal, replay_one, &ctx, &rs);

@@ -129,6 +129,14 @@ int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *e
         struct wal_file *last = &w->files[w->num_files - 1];
         w->end = last->start + last->size;
     }
+    if (w->end < opts->min_lsn) {
+        if (w->num_files) {
+            /* Files behind the checkpoint only: their records are in segments already. */
+            cn_wal_truncate_before(w, opts->min_lsn);
+        }
+        if (w->end < opts->min_lsn)
+            w->end = opts->min_lsn;
+    }
     *out_wal = w;
     return 0;
 fail:
@@ -401,8 +409,23 @@ int cn_wal_truncate_before(struct cn_wal *w, uint64_t lsn)
     if (keep) {
         memmove(w->files, w->files + keep, (w->num_files - keep) * sizeof(*w->files));
         w->num_files -= keep;
-        fsync(w->dirfd);
     }
+    /* Everything written is covered: the last file goes too, and the next commit starts a
+     * new one at the same LSN, so a quiet store keeps no log behind its segments. */
+    if (w->num_files == 1 && lsn >= w->end && w->q_num == 0 && w->files[0].size > 0) {
+        char path[4096];
+        wal_path(w, w->files[0].start, path, sizeof(path));
+        if (w->fd >= 0) {
+            close(w->fd);
+            w->fd = -1;
+        }
+        if (unlink(path) != 0 && errno != ENOENT)
+            return -errno;
+        w->num_files = 0;
+        keep = 1;
+    }
+    if (keep)
+        fsync(w->dirfd);
     return 0;
 }
 

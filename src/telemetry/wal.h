@@ -20,6 +20,9 @@ struct cn_wal_opts {
     uint64_t segment_bytes; /* roll to a new file past this size */
     uint32_t max_record;    /* largest payload accepted (and replayed) */
     enum cn_wal_fsync fsync;
+    /* The log continues at least from this LSN (the store's checkpoint): after every file
+     * was removed, new records must not reuse LSNs already covered by segments. */
+    uint64_t min_lsn;
 };
 
 struct cn_wal_replay_stats {

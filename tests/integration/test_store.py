@@ -111,6 +111,18 @@ class Sealing(unittest.TestCase):
         for tid in TRACES:
             self.assertEqual(get_trace(srv2.port, tid), before[tid], tid)
         self.assertIsNone(get_trace(srv2.port, "%032x" % 0xdead))
+        self.assertEqual(srv2.stop(), 0)
+        # New records after that restart go to a log that continues past the checkpoint:
+        # not sealed this time (long interval), they must come back from the WAL.
+        srv3 = self.start(**{"telemetry.seal_interval": "1h"})
+        late = "%032x" % 0xfeed
+        post(srv3.otlp_port, trace_body(late, "late", 2, time.time_ns()))
+        self.assertEqual(srv3.stop(), 0)
+        srv4 = self.start(**{"telemetry.seal_interval": "1h"})
+        self.assertEqual(srv4.metric("cairn_telemetry_wal_replayed_total"), 1)
+        self.assertEqual(len(get_trace(srv4.port, late)["spans"]), 2)
+        for tid in TRACES:
+            self.assertEqual(get_trace(srv4.port, tid), before[tid], tid)
 
     def test_damaged_segment_is_reported_and_the_rest_served(self):
         srv = self.start()

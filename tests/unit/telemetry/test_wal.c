@@ -41,7 +41,7 @@ static int teardown(void **state)
 
 static struct cn_wal *open_wal(uint64_t segment_bytes)
 {
-    struct cn_wal_opts o = {dir, segment_bytes, 1024, CN_WAL_FSYNC_ALWAYS};
+    struct cn_wal_opts o = {dir, segment_bytes, 1024, CN_WAL_FSYNC_ALWAYS, 0};
     struct cn_wal *w = NULL;
     char err[256];
     assert_int_equal(cn_wal_open(&w, &o, err, sizeof(err)), 0);
@@ -189,6 +189,39 @@ static void flipped_byte_detected(void **state)
     cn_wal_close(w);
 }
 
+/* Once every file is removed behind a checkpoint, the log continues after it: new records
+ * never reuse LSNs that segments already cover. */
+static void continues_after_checkpoint(void **state)
+{
+    (void)state;
+    struct cn_wal *w = open_wal(1 << 20);
+    assert_int_equal(cn_wal_replay(w, NULL, NULL, NULL), 0);
+    assert_int_equal(cn_wal_append(w, 1, "sealed", 6, NULL), 0);
+    assert_int_equal(cn_wal_commit(w), 0);
+    uint64_t end = cn_wal_end(w);
+    assert_int_equal(cn_wal_truncate_before(w, end), 0);
+    assert_int_equal(cn_wal_size(w), 0);
+    cn_wal_close(w);
+    struct cn_wal_opts o = {dir, 1 << 20, 1024, CN_WAL_FSYNC_ALWAYS, end};
+    char err[256];
+    assert_int_equal(cn_wal_open(&w, &o, err, sizeof(err)), 0);
+    struct seen s = {0};
+    assert_int_equal(cn_wal_replay(w, collect, &s, NULL), 0);
+    assert_int_equal(s.n, 0);
+    uint64_t lsn;
+    assert_int_equal(cn_wal_append(w, 1, "fresh", 5, &lsn), 0);
+    assert_int_equal(lsn, end);
+    assert_int_equal(cn_wal_commit(w), 0);
+    cn_wal_close(w);
+    assert_int_equal(cn_wal_open(&w, &o, err, sizeof(err)), 0);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(cn_wal_replay(w, collect, &s, NULL), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.lsns[0], end);
+    assert_string_equal(s.data[0], "fresh");
+    cn_wal_close(w);
+}
+
 static void record_limit(void **state)
 {
     (void)state;
@@ -209,6 +242,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(torn_tail_is_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(flipped_byte_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(record_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(continues_after_checkpoint, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
