@@ -1,6 +1,6 @@
-/* Private to derive.c, derive-pair.c and derive-query.c: the tables behind derive.h. Named
- * derive-internal.h rather than the part's internal.h because only the derive sources share
- * it. */
+/* Private to derive.c, derive-pair.c, derive-trace.c and derive-query.c: the tables behind
+ * derive.h. Named derive-internal.h rather than the part's internal.h because only the derive
+ * sources share it. */
 #ifndef CN_TELEMETRY_DERIVE_INTERNAL_H
 #define CN_TELEMETRY_DERIVE_INTERNAL_H
 

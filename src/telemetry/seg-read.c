@@ -14,6 +14,8 @@
 #include <zstd.h>
 
 
+#define WINDOW_MAX (64u << 20) /* largest read of a row group's blocks at once */
+
 struct bref {
     uint64_t off;
     uint64_t len; /* stored, checksum included */
@@ -155,10 +157,17 @@ static int pread_all(int fd, void *dst, size_t n, uint64_t off)
     return 0;
 }
 
-/* Reads, checks and decodes block b into a's memory: *out_p / *out_len. Returns 0, CN_EIO
+/* Bytes of the file already read: [off, off + len) at p. */
+struct window {
+    const uint8_t *p;
+    uint64_t off, len;
+};
+
+/* Reads, checks and decodes block b into a's memory: *out_p / *out_len. The stored bytes
+ * come from the image, from win when it covers them, or from a pread. Returns 0, CN_EIO
  * (damaged, now or before), CN_ENOMEM. */
 static int load_block(struct cn_seg *seg, size_t b, ZSTD_DCtx *dc, struct cn_arena *a,
-                      const uint8_t **out_p, size_t *out_len)
+                      const struct window *win, const uint8_t **out_p, size_t *out_len)
 {
     if (atomic_load(&seg->bad[b]))
         return CN_EIO;
@@ -167,7 +176,10 @@ static int load_block(struct cn_seg *seg, size_t b, ZSTD_DCtx *dc, struct cn_are
     uint8_t *tmp = NULL;
     if (seg->mem) {
         stored = seg->mem + r->off;
+    } else if (win && win->p && r->off >= win->off && r->off + r->len <= win->off + win->len) {
+        stored = win->p + (r->off - win->off);
     } else {
+        /* Raw blocks are used where they are read: straight into the arena. */
         tmp = r->codec == CN_SEG__RAW ? cn_arena_alloc(a, r->len) : malloc(r->len);
         if (!tmp)
             return CN_ENOMEM;
@@ -186,14 +198,7 @@ static int load_block(struct cn_seg *seg, size_t b, ZSTD_DCtx *dc, struct cn_are
         cn_seg__le64(stored + plen) != cn_seg__sum(stored, plen, block_seed(seg, b))) {
         why = "checksum mismatch";
     } else if (r->codec == CN_SEG__RAW) {
-        if (seg->mem) {
-            uint8_t *dst = cn_arena_alloc(a, plen ? plen : 1);
-            if (!dst)
-                return CN_ENOMEM;
-            memcpy(dst, stored, plen);
-            stored = dst;
-        }
-        *out_p = stored;
+        *out_p = stored; /* the image, the window and tmp all outlive the caller's use */
         *out_len = plen;
         return 0;
     } else {
@@ -210,7 +215,7 @@ static int load_block(struct cn_seg *seg, size_t b, ZSTD_DCtx *dc, struct cn_are
             *out_len = r->raw;
         }
     }
-    if (r->codec != CN_SEG__RAW)
+    if (tmp && r->codec != CN_SEG__RAW)
         free(tmp);
     if (why)
         return damaged(seg, b, why);
@@ -438,7 +443,7 @@ static int open_any(struct cn_seg *seg, uint64_t size, char *err, size_t err_len
     for (int t = 0; t < 2 && rc != CN_ENOMEM; t++) {
         const uint8_t *bits;
         size_t len;
-        rc = load_block(seg, bloom_block(seg, t), dc, &seg->blooms, &bits, &len);
+        rc = load_block(seg, bloom_block(seg, t), dc, &seg->blooms, NULL, &bits, &len);
         if (rc == 0)
             *(t ? &seg->kbloom : &seg->tbloom) = bits;
     }
@@ -620,10 +625,25 @@ static int group_stage(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_seg__group *
     const uint8_t *cols = spans ? (rest ? span_rest : span_cheap) : (rest ? log_rest : log_cheap);
     size_t ncols = spans ? (rest ? sizeof(span_rest) : sizeof(span_cheap))
                          : (rest ? sizeof(log_rest) : sizeof(log_cheap));
+    /* The stage's blocks are contiguous in the file (cheap columns first): one read. A
+     * failed read falls back to reading block by block, which tells which is damaged. */
+    struct window win = {NULL, 0, 0};
+    if (!seg->mem) {
+        const struct bref *lo = &seg->refs[group_block(seg, d->g, cols[0])];
+        const struct bref *hi = &seg->refs[group_block(seg, d->g, cols[ncols - 1])];
+        if (hi->off + hi->len > lo->off && hi->off + hi->len - lo->off <= WINDOW_MAX) {
+            uint8_t *p = cn_arena_alloc(&d->arena, hi->off + hi->len - lo->off);
+            if (!p)
+                return CN_ENOMEM;
+            win = (struct window){p, lo->off, hi->off + hi->len - lo->off};
+            if (pread_all(seg->fd, p, win.len, win.off) != 0)
+                win.p = NULL;
+        }
+    }
     int eio = 0;
     for (size_t i = 0; i < ncols; i++) {
-        int rc = load_block(seg, group_block(seg, d->g, cols[i]), dc, &d->arena, &d->buf[cols[i]],
-                            &d->len[cols[i]]);
+        int rc = load_block(seg, group_block(seg, d->g, cols[i]), dc, &d->arena, &win,
+                            &d->buf[cols[i]], &d->len[cols[i]]);
         if (rc == CN_EIO)
             eio = 1;
         else if (rc)
@@ -684,7 +704,7 @@ static int load_ids(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_arena *a, uint3
                     const uint8_t **out)
 {
     size_t len;
-    int rc = load_block(seg, page_block(seg, p, 0), dc, a, out, &len);
+    int rc = load_block(seg, page_block(seg, p, 0), dc, a, NULL, out, &len);
     if (rc)
         return rc;
     const uint8_t *ids = *out;
@@ -733,7 +753,7 @@ static int fill_parent(struct rctx *x, const struct cn_seg__group *d, uint32_t i
             return CN_EIO;
         size_t len;
         size_t b = group_block(seg, h, CN_SEG__S_SPAN_ID);
-        int rc = load_block(seg, b, x->dc, &x->arena, &ids, &len);
+        int rc = load_block(seg, b, x->dc, &x->arena, NULL, &ids, &len);
         if (rc == 0 && len != (size_t)seg->groups[h].rows * 8)
             rc = damaged(seg, b, "malformed column");
         if (rc == CN_EIO)
@@ -791,7 +811,7 @@ static int postings(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_arena *a, uint3
     const uint8_t *buf;
     size_t len;
     size_t b = page_block(seg, p, 1);
-    int rc = load_block(seg, b, dc, a, &buf, &len);
+    int rc = load_block(seg, b, dc, a, NULL, &buf, &len);
     if (rc)
         return rc;
     struct cn_seg__cur c = {buf, buf + len, 0};
@@ -1217,7 +1237,7 @@ static int check_page(struct cn_seg *seg, ZSTD_DCtx *dc, uint32_t p, const uint3
         out->bad_blocks++;
         note(out, "trace-id page %u: damaged", p);
     }
-    int prc = load_block(seg, page_block(seg, p, 1), dc, &a, &buf, &len);
+    int prc = load_block(seg, page_block(seg, p, 1), dc, &a, NULL, &buf, &len);
     if (prc == CN_EIO) {
         out->bad_blocks++;
         note(out, "postings page %u: damaged", p);
@@ -1309,7 +1329,7 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
             for (unsigned col = 0; col < seg->ncols && rc == CN_EIO; col++) {
                 const uint8_t *p;
                 size_t len;
-                if (load_block(seg, group_block(seg, g, col), dc, &d.arena, &p, &len) == CN_ENOMEM)
+                if (load_block(seg, group_block(seg, g, col), dc, &d.arena, NULL, &p, &len) == CN_ENOMEM)
                     rc = CN_ENOMEM;
             }
             for (unsigned col = 0; col < seg->ncols; col++) {

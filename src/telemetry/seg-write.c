@@ -922,8 +922,6 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
     for (size_t i = 0; i < n; i++)
         put(e, sp[i]->span_id, 8);
     EMIT(CN_SEG__S_SPAN_ID, 1);
-    CHECK(put_parents(w, e, sp, r0, n));
-    EMIT(CN_SEG__S_PARENT, 1);
     for (size_t i = 0; i < n; i++)
         s->sl[i] = sp[i]->resource->service;
     CHECK(put_dict(w, e, s->sl, n));
@@ -939,10 +937,6 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
         put_u8(e, sp[i]->status_code);
     EMIT(CN_SEG__S_STATUS, 1);
     for (size_t i = 0; i < n; i++)
-        s->sl[i] = sp[i]->status_message;
-    CHECK(put_dict(w, e, s->sl, n));
-    EMIT(CN_SEG__S_STATUS_MSG, 1);
-    for (size_t i = 0; i < n; i++)
         s->iv[i] = (int64_t)(sp[i]->start_ns - (i ? sp[i - 1]->start_ns : 0));
     put_ints(e, s->iv, n);
     EMIT(CN_SEG__S_START, 1);
@@ -950,6 +944,12 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
         s->iv[i] = (int64_t)(sp[i]->end_ns - sp[i]->start_ns);
     put_ints(e, s->iv, n);
     EMIT(CN_SEG__S_DURATION, 1);
+    CHECK(put_parents(w, e, sp, r0, n));
+    EMIT(CN_SEG__S_PARENT, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = sp[i]->status_message;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__S_STATUS_MSG, 1);
     for (size_t i = 0; i < n; i++)
         put_var(e, sp[i]->flags);
     EMIT(CN_SEG__S_FLAGS, 1);
@@ -1042,6 +1042,13 @@ static int log_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scratc
         s->iv[i] = (int64_t)(lg[i]->time_ns - (i ? lg[i - 1]->time_ns : 0));
     put_ints(e, s->iv, n);
     EMIT(CN_SEG__L_TIME, 1);
+    for (size_t i = 0; i < n; i++)
+        put_u8(e, lg[i]->severity_number);
+    EMIT(CN_SEG__L_SEV_NUM, 1);
+    for (size_t i = 0; i < n; i++)
+        s->sl[i] = lg[i]->event_name;
+    CHECK(put_dict(w, e, s->sl, n));
+    EMIT(CN_SEG__L_EVENT_NAME, 1);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         put_u8(e, lg[i]->observed_ns != 0);
@@ -1050,9 +1057,6 @@ static int log_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scratc
     }
     put_ints(e, s->iv, k);
     EMIT(CN_SEG__L_OBSERVED, 1);
-    for (size_t i = 0; i < n; i++)
-        put_u8(e, lg[i]->severity_number);
-    EMIT(CN_SEG__L_SEV_NUM, 1);
     for (size_t i = 0; i < n; i++)
         s->sl[i] = lg[i]->severity_text;
     CHECK(put_dict(w, e, s->sl, n));
@@ -1066,10 +1070,6 @@ static int log_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scratc
     for (size_t i = 0; i < n; i++)
         put_var(e, lg[i]->flags);
     EMIT(CN_SEG__L_FLAGS, 1);
-    for (size_t i = 0; i < n; i++)
-        s->sl[i] = lg[i]->event_name;
-    CHECK(put_dict(w, e, s->sl, n));
-    EMIT(CN_SEG__L_EVENT_NAME, 1);
 
     const void **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
     if (!ptrs)

@@ -257,18 +257,19 @@ static inline uint64_t cn_seg__seed(unsigned sec, uint64_t index, unsigned col)
     return (uint64_t)sec << 56 | (index & 0xffffffffffull) << 8 | col;
 }
 
-/* Columns of a span row group, in file order. */
+/* Columns of a span row group, in file order: the cheap ones (what a scan's predicate
+ * sees) first, so that each stage of reading a group is one contiguous read. */
 enum {
     CN_SEG__S_TRACE,
     CN_SEG__S_SPAN_ID,
-    CN_SEG__S_PARENT,
     CN_SEG__S_SERVICE,
     CN_SEG__S_NAME,
     CN_SEG__S_KIND,
     CN_SEG__S_STATUS,
-    CN_SEG__S_STATUS_MSG,
     CN_SEG__S_START,
     CN_SEG__S_DURATION,
+    CN_SEG__S_PARENT, /* the first of the others */
+    CN_SEG__S_STATUS_MSG,
     CN_SEG__S_FLAGS,
     CN_SEG__S_TRACE_STATE,
     CN_SEG__S_SCOPE,
@@ -279,19 +280,19 @@ enum {
     CN_SEG__S_NUM
 };
 
-/* Columns of a log row group, in file order. */
+/* Columns of a log row group, in file order, cheap ones first. */
 enum {
     CN_SEG__L_TRACE,
     CN_SEG__L_SPAN_ID,
     CN_SEG__L_SERVICE,
     CN_SEG__L_TIME,
-    CN_SEG__L_OBSERVED,
     CN_SEG__L_SEV_NUM,
+    CN_SEG__L_EVENT_NAME,
+    CN_SEG__L_OBSERVED, /* the first of the others */
     CN_SEG__L_SEV_TEXT,
     CN_SEG__L_BODY,
     CN_SEG__L_ATTRS,
     CN_SEG__L_FLAGS,
-    CN_SEG__L_EVENT_NAME,
     CN_SEG__L_SCOPE,
     CN_SEG__L_RESOURCE,
     CN_SEG__L_NUM

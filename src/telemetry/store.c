@@ -716,6 +716,9 @@ static void writer_main(void *arg)
         if (n == 0) {
             if (stopping)
                 break;
+            /* Idle: unpaired span halves past their window still become what they are. */
+            if (st->derive)
+                cn_derive_expire(st->derive, wall_ns());
             freeze_turn(st);
             continue;
         }
