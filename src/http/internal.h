@@ -69,7 +69,8 @@ struct cn_http_conn {
     unsigned close_after : 1; /* close once the current reply is written */
     unsigned gzip : 1;
     unsigned read_eof : 1;
-    int handles; /* open libuv handles; freed at 0 */
+    unsigned read_into_body : 1; /* the buffer handed to libuv is the request body's */
+    int handles;                 /* open libuv handles; freed at 0 */
     uint64_t id;
 };
 

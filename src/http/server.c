@@ -995,8 +995,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
             return;
         }
     }
+    c->read_into_body = 0;
     if (c->phase == P_LINGER) {
         c->rlen = c->rpos = 0;
+    } else if (c->phase == P_BODY && c->body_mode == BODY_LENGTH && c->rpos == c->rlen &&
+               c->body_left >= 4096 && c->req.body.cap - c->req.body.len >= c->body_left) {
+        /* The rest of a Content-Length body goes straight into the request's body buffer
+         * (sized at the head): no copy, and never past the body into a next request. */
+        c->read_into_body = 1;
+        size_t want = c->body_left < (1u << 30) ? (size_t)c->body_left : (1u << 30);
+        *buf = uv_buf_init(c->req.body.ptr + c->req.body.len, (unsigned)want);
+        return;
     } else if (c->rlen == c->rcap && (c->phase == P_IDLE || c->phase == P_HEAD)) {
         compact(c);
     }
@@ -1014,6 +1023,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
+        c->read_into_body = 0;
         c->read_eof = 1;
         uv_read_stop(s);
         c->reading = 0;
@@ -1045,6 +1055,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (c->phase == P_LINGER) {
         c->rlen = c->rpos = 0;
+        return;
+    }
+    if (c->read_into_body) {
+        c->read_into_body = 0;
+        c->req.body.len += (size_t)nread;
+        c->body_left -= (uint64_t)nread;
+        c->w->activity++;
+        conn_process(c);
+        conn_flush(c);
         return;
     }
     c->rlen += (size_t)nread;
