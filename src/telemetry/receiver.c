@@ -102,6 +102,7 @@ static void ingest(struct cn_http_req *req, struct cn_receiver *rc, enum cn_body
             cn_http_reply_json_error(req, 400, NULL, err);
         return;
     }
+    cn_store_limit_traces(rc->store, &in->sub.batch);
     const struct cn_tel_batch *b = &in->sub.batch;
     if (b->num_spans == 0 && b->num_logs == 0) {
         /* Nothing to store (empty, or every record refused). */

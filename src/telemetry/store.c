@@ -892,6 +892,8 @@ static int replay_one(void *ctx, uint64_t lsn, uint8_t type, const uint8_t *data
     char err[256] = "";
     int r =
         cn_tel_decode(&b, (enum cn_body_kind)type, body, len, &st->opts.limits, err, sizeof(err));
+    if (r == 0)
+        cn_store_limit_traces(st, &b); /* as when it was received */
     uint64_t before = st->head.bytes;
     if (r == 0)
         r = head_add(&st->head, body, len, &b, lsn);
@@ -1237,6 +1239,50 @@ uint64_t cn_store_corrupt_blocks(struct cn_store *st)
 void cn_store_count_rejected(struct cn_store *st, int logs, uint64_t n)
 {
     atomic_fetch_add(logs ? &st->stats.rejected_logs : &st->stats.rejected_spans, n);
+}
+
+struct tcount {
+    uint8_t id[16];
+    uint32_t used, count;
+};
+
+void cn_store_limit_traces(struct cn_store *st, struct cn_tel_batch *b)
+{
+    uint32_t max = st->opts.max_spans_per_trace;
+    if (!max || !st->derive || b->num_spans == 0)
+        return;
+    size_t cap = 16;
+    while (cap < b->num_spans * 2)
+        cap *= 2;
+    struct tcount *t = calloc(cap, sizeof(*t));
+    if (!t)
+        return; /* the limit is a guard, not a correctness need: skip it rather than fail */
+    size_t kept = 0;
+    for (size_t i = 0; i < b->num_spans; i++) {
+        const uint8_t *id = b->spans[i].trace_id;
+        size_t j = hash_id(id) & (cap - 1);
+        while (t[j].used && memcmp(t[j].id, id, 16) != 0)
+            j = (j + 1) & (cap - 1);
+        if (!t[j].used) {
+            t[j].used = 1;
+            memcpy(t[j].id, id, 16);
+            struct cn_derive_trace sum;
+            t[j].count = cn_derive_trace(st->derive, &sum, id) == 0 ? sum.num_spans : 0;
+        }
+        if (t[j].count >= max) {
+            char hex[33];
+            cn_hex_encode(hex, id, 16);
+            cn_tel_batch_reject(b, "trace %s already has %u spans (telemetry.max_spans_per_trace)",
+                                hex, (unsigned)t[j].count);
+            continue;
+        }
+        t[j].count++;
+        if (kept != i)
+            b->spans[kept] = b->spans[i];
+        kept++;
+    }
+    b->num_spans = kept;
+    free(t);
 }
 
 struct cn_derive *cn_store_derive(struct cn_store *st)

@@ -36,10 +36,11 @@ struct cn_store_opts {
     uint32_t max_body_bytes; /* largest body (after decoding gzip) */
     enum cn_wal_fsync fsync;
     struct cn_tel_limits limits;
-    uint64_t seal_bytes;       /* the head is sealed into segments past this (0: 64 MiB) */
-    uint64_t seal_interval_ms; /* or when its oldest batch is this old (0: 10 s) */
-    uint64_t retention_ms;     /* segments of days older than this are removed (0: keep) */
-    uint64_t disk_budget;      /* segment bytes kept at most (0: no budget) */
+    uint64_t seal_bytes;          /* the head is sealed into segments past this (0: 64 MiB) */
+    uint64_t seal_interval_ms;    /* or when its oldest batch is this old (0: 10 s) */
+    uint64_t retention_ms;        /* segments of days older than this are removed (0: keep) */
+    uint64_t disk_budget;         /* segment bytes kept at most (0: no budget) */
+    uint32_t max_spans_per_trace; /* spans past it are refused (0: no limit) */
 };
 
 struct cn_store_stats {
@@ -105,6 +106,11 @@ const struct cn_store_stats *cn_store_stats(const struct cn_store *s);
 
 /* Blocks found damaged so far in open segments (each counted once). */
 uint64_t cn_store_corrupt_blocks(struct cn_store *s);
+/* Refuses (partial success, counted in b) the spans of traces that already hold
+ * max_spans_per_trace spans, from the derived trace summaries plus this batch. Concurrent
+ * batches of one trace may pass it by one batch; after a restart only what the WAL replayed
+ * is counted. Receivers call it before submitting; WAL replay applies it the same way. */
+void cn_store_limit_traces(struct cn_store *s, struct cn_tel_batch *b);
 /* Counts records refused by a receiver that submitted nothing (all of them invalid). */
 void cn_store_count_rejected(struct cn_store *s, int logs, uint64_t n);
 /* The derived tables (RED, service-graph edges, trace summaries); thread-safe. */

@@ -44,6 +44,7 @@ def post(port, body):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=scaled(10)) as r:
         assert r.status == 200, r.status
+        return json.loads(r.read())
 
 
 def get_trace(port, trace_hex):
@@ -147,6 +148,26 @@ class Sealing(unittest.TestCase):
         self.assertEqual(srv2.metric("cairn_telemetry_corrupt_segments"), 1)
         self.assertIsNone(get_trace(srv2.port, TRACES[0]))
         self.assertEqual(get_trace(srv2.port, TRACES[1]), good)
+
+    def test_spans_per_trace_limit(self):
+        srv = self.start(**{"telemetry.max_spans_per_trace": "5"})
+        tid = "%032x" % 0x5a5a
+        t0 = time.time_ns()
+        self.assertEqual(post(srv.otlp_port, trace_body(tid, "a", 3, t0)), {})
+        # 4 more: 2 fit, 2 are refused as a partial success naming the trace and the setting.
+        more = trace_body(tid, "a", 4, t0)
+        for i, s in enumerate(more["resourceSpans"][0]["scopeSpans"][0]["spans"]):
+            s["spanId"] = "%016x" % (0x100 + i)
+        answer = post(srv.otlp_port, more)
+        self.assertEqual(answer, {"partialSuccess": {
+            "rejectedSpans": "2",
+            "errorMessage": "trace %s already has 5 spans (telemetry.max_spans_per_trace)"
+                            % tid}})
+        self.assertEqual(len(get_trace(srv.port, tid)["spans"]), 5)
+        self.assertEqual(srv.metric("cairn_telemetry_rejected_total", signal="spans"), 2)
+        # Other traces are not affected.
+        other = "%032x" % 0x5a5b
+        self.assertEqual(post(srv.otlp_port, trace_body(other, "a", 5, t0)), {})
 
     def test_disk_budget_removes_whole_oldest_segments(self):
         srv = self.start(**{"telemetry.disk_budget": "1"})

@@ -122,7 +122,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->telemetry.fsync, 1);
     assert_int_equal(cfg->telemetry.max_attributes, 128);
     assert_int_equal(cfg->telemetry.retry_after_ms, 1000);
-    assert_int_equal(cn_config_num_settings(), 33);
+    assert_int_equal(cn_config_num_settings(), 34);
     assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), 0);
     cn_config_unref(cfg);
 }
@@ -738,7 +738,8 @@ static void test_env_names(void **state)
                                            "64m",
                                            "10s",
                                            "168h",
-                                           "20g"};
+                                           "20g",
+                                           "100000"};
     assert_int_equal(n, CN_ARRAY_LEN(defaults));
     struct cn_config *def = cn_config_new(), *cfg = cn_config_new();
     cfg->workers = 99;
@@ -891,6 +892,7 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "telemetry.seal_interval", "100ms");
     set_ok(cfg, "telemetry.retention", "0");
     set_ok(cfg, "telemetry.disk_budget", "0");
+    set_ok(cfg, "telemetry.max_spans_per_trace", "0");
     assert_int_equal(cn_config_diff(def, cfg, 0), 0);
     for (size_t i = 0; i < cn_config_num_settings(); i++)
         assert_int_equal(cn_config_diff(def, cfg, i), i); /* every one differs */
@@ -1024,7 +1026,8 @@ static void test_diff_and_restart(void **state)
                                           "telemetry.seal_bytes",
                                           "telemetry.seal_interval",
                                           "telemetry.retention",
-                                          "telemetry.disk_budget"};
+                                          "telemetry.disk_budget",
+                                          "telemetry.max_spans_per_trace"};
     size_t num_restart = 0;
     for (size_t i = 0; i < n; i++) {
         int want = 0;
