@@ -1,6 +1,7 @@
 /* Segment reader: open (trailer, footer, blooms), trace lookup, time scans and the full
- * check. Data blocks are read with pread one at a time and decoded into a per-row-group
- * arena; nothing but the footer and the blooms stays in memory between calls. */
+ * check. Blocks are read with pread (the cheap columns of a row group in one read, the
+ * others in another), checked, and decoded into a per-row-group arena (seg.c); nothing but
+ * the footer's tables and the blooms stays in memory between calls. */
 #define CN_SEG_INTERNAL
 #include "telemetry/seg.h"
 
@@ -12,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
-
 
 #define WINDOW_MAX (64u << 20) /* largest read of a row group's blocks at once */
 
@@ -283,10 +283,13 @@ static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len
         return "bad column count";
     seg->group_rows = (uint32_t)group_rows;
     seg->ncols = (uint32_t)ncols;
-    if (ngroups != (in->rows + seg->group_rows - 1) / seg->group_rows || ngroups > cn_seg__left(&c))
+    /* Each row group takes at least 5 + 4 * ncols bytes here, each index page 25: claims
+     * past that are refused before anything is allocated for them. */
+    uint64_t npages = (in->num_traces + CN_SEG__PAGE_IDS - 1) / CN_SEG__PAGE_IDS;
+    if (ngroups != (in->rows + seg->group_rows - 1) / seg->group_rows ||
+        ngroups > cn_seg__left(&c) / (5 + 4 * ncols) || npages > cn_seg__left(&c) / 25)
         return "bad row group count";
     in->num_groups = (uint32_t)ngroups;
-    uint64_t npages = (in->num_traces + CN_SEG__PAGE_IDS - 1) / CN_SEG__PAGE_IDS;
     seg->npages = (uint32_t)npages;
     seg->nblocks = ngroups * seg->ncols + 2 * npages + 2;
     seg->groups = calloc(ngroups ? ngroups : 1, sizeof(*seg->groups));
@@ -612,8 +615,8 @@ static const uint8_t log_rest[] = {CN_SEG__L_OBSERVED, CN_SEG__L_SEV_TEXT, CN_SE
 
 static void group_init(struct cn_seg__group *d, const struct cn_seg *seg, uint32_t g)
 {
-    cn_seg__group_init(d, seg->info.kind, g, seg->groups[g].rows, seg->group_rows,
-                       seg->info.rows, seg->info.num_traces);
+    cn_seg__group_init(d, seg->info.kind, g, seg->groups[g].rows, seg->group_rows, seg->info.rows,
+                       seg->info.num_traces);
 }
 
 /* Loads and decodes the cheap columns (rest == 0) or the others (rest == 1) of d. When a
@@ -875,8 +878,8 @@ struct copies {
     struct cn_scope **scope;
 };
 
-static int copy_res(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp, uint32_t k,
-                    const struct cn_resource **out)
+static int copy_res(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp,
+                    uint32_t k, const struct cn_resource **out)
 {
     if (!cp->res[k]) {
         struct cn_resource *r = cn_arena_alloc(a, sizeof(*r));
@@ -891,8 +894,8 @@ static int copy_res(struct cn_arena *a, const struct cn_seg__group *d, struct co
     return 0;
 }
 
-static int copy_scope(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp, uint32_t k,
-                      const struct cn_scope **out)
+static int copy_scope(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp,
+                      uint32_t k, const struct cn_scope **out)
 {
     if (!cp->scope[k]) {
         struct cn_scope *s = cn_arena_alloc(a, sizeof(*s));
@@ -907,8 +910,8 @@ static int copy_scope(struct cn_arena *a, const struct cn_seg__group *d, struct 
     return 0;
 }
 
-static int copy_span(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp, uint32_t i,
-                     struct cn_span *s)
+static int copy_span(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp,
+                     uint32_t i, struct cn_span *s)
 {
     if (dup_str(a, &s->trace_state) || dup_str(a, &s->name) || dup_str(a, &s->status_message) ||
         copy_kvs(a, &s->attrs) || copy_res(a, d, cp, d->res[i], &s->resource) ||
@@ -933,8 +936,8 @@ static int copy_span(struct cn_arena *a, const struct cn_seg__group *d, struct c
     return 0;
 }
 
-static int copy_log(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp, uint32_t i,
-                    struct cn_log *l)
+static int copy_log(struct cn_arena *a, const struct cn_seg__group *d, struct copies *cp,
+                    uint32_t i, struct cn_log *l)
 {
     uint8_t t = l->body.type;
     if (dup_str(a, &l->severity_text) || dup_str(a, &l->event_name) || copy_kvs(a, &l->attrs) ||
@@ -1246,7 +1249,8 @@ static int check_page(struct cn_seg *seg, ZSTD_DCtx *dc, uint32_t p, const uint3
         cn_arena_release(&a);
         return CN_ENOMEM;
     }
-    struct cn_seg__cur c = prc == 0 ? (struct cn_seg__cur){buf, buf + len, 0} : (struct cn_seg__cur){NULL, NULL, 1};
+    struct cn_seg__cur c =
+        prc == 0 ? (struct cn_seg__cur){buf, buf + len, 0} : (struct cn_seg__cur){NULL, NULL, 1};
     const char *why = NULL;
     for (uint32_t k = 0; prc == 0 && k < seg->pages[p].count && !why; k++) {
         uint32_t ord = p * CN_SEG__PAGE_IDS + k + 1;
@@ -1329,7 +1333,8 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
             for (unsigned col = 0; col < seg->ncols && rc == CN_EIO; col++) {
                 const uint8_t *p;
                 size_t len;
-                if (load_block(seg, group_block(seg, g, col), dc, &d.arena, NULL, &p, &len) == CN_ENOMEM)
+                if (load_block(seg, group_block(seg, g, col), dc, &d.arena, NULL, &p, &len) ==
+                    CN_ENOMEM)
                     rc = CN_ENOMEM;
             }
             for (unsigned col = 0; col < seg->ncols; col++) {

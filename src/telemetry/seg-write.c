@@ -1431,8 +1431,12 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
         rc = -errno;
         fail(w, rc, "cannot rename %s into place: %s", tmp, cn_strerror(rc));
     }
-    if (rc == 0)
-        rc = sync_dir(w, path);
+    if (rc == 0) {
+        made_tmp = 0;
+        /* Not durable unless the directory is: then it is not there at all. */
+        if ((rc = sync_dir(w, path)) != 0)
+            unlink(path);
+    }
     if (rc == 0 && out_info) {
         *out_info = (struct cn_seg_info){
             .kind = (uint8_t)kind,

@@ -494,8 +494,8 @@ static int get_events(struct cn_seg__cur *c, struct cn_seg__group *d)
         return 0;
     for (uint32_t r = 0; r < d->rows; r++)
         for (uint32_t j = d->ev_off[r]; j < d->ev_off[r + 1] && want_row(sel, j); j++)
-            d->events[j] = (struct cn_event){d->time[r] + (uint64_t)ints_at(&dt, j), names[j],
-                                             kvs_at(&kv, j)};
+            d->events[j] =
+                (struct cn_event){d->time[r] + (uint64_t)ints_at(&dt, j), names[j], kvs_at(&kv, j)};
     return 0;
 }
 
@@ -630,11 +630,9 @@ static int get_observed(struct cn_seg__cur *c, struct cn_seg__group *d)
     d->observed = alloc(&d->arena, n, sizeof(*d->observed));
     if (!d->observed)
         return CN_ENOMEM;
-    for (uint32_t i = 0, j = 0; has && v.p && i < n; i++) {
-        uint64_t o = has[i] ? d->time[i] + (uint64_t)ints_at(&v, j++) : 0;
+    for (uint32_t i = 0, j = 0; has && v.p && i < n; j += has[i++])
         if (want_row(d->sel, i))
-            d->observed[i] = o;
-    }
+            d->observed[i] = has[i] ? d->time[i] + (uint64_t)ints_at(&v, j) : 0;
     return 0;
 }
 
@@ -664,7 +662,7 @@ void cn_seg__group_init(struct cn_seg__group *d, unsigned kind, uint32_t g, uint
                         uint32_t group_rows, uint64_t seg_rows, uint64_t num_traces)
 {
     memset(d, 0, sizeof(*d));
-    cn_arena_init(&d->arena, 256 << 10, CN_SEG__GROUP_ARENA);
+    cn_arena_init(&d->arena, 64 << 10, CN_SEG__GROUP_ARENA);
     d->kind = kind;
     d->g = g;
     d->rows = rows;
@@ -701,23 +699,23 @@ enum {
 };
 
 static const uint8_t span_dec[CN_SEG__S_NUM] = {
-    [CN_SEG__S_TRACE] = D_TRACE,          [CN_SEG__S_SPAN_ID] = D_SPAN_ID,
-    [CN_SEG__S_PARENT] = D_PARENT,        [CN_SEG__S_SERVICE] = D_SERVICE,
-    [CN_SEG__S_NAME] = D_NAME,            [CN_SEG__S_KIND] = D_KIND,
-    [CN_SEG__S_STATUS] = D_STATUS,        [CN_SEG__S_STATUS_MSG] = D_STATUS_MSG,
-    [CN_SEG__S_START] = D_START,          [CN_SEG__S_DURATION] = D_DURATION,
-    [CN_SEG__S_FLAGS] = D_FLAGS,          [CN_SEG__S_TRACE_STATE] = D_TRACE_STATE,
-    [CN_SEG__S_SCOPE] = D_SCOPE,          [CN_SEG__S_RESOURCE] = D_RESOURCE,
-    [CN_SEG__S_ATTRS] = D_ATTRS,          [CN_SEG__S_EVENTS] = D_EVENTS,
+    [CN_SEG__S_TRACE] = D_TRACE,   [CN_SEG__S_SPAN_ID] = D_SPAN_ID,
+    [CN_SEG__S_PARENT] = D_PARENT, [CN_SEG__S_SERVICE] = D_SERVICE,
+    [CN_SEG__S_NAME] = D_NAME,     [CN_SEG__S_KIND] = D_KIND,
+    [CN_SEG__S_STATUS] = D_STATUS, [CN_SEG__S_STATUS_MSG] = D_STATUS_MSG,
+    [CN_SEG__S_START] = D_START,   [CN_SEG__S_DURATION] = D_DURATION,
+    [CN_SEG__S_FLAGS] = D_FLAGS,   [CN_SEG__S_TRACE_STATE] = D_TRACE_STATE,
+    [CN_SEG__S_SCOPE] = D_SCOPE,   [CN_SEG__S_RESOURCE] = D_RESOURCE,
+    [CN_SEG__S_ATTRS] = D_ATTRS,   [CN_SEG__S_EVENTS] = D_EVENTS,
     [CN_SEG__S_LINKS] = D_LINKS,
 };
 
 static const uint8_t log_dec[CN_SEG__L_NUM] = {
-    [CN_SEG__L_TRACE] = D_TRACE,          [CN_SEG__L_SPAN_ID] = D_LOG_SPAN_ID,
-    [CN_SEG__L_SERVICE] = D_SERVICE,      [CN_SEG__L_TIME] = D_START,
-    [CN_SEG__L_OBSERVED] = D_OBSERVED,    [CN_SEG__L_SEV_NUM] = D_SEV_NUM,
-    [CN_SEG__L_SEV_TEXT] = D_SEV_TEXT,    [CN_SEG__L_BODY] = D_BODY,
-    [CN_SEG__L_ATTRS] = D_ATTRS,          [CN_SEG__L_FLAGS] = D_FLAGS,
+    [CN_SEG__L_TRACE] = D_TRACE,           [CN_SEG__L_SPAN_ID] = D_LOG_SPAN_ID,
+    [CN_SEG__L_SERVICE] = D_SERVICE,       [CN_SEG__L_TIME] = D_START,
+    [CN_SEG__L_OBSERVED] = D_OBSERVED,     [CN_SEG__L_SEV_NUM] = D_SEV_NUM,
+    [CN_SEG__L_SEV_TEXT] = D_SEV_TEXT,     [CN_SEG__L_BODY] = D_BODY,
+    [CN_SEG__L_ATTRS] = D_ATTRS,           [CN_SEG__L_FLAGS] = D_FLAGS,
     [CN_SEG__L_EVENT_NAME] = D_EVENT_NAME, [CN_SEG__L_SCOPE] = D_SCOPE,
     [CN_SEG__L_RESOURCE] = D_RESOURCE,
 };

@@ -21,19 +21,20 @@
  *
  * Rows are sorted by (service, name, start) for spans and by (service, time) for logs, then
  * cut into row groups of group_rows rows (4096 by default), each column of a group its own
- * block. Span columns: trace (varint ordinal into the segment's trace-ID table, 0 for
- * none), span ID (8 raw bytes), parent (a code per row: none, raw ID, or a row of this
- * segment, with the rows as ints of deltas), service and name (dictionary of the group's
- * distinct strings + varint ids), kind and status code (a byte each), status message,
- * start (ints of deltas), duration (ints), flags (varints), trace state, scope and resource
- * (a table of the group's distinct ones + an id per row), attributes, events (count and
- * dropped count per row, time offsets from the span's start as ints, names, attributes),
- * links (count and dropped count per row, IDs, flags, trace states, attributes). Log
- * columns: trace, span ID (presence byte + raw), service, time (ints of deltas), observed
- * time (presence byte + ints of offsets from time), severity number (byte) and text, body
- * (a type byte per row, then the values of each type), attributes, flags, event name,
- * scope, resource. Only the trace-ID table, and for spans the span IDs of parents, are
- * shared between row groups: damage to any other block costs the rows of its group only.
+ * block, the cheap columns (what a scan's predicate sees) first. Span columns: trace
+ * (varint ordinal into the segment's trace-ID table, 0 for none), span ID (8 raw bytes),
+ * service and name (dictionary of the group's distinct strings + varint ids), kind and
+ * status code (a byte each), start (ints of deltas), duration (ints); then parent (a code
+ * per row: none, raw ID, or a row of this segment; the rows as ints of deltas), status
+ * message, flags (varints), trace state, scope and resource (a table of the group's
+ * distinct ones + an id per row), attributes, events (count and dropped count per row,
+ * time offsets from the span's start as ints, names, attributes), links (count and dropped
+ * count per row, IDs, flags, trace states, attributes). Log columns: trace, span ID
+ * (presence byte + raw), service, time (ints of deltas), severity number (byte), event
+ * name; then observed time (presence byte + ints of offsets from time), severity text,
+ * body (a type byte per row, then the values of each type), attributes, flags, scope,
+ * resource. Only the trace-ID table, and for spans the span IDs of parents, are shared
+ * between row groups: damage to any other block costs the rows of its group only.
  *
  * Attribute sets (of spans, logs, events, links, resources, scopes) are encoded as the
  * distinct (key, type) pairs of the column, then per row its item count and dropped count,
@@ -94,11 +95,13 @@ struct cn_seg_write_opts {
 
 /* Writes spans[0..n) to a new segment file at path (replacing one that exists), with the
  * default options. Records are read only; their resource and scope must not be NULL.
- * Bools are stored as 0/1. On success out_info (may be NULL) describes the file. Returns 0;
- * CN_EINVAL for a record that cannot be stored (NULL resource, unknown value type, more
+ * Bools are stored as 0/1; everything else comes back exactly. Besides the records, the
+ * writer holds about 70 bytes a row and one row group's encoded blocks; the file is
+ * written as it is encoded. On success out_info (may be NULL) describes the file. Returns
+ * 0; CN_EINVAL for a record that cannot be stored (NULL resource, unknown value type, more
  * than CN_SEG_MAX_ROWS rows); CN_ELIMIT when one block would pass 256 MiB (use smaller row
- * groups); CN_ENOMEM; -errno from the file system. On failure nothing is left at path or
- * path.tmp and err (may be NULL) says why, naming the file. */
+ * groups); CN_ENOMEM; -errno from the file system. On failure neither path nor path.tmp is
+ * left behind and err (may be NULL) says why, naming the file. */
 int cn_seg_write_spans(const char *path, const struct cn_span *const *spans, size_t n,
                        struct cn_seg_info *out_info, char *err, size_t err_len);
 /* Same for log records. Records with an all-zero trace ID belong to no trace. */
@@ -160,8 +163,9 @@ int cn_seg_may_contain_token(const struct cn_seg *seg, const char *token);
  * out->logs (in row order), allocated in out->arena with every string copied there, so
  * they live as long as out and not as long as seg. Returns 0 (nothing appended when the
  * trace is absent), CN_EIO (see above: the readable rows are appended), CN_ENOMEM when
- * out->arena's budget runs out (nothing appended). Reads only the index page and the row
- * groups of that trace. */
+ * out->arena's budget runs out (nothing appended). Reads only the index page, the row
+ * groups of that trace (just its rows are built) and the span-ID columns of the groups
+ * holding its spans' parents. */
 int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *out);
 
 /* Calls cb for each distinct trace ID, ascending (to rebuild a trace-ID -> segment map).
