@@ -1,5 +1,7 @@
 #include "base/base.h"
 
+#include <sys/stat.h>
+
 void cn_bug(const char *file, int line, const char *expr)
 {
     fprintf(stderr, "cairn: bug at %s:%d: %s\n", file, line, expr);
@@ -51,4 +53,22 @@ const char *cn_strerror(int err)
     default:
         return err < 0 ? strerror(-err) : "unknown error";
     }
+}
+
+int cn_mkdirs(const char *dir)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
 }

@@ -84,6 +84,21 @@ int cn_slice_to_u64(struct cn_slice s, uint64_t *out_v);
         *(pp) = NULL;                                                                              \
     } while (0)
 
+/* The value of a hex digit, or -1. */
+static inline int cn_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* mkdir -p with mode 0750. Returns 0 or -errno. */
+int cn_mkdirs(const char *dir);
+
 /* Allocation that aborts on failure is not used: callers handle NULL. */
 const char *cn_strerror(int err);
 

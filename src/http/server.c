@@ -1365,17 +1365,6 @@ const struct cn_slice *cn_http_req_header(const struct cn_http_req *req, const c
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s ('+' as space) into dst. Returns the length or -1. */
 static int unescape(struct cn_slice s, char *dst, size_t dst_len)
 {
@@ -1384,9 +1373,9 @@ static int unescape(struct cn_slice s, char *dst, size_t dst_len)
         char ch = s.ptr[i];
         if (ch == '+') {
             ch = ' ';
-        } else if (ch == '%' && i + 2 < s.len && hexval(s.ptr[i + 1]) >= 0 &&
-                   hexval(s.ptr[i + 2]) >= 0) {
-            ch = (char)(hexval(s.ptr[i + 1]) * 16 + hexval(s.ptr[i + 2]));
+        } else if (ch == '%' && i + 2 < s.len && cn_hexval(s.ptr[i + 1]) >= 0 &&
+                   cn_hexval(s.ptr[i + 2]) >= 0) {
+            ch = (char)(cn_hexval(s.ptr[i + 1]) * 16 + cn_hexval(s.ptr[i + 2]));
             i += 2;
         }
         if (n + 1 >= dst_len)

@@ -36,23 +36,12 @@ void cn_hex_encode(char *dst, const uint8_t *src, size_t n)
     dst[2 * n] = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int cn_hex_decode(uint8_t *dst, size_t n, struct cn_slice hex)
 {
     if (hex.len != 2 * n)
         return CN_ESYNTAX;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(hex.ptr[2 * i]), lo = hexval(hex.ptr[2 * i + 1]);
+        int hi = cn_hexval(hex.ptr[2 * i]), lo = cn_hexval(hex.ptr[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return CN_ESYNTAX;
         dst[i] = (uint8_t)(hi << 4 | lo);

@@ -432,7 +432,7 @@ static int write_head(struct cn_store *st, const struct head *h, struct written 
     char dir[4096];
     if (!rc) {
         day_dir(st, (uint32_t)(wall_ns() / DAY_NS), dir, sizeof(dir));
-        rc = cn_store_mkdirs(dir);
+        rc = cn_mkdirs(dir);
     }
     for (int kind = CN_SEG_SPANS; !rc && kind <= CN_SEG_LOGS; kind++) {
         size_t n = kind == CN_SEG_SPANS ? ns : nl;
@@ -789,23 +789,6 @@ static void writer_main(void *arg)
 
 /* ---- open, replay, close --------------------------------------------------------------- */
 
-int cn_store_mkdirs(const char *dir)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 /* Opens every segment under DIR/parts and fills the trace map. Damaged segments are
  * reported and left out; the rest is served. */
 static int load_segments(struct cn_store *st)
@@ -948,7 +931,7 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
     char waldir[4096], lockpath[4096];
     snprintf(waldir, sizeof(waldir), "%s/wal", opts->dir);
     snprintf(lockpath, sizeof(lockpath), "%s/LOCK", opts->dir);
-    int rc = st->dir && st->derive ? cn_store_mkdirs(opts->dir) : CN_ENOMEM;
+    int rc = st->dir && st->derive ? cn_mkdirs(opts->dir) : CN_ENOMEM;
     if (!rc) {
         st->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
         rc = st->lock_fd < 0 ? -errno : 0;

@@ -46,23 +46,6 @@ static int cmp_files(const void *a, const void *b)
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
-static int mkdirs(const char *dir)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 static int open_file(struct cn_wal *w, uint64_t start, int create)
 {
     char path[4096];
@@ -87,7 +70,7 @@ int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *e
     w->fd = -1;
     w->dirfd = -1;
     w->dir = strdup(opts->dir);
-    int rc = w->dir ? mkdirs(w->dir) : CN_ENOMEM;
+    int rc = w->dir ? cn_mkdirs(w->dir) : CN_ENOMEM;
     if (rc) {
         snprintf(err, err_len, "%s: cannot create: %s", opts->dir, cn_strerror(rc));
         goto fail;
