@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fixed-200 benchmark: `cairn up` answering GET /debug/hello ("hello\n") against nginx
 # `return 200 "hello\n"`, each server alone on core 0 (one worker), wrk on core 1.
-# Rounds alternate between the two so drift on a shared machine hits both alike.
+# Rounds alternate between the two so drift on a shared machine hits both alike. Then the
+# same servers under an open-loop load at 70% of nginx's throughput (bench/openloop.c), so
+# p99 compares the servers at one request rate rather than queueing inside wrk.
 #
 #   bench/http-hello.sh                      # 7 rounds of 5 s, 50 connections
 #   ROUNDS=3 SECONDS_PER_ROUND=5 CONNS=100 bench/http-hello.sh
@@ -17,7 +19,7 @@ CONNS="${CONNS:-50}"
 SERVER_CORE="${SERVER_CORE:-0}"
 LOAD_CORE="${LOAD_CORE:-1}"
 
-for tool in nginx wrk taskset python3; do
+for tool in nginx wrk taskset python3 cc; do
   command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh --bench)" >&2; exit 1; }
 done
 [ -x "$CAIRN" ] || { echo "bench: $CAIRN missing (make build)" >&2; exit 1; }
@@ -94,7 +96,34 @@ echo
 printf '%-8s %12s %10s\n' median 'req/s' 'p99 ms'
 printf '%-8s %12.0f %10.3f\n' nginx "$n_rps" "$n_p99"
 printf '%-8s %12.0f %10.3f\n' cairn "$c_rps" "$c_p99"
+# Latency at a fixed rate both can sustain (70% of nginx's closed-loop median): an open-loop
+# client (bench/openloop.c) charges a late reply from when its request was due, so the
+# figure is the servers' latency, not queueing inside a saturated client.
+cc -O2 -o "$tmp/openloop" "$here/openloop.c"
+rate=$(awk -v n="$n_rps" 'BEGIN { printf "%d", n * 0.7 }')
+echo
+echo "open loop: $rate req/s for ${SECS}s over $CONNS connections (latency from when due)"
+printf '%-6s %-8s %10s %10s %10s\n' round server 'p50 ms' 'p99 ms' 'p99.9 ms'
+: > "$tmp/nginx.ol"
+: > "$tmp/cairn.ol"
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then order="nginx cairn"; else order="cairn nginx"; fi
+  for s in $order; do
+    if [ "$s" = nginx ]; then port=$nginx_port path=/; else port=$cairn_port path=/debug/hello; fi
+    res=$(taskset -c "$LOAD_CORE" "$tmp/openloop" 127.0.0.1 "$port" "$path" "$rate" "$SECS" "$CONNS")
+    echo "$res" | sed -E 's/.*p50=([0-9.]+) p90=[0-9.]+ p99=([0-9.]+) p999=([0-9.]+).*/\1 \2 \3/' >> "$tmp/$s.ol"
+    printf '%-6s %-8s %10s %10s %10s\n' "$r" "$s" $(tail -n 1 "$tmp/$s.ol")
+  done
+done
+paste "$tmp/cairn.ol" "$tmp/nginx.ol" | awk '{ print $2 / $5 }' > "$tmp/ol.ratios"
+ol_c=$(awk '{print $2}' "$tmp/cairn.ol" | median)
+ol_n=$(awk '{print $2}' "$tmp/nginx.ol" | median)
+ol_r=$(median < "$tmp/ol.ratios")
+
+echo
 r_rps=$(awk '{print $1}' "$tmp/ratios" | median)
 r_p99=$(awk '{print $2}' "$tmp/ratios" | median)
-printf 'ratio cairn/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better)\n' \
+printf 'closed loop, ratio cairn/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better)\n' \
   "$r_rps" "$r_p99"
+printf 'open loop at %d req/s: p99 nginx %.3f ms, cairn %.3f ms, ratio %.2fx (median of per-round ratios)\n' \
+  "$rate" "$ol_n" "$ol_c" "$ol_r"
