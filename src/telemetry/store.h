@@ -119,5 +119,4 @@ struct cn_derive *cn_store_derive(struct cn_store *s);
  * 0, or CN_EAGAIN when it did not finish within 6 s. */
 int cn_store_seal(struct cn_store *s);
 
-
 #endif
