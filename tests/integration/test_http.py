@@ -661,7 +661,7 @@ STRICT_CASES = [
      b"0\r\n\r\n", (400, 501)),
     ("te_unknown_then_chunked", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
      b"Transfer-Encoding: foo, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", (400, 501)),
-    # gzip as a transfer coding is not implemented (only as Content-Encoding): passing the
+    # gzip is refused as a transfer coding (accepted only as Content-Encoding): passing the
     # still-coded body to the handler would be wrong.
     ("te_gzip_then_chunked", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
      b"Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", (400, 501)),
