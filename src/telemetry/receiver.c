@@ -1,6 +1,7 @@
 #include "telemetry/receiver.h"
 
 #include "base/log.h"
+#include <jansson.h>
 #include "http/json.h"
 #include "telemetry/otlp-json.h"
 #include "telemetry/otlp-pb.h"
@@ -36,15 +37,50 @@ static void reply_ok(struct cn_http_req *req, enum cn_body_kind kind, uint64_t r
     cn_buf_release(&out);
 }
 
-static void reply_retry(struct cn_receiver *rc, struct cn_http_req *req, int status,
-                        const char *msg)
+/* An error answer as OTLP/HTTP asks: the body is a google.rpc.Status (code, message) in the
+ * request's encoding, protobuf or JSON; JSON also keeps Cairn's usual "error" field. 429, 503
+ * and 507 carry Retry-After. */
+static void reply_error(struct cn_receiver *rc, struct cn_http_req *req, enum cn_body_kind kind,
+                        int status, const char *msg)
 {
+    int code = status == 429 || status == 507 ? 8  /* RESOURCE_EXHAUSTED */
+               : status == 503                ? 14 /* UNAVAILABLE */
+                                              : 3;                /* INVALID_ARGUMENT */
     char secs[16];
     int n = snprintf(secs, sizeof(secs), "%u", rc->retry_after_s);
     struct cn_http_header h = {CN_SLICE_LIT("Retry-After"), {secs, (size_t)n}};
-    char body[256];
-    int m = snprintf(body, sizeof(body), "%s\n", msg);
-    cn_http_reply(req, status, "text/plain; charset=utf-8", body, (size_t)m, &h, 1);
+    size_t nh = status == 429 || status == 503 || status == 507 ? 1 : 0;
+    if (kind == CN_BODY_TRACES_PB || kind == CN_BODY_LOGS_PB) {
+        size_t len = strlen(msg);
+        if (len > 4000)
+            len = 4000;
+        uint8_t buf[4096 + 16];
+        size_t o = 0;
+        buf[o++] = 0x08; /* field 1, varint: code */
+        buf[o++] = (uint8_t)code;
+        buf[o++] = 0x12; /* field 2, bytes: message */
+        size_t l = len;
+        do {
+            buf[o++] = (uint8_t)((l & 0x7f) | (l > 0x7f ? 0x80 : 0));
+            l >>= 7;
+        } while (l);
+        memcpy(buf + o, msg, len);
+        o += len;
+        cn_http_reply(req, status, "application/x-protobuf", buf, o, nh ? &h : NULL, nh);
+        return;
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "code", json_integer(code));
+    json_object_set_new(j, "message", json_string(msg));
+    json_object_set_new(j, "error", json_string(msg));
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text) {
+        cn_http_reply_text(req, status, msg);
+        return;
+    }
+    cn_http_reply(req, status, "application/json", text, strlen(text), nh ? &h : NULL, nh);
+    free(text);
 }
 
 static void ingest_abort(struct cn_http_req *req)
@@ -65,9 +101,11 @@ static void ingest_done(struct cn_mail *m)
             reply_ok(req, in->sub.kind, in->sub.batch.rejected,
                      in->sub.batch.rejected ? in->sub.batch.reject_msg : NULL);
         } else if (st == -ENOSPC || st == -EDQUOT) {
-            reply_retry(in->rc, req, 507, "telemetry store: disk full, batch not stored");
+            reply_error(in->rc, req, in->sub.kind, 507,
+                        "telemetry store: disk full, batch not stored");
         } else {
-            reply_retry(in->rc, req, 503, "telemetry store: write failed, batch not stored");
+            reply_error(in->rc, req, in->sub.kind, 503,
+                        "telemetry store: write failed, batch not stored");
         }
     }
     cn_store_sub_free(&in->sub);
@@ -80,7 +118,7 @@ static void ingest(struct cn_http_req *req, struct cn_receiver *rc, enum cn_body
     atomic_fetch_add(&rc->requests, 1);
     struct ingest *in = calloc(1, sizeof(*in));
     if (!in) {
-        reply_retry(rc, req, 503, "out of memory");
+        reply_error(rc, req, kind, 503, "out of memory");
         return;
     }
     /* The body moves into the submission: the decoded slices point into it. */
@@ -96,10 +134,8 @@ static void ingest(struct cn_http_req *req, struct cn_receiver *rc, enum cn_body
     if (r) {
         atomic_fetch_add(&rc->bad_requests, 1);
         cn_store_sub_free(&in->sub);
-        if (r == CN_ENOMEM)
-            cn_http_reply_text(req, 413, "batch too large for the decode budget");
-        else
-            cn_http_reply_json_error(req, 400, NULL, err);
+        reply_error(rc, req, kind, r == CN_ENOMEM ? 413 : 400,
+                    r == CN_ENOMEM ? "batch too large for the decode budget" : err);
         return;
     }
     cn_store_limit_traces(rc->store, &in->sub.batch);
@@ -120,7 +156,7 @@ static void ingest(struct cn_http_req *req, struct cn_receiver *rc, enum cn_body
     if (cn_store_submit(rc->store, &in->sub, &rw->mailbox) != 0) {
         atomic_fetch_add(&rc->refused, 1);
         cn_store_sub_free(&in->sub);
-        reply_retry(rc, req, 429, "telemetry store is full, retry later");
+        reply_error(rc, req, kind, 429, "telemetry store is full, retry later");
         return;
     }
     rw->inflight++;

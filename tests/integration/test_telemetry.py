@@ -672,7 +672,16 @@ class TestOtlpWire(TelemetryCase):
                                   ("/v1/traces", b"\x0a\xff\xff\xff\xff\x0f\x01", PB),
                                   ("/v1/logs", b"\x0a\x05\x12\x03\x0a", PB)):
             r = self.otlp(srv, otlp_post(path, body, ctype))
-            self.assertJsonError(r, 400)
+            if ctype == PB:
+                # A google.rpc.Status in protobuf: code 3 (INVALID_ARGUMENT), a message.
+                self.assertEqual(r.status, 400, r)
+                self.assertEqual(r.header("Content-Type"), "application/x-protobuf", r)
+                self.assertEqual(r.body[:3], b"\x08\x03\x12", r)
+                self.assertEqual(r.body[3], len(r.body) - 4, r)
+                self.assertTrue(r.body[4:].decode(), r)
+            else:
+                err = self.assertJsonError(r, 400)
+                self.assertEqual((err["code"], err["message"]), (3, err["error"]), r)
         # Malformed gzip: 400.
         r = self.otlp(srv, otlp_post("/v1/traces", b"\x1f\x8b\x08\x00garbage", JSON_CT,
                                      [("Content-Encoding", "gzip")]))
