@@ -91,6 +91,9 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         "are skipped.\n"
         "# TYPE cairn_telemetry_corrupt_blocks gauge\n"
         "cairn_telemetry_corrupt_blocks %llu\n"
+        "# HELP cairn_telemetry_compactions_total Small segments merged into one.\n"
+        "# TYPE cairn_telemetry_compactions_total counter\n"
+        "cairn_telemetry_compactions_total %llu\n"
         "# HELP cairn_telemetry_read_errors_total Reads that met a damaged block.\n"
         "# TYPE cairn_telemetry_read_errors_total counter\n"
         "cairn_telemetry_read_errors_total %llu\n",
@@ -100,7 +103,7 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         LD(st->wal_commits), LD(st->wal_bytes), LD(st->wal_errors), LD(st->head_bytes),
         LD(st->queue_bytes), LD(st->replayed_records), LD(st->replay_corrupt), LD(st->segments),
         LD(st->segment_bytes), LD(st->seals), LD(st->seal_errors), LD(st->retention_removed),
-        LD(st->corrupt_segments), corrupt_blocks, LD(st->read_errors));
+        LD(st->corrupt_segments), corrupt_blocks, LD(st->compactions), LD(st->read_errors));
 }
 
 /* ---- traces ---------------------------------------------------------------------------- */

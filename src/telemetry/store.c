@@ -621,6 +621,183 @@ static int seal_frozen(struct cn_store *st)
     return 0;
 }
 
+/* ---- compaction ------------------------------------------------------------------------ */
+
+#define COMPACT_MIN_INPUTS 4
+#define COMPACT_MAX_INPUTS 64
+#define COMPACT_MAX_ROWS   (1u << 20)
+
+/* DIR/COMPACTING lists the inputs a merged segment replaces while they are removed: a crash
+ * in between must not leave both served (their spans would come back twice). */
+static void compact_manifest_path(const struct cn_store *st, char *dst, size_t len)
+{
+    snprintf(dst, len, "%s/COMPACTING", st->dir);
+}
+
+/* At open, before segments load: finishes a compaction that a crash cut short. */
+static void compact_recover(struct cn_store *st)
+{
+    char path[4096];
+    compact_manifest_path(st, path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[4200];
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] && unlink(line) == 0)
+            cn_info("telemetry", "compacted segment removed after a restart", "file=%s", line);
+    }
+    fclose(f);
+    unlink(path);
+}
+
+/* Merges the small span segments of one ingest day into one. Sealer thread. Returns 1 when
+ * it merged something. */
+static int compact_once(struct cn_store *st)
+{
+    uint64_t small = st->opts.seal_bytes / 4 ? st->opts.seal_bytes / 4 : (4u << 20);
+    uint32_t idx[COMPACT_MAX_INPUTS];
+    size_t n = 0;
+    uint32_t day = 0;
+    uint64_t rows = 0;
+    uv_rwlock_rdlock(&st->hlock);
+    /* The day with the most small span segments. */
+    uint32_t best_day = 0;
+    size_t best = 0;
+    for (size_t i = 0; i < st->num_segs; i++) {
+        const struct segref *r = &st->segs[i];
+        if (!r->seg || r->kind != CN_SEG_SPANS || r->bytes >= small)
+            continue;
+        size_t c = 0;
+        for (size_t j = 0; j < st->num_segs; j++)
+            c += st->segs[j].seg && st->segs[j].kind == CN_SEG_SPANS && st->segs[j].day == r->day &&
+                 st->segs[j].bytes < small;
+        if (c > best) {
+            best = c;
+            best_day = r->day;
+        }
+    }
+    if (best >= COMPACT_MIN_INPUTS) {
+        day = best_day;
+        for (size_t i = 0; i < st->num_segs && n < COMPACT_MAX_INPUTS; i++) {
+            const struct segref *r = &st->segs[i];
+            if (!r->seg || r->kind != CN_SEG_SPANS || r->day != day || r->bytes >= small)
+                continue;
+            uint64_t rr = cn_seg_info(r->seg)->rows;
+            if (rows + rr > COMPACT_MAX_ROWS)
+                break;
+            rows += rr;
+            idx[n++] = (uint32_t)i;
+        }
+    }
+    uv_rwlock_rdunlock(&st->hlock);
+    if (n < COMPACT_MIN_INPUTS)
+        return 0;
+
+    /* Read every span of the inputs (the sealer is the only thread that removes segments,
+     * so they stay open while it reads them without the lock). */
+    struct cn_tel_batch b;
+    cn_tel_batch_init(&b, (size_t)4 << 30);
+    int rc = 0;
+    for (size_t k = 0; !rc && k < n; k++) {
+        struct cn_seg *seg = st->segs[idx[k]].seg;
+        struct collect_ids ids = {0};
+        rc = cn_seg_trace_ids(seg, collect_id, &ids);
+        if (!rc && ids.oom)
+            rc = CN_ENOMEM;
+        for (size_t t = 0; !rc && t < ids.num; t++)
+            rc = cn_seg_trace(seg, ids.ids[t], &b);
+        free(ids.ids);
+    }
+    const struct cn_span **sp = rc ? NULL : malloc((b.num_spans + 1) * sizeof(*sp));
+    if (!rc && !sp)
+        rc = CN_ENOMEM;
+    if (rc) {
+        /* A damaged input keeps its place: merging would drop its unreadable rows. */
+        cn_warn("telemetry", "compaction skipped", "inputs=%zu error=\"%s\"", n, cn_strerror(rc));
+        free(sp);
+        cn_tel_batch_release(&b);
+        return 0;
+    }
+    for (size_t i = 0; i < b.num_spans; i++)
+        sp[i] = &b.spans[i];
+    char dir[4096];
+    day_dir(st, day, dir, sizeof(dir));
+    struct written w = {0};
+    snprintf(w.path, sizeof(w.path), "%s/%016llx.spans", dir, (unsigned long long)st->next_seq++);
+    w.kind = CN_SEG_SPANS;
+    struct cn_seg_write_opts o = {.trace_cb = collect_id, .trace_ctx = &w.ids};
+    char err[512] = "";
+    rc = cn_seg_write_spans_opts(w.path, sp, b.num_spans, &o, NULL, err, sizeof(err));
+    free(sp);
+    cn_tel_batch_release(&b);
+    if (!rc && w.ids.oom)
+        rc = CN_ENOMEM;
+    if (!rc)
+        rc = cn_seg_open(&w.seg, w.path, err, sizeof(err));
+    /* The manifest names the inputs before any is removed. */
+    char mpath[4096], mtmp[4200];
+    compact_manifest_path(st, mpath, sizeof(mpath));
+    snprintf(mtmp, sizeof(mtmp), "%s.tmp", mpath);
+    FILE *mf = rc ? NULL : fopen(mtmp, "w");
+    if (!rc && !mf)
+        rc = -errno;
+    for (size_t k = 0; mf && k < n; k++)
+        fprintf(mf, "%s\n", st->segs[idx[k]].path);
+    if (mf) {
+        if (fflush(mf) != 0 || fsync(fileno(mf)) != 0)
+            rc = -errno;
+        fclose(mf);
+        if (!rc && rename(mtmp, mpath) != 0)
+            rc = -errno;
+    }
+    if (rc) {
+        cn_error("telemetry", "compaction failed, the inputs stay", "error=\"%s\"",
+                 err[0] ? err : cn_strerror(rc));
+        cn_seg_close(w.seg);
+        unlink(w.path);
+        unlink(mtmp);
+        free(w.ids.ids);
+        return 0;
+    }
+    char **paths = calloc(n, sizeof(char *));
+    struct cn_seg **old = calloc(n, sizeof(*old));
+    uv_rwlock_wrlock(&st->hlock);
+    if (register_seg(st, w.seg, w.path, CN_SEG_SPANS, &w.ids) != 0)
+        cn_error("telemetry", "trace map full, segment not indexed", "file=%s", w.path);
+    for (size_t k = 0; k < n; k++) {
+        struct segref *r = &st->segs[idx[k]];
+        if (old)
+            old[k] = r->seg;
+        if (paths)
+            paths[k] = r->path;
+        else
+            free(r->path);
+        r->seg = NULL;
+        r->path = NULL;
+        atomic_fetch_sub(&st->stats.segments, 1);
+        atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
+    }
+    uv_rwlock_wrunlock(&st->hlock);
+    for (size_t k = 0; k < n; k++) {
+        if (old)
+            cn_seg_close(old[k]);
+        if (paths) {
+            unlink(paths[k]);
+            free(paths[k]);
+        }
+    }
+    unlink(mpath);
+    free(paths);
+    free(old);
+    free(w.ids.ids);
+    atomic_fetch_add(&st->stats.compactions, 1);
+    cn_info("telemetry", "segments compacted", "inputs=%zu rows=%llu file=%s", n,
+            (unsigned long long)rows, w.path);
+    return 1;
+}
+
 static void sealer_main(void *arg)
 {
     struct cn_store *st = arg;
@@ -641,6 +818,8 @@ static void sealer_main(void *arg)
             continue;
         }
         enforce_retention(st);
+        while (compact_once(st))
+            ;
         uv_mutex_lock(&st->slock);
         st->seal_pending = 0;
         uv_mutex_unlock(&st->slock);
@@ -947,6 +1126,7 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         cn_store_close(st);
         return rc;
     }
+    compact_recover(st);
     rc = load_segments(st);
     if (rc) {
         snprintf(err, err_len, "%s/parts: %s", opts->dir, cn_strerror(rc));

@@ -52,7 +52,7 @@ struct cn_store_stats {
     atomic_uint_fast64_t head_bytes, queue_bytes;
     atomic_uint_fast64_t replayed_records, replay_corrupt;
     atomic_uint_fast64_t segments, segment_bytes, seals, seal_errors, retention_removed;
-    atomic_uint_fast64_t corrupt_segments, read_errors;
+    atomic_uint_fast64_t corrupt_segments, read_errors, compactions;
 };
 
 /* One submission. The submitter fills body/kind/batch/mailbox/done_cb and keeps nothing else

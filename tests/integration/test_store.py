@@ -169,6 +169,43 @@ class Sealing(unittest.TestCase):
         other = "%032x" % 0x5a5b
         self.assertEqual(post(srv.otlp_port, trace_body(other, "a", 5, t0)), {})
 
+    def test_small_segments_are_compacted(self):
+        srv = self.start()
+        t0 = time.time_ns()
+        before = {}
+        for i in range(5):
+            tid = TRACES[i]
+            post(srv.otlp_port, trace_body(tid, "svc-%d" % i, 4, t0 + i))
+            before[tid] = get_trace(srv.port, tid)
+            wait_metric(srv, "cairn_telemetry_seals_total", i + 1, result="ok")
+        wait_metric(srv, "cairn_telemetry_compactions_total", 1)
+        srv.wait_log(r"info telemetry \"segments compacted\" inputs=[45] ")
+        self.assertLessEqual(srv.metric("cairn_telemetry_segments"), 2)
+        for tid, want in before.items():
+            self.assertEqual(get_trace(srv.port, tid), want, tid)
+        self.assertEqual(srv.stop(), 0)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "telemetry/COMPACTING")))
+        srv2 = self.start()
+        for tid, want in before.items():
+            self.assertEqual(get_trace(srv2.port, tid), want, tid)
+
+    def test_cut_short_compaction_is_finished_at_start(self):
+        # A crash after the merged segment and the manifest were written, before the inputs
+        # were removed: the next start removes the inputs the manifest names.
+        srv = self.start()
+        post(srv.otlp_port, trace_body(TRACES[0], "a", 2, time.time_ns()))
+        wait_metric(srv, "cairn_telemetry_seals_total", 1, result="ok")
+        self.assertEqual(srv.stop(), 0)
+        segs = glob.glob(os.path.join(self.dir, "telemetry/parts/*/*.spans"))
+        self.assertEqual(len(segs), 1)
+        with open(os.path.join(self.dir, "telemetry/COMPACTING"), "w") as f:
+            f.write(segs[0] + "\n")
+        srv2 = self.start()
+        srv2.wait_log(r"info telemetry \"compacted segment removed after a restart\"")
+        self.assertFalse(os.path.exists(segs[0]))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "telemetry/COMPACTING")))
+        self.assertIsNone(get_trace(srv2.port, TRACES[0]))
+
     def test_disk_budget_removes_whole_oldest_segments(self):
         srv = self.start(**{"telemetry.disk_budget": "1"})
         t0 = time.time_ns()
