@@ -2,6 +2,7 @@
  * tree; the walk below checks every known field's JSON type, copies what it keeps into the
  * batch's arena and frees the tree, so the batch never points into jansson's memory. */
 #include "telemetry/otlp-json.h"
+#include "telemetry/json-num.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -190,33 +191,8 @@ static json_t *field(json_t *obj, const char *camel, const char *snake, const ch
 
 static int as_u64(struct dec *d, json_t *v, uint64_t max, uint64_t *out)
 {
-    uint64_t x;
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < 0)
-            return fail(d, "out of range");
-        x = (uint64_t)i;
-    } else if (json_is_real(v)) {
-        double r = json_real_value(v);
-        if (r != floor(r))
-            return fail(d, "not an integer");
-        if (r < 0 || r >= 18446744073709551616.0)
-            return fail(d, "out of range");
-        x = (uint64_t)r;
-    } else if (json_is_string(v)) {
-        int rc =
-            cn_slice_to_u64((struct cn_slice){json_string_value(v), json_string_length(v)}, &x);
-        if (rc == CN_ERANGE)
-            return fail(d, "out of range");
-        if (rc)
-            return fail(d, "not an integer");
-    } else {
-        return fail(d, "not an integer");
-    }
-    if (x > max)
-        return fail(d, "out of range");
-    *out = x;
-    return 0;
+    const char *why = cn_json_u64(v, max, out);
+    return why ? fail(d, why) : 0;
 }
 
 static int as_i64(struct dec *d, json_t *v, int64_t *out)

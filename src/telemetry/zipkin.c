@@ -1,6 +1,7 @@
 /* Zipkin v2 JSON decoder: jansson parses the body, the walk below maps each span onto the
  * OTLP-shaped model (see zipkin.h) copying what it keeps into the batch's arena. */
 #include "telemetry/zipkin.h"
+#include "telemetry/json-num.h"
 #include "telemetry/otlp-json.h"
 
 #include <arpa/inet.h>
@@ -159,32 +160,8 @@ static json_t *field(json_t *obj, const char *key)
 /* An unsigned integer as a JSON number or a decimal string, at most max. */
 static int as_u64(struct dec *d, json_t *v, uint64_t max, uint64_t *out)
 {
-    uint64_t x;
-    if (json_is_integer(v)) {
-        if (json_integer_value(v) < 0)
-            return fail(d, "out of range");
-        x = (uint64_t)json_integer_value(v);
-    } else if (json_is_real(v)) {
-        double r = json_real_value(v);
-        if (r != floor(r))
-            return fail(d, "not an integer");
-        if (r < 0 || r >= 18446744073709551616.0)
-            return fail(d, "out of range");
-        x = (uint64_t)r;
-    } else if (json_is_string(v)) {
-        int rc =
-            cn_slice_to_u64((struct cn_slice){json_string_value(v), json_string_length(v)}, &x);
-        if (rc == CN_ERANGE)
-            return fail(d, "out of range");
-        if (rc)
-            return fail(d, "not an integer");
-    } else {
-        return fail(d, "not an integer");
-    }
-    if (x > max)
-        return fail(d, "out of range");
-    *out = x;
-    return 0;
+    const char *why = cn_json_u64(v, max, out);
+    return why ? fail(d, why) : 0;
 }
 
 /* Reads an optional field of obj into *out (left as is when absent). */
