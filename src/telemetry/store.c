@@ -652,9 +652,119 @@ static void compact_recover(struct cn_store *st)
     unlink(path);
 }
 
-/* Merges the small span segments of one ingest day into one. Sealer thread. Returns 1 when
- * it merged something. */
-static int compact_once(struct cn_store *st)
+/* Log records read back by a scan live only during its callback: they are copied into the
+ * batch's arena, resources and scopes once per distinct pointer seen recently. */
+struct log_copy {
+    struct cn_arena *a;
+    struct cn_log *logs;
+    size_t num, cap;
+    const void *from[32];
+    void *to[32];
+    size_t cache_next;
+    int oom;
+};
+
+static struct cn_slice dup_slice(struct log_copy *c, struct cn_slice s)
+{
+    if (!s.len)
+        return (struct cn_slice){"", 0};
+    struct cn_slice d = cn_arena_dup(c->a, s.ptr, s.len);
+    if (!d.ptr)
+        c->oom = 1;
+    return d;
+}
+
+static void dup_val(struct log_copy *c, struct cn_val *v)
+{
+    if (v->type == CN_VAL_STR || v->type == CN_VAL_BYTES || v->type == CN_VAL_ARRAY ||
+        v->type == CN_VAL_KVLIST)
+        v->u.s = dup_slice(c, v->u.s);
+}
+
+static struct cn_kvs dup_kvs(struct log_copy *c, const struct cn_kvs *k)
+{
+    struct cn_kvs d = {NULL, k->num, k->dropped};
+    if (!k->num)
+        return d;
+    d.items = cn_arena_alloc(c->a, k->num * sizeof(*d.items));
+    if (!d.items) {
+        c->oom = 1;
+        d.num = 0;
+        return d;
+    }
+    for (uint32_t i = 0; i < k->num; i++) {
+        d.items[i].key = dup_slice(c, k->items[i].key);
+        d.items[i].val = k->items[i].val;
+        dup_val(c, &d.items[i].val);
+    }
+    return d;
+}
+
+static void *cached(struct log_copy *c, const void *from)
+{
+    for (size_t i = 0; i < CN_ARRAY_LEN(c->from); i++)
+        if (c->from[i] == from)
+            return c->to[i];
+    return NULL;
+}
+
+static void remember(struct log_copy *c, const void *from, void *to)
+{
+    c->from[c->cache_next] = from;
+    c->to[c->cache_next] = to;
+    c->cache_next = (c->cache_next + 1) % CN_ARRAY_LEN(c->from);
+}
+
+static int copy_log(void *ctx, const struct cn_span *span, const struct cn_log *log)
+{
+    struct log_copy *c = ctx;
+    (void)span;
+    if (c->num == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        struct cn_log *l = realloc(c->logs, cap * sizeof(*l));
+        if (!l) {
+            c->oom = 1;
+            return CN_ENOMEM;
+        }
+        c->logs = l;
+        c->cap = cap;
+    }
+    struct cn_log *d = &c->logs[c->num++];
+    *d = *log;
+    d->severity_text = dup_slice(c, log->severity_text);
+    d->event_name = dup_slice(c, log->event_name);
+    dup_val(c, &d->body);
+    d->attrs = dup_kvs(c, &log->attrs);
+    struct cn_resource *r = cached(c, log->resource);
+    if (!r && log->resource) {
+        r = cn_arena_alloc(c->a, sizeof(*r));
+        if (r) {
+            r->attrs = dup_kvs(c, &log->resource->attrs);
+            r->service = dup_slice(c, log->resource->service);
+            r->schema_url = dup_slice(c, log->resource->schema_url);
+            remember(c, log->resource, r);
+        }
+    }
+    struct cn_scope *sc = cached(c, log->scope);
+    if (!sc && log->scope) {
+        sc = cn_arena_alloc(c->a, sizeof(*sc));
+        if (sc) {
+            sc->name = dup_slice(c, log->scope->name);
+            sc->version = dup_slice(c, log->scope->version);
+            sc->attrs = dup_kvs(c, &log->scope->attrs);
+            remember(c, log->scope, sc);
+        }
+    }
+    d->resource = r;
+    d->scope = sc;
+    if ((log->resource && !r) || (log->scope && !sc))
+        c->oom = 1;
+    return c->oom ? CN_ENOMEM : 0;
+}
+
+/* Merges the small segments of one kind and ingest day into one. Sealer thread. Returns 1
+ * when it merged something. */
+static int compact_once(struct cn_store *st, uint8_t kind)
 {
     uint64_t small = st->opts.seal_bytes / 4 ? st->opts.seal_bytes / 4 : (4u << 20);
     uint32_t idx[COMPACT_MAX_INPUTS];
@@ -667,11 +777,11 @@ static int compact_once(struct cn_store *st)
     size_t best = 0;
     for (size_t i = 0; i < st->num_segs; i++) {
         const struct segref *r = &st->segs[i];
-        if (!r->seg || r->kind != CN_SEG_SPANS || r->bytes >= small)
+        if (!r->seg || r->kind != kind || r->bytes >= small)
             continue;
         size_t c = 0;
         for (size_t j = 0; j < st->num_segs; j++)
-            c += st->segs[j].seg && st->segs[j].kind == CN_SEG_SPANS && st->segs[j].day == r->day &&
+            c += st->segs[j].seg && st->segs[j].kind == kind && st->segs[j].day == r->day &&
                  st->segs[j].bytes < small;
         if (c > best) {
             best = c;
@@ -682,7 +792,7 @@ static int compact_once(struct cn_store *st)
         day = best_day;
         for (size_t i = 0; i < st->num_segs && n < COMPACT_MAX_INPUTS; i++) {
             const struct segref *r = &st->segs[i];
-            if (!r->seg || r->kind != CN_SEG_SPANS || r->day != day || r->bytes >= small)
+            if (!r->seg || r->kind != kind || r->day != day || r->bytes >= small)
                 continue;
             uint64_t rr = cn_seg_info(r->seg)->rows;
             if (rows + rr > COMPACT_MAX_ROWS)
@@ -700,7 +810,13 @@ static int compact_once(struct cn_store *st)
     struct cn_tel_batch b;
     cn_tel_batch_init(&b, (size_t)4 << 30);
     int rc = 0;
-    for (size_t k = 0; !rc && k < n; k++) {
+    struct log_copy lc = {.a = &b.arena};
+    for (size_t k = 0; !rc && kind == CN_SEG_LOGS && k < n; k++) {
+        rc = cn_seg_scan(st->segs[idx[k]].seg, 0, UINT64_MAX, NULL, copy_log, &lc);
+        if (!rc && lc.oom)
+            rc = CN_ENOMEM;
+    }
+    for (size_t k = 0; !rc && kind == CN_SEG_SPANS && k < n; k++) {
         struct cn_seg *seg = st->segs[idx[k]].seg;
         struct collect_ids ids = {0};
         rc = cn_seg_trace_ids(seg, collect_id, &ids);
@@ -710,27 +826,34 @@ static int compact_once(struct cn_store *st)
             rc = cn_seg_trace(seg, ids.ids[t], &b);
         free(ids.ids);
     }
-    const struct cn_span **sp = rc ? NULL : malloc((b.num_spans + 1) * sizeof(*sp));
+    size_t nrec = kind == CN_SEG_SPANS ? b.num_spans : lc.num;
+    const void **sp = rc ? NULL : malloc((nrec + 1) * sizeof(*sp));
     if (!rc && !sp)
         rc = CN_ENOMEM;
     if (rc) {
         /* A damaged input keeps its place: merging would drop its unreadable rows. */
         cn_warn("telemetry", "compaction skipped", "inputs=%zu error=\"%s\"", n, cn_strerror(rc));
         free(sp);
+        free(lc.logs);
         cn_tel_batch_release(&b);
         return 0;
     }
-    for (size_t i = 0; i < b.num_spans; i++)
-        sp[i] = &b.spans[i];
+    for (size_t i = 0; i < nrec; i++)
+        sp[i] = kind == CN_SEG_SPANS ? (const void *)&b.spans[i] : (const void *)&lc.logs[i];
     char dir[4096];
     day_dir(st, day, dir, sizeof(dir));
     struct written w = {0};
-    snprintf(w.path, sizeof(w.path), "%s/%016llx.spans", dir, (unsigned long long)st->next_seq++);
-    w.kind = CN_SEG_SPANS;
+    snprintf(w.path, sizeof(w.path), "%s/%016llx.%s", dir, (unsigned long long)st->next_seq++,
+             kind == CN_SEG_SPANS ? "spans" : "logs");
+    w.kind = kind;
     struct cn_seg_write_opts o = {.trace_cb = collect_id, .trace_ctx = &w.ids};
     char err[512] = "";
-    rc = cn_seg_write_spans_opts(w.path, sp, b.num_spans, &o, NULL, err, sizeof(err));
+    rc = kind == CN_SEG_SPANS ? cn_seg_write_spans_opts(w.path, (const struct cn_span *const *)sp,
+                                                        nrec, &o, NULL, err, sizeof(err))
+                              : cn_seg_write_logs_opts(w.path, (const struct cn_log *const *)sp,
+                                                       nrec, &o, NULL, err, sizeof(err));
     free(sp);
+    free(lc.logs);
     cn_tel_batch_release(&b);
     if (!rc && w.ids.oom)
         rc = CN_ENOMEM;
@@ -764,7 +887,7 @@ static int compact_once(struct cn_store *st)
     char **paths = calloc(n, sizeof(char *));
     struct cn_seg **old = calloc(n, sizeof(*old));
     uv_rwlock_wrlock(&st->hlock);
-    if (register_seg(st, w.seg, w.path, CN_SEG_SPANS, &w.ids) != 0)
+    if (register_seg(st, w.seg, w.path, kind, &w.ids) != 0)
         cn_error("telemetry", "trace map full, segment not indexed", "file=%s", w.path);
     for (size_t k = 0; k < n; k++) {
         struct segref *r = &st->segs[idx[k]];
@@ -818,7 +941,7 @@ static void sealer_main(void *arg)
             continue;
         }
         enforce_retention(st);
-        while (compact_once(st))
+        while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
             ;
         uv_mutex_lock(&st->slock);
         st->seal_pending = 0;

@@ -189,6 +189,39 @@ class Sealing(unittest.TestCase):
         for tid, want in before.items():
             self.assertEqual(get_trace(srv2.port, tid), want, tid)
 
+    def test_small_log_segments_are_compacted(self):
+        srv = self.start()
+        before = {}
+        for i in range(5):
+            tid = TRACES[10 + i]
+            logs = {"resourceLogs": [{
+                "resource": {"attributes": [{"key": "service.name",
+                                             "value": {"stringValue": "svc-%d" % i}}]},
+                "scopeLogs": [{"scope": {"name": "logger", "version": "2"}, "logRecords": [
+                    {"timeUnixNano": str(time.time_ns()), "severityNumber": 17,
+                     "severityText": "ERROR", "body": {"stringValue": "boom %d" % n},
+                     "traceId": tid, "spanId": "%016x" % (n + 1),
+                     "attributes": [{"key": "code.lineno", "value": {"intValue": str(n)}},
+                                    {"key": "k", "value": {"stringValue": "v%d" % n}}]}
+                    for n in range(3)]}]}]}
+            req = urllib.request.Request("http://127.0.0.1:%d/v1/logs" % srv.otlp_port,
+                                         data=json.dumps(logs).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=scaled(10)) as r:
+                self.assertEqual(r.status, 200)
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/traces/%s/logs"
+                                        % (srv.port, tid), timeout=scaled(10)) as r:
+                before[tid] = json.loads(r.read())
+            self.assertEqual(len(before[tid]["logs"]), 3)
+            wait_metric(srv, "cairn_telemetry_seals_total", i + 1, result="ok")
+        wait_metric(srv, "cairn_telemetry_compactions_total", 1)
+        srv.wait_log(r"info telemetry \"segments compacted\" inputs=[45] .*\.logs$")
+        self.assertLessEqual(len(glob.glob(os.path.join(self.dir, "telemetry/parts/*/*.logs"))), 2)
+        for tid, want in before.items():
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/traces/%s/logs"
+                                        % (srv.port, tid), timeout=scaled(10)) as r:
+                self.assertEqual(json.loads(r.read()), want, tid)
+
     def test_cut_short_compaction_is_finished_at_start(self):
         # A crash after the merged segment and the manifest were written, before the inputs
         # were removed: the next start removes the inputs the manifest names.
