@@ -625,7 +625,11 @@ static int seal_frozen(struct cn_store *st)
 
 #define COMPACT_MIN_INPUTS 4
 #define COMPACT_MAX_INPUTS 64
-#define COMPACT_MAX_ROWS   (1u << 20)
+#define COMPACT_MAX_ROWS   200000u /* records materialised per merge (~1 KiB each) */
+/* Segments under this are merged: what quiet periods seal by interval. A head sealed for
+ * size (telemetry.seal_bytes of records) writes more than this, so heavy ingest is never
+ * slowed by merging, and a merged segment past it is not merged again. */
+#define COMPACT_SMALL_BYTES (1u << 20)
 
 /* DIR/COMPACTING lists the inputs a merged segment replaces while they are removed: a crash
  * in between must not leave both served (their spans would come back twice). */
@@ -766,7 +770,7 @@ static int copy_log(void *ctx, const struct cn_span *span, const struct cn_log *
  * when it merged something. */
 static int compact_once(struct cn_store *st, uint8_t kind)
 {
-    uint64_t small = st->opts.seal_bytes / 4 ? st->opts.seal_bytes / 4 : (4u << 20);
+    uint64_t small = COMPACT_SMALL_BYTES;
     uint32_t idx[COMPACT_MAX_INPUTS];
     size_t n = 0;
     uint32_t day = 0;
