@@ -3,24 +3,17 @@
  * batch's arena and frees the tree, so the batch never points into jansson's memory. */
 #include "telemetry/otlp-json.h"
 #include "telemetry/json-num.h"
+#include "telemetry/json-path.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 
-/* One step of the JSON path being decoded, for messages: "key", "key[idx]". */
-struct seg {
-    const char *key;
-    size_t idx;
-    int has_idx;
-};
-
-#define MAX_SEGS 64 /* the deepest path: 5 steps to a value, 3 per kvlist level (16), 1 */
 /* Arrays and kvlists nested deeper than this are refused, as the protobuf decoder does. */
 #define MAX_VALUE_DEPTH 16
 
-/* State of one decode call. depth counts every pushed segment; only the first MAX_SEGS are
- * kept (a deeper path prints with "..."). pending is set once the record being decoded is
+/* State of one decode call. The path keeps its first CN_JPATH_MAX steps (a deeper path
+ * prints with "..."). pending is set once the record being decoded is
  * refused; decoding goes on so that a malformed field later in the record is still a hard
  * error, and the walker counts the refusal when the record ends. keep is 0 while reading an
  * item dropped by a limit: it is checked as any other (limits never change which records are
@@ -30,8 +23,7 @@ struct dec {
     uint32_t max_attrs, max_value, max_events, max_links; /* UINT32_MAX when unlimited */
     char *err;
     size_t err_len;
-    struct seg path[MAX_SEGS];
-    unsigned depth;
+    struct cn_jpath jp;
     int pending;
     int keep;
     int ints_as_reals; /* the body was read with every number a double (see parse) */
@@ -66,46 +58,30 @@ static void trunc_restore(struct cn_tel_batch *b, struct trunc t)
 
 static void push(struct dec *d, const char *key)
 {
-    if (d->depth < MAX_SEGS)
-        d->path[d->depth] = (struct seg){key, 0, 0};
-    d->depth++;
+    cn_jpath_push(&d->jp, key);
 }
 
 /* Makes the top segment name element i of its array. */
 static void at(struct dec *d, size_t i)
 {
-    if (d->depth - 1 < MAX_SEGS) {
-        d->path[d->depth - 1].idx = i;
-        d->path[d->depth - 1].has_idx = 1;
-    }
+    cn_jpath_at(&d->jp, i);
 }
 
 static void pop(struct dec *d)
 {
-    d->depth--;
+    cn_jpath_pop(&d->jp);
 }
 
 static size_t fmt_path(const struct dec *d, char *dst, size_t cap)
 {
-    size_t n = 0;
-    if (d->depth == 0)
-        return (size_t)snprintf(dst, cap, "top level");
-    for (unsigned i = 0; i < d->depth && i < MAX_SEGS && n < cap; i++) {
-        const struct seg *s = &d->path[i];
-        int w = s->has_idx ? snprintf(dst + n, cap - n, "%s%s[%zu]", i ? "." : "", s->key, s->idx)
-                           : snprintf(dst + n, cap - n, "%s%s", i ? "." : "", s->key);
-        n += (size_t)w;
-    }
-    if (d->depth > MAX_SEGS && n < cap)
-        n += (size_t)snprintf(dst + n, cap - n, "...");
-    return CN_MIN(n, cap ? cap - 1 : 0);
+    return cn_jpath_format(&d->jp, dst, cap);
 }
 
 /* Writes "path: msg" into dst. A path too long for dst keeps its start and its end around
  * "...", so that the message itself always shows. */
 static void compose(const struct dec *d, char *dst, size_t cap, const char *msg)
 {
-    char path[MAX_SEGS * 48];
+    char path[CN_JPATH_MAX * 48];
     if (cap == 0)
         return;
     size_t n = fmt_path(d, path, sizeof(path)), m = strlen(msg);

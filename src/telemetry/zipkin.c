@@ -2,20 +2,12 @@
  * OTLP-shaped model (see zipkin.h) copying what it keeps into the batch's arena. */
 #include "telemetry/zipkin.h"
 #include "telemetry/json-num.h"
+#include "telemetry/json-path.h"
 #include "telemetry/otlp-json.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
-
-/* One step of the JSON path, for messages: "key", "key[idx]", or "[idx]" at the top. */
-struct seg {
-    const char *key;
-    size_t idx;
-    int has_idx;
-};
-
-#define MAX_SEGS 8
 
 /* Resources by localEndpoint.serviceName: open addressing, size a power of two, at most half
  * full. key is the serviceName as sent ("" when absent). */
@@ -31,8 +23,7 @@ struct dec {
     uint32_t max_attrs, max_value, max_events; /* UINT32_MAX when unlimited */
     char *err;
     size_t err_len;
-    struct seg path[MAX_SEGS];
-    unsigned depth;
+    struct cn_jpath jp;
     int pending;
     char reason[sizeof(((struct cn_tel_batch *)0)->reject_msg)];
     struct res_slot *slots;
@@ -46,22 +37,17 @@ static const char empty[] = "";
 
 static void push(struct dec *d, const char *key)
 {
-    if (d->depth < MAX_SEGS)
-        d->path[d->depth] = (struct seg){key, 0, 0};
-    d->depth++;
+    cn_jpath_push(&d->jp, key);
 }
 
 static void at(struct dec *d, size_t i)
 {
-    if (d->depth - 1 < MAX_SEGS) {
-        d->path[d->depth - 1].idx = i;
-        d->path[d->depth - 1].has_idx = 1;
-    }
+    cn_jpath_at(&d->jp, i);
 }
 
 static void pop(struct dec *d)
 {
-    d->depth--;
+    cn_jpath_pop(&d->jp);
 }
 
 /* A tag key for a path: itself when short printable ASCII, else "?". */
@@ -76,17 +62,7 @@ static const char *path_key(const char *k)
 
 static size_t fmt_path(const struct dec *d, char *dst, size_t cap)
 {
-    size_t n = 0;
-    if (d->depth == 0)
-        return (size_t)snprintf(dst, cap, "top level");
-    for (unsigned i = 0; i < d->depth && i < MAX_SEGS && n < cap; i++) {
-        const struct seg *s = &d->path[i];
-        const char *dot = i && s->key[0] ? "." : "";
-        int w = s->has_idx ? snprintf(dst + n, cap - n, "%s%s[%zu]", dot, s->key, s->idx)
-                           : snprintf(dst + n, cap - n, "%s%s", dot, s->key);
-        n += (size_t)w;
-    }
-    return CN_MIN(n, cap ? cap - 1 : 0);
+    return cn_jpath_format(&d->jp, dst, cap);
 }
 
 static void printable(char *s)
