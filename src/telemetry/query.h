@@ -136,8 +136,9 @@ struct cn_trace_query {
 struct cn_trace_result {
     struct cn_derive_trace *traces; /* malloc'd, num entries, in the order asked */
     size_t num;
-    uint64_t scanned; /* records read */
-    int truncated;    /* the scan budget ran out before the range was read */
+    struct cn_arena names; /* names of summaries computed from spans (see below) */
+    uint64_t scanned;      /* records read */
+    int truncated;         /* the scan budget ran out before the range was read */
 };
 
 /* Runs q. Returns 0 and fills *out (release it with cn_trace_result_release), or CN_EINVAL
@@ -147,10 +148,12 @@ int cn_query_traces(struct cn_store *st, const struct cn_query_limits *lim,
                     const struct cn_trace_query *q, struct cn_trace_result *out, char *err,
                     size_t err_len);
 void cn_trace_result_release(struct cn_trace_result *r);
-/* The summary of one trace: from the derived table, else (evicted) computed from its spans.
- * Returns 0 or CN_ENOENT. */
+/* The summary of one trace: from the derived table, else (evicted, or sealed before a
+ * restart: the derived tables hold what was ingested or replayed since start) computed from
+ * its spans, with the names copied into names (their slices live as long as names; NULL:
+ * no computing). Returns 0, CN_ENOENT, CN_ENOMEM (names full). */
 int cn_query_trace_summary(struct cn_store *st, struct cn_derive_trace *out,
-                           const uint8_t trace_id[16]);
+                           const uint8_t trace_id[16], struct cn_arena *names);
 
 /* Code links: "code.filepath"/"code.lineno"/"code.function" of a span or log turned into a
  * URL by a per-service template. Placeholders: {service}, {repo}, {revision}, {filepath},
