@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -105,6 +106,9 @@ static void on_wake(uv_async_t *a)
 static void worker_main(void *arg)
 {
     struct cn_worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "cn-worker-%d", w->id);
+    pthread_setname_np(pthread_self(), name); /* top -H, perf: which thread does what */
     w->setup_cb(w);
     int ok = w->setup_rc == 0;
     uv_sem_post(&w->ready);

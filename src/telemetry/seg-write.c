@@ -143,21 +143,6 @@ static int smap_add(struct smap *m, const void *p, size_t len, uint32_t *out_id)
     return 1;
 }
 
-/* Returns the id of p[0..len), or -1. */
-static int64_t smap_find(const struct smap *m, const void *p, size_t len)
-{
-    if (!m->tab)
-        return -1;
-    uint64_t h = XXH3_64bits(p, len);
-    for (uint32_t i = (uint32_t)h & m->mask; m->tab[i]; i = (i + 1) & m->mask) {
-        uint32_t id = m->tab[i] - 1;
-        if (m->hashes[id] == h && m->keys[id].len == len &&
-            (len == 0 || memcmp(m->keys[id].ptr, p, len) == 0))
-            return id;
-    }
-    return -1;
-}
-
 /* Set of 64-bit hashes (the distinct tokens); 0 is kept aside as the empty-slot marker. */
 struct hset {
     uint64_t *tab;
@@ -205,12 +190,15 @@ struct bref {
     uint8_t codec;
 };
 
-/* Sort key of a row. */
-struct skey {
-    struct cn_slice a; /* service */
-    struct cn_slice b; /* span name; empty for logs */
-    uint64_t t;        /* start or time */
-    uint32_t idx;      /* input index: makes the order total and the output reproducible */
+/* Spans by (trace ordinal, span ID) -> row + 1 (0: empty slot), open addressing. */
+struct spanmap_ent {
+    uint64_t sid;
+    uint32_t ord;
+    uint32_t row;
+};
+struct spanmap {
+    struct spanmap_ent *tab;
+    size_t mask;
 };
 
 /* A row's trace ID, for building the index. */
@@ -237,17 +225,43 @@ struct w {
     uint8_t *zbuf;
     size_t zcap;
     int fd;
-    uint64_t off;        /* file offset of the next byte emitted */
-    struct cn_buf out;   /* emitted, not yet written */
-    struct enc blk;      /* the block being encoded */
-    struct enc foot;     /* the footer being built */
-    struct hset tokens;  /* token hashes for the token bloom */
-    struct smap spanmap; /* spans: (ordinal, span ID) -> row, to reference parents */
-    uint8_t (*spankeys)[12];
+    uint64_t off;           /* file offset of the next byte emitted */
+    struct cn_buf out;      /* emitted, not yet written */
+    struct enc blk;         /* the block being encoded */
+    struct enc foot;        /* the footer being built */
+    struct hset tokens;     /* token hashes for the token bloom */
+    struct spanmap spanmap; /* spans: (ordinal, span ID) -> row, to reference parents */
     const char *path;
     char *err;
     size_t err_len;
 };
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+static size_t spanmap_slot(const struct spanmap *m, uint32_t ord, uint64_t sid)
+{
+    size_t i = mix64(sid ^ ((uint64_t)ord << 32 | ord)) & m->mask;
+    while (m->tab[i].row && (m->tab[i].sid != sid || m->tab[i].ord != ord))
+        i = (i + 1) & m->mask;
+    return i;
+}
+
+/* Row of the span (ordinal, span ID) in this segment, or -1. */
+static int64_t spanmap_find(const struct spanmap *m, uint32_t ord, const uint8_t sid[8])
+{
+    uint64_t v;
+    memcpy(&v, sid, 8);
+    size_t i = spanmap_slot(m, ord, v);
+    return m->tab[i].row ? (int64_t)m->tab[i].row - 1 : -1;
+}
 
 static int fail(struct w *w, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -494,6 +508,13 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
     uint64_t all = 0, distinct = 0;
     for (size_t i = 0; i < n && rc >= 0; i++) {
         struct cn_slice s = v[i]->u.s;
+        /* Rows sorted by service and name often repeat the previous value: no hashing. */
+        if (i && s.len == v[i - 1]->u.s.len &&
+            (s.ptr == v[i - 1]->u.s.ptr || memcmp(s.ptr, v[i - 1]->u.s.ptr, s.len) == 0)) {
+            ids[i] = ids[i - 1];
+            all += s.len + var_len(s.len);
+            continue;
+        }
         rc = smap_add(&m, s.ptr, s.len, &ids[i]);
         all += s.len + var_len(s.len);
         if (rc == 1) {
@@ -534,6 +555,11 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
         size_t first;
     };
     struct smap keys = {0};
+    enum { KSEEN = 32 };
+    struct kseen {
+        struct cn_slice key;
+        uint32_t id;
+    } seen[KSEEN] = {0};    /* the key last seen at each position of a row */
     uint32_t *kpair = NULL; /* key id * 8 + type -> pair + 1 */
     size_t kpair_cap = 0;
     struct pair *pairs = NULL;
@@ -554,10 +580,20 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
                           kv->val.type);
                 break;
             }
+            /* Rows mostly list the same keys in the same order as the row before. */
             uint32_t kid;
-            rc = smap_add(&keys, kv->key.ptr, kv->key.len, &kid);
-            if (rc < 0)
-                break;
+            struct kseen *ks = i < KSEEN ? &seen[i] : NULL;
+            if (ks && ks->key.len == kv->key.len && ks->key.ptr &&
+                (ks->key.ptr == kv->key.ptr ||
+                 memcmp(ks->key.ptr, kv->key.ptr, kv->key.len) == 0)) {
+                kid = ks->id;
+            } else {
+                rc = smap_add(&keys, kv->key.ptr, kv->key.len, &kid);
+                if (rc < 0)
+                    break;
+                if (ks)
+                    *ks = (struct kseen){kv->key, kid};
+            }
             if ((size_t)kid * 8 + 8 > kpair_cap) {
                 size_t cap = kpair_cap ? kpair_cap * 2 : 128;
                 uint32_t *k = realloc(kpair, cap * sizeof(*k));
@@ -810,10 +846,8 @@ static int put_parents(struct w *w, struct enc *e, const struct cn_span *const *
             codes[i] = 0;
             continue;
         }
-        uint8_t k[12];
-        memcpy(k, &w->ord[r0 + i], 4);
-        memcpy(k + 4, sp[i]->parent_id, 8);
-        int64_t r = w->ord[r0 + i] ? smap_find(&w->spanmap, k, 12) : -1;
+        int64_t r =
+            w->ord[r0 + i] ? spanmap_find(&w->spanmap, w->ord[r0 + i], sp[i]->parent_id) : -1;
         codes[i] = r >= 0 ? 2 : 1;
         if (r >= 0) {
             refs[nrefs++] = (int64_t)((uint64_t)r - prev);
@@ -1099,86 +1133,270 @@ static int slice_cmp(struct cn_slice a, struct cn_slice b)
     return a.len < b.len ? -1 : a.len > b.len;
 }
 
-static int skey_cmp(const void *pa, const void *pb)
-{
-    const struct skey *a = pa, *b = pb;
-    int c = slice_cmp(a->a, b->a);
-    if (c)
-        return c;
-    c = slice_cmp(a->b, b->b);
-    if (c)
-        return c;
-    if (a->t != b->t)
-        return a->t < b->t ? -1 : 1;
-    return a->idx < b->idx ? -1 : a->idx > b->idx;
-}
-
-static int tref_cmp(const void *pa, const void *pb)
-{
-    const struct tref *a = pa, *b = pb;
-    int c = memcmp(a->id, b->id, 16);
-    if (c)
-        return c;
-    return a->row < b->row ? -1 : a->row > b->row;
-}
-
 static const uint8_t *rec_trace(const struct w *w, size_t idx)
 {
     return w->kind == CN_SEG_SPANS ? w->spans[idx]->trace_id : w->logs[idx]->trace_id;
 }
 
+static int rank_cmp(const void *pa, const void *pb, void *arg)
+{
+    const struct smap *m = arg;
+    return slice_cmp(m->keys[*(const uint32_t *)pa], m->keys[*(const uint32_t *)pb]);
+}
+
+/* Interns vals[0..n) into m (ids[i] = dense id of vals[i]), then replaces each id by the
+ * rank of its string in byte order, so rows compare by integers instead of memcmp. */
+static int rank_strings(struct smap *m, const struct cn_slice *vals, size_t n, uint32_t *ids)
+{
+    for (size_t i = 0; i < n; i++) {
+        /* Rows of one batch repeat the previous row's string most of the time. */
+        if (i && vals[i].ptr == vals[i - 1].ptr && vals[i].len == vals[i - 1].len) {
+            ids[i] = ids[i - 1];
+            continue;
+        }
+        if (smap_add(m, vals[i].ptr, vals[i].len, &ids[i]) < 0)
+            return CN_ENOMEM;
+    }
+    uint32_t *by = malloc((m->n ? m->n : 1) * sizeof(*by));
+    uint32_t *rank = malloc((m->n ? m->n : 1) * sizeof(*rank));
+    if (!by || !rank) {
+        free(by);
+        free(rank);
+        return CN_ENOMEM;
+    }
+    for (uint32_t k = 0; k < m->n; k++)
+        by[k] = k;
+    qsort_r(by, m->n, sizeof(*by), rank_cmp, m);
+    for (uint32_t k = 0; k < m->n; k++)
+        rank[by[k]] = k;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = rank[ids[i]];
+    free(by);
+    free(rank);
+    return 0;
+}
+
+/* Sort key of a row: (service rank, name rank) as one integer, then time, then input index
+ * (which makes the order total and the output reproducible). */
+struct skey {
+    uint64_t g;
+    uint64_t t;
+    uint32_t idx;
+};
+
+static int skey_cmp(const void *pa, const void *pb)
+{
+    const struct skey *a = pa, *b = pb;
+    if (a->g != b->g)
+        return a->g < b->g ? -1 : 1;
+    if (a->t != b->t)
+        return a->t < b->t ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* Sorts keys[0..n) by (g, t, idx). Groups (service, name) are few: a counting sort by g
+ * (stable, so each group stays in input order), then each group by time, which is usually
+ * sorted already (batches arrive roughly in time order). */
+static int sort_rows(struct skey *keys, size_t n, uint64_t ngroups)
+{
+    if (ngroups > 4 * (uint64_t)n + 1024) {
+        qsort(keys, n, sizeof(*keys), skey_cmp);
+        return 0;
+    }
+    uint32_t *start = calloc(ngroups + 1, sizeof(*start));
+    struct skey *tmp = malloc((n ? n : 1) * sizeof(*tmp));
+    if (!start || !tmp) {
+        free(start);
+        free(tmp);
+        return CN_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        start[keys[i].g + 1]++;
+    for (uint64_t g = 0; g < ngroups; g++)
+        start[g + 1] += start[g];
+    for (size_t i = 0; i < n; i++)
+        tmp[start[keys[i].g]++] = keys[i];
+    memcpy(keys, tmp, n * sizeof(*keys));
+    free(tmp);
+    for (size_t a = 0; a < n;) {
+        size_t b = a + 1, sorted = 1;
+        for (; b < n && keys[b].g == keys[a].g; b++)
+            if (keys[b].t < keys[b - 1].t)
+                sorted = 0;
+        if (!sorted) /* indices ascend within the run, so (t, idx) order is total */
+            qsort(keys + a, b - a, sizeof(*keys), skey_cmp);
+        a = b;
+    }
+    free(start);
+    return 0;
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+}
+
+/* A row's trace ID as two integers, for sorting. */
+struct tkey {
+    uint64_t hi, lo;
+    uint32_t row;
+};
+
+static int tkey_cmp(const void *pa, const void *pb)
+{
+    const struct tkey *a = pa, *b = pb;
+    if (a->hi != b->hi)
+        return a->hi < b->hi ? -1 : 1;
+    if (a->lo != b->lo)
+        return a->lo < b->lo ? -1 : 1;
+    return a->row < b->row ? -1 : a->row > b->row;
+}
+
+/* Sorts k[0..n) (in ascending row order on entry) by (hi, lo, row): a stable LSD radix sort
+ * on the top 32 bits of hi, then each run of equal top bits (mostly the spans of one trace)
+ * by the whole key. */
+static int sort_trace_keys(struct tkey *k, size_t n)
+{
+    struct tkey *tmp = malloc((n ? n : 1) * sizeof(*tmp));
+    uint32_t *cnt = malloc(65536 * sizeof(*cnt));
+    if (!tmp || !cnt) {
+        free(tmp);
+        free(cnt);
+        return CN_ENOMEM;
+    }
+    struct tkey *src = k, *dst = tmp;
+    for (unsigned shift = 32; shift < 64; shift += 16) {
+        memset(cnt, 0, 65536 * sizeof(*cnt));
+        for (size_t i = 0; i < n; i++)
+            cnt[(src[i].hi >> shift) & 0xffff]++;
+        uint32_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            uint32_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[cnt[(src[i].hi >> shift) & 0xffff]++] = src[i];
+        struct tkey *t = src;
+        src = dst;
+        dst = t;
+    }
+    /* Two passes: the result is back in k. */
+    free(tmp);
+    free(cnt);
+    for (size_t a = 0; a < n;) {
+        size_t b = a + 1;
+        while (b < n && k[b].hi >> 32 == k[a].hi >> 32)
+            b++;
+        if (b - a > 1) {
+            if (b - a <= 16) {
+                for (size_t i = a + 1; i < b; i++) /* insertion sort: stable, short */
+                    for (size_t j = i; j > a && tkey_cmp(&k[j - 1], &k[j]) > 0; j--) {
+                        struct tkey t = k[j];
+                        k[j] = k[j - 1];
+                        k[j - 1] = t;
+                    }
+            } else {
+                qsort(k + a, b - a, sizeof(*k), tkey_cmp);
+            }
+        }
+        a = b;
+    }
+    return 0;
+}
+
 /* Sorts the rows, then builds the trace-ID table and every row's ordinal. */
 static int plan(struct w *w)
 {
-    struct skey *keys = malloc((w->n ? w->n : 1) * sizeof(*keys));
-    w->order = malloc((w->n ? w->n : 1) * sizeof(*w->order));
-    w->ord = calloc(w->n ? w->n : 1, sizeof(*w->ord));
-    w->trefs = malloc((w->n ? w->n : 1) * sizeof(*w->trefs));
-    if (!keys || !w->order || !w->ord || !w->trefs) {
-        free(keys);
-        return fail(w, CN_ENOMEM, "out of memory");
+    size_t n1 = w->n ? w->n : 1;
+    struct skey *keys = malloc(n1 * sizeof(*keys));
+    struct cn_slice *sl = malloc(n1 * sizeof(*sl));
+    uint32_t *sr = malloc(n1 * sizeof(*sr)), *nr = malloc(n1 * sizeof(*nr));
+    w->order = malloc(n1 * sizeof(*w->order));
+    w->ord = calloc(n1, sizeof(*w->ord));
+    w->trefs = malloc(n1 * sizeof(*w->trefs));
+    struct smap svc = {0}, names = {0};
+    int rc = keys && sl && sr && nr && w->order && w->ord && w->trefs ? 0 : CN_ENOMEM;
+    if (rc == 0) {
+        for (size_t i = 0; i < w->n; i++)
+            sl[i] = w->kind == CN_SEG_SPANS ? w->spans[i]->resource->service
+                                            : w->logs[i]->resource->service;
+        rc = rank_strings(&svc, sl, w->n, sr);
     }
-    for (size_t i = 0; i < w->n; i++) {
-        if (w->kind == CN_SEG_SPANS) {
-            const struct cn_span *s = w->spans[i];
-            keys[i] = (struct skey){s->resource->service, s->name, s->start_ns, (uint32_t)i};
-        } else {
-            const struct cn_log *l = w->logs[i];
-            keys[i] = (struct skey){l->resource->service, {NULL, 0}, l->time_ns, (uint32_t)i};
+    if (rc == 0) {
+        for (size_t i = 0; i < w->n; i++)
+            sl[i] = w->kind == CN_SEG_SPANS ? w->spans[i]->name : (struct cn_slice){NULL, 0};
+        rc = rank_strings(&names, sl, w->n, nr);
+    }
+    uint64_t nnames = names.n ? names.n : 1;
+    if (rc == 0) {
+        for (size_t i = 0; i < w->n; i++) {
+            uint64_t t = w->kind == CN_SEG_SPANS ? w->spans[i]->start_ns : w->logs[i]->time_ns;
+            keys[i] = (struct skey){sr[i] * nnames + nr[i], t, (uint32_t)i};
         }
+        rc = sort_rows(keys, w->n, (svc.n ? svc.n : 1) * nnames);
     }
-    qsort(keys, w->n, sizeof(*keys), skey_cmp);
+    free(sl);
+    free(sr);
+    free(nr);
+    smap_release(&svc);
+    smap_release(&names);
+    if (rc) {
+        free(keys);
+        return fail(w, rc, "out of memory");
+    }
     for (size_t r = 0; r < w->n; r++)
         w->order[r] = keys[r].idx;
     free(keys);
 
+    struct tkey *tk = malloc(n1 * sizeof(*tk));
+    if (!tk)
+        return fail(w, CN_ENOMEM, "out of memory");
+    size_t nt = 0;
     for (size_t r = 0; r < w->n; r++) {
         const uint8_t *id = rec_trace(w, w->order[r]);
         if (!cn_id_is_zero(id, 16))
-            w->trefs[w->ntrefs++] = (struct tref){id, (uint32_t)r};
+            tk[nt++] = (struct tkey){be64(id), be64(id + 8), (uint32_t)r};
     }
-    qsort(w->trefs, w->ntrefs, sizeof(*w->trefs), tref_cmp);
-    w->tstart = malloc((w->ntrefs + 1) * sizeof(*w->tstart));
-    if (!w->tstart)
+    if (sort_trace_keys(tk, nt) != 0) {
+        free(tk);
         return fail(w, CN_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < nt; i++)
+        w->trefs[i] = (struct tref){rec_trace(w, w->order[tk[i].row]), tk[i].row};
+    w->ntrefs = nt;
+    w->tstart = malloc((w->ntrefs + 1) * sizeof(*w->tstart));
+    if (!w->tstart) {
+        free(tk);
+        return fail(w, CN_ENOMEM, "out of memory");
+    }
     for (size_t i = 0; i < w->ntrefs; i++) {
-        if (i == 0 || memcmp(w->trefs[i].id, w->trefs[i - 1].id, 16) != 0)
+        if (i == 0 || tk[i].hi != tk[i - 1].hi || tk[i].lo != tk[i - 1].lo)
             w->tstart[w->ntids++] = (uint32_t)i;
         w->ord[w->trefs[i].row] = (uint32_t)w->ntids;
     }
+    free(tk);
     w->tstart[w->ntids] = (uint32_t)w->ntrefs;
     if (w->kind != CN_SEG_SPANS)
         return 0;
-    w->spankeys = malloc((w->n ? w->n : 1) * sizeof(*w->spankeys));
-    if (!w->spankeys)
+    size_t size = 16;
+    while (size < 2 * w->n)
+        size *= 2;
+    w->spanmap.tab = calloc(size, sizeof(*w->spanmap.tab));
+    if (!w->spanmap.tab)
         return fail(w, CN_ENOMEM, "out of memory");
+    w->spanmap.mask = size - 1;
     for (size_t r = 0; r < w->n; r++) {
-        uint32_t id;
-        memcpy(w->spankeys[r], &w->ord[r], 4);
-        memcpy(w->spankeys[r] + 4, w->spans[w->order[r]]->span_id, 8);
+        if (!w->ord[r])
+            continue;
+        uint64_t sid;
+        memcpy(&sid, w->spans[w->order[r]]->span_id, 8);
+        size_t i = spanmap_slot(&w->spanmap, w->ord[r], sid);
         /* A duplicate (same trace and span ID) keeps its first row. */
-        if (w->ord[r] && smap_add(&w->spanmap, w->spankeys[r], 12, &id) < 0)
-            return fail(w, CN_ENOMEM, "out of memory");
+        if (!w->spanmap.tab[i].row)
+            w->spanmap.tab[i] = (struct spanmap_ent){sid, w->ord[r], (uint32_t)r + 1};
     }
     return 0;
 }
@@ -1464,8 +1682,7 @@ done:
     free(w->trefs);
     free(w->tstart);
     free(w->tokens.tab);
-    free(w->spankeys);
-    smap_release(&w->spanmap);
+    free(w->spanmap.tab);
     cn_buf_release(&w->blk.b);
     cn_buf_release(&w->foot.b);
     cn_buf_release(&w->out);

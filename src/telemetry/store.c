@@ -7,6 +7,7 @@
 #include "telemetry/seg.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -107,6 +108,10 @@ struct cn_store {
     struct segref *segs;
     size_t num_segs, cap_segs;
     struct tmap tmap;
+
+    /* Ingest hook (cn_store_set_ingest_cb): set before the first submission. */
+    cn_store_ingest_cb ingest_cb;
+    void *ingest_ctx;
 };
 
 static uint64_t now_ms(void)
@@ -928,6 +933,7 @@ static int compact_once(struct cn_store *st, uint8_t kind)
 static void sealer_main(void *arg)
 {
     struct cn_store *st = arg;
+    pthread_setname_np(pthread_self(), "cn-seal");
     for (;;) {
         uv_mutex_lock(&st->slock);
         while (!st->seal_pending && !st->stopping)
@@ -996,6 +1002,7 @@ static void freeze_turn(struct cn_store *st)
 static void writer_main(void *arg)
 {
     struct cn_store *st = arg;
+    pthread_setname_np(pthread_self(), "cn-wal");
     struct cn_store_sub **batch = NULL;
     size_t cap = 0;
     for (;;) {
@@ -1084,6 +1091,10 @@ static void writer_main(void *arg)
             for (size_t e = st->head.num_entries - added; e < st->head.num_entries; e++)
                 cn_derive_add_spans(st->derive, st->head.entries[e].batch.spans,
                                     st->head.entries[e].batch.num_spans, now);
+        }
+        if (st->ingest_cb && added) {
+            for (size_t e = st->head.num_entries - added; e < st->head.num_entries; e++)
+                st->ingest_cb(st->ingest_ctx, &st->head.entries[e].batch);
         }
         atomic_fetch_sub(&st->stats.queue_bytes, bytes);
         for (size_t i = 0; i < n; i++)
@@ -1604,4 +1615,14 @@ int cn_store_seal(struct cn_store *st)
 const struct cn_store_stats *cn_store_stats(const struct cn_store *st)
 {
     return &st->stats;
+}
+
+/* ---- ingest hook (query layer: live tail) ---------------------------------------------- */
+
+void cn_store_set_ingest_cb(struct cn_store *st, cn_store_ingest_cb cb, void *ctx)
+{
+    uv_mutex_lock(&st->qlock); /* the writer reads the hook after taking qlock */
+    st->ingest_cb = cb;
+    st->ingest_ctx = ctx;
+    uv_mutex_unlock(&st->qlock);
 }
