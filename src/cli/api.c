@@ -1,5 +1,6 @@
 /* The API port's own routes: health, readiness, metrics, and test routes. */
 #include "base/log.h"
+#include "cli/api-compat.h"
 #include "cli/up.h"
 #include "http/json.h"
 #include "http/metrics.h"
@@ -353,7 +354,8 @@ int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes)
         (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
         (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0 ||
         (rc = cn_router_add(r, get, "/api/v1/traces/{id}", h_trace, up)) < 0 ||
-        (rc = cn_router_add(r, get, "/api/v1/traces/{id}/logs", h_trace_logs, up)) < 0)
+        (rc = cn_router_add(r, get, "/api/v1/traces/{id}/logs", h_trace_logs, up)) < 0 ||
+        (rc = cn_api_compat_routes(up, r)) < 0)
         return rc;
     if (!test_routes)
         return 0;

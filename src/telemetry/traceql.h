@@ -25,6 +25,7 @@
 #define CN_TELEMETRY_TRACEQL_H
 
 #include "telemetry/model.h"
+#include "telemetry/store.h"
 
 #include <regex.h>
 
@@ -108,5 +109,43 @@ static inline unsigned cn_tql_all_bits(const struct cn_tql_query *q)
 {
     return (1u << q->num_spansets) - 1u;
 }
+
+/* ---- search (traceql-search.c) --------------------------------------------------------- */
+
+#define CN_TQL_MAX_SPSS     16     /* matched spans kept per trace */
+#define CN_TQL_MAX_NAME     128    /* bytes of a matched span's name kept */
+#define CN_TQL_MAX_PARTIALS 100000 /* traces with a matching span tracked by one search */
+
+struct cn_tql_span {
+    uint8_t span_id[8];
+    uint64_t start_ns, duration_ns;
+    char name[CN_TQL_MAX_NAME]; /* NUL-terminated, cut at a UTF-8 boundary */
+};
+
+/* A trace in which every spanset matched a span. spans[] holds the first num_spans spans
+ * that matched any spanset (up to spss). */
+struct cn_tql_hit {
+    uint8_t trace_id[16];
+    unsigned bits;
+    uint64_t newest_ns; /* latest start among its matching spans */
+    uint32_t matched;   /* spans that matched a spanset */
+    uint32_t num_spans;
+    struct cn_tql_span spans[CN_TQL_MAX_SPSS];
+};
+
+struct cn_tql_result {
+    struct cn_tql_hit *hits; /* malloc'd, newest matching span first */
+    size_t num;
+    uint64_t scanned;
+    int truncated; /* max_scan spans read, or CN_TQL_MAX_PARTIALS traces tracked */
+};
+
+/* Reads the spans starting in [from_ns, to_ns) (at most max_scan of them; 0: no bound) and
+ * returns the traces that match q, keeping up to spss (1..CN_TQL_MAX_SPSS) matched spans of
+ * each. Returns 0, CN_EINVAL (to <= from, spss), CN_ENOMEM. Release out with
+ * cn_tql_result_release (also after a failure). */
+int cn_tql_search(struct cn_store *st, const struct cn_tql_query *q, uint64_t from_ns,
+                  uint64_t to_ns, uint64_t max_scan, size_t spss, struct cn_tql_result *out);
+void cn_tql_result_release(struct cn_tql_result *r);
 
 #endif
