@@ -115,6 +115,13 @@ void cn_store_limit_traces(struct cn_store *s, struct cn_tel_batch *b);
 void cn_store_count_rejected(struct cn_store *s, int logs, uint64_t n);
 /* The derived tables (RED, service-graph edges, trace summaries); thread-safe. */
 struct cn_derive *cn_store_derive(struct cn_store *s);
+/* Called on the writer thread with each batch once it is durable and readable (never for
+ * WAL replay): the batch the head holds, valid during the call. It must be quick (it delays
+ * the acknowledgements) and copy what it keeps. */
+typedef void (*cn_store_ingest_cb)(void *ctx, const struct cn_tel_batch *b);
+/* Sets the ingest hook (cb NULL: none); call before submitting, or with no submission in
+ * flight. */
+void cn_store_set_ingest_cb(struct cn_store *s, cn_store_ingest_cb cb, void *ctx);
 /* Seals the head into segment files now and waits for it (tests, shutdown tools). Returns
  * 0, or CN_EAGAIN when it did not finish within 6 s. */
 int cn_store_seal(struct cn_store *s);
