@@ -146,7 +146,8 @@ for (const s of exported) {
     name: s.name,
     kind: s.kind,
     status: s.status.code,
-    startUs: Math.floor((s.startTime[0] * 1e9 + s.startTime[1]) / 1e3),
+    startUs: Number((BigInt(s.startTime[0]) * 1000000000n + BigInt(s.startTime[1])) / 1000n),
+    startNs: (BigInt(s.startTime[0]) * 1000000000n + BigInt(s.startTime[1])).toString(),
   });
   if (s.status.code === SpanStatusCode.ERROR) t.error = true;
 }
