@@ -633,9 +633,12 @@ static json_t *operations(struct cn_up *up, struct cn_slice service, int kind, i
                                                 ? ""
                                                 : cn_query_kind_name(ops[i].kind)));
             json_array_append_new(a, o);
-        } else if (i == 0 || !cn_slice_eq(ops[i].name, ops[i - 1].name) ||
-                   (kind >= 0 && json_array_size(a) == 0)) {
-            json_array_append_new(a, json_stringn(ops[i].name.ptr, ops[i].name.len));
+        } else {
+            /* Sorted by name then kind: one name for all its kinds. */
+            json_t *last = json_array_get(a, json_array_size(a) - 1);
+            if (!last || json_string_length(last) != ops[i].name.len ||
+                memcmp(json_string_value(last), ops[i].name.ptr, ops[i].name.len) != 0)
+                json_array_append_new(a, json_stringn(ops[i].name.ptr, ops[i].name.len));
         }
     }
     free(ops);
