@@ -107,85 +107,6 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         LD(st->corrupt_segments), corrupt_blocks, LD(st->compactions), LD(st->read_errors));
 }
 
-/* ---- traces ---------------------------------------------------------------------------- */
-
-static int parse_trace_id(struct cn_http_req *req, uint8_t id[16])
-{
-    struct cn_slice hexid = req->params.values[0];
-    if (cn_hex_decode(id, 16, hexid) != 0 || cn_id_is_zero(id, 16)) {
-        cn_http_reply_json_error(req, 400, "id", "trace id must be 32 hex digits, not all zero");
-        return -1;
-    }
-    return 0;
-}
-
-static void collect_span(void *ctx, const struct cn_span *s)
-{
-    json_array_append_new(ctx, cn_render_span(s));
-}
-
-static void collect_log(void *ctx, const struct cn_log *l)
-{
-    json_array_append_new(ctx, cn_render_log(l));
-}
-
-static int by_start(const void *a, const void *b)
-{
-    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "startTimeUnixNano"));
-    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "startTimeUnixNano"));
-    size_t lx = strlen(x), ly = strlen(y);
-    return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x, y);
-}
-
-static void h_trace(struct cn_http_req *req, void *ctx)
-{
-    struct cn_up *up = ctx;
-    uint8_t id[16];
-    if (parse_trace_id(req, id) != 0)
-        return;
-    json_t *spans = json_array();
-    size_t n = cn_store_trace(up->store, id, collect_span, spans);
-    if (n == 0) {
-        json_decref(spans);
-        cn_http_reply_json_error(req, 404, "id", "trace not found");
-        return;
-    }
-    /* Order by start time (ties keep ingest order). */
-    size_t len = json_array_size(spans);
-    json_t **items = malloc(len * sizeof(*items));
-    if (items) {
-        for (size_t i = 0; i < len; i++)
-            items[i] = json_incref(json_array_get(spans, i));
-        qsort(items, len, sizeof(*items), by_start);
-        json_array_clear(spans);
-        for (size_t i = 0; i < len; i++)
-            json_array_append_new(spans, items[i]);
-        free(items);
-    }
-    json_t *j = json_object();
-    char hexid[33];
-    cn_hex_encode(hexid, id, 16);
-    json_object_set_new(j, "traceId", json_string(hexid));
-    json_object_set_new(j, "spans", spans);
-    cn_http_reply_json(req, 200, j);
-}
-
-static void h_trace_logs(struct cn_http_req *req, void *ctx)
-{
-    struct cn_up *up = ctx;
-    uint8_t id[16];
-    if (parse_trace_id(req, id) != 0)
-        return;
-    json_t *logs = json_array();
-    cn_store_trace_logs(up->store, id, collect_log, logs);
-    json_t *j = json_object();
-    char hexid[33];
-    cn_hex_encode(hexid, id, 16);
-    json_object_set_new(j, "traceId", json_string(hexid));
-    json_object_set_new(j, "logs", logs);
-    cn_http_reply_json(req, 200, j);
-}
-
 static void h_metrics(struct cn_http_req *req, void *ctx)
 {
     struct cn_up *up = ctx;
@@ -353,9 +274,7 @@ int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes)
         (rc = cn_router_add(r, get, "/readyz", h_readyz, up)) < 0 ||
         (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
         (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0 ||
-        (rc = cn_router_add(r, get, "/api/v1/traces/{id}", h_trace, up)) < 0 ||
-        (rc = cn_router_add(r, get, "/api/v1/traces/{id}/logs", h_trace_logs, up)) < 0 ||
-        (rc = cn_api_compat_routes(up, r)) < 0)
+        (rc = cn_api_query_routes(up, r)) < 0 || (rc = cn_api_compat_routes(up, r)) < 0)
         return rc;
     if (!test_routes)
         return 0;

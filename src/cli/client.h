@@ -19,4 +19,15 @@ void cn_client_defaults(struct cn_client *c);
 int cn_client_get(const struct cn_client *c, const char *path, struct cn_buf *out, long *out_status,
                   char *err, size_t err_len);
 
+/* Called with each line of a streamed answer (without its newline). Nonzero stops. */
+typedef int (*cn_client_line_cb)(void *ctx, const char *line, size_t len);
+/* GETs server + path and streams the answer line by line into cb as it arrives (no overall
+ * timeout; lines longer than 1 MiB are an error). A non-200 answer's body goes into err_body
+ * (bounded by its max) instead. Returns 0 with *out_status set when the stream ended (or cb
+ * stopped it), or a negative code with a reason in err. */
+int cn_client_stream(const struct cn_client *c, const char *path, cn_client_line_cb cb, void *ctx,
+                     struct cn_buf *err_body, long *out_status, char *err, size_t err_len);
+/* Appends s percent-encoded for a query string value into out. Returns 0 or CN_ELIMIT. */
+int cn_client_escape(struct cn_buf *out, const char *s);
+
 #endif

@@ -210,5 +210,7 @@ int cmd_trace(int argc, char **argv)
         return cn_usage_error("trace", "missing subcommand");
     if (strcmp(argv[1], "get") == 0)
         return trace_get(argc, argv);
+    if (strcmp(argv[1], "search") == 0)
+        return cn_trace_search(argc, argv);
     return cn_usage_error("trace", "unknown subcommand '%s'", argv[1]);
 }

@@ -3,6 +3,7 @@
 #include "base/log.h"
 #include "cli/cmd.h"
 #include "cli/up.h"
+#include "telemetry/tail.h"
 #include "version.h"
 
 #include <malloc.h>
@@ -396,6 +397,9 @@ int cmd_up(int argc, char **argv)
         cn_error("up", "cannot open the telemetry store", "dir=%s error=\"%s\"", teldir, err);
         return CN_EXIT_FAIL;
     }
+    up->tail = cn_tail_new();
+    if (up->tail)
+        cn_store_set_ingest_cb(up->store, cn_tail_publish, up->tail);
     up->receiver.store = up->store;
     up->receiver.limits = so.limits;
     up->receiver.decode_budget = (size_t)c->otlp.max_body_bytes * 4 + (1u << 20);
@@ -465,6 +469,7 @@ int cmd_up(int argc, char **argv)
         cn_http_worker_release(&up->otlp_workers[i]);
     }
     cn_store_close(up->store);
+    cn_tail_free(up->tail);
     uv_loop_close(up->loop);
     if (started == up->nworkers && up->exit_code == 0)
         cn_info("up", "stopped", "exit=%d", up->exit_code);

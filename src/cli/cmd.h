@@ -16,6 +16,10 @@ int cmd_version(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
+int cmd_topo(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+/* cairn trace search (cmd-query.c); argv[1] is "search". */
+int cn_trace_search(int argc, char **argv);
 
 /* Prints "cairn: MSG" and the usage of cmd (or the general usage) to stderr; returns
  * CN_EXIT_USAGE. */

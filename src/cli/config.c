@@ -2,6 +2,7 @@
  * environment variables, flags (cn_config_set), validation, the dump and the docs check. */
 #include "cli/config.h"
 #include "base/buf.h"
+#include "telemetry/query.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -36,6 +37,8 @@ enum type {
     T_STRING,   /* char *, heap: any UTF-8 without control characters */
     T_TOKEN,    /* char *, heap: a bearer token (RFC 6750 b64token characters) */
     T_LISTEN,   /* char *, heap: HOST:PORT as cn_config_parse_listen accepts */
+    T_LINKS,    /* char *, heap: a mapping service -> code link template, stored as a YAML
+                   flow mapping of double-quoted strings (its canonical text form) */
 };
 
 enum setting_flags {
@@ -129,6 +132,18 @@ static const struct setting settings[] = {
      S_RESTART, "segment bytes kept at most, oldest removed first; 0 = no budget"},
     {"telemetry.max_spans_per_trace", T_UINT, AT(telemetry.max_spans_per_trace), "100000", 0,
      10000000, S_RESTART, "spans of one trace kept; past it they are refused; 0 = no limit"},
+    {"telemetry.code_links", T_LINKS, AT(telemetry.code_links), "{}", 0, 64 * KIB, 0,
+     "service -> code URL template ({repo}, {revision}, {filepath}, {lineno}...); \"*\": default"},
+    {"query.default_limit", T_UINT, AT(query.default_limit), "20", 1, 100000, 0,
+     "results of a query that names no limit"},
+    {"query.max_limit", T_UINT, AT(query.max_limit), "1000", 1, 100000, 0,
+     "largest limit a query may ask for; more gets 400"},
+    {"query.max_scan_records", T_UINT, AT(query.max_scan_records), "2000000", 1000, 1000000000, 0,
+     "spans or log records one query reads at most; then it answers what it found"},
+    {"query.max_range", T_DURATION, AT(query.max_range_ms), "168h", SECS, 87600 * HRS, 0,
+     "widest time range of a search; wider gets 400"},
+    {"query.max_tag_values", T_UINT, AT(query.max_tag_values), "10000", 10, 10000000, 0,
+     "distinct attribute keys or values one autocomplete query counts"},
 };
 
 #define NUM_SETTINGS CN_ARRAY_LEN(settings)
@@ -147,7 +162,7 @@ union value {
 
 static int is_heap(enum type t)
 {
-    return t == T_STRING || t == T_TOKEN || t == T_LISTEN;
+    return t == T_STRING || t == T_TOKEN || t == T_LISTEN || t == T_LINKS;
 }
 
 static int is_number(enum type t)
@@ -433,6 +448,109 @@ static char *dup_slice(struct cn_slice t)
     return s;
 }
 
+/* ---- code link maps (T_LINKS) ---- */
+
+/* Appends t double-quoted for YAML (the strings hold no control characters). */
+static int put_quoted(struct cn_buf *b, struct cn_slice t)
+{
+    int rc = cn_buf_puts(b, "\"");
+    for (size_t i = 0; i < t.len && rc == 0; i++) {
+        if (t.ptr[i] == '"' || t.ptr[i] == '\\')
+            rc = cn_buf_puts(b, "\\");
+        if (rc == 0)
+            rc = cn_buf_append(b, t.ptr + i, 1);
+    }
+    return rc ? rc : cn_buf_puts(b, "\"");
+}
+
+/* Checks a mapping node of service -> template and writes its canonical text into out.
+ * On failure *out_bad is the node at fault (for its line) and msg says why. */
+static int links_from_node(yaml_document_t *doc, const yaml_node_t *map, struct cn_buf *out,
+                           const yaml_node_t **out_bad, char *msg, size_t msg_len)
+{
+    *out_bad = map;
+    if (map->type != YAML_MAPPING_NODE) {
+        snprintf(msg, msg_len, "expected a mapping of service: template");
+        return CN_EINVAL;
+    }
+    int rc = cn_buf_puts(out, "{");
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         rc == 0 && p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        if (CN_NEVER(!k || !v))
+            return CN_EINVAL;
+        *out_bad = k;
+        if (k->type != YAML_SCALAR_NODE || k->data.scalar.length == 0) {
+            snprintf(msg, msg_len, "a service name must be a non-empty string");
+            return CN_EINVAL;
+        }
+        *out_bad = v;
+        if (v->type != YAML_SCALAR_NODE) {
+            snprintf(msg, msg_len, "the template of '%.*s' must be a string",
+                     (int)CN_MIN(k->data.scalar.length, 64), (const char *)k->data.scalar.value);
+            return CN_EINVAL;
+        }
+        struct cn_slice ks = {(const char *)k->data.scalar.value, k->data.scalar.length};
+        struct cn_slice vs = {(const char *)v->data.scalar.value, v->data.scalar.length};
+        for (size_t i = 0; i < ks.len + vs.len; i++) {
+            unsigned char c = (unsigned char)(i < ks.len ? ks.ptr[i] : vs.ptr[i - ks.len]);
+            if (c < 0x20 || c == 0x7f) {
+                snprintf(msg, msg_len, "control character in a code link");
+                return CN_EINVAL;
+            }
+        }
+        char why[256];
+        if (cn_code_template_check((const char *)v->data.scalar.value, why, sizeof(why)) != 0) {
+            snprintf(msg, msg_len, "%.*s: %s", (int)CN_MIN(ks.len, 64), ks.ptr, why);
+            return CN_EINVAL;
+        }
+        if (p != map->data.mapping.pairs.start)
+            rc = cn_buf_puts(out, ", ");
+        if (rc == 0)
+            rc = put_quoted(out, ks);
+        if (rc == 0)
+            rc = cn_buf_puts(out, ": ");
+        if (rc == 0)
+            rc = put_quoted(out, vs);
+    }
+    if (rc == 0)
+        rc = cn_buf_puts(out, "}");
+    if (rc) {
+        *out_bad = map;
+        snprintf(msg, msg_len, "too long");
+        return CN_EINVAL;
+    }
+    return 0;
+}
+
+/* The text form (a YAML flow mapping, as flags and the environment give it) into canonical
+ * text in out. */
+static int links_from_text(struct cn_slice t, struct cn_buf *out, char *msg, size_t msg_len)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser)) {
+        snprintf(msg, msg_len, "out of memory");
+        return CN_ENOMEM;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)t.ptr, t.len);
+    int rc = CN_EINVAL;
+    if (!yaml_parser_load(&parser, &doc)) {
+        snprintf(msg, msg_len, "not a YAML mapping: %s", parser.problem ? parser.problem : "?");
+    } else {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        const yaml_node_t *bad;
+        if (!root)
+            snprintf(msg, msg_len, "expected a mapping of service: template");
+        else
+            rc = links_from_node(&doc, root, out, &bad, msg, msg_len);
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 /* Checks a number against the setting's bounds. text is what the user wrote, or NULL to
  * quote v itself. */
 static int check_range(const struct setting *s, uint64_t v, const char *text, char *msg,
@@ -567,6 +685,19 @@ static int parse(const struct setting *s, struct cn_slice t, union value *out, c
             return rc;
         break;
     }
+    case T_LINKS: {
+        struct cn_buf b;
+        cn_buf_init(&b, s->max);
+        int rc = links_from_text(t, &b, msg, msg_len);
+        if (rc == 0)
+            rc = cn_buf_append(&b, "", 1) == 0 ? 0 : CN_EINVAL;
+        if (rc) {
+            cn_buf_release(&b);
+            return rc;
+        }
+        out->s = b.ptr; /* NUL-terminated above */
+        return 0;
+    }
     }
     /* Only string types reach here. */
     out->s = dup_slice(t);
@@ -594,7 +725,8 @@ static void store(struct cn_config *cfg, const struct setting *s, union value v)
         break;
     case T_STRING:
     case T_TOKEN:
-    case T_LISTEN: {
+    case T_LISTEN:
+    case T_LINKS: {
         char **sp = p;
         free(*sp);
         *sp = v.s;
@@ -743,6 +875,21 @@ static const char *node_kind(const yaml_node_t *n)
 static int set_from_node(struct loader *l, const struct setting *s, const yaml_node_t *v)
 {
     char msg[400];
+    if (s->type == T_LINKS && v->type == YAML_MAPPING_NODE) {
+        struct cn_buf b;
+        const yaml_node_t *bad;
+        cn_buf_init(&b, s->max);
+        int rc = links_from_node(l->doc, v, &b, &bad, msg, sizeof(msg));
+        if (rc == 0)
+            rc = cn_buf_append(&b, "", 1) == 0 ? 0 : CN_EINVAL;
+        if (rc) {
+            cn_buf_release(&b);
+            return fail(l->e, LINE(bad->start_mark), COL(bad->start_mark), rc, "%s: %s", s->key,
+                        msg);
+        }
+        store(l->cfg, s, (union value){.s = b.ptr});
+        return 0;
+    }
     if (v->type != YAML_SCALAR_NODE)
         return fail(l->e, LINE(v->start_mark), COL(v->start_mark), CN_EINVAL,
                     "%s: expected a value, found %s", s->key, node_kind(v));
@@ -1142,6 +1289,12 @@ int cn_config_validate(const struct cn_config *cfg, char *err, size_t err_len)
     }
     /* The request line counts toward the header limit: a larger URL limit could never
      * answer 414, only 431. */
+    if (cfg->query.default_limit > cfg->query.max_limit) {
+        put_err(err, err_len, "query.default_limit (%llu) is above query.max_limit (%llu)",
+                (unsigned long long)cfg->query.default_limit,
+                (unsigned long long)cfg->query.max_limit);
+        return CN_EINVAL;
+    }
     if (cfg->http.max_url_bytes > cfg->http.max_header_bytes) {
         char u[32], h[32];
         fmt_size(u, sizeof(u), cfg->http.max_url_bytes);
@@ -1171,7 +1324,8 @@ static int same(const struct cn_config *a, const struct cn_config *b, const stru
         return *(const enum cn_log_level *)x == *(const enum cn_log_level *)y;
     case T_STRING:
     case T_TOKEN:
-    case T_LISTEN: {
+    case T_LISTEN:
+    case T_LINKS: {
         const char *sx = *(char *const *)x, *sy = *(char *const *)y;
         return sx == sy || (sx && sy && strcmp(sx, sy) == 0);
     }
@@ -1234,6 +1388,11 @@ static int put_value(struct cn_buf *b, const struct cn_config *cfg, const struct
         return cn_buf_puts(b, *(const int *)p ? "true" : "false");
     case T_LEVEL:
         return cn_buf_puts(b, cn_log_level_name(*(const enum cn_log_level *)p));
+    case T_LINKS: {
+        /* The canonical text is a YAML flow mapping already. */
+        const char *str = *(char *const *)p;
+        return cn_buf_puts(b, str ? str : "{}");
+    }
     case T_STRING:
     case T_TOKEN:
     case T_LISTEN: {
@@ -1318,4 +1477,56 @@ int cn_config_dump_ex(const struct cn_config *cfg, FILE *out, unsigned flags)
 int cn_config_dump(const struct cn_config *cfg, FILE *out)
 {
     return cn_config_dump_ex(cfg, out, 0);
+}
+
+struct cn_code_links *cn_config_code_links(const struct cn_config *cfg, char *err, size_t err_len)
+{
+    struct cn_code_links *cl = cn_code_links_new();
+    if (!cl) {
+        put_err(err, err_len, "out of memory");
+        return NULL;
+    }
+    const char *text = cfg->telemetry.code_links ? cfg->telemetry.code_links : "{}";
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser)) {
+        cn_code_links_free(cl);
+        put_err(err, err_len, "out of memory");
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    int rc = CN_EINVAL;
+    if (yaml_parser_load(&parser, &doc)) {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        rc = root && root->type == YAML_MAPPING_NODE ? 0 : CN_EINVAL;
+        for (yaml_node_pair_t *p = root ? root->data.mapping.pairs.start : NULL;
+             rc == 0 && p < root->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+            yaml_node_t *v = yaml_document_get_node(&doc, p->value);
+            if (!k || !v || k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE) {
+                rc = CN_EINVAL;
+                break;
+            }
+            rc = cn_code_links_add(cl, (const char *)k->data.scalar.value,
+                                   (const char *)v->data.scalar.value, err, err_len);
+        }
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&parser);
+    if (rc) {
+        cn_code_links_free(cl);
+        put_err(err, err_len, "telemetry.code_links: malformed");
+        return NULL;
+    }
+    return cl;
+}
+
+void cn_config_query_limits(const struct cn_config *cfg, struct cn_query_limits *out)
+{
+    cn_query_limits_default(out);
+    out->default_limit = (uint32_t)cfg->query.default_limit;
+    out->max_limit = (uint32_t)cfg->query.max_limit;
+    out->max_scan_records = cfg->query.max_scan_records;
+    out->max_range_ns = cfg->query.max_range_ms * 1000000u;
+    out->max_tag_values = (uint32_t)cfg->query.max_tag_values;
 }

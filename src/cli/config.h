@@ -45,7 +45,11 @@ struct cn_config {
         uint64_t retention_ms;
         uint64_t disk_budget;
         uint64_t max_spans_per_trace;
+        char *code_links; /* canonical YAML flow mapping: service -> template */
     } telemetry;
+    struct {
+        uint64_t default_limit, max_limit, max_scan_records, max_range_ms, max_tag_values;
+    } query;
 };
 
 /* A configuration with every default set, refs = 1. NULL on allocation failure. */
@@ -114,5 +118,13 @@ int cn_config_parse_listen(const char *listen, char *out_host, size_t host_len, 
                            uint16_t *out_port);
 /* 1 when the host of a valid listen address is loopback (127.0.0.0/8, ::1, localhost). */
 int cn_config_listen_is_loopback(const char *listen);
+
+struct cn_code_links;
+struct cn_query_limits;
+/* The code link table of telemetry.code_links (query.h). NULL with a message in err on
+ * failure. The caller frees it with cn_code_links_free. */
+struct cn_code_links *cn_config_code_links(const struct cn_config *cfg, char *err, size_t err_len);
+/* The query.* settings as the query layer's limits. */
+void cn_config_query_limits(const struct cn_config *cfg, struct cn_query_limits *out);
 
 #endif

@@ -34,11 +34,31 @@ static const struct cmd commands[] = {
      "file, then CAIRN_* environment variables).\n"},
     {"trace", cmd_trace, "look at traces on a running server",
      "usage: cairn trace get TRACE_ID [--server URL] [--token TOKEN] [--json]\n"
+     "       cairn trace search [--service S] [--operation O] [--tag K=V]... [--status S]\n"
+     "                          [--kind K] [--min-duration D] [--max-duration D]\n"
+     "                          [--start T] [--end T] [--limit N] [--order start|duration]\n"
+     "                          [--server URL] [--token TOKEN] [--json]\n"
      "\n"
-     "Prints the trace as an indented tree: operation, service, kind, start offset,\n"
-     "duration, and ERROR with the status message. --json prints the server's JSON.\n"
-     "The server defaults to CAIRN_SERVER or http://127.0.0.1:9000; the token to\n"
-     "CAIRN_API_TOKEN. Exit 1 when the trace is not found or the server cannot be reached.\n"},
+     "get prints the trace as an indented tree: operation, service, kind, start offset,\n"
+     "duration, and ERROR with the status message. search lists matching traces, newest\n"
+     "first; --tag takes k=v, k!=v, k=~regex, k>n, k<n (docs/query.md). --json prints the\n"
+     "server's JSON. The server defaults to CAIRN_SERVER or http://127.0.0.1:9000; the token\n"
+     "to CAIRN_API_TOKEN. Exit 1 when the trace is not found, the server refuses the query\n"
+     "or cannot be reached.\n"},
+    {"topo", cmd_topo, "show the service topology with request/error/latency figures",
+     "usage: cairn topo [--service S [--depth N]] [--start T] [--end T] [--server URL]\n"
+     "                  [--token TOKEN] [--json]\n"
+     "\n"
+     "Prints each service (requests, errors, rate, p50/p95/p99) and each edge caller -> callee\n"
+     "over the range (default: the last hour). Exit 1 when the query fails.\n"},
+    {"logs", cmd_logs, "search or follow log records",
+     "usage: cairn logs [--service S] [--severity LEVEL] [--grep TERM]... [--attr K=V]...\n"
+     "                  [--trace ID] [--start T] [--end T] [--limit N] [-f] [--server URL]\n"
+     "                  [--token TOKEN] [--json]\n"
+     "\n"
+     "Prints matching records newest first: time, severity, service, body, trace and span,\n"
+     "code link. -f follows new records as they are ingested until interrupted. Exit 1\n"
+     "when the query fails.\n"},
     {"help", cmd_help, "show help for a command", "usage: cairn help [COMMAND]\n"},
 };
 

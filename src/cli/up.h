@@ -42,6 +42,7 @@ struct cn_up {
     struct cn_store *store;
     struct cn_receiver receiver;
     struct cn_receiver_worker *rworkers;
+    struct cn_tail *tail; /* live tail of logs, fed by the store's ingest hook */
     struct up_worker *uw; /* per worker: which parts have drained */
 
     uv_loop_t *loop; /* the main thread's */
@@ -55,6 +56,8 @@ struct cn_up {
 
 /* Registers /healthz, /readyz, /metrics (and the test routes when api.test_routes is on). */
 int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes);
+/* Registers the native query API under /api/v1 (api-query.c). */
+int cn_api_query_routes(struct cn_up *up, struct cn_router *r);
 
 /* Returns a new reference to the current configuration. Thread-safe. */
 struct cn_config *cn_up_config(struct cn_up *up);

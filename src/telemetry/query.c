@@ -446,12 +446,8 @@ json_t *cn_query_render_log(const struct cn_code_links *cl, const struct cn_log 
 json_t *cn_query_render_span(const struct cn_code_links *cl, const struct cn_span *s)
 {
     json_t *j = cn_render_span(s);
-    if (!j)
-        return NULL;
-    struct cn_slice svc = s->resource ? s->resource->service : CN_SLICE_LIT("");
-    json_t *sv = json_stringn(svc.ptr ? svc.ptr : "", svc.len);
-    json_object_set_new(j, "service", sv ? sv : json_string(""));
-    add_code_url(j, cl, s->resource, &s->attrs);
+    if (j)
+        add_code_url(j, cl, s->resource, &s->attrs);
     return j;
 }
 

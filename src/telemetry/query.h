@@ -212,7 +212,7 @@ void cn_log_result_release(struct cn_log_result *r);
 int cn_query_log_matches(const struct cn_log_query *q, const struct cn_log *l);
 /* One log record as the logs search renders it (see struct cn_log_result). New reference. */
 json_t *cn_query_render_log(const struct cn_code_links *cl, const struct cn_log *l);
-/* One span as cn_render_span plus "service" and "codeUrl" (when a link applies). */
+/* One span as cn_render_span plus "codeUrl" (when a link applies). */
 json_t *cn_query_render_span(const struct cn_code_links *cl, const struct cn_span *s);
 
 /* Attribute keys, or the values of one key, seen on spans starting in [from, to) (of one

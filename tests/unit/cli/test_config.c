@@ -1,6 +1,7 @@
 /* Tests src/cli/config.c: defaults, every type's parse and bounds, exact error lines, the
  * environment, precedence, dump round trips, validation, and docs coverage of the table. */
 #include "cli/config.h"
+#include "telemetry/query.h"
 
 #include <limits.h>
 #include <setjmp.h>
@@ -122,7 +123,13 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->telemetry.fsync, 1);
     assert_int_equal(cfg->telemetry.max_attributes, 128);
     assert_int_equal(cfg->telemetry.retry_after_ms, 1000);
-    assert_int_equal(cn_config_num_settings(), 34);
+    assert_string_equal(cfg->telemetry.code_links, "{}");
+    assert_int_equal(cfg->query.default_limit, 20);
+    assert_int_equal(cfg->query.max_limit, 1000);
+    assert_int_equal(cfg->query.max_scan_records, 2000000);
+    assert_int_equal(cfg->query.max_range_ms, 168 * 3600 * 1000ull);
+    assert_int_equal(cfg->query.max_tag_values, 10000);
+    assert_int_equal(cn_config_num_settings(), 40);
     assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), 0);
     cn_config_unref(cfg);
 }
@@ -739,7 +746,13 @@ static void test_env_names(void **state)
                                            "10s",
                                            "168h",
                                            "20g",
-                                           "100000"};
+                                           "100000",
+                                           "{}",
+                                           "20",
+                                           "1000",
+                                           "2000000",
+                                           "168h",
+                                           "10000"};
     assert_int_equal(n, CN_ARRAY_LEN(defaults));
     struct cn_config *def = cn_config_new(), *cfg = cn_config_new();
     cfg->workers = 99;
@@ -893,6 +906,13 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "telemetry.retention", "0");
     set_ok(cfg, "telemetry.disk_budget", "0");
     set_ok(cfg, "telemetry.max_spans_per_trace", "0");
+    set_ok(cfg, "telemetry.code_links",
+           "{\"*\": \"https://g/{repo}/\\\"{filepath}\\\"#L{lineno}\", svc: 'x{function}'}");
+    set_ok(cfg, "query.default_limit", "1");
+    set_ok(cfg, "query.max_limit", "100000");
+    set_ok(cfg, "query.max_scan_records", "1000");
+    set_ok(cfg, "query.max_range", "1s");
+    set_ok(cfg, "query.max_tag_values", "10");
     assert_int_equal(cn_config_diff(def, cfg, 0), 0);
     for (size_t i = 0; i < cn_config_num_settings(); i++)
         assert_int_equal(cn_config_diff(def, cfg, i), i); /* every one differs */
@@ -1119,6 +1139,63 @@ static void test_docs_cover_every_setting(void **state)
     free(docs);
 }
 
+/* telemetry.code_links: a mapping in the file, a flow mapping from flags; templates are
+ * checked with the position of the bad one; the table built from it gives URLs. */
+static void test_code_links(void **state)
+{
+    (void)state;
+    struct cn_config *cfg =
+        load_ok("telemetry:\n"
+                "  code_links:\n"
+                "    \"*\": \"https://g.example/{repo}/b/{revision}/{filepath}\"\n"
+                "    pay: \"https://p/{service}/{filepath}#L{lineno}\"\n");
+    assert_string_equal(cfg->telemetry.code_links,
+                        "{\"*\": \"https://g.example/{repo}/b/{revision}/{filepath}\", "
+                        "\"pay\": \"https://p/{service}/{filepath}#L{lineno}\"}");
+    struct cn_code_links *cl = cn_config_code_links(cfg, err, sizeof(err));
+    assert_non_null(cl);
+    struct cn_kv rattrs[] = {
+        {CN_SLICE_LIT("service.version"), {CN_VAL_STR, {.s = CN_SLICE_LIT("v1")}}},
+        {CN_SLICE_LIT("vcs.repository.name"), {CN_VAL_STR, {.s = CN_SLICE_LIT("org/a b")}}}};
+    struct cn_resource res = {{rattrs, 2, 0}, CN_SLICE_LIT("pay"), {NULL, 0}};
+    struct cn_kv attrs[] = {
+        {CN_SLICE_LIT("code.filepath"), {CN_VAL_STR, {.s = CN_SLICE_LIT("a/b?.c")}}},
+        {CN_SLICE_LIT("code.lineno"), {CN_VAL_INT, {.i = 12}}}};
+    struct cn_kvs kvs = {attrs, 2, 0};
+    char url[256];
+    assert_int_equal(cn_code_url(cl, &res, &kvs, url, sizeof(url)), 26);
+    assert_string_equal(url, "https://p/pay/a/b%3F.c#L12");
+    res.service = CN_SLICE_LIT("other"); /* the "*" default; the space is escaped */
+    assert_true(cn_code_url(cl, &res, &kvs, url, sizeof(url)) > 0);
+    assert_string_equal(url, "https://g.example/org/a%20b/b/v1/a/b%3F.c");
+    assert_int_equal(cn_code_url(cl, &res, &kvs, url, 10), CN_ERANGE);
+    kvs.num = 1; /* no line number: pay's template gives no link */
+    res.service = CN_SLICE_LIT("pay");
+    assert_int_equal(cn_code_url(cl, &res, &kvs, url, sizeof(url)), 0);
+    kvs.num = 0; /* no code.filepath: no link */
+    res.service = CN_SLICE_LIT("other");
+    assert_int_equal(cn_code_url(cl, &res, &kvs, url, sizeof(url)), 0);
+    cn_code_links_free(cl);
+    cn_config_unref(cfg);
+    load_err("telemetry:\n  code_links:\n    a: \"x\"\n    b: \"https://x/{nope}\"\n",
+             "cairn.yaml:4:8: telemetry.code_links: b: unknown placeholder {nope} (known: "
+             "{service}, {repo}, {revision}, {filepath}, {lineno}, {function})");
+    load_err("telemetry:\n  code_links:\n    a: \"x{lineno\"\n",
+             "cairn.yaml:3:8: telemetry.code_links: a: unclosed '{' in the code link template");
+    load_err("telemetry:\n  code_links:\n    a: [1]\n",
+             "cairn.yaml:3:8: telemetry.code_links: the template of 'a' must be a string");
+    set_err("telemetry.code_links", "[a]",
+            "telemetry.code_links: expected a mapping of service: template");
+    set_err("telemetry.code_links", "{a: \"{x}\"}",
+            "telemetry.code_links: a: unknown placeholder {x} (known: {service}, {repo}, "
+            "{revision}, {filepath}, {lineno}, {function})");
+    cfg = cn_config_new();
+    set_ok(cfg, "query.default_limit", "2000");
+    assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), CN_EINVAL);
+    assert_string_equal(err, "query.default_limit (2000) is above query.max_limit (1000)");
+    cn_config_unref(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1150,6 +1227,7 @@ int main(void)
         cmocka_unit_test(test_validate_other_rules),
         cmocka_unit_test(test_diff_and_restart),
         cmocka_unit_test(test_docs_cover_every_setting),
+        cmocka_unit_test(test_code_links),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
