@@ -1569,7 +1569,7 @@ static void tags(struct cn_http_req *req, struct cn_up *up, int values, int v2)
             reply_error(req, TEMPO, 400, "invalid tag name '%.64s'", tag);
             goto fail;
         }
-        snprintf(p->key, sizeof(p->key), "%s", key);
+        memcpy(p->key, key, strlen(key) + 1); /* fits: checked above */
         p->q.key = cn_slice_of(p->key);
     }
     submit(req, up, TEMPO, work_tags, free_p, p);
