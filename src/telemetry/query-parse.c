@@ -395,9 +395,10 @@ int cn_query_parse_duration(struct cn_slice text, uint64_t *out_ns)
     uint64_t whole = 0, frac = 0, frac_div = 1;
     size_t nd = 0;
     while (at < n && p[at] >= '0' && p[at] <= '9') {
-        if (whole > (UINT64_MAX - 9) / 10)
+        uint64_t dg = (uint64_t)(p[at] - '0');
+        if (whole > (UINT64_MAX - dg) / 10)
             return CN_ERANGE;
-        whole = whole * 10 + (uint64_t)(p[at] - '0');
+        whole = whole * 10 + dg;
         at++;
         nd++;
     }
