@@ -308,8 +308,9 @@ int cn_query_traces(struct cn_store *st, const struct cn_query_limits *lim,
             out->num++;
     }
     free(t.ids.ids);
-    qsort(out->traces, out->num, sizeof(*out->traces),
-          q->order == CN_ORDER_DURATION ? by_duration_desc : by_start_desc);
+    if (out->num)
+        qsort(out->traces, out->num, sizeof(*out->traces),
+              q->order == CN_ORDER_DURATION ? by_duration_desc : by_start_desc);
     if (out->num > q->limit)
         out->num = q->limit;
     return 0;
