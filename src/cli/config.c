@@ -122,7 +122,7 @@ static const struct setting settings[] = {
      "links kept per span"},
     {"telemetry.retry_after", T_DURATION, AT(telemetry.retry_after_ms), "1s", 1000, HRS, S_RESTART,
      "Retry-After given with 429 and 503 answers to exports"},
-    {"telemetry.seal_bytes", T_SIZE, AT(telemetry.seal_bytes), "64m", MIB, 4 * GIB, S_RESTART,
+    {"telemetry.seal_bytes", T_SIZE, AT(telemetry.seal_bytes), "16m", MIB, 4 * GIB, S_RESTART,
      "the in-memory head is written out as segment files past this size"},
     {"telemetry.seal_interval", T_DURATION, AT(telemetry.seal_interval_ms), "10s", 100, HRS,
      S_RESTART, "or when its oldest batch is this old"},

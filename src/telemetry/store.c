@@ -96,7 +96,9 @@ struct cn_store {
     /* Sealer: waits for a frozen head, writes it out. Guarded by slock. */
     uv_mutex_t slock;
     uv_cond_t scond;
+    uv_cond_t sdone;  /* signalled when seal_pending drops to 0 */
     int seal_pending; /* frozen holds a head to write */
+    int seal_failed;  /* the last seal failed (disk full...): the writer does not wait */
     uv_thread_t sealer;
     int sealer_started;
     uint64_t next_seq;
@@ -633,7 +635,9 @@ static int seal_frozen(struct cn_store *st)
 #define COMPACT_MAX_ROWS   200000u /* records materialised per merge (~1 KiB each) */
 /* Segments under this are merged: what quiet periods seal by interval. A head sealed for
  * size (telemetry.seal_bytes of records) writes more than this, so heavy ingest is never
- * slowed by merging, and a merged segment past it is not merged again. */
+ * slowed by merging, and a merged segment past it is not merged again. A head compresses
+ * about 30x into its segment, so with a small seal_bytes the bound is seal_bytes / 64
+ * (else every segment sealed for size would be written twice). */
 #define COMPACT_SMALL_BYTES (1u << 20)
 
 /* DIR/COMPACTING lists the inputs a merged segment replaces while they are removed: a crash
@@ -661,11 +665,12 @@ static void compact_recover(struct cn_store *st)
     unlink(path);
 }
 
-/* Log records read back by a scan live only during its callback: they are copied into the
+/* Records read back by a scan live only during its callback: they are copied into the
  * batch's arena, resources and scopes once per distinct pointer seen recently. */
-struct log_copy {
+struct rec_copy {
     struct cn_arena *a;
-    struct cn_log *logs;
+    struct cn_log *logs; /* or spans, by the kind scanned */
+    struct cn_span *spans;
     size_t num, cap;
     const void *from[32];
     void *to[32];
@@ -673,7 +678,7 @@ struct log_copy {
     int oom;
 };
 
-static struct cn_slice dup_slice(struct log_copy *c, struct cn_slice s)
+static struct cn_slice dup_slice(struct rec_copy *c, struct cn_slice s)
 {
     if (!s.len)
         return (struct cn_slice){"", 0};
@@ -683,14 +688,14 @@ static struct cn_slice dup_slice(struct log_copy *c, struct cn_slice s)
     return d;
 }
 
-static void dup_val(struct log_copy *c, struct cn_val *v)
+static void dup_val(struct rec_copy *c, struct cn_val *v)
 {
     if (v->type == CN_VAL_STR || v->type == CN_VAL_BYTES || v->type == CN_VAL_ARRAY ||
         v->type == CN_VAL_KVLIST)
         v->u.s = dup_slice(c, v->u.s);
 }
 
-static struct cn_kvs dup_kvs(struct log_copy *c, const struct cn_kvs *k)
+static struct cn_kvs dup_kvs(struct rec_copy *c, const struct cn_kvs *k)
 {
     struct cn_kvs d = {NULL, k->num, k->dropped};
     if (!k->num)
@@ -709,7 +714,7 @@ static struct cn_kvs dup_kvs(struct log_copy *c, const struct cn_kvs *k)
     return d;
 }
 
-static void *cached(struct log_copy *c, const void *from)
+static void *cached(struct rec_copy *c, const void *from)
 {
     for (size_t i = 0; i < CN_ARRAY_LEN(c->from); i++)
         if (c->from[i] == from)
@@ -717,57 +722,109 @@ static void *cached(struct log_copy *c, const void *from)
     return NULL;
 }
 
-static void remember(struct log_copy *c, const void *from, void *to)
+static void remember(struct rec_copy *c, const void *from, void *to)
 {
     c->from[c->cache_next] = from;
     c->to[c->cache_next] = to;
     c->cache_next = (c->cache_next + 1) % CN_ARRAY_LEN(c->from);
 }
 
-static int copy_log(void *ctx, const struct cn_span *span, const struct cn_log *log)
+static const struct cn_resource *copy_resource(struct rec_copy *c, const struct cn_resource *from)
 {
-    struct log_copy *c = ctx;
-    (void)span;
+    struct cn_resource *r = cached(c, from);
+    if (!r && from) {
+        r = cn_arena_alloc(c->a, sizeof(*r));
+        if (r) {
+            r->attrs = dup_kvs(c, &from->attrs);
+            r->service = dup_slice(c, from->service);
+            r->schema_url = dup_slice(c, from->schema_url);
+            remember(c, from, r);
+        }
+    }
+    if (from && !r)
+        c->oom = 1;
+    return r;
+}
+
+static const struct cn_scope *copy_scope(struct rec_copy *c, const struct cn_scope *from)
+{
+    struct cn_scope *sc = cached(c, from);
+    if (!sc && from) {
+        sc = cn_arena_alloc(c->a, sizeof(*sc));
+        if (sc) {
+            sc->name = dup_slice(c, from->name);
+            sc->version = dup_slice(c, from->version);
+            sc->attrs = dup_kvs(c, &from->attrs);
+            remember(c, from, sc);
+        }
+    }
+    if (from && !sc)
+        c->oom = 1;
+    return sc;
+}
+
+/* Makes room for one more record in c->logs or c->spans (elem bytes each). */
+static void *copy_slot(struct rec_copy *c, void **arr, size_t elem)
+{
     if (c->num == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 1024;
-        struct cn_log *l = realloc(c->logs, cap * sizeof(*l));
-        if (!l) {
+        void *a = realloc(*arr, cap * elem);
+        if (!a) {
             c->oom = 1;
-            return CN_ENOMEM;
+            return NULL;
         }
-        c->logs = l;
+        *arr = a;
         c->cap = cap;
     }
-    struct cn_log *d = &c->logs[c->num++];
+    return (char *)*arr + c->num++ * elem;
+}
+
+static int copy_log(void *ctx, const struct cn_span *span, const struct cn_log *log)
+{
+    struct rec_copy *c = ctx;
+    (void)span;
+    struct cn_log *d = copy_slot(c, (void **)&c->logs, sizeof(*d));
+    if (!d)
+        return CN_ENOMEM;
     *d = *log;
     d->severity_text = dup_slice(c, log->severity_text);
     d->event_name = dup_slice(c, log->event_name);
     dup_val(c, &d->body);
     d->attrs = dup_kvs(c, &log->attrs);
-    struct cn_resource *r = cached(c, log->resource);
-    if (!r && log->resource) {
-        r = cn_arena_alloc(c->a, sizeof(*r));
-        if (r) {
-            r->attrs = dup_kvs(c, &log->resource->attrs);
-            r->service = dup_slice(c, log->resource->service);
-            r->schema_url = dup_slice(c, log->resource->schema_url);
-            remember(c, log->resource, r);
-        }
+    d->resource = copy_resource(c, log->resource);
+    d->scope = copy_scope(c, log->scope);
+    return c->oom ? CN_ENOMEM : 0;
+}
+
+static int copy_span(void *ctx, const struct cn_span *span, const struct cn_log *log)
+{
+    struct rec_copy *c = ctx;
+    (void)log;
+    struct cn_span *d = copy_slot(c, (void **)&c->spans, sizeof(*d));
+    if (!d)
+        return CN_ENOMEM;
+    *d = *span;
+    d->trace_state = dup_slice(c, span->trace_state);
+    d->name = dup_slice(c, span->name);
+    d->status_message = dup_slice(c, span->status_message);
+    d->attrs = dup_kvs(c, &span->attrs);
+    d->events =
+        span->num_events ? cn_arena_alloc(c->a, span->num_events * sizeof(*d->events)) : NULL;
+    d->links = span->num_links ? cn_arena_alloc(c->a, span->num_links * sizeof(*d->links)) : NULL;
+    if ((span->num_events && !d->events) || (span->num_links && !d->links))
+        return c->oom = 1, CN_ENOMEM;
+    for (uint32_t i = 0; i < span->num_events; i++) {
+        d->events[i] = span->events[i];
+        d->events[i].name = dup_slice(c, span->events[i].name);
+        d->events[i].attrs = dup_kvs(c, &span->events[i].attrs);
     }
-    struct cn_scope *sc = cached(c, log->scope);
-    if (!sc && log->scope) {
-        sc = cn_arena_alloc(c->a, sizeof(*sc));
-        if (sc) {
-            sc->name = dup_slice(c, log->scope->name);
-            sc->version = dup_slice(c, log->scope->version);
-            sc->attrs = dup_kvs(c, &log->scope->attrs);
-            remember(c, log->scope, sc);
-        }
+    for (uint32_t i = 0; i < span->num_links; i++) {
+        d->links[i] = span->links[i];
+        d->links[i].trace_state = dup_slice(c, span->links[i].trace_state);
+        d->links[i].attrs = dup_kvs(c, &span->links[i].attrs);
     }
-    d->resource = r;
-    d->scope = sc;
-    if ((log->resource && !r) || (log->scope && !sc))
-        c->oom = 1;
+    d->resource = copy_resource(c, span->resource);
+    d->scope = copy_scope(c, span->scope);
     return c->oom ? CN_ENOMEM : 0;
 }
 
@@ -775,7 +832,7 @@ static int copy_log(void *ctx, const struct cn_span *span, const struct cn_log *
  * when it merged something. */
 static int compact_once(struct cn_store *st, uint8_t kind)
 {
-    uint64_t small = COMPACT_SMALL_BYTES;
+    uint64_t small = CN_MIN((uint64_t)COMPACT_SMALL_BYTES, st->opts.seal_bytes / 64);
     uint32_t idx[COMPACT_MAX_INPUTS];
     size_t n = 0;
     uint32_t day = 0;
@@ -819,23 +876,15 @@ static int compact_once(struct cn_store *st, uint8_t kind)
     struct cn_tel_batch b;
     cn_tel_batch_init(&b, (size_t)4 << 30);
     int rc = 0;
-    struct log_copy lc = {.a = &b.arena};
-    for (size_t k = 0; !rc && kind == CN_SEG_LOGS && k < n; k++) {
-        rc = cn_seg_scan(st->segs[idx[k]].seg, 0, UINT64_MAX, NULL, copy_log, &lc);
+    struct rec_copy lc = {.a = &b.arena};
+    /* One scan per input: every record once, decoded a row group at a time. */
+    for (size_t k = 0; !rc && k < n; k++) {
+        rc = cn_seg_scan(st->segs[idx[k]].seg, 0, UINT64_MAX, NULL,
+                         kind == CN_SEG_SPANS ? copy_span : copy_log, &lc);
         if (!rc && lc.oom)
             rc = CN_ENOMEM;
     }
-    for (size_t k = 0; !rc && kind == CN_SEG_SPANS && k < n; k++) {
-        struct cn_seg *seg = st->segs[idx[k]].seg;
-        struct collect_ids ids = {0};
-        rc = cn_seg_trace_ids(seg, collect_id, &ids);
-        if (!rc && ids.oom)
-            rc = CN_ENOMEM;
-        for (size_t t = 0; !rc && t < ids.num; t++)
-            rc = cn_seg_trace(seg, ids.ids[t], &b);
-        free(ids.ids);
-    }
-    size_t nrec = kind == CN_SEG_SPANS ? b.num_spans : lc.num;
+    size_t nrec = lc.num;
     const void **sp = rc ? NULL : malloc((nrec + 1) * sizeof(*sp));
     if (!rc && !sp)
         rc = CN_ENOMEM;
@@ -844,11 +893,12 @@ static int compact_once(struct cn_store *st, uint8_t kind)
         cn_warn("telemetry", "compaction skipped", "inputs=%zu error=\"%s\"", n, cn_strerror(rc));
         free(sp);
         free(lc.logs);
+        free(lc.spans);
         cn_tel_batch_release(&b);
         return 0;
     }
     for (size_t i = 0; i < nrec; i++)
-        sp[i] = kind == CN_SEG_SPANS ? (const void *)&b.spans[i] : (const void *)&lc.logs[i];
+        sp[i] = kind == CN_SEG_SPANS ? (const void *)&lc.spans[i] : (const void *)&lc.logs[i];
     char dir[4096];
     day_dir(st, day, dir, sizeof(dir));
     struct written w = {0};
@@ -863,6 +913,7 @@ static int compact_once(struct cn_store *st, uint8_t kind)
                                                        nrec, &o, NULL, err, sizeof(err));
     free(sp);
     free(lc.logs);
+    free(lc.spans);
     cn_tel_batch_release(&b);
     if (!rc && w.ids.oom)
         rc = CN_ENOMEM;
@@ -945,6 +996,10 @@ static void sealer_main(void *arg)
         if (seal_frozen(st) != 0) {
             /* Disk full or another failure: try again in a second; ingest goes on into the
              * head until its budget refuses more. */
+            uv_mutex_lock(&st->slock);
+            st->seal_failed = 1;
+            uv_cond_broadcast(&st->sdone);
+            uv_mutex_unlock(&st->slock);
             uv_sleep(1000);
             if (stopping)
                 break;
@@ -955,6 +1010,8 @@ static void sealer_main(void *arg)
             ;
         uv_mutex_lock(&st->slock);
         st->seal_pending = 0;
+        st->seal_failed = 0;
+        uv_cond_broadcast(&st->sdone);
         uv_mutex_unlock(&st->slock);
     }
 }
@@ -971,6 +1028,13 @@ static int maybe_freeze(struct cn_store *st, int force)
     if (!due)
         return 0;
     uv_mutex_lock(&st->slock);
+    /* While the sealer writes the previous head, this one may grow to twice seal_bytes; past
+     * that the writer waits for the sealer, holding acknowledgements back, so that clients
+     * slow down to what the sealer keeps up with instead of the head growing to its memory
+     * budget (and every page of it being faulted in anew). A failing sealer (disk full) is
+     * not waited for: the head's budget refuses ingest then. */
+    while (st->seal_pending && !st->seal_failed && h->bytes >= 2 * st->opts.seal_bytes)
+        uv_cond_wait(&st->sdone, &st->slock);
     int busy = st->seal_pending;
     if (!busy) {
         uv_rwlock_wrlock(&st->hlock);
@@ -1232,7 +1296,7 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         return CN_ENOMEM;
     st->opts = *opts;
     if (!st->opts.seal_bytes)
-        st->opts.seal_bytes = 64u << 20;
+        st->opts.seal_bytes = 16u << 20;
     if (!st->opts.seal_interval_ms)
         st->opts.seal_interval_ms = 10000;
     st->dir = strdup(opts->dir);
@@ -1241,6 +1305,7 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
     uv_cond_init(&st->qcond);
     uv_mutex_init(&st->slock);
     uv_cond_init(&st->scond);
+    uv_cond_init(&st->sdone);
     uv_rwlock_init(&st->hlock);
     struct cn_derive_opts dopts;
     cn_derive_opts_default(&dopts);
@@ -1349,6 +1414,7 @@ void cn_store_close(struct cn_store *st)
     free(st->dir);
     uv_rwlock_destroy(&st->hlock);
     uv_cond_destroy(&st->scond);
+    uv_cond_destroy(&st->sdone);
     uv_mutex_destroy(&st->slock);
     uv_cond_destroy(&st->qcond);
     uv_mutex_destroy(&st->qlock);

@@ -36,7 +36,7 @@ struct cn_store_opts {
     uint32_t max_body_bytes; /* largest body (after decoding gzip) */
     enum cn_wal_fsync fsync;
     struct cn_tel_limits limits;
-    uint64_t seal_bytes;          /* the head is sealed into segments past this (0: 64 MiB) */
+    uint64_t seal_bytes;          /* the head is sealed into segments past this (0: 16 MiB) */
     uint64_t seal_interval_ms;    /* or when its oldest batch is this old (0: 10 s) */
     uint64_t retention_ms;        /* segments of days older than this are removed (0: keep) */
     uint64_t disk_budget;         /* segment bytes kept at most (0: no budget) */

@@ -742,7 +742,7 @@ static void test_env_names(void **state)
                                            "128",
                                            "128",
                                            "1s",
-                                           "64m",
+                                           "16m",
                                            "10s",
                                            "168h",
                                            "20g",
