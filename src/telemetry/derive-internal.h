@@ -52,6 +52,15 @@ struct names {
 struct service {
     uint32_t name;
     uint32_t series[NUM_KINDS]; /* service-level series per kind, IDX_NONE until seen */
+    uint32_t num_span_names;    /* its entries in cn_derive.spnames */
+};
+
+/* A (service, span name, kind) seen on any span, indexed by hash of (svc, kind, name). */
+struct spname {
+    uint64_t hash;
+    uint32_t name;
+    uint16_t svc;
+    uint8_t kind;
 };
 
 /* A RED series: op NAME_NONE for a service-level one (reached from struct service, not
@@ -196,6 +205,10 @@ struct cn_derive {
 
     struct pending pend;
     struct traces tr;
+
+    struct spname *spnames;
+    uint32_t num_spnames, cap_spnames;
+    struct itab spname_idx;
 };
 
 /* derive.c */
@@ -205,6 +218,8 @@ void cn_derive__itab_del(struct itab *t, uint32_t pos);
 /* Name ID of s (cut as interning cuts it), NAME_NONE when unknown. */
 uint32_t cn_derive__find_name(const struct cn_derive *d, struct cn_slice s);
 uint32_t cn_derive__intern(struct cn_derive *d, struct cn_slice s);
+/* s cut to max_name_bytes as interning cuts it. */
+struct cn_slice cn_derive__cut(const struct cn_derive *d, struct cn_slice s);
 struct cn_slice cn_derive__name(const struct cn_derive *d, uint32_t id);
 /* Series index of (svc, kind, op) or IDX_NONE. */
 uint32_t cn_derive__find_series(const struct cn_derive *d, uint16_t svc, uint8_t kind,
@@ -228,6 +243,11 @@ void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc,
 void cn_derive__expire_halves(struct cn_derive *d);
 void cn_derive__pending_release(struct pending *p);
 size_t cn_derive__pending_bytes(const struct pending *p);
+
+/* derive-spans.c */
+void cn_derive__span_name(struct cn_derive *d, uint16_t svc, uint8_t kind, struct cn_slice name);
+void cn_derive__span_names_release(struct cn_derive *d);
+size_t cn_derive__span_names_bytes(const struct cn_derive *d);
 
 /* derive-trace.c */
 int cn_derive__traces_init(struct traces *t, uint32_t max, uint32_t svc_cap);

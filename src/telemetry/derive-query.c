@@ -209,6 +209,42 @@ int cn_derive_operations(struct cn_derive *d, struct cn_derive_op **out_ops, siz
     return 0;
 }
 
+int cn_derive_span_names(struct cn_derive *d, struct cn_derive_op **out_ops, size_t *out_num,
+                         struct cn_slice service)
+{
+    *out_ops = NULL;
+    *out_num = 0;
+    pthread_rwlock_rdlock(&d->lock);
+    uint16_t svc = service.ptr ? find_service(d, service) : SVC_NONE;
+    if (service.ptr && svc == SVC_NONE) {
+        pthread_rwlock_unlock(&d->lock);
+        return CN_ENOENT;
+    }
+    size_t n = service.ptr ? d->services[svc].num_span_names : d->num_spnames;
+    struct cn_derive_op *v = n ? malloc(n * sizeof(*v)) : NULL;
+    size_t j = 0;
+    for (uint32_t i = 0; v && i < d->num_spnames && j < n; i++) {
+        const struct spname *e = &d->spnames[i];
+        if (!service.ptr || e->svc == svc)
+            v[j++] = (struct cn_derive_op){cn_derive__name(d, e->name), e->kind};
+    }
+    pthread_rwlock_unlock(&d->lock);
+    if (n && !v)
+        return CN_ENOMEM;
+    if (j > 1)
+        qsort(v, j, sizeof(*v), cmp_op);
+    /* Every service's: the same pair from two services once. */
+    size_t k = 0;
+    for (size_t i = 0; i < j; i++)
+        if (k == 0 || cmp_op(&v[k - 1], &v[i]) != 0)
+            v[k++] = v[i];
+    if (k == 0)
+        cn_free(&v);
+    *out_ops = v;
+    *out_num = k;
+    return 0;
+}
+
 /* ---- edges ---- */
 
 struct eacc {

@@ -34,6 +34,7 @@ void cn_derive_opts_default(struct cn_derive_opts *o)
     o->uninstrumented_edges = 1;
     o->max_traces = 1000000;
     o->max_trace_services = 32;
+    o->max_span_names = 1000;
 }
 
 /* The integer options and their ranges. The upper bounds keep every table index within 32
@@ -63,6 +64,7 @@ static const struct {
     LIMIT(max_pending, 1, 1u << 26),
     LIMIT(max_traces, 1, 1u << 28),
     LIMIT(max_trace_services, 1, CN_DERIVE_TRACE_SERVICES_MAX),
+    LIMIT(max_span_names, 1, CN_DERIVE_MAX_SPAN_NAMES_LIMIT),
 #undef LIMIT
 };
 
@@ -176,6 +178,11 @@ static struct cn_slice cut(const struct cn_derive *d, struct cn_slice s)
     if (((unsigned char)s.ptr[n] & 0xC0) == 0x80)
         n = d->o.max_name_bytes;
     return (struct cn_slice){s.ptr, n};
+}
+
+struct cn_slice cn_derive__cut(const struct cn_derive *d, struct cn_slice s)
+{
+    return cut(d, s);
 }
 
 static uint32_t lookup_name(const struct names *nm, struct cn_slice s, uint64_t h)
@@ -292,6 +299,7 @@ static uint16_t new_service(struct cn_derive *d, uint32_t name)
     uint16_t svc = (uint16_t)d->num_services++;
     struct service *sv = &d->services[svc];
     sv->name = name;
+    sv->num_span_names = 0;
     for (int k = 0; k < NUM_KINDS; k++)
         sv->series[k] = IDX_NONE;
     d->names.items[name].svc = svc;
@@ -678,6 +686,7 @@ static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_ca
             d->st.red_spans++;
         }
         cn_derive__pair(d, s, svc, dur, err);
+        cn_derive__span_name(d, svc, kind, s->name);
     }
     cn_derive__trace_add(d, s, svc, err);
 }
@@ -770,6 +779,7 @@ void cn_derive_free(struct cn_derive *d)
     free(d->edge_idx.slots);
     cn_derive__pending_release(&d->pend);
     cn_derive__traces_release(&d->tr);
+    cn_derive__span_names_release(d);
     pthread_rwlock_destroy(&d->lock);
     free(d);
 }
@@ -790,6 +800,7 @@ static size_t memory_locked(const struct cn_derive *d)
     n += (size_t)d->cap_edges * sizeof(struct edge) + itab_bytes(&d->edge_idx);
     n += cn_derive__pending_bytes(&d->pend);
     n += cn_derive__traces_bytes(&d->tr);
+    n += cn_derive__span_names_bytes(d);
     return n;
 }
 
@@ -811,6 +822,7 @@ void cn_derive_stats(struct cn_derive *d, struct cn_derive_stats *out)
     out->edges = d->num_edges;
     out->pending = d->pend.used;
     out->traces = d->tr.num;
+    out->span_names = d->num_spnames;
     out->memory_bytes = memory_locked(d);
     out->bucket_bytes = d->bucket_bytes;
     pthread_rwlock_unlock(&d->lock);

@@ -29,6 +29,11 @@
  * links; when none of them finds its producer, it waits under each. A second CLIENT or
  * PRODUCER half with the same IDs (a span sent twice) is counted and ignored.
  *
+ * Span names, per service: every (span name, kind) a service's spans carried, whatever the
+ * kind and whether or not RED counts them (the operation lists of the query APIs), at most
+ * max_span_names per service; a pair past it, or whose name does not fit max_names, is
+ * counted in span_names_dropped (once per span) and not listed. Pairs are never forgotten.
+ *
  * Trace summaries: root service and operation (the first span without a parent; until one
  * arrives, the earliest span's), start (earliest start), duration (latest end - start), span
  * and error counts, the services involved (up to max_trace_services, in order of arrival),
@@ -62,6 +67,7 @@
 #define CN_DERIVE_MAX_TRACES_PER_QUERY 10000  /* limit of cn_derive_traces */
 #define CN_DERIVE_KIND_MASK(kind)      (1u << (kind))
 #define CN_DERIVE_MAX_CONSUMER_LINKS   8 /* links of one CONSUMER span tried for pairing */
+#define CN_DERIVE_MAX_SPAN_NAMES_LIMIT 65535
 
 struct cn_derive_opts {
     double sketch_alpha;         /* relative error of latency quantiles: 0.01 */
@@ -88,6 +94,8 @@ struct cn_derive_opts {
     uint32_t max_traces;         /* summaries kept, the oldest evicted first: 1000000 */
     uint32_t max_trace_services; /* services kept per summary: 32, at most
                                     CN_DERIVE_TRACE_SERVICES_MAX */
+    uint32_t max_span_names;     /* (span name, kind) pairs listed per service: 1000, at most
+                                    CN_DERIVE_MAX_SPAN_NAMES_LIMIT */
 };
 
 /* Counters since cn_derive_new. */
@@ -121,6 +129,9 @@ struct cn_derive_stats {
     uint64_t buckets_dropped;    /* buckets dropped early for max_bucket_bytes */
     uint64_t cells_dropped;      /* RED/edge updates refused for max_bucket_bytes */
     uint64_t bucket_bytes;       /* held by RED and edge cells now */
+    uint64_t span_names;         /* (service, span name, kind) triples listed */
+    uint64_t span_names_dropped; /* spans whose (name, kind) did not fit max_span_names of
+                                    their service (or max_names) */
     uint64_t alloc_failures;     /* updates lost to a failed allocation */
     uint64_t memory_bytes;       /* cn_derive_memory */
 };
@@ -220,6 +231,11 @@ int cn_derive_services(struct cn_derive *d, struct cn_slice **out_names, size_t 
 /* Operations (with their kind) RED counts for a service, sorted by name then kind. Returns 0,
  * CN_ENOENT (unknown service), CN_ENOMEM. */
 int cn_derive_operations(struct cn_derive *d, struct cn_derive_op **out_ops, size_t *out_num,
+                         struct cn_slice service);
+/* Every (span name, kind) the service's spans carried (see "Span names" above), sorted by
+ * name then kind; service.ptr NULL: those of every service, each pair once. Returns 0,
+ * CN_ENOENT (unknown service), CN_ENOMEM. */
+int cn_derive_span_names(struct cn_derive *d, struct cn_derive_op **out_ops, size_t *out_num,
                          struct cn_slice service);
 /* Edges with traffic in [from, to), sorted by caller, callee, type, uninstrumented.
  * Returns 0, CN_EINVAL (to <= from), CN_ENOENT (a service name never seen), CN_ENOMEM. */

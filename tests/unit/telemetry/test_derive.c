@@ -1014,6 +1014,91 @@ static void names_services_and_limits(void **state)
     cn_derive_free(d);
 }
 
+/* ---- span names ---- */
+
+static void span_names_every_kind_capped(void **state)
+{
+    (void)state;
+    struct cn_derive_opts o;
+    cn_derive_opts_default(&o);
+    o.max_span_names = 3;
+    struct cn_derive *d = derive_with(&o);
+    struct cn_span b[] = {
+        span("web", 1, 1, 0, CN_KIND_SERVER, "GET /", T0, MS, 0),
+        span("web", 1, 2, 1, CN_KIND_CLIENT, "GET /cart", T0, MS, 0),
+        span("web", 1, 3, 1, CN_KIND_INTERNAL, "render", T0, MS, 0),
+        span("web", 2, 4, 0, CN_KIND_SERVER, "GET /", T0, MS, 0),  /* known: no new entry */
+        span("web", 2, 5, 4, CN_KIND_CLIENT, "GET /", T0, MS, 0),  /* 4th pair: over the cap */
+        span("web", 2, 6, 4, CN_KIND_PRODUCER, "send", T0, MS, 0), /* 5th: over the cap */
+        span("cart", 1, 7, 2, CN_KIND_SERVER, "GET /cart", T0, MS, 0),
+        span("cart", 1, 8, 7, CN_KIND_CLIENT, "SELECT", T0, MS, 0),
+        span("cart", 1, 9, 7, 77, "odd kind", T0, MS, 0), /* out of range: UNSPECIFIED */
+    };
+    cn_derive_add_spans(d, b, CN_ARRAY_LEN(b), T0 + SEC);
+    struct cn_derive_op *ops;
+    size_t n;
+    assert_int_equal(cn_derive_span_names(d, &ops, &n, cn_slice_of("web")), 0);
+    assert_int_equal(n, 3);
+    assert_true(slice_is(ops[0].name, "GET /") && ops[0].kind == CN_KIND_SERVER);
+    assert_true(slice_is(ops[1].name, "GET /cart") && ops[1].kind == CN_KIND_CLIENT);
+    assert_true(slice_is(ops[2].name, "render") && ops[2].kind == CN_KIND_INTERNAL);
+    free(ops);
+    /* RED still lists only what it counts. */
+    assert_int_equal(cn_derive_operations(d, &ops, &n, cn_slice_of("web")), 0);
+    assert_int_equal(n, 1);
+    free(ops);
+    assert_int_equal(cn_derive_span_names(d, &ops, &n, cn_slice_of("cart")), 0);
+    assert_int_equal(n, 3);
+    assert_true(slice_is(ops[0].name, "GET /cart") && ops[0].kind == CN_KIND_SERVER);
+    assert_true(slice_is(ops[1].name, "SELECT") && ops[1].kind == CN_KIND_CLIENT);
+    assert_true(slice_is(ops[2].name, "odd kind") && ops[2].kind == CN_KIND_UNSPECIFIED);
+    free(ops);
+    /* Every service's: "GET /cart"/CLIENT (web) and "GET /cart"/SERVER (cart) both; no pair
+     * twice. */
+    assert_int_equal(cn_derive_span_names(d, &ops, &n, (struct cn_slice){NULL, 0}), 0);
+    assert_int_equal(n, 6);
+    assert_true(slice_is(ops[1].name, "GET /cart") && ops[1].kind == CN_KIND_SERVER);
+    assert_true(slice_is(ops[2].name, "GET /cart") && ops[2].kind == CN_KIND_CLIENT);
+    free(ops);
+    assert_int_equal(cn_derive_span_names(d, &ops, &n, cn_slice_of("nope")), CN_ENOENT);
+    assert_null(ops);
+    struct cn_derive_stats st = stats_of(d);
+    assert_int_equal(st.span_names, 6);
+    assert_int_equal(st.span_names_dropped, 2);
+    /* Seen again: still dropped, counted per span. */
+    add1(d, b[5], T0 + 2 * SEC);
+    assert_int_equal(stats_of(d).span_names_dropped, 3);
+    /* The cap's edge: exactly max_span_names fit (web has 3). */
+    assert_int_equal(stats_of(d).span_names, 6);
+    cn_derive_free(d);
+
+    /* Names past max_name_bytes are cut and listed once; past max_names dropped. */
+    cn_derive_opts_default(&o);
+    o.max_name_bytes = 4;
+    o.max_names = 3; /* "web", "abcd", and one more */
+    d = derive_with(&o);
+    struct cn_span c[] = {
+        span("web", 1, 1, 0, CN_KIND_SERVER, "abcdef", T0, MS, 0),
+        span("web", 1, 2, 1, CN_KIND_SERVER, "abcdxy", T0, MS, 0), /* same cut name */
+        span("web", 1, 3, 1, CN_KIND_INTERNAL, "zz", T0, MS, 0),
+        span("web", 1, 4, 1, CN_KIND_INTERNAL, "yy", T0, MS, 0), /* max_names reached */
+    };
+    cn_derive_add_spans(d, c, CN_ARRAY_LEN(c), T0 + SEC);
+    assert_int_equal(cn_derive_span_names(d, &ops, &n, cn_slice_of("web")), 0);
+    assert_int_equal(n, 2);
+    assert_true(slice_is(ops[0].name, "abcd") && slice_is(ops[1].name, "zz"));
+    free(ops);
+    assert_int_equal(stats_of(d).span_names_dropped, 1);
+    cn_derive_free(d);
+
+    cn_derive_opts_default(&o);
+    assert_int_equal(o.max_span_names, 1000);
+    o.max_span_names = 0;
+    assert_null(cn_derive_new(&o));
+    o.max_span_names = CN_DERIVE_MAX_SPAN_NAMES_LIMIT + 1;
+    assert_null(cn_derive_new(&o));
+}
+
 static void bad_options(void **state)
 {
     (void)state;
@@ -1177,6 +1262,7 @@ int main(void)
         cmocka_unit_test(summaries_by_time_range),
         cmocka_unit_test(summaries_time_blocks),
         cmocka_unit_test(names_services_and_limits),
+        cmocka_unit_test(span_names_every_kind_capped),
         cmocka_unit_test(bad_options),
         cmocka_unit_test(odd_spans),
         cmocka_unit_test(threads_smoke),
