@@ -29,21 +29,41 @@ static void enc_init(struct enc *e)
     e->err = 0;
 }
 
-static void put(struct enc *e, const void *p, size_t n)
+static void put_slow(struct enc *e, const void *p, size_t n)
 {
     if (!e->err && n)
         e->err = cn_buf_append(&e->b, p, n);
 }
 
-static void put_u8(struct enc *e, uint8_t v)
+/* Encoders append a few bytes at a time: the common case (room in the buffer) inline. */
+static inline void put(struct enc *e, const void *p, size_t n)
 {
-    put(e, &v, 1);
+    if (e->b.cap - e->b.len >= n && !e->err) {
+        if (n)
+            memcpy(e->b.ptr + e->b.len, p, n);
+        e->b.len += n;
+        return;
+    }
+    put_slow(e, p, n);
 }
 
-static void put_var(struct enc *e, uint64_t v)
+static inline void put_u8(struct enc *e, uint8_t v)
 {
+    if (e->b.len < e->b.cap && !e->err) {
+        e->b.ptr[e->b.len++] = (char)v;
+        return;
+    }
+    put_slow(e, &v, 1);
+}
+
+static inline void put_var(struct enc *e, uint64_t v)
+{
+    if (e->b.cap - e->b.len >= 10 && !e->err) {
+        e->b.len += cn_seg__var_put((uint8_t *)e->b.ptr + e->b.len, v);
+        return;
+    }
     uint8_t t[10];
-    put(e, t, cn_seg__var_put(t, v));
+    put_slow(e, t, cn_seg__var_put(t, v));
 }
 
 static void put_str(struct enc *e, struct cn_slice s)
@@ -67,6 +87,37 @@ static size_t var_len(uint64_t v)
         n++;
     }
     return n;
+}
+
+/* a[0..n) == b[0..n), inline: most strings compared here are short, and most unequal ones
+ * differ in their first or last 8 bytes, so no call to memcmp. */
+static inline int same_bytes(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    if (x == y)
+        return 1;
+    if (n >= 8) {
+        uint64_t u, v, p, q;
+        memcpy(&u, x, 8);
+        memcpy(&v, y, 8);
+        memcpy(&p, x + n - 8, 8);
+        memcpy(&q, y + n - 8, 8);
+        if (u != v || p != q)
+            return 0;
+        return n <= 16 || memcmp(x + 8, y + 8, n - 16) == 0;
+    }
+    if (n >= 4) {
+        uint32_t u, v, p, q;
+        memcpy(&u, x, 4);
+        memcpy(&v, y, 4);
+        memcpy(&p, x + n - 4, 4);
+        memcpy(&q, y + n - 4, 4);
+        return u == v && p == q;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return 0;
+    return 1;
 }
 
 /* Open-addressing map from byte strings to dense ids 0..n-1. Keys are not copied: they must
@@ -118,8 +169,7 @@ static int smap_add(struct smap *m, const void *p, size_t len, uint32_t *out_id)
     uint32_t i = (uint32_t)h & m->mask;
     for (; m->tab[i]; i = (i + 1) & m->mask) {
         uint32_t id = m->tab[i] - 1;
-        if (m->hashes[id] == h && m->keys[id].len == len &&
-            (len == 0 || memcmp(m->keys[id].ptr, p, len) == 0)) {
+        if (m->hashes[id] == h && m->keys[id].len == len && same_bytes(m->keys[id].ptr, p, len)) {
             *out_id = id;
             return 0;
         }
@@ -509,8 +559,7 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
     for (size_t i = 0; i < n && rc >= 0; i++) {
         struct cn_slice s = v[i]->u.s;
         /* Rows sorted by service and name often repeat the previous value: no hashing. */
-        if (i && s.len == v[i - 1]->u.s.len &&
-            (s.ptr == v[i - 1]->u.s.ptr || memcmp(s.ptr, v[i - 1]->u.s.ptr, s.len) == 0)) {
+        if (i && s.len == v[i - 1]->u.s.len && same_bytes(s.ptr, v[i - 1]->u.s.ptr, s.len)) {
             ids[i] = ids[i - 1];
             all += s.len + var_len(s.len);
             continue;
@@ -584,8 +633,7 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
             uint32_t kid;
             struct kseen *ks = i < KSEEN ? &seen[i] : NULL;
             if (ks && ks->key.len == kv->key.len && ks->key.ptr &&
-                (ks->key.ptr == kv->key.ptr ||
-                 memcmp(ks->key.ptr, kv->key.ptr, kv->key.len) == 0)) {
+                same_bytes(ks->key.ptr, kv->key.ptr, kv->key.len)) {
                 kid = ks->id;
             } else {
                 rc = smap_add(&keys, kv->key.ptr, kv->key.len, &kid);
