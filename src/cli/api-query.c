@@ -851,7 +851,8 @@ static void h_operations(struct cn_http_req *req, void *ctx)
     struct cn_derive *d = cn_store_derive(up->store);
     struct cn_derive_op *ops = NULL;
     size_t n = 0;
-    int rc = d ? cn_derive_operations(d, &ops, &n, (struct cn_slice){svc, (size_t)sn}) : 0;
+    /* Every span name the service emitted, whatever its kind (not only what RED counts). */
+    int rc = d ? cn_derive_span_names(d, &ops, &n, (struct cn_slice){svc, (size_t)sn}) : 0;
     if (rc != 0 && rc != CN_ENOENT) {
         cn_http_reply_json_error(req, 503, NULL, "out of memory");
         return;

@@ -107,6 +107,26 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         LD(st->corrupt_segments), corrupt_blocks, LD(st->compactions), LD(st->read_errors));
 }
 
+/* The derived tables' span-name lists (the compatibility APIs' operation lists). */
+static void write_derive_metrics(struct cn_buf *b, struct cn_derive *d)
+{
+    struct cn_derive_stats st;
+    if (!d)
+        return;
+    cn_derive_stats(d, &st);
+    cn_buf_printf(b,
+                  "# HELP cairn_telemetry_span_names (service, span name, kind) listed as "
+                  "operations.\n"
+                  "# TYPE cairn_telemetry_span_names gauge\n"
+                  "cairn_telemetry_span_names %llu\n"
+                  "# HELP cairn_telemetry_span_names_dropped_total Spans whose (name, kind) was "
+                  "not listed: past the service's cap of %u.\n"
+                  "# TYPE cairn_telemetry_span_names_dropped_total counter\n"
+                  "cairn_telemetry_span_names_dropped_total %llu\n",
+                  (unsigned long long)st.span_names, cn_derive_opts(d)->max_span_names,
+                  (unsigned long long)st.span_names_dropped);
+}
+
 static void h_metrics(struct cn_http_req *req, void *ctx)
 {
     struct cn_up *up = ctx;
@@ -127,8 +147,10 @@ static void h_metrics(struct cn_http_req *req, void *ctx)
                   (unsigned long long)atomic_load(&up->reloads),
                   (unsigned long long)atomic_load(&up->reload_failures));
     cn_http_metrics_write(&b, &up->api);
-    if (up->store)
+    if (up->store) {
         write_store_metrics(&b, up->store, &up->receiver);
+        write_derive_metrics(&b, cn_store_derive(up->store));
+    }
     cn_metrics_write_process(&b);
     cn_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.ptr, b.len, NULL, 0);
     cn_buf_release(&b);

@@ -602,7 +602,7 @@ static uint64_t str_hash(const char *p, size_t n)
     return h;
 }
 
-static void count_name(struct counter *c, const char *p, size_t n)
+static void count_name(struct counter *c, const char *p, size_t n, uint8_t type)
 {
     if (c->failed)
         return;
@@ -627,7 +627,8 @@ static void count_name(struct counter *c, const char *p, size_t n)
     }
     size_t j = str_hash(p, n) & (c->cap - 1);
     while (c->cells[j].name) {
-        if (strlen(c->cells[j].name) == n && memcmp(c->cells[j].name, p, n) == 0) {
+        if (c->cells[j].type == type && strlen(c->cells[j].name) == n &&
+            memcmp(c->cells[j].name, p, n) == 0) {
             c->cells[j].count++;
             return;
         }
@@ -644,7 +645,7 @@ static void count_name(struct counter *c, const char *p, size_t n)
     }
     memcpy(name, p, n);
     name[n] = '\0';
-    c->cells[j] = (struct cn_tag_count){name, 1};
+    c->cells[j] = (struct cn_tag_count){name, 1, type};
     c->num++;
 }
 
@@ -656,10 +657,10 @@ struct tscan {
     int truncated;
 };
 
-static int seen_before(const struct cn_kvs *const *lists, size_t li, uint32_t ki)
+static int seen_before(const struct cn_kvs *const *lists, size_t first, size_t li, uint32_t ki)
 {
     struct cn_slice k = lists[li]->items[ki].key;
-    for (size_t l = 0; l <= li; l++) {
+    for (size_t l = first; l <= li; l++) {
         uint32_t end = l == li ? ki : lists[l]->num;
         for (uint32_t i = 0; i < end; i++)
             if (cn_slice_eq(lists[l]->items[i].key, k))
@@ -676,23 +677,25 @@ static void tscan_span(void *ctx, const struct cn_span *s)
         !(s->resource ? cn_slice_eq(s->resource->service, q->service) : q->service.len == 0))
         return;
     const struct cn_kvs *lists[2] = {&s->attrs, s->resource ? &s->resource->attrs : NULL};
-    size_t nl = lists[1] ? 2 : 1;
-    for (size_t li = 0; li < nl; li++) {
+    size_t first = q->scope == CN_TAG_SCOPE_RESOURCE;
+    size_t nl = q->scope == CN_TAG_SCOPE_SPAN || !lists[1] ? 1 : 2;
+    for (size_t li = first; li < nl; li++) {
         for (uint32_t ki = 0; ki < lists[li]->num; ki++) {
             const struct cn_kv *kv = &lists[li]->items[ki];
             if (!q->key.ptr) {
-                if (!seen_before(lists, li, ki))
-                    count_name(&t->c, kv->key.ptr ? kv->key.ptr : "", kv->key.len);
+                if (!seen_before(lists, first, li, ki))
+                    count_name(&t->c, kv->key.ptr ? kv->key.ptr : "", kv->key.len, 0);
                 continue;
             }
-            if (!cn_slice_eq(kv->key, q->key) || seen_before(lists, li, ki))
+            if (!cn_slice_eq(kv->key, q->key) || seen_before(lists, first, li, ki))
                 continue;
             char buf[512];
+            uint8_t type = q->typed ? kv->val.type : 0;
             int n = cn_val_text(&kv->val, buf, sizeof(buf));
             if (n >= 0 && (size_t)n < sizeof(buf))
-                count_name(&t->c, buf, (size_t)n);
-            else if (kv->val.type == CN_VAL_STR)
-                count_name(&t->c, kv->val.u.s.ptr, kv->val.u.s.len); /* long strings whole */
+                count_name(&t->c, buf, (size_t)n, type);
+            else if (kv->val.type == CN_VAL_STR) /* long strings whole */
+                count_name(&t->c, kv->val.u.s.ptr, kv->val.u.s.len, type);
         }
     }
 }
@@ -719,7 +722,8 @@ static int by_count(const void *a, const void *b)
     const struct cn_tag_count *x = a, *y = b;
     if (x->count != y->count)
         return x->count < y->count ? 1 : -1;
-    return strcmp(x->name, y->name);
+    int c = strcmp(x->name, y->name);
+    return c ? c : (int)x->type - (int)y->type;
 }
 
 int cn_query_tags(struct cn_store *st, const struct cn_query_limits *lim,

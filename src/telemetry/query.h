@@ -215,6 +215,14 @@ json_t *cn_query_render_log(const struct cn_code_links *cl, const struct cn_log 
 /* One span as cn_render_span plus "codeUrl" (when a link applies). */
 json_t *cn_query_render_span(const struct cn_code_links *cl, const struct cn_span *s);
 
+/* Which attributes an autocomplete query reads. */
+enum cn_tag_scope {
+    CN_TAG_SCOPE_ALL = 0,  /* the span's, then its resource's (a key the span has hides the
+                              resource's, as predicates read them) */
+    CN_TAG_SCOPE_SPAN,     /* the span's only */
+    CN_TAG_SCOPE_RESOURCE, /* the resource's only */
+};
+
 /* Attribute keys, or the values of one key, seen on spans starting in [from, to) (of one
  * service when service.ptr is set), with how many spans carried each; the most frequent
  * first (ties by name), at most limit. */
@@ -223,11 +231,15 @@ struct cn_tag_query {
     struct cn_slice key;     /* ptr NULL: list keys; else the values of this key */
     uint64_t from_ns, to_ns;
     size_t limit;
+    enum cn_tag_scope scope; /* 0: CN_TAG_SCOPE_ALL */
+    int typed;               /* values: 1 keeps values of different types apart ("200" the
+                                string and 200 the integer are two items); 0 merges them */
 };
 
 struct cn_tag_count {
     char *name; /* malloc'd */
     uint64_t count;
+    uint8_t type; /* typed values: the enum cn_val_type they were read as; else 0 */
 };
 
 struct cn_tag_result {

@@ -25,6 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OTEL_DIR = os.path.join(HERE, "otel")
 APP = os.path.join(OTEL_DIR, "compat-app.mjs")
 REQUESTS = 6
+# The class server's query.* limits, smaller than the defaults (1000, 10000) so that every
+# API's edge proves the configured value is the one in force.
+MAX_LIMIT = 50
+MAX_TAG_VALUES = 100
 
 JAEGER_SPAN_KEYS = {"traceID", "spanID", "operationName", "references", "startTime", "duration",
                     "tags", "logs", "processID", "warnings", "flags"}
@@ -39,7 +43,8 @@ def q(params):
 class CompatTest(CairnTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = cls.start_class()
+        cls.srv = cls.start_class(settings={"query.max_limit": MAX_LIMIT,
+                                            "query.max_tag_values": MAX_TAG_VALUES})
         cls.tmp = tempfile.mkdtemp(prefix="cairn-compat-")
         node = shutil.which("node")
         if not node or not os.path.isdir(os.path.join(OTEL_DIR, "node_modules")):
@@ -106,10 +111,20 @@ class CompatTest(CairnTestCase):
         b = self.ok("/api/services/payments/operations")
         self.jaeger_envelope(b, 1)
         self.assertEqual(b["data"], ["POST /pay"])
+        # Every span name, CLIENT ones too (RED counts only the SERVER one).
+        b = self.ok("/api/services/frontend/operations")
+        self.jaeger_envelope(b, 3)
+        self.assertEqual(b["data"], ["GET /cart", "GET /checkout", "POST /pay"])
         b = self.ok("/api/operations?service=frontend&spanKind=server")
         self.assertEqual(b["data"], [{"name": "GET /checkout", "spanKind": "server"}])
         b = self.ok("/api/operations?service=frontend&spanKind=client")
-        self.assertEqual(b["data"], [])
+        self.assertEqual(b["data"], [{"name": "GET /cart", "spanKind": "client"},
+                                     {"name": "POST /pay", "spanKind": "client"}])
+        b = self.ok("/api/operations?service=frontend")
+        self.jaeger_envelope(b, 3)
+        self.assertEqual({(o["name"], o["spanKind"]) for o in b["data"]},
+                         {("GET /checkout", "server"), ("GET /cart", "client"),
+                          ("POST /pay", "client")})
         b = self.ok("/api/services/nosuch/operations")
         self.jaeger_envelope(b, 0)
 
@@ -210,6 +225,13 @@ class CompatTest(CairnTestCase):
         self.jaeger_400("/api/traces?service=a&start=20&end=10", "'end' should be after 'start'")
         self.jaeger_400("/api/traces?service=a&start=x", "param 'start'")
         self.jaeger_400("/api/traces?service=a&limit=100000", "parameter 'limit' must be 1..")
+        # query.max_limit as configured, at its edge.
+        b = self.ok("/api/traces?" + q(dict(base, service="frontend", limit=MAX_LIMIT)))
+        self.assertEqual(b["total"], REQUESTS)
+        self.jaeger_400("/api/traces?service=a&limit=%d" % (MAX_LIMIT + 1),
+                        "parameter 'limit' must be 1..%d" % MAX_LIMIT)
+        self.jaeger_400("/api/traces?" + "&".join(["traceID=1"] * (MAX_LIMIT + 1)),
+                        "more than %d traceID parameters" % MAX_LIMIT)
         self.jaeger_400("/api/traces?service=a&tags=%7Bnot", "malformed 'tags' parameter")
         self.jaeger_400("/api/traces?service=a&tags=" + urllib.parse.quote('{"a":1}'),
                         "malformed 'tags' parameter")
@@ -269,6 +291,9 @@ class CompatTest(CairnTestCase):
     def test_zipkin(self):
         self.assertEqual(self.ok("/api/v2/services"), ["cart", "frontend", "payments"])
         self.assertEqual(self.ok("/api/v2/spans?serviceName=cart"), ["GET /cart"])
+        self.assertEqual(self.ok("/api/v2/spans?serviceName=frontend"),
+                         ["GET /cart", "GET /checkout", "POST /pay"])
+        self.assertEqual(self.ok("/api/v2/spans?serviceName=nosuch"), [])
         self.assertEqual(self.ok("/api/v2/remoteServices?serviceName=frontend"),
                          ["cart", "payments"])
         for tid, sent in self.traces.items():
@@ -302,6 +327,10 @@ class CompatTest(CairnTestCase):
         self.zipkin_400("/api/v2/traces?minDuration=1.5s", "param 'minDuration'")
         self.zipkin_400("/api/v2/traces?minDuration=20&maxDuration=10", "maxDuration")
         self.zipkin_400("/api/v2/traces?limit=0", "'limit' must be")
+        self.assertEqual(len(self.ok("/api/v2/traces?serviceName=frontend&limit=%d&endTs=%d"
+                                     % (MAX_LIMIT, end))), REQUESTS)
+        self.zipkin_400("/api/v2/traces?limit=%d" % (MAX_LIMIT + 1),
+                        "'limit' must be 1..%d" % MAX_LIMIT)
         self.zipkin_400("/api/v2/traces?annotationQuery=" + urllib.parse.quote("a=~(x"),
                         "annotationQuery")
         self.zipkin_400("/api/v2/traces?serviceName=a&foo=1", "unknown parameter 'foo'")
@@ -321,8 +350,13 @@ class CompatTest(CairnTestCase):
         return self.ok("/api/search?" + q(params))
 
     def test_tempo_search(self):
-        b = self.tempo_search("{}", limit=100)
+        b = self.tempo_search("{}", limit=MAX_LIMIT)
         self.assertEqual(set(b), {"traces", "metrics"})
+        # SearchMetrics' fields only (64-bit ones as strings): jsonpb clients refuse others.
+        self.assertEqual(set(b["metrics"]), {"inspectedTraces", "inspectedBytes",
+                                             "completedJobs", "totalJobs", "inspectedSpans"})
+        self.assertEqual(b["metrics"]["inspectedSpans"], str(5 * REQUESTS))
+        self.assertEqual(b["metrics"]["inspectedTraces"], REQUESTS)
         self.assertEqual({t["traceID"] for t in b["traces"]}, set(self.traces))
         for t in b["traces"]:
             sent = self.traces[t["traceID"]]
@@ -350,6 +384,9 @@ class CompatTest(CairnTestCase):
         self.assertEqual(b["traces"], [])
         b = self.tempo_search("{}", limit=2)
         self.assertEqual(len(b["traces"]), 2)
+        b = self.tempo_search("{}", spss=0)  # Tempo's "every span", here at most 16
+        self.assertTrue(all(len(t["spanSets"][0]["spans"]) == 5 for t in b["traces"]))
+        self.assertTrue(all(t["spanSet"] == t["spanSets"][0] for t in b["traces"]))
         b = self.tempo_search("{}", minDuration="1h")
         self.assertEqual(b["traces"], [])
         b = self.tempo_search(None, tags="service.name=payments status=error")
@@ -362,6 +399,10 @@ class CompatTest(CairnTestCase):
                        "regular expression does not compile")
         self.tempo_400("/api/search?start=20&end=10", "invalid start")
         self.tempo_400("/api/search?limit=1000000", "'limit' must be")
+        self.tempo_400("/api/search?limit=%d" % (MAX_LIMIT + 1), "'limit' must be 1..%d"
+                       % MAX_LIMIT)
+        self.tempo_400("/api/search?spss=17", "'spss' must be 0..16")
+        self.tempo_400("/api/search?q=%7B%7D&tags=a%3Db", "can't specify tags and q")
         self.tempo_400("/api/search?minDuration=soon", "'minDuration'")
         self.tempo_400("/api/search?tags=novalue", "invalid tags")
         self.tempo_400("/api/search?x=1", "unknown parameter 'x'")
@@ -370,7 +411,7 @@ class CompatTest(CairnTestCase):
         tid = sorted(self.traces)[0]
         sent = self.traces[tid]
         b = self.ok("/api/v2/traces/" + tid)
-        self.assertEqual(set(b), {"trace", "status"})
+        self.assertEqual(set(b), {"trace"})  # status COMPLETE is the zero value: left out
         rs = b["trace"]["resourceSpans"]
         services = {}
         for batch in rs:
@@ -417,25 +458,96 @@ class CompatTest(CairnTestCase):
         self.tempo_400("/api/v2/traces/g1", "invalid trace id")
 
     def test_tempo_tags(self):
-        b = self.ok("/api/search/tags?start=%d&end=%d" % (self.t0_us // 10**6,
-                                                         self.t1_us // 10**6 + 1))
+        rng = "start=%d&end=%d" % (self.t0_us // 10**6, self.t1_us // 10**6 + 1)
+        span_keys = {"http.route", "http.request.method", "cart.items", "user.id",
+                     "http.response.status_code", "url.path", "server.address", "server.port"}
+        res_keys = {"service.name", "service.version", "deployment.environment"}
+        b = self.ok("/api/search/tags?" + rng)
         self.assertEqual(set(b), {"tagNames"})
-        for k in ("http.route", "service.name", "cart.items", "user.id"):
-            self.assertIn(k, b["tagNames"])
+        self.assertLessEqual(span_keys | res_keys, set(b["tagNames"]))
+        self.assertEqual(len(b["tagNames"]), len(set(b["tagNames"])))
+        b = self.ok("/api/search/tags?scope=span&" + rng)
+        self.assertLessEqual(span_keys, set(b["tagNames"]))
+        self.assertFalse(res_keys & set(b["tagNames"]))
+        b = self.ok("/api/search/tags?scope=resource&" + rng)
+        self.assertLessEqual(res_keys, set(b["tagNames"]))
+        self.assertFalse(span_keys & set(b["tagNames"]))
         b = self.ok("/api/search/tags?scope=intrinsic")
         self.assertEqual(b["tagNames"], ["duration", "kind", "name", "status", "statusMessage"])
+        # v2: one list per scope, names without their scope prefix (Grafana adds it).
+        b = self.ok("/api/v2/search/tags?limit=%d&%s" % (MAX_TAG_VALUES, rng))
+        self.assertEqual(set(b), {"scopes"})
+        scopes = {s["name"]: s["tags"] for s in b["scopes"]}
+        self.assertEqual([s["name"] for s in b["scopes"]], ["span", "resource", "intrinsic"])
+        self.assertLessEqual(span_keys, set(scopes["span"]))
+        self.assertFalse(res_keys & set(scopes["span"]))
+        self.assertLessEqual(res_keys, set(scopes["resource"]))
+        self.assertFalse(span_keys & set(scopes["resource"]))
+        self.assertEqual(scopes["intrinsic"], ["duration", "kind", "name", "status",
+                                               "statusMessage"])
+        b = self.ok("/api/v2/search/tags?scope=resource&" + rng)
+        self.assertEqual([s["name"] for s in b["scopes"]], ["resource"])
+        b = self.ok("/api/v2/search/tags?scope=span&limit=1&" + rng)
+        self.assertEqual(len(b["scopes"][0]["tags"]), 1)
+        # Values. v1: plain strings, span or resource attribute.
         b = self.ok("/api/search/tag/http.route/values")
         self.assertEqual(sorted(b["tagValues"]), ["/cart", "/checkout", "/pay"])
+        b = self.ok("/api/search/tag/service.name/values")
+        self.assertEqual(sorted(b["tagValues"]), ["cart", "frontend", "payments"])
+        b = self.ok("/api/search/tag/http.response.status_code/values")
+        self.assertEqual(sorted(b["tagValues"]), ["200", "502"])
+        # v2: typed as Tempo types them, scoped names.
         b = self.ok("/api/v2/search/tag/resource.service.name/values")
         self.assertEqual(sorted(b["tagValues"], key=lambda v: v["value"]),
                          [{"type": "string", "value": s} for s in ("cart", "frontend",
                                                                    "payments")])
+        b = self.ok("/api/v2/search/tag/span.http.response.status_code/values")
+        self.assertEqual(sorted(b["tagValues"], key=lambda v: v["value"]),
+                         [{"type": "int", "value": "200"}, {"type": "int", "value": "502"}])
+        b = self.ok("/api/v2/search/tag/span.service.name/values")  # a resource attribute
+        self.assertEqual(b["tagValues"], [])
+        b = self.ok("/api/v2/search/tag/resource.http.route/values")  # a span attribute
+        self.assertEqual(b["tagValues"], [])
+        b = self.ok("/api/v2/search/tag/.http.route/values")
+        self.assertEqual(sorted(v["value"] for v in b["tagValues"]), ["/cart", "/checkout",
+                                                                       "/pay"])
+        # Intrinsics: span names of every kind from the derived tables; keyword enums.
+        b = self.ok("/api/v2/search/tag/name/values")
+        self.assertEqual(b["tagValues"], [{"type": "string", "value": n}
+                                          for n in ("GET /cart", "GET /checkout", "POST /pay")])
+        b = self.ok("/api/search/tag/name/values")
+        self.assertEqual(b["tagValues"], ["GET /cart", "GET /checkout", "POST /pay"])
+        b = self.ok("/api/v2/search/tag/status/values")
+        self.assertEqual(b["tagValues"], [{"type": "keyword", "value": v}
+                                          for v in ("error", "ok", "unset")])
+        b = self.ok("/api/v2/search/tag/kind/values")
+        self.assertEqual([v["value"] for v in b["tagValues"]],
+                         ["unspecified", "internal", "server", "client", "producer",
+                          "consumer"])
+        self.assertEqual(self.ok("/api/v2/search/tag/duration/values"), {"tagValues": []})
+        # Limits: 1..query.max_tag_values (Grafana asks for 5000 by default).
+        self.ok("/api/v2/search/tags?limit=%d" % MAX_TAG_VALUES)
+        self.tempo_400("/api/v2/search/tags?limit=%d" % (MAX_TAG_VALUES + 1),
+                       "'limit' must be 1..%d" % MAX_TAG_VALUES)
+        self.tempo_400("/api/v2/search/tag/.x/values?limit=0", "'limit' must be")
         self.tempo_400("/api/search/tags?scope=everything", "invalid scope")
+        self.tempo_400("/api/v2/search/tags?scope=everything", "invalid scope")
         self.tempo_400("/api/search/tags?start=9&end=3", "invalid start")
         self.tempo_400("/api/v2/search/tag/span./values", "invalid tag name")
+        self.tempo_400("/api/v2/search/tag/http.route/values", "invalid tag name 'http.route'")
+        self.tempo_400("/api/v2/search/tags?colour=1", "unknown parameter 'colour'")
         r = get(self.srv.port, "/api/echo")
         self.assertEqual((r.status, r.body), (200, b"echo"))
 
+    def test_metrics_span_names(self):
+        r = get(self.srv.port, "/metrics")
+        self.assertEqual(r.status, 200)
+        lines = dict(ln.rsplit(" ", 1) for ln in r.body.decode().splitlines()
+                     if ln and not ln.startswith("#"))
+        # frontend: GET /checkout server, GET /cart and POST /pay client; cart and payments:
+        # one server span name each.
+        self.assertEqual(lines["cairn_telemetry_span_names"], "5")
+        self.assertEqual(lines["cairn_telemetry_span_names_dropped_total"], "0")
 
 if __name__ == "__main__":
     main()

@@ -170,7 +170,12 @@ class QueryTest(CairnTestCase):
         self.assertEqual(j["services"], ["checkout", "frontend", "inventory", "payment"])
         st, j = api(self.port, "/api/v1/services/checkout/operations")
         self.assertEqual(st, 200)
-        self.assertEqual(j["operations"], [{"name": "/checkout", "kind": "server"}])
+        # Every span name, whatever its kind (RED counts only the server one).
+        self.assertEqual(j["operations"], [{"name": "/checkout", "kind": "server"},
+                                           {"name": "charge", "kind": "client"},
+                                           {"name": "reserve", "kind": "client"}])
+        st, j = api(self.port, "/api/v1/services/checkout/operations", [("kind", "client")])
+        self.assertEqual([o["name"] for o in j["operations"]], ["charge", "reserve"])
         st, j = api(self.port, "/api/v1/services/nosuch/operations")
         self.assertEqual((st, j["operations"]), (200, []))
 
