@@ -3,15 +3,19 @@
 # 3-5, 11 attributes, ~400 bytes of OTLP protobuf per span) sent to `cairn up` over
 # OTLP/HTTP protobuf and loaded into ClickHouse (Debian's 18.16) with a Jaeger-like MergeTree
 # schema ordered by service, operation, time. Each server runs alone on core 0; the loaders
-# run on core 1. Reports spans/s to durable storage, bytes per span on disk, peak RSS, ratio.
+# run on core 1. Reports spans/s to durable storage (acknowledged after the WAL's fdatasync),
+# spans/s until everything is sealed into segments, CPU time per span (the server's user +
+# system time, which the machine's other load does not inflate), bytes per span on disk,
+# peak RSS, and the ratios. 3 million spans by default: long enough for Cairn's memory to
+# reach its steady state (a run of 1M is mostly first-touch page faults of a growing heap).
 #
-#   bench/ingest.sh                      # 1,000,000 spans, 500 per request, 4 connections
+#   bench/ingest.sh                      # 3,000,000 spans, 500 per request, 4 connections
 #   SPANS=200000 CONNS=2 bench/ingest.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 CAIRN="${CAIRN_BIN:-$here/../build/release/cairn}"
-SPANS="${SPANS:-1000000}"
+SPANS="${SPANS:-3000000}"
 PER_BODY="${PER_BODY:-500}"
 CONNS="${CONNS:-4}"
 SERVER_CORE="${SERVER_CORE:-0}"
@@ -47,6 +51,8 @@ taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$api_p
 cairn_pid=$!
 pids+=($cairn_pid)
 wait_port "$otlp_port"
+cpu_of() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$1/stat"; }
+c_t0=$(date +%s.%N)
 cres=$(taskset -c "$LOAD_CORE" "$tmp/otlpload" 127.0.0.1 "$otlp_port" "$tmp/bodies.bin" "$CONNS")
 echo "cairn:      $cres"
 c_rps=$(echo "$cres" | sed -E 's/.*spans_per_s=([0-9]+).*/\1/')
@@ -58,6 +64,8 @@ for _ in $(seq 1 600); do
   [ "$hb" = 0 ] && break
   sleep 0.1
 done
+t_sealed=$(date +%s.%N)
+c_cpu=$(cpu_of "$cairn_pid")
 sleep 0.5
 seg_bytes=$(curl -s "127.0.0.1:$api_port/metrics" | awk '/^cairn_telemetry_segment_bytes / {print $2}')
 kill -TERM "$cairn_pid"
@@ -113,14 +121,27 @@ t1=$(date +%s.%N)
 ch_rows=$(q "SELECT count() FROM spans")
 ch_disk=$(q "SELECT sum(bytes_on_disk) FROM system.parts WHERE table = 'spans' AND active")
 ch_rss=$(awk '/VmHWM/ {print $2 * 1024}' "/proc/$ch_pid/status")
+# ClickHouse merges parts in the background after the inserts: its CPU is read once no merge
+# runs any more (its steady state), like Cairn's after sealing.
+for _ in $(seq 1 600); do
+  [ "$(q "SELECT count() FROM system.merges")" = 0 ] && break
+  sleep 0.1
+done
+ch_cpu=$(cpu_of "$ch_pid")
 ch_rps=$(awk -v n="$ch_rows" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
 echo "clickhouse: rows=$ch_rows seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') spans_per_s=$ch_rps"
 
 echo
-printf '%-11s %12s %14s %12s %14s\n' server 'spans' 'spans/s' 'B/span disk' 'peak RSS MiB'
-printf '%-11s %12s %14s %12.1f %14.0f\n' cairn "$c_spans" "$c_rps" \
+c_sealed_rps=$(awk -v n="$c_spans" -v a="$c_t0" -v b="$t_sealed" 'BEGIN { printf "%.0f", n / (b - a) }')
+printf '%-11s %10s %12s %14s %12s %12s %13s\n' server spans 'spans/s' 'sealed/s' 'CPU us/span' \
+  'B/span disk' 'peak RSS MiB'
+printf '%-11s %10s %12s %14s %12.2f %12.1f %13.0f\n' cairn "$c_spans" "$c_rps" "$c_sealed_rps" \
+  "$(awk -v c="$c_cpu" -v n="$c_spans" 'BEGIN {print c * 1e6 / n}')" \
   "$(awk -v d="$c_disk" -v n="$c_spans" 'BEGIN {print d / n}')" "$(awk -v r="$c_rss" 'BEGIN {print r / 1048576}')"
-printf '%-11s %12s %14s %12.1f %14.0f\n' clickhouse "$ch_rows" "$ch_rps" \
+printf '%-11s %10s %12s %14s %12.2f %12.1f %13.0f\n' clickhouse "$ch_rows" "$ch_rps" - \
+  "$(awk -v c="$ch_cpu" -v n="$ch_rows" 'BEGIN {print c * 1e6 / n}')" \
   "$(awk -v d="$ch_disk" -v n="$ch_rows" 'BEGIN {print d / n}')" "$(awk -v r="$ch_rss" 'BEGIN {print r / 1048576}')"
 echo "OTLP protobuf: $otlp_bps B/span on the wire; cairn segment files alone: $(awk -v d="$seg_bytes" -v n="$c_spans" 'BEGIN {printf "%.1f", d / n}') B/span"
 awk -v c="$c_rps" -v h="$ch_rps" 'BEGIN { printf "ratio cairn/clickhouse ingest: %.2fx\n", c / h }'
+awk -v c="$c_cpu" -v h="$ch_cpu" -v n="$c_spans" -v m="$ch_rows" \
+  'BEGIN { printf "ratio clickhouse/cairn CPU per span: %.2fx (one core: cairn %.0f spans per CPU-second)\n", (h / m) / (c / n), n / c }'
