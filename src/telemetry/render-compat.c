@@ -13,6 +13,13 @@ static json_t *hexid(const uint8_t *id, size_t n)
     return json_string(b);
 }
 
+/* A trace ID as Jaeger's and Zipkin's own servers print it: 16 hex digits when the high 64
+ * bits are zero (a 64-bit ID), else 32. */
+static json_t *trace_hex(const uint8_t id[16])
+{
+    return cn_id_is_zero(id, 8) ? hexid(id + 8, 8) : hexid(id, 16);
+}
+
 /* A JSON string of s; bytes that are not UTF-8 become U+FFFD (through cn_render_value,
  * which already knows how). */
 static json_t *text(struct cn_slice s)
@@ -38,6 +45,12 @@ static const char *kind_upper(int kind)
     default:
         return NULL;
     }
+}
+
+/* Text for the doubles JSON has no number for. */
+static const char *nonfinite(double d)
+{
+    return isnan(d) ? "NaN" : d > 0 ? "+Inf" : "-Inf";
 }
 
 /* OTLP JSON AnyValue (as stored for arrays and maps) to plain JSON: arrays become arrays,
@@ -128,7 +141,7 @@ static json_t *jtag_kv(const struct cn_kv *kv)
         value = isfinite(kv->val.u.d) ? json_real(kv->val.u.d) : NULL;
         if (!value) {
             type = "string";
-            value = json_string(isnan(kv->val.u.d) ? "NaN" : kv->val.u.d > 0 ? "+Inf" : "-Inf");
+            value = json_string(nonfinite(kv->val.u.d));
         }
         break;
     case CN_VAL_BYTES: {
@@ -194,7 +207,7 @@ static json_t *jref(const char *type, const uint8_t trace_id[16], const uint8_t 
 {
     json_t *r = json_object();
     json_object_set_new(r, "refType", json_string(type));
-    json_object_set_new(r, "traceID", hexid(trace_id, 16));
+    json_object_set_new(r, "traceID", trace_hex(trace_id));
     json_object_set_new(r, "spanID", hexid(span_id, 8));
     return r;
 }
@@ -218,7 +231,7 @@ int cn_jaeger_trace_add(struct cn_jaeger_trace *t, const struct cn_span *s)
     snprintf(pid, sizeof(pid), "p%zu", pi + 1);
 
     json_t *j = json_object();
-    json_object_set_new(j, "traceID", hexid(s->trace_id, 16));
+    json_object_set_new(j, "traceID", trace_hex(s->trace_id));
     json_object_set_new(j, "spanID", hexid(s->span_id, 8));
     json_object_set_new(j, "operationName", text(s->name));
     json_t *refs = json_array();
@@ -314,7 +327,7 @@ json_t *cn_jaeger_trace_finish(struct cn_jaeger_trace *t, const uint8_t trace_id
     if (!t->spans || !t->procs || sort_by(t->spans, "startTime") != 0)
         goto out;
     j = json_object();
-    json_object_set_new(j, "traceID", hexid(trace_id, 16));
+    json_object_set_new(j, "traceID", trace_hex(trace_id));
     json_object_set(j, "spans", t->spans);
     json_t *procs = json_object();
     size_t i;
@@ -342,9 +355,12 @@ static json_t *ztag(const struct cn_val *v)
     switch (v->type) {
     case CN_VAL_STR:
         return text(v->u.s);
+    case CN_VAL_DOUBLE:
+        if (!isfinite(v->u.d))
+            return json_string(nonfinite(v->u.d));
+        /* fall through */
     case CN_VAL_BOOL:
     case CN_VAL_INT:
-    case CN_VAL_DOUBLE:
         return cn_val_text(v, buf, sizeof(buf)) >= 0 ? json_string(buf) : json_string("");
     case CN_VAL_BYTES: {
         json_t *o = cn_render_value(v);
@@ -385,7 +401,7 @@ static const struct cn_val *attr(const struct cn_kvs *kvs, const char *key)
 json_t *cn_zipkin_render_span(const struct cn_span *s)
 {
     json_t *j = json_object();
-    json_object_set_new(j, "traceId", hexid(s->trace_id, 16));
+    json_object_set_new(j, "traceId", trace_hex(s->trace_id));
     if (!cn_id_is_zero(s->parent_id, 8))
         json_object_set_new(j, "parentId", hexid(s->parent_id, 8));
     json_object_set_new(j, "id", hexid(s->span_id, 8));
