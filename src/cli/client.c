@@ -17,46 +17,76 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
     return cn_buf_append(b, p, size * n) == 0 ? size * n : 0;
 }
 
-int cn_client_get(const struct cn_client *c, const char *path, struct cn_buf *out, long *out_status,
-                  char *err, size_t err_len)
+/* One request's handle, with what every request sets: the URL, the bearer token, errors
+ * into cerr, no signals, the user agent. */
+struct req {
+    CURL *h;
+    struct curl_slist *hdrs;
+    char url[8192];
+    char cerr[CURL_ERROR_SIZE];
+};
+
+static int req_open(struct req *r, const struct cn_client *c, const char *path, char *err,
+                    size_t err_len)
 {
-    char url[4096];
     size_t sl = strlen(c->server);
     while (sl && c->server[sl - 1] == '/')
         sl--;
-    snprintf(url, sizeof(url), "%.*s%s", (int)sl, c->server, path);
-    CURL *h = curl_easy_init();
-    if (!h) {
+    r->h = NULL;
+    r->hdrs = NULL;
+    r->cerr[0] = '\0';
+    if ((size_t)snprintf(r->url, sizeof(r->url), "%.*s%s", (int)sl, c->server, path) >=
+        sizeof(r->url)) {
+        snprintf(err, err_len, "URL longer than %zu bytes", sizeof(r->url) - 1);
+        return CN_ELIMIT;
+    }
+    r->h = curl_easy_init();
+    if (!r->h) {
         snprintf(err, err_len, "cannot start the HTTP client");
         return CN_ENOMEM;
     }
-    struct curl_slist *hdrs = NULL;
-    char auth[4200];
     if (c->token) {
+        char auth[4200];
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
-        hdrs = curl_slist_append(hdrs, auth);
+        r->hdrs = curl_slist_append(r->hdrs, auth);
     }
-    char cerr[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "cairn-cli");
-    CURLcode rc = curl_easy_perform(h);
-    int ret = 0;
+    curl_easy_setopt(r->h, CURLOPT_URL, r->url);
+    curl_easy_setopt(r->h, CURLOPT_HTTPHEADER, r->hdrs);
+    curl_easy_setopt(r->h, CURLOPT_ERRORBUFFER, r->cerr);
+    curl_easy_setopt(r->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(r->h, CURLOPT_USERAGENT, "cairn-cli");
+    return 0;
+}
+
+static void req_close(struct req *r)
+{
+    curl_slist_free_all(r->hdrs);
+    if (r->h)
+        curl_easy_cleanup(r->h);
+}
+
+int cn_client_get(const struct cn_client *c, const char *path, struct cn_buf *out, long *out_status,
+                  char *err, size_t err_len)
+{
+    struct req r;
+    int ret = req_open(&r, c, path, err, err_len);
+    if (ret) {
+        req_close(&r);
+        return ret;
+    }
+    curl_easy_setopt(r.h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(r.h, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(r.h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    CURLcode rc = curl_easy_perform(r.h);
     if (rc != CURLE_OK) {
-        snprintf(err, err_len, "%s: %s", url,
+        snprintf(err, err_len, "%s: %s", r.url,
                  rc == CURLE_WRITE_ERROR ? "answer too large"
-                                         : (cerr[0] ? cerr : curl_easy_strerror(rc)));
+                                         : (r.cerr[0] ? r.cerr : curl_easy_strerror(rc)));
         ret = CN_EIO;
     } else {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, out_status);
+        curl_easy_getinfo(r.h, CURLINFO_RESPONSE_CODE, out_status);
     }
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
+    req_close(&r);
     return ret;
 }
 
@@ -99,46 +129,28 @@ static size_t on_stream(char *p, size_t size, size_t n, void *ud)
 int cn_client_stream(const struct cn_client *c, const char *path, cn_client_line_cb cb, void *ctx,
                      struct cn_buf *err_body, long *out_status, char *err, size_t err_len)
 {
-    char url[8192];
-    size_t sl = strlen(c->server);
-    while (sl && c->server[sl - 1] == '/')
-        sl--;
-    snprintf(url, sizeof(url), "%.*s%s", (int)sl, c->server, path);
-    CURL *h = curl_easy_init();
-    if (!h) {
-        snprintf(err, err_len, "cannot start the HTTP client");
-        return CN_ENOMEM;
+    struct req r;
+    int ret = req_open(&r, c, path, err, err_len);
+    if (ret) {
+        req_close(&r);
+        return ret;
     }
-    struct curl_slist *hdrs = NULL;
-    char auth[4200];
-    if (c->token) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
-        hdrs = curl_slist_append(hdrs, auth);
-    }
-    struct stream s = {{0}, err_body, h, 0, cb, ctx, 0, 0};
+    struct stream s = {{0}, err_body, r.h, 0, cb, ctx, 0, 0};
     cn_buf_init(&s.line, 1u << 20);
-    char cerr[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "cairn-cli");
-    CURLcode rc = curl_easy_perform(h);
-    int ret = 0;
+    curl_easy_setopt(r.h, CURLOPT_WRITEFUNCTION, on_stream);
+    curl_easy_setopt(r.h, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(r.h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
+    CURLcode rc = curl_easy_perform(r.h);
     if (rc != CURLE_OK && !s.stopped) {
-        snprintf(err, err_len, "%s: %s", url,
+        snprintf(err, err_len, "%s: %s", r.url,
                  s.too_long ? "a line longer than 1 MiB"
-                            : (cerr[0] ? cerr : curl_easy_strerror(rc)));
+                            : (r.cerr[0] ? r.cerr : curl_easy_strerror(rc)));
         ret = CN_EIO;
     } else {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, out_status);
+        curl_easy_getinfo(r.h, CURLINFO_RESPONSE_CODE, out_status);
     }
     cn_buf_release(&s.line);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
+    req_close(&r);
     return ret;
 }
 
