@@ -59,6 +59,7 @@ static const struct cmd commands[] = {
      "Prints matching records newest first: time, severity, service, body, trace and span,\n"
      "code link. -f follows new records as they are ingested until interrupted. Exit 1\n"
      "when the query fails.\n"},
+    {"gateway", cmd_gateway, "run the gateway alone (reverse proxy, docs/gateway.md)", "usage: cairn gateway -c FILE [--workers N] [--log-level LEVEL]\n\n  -c, --config FILE   gateway YAML (examples/gateway.yaml); reloaded on SIGHUP and when it changes\n  --workers N         worker threads (overrides the file's workers; 0 = one per core)\n  --log-level LEVEL   debug, info, warn, error\n\nExit 3 when the configuration is invalid; SIGTERM/SIGINT drain and exit 0.\n"},
     {"help", cmd_help, "show help for a command", "usage: cairn help [COMMAND]\n"},
 };
 

@@ -49,12 +49,14 @@ enum cn_head_result cn_head_scan(struct cn_head_scan *s, const char *buf, size_t
         }
         switch (st) {
         case S_START:
-            if (c == '\r') {
+            if (c == '\r' && !s->response) {
                 st = S_START_CR;
                 break;
             }
             if (c == '\n')
                 return bad(s, i, "bare LF before the request line");
+            if (s->response && c == '\r')
+                return bad(s, i, "empty line before the status line");
             if (s->skip > 64)
                 return bad(s, i, "too many empty lines before the request line");
             st = S_REQLINE;
@@ -68,6 +70,21 @@ enum cn_head_result cn_head_scan(struct cn_head_scan *s, const char *buf, size_t
             break;
         case S_REQLINE:
         reqline:
+            if (s->response) {
+                /* status-line = HTTP-version SP status-code SP [ reason-phrase ] */
+                if (c == '\r') {
+                    if (s->spaces < 2)
+                        return bad(s, i, "malformed status line");
+                    st = S_REQLINE_CR;
+                } else if (c == '\n') {
+                    return bad(s, i, "bare LF in the status line");
+                } else if (c == ' ') {
+                    s->spaces++;
+                } else if ((c < 0x20 && c != '\t') || c == 0x7f || (c == '\t' && s->spaces < 2)) {
+                    return bad(s, i, "control character in the status line");
+                }
+                break;
+            }
             if (c == '\r') {
                 if (s->spaces != 2)
                     return bad(s, i, "malformed request line");

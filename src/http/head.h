@@ -26,11 +26,21 @@ struct cn_head_scan {
     int state;
     int spaces;
     const char *reason; /* set with CN_HEAD_BAD / _URL_TOO_LONG / _TOO_LARGE */
+    int response;       /* scan a response head: a status line instead of a request line */
 };
 
 static inline void cn_head_scan_init(struct cn_head_scan *s)
 {
     memset(s, 0, sizeof(*s));
+}
+
+/* For a response head (a proxy reading its upstream): the first line is a status line, whose
+ * reason phrase may hold spaces and tabs; empty lines before it are not skipped. The header
+ * fields get the same checks. */
+static inline void cn_head_scan_init_response(struct cn_head_scan *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->response = 1;
 }
 
 /* Scans buf[s->pos .. len) where buf holds the head from its first byte. On CN_HEAD_DONE,

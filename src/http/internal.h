@@ -18,7 +18,10 @@
  * Invariants: rpos <= rlen <= rcap; head slices of the current request point into
  * rbuf[head_start, head_end) which is never moved while phase is BODY or WAIT;
  * at most one uv_write in flight (wout), further output accumulates in out. */
-enum conn_phase { P_IDLE, P_HEAD, P_BODY, P_WAIT, P_LINGER };
+/*   TUNNEL- after a 101 on a streaming server: raw bytes both ways, no timeout of ours
+ * On a streaming server BODY may follow the dispatch (streaming_body): the handler owns the
+ * request while its body is still being read. */
+enum conn_phase { P_IDLE, P_HEAD, P_BODY, P_WAIT, P_LINGER, P_TUNNEL };
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
 
 struct cn_http_conn {
@@ -70,6 +73,10 @@ struct cn_http_conn {
     unsigned gzip : 1;
     unsigned read_eof : 1;
     unsigned read_into_body : 1; /* the buffer handed to libuv is the request body's */
+    unsigned streaming_body : 1; /* dispatched at the head; the body goes to req.body_cb */
+    unsigned body_paused : 1;    /* cn_http_req_body_pause: no reading, no body delivery */
+    uint64_t body_streamed;      /* decoded body bytes delivered so far (chunked limit) */
+    char peer_ip[48];            /* cn_http_req_peer_ip, filled on first use */
     int handles;                 /* open libuv handles; freed at 0 */
     uint64_t id;
 };

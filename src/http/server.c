@@ -181,7 +181,7 @@ static int put_head(struct cn_http_conn *c, struct cn_http_req *req, int status,
         cn_buf_append(o, "Content-Length: ", 16);
         cn_buf_append_u64(o, (uint64_t)content_length);
         rc = cn_buf_append(o, "\r\n", 2);
-    } else if (!rc && content_length < 0) {
+    } else if (!rc && content_length == CN_HTTP_LEN_CHUNKED) {
         rc = cn_buf_append(o, "Transfer-Encoding: chunked\r\n", 28);
     }
     for (size_t i = 0; !rc && i < num_extra; i++) {
@@ -195,6 +195,8 @@ static int put_head(struct cn_http_conn *c, struct cn_http_req *req, int status,
     }
     if (rc)
         return rc;
+    if (status == 101) /* the caller's fields say Connection: upgrade */
+        return cn_buf_append(o, "\r\n", 2);
     if (req->close || c->close_after || w->draining) {
         req->close = 1;
         rc = cn_buf_append(o, "Connection: close\r\n\r\n", 21);
@@ -210,6 +212,15 @@ static void after_written(struct cn_http_conn *c)
 {
     if (c->closing)
         return;
+    if (c->phase == P_TUNNEL && c->close_after) {
+        conn_close(c);
+        return;
+    }
+    if (c->req.drain_cb && c->req.replied && !c->req.done) {
+        c->req.drain_cb(&c->req);
+        if (c->closing)
+            return;
+    }
     if (c->close_after && c->phase != P_WAIT) {
         /* Lingering close: shut our side, drain what the peer still sends, then close, so a
          * client still uploading gets to read the reply instead of a reset. */
@@ -335,6 +346,12 @@ static void req_finished(struct cn_http_conn *c)
     struct cn_http_req *r = &c->req;
     r->done = 1;
     record(c, r->route_id, r->status, r->start_ns);
+    if (c->streaming_body) {
+        /* Answered before the body was all read: the rest is not parsed as requests. */
+        c->streaming_body = 0;
+        c->body_paused = 0;
+        c->close_after = 1;
+    }
     if (r->close || c->w->draining)
         c->close_after = 1;
     int was_wait = c->phase == P_WAIT;
@@ -400,6 +417,7 @@ void cn_http_reply_start(struct cn_http_req *req, int status, const char *conten
     req->replied = 1;
     req->streaming = 1;
     req->status = status;
+    req->chunked_out = req->http_minor == 1;
     /* HTTP/1.0 has no chunked coding: stream until close. */
     if (req->http_minor == 0)
         req->close = 1;
@@ -425,7 +443,7 @@ void cn_http_reply_chunk(struct cn_http_req *req, const void *data, size_t len)
     if (len == 0 || req->head)
         return;
     int rc = 0;
-    if (req->http_minor == 1) {
+    if (req->chunked_out) {
         char hex[24];
         int n = snprintf(hex, sizeof(hex), "%zx\r\n", len);
         rc = cn_buf_append(&c->out, hex, (size_t)n);
@@ -449,10 +467,152 @@ void cn_http_reply_end(struct cn_http_req *req)
 {
     struct cn_http_conn *c = req->conn;
     CN_BUG_ON(!req->streaming || req->done);
-    if (req->http_minor == 1 && !req->head)
+    if (req->chunked_out && !req->head)
         cn_buf_append(&c->out, "0\r\n\r\n", 5);
     req_finished(c);
     if (!c->in_process)
+        conn_flush(c);
+}
+
+/* ---- streaming replies, tunnels --------------------------------------------------------- */
+
+void cn_http_reply_head(struct cn_http_req *req, int status, const struct cn_http_header *hdrs,
+                        size_t num_hdrs, int64_t content_length)
+{
+    struct cn_http_conn *c = req->conn;
+    CN_BUG_ON(req->replied);
+    req->replied = 1;
+    req->streaming = 1;
+    req->status = status;
+    if (content_length == CN_HTTP_LEN_CHUNKED && req->http_minor == 0)
+        content_length = CN_HTTP_LEN_CLOSE;
+    int bodyless = req->head || status == 204 || status == 304 || status < 200;
+    if (content_length == CN_HTTP_LEN_CHUNKED)
+        req->chunked_out = !bodyless;
+    else if (content_length == CN_HTTP_LEN_CLOSE && !bodyless)
+        req->close = 1;
+    if (put_head(c, req, status, NULL, content_length, hdrs, num_hdrs) != 0) {
+        cn_error("http", "reply head too large", "conn=%llu status=%d", (unsigned long long)c->id,
+                 status);
+        c->close_after = 1;
+        req->close = 1;
+    }
+}
+
+void cn_http_reply_data(struct cn_http_req *req, const void *data, size_t len)
+{
+    struct cn_http_conn *c = req->conn;
+    CN_BUG_ON(!req->streaming || req->done);
+    if (len == 0 || req->head)
+        return;
+    int rc = 0;
+    if (req->chunked_out) {
+        char hex[24];
+        int n = snprintf(hex, sizeof(hex), "%zx\r\n", len);
+        rc = cn_buf_reserve(&c->out, (size_t)n + len + 2);
+        if (!rc) {
+            cn_buf_append(&c->out, hex, (size_t)n);
+            cn_buf_append(&c->out, data, len);
+            cn_buf_append(&c->out, "\r\n", 2);
+        }
+    } else {
+        rc = cn_buf_append(&c->out, data, len);
+    }
+    if (rc) {
+        cn_error("http", "streamed reply overflow", "conn=%llu", (unsigned long long)c->id);
+        c->close_after = 1;
+        req->close = 1;
+    }
+}
+
+void cn_http_req_flush(struct cn_http_req *req)
+{
+    struct cn_http_conn *c = req->conn;
+    if (!c->in_process)
+        conn_flush(c);
+}
+
+size_t cn_http_req_out_pending(const struct cn_http_req *req)
+{
+    const struct cn_http_conn *c = req->conn;
+    return c->out.len + c->wout.len;
+}
+
+void cn_http_req_reset(struct cn_http_req *req)
+{
+    struct cn_http_conn *c = req->conn;
+    req->done = 1;
+    c->streaming_body = 0;
+    conn_close(c);
+}
+
+void cn_http_req_body_pause(struct cn_http_req *req)
+{
+    struct cn_http_conn *c = req->conn;
+    c->body_paused = 1;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+void cn_http_req_body_resume(struct cn_http_req *req)
+{
+    struct cn_http_conn *c = req->conn;
+    if (!c->body_paused)
+        return;
+    c->body_paused = 0;
+    if (c->closing)
+        return;
+    if (!c->read_eof)
+        conn_read_start(c);
+    if (!c->in_process && c->phase == P_BODY) {
+        conn_process(c);
+        conn_flush(c);
+    }
+}
+
+void cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb, struct cn_slice *out_early)
+{
+    struct cn_http_conn *c = req->conn;
+    CN_BUG_ON(c->phase != P_WAIT || c->streaming_body);
+    c->phase = P_TUNNEL;
+    c->deadline = 0;
+    req->tunnel_cb = cb;
+    *out_early = (struct cn_slice){c->rbuf + c->rpos, c->rlen - c->rpos};
+    c->rpos = c->rlen = 0;
+    if (!c->read_eof)
+        conn_read_start(c);
+}
+
+const char *cn_http_req_peer_ip(const struct cn_http_req *req)
+{
+    struct cn_http_conn *c = req->conn;
+    if (c->peer_ip[0])
+        return c->peer_ip;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return "";
+    if (ss.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&ss, c->peer_ip, sizeof(c->peer_ip));
+    else if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip, sizeof(c->peer_ip));
+    return c->peer_ip;
+}
+
+void cn_http_tunnel_end(struct cn_http_req *req)
+{
+    struct cn_http_conn *c = req->conn;
+    req->done = 1;
+    c->close_after = 1;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    if (!c->writing && c->out.len == 0)
+        conn_close(c);
+    else
         conn_flush(c);
 }
 
@@ -618,7 +778,8 @@ static int on_headers_complete(llhttp_t *p)
                 expect_continue = 1;
             else
                 return fail(c, 417, "unsupported Expect value", CN_PE_UNSUPPORTED);
-        } else if (cn_slice_case_eq(h->name, CN_SLICE_LIT("content-encoding"))) {
+        } else if (!c->w->srv->stream_handler &&
+                   cn_slice_case_eq(h->name, CN_SLICE_LIT("content-encoding"))) {
             if (cn_slice_case_eq(h->value, CN_SLICE_LIT("gzip")) ||
                 cn_slice_case_eq(h->value, CN_SLICE_LIT("x-gzip")))
                 c->gzip = 1;
@@ -842,13 +1003,105 @@ static void parse_error(struct cn_http_conn *c, llhttp_errno_t err)
     protocol_error(c, 400, msg, CN_PE_BAD_REQUEST);
 }
 
+/* Streaming servers: the handler gets the request at its head. */
+static void stream_dispatch(struct cn_http_conn *c)
+{
+    struct cn_http_server *srv = c->w->srv;
+    struct cn_http_req *r = &c->req;
+    c->deadline = 0;
+    r->route_id = (int)cn_router_num_routes(srv->router);
+    r->content_length = c->body_mode == BODY_LENGTH    ? (int64_t)c->body_left
+                        : c->body_mode == BODY_CHUNKED ? -1
+                                                       : 0;
+    c->streaming_body = c->body_mode != BODY_NONE;
+    c->body_paused = 0;
+    c->body_streamed = 0;
+    c->phase = c->streaming_body ? P_BODY : P_WAIT;
+    srv->stream_handler(r, srv->stream_ctx);
+}
+
+/* A malformed streamed body: the handler drops the request, the client gets the error. */
+static void stream_body_error(struct cn_http_conn *c, int status, const char *reason, int kind)
+{
+    struct cn_http_req *r = &c->req;
+    c->streaming_body = 0;
+    if (r->abort_cb)
+        r->abort_cb(r);
+    r->abort_cb = NULL;
+    r->body_cb = NULL;
+    r->drain_cb = NULL;
+    if (r->replied) {
+        atomic_fetch_add_explicit(&c->w->stats.proto_errs[kind], 1, memory_order_relaxed);
+        r->done = 1;
+        conn_close(c);
+        return;
+    }
+    protocol_error(c, status, reason, kind);
+}
+
+/* Hands the body bytes in rbuf to the handler. Returns 1 to stop processing (more input
+ * needed, or the connection is closing), 0 to go on (the phase changed). */
+static int stream_body(struct cn_http_conn *c)
+{
+    struct cn_http_req *r = &c->req;
+    const char *start = c->rbuf + c->rpos;
+    size_t avail = c->rlen - c->rpos, used;
+    int done;
+    const char *data = start;
+    size_t len;
+    if (c->body_mode == BODY_LENGTH) {
+        used = avail < c->body_left ? avail : (size_t)c->body_left;
+        c->body_left -= used;
+        len = used;
+        done = c->body_left == 0;
+    } else {
+        struct cn_buf *scratch = &r->body;
+        scratch->len = 0;
+        scratch->max = (size_t)(c->lim.max_body_bytes - c->body_streamed);
+        enum cn_chunked_result cr =
+            cn_chunked_decode(&c->chunked, start, avail, scratch, &c->lim, &used);
+        if (cr >= CN_CHUNKED_BAD) {
+            int kind = cr == CN_CHUNKED_TOO_LARGE            ? CN_PE_BODY_TOO_LARGE
+                       : cr == CN_CHUNKED_TRAILERS_TOO_LARGE ? CN_PE_HEADER_TOO_LARGE
+                                                             : CN_PE_BAD_REQUEST;
+            stream_body_error(c, (int)cr,
+                              cr == CN_CHUNKED_TOO_LARGE
+                                  ? body_limit_reason(c, "request body too large")
+                                  : c->chunked.reason,
+                              kind);
+            return 1;
+        }
+        data = scratch->ptr;
+        len = scratch->len;
+        c->body_streamed += len;
+        done = cr == CN_CHUNKED_DONE;
+    }
+    c->rpos += used;
+    if (done) {
+        c->streaming_body = 0;
+        c->phase = P_WAIT;
+    } else if (c->rpos == c->rlen) {
+        /* Every byte was handed over: reuse the space after the head. */
+        c->rpos = c->rlen = c->head_end;
+    }
+    if (len || done) {
+        if (r->body_cb)
+            r->body_cb(r, data, len, done);
+    }
+    if (c->closing)
+        return 1;
+    if (c->phase == P_BODY)
+        return 1; /* more body to come */
+    return c->phase == P_WAIT;
+}
+
 static void conn_process(struct cn_http_conn *c)
 {
     if (c->in_process)
         return;
     c->in_process = 1;
     while (!c->closing) {
-        if (c->phase == P_WAIT || c->phase == P_LINGER)
+        if (c->phase == P_WAIT || c->phase == P_LINGER || c->phase == P_TUNNEL)
             break;
         if (c->out.len + c->wout.len > OUT_HIGH_WATER) {
             /* The peer reads slower than it pipelines: stop reading until we flushed. */
@@ -908,6 +1161,10 @@ static void conn_process(struct cn_http_conn *c)
             }
             llhttp_resume(&c->parser);
             c->rpos = c->head_end;
+            if (c->w->srv->stream_handler) {
+                stream_dispatch(c);
+                continue;
+            }
             if (c->body_mode == BODY_NONE) {
                 dispatch(c);
                 continue;
@@ -915,6 +1172,11 @@ static void conn_process(struct cn_http_conn *c)
             c->phase = P_BODY;
             c->phase_start = uv_now(c->w->loop);
             c->phase_timer = 0;
+        }
+        if (c->phase == P_BODY && c->streaming_body) {
+            if (c->body_paused || stream_body(c))
+                break;
+            continue;
         }
         if (c->phase == P_BODY) {
             const char *start = c->rbuf + c->rpos;
@@ -998,7 +1260,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     c->read_into_body = 0;
     if (c->phase == P_LINGER) {
         c->rlen = c->rpos = 0;
-    } else if (c->phase == P_BODY && c->body_mode == BODY_LENGTH && c->rpos == c->rlen &&
+    } else if (c->phase == P_BODY && !c->streaming_body && c->body_mode == BODY_LENGTH &&
+               c->rpos == c->rlen &&
                c->body_left >= 4096 && c->req.body.cap - c->req.body.len >= c->body_left) {
         /* The rest of a Content-Length body goes straight into the request's body buffer
          * (sized at the head): no copy, and never past the body into a next request. */
@@ -1016,6 +1279,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     struct cn_http_conn *c = s->data;
+    if (c->phase == P_TUNNEL) {
+        if (nread < 0) {
+            c->read_eof = 1;
+            uv_read_stop(s);
+            c->reading = 0;
+        } else {
+            c->rlen = c->rpos = 0;
+            c->w->activity++;
+        }
+        if (nread != 0 && c->req.tunnel_cb && !c->req.done)
+            c->req.tunnel_cb(&c->req, c->rbuf, nread);
+        return;
+    }
     if (nread == UV_ENOBUFS) {
         /* rbuf is full while a request is being answered: wait for it. */
         uv_read_stop(s);
@@ -1027,7 +1303,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->read_eof = 1;
         uv_read_stop(s);
         c->reading = 0;
-        if (c->phase == P_WAIT && !c->req.done && nread != UV_EOF) {
+        if ((c->phase == P_WAIT || c->streaming_body) && !c->req.done && nread != UV_EOF) {
             conn_close(c);
             return;
         }
@@ -1076,7 +1352,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_read_start(struct cn_http_conn *c)
 {
-    if (c->reading || c->closing)
+    if (c->reading || c->closing || c->body_paused)
         return;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
@@ -1087,7 +1363,8 @@ static void conn_read_start(struct cn_http_conn *c)
 static void conn_free(struct cn_http_conn *c)
 {
     struct cn_http_worker *w = c->w;
-    if (c->phase == P_WAIT && !c->req.done && c->req.abort_cb)
+    if ((c->phase == P_WAIT || c->phase == P_TUNNEL || c->streaming_body) && !c->req.done &&
+        c->req.abort_cb)
         c->req.abort_cb(&c->req);
     rbuf_put(w, c);
     cn_buf_release(&c->out);
@@ -1160,6 +1437,7 @@ static void on_timer(uv_timer_t *t)
             conn_close(c);
             return;
         case P_WAIT:
+        case P_TUNNEL:
             return;
         }
     }

@@ -24,6 +24,13 @@ struct cn_http_req;
 /* Called when the connection of a request the handler has not answered yet goes away; the
  * handler must drop the request and never touch it again. */
 typedef void (*cn_http_abort_cb)(struct cn_http_req *req);
+/* Streaming servers (cn_http_server.stream_handler): request body bytes as they arrive, already
+ * de-chunked; last is 1 with the final piece (len may be 0). */
+typedef void (*cn_http_body_cb)(struct cn_http_req *req, const char *data, size_t len, int last);
+/* Everything queued for the client has been written (see cn_http_req_out_pending). */
+typedef void (*cn_http_drain_cb)(struct cn_http_req *req);
+/* A tunnel's bytes from the client; len < 0 is end of input (UV_EOF) or a read error. */
+typedef void (*cn_http_tunnel_cb)(struct cn_http_req *req, const char *data, ssize_t len);
 
 /* A request, valid from the handler call until the reply is finished (cn_http_reply or
  * cn_http_reply_end) or abort_cb runs. Slices point into the connection's buffers. */
@@ -47,9 +54,17 @@ struct cn_http_req {
     unsigned streaming : 1; /* chunked reply in progress */
     unsigned done : 1;      /* reply finished */
     unsigned close : 1;     /* close the connection after this reply */
+    unsigned chunked_out : 1; /* the reply body is chunk-framed */
     int status;
     cn_http_abort_cb abort_cb;
     void *data; /* the handler's */
+    /* Streaming servers only. content_length: the request body's length, -1 when chunked, 0
+     * when there is none. body_cb is set by the handler while it is called for the head;
+     * without one the body is read and dropped. drain_cb and tunnel_cb: see below. */
+    int64_t content_length;
+    cn_http_body_cb body_cb;
+    cn_http_drain_cb drain_cb;
+    cn_http_tunnel_cb tunnel_cb;
 };
 
 /* Looks up a request header by name (case-insensitive). NULL when absent. */
@@ -71,6 +86,47 @@ void cn_http_reply_chunk(struct cn_http_req *req, const void *data, size_t len);
 void cn_http_reply_end(struct cn_http_req *req);
 
 const char *cn_http_status_text(int status);
+
+/* ---- streaming (proxies) ------------------------------------------------------------------
+ * With cn_http_server.stream_handler set, each request is handed over as soon as its head is
+ * parsed and checked; its body (Content-Length or chunked, decoded by the strict decoder and
+ * held to max_body_bytes) follows through req->body_cb. Content-Encoding is passed through
+ * untouched; the body timeout is the handler's business. A reply finished before the body
+ * has all arrived closes the connection after it (the rest of the body is not parsed). */
+
+/* Stops reading the request body (or tunnel bytes) until cn_http_req_body_resume. */
+void cn_http_req_body_pause(struct cn_http_req *req);
+void cn_http_req_body_resume(struct cn_http_req *req);
+
+#define CN_HTTP_LEN_CHUNKED (-1) /* chunked to HTTP/1.1 clients, until close to HTTP/1.0 */
+#define CN_HTTP_LEN_CLOSE   (-2) /* no framing header: until close (or none, for 101) */
+/* Starts a reply whose header fields the caller gives whole (hdrs, may be NULL; no
+ * Content-Type is added) and whose body follows with cn_http_reply_data and
+ * cn_http_reply_end. content_length: bytes, CN_HTTP_LEN_CHUNKED or CN_HTTP_LEN_CLOSE.
+ * Nothing is written to the socket until cn_http_req_flush or cn_http_reply_end. */
+void cn_http_reply_head(struct cn_http_req *req, int status, const struct cn_http_header *hdrs,
+                        size_t num_hdrs, int64_t content_length);
+/* Appends body bytes (chunk-framed when the reply is chunked); nothing for HEAD. Does not
+ * flush. */
+void cn_http_reply_data(struct cn_http_req *req, const void *data, size_t len);
+/* Writes what is queued. */
+void cn_http_req_flush(struct cn_http_req *req);
+/* Bytes queued for the client and not yet written. */
+size_t cn_http_req_out_pending(const struct cn_http_req *req);
+/* Closes the client connection now, without a reply or the rest of one (an upstream failed
+ * after its response started). abort_cb is not called; req is invalid afterwards. */
+void cn_http_req_reset(struct cn_http_req *req);
+/* After a 101 reply head: the connection becomes a raw tunnel. Client bytes go to cb
+ * (paused and resumed with cn_http_req_body_pause/_resume); bytes to the client go out with
+ * cn_http_reply_data + cn_http_req_flush. Bytes the client sent after the request head are
+ * returned in *out_early (valid until the next loop iteration) for the caller to forward. */
+void cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb,
+                          struct cn_slice *out_early);
+/* The client's IP address as text ("127.0.0.1", "::1"), looked up once per connection;
+ * "" when unknown. Valid while the connection is. */
+const char *cn_http_req_peer_ip(const struct cn_http_req *req);
+/* Ends a tunnel: what is queued is written, then the connection closes. req is done. */
+void cn_http_tunnel_end(struct cn_http_req *req);
 
 /* Per-worker counters read by /metrics from any thread (single writer, relaxed atomics). */
 #define CN_HTTP_LAT_BUCKETS 14
@@ -114,6 +170,10 @@ struct cn_http_server {
     const char *token; /* when set, non-public routes need "Authorization: Bearer TOKEN" */
     const char *body_limit_name; /* setting named in 413 answers; NULL: http.max_body_bytes */
     void *data;
+    /* When set, every request goes here at its head instead of through the router (see
+     * "streaming" above); router must still be set (an empty one will do). */
+    cn_http_handler_cb stream_handler;
+    void *stream_ctx;
 };
 
 /* A worker's part: its listener, its connections, its limits (swapped on reload). */

@@ -1,0 +1,63 @@
+/* The gateway: YAML configuration compiled into immutable snapshots, and the reverse proxy
+ * that runs on the HTTP server's worker loops (streaming server mode). docs/gateway.md. */
+#ifndef CN_GATEWAY_H
+#define CN_GATEWAY_H
+
+#include "base/buf.h"
+#include "http/server.h"
+
+#include <uv.h>
+
+struct cn_gw_snapshot;
+struct cn_gw;
+
+/* Loads and compiles a configuration. On failure returns NULL with one line in err:
+ * "FILE:LINE:COL: FIELD: message" (or "FILE: message" when no position applies). The
+ * snapshot starts with one reference. */
+struct cn_gw_snapshot *cn_gw_config_load_file(const char *path, char *err, size_t err_len);
+struct cn_gw_snapshot *cn_gw_config_load_buffer(const char *name, const char *data, size_t len,
+                                                char *err, size_t err_len);
+/* Reference counting (thread-safe); unref of NULL does nothing. */
+struct cn_gw_snapshot *cn_gw_snapshot_ref(struct cn_gw_snapshot *s);
+void cn_gw_snapshot_unref(struct cn_gw_snapshot *s);
+
+/* Facts of a snapshot the command needs. */
+size_t cn_gw_snapshot_num_listeners(const struct cn_gw_snapshot *s);
+/* Listener i's address (parsed) and name. */
+const struct sockaddr_storage *cn_gw_snapshot_listener(const struct cn_gw_snapshot *s, size_t i,
+                                                       const char **out_name);
+const char *cn_gw_snapshot_admin(const struct cn_gw_snapshot *s);
+uint64_t cn_gw_snapshot_workers(const struct cn_gw_snapshot *s);
+const struct cn_http_limits *cn_gw_snapshot_limits(const struct cn_gw_snapshot *s);
+/* Whether two snapshots have the same listeners (addresses, in order). */
+int cn_gw_snapshot_same_listeners(const struct cn_gw_snapshot *a, const struct cn_gw_snapshot *b);
+
+/* The process root: the current snapshot, statistics by route and cluster name, workers. */
+struct cn_gw *cn_gw_new(int nworkers);
+/* Frees the root after the workers are gone. */
+void cn_gw_free(struct cn_gw *gw);
+/* Makes snap (a reference is taken) the current configuration with the next generation.
+ * Workers pick it up in cn_gw_worker_adopt. Thread-safe. Returns the generation. */
+uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap);
+/* Counts a rejected reload (shown on /metrics). */
+void cn_gw_reload_failed(struct cn_gw *gw);
+
+/* Worker side, on the worker's thread. init once (0 or CN_ENOMEM), adopt the current
+ * snapshot on a reload wake, stop closes idle upstream connections (draining) and release
+ * frees what is left once the loop is done. */
+int cn_gw_worker_init(struct cn_gw *gw, int id, uv_loop_t *loop);
+void cn_gw_worker_adopt(struct cn_gw *gw, int id);
+void cn_gw_worker_stop(struct cn_gw *gw, int id);
+void cn_gw_worker_release(struct cn_gw *gw, int id);
+/* The client-side limits of the snapshot the worker runs (NULL before it has one). */
+const struct cn_http_limits *cn_gw_worker_limits(struct cn_gw *gw, int id);
+/* Generation the worker runs. */
+uint64_t cn_gw_worker_generation(struct cn_gw *gw, int id);
+
+/* The streaming handler for the listeners' cn_http_server (ctx: the cn_gw). */
+void cn_gw_handle(struct cn_http_req *req, void *ctx);
+
+/* Appends the gateway's Prometheus metrics. Safe from any thread. */
+int cn_gw_metrics_write(struct cn_buf *out, struct cn_gw *gw);
+
+#endif
