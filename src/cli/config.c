@@ -2,6 +2,7 @@
  * environment variables, flags (cn_config_set), validation, the dump and the docs check. */
 #include "cli/config.h"
 #include "base/buf.h"
+#include "base/utf8.h"
 #include "telemetry/query.h"
 
 #include <arpa/inet.h>
@@ -341,40 +342,6 @@ static int parse_duration(struct cn_slice t, uint64_t *out_ms)
     return CN_EINVAL;
 }
 
-static int utf8_valid(struct cn_slice t)
-{
-    const unsigned char *p = (const unsigned char *)t.ptr;
-    size_t i = 0;
-    while (i < t.len) {
-        unsigned c = p[i];
-        size_t n;
-        uint32_t cp, lo;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            n = 1, cp = c & 0x1f, lo = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2, cp = c & 0x0f, lo = 0x800;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3, cp = c & 0x07, lo = 0x10000;
-        } else {
-            return 0;
-        }
-        if (t.len - i - 1 < n)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if (cp < lo || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
 /* RFC 6750 b64token: letters, digits, - . _ ~ + /, then optional trailing '='. */
 static int token_valid(struct cn_slice t)
 {
@@ -602,7 +569,7 @@ static int check_string(const struct setting *s, struct cn_slice t, char *msg, s
             return CN_EINVAL;
         }
     }
-    if (!utf8_valid(t)) {
+    if (!cn_utf8_valid(t.ptr, t.len)) {
         snprintf(msg, msg_len, "%s is not valid UTF-8", show(q, t, 1));
         return CN_EINVAL;
     }

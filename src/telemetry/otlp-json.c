@@ -2,6 +2,8 @@
  * tree; the walk below checks every known field's JSON type, copies what it keeps into the
  * batch's arena and frees the tree, so the batch never points into jansson's memory. */
 #include "telemetry/otlp-json.h"
+
+#include "base/utf8.h"
 #include "telemetry/json-num.h"
 #include "telemetry/json-path.h"
 
@@ -138,18 +140,6 @@ static int dup(struct dec *d, const char *p, size_t n, struct cn_slice *out)
     }
     *out = cn_arena_dup(&d->b->arena, p, n);
     return out->ptr ? 0 : oom(d);
-}
-
-/* The longest prefix of the UTF-8 text s[0..len) that has at most max bytes and ends on a
- * character boundary. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-        n--;
-    return n;
 }
 
 /* JSON fields */
@@ -417,97 +407,12 @@ static int put(struct dec *d, const char *s)
     return cn_buf_puts(&d->scratch, s) ? oom(d) : 0;
 }
 
-/* Length of the valid UTF-8 sequence at p, or 0. */
-static size_t utf8_len(const unsigned char *p, size_t left)
-{
-    unsigned c = p[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return n;
-}
-
 /* Appends s as a JSON string; bytes that are not UTF-8 become U+FFFD. */
 static int put_json_str(struct cn_buf *o, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t run = 0, i = 0;
-    int rc = cn_buf_append(o, "\"", 1);
-    while (rc == 0 && i < n) {
-        unsigned char c = p[i];
-        size_t u = c >= 0x20 && c != '"' && c != '\\' ? utf8_len(p + i, n - i) : 0;
-        if (u) {
-            i += u;
-            run += u;
-            continue;
-        }
-        rc = cn_buf_append(o, p + i - run, run);
-        run = 0;
-        char esc[7] = {'\\', 0};
-        size_t el = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            esc[1] = (char)c;
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        default:
-            if (c < 0x20) {
-                memcpy(esc + 1, "u00", 3);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                el = 6;
-            } else {
-                memcpy(esc + 1, "ufffd", 5);
-                el = 6;
-            }
-        }
-        if (rc == 0)
-            rc = cn_buf_append(o, esc, el);
-        i++;
-    }
+    int rc = cn_buf_reserve(o, cn_json_str(NULL, s, n));
     if (rc == 0)
-        rc = cn_buf_append(o, p + i - run, run);
-    if (rc == 0)
-        rc = cn_buf_append(o, "\"", 1);
+        o->len += cn_json_str(o->ptr + o->len, s, n);
     return rc;
 }
 
@@ -712,7 +617,7 @@ static int write_any(struct dec *d, json_t *obj, int cut, int depth)
         if (!json_is_string(v))
             return fail(d, "not a string");
         size_t n = json_string_length(v), m = n;
-        if (cut && (m = utf8_cut(json_string_value(v), n, d->max_value)) < n)
+        if (cut && (m = cn_utf8_cut(json_string_value(v), n, d->max_value)) < n)
             d->b->truncated_values++;
         if ((rc = put(d, "{\"stringValue\":")))
             return rc;
@@ -806,7 +711,7 @@ static int any_val(struct dec *d, json_t *obj, int cut, struct cn_val *out)
         if (!json_is_string(v))
             return fail(d, "not a string");
         size_t n = json_string_length(v), m = n;
-        if (cut && (m = utf8_cut(json_string_value(v), n, d->max_value)) < n)
+        if (cut && (m = cn_utf8_cut(json_string_value(v), n, d->max_value)) < n)
             d->b->truncated_values++;
         out->type = CN_VAL_STR;
         rc = dup(d, json_string_value(v), m, &out->u.s);

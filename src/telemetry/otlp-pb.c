@@ -13,6 +13,8 @@
  * block of exactly that size. */
 #include "telemetry/otlp-pb.h"
 
+#include "base/utf8.h"
+
 #include <math.h>
 #include <stdarg.h>
 
@@ -496,43 +498,6 @@ static void *alloc_array(struct dec *d, size_t n, size_t size)
 
 /* ---- UTF-8 and JSON rendering ---- */
 
-/* The longest prefix of s (len bytes) of at most max bytes that does not end inside a UTF-8
- * sequence; bytes that are not UTF-8 are cut at max. */
-static size_t utf8_cut(const uint8_t *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    if ((s[max] & 0xC0) != 0x80)
-        return max;
-    size_t n = max;
-    while (n > 0 && max - n < 3 && (s[n] & 0xC0) == 0x80)
-        n--;
-    return s[n] >= 0xC0 ? n : max;
-}
-
-/* Length of the well-formed UTF-8 sequence at s (len > 0 bytes left), 0 when it is not. */
-static size_t utf8_seq(const uint8_t *s, size_t len)
-{
-    uint8_t c = s[0];
-    if (c >= 0xC2 && c <= 0xDF)
-        return len >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (len < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
-            return 0;
-        if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0))
-            return 0; /* overlong, surrogate */
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (len < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
-            return 0;
-        if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))
-            return 0; /* overlong, past U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
-
 /* JSON output: measures while p is NULL, writes at p + n otherwise. String and bytes leaves
  * are cut to limit. */
 struct jw {
@@ -553,58 +518,7 @@ static inline void jw_put(struct jw *w, const void *s, size_t n)
 /* A JSON string: quotes, escapes, U+FFFD (escaped) for bytes that are not UTF-8. */
 static void jw_str(struct jw *w, const uint8_t *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (len == 0) { /* s may be NULL (an absent key) */
-        JW_LIT(w, "\"\"");
-        return;
-    }
-    JW_LIT(w, "\"");
-    size_t run = 0, i = 0;
-    while (i < len) {
-        uint8_t c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            i++;
-            continue;
-        }
-        size_t seq = c >= 0x80 ? utf8_seq(s + i, len - i) : 0;
-        if (seq) {
-            i += seq;
-            continue;
-        }
-        jw_put(w, s + run, i - run);
-        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-        size_t n = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            esc[1] = (char)c;
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            if (c >= 0x80)
-                memcpy(esc, "\\ufffd", 6);
-            n = 6;
-            break;
-        }
-        jw_put(w, esc, n);
-        run = ++i;
-    }
-    jw_put(w, s + run, len - run);
-    JW_LIT(w, "\"");
+    w->n += cn_json_str(w->p ? w->p + w->n : NULL, s, len);
 }
 
 static void jw_base64(struct jw *w, const uint8_t *s, size_t len)
@@ -662,7 +576,7 @@ static int json_member(struct dec *d, struct jw *w, const struct pb_field *f, in
     size_t n;
     switch (f->num) {
     case AV_STRING:
-        n = utf8_cut(f->p, f->len, w->limit);
+        n = cn_utf8_cut(f->p, f->len, w->limit);
         if (n < f->len && w->p)
             d->b->truncated_values++;
         JW_LIT(w, "{\"stringValue\":");
@@ -876,7 +790,7 @@ static void cut_value(struct dec *d, struct cn_val *val, int keep)
     if (val->type != CN_VAL_STR && val->type != CN_VAL_BYTES)
         return;
     size_t n = val->type == CN_VAL_STR
-                   ? utf8_cut((const uint8_t *)val->u.s.ptr, val->u.s.len, d->max_value)
+                   ? cn_utf8_cut((const uint8_t *)val->u.s.ptr, val->u.s.len, d->max_value)
                    : CN_MIN(val->u.s.len, d->max_value);
     if (n < val->u.s.len) {
         val->u.s.len = n;

@@ -1,6 +1,8 @@
 /* Zipkin v2 JSON decoder: jansson parses the body, the walk below maps each span onto the
  * OTLP-shaped model (see zipkin.h) copying what it keeps into the batch's arena. */
 #include "telemetry/zipkin.h"
+
+#include "base/utf8.h"
 #include "telemetry/json-num.h"
 #include "telemetry/json-path.h"
 #include "telemetry/otlp-json.h"
@@ -115,17 +117,6 @@ static int dup(struct dec *d, const char *p, size_t n, struct cn_slice *out)
     return out->ptr ? 0 : oom(d);
 }
 
-/* The longest prefix of UTF-8 text of at most max bytes ending on a character boundary. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-        n--;
-    return n;
-}
-
 /* The field key of obj; NULL when absent or null (Zipkin reads null as absent). */
 static json_t *field(json_t *obj, const char *key)
 {
@@ -237,7 +228,7 @@ static int add_str(struct dec *d, struct attrs *a, struct cn_slice key, struct c
     struct cn_kv *kv = slot(d, a);
     if (!kv)
         return 0;
-    size_t m = utf8_cut(val.ptr, val.len, d->max_value);
+    size_t m = cn_utf8_cut(val.ptr, val.len, d->max_value);
     if (m < val.len)
         d->b->truncated_values++;
     kv->key = key;
