@@ -2,16 +2,16 @@
 # Installs, idempotently and quietly, the Debian packages Cairn's build and tests need.
 #   scripts/deps.sh           install what is missing (build + tests)
 #   scripts/deps.sh --check   exit 0 when nothing is missing, 1 otherwise; installs nothing
-#   scripts/deps.sh --bench   also the benchmark peers (nginx, wrk)
+#   scripts/deps.sh --bench   also the benchmark peers (nginx, haproxy, wrk)
 # Then the npm modules of tests/integration/otel (the OpenTelemetry JS SDK the telemetry
 # integration tests export with), with `npm ci` from the committed package-lock.json.
 set -euo pipefail
 
 build_pkgs=(gcc g++ make cmake ninja-build pkg-config git
             libuv1-dev node-llhttp libssl-dev zlib1g-dev libjansson-dev libyaml-dev
-            libcmocka-dev libxxhash-dev libzstd-dev libcurl4-openssl-dev)
+            libcmocka-dev libxxhash-dev libzstd-dev libcurl4-openssl-dev libsqlite3-dev)
 test_pkgs=(python3 clang libclang-rt-14-dev curl procps)
-bench_pkgs=(nginx-light wrk util-linux clickhouse-server)
+bench_pkgs=(nginx-light haproxy wrk util-linux clickhouse-server)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
 # Node.js for the OpenTelemetry JS SDK. The machine image ships its own Node 20 (whose nodejs

@@ -613,7 +613,7 @@ static int load_kv_matches(struct ld *l, const yaml_node_t *seq, struct gw_kv_ma
 
 static int parse_method(struct cn_slice s)
 {
-    for (int m = 0; m < 64; m++) {
+    for (int m = 0; m <= HTTP_SOURCE; m++) { /* the HTTP methods; llhttp aborts past its table */
         const char *name = llhttp_method_name((llhttp_method_t)m);
         if (name && strcmp(name, "<unknown>") != 0 && cn_slice_eq(s, cn_slice_of(name)))
             return m;

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Reverse proxy benchmark (issue 5): one keep-alive upstream (nginx `return 200 "hello\n"`,
+# 1 worker) behind nginx (1 worker, upstream keepalive 64, HTTP/1.1, Connection ""), haproxy
+# (nbthread 1, http-reuse always) and `cairn gateway` (1 worker), wrk -t1 from the other core.
+# Two core layouts (../shared/REFERENCE.md):
+#   A: proxy and upstream on core 0, wrk on core 1
+#   B: proxy alone on core 0, upstream and wrk on core 1
+# Rounds alternate the order of the proxies so drift on a shared machine hits all alike;
+# ratios are medians of per-round ratios against nginx.
+#
+#   bench/proxy.sh                          # 5 rounds of 5 s, 50 connections, both layouts
+#   ROUNDS=3 SECONDS_PER_ROUND=3 LAYOUTS=A bench/proxy.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/lib.sh"
+CAIRN="${CAIRN_BIN:-$here/../build/release/cairn}"
+ROUNDS="${ROUNDS:-5}"
+SECS="${SECONDS_PER_ROUND:-5}"
+CONNS="${CONNS:-50}"
+LAYOUTS="${LAYOUTS:-A B}"
+
+for tool in nginx haproxy wrk taskset python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh --bench)" >&2; exit 1; }
+done
+[ -x "$CAIRN" ] || { echo "bench: $CAIRN missing (make build)" >&2; exit 1; }
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+up_port=$(free_port)
+nginx_port=$(free_port)
+haproxy_port=$(free_port)
+cairn_port=$(free_port)
+admin_port=$(free_port)
+
+cat > "$tmp/upstream.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $tmp/upstream.pid;
+error_log $tmp/upstream-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$up_port;
+    location / { return 200 "hello\n"; }
+  }
+}
+CONF
+
+cat > "$tmp/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream backend {
+    server 127.0.0.1:$up_port;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+
+cat > "$tmp/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$haproxy_port
+  default_backend be
+backend be
+  server s1 127.0.0.1:$up_port
+CONF
+
+cat > "$tmp/gateway.yaml" <<CONF
+listeners:
+  - name: bench
+    address: 127.0.0.1:$cairn_port
+admin:
+  address: 127.0.0.1:$admin_port
+workers: 1
+clusters:
+  - name: hello
+    endpoints: [127.0.0.1:$up_port]
+    max_idle_per_worker: 64
+routes:
+  - name: all
+    backendRefs: [{name: hello}]
+CONF
+
+nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!); up_pid=$!
+nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!); nginx_pid=$!
+haproxy -f "$tmp/haproxy.cfg" -q & pids+=($!); haproxy_pid=$!
+"$CAIRN" gateway -c "$tmp/gateway.yaml" --log-level warn & pids+=($!); cairn_pid=$!
+for p in $up_port $nginx_port $haproxy_port $cairn_port; do wait_port "$p"; done
+for p in $up_port $nginx_port $haproxy_port $cairn_port; do
+  [ "$(curl -s "http://127.0.0.1:$p/")" = hello ] || { echo "bench: port $p does not answer hello" >&2; exit 1; }
+done
+
+# Pins every thread of a process (and its children) to a core.
+pin() { taskset -a -p -c "$2" "$1" >/dev/null; }
+
+# wrk on core $1 against port $2: prints "REQ_PER_SEC P50_MS P99_MS".
+wrk_run() {
+  taskset -c "$1" wrk -t1 -c"$CONNS" -d"$SECS"s --latency "http://127.0.0.1:$2/" | awk '
+    function ms(v,  unit) { unit = v; gsub(/[0-9.]/, "", unit); gsub(/[a-z]/, "", v);
+                            if (unit == "us") return v / 1000; if (unit == "s") return v * 1000; return v }
+    /Requests\/sec:/ { rps = $2 }
+    /^ +50%/ { p50 = ms($2) }
+    /^ +99%/ { p99 = ms($2) }
+    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+}
+
+declare -A port=([nginx]=$nginx_port [haproxy]=$haproxy_port [cairn]=$cairn_port)
+declare -A ppid=([nginx]=$nginx_pid [haproxy]=$haproxy_pid [cairn]=$cairn_pid)
+proxies=(nginx haproxy cairn)
+
+for layout in $LAYOUTS; do
+  if [ "$layout" = A ]; then up_core=0; load_core=1; else up_core=1; load_core=1; fi
+  pin "$up_pid" "$up_core"
+  for s in "${proxies[@]}"; do pin "${ppid[$s]}" 0; done
+  echo
+  echo "layout $layout: proxies on core 0, upstream on core $up_core, wrk -t1 -c$CONNS -d${SECS}s on core $load_core"
+  if [ "$layout" = A ]; then
+    direct=$(wrk_run "$load_core" "$up_port")
+    echo "upstream direct: $direct (req/s p50 p99)"
+  fi
+  for s in "${proxies[@]}"; do wrk_run "$load_core" "${port[$s]}" >/dev/null; done # warm up
+  printf '%-6s %-8s %10s %8s %8s\n' round proxy 'req/s' 'p50 ms' 'p99 ms'
+  for s in "${proxies[@]}"; do : > "$tmp/$layout.$s"; done
+  for r in $(seq 1 "$ROUNDS"); do
+    k=$((r % 3))
+    order=("${proxies[@]:$k}" "${proxies[@]:0:$k}")
+    for s in "${order[@]}"; do
+      res=$(wrk_run "$load_core" "${port[$s]}")
+      echo "$res" >> "$tmp/$layout.$s"
+      printf '%-6s %-8s %10s %8s %8s\n' "$r" "$s" $res
+    done
+  done
+  echo "median:"
+  for s in "${proxies[@]}"; do
+    printf '  %-8s %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n' "$s" \
+      "$(awk '{print $1}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $2}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $3}' "$tmp/$layout.$s" | median)"
+  done
+  for s in haproxy cairn; do
+    paste "$tmp/$layout.$s" "$tmp/$layout.nginx" | awk '{ print $1 / $4, $3 / $6 }' > "$tmp/$layout.$s.ratio"
+    printf 'layout %s ratio %s/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better)\n' \
+      "$layout" "$s" "$(awk '{print $1}' "$tmp/$layout.$s.ratio" | median)" \
+      "$(awk '{print $2}' "$tmp/$layout.$s.ratio" | median)"
+  done
+done
