@@ -414,6 +414,7 @@ int cmd_up(int argc, char **argv)
     up->otlp.data = up;
     up->otlp.token = c->otlp.token && *c->otlp.token ? c->otlp.token : NULL;
     up->otlp.body_limit_name = "otlp.max_body_bytes";
+    up->otlp.error_body = cn_receiver_error_body;
 
     up->loop = uv_default_loop();
     uv_signal_init(up->loop, &up->sig_term);

@@ -616,6 +616,25 @@ void cn_http_tunnel_end(struct cn_http_req *req)
         conn_flush(c);
 }
 
+#define CORE_ERROR_BODY 4096
+
+/* The body of an error the core answers by itself: the server's renderer's, once the head
+ * was read and when it has one, else "REASON\n". */
+static size_t error_body(struct cn_http_conn *c, const struct cn_http_req *r, int status,
+                         const char *reason, char body[CORE_ERROR_BODY], const char **type)
+{
+    const struct cn_http_server *srv = c->w->srv;
+    size_t n = 0;
+    if (srv->error_body && r->path.ptr)
+        n = srv->error_body(srv->error_ctx, r, status, reason, body, CORE_ERROR_BODY, type);
+    if (n == 0 || n > CORE_ERROR_BODY) {
+        *type = "text/plain; charset=utf-8";
+        int k = snprintf(body, CORE_ERROR_BODY, "%s\n", reason);
+        n = k < 0 ? 0 : CN_MIN((size_t)k, (size_t)CORE_ERROR_BODY - 1);
+    }
+    return n;
+}
+
 /* An error found while reading a request: reply with a one-line reason and close. */
 static void protocol_error(struct cn_http_conn *c, int status, const char *reason, int kind)
 {
@@ -637,10 +656,11 @@ static void protocol_error(struct cn_http_conn *c, int status, const char *reaso
     r->replied = 1;
     r->status = status;
     r->route_id = (int)cn_router_num_routes(w->srv->router);
-    char body[256];
-    int n = snprintf(body, sizeof(body), "%s\n", reason);
-    put_head(c, r, status, "text/plain; charset=utf-8", n, NULL, 0);
-    cn_buf_append(&c->out, body, (size_t)n);
+    char body[CORE_ERROR_BODY];
+    const char *type = "text/plain; charset=utf-8";
+    size_t n = error_body(c, r, status, reason, body, &type);
+    put_head(c, r, status, type, n, NULL, 0);
+    cn_buf_append(&c->out, body, n);
     req_finished(c);
 }
 
@@ -936,7 +956,10 @@ static void dispatch(struct cn_http_conn *c)
             atomic_fetch_add_explicit(
                 &w->stats.proto_errs[st == 413 ? CN_PE_BODY_TOO_LARGE : CN_PE_BAD_REQUEST], 1,
                 memory_order_relaxed);
-            cn_http_reply_text(r, st, reason);
+            char body[CORE_ERROR_BODY];
+            const char *type;
+            size_t n = error_body(c, r, st, reason, body, &type);
+            cn_http_reply(r, st, type, body, n, NULL, 0);
             return;
         }
     }
@@ -1261,8 +1284,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     if (c->phase == P_LINGER) {
         c->rlen = c->rpos = 0;
     } else if (c->phase == P_BODY && !c->streaming_body && c->body_mode == BODY_LENGTH &&
-               c->rpos == c->rlen &&
-               c->body_left >= 4096 && c->req.body.cap - c->req.body.len >= c->body_left) {
+               c->rpos == c->rlen && c->body_left >= 4096 &&
+               c->req.body.cap - c->req.body.len >= c->body_left) {
         /* The rest of a Content-Length body goes straight into the request's body buffer
          * (sized at the head): no copy, and never past the body into a next request. */
         c->read_into_body = 1;

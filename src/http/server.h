@@ -49,11 +49,11 @@ struct cn_http_req {
     int http_minor;     /* 0 or 1 */
     int route_id;       /* metrics index of the matched route */
     uint64_t start_ns;
-    unsigned head : 1;      /* HEAD: the reply carries no body */
-    unsigned replied : 1;   /* status line sent (or queued) */
-    unsigned streaming : 1; /* chunked reply in progress */
-    unsigned done : 1;      /* reply finished */
-    unsigned close : 1;     /* close the connection after this reply */
+    unsigned head : 1;        /* HEAD: the reply carries no body */
+    unsigned replied : 1;     /* status line sent (or queued) */
+    unsigned streaming : 1;   /* chunked reply in progress */
+    unsigned done : 1;        /* reply finished */
+    unsigned close : 1;       /* close the connection after this reply */
     unsigned chunked_out : 1; /* the reply body is chunk-framed */
     int status;
     cn_http_abort_cb abort_cb;
@@ -160,6 +160,14 @@ struct cn_http_worker_stats {
     atomic_uint_fast64_t config_generation;
 };
 
+/* Renders the body of an error the server core answers by itself (a limit, bad framing, a bad
+ * gzip body) once the request's head was read, e.g. in the encoding its protocol asks for
+ * (OTLP wants a google.rpc.Status). Writes at most cap bytes to out, sets *content_type, and
+ * returns the length; 0 keeps the core's one-line text. Runs on the worker's loop. */
+typedef size_t (*cn_http_error_body_cb)(void *ctx, const struct cn_http_req *req, int status,
+                                        const char *reason, char *out, size_t cap,
+                                        const char **content_type);
+
 struct cn_http_server {
     struct cn_router *router;
     struct sockaddr_storage addr; /* bound address (port filled in after the first bind) */
@@ -168,7 +176,9 @@ struct cn_http_server {
     atomic_int_fast64_t open_total; /* connections across workers, for max_connections */
     atomic_int draining;
     const char *token; /* when set, non-public routes need "Authorization: Bearer TOKEN" */
-    const char *body_limit_name; /* setting named in 413 answers; NULL: http.max_body_bytes */
+    const char *body_limit_name;      /* setting named in 413 answers; NULL: http.max_body_bytes */
+    cn_http_error_body_cb error_body; /* NULL: errors are one line of text */
+    void *error_ctx;
     void *data;
     /* When set, every request goes here at its head instead of through the router (see
      * "streaming" above); router must still be set (an empty one will do). */

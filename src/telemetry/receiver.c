@@ -1,6 +1,7 @@
 #include "telemetry/receiver.h"
 
 #include "base/log.h"
+#include "base/utf8.h"
 #include <jansson.h>
 #include "http/json.h"
 #include "telemetry/otlp-json.h"
@@ -37,50 +38,57 @@ static void reply_ok(struct cn_http_req *req, enum cn_body_kind kind, uint64_t r
     cn_buf_release(&out);
 }
 
-/* An error answer as OTLP/HTTP asks: the body is a google.rpc.Status (code, message) in the
- * request's encoding, protobuf or JSON; JSON also keeps Cairn's usual "error" field. 429, 503
- * and 507 carry Retry-After. */
+#define STATUS_MSG_MAX 300 /* bytes of an error message kept in a google.rpc.Status */
+
+static int status_code(int status)
+{
+    return status == 429 || status == 507 ? 8  /* RESOURCE_EXHAUSTED */
+           : status == 503                ? 14 /* UNAVAILABLE */
+                                          : 3;                /* INVALID_ARGUMENT */
+}
+
+/* A google.rpc.Status (code, message) for an HTTP error status, in protobuf or in JSON (which
+ * also keeps Cairn's usual "error" field). out has room for STATUS_BODY_MAX bytes. */
+#define STATUS_BODY_MAX (32 + 2 * 6 * STATUS_MSG_MAX)
+static size_t status_body(int status, const char *msg, int proto, char *out)
+{
+    size_t len = cn_utf8_cut(msg, strlen(msg), STATUS_MSG_MAX);
+    size_t o = 0;
+    if (proto) {
+        out[o++] = 0x08; /* field 1, varint: code */
+        out[o++] = (char)status_code(status);
+        out[o++] = 0x12; /* field 2, bytes: message */
+        size_t l = len;
+        do {
+            out[o++] = (char)((l & 0x7f) | (l > 0x7f ? 0x80 : 0));
+            l >>= 7;
+        } while (l);
+        memcpy(out + o, msg, len);
+        return o + len;
+    }
+    o += (size_t)sprintf(out, "{\"code\":%d,\"message\":", status_code(status));
+    o += cn_json_str(out + o, msg, len);
+    memcpy(out + o, ",\"error\":", 9);
+    o += 9;
+    o += cn_json_str(out + o, msg, len);
+    out[o++] = '}';
+    return o;
+}
+
+/* An error answer as OTLP/HTTP asks: the body is a google.rpc.Status in the request's
+ * encoding, protobuf or JSON. 429, 503 and 507 carry Retry-After. */
 static void reply_error(struct cn_receiver *rc, struct cn_http_req *req, enum cn_body_kind kind,
                         int status, const char *msg)
 {
-    int code = status == 429 || status == 507 ? 8  /* RESOURCE_EXHAUSTED */
-               : status == 503                ? 14 /* UNAVAILABLE */
-                                              : 3;                /* INVALID_ARGUMENT */
     char secs[16];
     int n = snprintf(secs, sizeof(secs), "%u", rc->retry_after_s);
     struct cn_http_header h = {CN_SLICE_LIT("Retry-After"), {secs, (size_t)n}};
     size_t nh = status == 429 || status == 503 || status == 507 ? 1 : 0;
-    if (kind == CN_BODY_TRACES_PB || kind == CN_BODY_LOGS_PB) {
-        size_t len = strlen(msg);
-        if (len > 4000)
-            len = 4000;
-        uint8_t buf[4096 + 16];
-        size_t o = 0;
-        buf[o++] = 0x08; /* field 1, varint: code */
-        buf[o++] = (uint8_t)code;
-        buf[o++] = 0x12; /* field 2, bytes: message */
-        size_t l = len;
-        do {
-            buf[o++] = (uint8_t)((l & 0x7f) | (l > 0x7f ? 0x80 : 0));
-            l >>= 7;
-        } while (l);
-        memcpy(buf + o, msg, len);
-        o += len;
-        cn_http_reply(req, status, "application/x-protobuf", buf, o, nh ? &h : NULL, nh);
-        return;
-    }
-    json_t *j = json_object();
-    json_object_set_new(j, "code", json_integer(code));
-    json_object_set_new(j, "message", json_string(msg));
-    json_object_set_new(j, "error", json_string(msg));
-    char *text = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (!text) {
-        cn_http_reply_text(req, status, msg);
-        return;
-    }
-    cn_http_reply(req, status, "application/json", text, strlen(text), nh ? &h : NULL, nh);
-    free(text);
+    int proto = kind == CN_BODY_TRACES_PB || kind == CN_BODY_LOGS_PB;
+    char body[STATUS_BODY_MAX];
+    size_t len = status_body(status, msg, proto, body);
+    cn_http_reply(req, status, proto ? "application/x-protobuf" : "application/json", body, len,
+                  nh ? &h : NULL, nh);
 }
 
 static void ingest_abort(struct cn_http_req *req)
@@ -212,6 +220,26 @@ static void h_zipkin(struct cn_http_req *req, void *ctx)
         return;
     }
     ingest(req, ctx, CN_BODY_ZIPKIN);
+}
+
+size_t cn_receiver_error_body(void *ctx, const struct cn_http_req *req, int status,
+                              const char *reason, char *out, size_t cap, const char **content_type)
+{
+    (void)ctx;
+    int otlp_path = cn_slice_eq(req->path, CN_SLICE_LIT("/v1/traces")) ||
+                    cn_slice_eq(req->path, CN_SLICE_LIT("/v1/logs"));
+    int proto = media_is(req, "application/x-protobuf");
+    if (cap < STATUS_BODY_MAX)
+        return 0;
+    if (otlp_path && (proto || media_is(req, "application/json"))) {
+        *content_type = proto ? "application/x-protobuf" : "application/json";
+        return status_body(status, reason, proto, out);
+    }
+    if (cn_slice_eq(req->path, CN_SLICE_LIT("/api/v2/spans"))) {
+        *content_type = "application/json";
+        return status_body(status, reason, 0, out);
+    }
+    return 0;
 }
 
 int cn_receiver_routes(struct cn_receiver *rc, struct cn_router *r)

@@ -26,6 +26,12 @@ struct cn_receiver {
     atomic_uint_fast64_t requests, bad_requests, refused;
 };
 
+/* The OTLP port's cn_http_error_body_cb: errors the server core answers by itself (a body
+ * past otlp.max_body_bytes, bad chunked framing or gzip) to /v1/traces and /v1/logs come as
+ * a google.rpc.Status in the request's encoding, as to a decoding error; Zipkin's as JSON. */
+size_t cn_receiver_error_body(void *ctx, const struct cn_http_req *req, int status,
+                              const char *reason, char *out, size_t cap, const char **content_type);
+
 /* Registers the routes on r with rc as their context. Returns 0 or a CN_E* code. */
 int cn_receiver_routes(struct cn_receiver *rc, struct cn_router *r);
 

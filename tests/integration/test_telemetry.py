@@ -682,21 +682,33 @@ class TestOtlpWire(TelemetryCase):
             else:
                 err = self.assertJsonError(r, 400)
                 self.assertEqual((err["code"], err["message"]), (3, err["error"]), r)
-        # Malformed gzip: 400.
+        # Malformed gzip: 400, a google.rpc.Status like any decoding error.
         r = self.otlp(srv, otlp_post("/v1/traces", b"\x1f\x8b\x08\x00garbage", JSON_CT,
                                      [("Content-Encoding", "gzip")]))
-        self.assertEqual(r.status, 400, r)
+        err = self.assertJsonError(r, 400)
+        self.assertEqual((err["code"], err["message"]), (3, err["error"]), r)
         # Wrong or missing Content-Type: 415.
         ok_body = js_traces_request([js_span(new_trace_id(), new_span_id(), "x", 1, 2)])
         for ctype in ("text/plain", "application/xml", "application/protobuf", None):
             r = self.otlp(srv, otlp_post("/v1/traces", ok_body, ctype))
             self.assertJsonError(r, 415)
-        # Over otlp.max_body_bytes by Content-Length: 413 from the head alone.
+        # Over otlp.max_body_bytes by Content-Length: 413 from the head alone, still a
+        # google.rpc.Status in the request's encoding (the server core answers it).
         with Conn(srv.otlp_port) as c:
             c.send(request_bytes("POST", "/v1/traces", headers=[
                 ("Content-Type", JSON_CT), ("Content-Length", str(limit + 1))]))
             r = c.read_response()
+        err = self.assertJsonError(r, 413)
+        self.assertEqual(err["code"], 3, r)
+        self.assertIn("otlp.max_body_bytes", err["message"], r)
+        with Conn(srv.otlp_port) as c:
+            c.send(request_bytes("POST", "/v1/logs", headers=[
+                ("Content-Type", PB), ("Content-Length", str(limit + 1))]))
+            r = c.read_response()
         self.assertEqual(r.status, 413, r)
+        self.assertEqual(r.header("Content-Type"), "application/x-protobuf", r)
+        self.assertEqual(r.body[:3], b"\x08\x03\x12", r)
+        self.assertIn(b"otlp.max_body_bytes", r.body, r)
         # Exactly at the limit is taken (a valid body padded with spaces).
         at_limit = ok_body + b" " * (limit - len(ok_body))
         r = self.otlp(srv, otlp_post("/v1/traces", at_limit))
@@ -711,12 +723,12 @@ class TestOtlpWire(TelemetryCase):
             except (BrokenPipeError, ConnectionResetError):
                 pass
             r = c.read_response()
-        self.assertEqual(r.status, 413, r)
+        self.assertEqual(self.assertJsonError(r, 413)["code"], 3, r)
         # A gzip bomb: 2 KiB on the wire, 16 MiB decoded: 413, the limit counts decoded bytes.
         bomb = gz(b" " * (16 << 20))
         self.assertLess(len(bomb), limit)
         r = self.otlp(srv, otlp_post("/v1/traces", bomb, JSON_CT, [("Content-Encoding", "gzip")]))
-        self.assertEqual(r.status, 413, r)
+        self.assertEqual(self.assertJsonError(r, 413)["code"], 3, r)
         # Still serving, and only the one good export stored.
         r = self.otlp(srv, otlp_post("/v1/traces", gz(ok_body), JSON_CT,
                                      [("Content-Encoding", "gzip")]))
