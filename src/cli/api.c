@@ -1,6 +1,7 @@
 /* The API port's own routes: health, readiness, metrics, and test routes. */
 #include "base/log.h"
 #include "cli/api-compat.h"
+#include "cli/api-rca.h"
 #include "cli/up.h"
 #include "http/json.h"
 #include "http/metrics.h"
@@ -296,7 +297,8 @@ int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes)
         (rc = cn_router_add(r, get, "/readyz", h_readyz, up)) < 0 ||
         (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
         (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0 ||
-        (rc = cn_api_query_routes(up, r)) < 0 || (rc = cn_api_compat_routes(up, r)) < 0)
+        (rc = cn_api_query_routes(up, r)) < 0 || (rc = cn_api_compat_routes(up, r)) < 0 ||
+        (rc = cn_api_rca_routes(up, r)) < 0)
         return rc;
     if (!test_routes)
         return 0;

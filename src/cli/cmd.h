@@ -19,6 +19,7 @@ int cmd_trace(int argc, char **argv);
 int cmd_topo(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
+int cmd_rca(int argc, char **argv);
 /* cairn trace search (cmd-query.c); argv[1] is "search". */
 int cn_trace_search(int argc, char **argv);
 

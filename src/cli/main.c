@@ -59,6 +59,18 @@ static const struct cmd commands[] = {
      "Prints matching records newest first: time, severity, service, body, trace and span,\n"
      "code link. -f follows new records as they are ingested until interrupted. Exit 1\n"
      "when the query fails.\n"},
+    {"rca", cmd_rca, "rank the likely root causes of a service's errors and latency",
+     "usage: cairn rca --service S [--since D | --start T --end T]\n"
+     "                 [--baseline-start T --baseline-end T] [--limit N] [--server URL]\n"
+     "                 [--token TOKEN] [--json]\n"
+     "       cairn rca --trace ID [--service S] [--baseline-start T --baseline-end T] ...\n"
+     "\n"
+     "Ranks suspects (service, operation, kind: error_origin, new_error, latency,\n"
+     "traffic_change) behind the service's requests in the window (default: the last 15\n"
+     "minutes; --since 1h) against the baseline (default: the window of equal length just\n"
+     "before), or behind one trace. Prints a table, then for the first suspects the figures\n"
+     "before and after, example traces, the failing span and its logs. The method and the\n"
+     "scores: docs/rca.md. Exit 1 when the analysis fails.\n"},
     {"gateway", cmd_gateway, "run the gateway alone (reverse proxy, docs/gateway.md)", "usage: cairn gateway -c FILE [--workers N] [--log-level LEVEL]\n\n  -c, --config FILE   gateway YAML (examples/gateway.yaml); reloaded on SIGHUP and when it changes\n  --workers N         worker threads (overrides the file's workers; 0 = one per core)\n  --log-level LEVEL   debug, info, warn, error\n\nExit 3 when the configuration is invalid; SIGTERM/SIGINT drain and exit 0.\n"},
     {"help", cmd_help, "show help for a command", "usage: cairn help [COMMAND]\n"},
 };
