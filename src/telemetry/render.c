@@ -1,5 +1,7 @@
 #include "telemetry/render.h"
 
+#include <math.h>
+
 /* A JSON string; bytes that are not UTF-8 become U+FFFD so one bad value cannot make a
  * whole answer unencodable. */
 static json_t *str(struct cn_slice s)
@@ -93,7 +95,12 @@ json_t *cn_render_value(const struct cn_val *v)
         break;
     }
     case CN_VAL_DOUBLE:
-        json_object_set_new(j, "doubleValue", json_real(v->u.d));
+        /* JSON has no NaN or infinities; the protobuf JSON mapping writes them as strings. */
+        json_object_set_new(j, "doubleValue",
+                            isfinite(v->u.d) ? json_real(v->u.d)
+                            : isnan(v->u.d)  ? json_string("NaN")
+                            : v->u.d > 0     ? json_string("Infinity")
+                                             : json_string("-Infinity"));
         break;
     case CN_VAL_BYTES:
         json_object_set_new(j, "bytesValue", base64(v->u.s));
