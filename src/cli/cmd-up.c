@@ -3,11 +3,13 @@
 #include "base/log.h"
 #include "cli/cmd.h"
 #include "cli/up.h"
+#include "registry/store.h"
 #include "telemetry/tail.h"
 #include "version.h"
 
 #include <malloc.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -122,7 +124,8 @@ static struct cn_up *the_up(struct cn_worker *w)
 static void maybe_finish(struct cn_up *up, int id)
 {
     struct up_worker *uw = &up->uw[id];
-    if (uw->finished || !uw->api_drained || !uw->otlp_drained || up->rworkers[id].inflight)
+    if (uw->finished || !uw->api_drained || !uw->otlp_drained || !uw->nacos_drained ||
+        up->rworkers[id].inflight)
         return;
     uw->finished = 1;
     cn_mailbox_close(&up->rworkers[id].mailbox);
@@ -134,6 +137,8 @@ static void on_drained(struct cn_http_worker *hw)
     struct cn_up *up = hw->srv->data;
     if (hw->srv == &up->api)
         up->uw[hw->id].api_drained = 1;
+    else if (hw->srv == &up->nacos_srv)
+        up->uw[hw->id].nacos_drained = 1;
     else
         up->uw[hw->id].otlp_drained = 1;
     maybe_finish(up, hw->id);
@@ -143,7 +148,7 @@ static void on_receiver_idle(struct cn_receiver_worker *rw)
 {
     struct cn_up *up = rw->data;
     int id = (int)(rw - up->rworkers);
-    if (up->uw[id].api_drained && up->uw[id].otlp_drained)
+    if (up->uw[id].api_drained && up->uw[id].otlp_drained && up->uw[id].nacos_drained)
         maybe_finish(up, id);
 }
 
@@ -160,10 +165,11 @@ static void worker_setup(struct cn_worker *w)
     struct cn_http_worker *hw = &up->http_workers[w->id];
     struct cn_http_worker *ow = &up->otlp_workers[w->id];
     struct cn_receiver_worker *rw = &up->rworkers[w->id];
+    struct cn_http_worker *nw = &up->nacos_workers[w->id];
     struct cn_config *cfg = cn_up_config(up);
     struct cn_http_limits ol = otlp_limits(cfg);
     uint64_t gen = atomic_load(&up->generation);
-    int api_ok = 0, otlp_ok = 0;
+    int api_ok = 0, otlp_ok = 0, nacos_ok = 0, nmb_ok = 0;
     w->setup_rc = cn_mailbox_init(&rw->mailbox, &w->loop);
     rw->data = up;
     rw->on_idle = on_receiver_idle;
@@ -175,10 +181,20 @@ static void worker_setup(struct cn_worker *w)
         w->setup_rc = cn_http_worker_init(ow, &up->otlp, &w->loop, w->id, &ol);
         otlp_ok = !w->setup_rc;
     }
+    if (!w->setup_rc) {
+        w->setup_rc = cn_nacos_worker_init(up->nacos, w->id, &w->loop);
+        nmb_ok = !w->setup_rc;
+    }
+    if (!w->setup_rc) {
+        w->setup_rc = cn_http_worker_init(nw, &up->nacos_srv, &w->loop, w->id, &cfg->http);
+        nacos_ok = !w->setup_rc;
+    }
     hw->on_drained = on_drained;
     ow->on_drained = on_drained;
+    nw->on_drained = on_drained;
     cn_http_worker_set_limits(hw, &cfg->http, gen);
     cn_http_worker_set_limits(ow, &ol, gen);
+    cn_http_worker_set_limits(nw, &cfg->http, gen);
     cn_config_unref(cfg);
     if (w->setup_rc) {
         /* Undo what was set up; the loop then runs the close callbacks and ends. */
@@ -186,8 +202,13 @@ static void worker_setup(struct cn_worker *w)
             cn_http_worker_drain(hw);
         if (otlp_ok)
             cn_http_worker_drain(ow);
+        if (nacos_ok)
+            cn_http_worker_drain(nw);
+        if (nmb_ok)
+            cn_nacos_worker_stop(up->nacos, w->id);
         cn_http_worker_release(hw);
         cn_http_worker_release(ow);
+        cn_http_worker_release(nw);
         cn_mailbox_close(&rw->mailbox);
         cn_worker_close_wake(w);
     }
@@ -204,15 +225,20 @@ static void worker_wake(struct cn_worker *w, int flags)
         uint64_t gen = atomic_load(&up->generation);
         cn_http_worker_set_limits(hw, &cfg->http, gen);
         cn_http_worker_set_limits(ow, &ol, gen);
+        cn_http_worker_set_limits(&up->nacos_workers[w->id], &cfg->http, gen);
         cn_config_unref(cfg);
     }
     if ((flags & CN_WORKER_STOP) && !hw->draining) {
+        /* Held listeners are answered ("nothing changed") so their connections can drain. */
+        cn_nacos_worker_stop(up->nacos, w->id);
         cn_http_worker_drain(hw);
         cn_http_worker_drain(ow);
+        cn_http_worker_drain(&up->nacos_workers[w->id]);
     }
     if (flags & CN_WORKER_FORCE) {
         cn_http_worker_close_all(hw);
         cn_http_worker_close_all(ow);
+        cn_http_worker_close_all(&up->nacos_workers[w->id]);
     }
 }
 
@@ -221,6 +247,65 @@ static void worker_teardown(struct cn_worker *w)
     struct cn_up *up = the_up(w);
     atomic_fetch_add(&up->workers_done, 1);
     uv_async_send(&up->worker_done);
+}
+
+/* ---- registry ---------------------------------------------------------------------------- */
+
+/* Opens the registry's store in data_dir/registry, loads it, and builds the Nacos server.
+ * Returns 0 or -1 after logging why. */
+static int setup_registry(struct cn_up *up)
+{
+    const struct cn_config *c = up->cfg;
+    char dir[4096], err[512];
+    snprintf(dir, sizeof(dir), "%s/registry", c->data_dir);
+    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    if (!st) {
+        cn_error("up", "cannot open the registry store", "dir=%s error=\"%s\"", dir, err);
+        return -1;
+    }
+    struct cn_reg_opts ro;
+    cn_reg_opts_default(&ro);
+    ro.max_services = c->registry.max_services;
+    ro.max_instances_per_service = c->registry.max_instances_per_service;
+    ro.max_configs = c->registry.max_configs;
+    ro.max_config_bytes = c->registry.max_config_bytes;
+    ro.max_history = c->registry.max_history;
+    ro.beat_interval_ms = c->registry.beat_interval_ms;
+    ro.beat_timeout_ms = c->registry.beat_timeout_ms;
+    ro.delete_timeout_ms = c->registry.delete_timeout_ms;
+    ro.cache_millis = c->registry.cache_ms;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    up->reg = cn_reg_new(&ro, st, (uint64_t)ts.tv_sec * 1000u, err, sizeof(err));
+    if (!up->reg) {
+        st->ops->close(st);
+        cn_error("up", "cannot load the registry", "dir=%s error=\"%s\"", dir, err);
+        return -1;
+    }
+    struct cn_nacos_opts no = {c->registry.max_listen_keys, c->registry.max_hold_ms,
+                               c->registry.max_parked,      c->registry.auth,
+                               c->registry.username,        c->registry.password,
+                               c->registry.token_ttl_ms};
+    size_t nw = (size_t)up->nworkers;
+    up->nacos = cn_nacos_new(up->reg, &no, up->nworkers);
+    up->nacos_router = cn_router_new();
+    up->nacos_workers = calloc(nw, sizeof(*up->nacos_workers));
+    up->nacos_srv.workers = calloc(nw, sizeof(*up->nacos_srv.workers));
+    if (!up->nacos || !up->nacos_router || !up->nacos_workers || !up->nacos_srv.workers ||
+        cn_nacos_routes(up->nacos, up->nacos_router) != 0 ||
+        cn_api_registry_routes(up, up->router) < 0) {
+        cn_error("up", "cannot build the registry routes", "error=%s", "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < nw; i++)
+        up->nacos_srv.workers[i] = &up->nacos_workers[i];
+    up->nacos_srv.router = up->nacos_router;
+    up->nacos_srv.data = up;
+    if (cn_ev_parse_addr(c->registry.listen, &up->nacos_srv.addr) != 0) {
+        cn_error("up", "registry.listen is not HOST:PORT", "listen=%s", c->registry.listen);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- main loop ------------------------------------------------------------------------- */
@@ -232,6 +317,8 @@ static void close_main_handles(struct cn_up *up)
     uv_close((uv_handle_t *)&up->sig_hup, NULL);
     uv_close((uv_handle_t *)&up->drain_timer, NULL);
     uv_close((uv_handle_t *)&up->worker_done, NULL);
+    cn_reg_ctl_stop(up->reg_ctl);
+    up->reg_ctl = NULL;
     /* Closing the signal handles restores the default actions: a late SIGTERM must not
      * turn a clean exit into death by signal. */
     signal(SIGTERM, SIG_IGN);
@@ -414,6 +501,8 @@ int cmd_up(int argc, char **argv)
     up->otlp.data = up;
     up->otlp.token = c->otlp.token && *c->otlp.token ? c->otlp.token : NULL;
     up->otlp.body_limit_name = "otlp.max_body_bytes";
+    if (setup_registry(up) != 0)
+        return CN_EXIT_FAIL;
     up->otlp.error_body = cn_receiver_error_body;
 
     up->loop = uv_default_loop();
@@ -444,6 +533,7 @@ int cmd_up(int argc, char **argv)
     }
     up->api.nworkers = started;
     up->otlp.nworkers = started;
+    up->nacos_srv.nworkers = started;
     if (started < up->nworkers) {
         up->nworkers = started;
         atomic_store(&up->workers_done, 0);
@@ -459,6 +549,12 @@ int cmd_up(int argc, char **argv)
         char oaddr[128];
         cn_ev_format_addr((struct sockaddr *)&up->otlp.addr, oaddr, sizeof(oaddr));
         cn_info("up", "listening", "part=otlp addr=%s workers=%d", oaddr, up->nworkers);
+        char naddr[128];
+        cn_ev_format_addr((struct sockaddr *)&up->nacos_srv.addr, naddr, sizeof(naddr));
+        cn_info("up", "listening", "part=registry addr=%s workers=%d", naddr, up->nworkers);
+        struct cn_reg_ctl_opts co = {c->registry.tick_ms, c->registry.check_interval_ms,
+                                     c->registry.check_timeout_ms, c->registry.check_concurrency};
+        up->reg_ctl = cn_reg_ctl_start(up->reg, up->loop, &co);
         cn_info("up", "ready", "version=%s pid=%d console=http://%s/ metrics=http://%s/metrics",
                 CAIRN_VERSION, (int)getpid(), addr, addr);
     }
@@ -468,8 +564,14 @@ int cmd_up(int argc, char **argv)
         cn_worker_join(&up->workers[i]);
         cn_http_worker_release(&up->http_workers[i]);
         cn_http_worker_release(&up->otlp_workers[i]);
+        cn_http_worker_release(&up->nacos_workers[i]);
     }
     cn_store_close(up->store);
+    cn_nacos_free(up->nacos);
+    cn_reg_free(up->reg);
+    cn_router_free(up->nacos_router);
+    free(up->nacos_workers);
+    free(up->nacos_srv.workers);
     cn_tail_free(up->tail);
     uv_loop_close(up->loop);
     if (started == up->nworkers && up->exit_code == 0)

@@ -145,6 +145,48 @@ static const struct setting settings[] = {
      "widest time range of a search; wider gets 400"},
     {"query.max_tag_values", T_UINT, AT(query.max_tag_values), "10000", 10, 10000000, 0,
      "distinct attribute keys or values one autocomplete query counts"},
+    {"registry.listen", T_LISTEN, AT(registry.listen), "127.0.0.1:8848", 0, 0, S_RESTART,
+     "Nacos v1 API address (/nacos/v1/ns, /nacos/v1/cs)"},
+    {"registry.auth", T_BOOL, AT(registry.auth), "false", 0, 1, S_RESTART,
+     "require a Nacos login (accessToken, or username and password); needed off loopback"},
+    {"registry.username", T_STRING, AT(registry.username), "nacos", 1, 64, S_RESTART,
+     "the user name a Nacos client logs in with"},
+    {"registry.password", T_TOKEN, AT(registry.password), "", 0, 4096, S_RESTART | S_SECRET,
+     "its password; required when registry.auth is on"},
+    {"registry.token_ttl", T_DURATION, AT(registry.token_ttl_ms), "5h", SECS, 720 * HRS,
+     S_RESTART, "lifetime of an accessToken from /nacos/v1/auth/login"},
+    {"registry.max_services", T_UINT, AT(registry.max_services), "100000", 1, 10000000, S_RESTART,
+     "services across namespaces; past it a register gets 400"},
+    {"registry.max_instances_per_service", T_UINT, AT(registry.max_instances_per_service),
+     "10000", 1, 1000000, S_RESTART, "instances of one service; past it a register gets 400"},
+    {"registry.max_configs", T_UINT, AT(registry.max_configs), "100000", 1, 10000000, S_RESTART,
+     "configuration items across namespaces; past it a publish gets 400"},
+    {"registry.max_config_bytes", T_SIZE, AT(registry.max_config_bytes), "1m", 1, 64 * MIB,
+     S_RESTART, "content of one configuration item; larger gets 400"},
+    {"registry.max_history", T_UINT, AT(registry.max_history), "100", 1, 100000, S_RESTART,
+     "history rows kept per configuration item, oldest pruned"},
+    {"registry.beat_interval", T_DURATION, AT(registry.beat_interval_ms), "5s", 100, HRS,
+     S_RESTART, "heartbeat period told to clients (preserved.heart.beat.interval overrides)"},
+    {"registry.beat_timeout", T_DURATION, AT(registry.beat_timeout_ms), "15s", 100, HRS,
+     S_RESTART, "an ephemeral instance silent this long turns unhealthy"},
+    {"registry.delete_timeout", T_DURATION, AT(registry.delete_timeout_ms), "30s", 100, HRS,
+     S_RESTART, "an ephemeral instance silent this long is removed"},
+    {"registry.cache_millis", T_DURATION, AT(registry.cache_ms), "10s", 100, HRS, S_RESTART,
+     "cacheMillis of instance lists: how often clients poll a subscribed service"},
+    {"registry.max_listen_keys", T_UINT, AT(registry.max_listen_keys), "10000", 1, 1000000,
+     S_RESTART, "keys in one configuration listener request; more gets 400"},
+    {"registry.max_hold", T_DURATION, AT(registry.max_hold_ms), "90s", 10 * SECS, HRS, S_RESTART,
+     "longest a listener request is held, whatever its Long-Pulling-Timeout"},
+    {"registry.max_parked", T_UINT, AT(registry.max_parked), "100000", 0, 10000000, S_RESTART,
+     "listener requests held per worker; past it they are answered at once"},
+    {"registry.tick", T_DURATION, AT(registry.tick_ms), "500ms", 10, 60 * SECS, S_RESTART,
+     "how often heartbeat expiry runs"},
+    {"registry.check_interval", T_DURATION, AT(registry.check_interval_ms), "5s", 100, HRS,
+     S_RESTART, "one round of health checks of persistent instances every this often"},
+    {"registry.check_timeout", T_DURATION, AT(registry.check_timeout_ms), "2s", 10, 60 * SECS,
+     S_RESTART, "a health check not answered in time marks the instance unhealthy"},
+    {"registry.check_concurrency", T_UINT, AT(registry.check_concurrency), "64", 1, 10000,
+     S_RESTART, "health checks in flight at once"},
 };
 
 #define NUM_SETTINGS CN_ARRAY_LEN(settings)
@@ -1256,6 +1298,16 @@ int cn_config_validate(const struct cn_config *cfg, char *err, size_t err_len)
     }
     /* The request line counts toward the header limit: a larger URL limit could never
      * answer 414, only 431. */
+    if (!cfg->registry.auth && !cn_config_listen_is_loopback(cfg->registry.listen)) {
+        put_err(err, err_len,
+                "registry.listen is not a loopback address: set registry.auth and "
+                "registry.password to require a login");
+        return CN_EINVAL;
+    }
+    if (cfg->registry.auth && (!cfg->registry.password || !*cfg->registry.password)) {
+        put_err(err, err_len, "registry.auth is on: set registry.password");
+        return CN_EINVAL;
+    }
     if (cfg->query.default_limit > cfg->query.max_limit) {
         put_err(err, err_len, "query.default_limit (%llu) is above query.max_limit (%llu)",
                 (unsigned long long)cfg->query.default_limit,

@@ -50,6 +50,18 @@ struct cn_config {
     struct {
         uint64_t default_limit, max_limit, max_scan_records, max_range_ms, max_tag_values;
     } query;
+    struct {
+        char *listen; /* Nacos v1 API */
+        int auth;
+        char *username;
+        char *password; /* required when auth is on */
+        uint64_t token_ttl_ms;
+        uint64_t max_services, max_instances_per_service, max_configs, max_config_bytes;
+        uint64_t max_history;
+        uint64_t beat_interval_ms, beat_timeout_ms, delete_timeout_ms, cache_ms;
+        uint64_t max_listen_keys, max_hold_ms, max_parked;
+        uint64_t tick_ms, check_interval_ms, check_timeout_ms, check_concurrency;
+    } registry;
 };
 
 /* A configuration with every default set, refs = 1. NULL on allocation failure. */

@@ -7,6 +7,8 @@
 #include "cli/config.h"
 #include "ev/ev.h"
 #include "http/server.h"
+#include "registry/health.h"
+#include "registry/nacos.h"
 #include "telemetry/receiver.h"
 #include "telemetry/store.h"
 
@@ -15,6 +17,7 @@
 struct up_worker {
     int api_drained;
     int otlp_drained;
+    int nacos_drained;
     int finished;
 };
 
@@ -45,6 +48,15 @@ struct cn_up {
     struct cn_tail *tail; /* live tail of logs, fed by the store's ingest hook */
     struct up_worker *uw; /* per worker: which parts have drained */
 
+    /* Registry: the Nacos v1 API on its own port, sharing the worker threads; expiry and
+     * health checks on the main loop. */
+    struct cn_reg *reg;
+    struct cn_nacos *nacos;
+    struct cn_router *nacos_router;
+    struct cn_http_server nacos_srv;
+    struct cn_http_worker *nacos_workers;
+    struct cn_reg_ctl *reg_ctl;
+
     uv_loop_t *loop; /* the main thread's */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
@@ -58,6 +70,9 @@ struct cn_up {
 int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes);
 /* Registers the native query API under /api/v1 (api-query.c). */
 int cn_api_query_routes(struct cn_up *up, struct cn_router *r);
+
+/* Registers the native registry API under /api/v1/registry (api-registry.c). */
+int cn_api_registry_routes(struct cn_up *up, struct cn_router *r);
 
 /* Returns a new reference to the current configuration. Thread-safe. */
 struct cn_config *cn_up_config(struct cn_up *up);

@@ -129,7 +129,10 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->query.max_scan_records, 2000000);
     assert_int_equal(cfg->query.max_range_ms, 168 * 3600 * 1000ull);
     assert_int_equal(cfg->query.max_tag_values, 10000);
-    assert_int_equal(cn_config_num_settings(), 40);
+    assert_int_equal(cn_config_num_settings(), 61);
+    assert_string_equal(cfg->registry.listen, "127.0.0.1:8848");
+    assert_int_equal(cfg->registry.beat_timeout_ms, 15000);
+    assert_int_equal(cfg->registry.delete_timeout_ms, 30000);
     assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), 0);
     cn_config_unref(cfg);
 }
@@ -712,7 +715,7 @@ static void test_env_names(void **state)
 {
     (void)state;
     size_t n = cn_config_num_settings();
-    char names[48][64];
+    char names[64][64];
     static const char *const defaults[] = {"0",
                                            "info",
                                            "./cairn-data",
@@ -752,7 +755,28 @@ static void test_env_names(void **state)
                                            "1000",
                                            "2000000",
                                            "168h",
-                                           "10000"};
+                                           "10000",
+                                           "127.0.0.1:8848",
+                                           "false",
+                                           "nacos",
+                                           "",
+                                           "5h",
+                                           "100000",
+                                           "10000",
+                                           "100000",
+                                           "1m",
+                                           "100",
+                                           "5s",
+                                           "15s",
+                                           "30s",
+                                           "10s",
+                                           "10000",
+                                           "90s",
+                                           "100000",
+                                           "500ms",
+                                           "5s",
+                                           "2s",
+                                           "64"};
     assert_int_equal(n, CN_ARRAY_LEN(defaults));
     struct cn_config *def = cn_config_new(), *cfg = cn_config_new();
     cfg->workers = 99;
@@ -913,6 +937,27 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "query.max_scan_records", "1000");
     set_ok(cfg, "query.max_range", "1s");
     set_ok(cfg, "query.max_tag_values", "10");
+    set_ok(cfg, "registry.listen", "0.0.0.0:18848");
+    set_ok(cfg, "registry.auth", "on");
+    set_ok(cfg, "registry.username", "admin");
+    set_ok(cfg, "registry.password", "s3cret");
+    set_ok(cfg, "registry.token_ttl", "1s");
+    set_ok(cfg, "registry.max_services", "1");
+    set_ok(cfg, "registry.max_instances_per_service", "1000000");
+    set_ok(cfg, "registry.max_configs", "1");
+    set_ok(cfg, "registry.max_config_bytes", "64m");
+    set_ok(cfg, "registry.max_history", "1");
+    set_ok(cfg, "registry.beat_interval", "100ms");
+    set_ok(cfg, "registry.beat_timeout", "1h");
+    set_ok(cfg, "registry.delete_timeout", "100");
+    set_ok(cfg, "registry.cache_millis", "1s");
+    set_ok(cfg, "registry.max_listen_keys", "1");
+    set_ok(cfg, "registry.max_hold", "10s");
+    set_ok(cfg, "registry.max_parked", "0");
+    set_ok(cfg, "registry.tick", "10ms");
+    set_ok(cfg, "registry.check_interval", "1h");
+    set_ok(cfg, "registry.check_timeout", "60s");
+    set_ok(cfg, "registry.check_concurrency", "1");
     assert_int_equal(cn_config_diff(def, cfg, 0), 0);
     for (size_t i = 0; i < cn_config_num_settings(); i++)
         assert_int_equal(cn_config_diff(def, cfg, i), i); /* every one differs */
@@ -1047,7 +1092,28 @@ static void test_diff_and_restart(void **state)
                                           "telemetry.seal_interval",
                                           "telemetry.retention",
                                           "telemetry.disk_budget",
-                                          "telemetry.max_spans_per_trace"};
+                                          "telemetry.max_spans_per_trace",
+                                          "registry.listen",
+                                          "registry.auth",
+                                          "registry.username",
+                                          "registry.password",
+                                          "registry.token_ttl",
+                                          "registry.max_services",
+                                          "registry.max_instances_per_service",
+                                          "registry.max_configs",
+                                          "registry.max_config_bytes",
+                                          "registry.max_history",
+                                          "registry.beat_interval",
+                                          "registry.beat_timeout",
+                                          "registry.delete_timeout",
+                                          "registry.cache_millis",
+                                          "registry.max_listen_keys",
+                                          "registry.max_hold",
+                                          "registry.max_parked",
+                                          "registry.tick",
+                                          "registry.check_interval",
+                                          "registry.check_timeout",
+                                          "registry.check_concurrency"};
     size_t num_restart = 0;
     for (size_t i = 0; i < n; i++) {
         int want = 0;

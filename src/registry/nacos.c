@@ -1,0 +1,1079 @@
+/* Nacos v1 HTTP API: the wire format of Nacos 1.x/2.x servers as their clients read it.
+ * Errors: 400 with "caused: MESSAGE;" naming the parameter, as Nacos' exception handler
+ * answers; never a crash. */
+#include "registry/nacos.h"
+
+#include "base/log.h"
+#include "http/server.h"
+#include "registry/util.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <time.h>
+
+#define TEXT "text/plain;charset=UTF-8"
+#define JSON "application/json;charset=UTF-8"
+/* Listener hold time: the client's Long-Pulling-Timeout minus this margin, so the answer
+ * reaches it before its own timer fires; at least NACOS_MIN_HOLD_MS (both as Nacos). */
+#define NACOS_HOLD_MARGIN_MS 500
+#define NACOS_MIN_HOLD_MS    10000
+#define NACOS_TICK_MS        100
+#define NACOS_MAX_TOKENS     4096
+
+struct cn_nacos_token {
+    char token[33];
+    uint64_t expires_ms;
+    char user[64];
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- replies ----------------------------------------------------------------------------- */
+
+static void reply_text(struct cn_http_req *req, int status, const char *text)
+{
+    cn_http_reply(req, status, TEXT, text, strlen(text), NULL, 0);
+}
+
+/* 400 "caused: MESSAGE;" as Nacos' ResponseExceptionHandler writes it. */
+static void bad(struct cn_http_req *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void bad(struct cn_http_req *req, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char body[600];
+    int n = snprintf(body, sizeof(body), "caused: %s;", msg);
+    cn_http_reply(req, status, TEXT, body, (size_t)CN_MIN(n, (int)sizeof(body) - 1), NULL, 0);
+}
+
+static void reg_fail(struct cn_http_req *req, int rc, const struct cn_reg_error *e)
+{
+    int status = rc == CN_EIO || rc == CN_ENOMEM ? 500 : rc == CN_ENOENT ? 404 : 400;
+    bad(req, status, "%s", e->message[0] ? e->message : cn_strerror(rc));
+}
+
+/* ---- parameters --------------------------------------------------------------------------- */
+
+/* A request's parameters: query string, then a form body. */
+struct params {
+    struct cn_form f;
+};
+
+static int params_parse(struct cn_http_req *req, struct params *p)
+{
+    cn_form_init(&p->f, req->query.len + req->body.len + 16);
+    int rc = cn_form_parse(&p->f, req->query);
+    if (rc == 0 && req->body.len) {
+        const struct cn_slice *ct = cn_http_req_header(req, "Content-Type");
+        /* Nacos clients send forms; a body of another type carries no parameters. */
+        if (!ct || (ct->len >= 33 && strncasecmp(ct->ptr, "application/x-www-form-urlencoded",
+                                                 33) == 0))
+            rc = cn_form_parse(&p->f, cn_buf_slice(&req->body));
+    }
+    if (rc) {
+        bad(req, 400,
+            rc == CN_ELIMIT ? "too many parameters (max %d)"
+                            : "malformed percent-encoding in the parameters",
+            CN_FORM_MAX_PARAMS);
+        cn_form_release(&p->f);
+        return rc;
+    }
+    return 0;
+}
+
+static struct cn_slice opt(const struct params *p, const char *name, const char *def)
+{
+    struct cn_slice v;
+    if (cn_form_get(&p->f, name, &v) && v.len)
+        return v;
+    return cn_slice_of(def);
+}
+
+/* A required, non-blank parameter; replies 400 and returns -1 when absent. */
+static int req_param(struct cn_http_req *req, const struct params *p, const char *name,
+                     struct cn_slice *out)
+{
+    if (cn_form_get(&p->f, name, out)) {
+        size_t i = 0;
+        while (i < out->len && (out->ptr[i] == ' ' || out->ptr[i] == '\t'))
+            i++;
+        if (i < out->len)
+            return 0;
+    }
+    bad(req, 400, "Param '%s' is required.", name);
+    return -1;
+}
+
+/* Booleans as clients send them; anything else is a 400 naming the parameter. */
+static int parse_bool(struct cn_http_req *req, const char *name, struct cn_slice v, int *out)
+{
+    static const char *const yes[] = {"true", "on", "yes", "y", "t", "1"};
+    static const char *const no[] = {"false", "off", "no", "n", "f", "0"};
+    for (size_t i = 0; i < CN_ARRAY_LEN(yes); i++) {
+        if (cn_slice_case_eq(v, cn_slice_of(yes[i])))
+            return *out = 1, 0;
+        if (cn_slice_case_eq(v, cn_slice_of(no[i])))
+            return *out = 0, 0;
+    }
+    bad(req, 400, "Param '%s' is illegal: '%.*s' is not true or false.", name,
+        (int)CN_MIN(v.len, 64), v.ptr);
+    return -1;
+}
+
+static int parse_u64(struct cn_http_req *req, const char *name, struct cn_slice v, uint64_t max,
+                     uint64_t *out)
+{
+    if (cn_slice_to_u64(v, out) != 0 || *out > max) {
+        bad(req, 400, "Param '%s' is illegal: '%.*s' is not a number in 0..%llu.", name,
+            (int)CN_MIN(v.len, 64), v.ptr, (unsigned long long)max);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_double(struct cn_http_req *req, const char *name, struct cn_slice v,
+                        double *out)
+{
+    char t[64];
+    char *end = NULL;
+    if (v.len == 0 || v.len >= sizeof(t))
+        goto fail;
+    memcpy(t, v.ptr, v.len);
+    t[v.len] = '\0';
+    *out = strtod(t, &end);
+    if (*end || *out != *out || *out > 1e9 || *out < -1e9)
+        goto fail;
+    return 0;
+fail:
+    bad(req, 400, "Param '%s' is illegal: '%.*s' is not a number.", name, (int)CN_MIN(v.len, 64),
+        v.ptr);
+    return -1;
+}
+
+/* serviceName ("svc" or "group@@svc") and groupName into group and service. */
+static int service_param(struct cn_http_req *req, const struct params *p, struct cn_slice *group,
+                         struct cn_slice *service)
+{
+    struct cn_slice s;
+    if (req_param(req, p, "serviceName", &s))
+        return -1;
+    const char *at = NULL;
+    for (size_t i = 0; i + 1 < s.len; i++)
+        if (s.ptr[i] == '@' && s.ptr[i + 1] == '@') {
+            at = s.ptr + i;
+            break;
+        }
+    if (at) {
+        *group = (struct cn_slice){s.ptr, (size_t)(at - s.ptr)};
+        *service = (struct cn_slice){at + 2, s.len - group->len - 2};
+    } else {
+        *group = opt(p, "groupName", CN_REG_DEFAULT_GROUP);
+        *service = s;
+    }
+    if (group->len == 0 || cn_reg_check_name(*service) != 0 || cn_reg_check_name(*group) != 0) {
+        bad(req, 400,
+            "Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'");
+        return -1;
+    }
+    return 0;
+}
+
+/* The namespace parameter (namespaceId or tenant), checked. */
+static int ns_param(struct cn_http_req *req, const struct params *p, const char *name,
+                    struct cn_slice *out)
+{
+    *out = opt(p, name, "");
+    if (out->len && cn_reg_check_name(*out) != 0) {
+        bad(req, 400, "Param '%s' is illegal", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- auth --------------------------------------------------------------------------------- */
+
+static int slice_eq_str(struct cn_slice a, const char *b)
+{
+    return b && cn_slice_eq(a, cn_slice_of(b));
+}
+
+/* 1 when the request may go on (auth off, a valid token, or valid credentials); else replies
+ * 403 and returns 0. who receives the user name when authenticated. */
+static int authorized(struct cn_nacos *n, struct cn_http_req *req, const struct params *p,
+                      char *who, size_t who_len)
+{
+    snprintf(who, who_len, "%s", cn_http_req_peer_ip(req));
+    if (!n->opts.auth)
+        return 1;
+    struct cn_slice tok, user, pass;
+    if (cn_form_get(&p->f, "accessToken", &tok) && tok.len == 32) {
+        uint64_t now = now_ms();
+        uv_mutex_lock(&n->tlock);
+        for (size_t i = 0; i < n->num_tokens; i++)
+            if (n->tokens[i].expires_ms > now && memcmp(n->tokens[i].token, tok.ptr, 32) == 0) {
+                snprintf(who, who_len, "%s", n->tokens[i].user);
+                uv_mutex_unlock(&n->tlock);
+                return 1;
+            }
+        uv_mutex_unlock(&n->tlock);
+    }
+    if (cn_form_get(&p->f, "username", &user) && cn_form_get(&p->f, "password", &pass) &&
+        slice_eq_str(user, n->opts.username) && slice_eq_str(pass, n->opts.password)) {
+        snprintf(who, who_len, "%s", n->opts.username);
+        return 1;
+    }
+    reply_text(req, 403, "user not found!");
+    return 0;
+}
+
+static void h_login(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct params p;
+    if (params_parse(req, &p))
+        return;
+    struct cn_slice user, pass;
+    if (!n->opts.auth) {
+        bad(req, 400, "authentication is off (registry.auth)");
+    } else if (req_param(req, &p, "username", &user) == 0 &&
+               req_param(req, &p, "password", &pass) == 0) {
+        if (!slice_eq_str(user, n->opts.username) || !slice_eq_str(pass, n->opts.password)) {
+            reply_text(req, 403, "unknown user!");
+        } else {
+            struct cn_nacos_token t;
+            unsigned char rnd[16];
+            static const char hex[] = "0123456789abcdef";
+            if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
+                bad(req, 500, "no randomness");
+                cn_form_release(&p.f);
+                return;
+            }
+            for (int i = 0; i < 16; i++) {
+                t.token[2 * i] = hex[rnd[i] >> 4];
+                t.token[2 * i + 1] = hex[rnd[i] & 15];
+            }
+            t.token[32] = '\0';
+            uint64_t now = now_ms();
+            t.expires_ms = now + n->opts.token_ttl_ms;
+            snprintf(t.user, sizeof(t.user), "%s", n->opts.username);
+            uv_mutex_lock(&n->tlock);
+            /* Expired tokens go first; past the cap the oldest is replaced. */
+            size_t keep = 0;
+            for (size_t i = 0; i < n->num_tokens; i++)
+                if (n->tokens[i].expires_ms > now)
+                    n->tokens[keep++] = n->tokens[i];
+            n->num_tokens = keep;
+            if (n->num_tokens == NACOS_MAX_TOKENS) {
+                memmove(n->tokens, n->tokens + 1, (NACOS_MAX_TOKENS - 1) * sizeof(t));
+                n->num_tokens--;
+            }
+            n->tokens[n->num_tokens++] = t;
+            uv_mutex_unlock(&n->tlock);
+            char body[160];
+            snprintf(body, sizeof(body),
+                     "{\"accessToken\":\"%s\",\"tokenTtl\":%llu,\"globalAdmin\":true}", t.token,
+                     (unsigned long long)(n->opts.token_ttl_ms / 1000));
+            cn_http_reply(req, 200, JSON, body, strlen(body), NULL, 0);
+        }
+    }
+    cn_form_release(&p.f);
+}
+
+/* ---- naming ------------------------------------------------------------------------------- */
+
+/* Reads an instance from the parameters (register, update). Replies 400 and returns -1 on a
+ * bad one. */
+static int instance_params(struct cn_http_req *req, const struct params *p,
+                           struct cn_reg_instance *in)
+{
+    memset(in, 0, sizeof(*in));
+    struct cn_slice v;
+    uint64_t port;
+    if (ns_param(req, p, "namespaceId", &in->ns) || service_param(req, p, &in->group, &in->service))
+        return -1;
+    if (req_param(req, p, "ip", &in->ip) || req_param(req, p, "port", &v) ||
+        parse_u64(req, "port", v, 65535, &port))
+        return -1;
+    in->port = (uint16_t)port;
+    in->cluster = opt(p, "clusterName", CN_REG_DEFAULT_CLUSTER);
+    in->weight = 1.0;
+    if (cn_form_get(&p->f, "weight", &v) && v.len && parse_double(req, "weight", v, &in->weight))
+        return -1;
+    in->enabled = in->healthy = in->ephemeral = 1;
+    /* "enabled" wins over "enable" (the Node client's spelling), as in Nacos. */
+    if (cn_form_get(&p->f, "enabled", &v) && v.len) {
+        if (parse_bool(req, "enabled", v, &in->enabled))
+            return -1;
+    } else if (cn_form_get(&p->f, "enable", &v) && v.len &&
+               parse_bool(req, "enable", v, &in->enabled)) {
+        return -1;
+    }
+    if (cn_form_get(&p->f, "healthy", &v) && v.len && parse_bool(req, "healthy", v, &in->healthy))
+        return -1;
+    if (cn_form_get(&p->f, "ephemeral", &v) && v.len &&
+        parse_bool(req, "ephemeral", v, &in->ephemeral))
+        return -1;
+    in->metadata = opt(p, "metadata", "");
+    return 0;
+}
+
+static void h_instance(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct params p;
+    char who[96];
+    if (params_parse(req, &p))
+        return;
+    if (!authorized(n, req, &p, who, sizeof(who)))
+        goto out;
+    struct cn_reg_error e = {0};
+    struct cn_reg_instance in;
+    if (req->method == HTTP_GET) {
+        struct cn_slice ip, v, ns, group, service;
+        uint64_t port;
+        if (ns_param(req, &p, "namespaceId", &ns) || service_param(req, &p, &group, &service) ||
+            req_param(req, &p, "ip", &ip) || req_param(req, &p, "port", &v) ||
+            parse_u64(req, "port", v, 65535, &port))
+            goto out;
+        struct cn_slice cluster = opt(&p, "cluster", "");
+        if (!cluster.len)
+            cluster = opt(&p, "clusterName", CN_REG_DEFAULT_CLUSTER);
+        struct cn_reg_inst_view *iv;
+        long num = cn_reg_instances(n->reg, ns, group, service, &iv);
+        long hit = -1;
+        for (long i = 0; i < num && hit < 0; i++)
+            if (iv[i].port == port && cn_slice_eq(cn_slice_of(iv[i].ip), ip) &&
+                cn_slice_eq(cn_slice_of(iv[i].cluster), cluster))
+                hit = i;
+        if (hit < 0) {
+            bad(req, 404, "no matched ip found!");
+        } else {
+            struct cn_buf b;
+            cn_buf_init(&b, 1u << 20);
+            struct cn_reg_inst_view *x = &iv[hit];
+            int rc = cn_buf_puts(&b, "{\"service\":\"");
+            rc |= cn_buf_append_slice(&b, group) | cn_buf_puts(&b, "@@") |
+                  cn_buf_append_slice(&b, service);
+            rc |= cn_buf_puts(&b, "\",\"ip\":");
+            rc |= cn_reg_json_str(&b, x->ip, strlen(x->ip));
+            rc |= cn_buf_printf(&b, ",\"port\":%u,\"clusterName\":", x->port);
+            rc |= cn_reg_json_str(&b, x->cluster, strlen(x->cluster));
+            rc |= cn_buf_puts(&b, ",\"weight\":");
+            rc |= cn_reg_json_double(&b, x->weight);
+            rc |= cn_buf_printf(&b, ",\"healthy\":%s,\"instanceId\":\"%s#%u#%s#",
+                                x->healthy ? "true" : "false", x->ip, x->port, x->cluster);
+            rc |= cn_buf_append_slice(&b, group) | cn_buf_puts(&b, "@@") |
+                  cn_buf_append_slice(&b, service);
+            rc |= cn_buf_puts(&b, "\",\"metadata\":");
+            rc |= cn_buf_puts(&b, x->metadata);
+            rc |= cn_buf_puts(&b, "}");
+            if (rc)
+                bad(req, 500, "reply too large");
+            else
+                cn_http_reply(req, 200, JSON, b.ptr, b.len, NULL, 0);
+            cn_buf_release(&b);
+        }
+        cn_reg_instances_free(iv, num);
+        goto out;
+    }
+    if (req->method == HTTP_DELETE) {
+        struct cn_slice ip, v, ns, group, service;
+        uint64_t port;
+        int eph = 1;
+        if (ns_param(req, &p, "namespaceId", &ns) || service_param(req, &p, &group, &service) ||
+            req_param(req, &p, "ip", &ip) || req_param(req, &p, "port", &v) ||
+            parse_u64(req, "port", v, 65535, &port))
+            goto out;
+        if (cn_form_get(&p.f, "ephemeral", &v) && v.len && parse_bool(req, "ephemeral", v, &eph))
+            goto out;
+        int rc = cn_reg_deregister(n->reg, ns, group, service,
+                                   opt(&p, "clusterName", CN_REG_DEFAULT_CLUSTER), ip,
+                                   (uint16_t)port, eph, now_ms(), &e);
+        if (rc)
+            reg_fail(req, rc, &e);
+        else
+            reply_text(req, 200, "ok");
+        goto out;
+    }
+    if (instance_params(req, &p, &in))
+        goto out;
+    int rc = req->method == HTTP_PUT ? cn_reg_update(n->reg, &in, now_ms(), &e)
+                                     : cn_reg_register(n->reg, &in, now_ms(), &e);
+    if (rc == CN_ENOENT)
+        bad(req, 400, "instance not exist: %s", e.message);
+    else if (rc)
+        reg_fail(req, rc, &e);
+    else
+        reply_text(req, 200, "ok");
+out:
+    cn_form_release(&p.f);
+}
+
+static void h_list(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct params p;
+    char who[96];
+    if (params_parse(req, &p))
+        return;
+    if (!authorized(n, req, &p, who, sizeof(who)))
+        goto out;
+    struct cn_reg_query q = {0};
+    struct cn_slice v;
+    if (ns_param(req, &p, "namespaceId", &q.ns) || service_param(req, &p, &q.group, &q.service))
+        goto out;
+    q.clusters = opt(&p, "clusters", "");
+    if (cn_form_get(&p.f, "healthyOnly", &v) && v.len &&
+        parse_bool(req, "healthyOnly", v, &q.healthy_only))
+        goto out;
+    struct cn_buf b;
+    cn_buf_init(&b, 64u << 20);
+    if (cn_reg_list_json(n->reg, &q, now_ms(), &b) != 0)
+        bad(req, 500, "instance list too large");
+    else
+        cn_http_reply(req, 200, JSON, b.ptr, b.len, NULL, 0);
+    cn_buf_release(&b);
+out:
+    cn_form_release(&p.f);
+}
+
+static void h_beat(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct params p;
+    char who[96];
+    if (params_parse(req, &p))
+        return;
+    if (!authorized(n, req, &p, who, sizeof(who)))
+        goto out;
+    struct cn_reg_instance in = {0};
+    struct cn_slice v;
+    json_t *beat = NULL;
+    struct cn_buf meta;
+    cn_buf_init(&meta, CN_REG_MAX_METADATA_BYTES + 64);
+    if (ns_param(req, &p, "namespaceId", &in.ns) || service_param(req, &p, &in.group, &in.service))
+        goto done;
+    in.cluster = opt(&p, "clusterName", CN_REG_DEFAULT_CLUSTER);
+    in.weight = 1.0;
+    in.enabled = in.healthy = in.ephemeral = 1;
+    in.metadata = CN_SLICE_LIT("{}");
+    if (cn_form_get(&p.f, "beat", &v) && v.len) {
+        json_error_t je;
+        beat = json_loadb(v.ptr, v.len, 0, &je);
+        if (!json_is_object(beat)) {
+            bad(req, 400, "Param 'beat' is illegal: not a JSON object");
+            goto done;
+        }
+        const char *ip = json_string_value(json_object_get(beat, "ip"));
+        json_t *port = json_object_get(beat, "port");
+        const char *cluster = json_string_value(json_object_get(beat, "cluster"));
+        json_t *w = json_object_get(beat, "weight");
+        json_t *m = json_object_get(beat, "metadata");
+        if (!ip || !*ip) {
+            bad(req, 400, "Param 'beat' is illegal: no ip");
+            goto done;
+        }
+        if (!json_is_integer(port) || json_integer_value(port) < 1 ||
+            json_integer_value(port) > 65535) {
+            bad(req, 400, "Param 'beat' is illegal: port must be 1..65535");
+            goto done;
+        }
+        in.ip = cn_slice_of(ip);
+        in.port = (uint16_t)json_integer_value(port);
+        if (cluster && *cluster)
+            in.cluster = cn_slice_of(cluster);
+        if (json_is_number(w))
+            in.weight = json_number_value(w);
+        if (json_is_object(m)) {
+            char *t = json_dumps(m, JSON_COMPACT);
+            int rc = t ? cn_buf_puts(&meta, t) : CN_ENOMEM;
+            free(t);
+            if (rc) {
+                bad(req, 400, "Param 'beat' is illegal: metadata too large");
+                goto done;
+            }
+            in.metadata = cn_buf_slice(&meta);
+        }
+    } else {
+        uint64_t port;
+        if (req_param(req, &p, "ip", &in.ip) || req_param(req, &p, "port", &v) ||
+            parse_u64(req, "port", v, 65535, &port))
+            goto done;
+        in.port = (uint16_t)port;
+    }
+    struct cn_reg_error e = {0};
+    uint64_t interval = 0;
+    int rc = cn_reg_beat(n->reg, &in, beat != NULL, now_ms(), &interval, &e);
+    char body[128];
+    if (rc == CN_ENOENT) {
+        snprintf(body, sizeof(body), "{\"clientBeatInterval\":%llu,\"code\":20404}",
+                 (unsigned long long)CN_REG_BEAT_INTERVAL_MS);
+        cn_http_reply(req, 200, JSON, body, strlen(body), NULL, 0);
+    } else if (rc) {
+        reg_fail(req, rc, &e);
+    } else {
+        snprintf(body, sizeof(body),
+                 "{\"clientBeatInterval\":%llu,\"code\":10200,\"lightBeatEnabled\":true}",
+                 (unsigned long long)interval);
+        cn_http_reply(req, 200, JSON, body, strlen(body), NULL, 0);
+    }
+done:
+    json_decref(beat);
+    cn_buf_release(&meta);
+out:
+    cn_form_release(&p.f);
+}
+
+static void h_service_list(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct params p;
+    char who[96];
+    if (params_parse(req, &p))
+        return;
+    if (!authorized(n, req, &p, who, sizeof(who)))
+        goto out;
+    struct cn_slice ns, v;
+    uint64_t page_no, page_size;
+    if (ns_param(req, &p, "namespaceId", &ns) || req_param(req, &p, "pageNo", &v) ||
+        parse_u64(req, "pageNo", v, 1000000000, &page_no) || req_param(req, &p, "pageSize", &v) ||
+        parse_u64(req, "pageSize", v, 100000, &page_size))
+        goto out;
+    struct cn_slice group = opt(&p, "groupName", CN_REG_DEFAULT_GROUP);
+    struct cn_buf names, b;
+    cn_buf_init(&names, 64u << 20);
+    cn_buf_init(&b, 64u << 20);
+    uint64_t count = 0;
+    if (cn_reg_service_names(n->reg, ns, group, page_no, page_size, &names, &count) != 0 ||
+        cn_buf_printf(&b, "{\"count\":%llu,\"doms\":", (unsigned long long)count) != 0 ||
+        cn_buf_append(&b, names.ptr, names.len) != 0 || cn_buf_puts(&b, "}") != 0)
+        bad(req, 500, "service list too large");
+    else
+        cn_http_reply(req, 200, JSON, b.ptr, b.len, NULL, 0);
+    cn_buf_release(&names);
+    cn_buf_release(&b);
+out:
+    cn_form_release(&p.f);
+}
+
+static void h_service(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct params p;
+    char who[96];
+    if (params_parse(req, &p))
+        return;
+    if (!authorized(n, req, &p, who, sizeof(who)))
+        goto out;
+    struct cn_reg_service s = {0};
+    struct cn_reg_error e = {0};
+    struct cn_slice v;
+    if (ns_param(req, &p, "namespaceId", &s.ns) || service_param(req, &p, &s.group, &s.service))
+        goto out;
+    if (req->method == HTTP_GET) {
+        struct cn_buf b;
+        cn_buf_init(&b, 1u << 20);
+        int rc = cn_reg_service_json(n->reg, s.ns, s.group, s.service, &b);
+        if (rc == CN_ENOENT)
+            bad(req, 400, "service %.*s is not found!", (int)s.service.len, s.service.ptr);
+        else if (rc)
+            bad(req, 500, "reply too large");
+        else
+            cn_http_reply(req, 200, JSON, b.ptr, b.len, NULL, 0);
+        cn_buf_release(&b);
+        goto out;
+    }
+    if (req->method == HTTP_DELETE) {
+        int rc = cn_reg_service_delete(n->reg, s.ns, s.group, s.service, &e);
+        if (rc)
+            bad(req, rc == CN_EIO ? 500 : 400, "%s", e.message);
+        else
+            reply_text(req, 200, "ok");
+        goto out;
+    }
+    s.protect_threshold = 0;
+    if (cn_form_get(&p.f, "protectThreshold", &v) && v.len &&
+        parse_double(req, "protectThreshold", v, &s.protect_threshold))
+        goto out;
+    s.metadata = opt(&p, "metadata", "");
+    int rc = cn_reg_service_put(n->reg, &s, req->method == HTTP_PUT, &e);
+    if (rc)
+        bad(req, rc == CN_EIO ? 500 : 400, "%s", e.message);
+    else
+        reply_text(req, 200, "ok");
+out:
+    cn_form_release(&p.f);
+}
+
+static void h_metrics(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct cn_reg_stats st;
+    cn_reg_stats(n->reg, &st);
+    double load[3] = {0, 0, 0};
+    uv_loadavg(load);
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"status\":\"UP\",\"serviceCount\":%llu,\"instanceCount\":%llu,"
+             "\"subscribeCount\":0,\"responsibleInstanceCount\":%llu,\"clientCount\":%llu,"
+             "\"configCount\":%llu,\"load\":%.2f,\"cpu\":0.0,\"mem\":0.0}",
+             (unsigned long long)st.services, (unsigned long long)st.instances,
+             (unsigned long long)st.instances, (unsigned long long)st.instances,
+             (unsigned long long)st.configs, load[0]);
+    cn_http_reply(req, 200, JSON, body, strlen(body), NULL, 0);
+}
+
+/* ---- configuration -------------------------------------------------------------------------- */
+
+static int cfg_key(struct cn_http_req *req, const struct params *p, struct cn_reg_cfg_key *k)
+{
+    if (req_param(req, p, "dataId", &k->data_id) || req_param(req, p, "group", &k->group) ||
+        ns_param(req, p, "tenant", &k->ns))
+        return -1;
+    if (cn_reg_check_name(k->data_id) != 0) {
+        bad(req, 400, "Param 'dataId' is illegal");
+        return -1;
+    }
+    if (cn_reg_check_name(k->group) != 0) {
+        bad(req, 400, "Param 'group' is illegal");
+        return -1;
+    }
+    return 0;
+}
+
+static const char *content_type_of(const char *type)
+{
+    static const struct {
+        const char *type, *ct;
+    } map[] = {{"json", "application/json;charset=UTF-8"},
+               {"xml", "application/xml;charset=UTF-8"},
+               {"yaml", "text/yaml;charset=UTF-8"},
+               {"html", "text/html;charset=UTF-8"},
+               {"properties", "text/plain;charset=UTF-8"}};
+    for (size_t i = 0; i < CN_ARRAY_LEN(map); i++)
+        if (strcmp(map[i].type, type) == 0)
+            return map[i].ct;
+    return TEXT;
+}
+
+static void h_configs(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct params p;
+    char who[96];
+    if (params_parse(req, &p))
+        return;
+    if (!authorized(n, req, &p, who, sizeof(who)))
+        goto out;
+    struct cn_reg_cfg_key k;
+    struct cn_reg_error e = {0};
+    if (cfg_key(req, &p, &k))
+        goto out;
+    if (req->method == HTTP_GET) {
+        struct cn_buf b;
+        cn_buf_init(&b, SIZE_MAX);
+        char md5[33], type[64];
+        int rc = cn_reg_cfg_get(n->reg, &k, &b, md5, type, NULL, NULL);
+        if (rc == CN_ENOENT) {
+            cn_http_reply(req, 404, TEXT, "config data not exist", 21, NULL, 0);
+        } else if (rc) {
+            bad(req, 500, "cannot read the configuration");
+        } else {
+            struct cn_http_header h[] = {
+                {CN_SLICE_LIT("Content-MD5"), {md5, 32}},
+                {CN_SLICE_LIT("Config-Type"), cn_slice_of(type)},
+                {CN_SLICE_LIT("Cache-Control"), CN_SLICE_LIT("no-cache,no-store")},
+            };
+            cn_http_reply(req, 200, content_type_of(type), b.ptr ? b.ptr : "", b.len, h, 3);
+        }
+        cn_buf_release(&b);
+        goto out;
+    }
+    if (req->method == HTTP_DELETE) {
+        int rc = cn_reg_cfg_delete(n->reg, &k, who, now_ms(), &e);
+        if (rc)
+            reg_fail(req, rc, &e);
+        else
+            reply_text(req, 200, "true");
+        goto out;
+    }
+    struct cn_slice content;
+    if (req_param(req, &p, "content", &content))
+        goto out;
+    struct cn_slice type = opt(&p, "type", "text");
+    int rc = cn_reg_cfg_publish(n->reg, &k, content, type, who, now_ms(), NULL, &e);
+    if (rc)
+        reg_fail(req, rc, &e);
+    else
+        reply_text(req, 200, "true");
+out:
+    cn_form_release(&p.f);
+}
+
+/* ---- long polling ---------------------------------------------------------------------------- */
+
+struct pkey {
+    struct cn_reg_cfg_key k;
+    struct cn_slice tenant; /* as the client sent it, echoed back */
+    int has_tenant;
+    char md5[33];
+};
+
+struct cn_nacos_parked {
+    struct cn_nacos_parked *prev, *next;
+    struct cn_http_req *req;
+    struct cn_nacos_worker *w;
+    uint64_t deadline; /* uv_now of the worker's loop */
+    size_t num_keys;
+    struct pkey *keys;
+    char *text; /* the decoded Listening-Configs the keys point into */
+};
+
+/* Appends the URL-encoded changed keys ("dataId%02group[%02tenant]%01") into out. Returns the
+ * number of changed keys, or a negative code. */
+static long changed_keys(struct cn_reg *reg, const struct pkey *keys, size_t num,
+                         struct cn_buf *out)
+{
+    long changed = 0;
+    struct cn_buf raw;
+    cn_buf_init(&raw, SIZE_MAX);
+    for (size_t i = 0; i < num; i++) {
+        char md5[33];
+        cn_reg_cfg_md5(reg, &keys[i].k, md5);
+        if (strcmp(md5, keys[i].md5) == 0)
+            continue;
+        changed++;
+        cn_buf_append_slice(&raw, keys[i].k.data_id);
+        cn_buf_append(&raw, "\x02", 1);
+        cn_buf_append_slice(&raw, keys[i].k.group);
+        if (keys[i].has_tenant && keys[i].tenant.len) {
+            cn_buf_append(&raw, "\x02", 1);
+            cn_buf_append_slice(&raw, keys[i].tenant);
+        }
+        cn_buf_append(&raw, "\x01", 1);
+    }
+    int rc = changed ? cn_url_encode_java(out, cn_buf_slice(&raw)) : 0;
+    cn_buf_release(&raw);
+    return rc ? rc : changed;
+}
+
+static void listener_reply(struct cn_http_req *req, const struct cn_buf *changed)
+{
+    static const struct cn_http_header h[] = {
+        {CN_SLICE_LIT("Pragma"), CN_SLICE_LIT("no-cache")},
+        {CN_SLICE_LIT("Expires"), CN_SLICE_LIT("0")},
+        {CN_SLICE_LIT("Cache-Control"), CN_SLICE_LIT("no-cache,no-store")},
+    };
+    /* Java's println after the keys; nothing at all when nothing changed. */
+    struct cn_buf b;
+    cn_buf_init(&b, SIZE_MAX);
+    if (changed->len) {
+        cn_buf_append(&b, changed->ptr, changed->len);
+        cn_buf_append(&b, "\n", 1);
+    }
+    cn_http_reply(req, 200, "text/html;charset=UTF-8", b.ptr ? b.ptr : "", b.len, h, 3);
+    cn_buf_release(&b);
+}
+
+static void parked_unlink(struct cn_nacos_parked *pk)
+{
+    struct cn_nacos_worker *w = pk->w;
+    if (pk->prev)
+        pk->prev->next = pk->next;
+    else
+        w->parked = pk->next;
+    if (pk->next)
+        pk->next->prev = pk->prev;
+    w->num_parked--;
+    if (w->num_parked == 0 && w->open)
+        uv_timer_stop(&w->timer);
+}
+
+static void parked_free(struct cn_nacos_parked *pk)
+{
+    free(pk->keys);
+    free(pk->text);
+    free(pk);
+}
+
+static void on_parked_abort(struct cn_http_req *req)
+{
+    struct cn_nacos_parked *pk = req->data;
+    parked_unlink(pk);
+    parked_free(pk);
+}
+
+/* Answers pk (changed keys or empty) and frees it. */
+static void parked_answer(struct cn_nacos_parked *pk, int check)
+{
+    struct cn_buf out;
+    cn_buf_init(&out, SIZE_MAX);
+    if (check && changed_keys(pk->w->n->reg, pk->keys, pk->num_keys, &out) > 0)
+        atomic_fetch_add_explicit(&pk->w->n->listeners_changed, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pk->w->n->listeners_answered, 1, memory_order_relaxed);
+    parked_unlink(pk);
+    pk->req->abort_cb = NULL;
+    listener_reply(pk->req, &out);
+    cn_buf_release(&out);
+    parked_free(pk);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct cn_nacos_worker *w = t->data;
+    uint64_t now = uv_now(t->loop);
+    struct cn_nacos_parked *pk = w->parked;
+    while (pk) {
+        struct cn_nacos_parked *next = pk->next;
+        if (now >= pk->deadline)
+            parked_answer(pk, 1);
+        pk = next;
+    }
+}
+
+static void on_wake(struct cn_mail *m)
+{
+    struct cn_nacos_worker *w = (struct cn_nacos_worker *)((char *)m - offsetof(struct cn_nacos_worker, mail));
+    atomic_store(&w->pending, 0);
+    w->wakes++;
+    struct cn_buf out;
+    cn_buf_init(&out, SIZE_MAX);
+    struct cn_nacos_parked *pk = w->parked;
+    while (pk) {
+        struct cn_nacos_parked *next = pk->next;
+        cn_buf_reset(&out);
+        if (changed_keys(w->n->reg, pk->keys, pk->num_keys, &out) > 0) {
+            atomic_fetch_add_explicit(&w->n->listeners_changed, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->n->listeners_answered, 1, memory_order_relaxed);
+            parked_unlink(pk);
+            pk->req->abort_cb = NULL;
+            listener_reply(pk->req, &out);
+            parked_free(pk);
+        }
+        pk = next;
+    }
+    cn_buf_release(&out);
+}
+
+/* Any thread: a configuration item changed. */
+static void on_cfg_change(void *ctx, const struct cn_reg_cfg_key *k)
+{
+    (void)k; /* every worker checks its own listeners' keys */
+    struct cn_nacos *n = ctx;
+    uv_mutex_lock(&n->wlock);
+    for (int i = 0; i < n->nworkers; i++) {
+        struct cn_nacos_worker *w = &n->workers[i];
+        if (w->open && atomic_exchange(&w->pending, 1) == 0)
+            cn_mailbox_post(&w->mb, &w->mail);
+    }
+    uv_mutex_unlock(&n->wlock);
+}
+
+static void h_listener(struct cn_http_req *req, void *ctx)
+{
+    struct cn_nacos *n = ctx;
+    struct params p;
+    char who[96];
+    if (params_parse(req, &p))
+        return;
+    if (!authorized(n, req, &p, who, sizeof(who)))
+        goto out;
+    struct cn_slice lc;
+    if (!cn_form_get(&p.f, "Listening-Configs", &lc) || lc.len == 0) {
+        bad(req, 400, "invalid probeModify");
+        goto out;
+    }
+    /* Nacos decodes the (already form-decoded) value once more; so do we. */
+    struct cn_buf dec;
+    cn_buf_init(&dec, lc.len + 1);
+    if (cn_url_decode(&dec, lc, 1) != 0) {
+        cn_buf_release(&dec);
+        bad(req, 400, "invalid probeModify: malformed percent-encoding");
+        goto out;
+    }
+    size_t max = (size_t)n->opts.max_listen_keys;
+    struct cn_listen_key *lk = calloc(max ? max : 1, sizeof(*lk));
+    long num = lk ? cn_listen_parse(cn_buf_slice(&dec), lk, max) : CN_ENOMEM;
+    if (num <= 0) {
+        if (num == CN_ELIMIT)
+            bad(req, 400, "invalid protocol, too much listener (registry.max_listen_keys is %llu)",
+                (unsigned long long)n->opts.max_listen_keys);
+        else if (num == 0 || num == CN_ESYNTAX)
+            bad(req, 400, "invalid probeModify");
+        else
+            bad(req, 500, "out of memory");
+        free(lk);
+        cn_buf_release(&dec);
+        goto out;
+    }
+    struct cn_nacos_parked *pk = calloc(1, sizeof(*pk));
+    struct pkey *keys = calloc((size_t)num, sizeof(*keys));
+    if (!pk || !keys) {
+        free(pk), free(keys), free(lk);
+        cn_buf_release(&dec);
+        bad(req, 500, "out of memory");
+        goto out;
+    }
+    pk->text = dec.ptr; /* the keys point into it; owned by pk from here */
+    pk->keys = keys;
+    pk->num_keys = (size_t)num;
+    int bad_md5 = 0;
+    for (long i = 0; i < num; i++) {
+        keys[i].k.data_id = lk[i].data_id;
+        keys[i].k.group = lk[i].group;
+        keys[i].k.ns = lk[i].tenant; /* "" without one: the public namespace */
+        keys[i].tenant = lk[i].tenant;
+        keys[i].has_tenant = lk[i].has_tenant;
+        if (lk[i].md5.len > 32)
+            bad_md5 = 1;
+        else
+            snprintf(keys[i].md5, sizeof(keys[i].md5), "%.*s", (int)lk[i].md5.len, lk[i].md5.ptr);
+    }
+    free(lk);
+    if (bad_md5) {
+        parked_free(pk);
+        bad(req, 400, "invalid probeModify: an md5 longer than 32 characters");
+        goto out;
+    }
+    struct cn_buf changed;
+    cn_buf_init(&changed, SIZE_MAX);
+    long nch = changed_keys(n->reg, keys, (size_t)num, &changed);
+    const struct cn_slice *to = cn_http_req_header(req, "Long-Pulling-Timeout");
+    const struct cn_slice *nohang = cn_http_req_header(req, "Long-Pulling-No-Hangup");
+    uint64_t timeout = 0;
+    if (to && cn_slice_to_u64(*to, &timeout) != 0) {
+        cn_buf_release(&changed);
+        parked_free(pk);
+        bad(req, 400, "header 'Long-Pulling-Timeout' is not a number of milliseconds");
+        goto out;
+    }
+    struct cn_nacos_worker *w = &n->workers[req->worker->id];
+    if (nch != 0 || !to || (nohang && cn_slice_eq(*nohang, CN_SLICE_LIT("true"))) || !w->open ||
+        w->num_parked >= n->opts.max_parked) {
+        /* Changed, or not a long poll, or no room: answer now. */
+        atomic_fetch_add_explicit(&n->listeners_answered, 1, memory_order_relaxed);
+        if (nch > 0)
+            atomic_fetch_add_explicit(&n->listeners_changed, 1, memory_order_relaxed);
+        listener_reply(req, &changed);
+        cn_buf_release(&changed);
+        parked_free(pk);
+        goto out;
+    }
+    cn_buf_release(&changed);
+    uint64_t hold = timeout > NACOS_HOLD_MARGIN_MS ? timeout - NACOS_HOLD_MARGIN_MS : 0;
+    hold = CN_MAX(hold, (uint64_t)NACOS_MIN_HOLD_MS);
+    hold = CN_MIN(hold, n->opts.max_hold_ms);
+    pk->req = req;
+    pk->w = w;
+    pk->deadline = uv_now(w->timer.loop) + hold;
+    pk->next = w->parked;
+    if (w->parked)
+        w->parked->prev = pk;
+    w->parked = pk;
+    if (w->num_parked++ == 0)
+        uv_timer_start(&w->timer, on_tick, NACOS_TICK_MS, NACOS_TICK_MS);
+    req->data = pk;
+    req->abort_cb = on_parked_abort;
+out:
+    cn_form_release(&p.f);
+}
+
+/* ---- life ------------------------------------------------------------------------------------ */
+
+struct cn_nacos *cn_nacos_new(struct cn_reg *reg, const struct cn_nacos_opts *opts, int nworkers)
+{
+    struct cn_nacos *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->reg = reg;
+    n->opts = *opts;
+    n->nworkers = nworkers;
+    n->workers = calloc((size_t)(nworkers > 0 ? nworkers : 1), sizeof(*n->workers));
+    n->tokens = calloc(NACOS_MAX_TOKENS, sizeof(*n->tokens));
+    if (!n->workers || !n->tokens) {
+        free(n->workers);
+        free(n->tokens);
+        free(n);
+        return NULL;
+    }
+    for (int i = 0; i < nworkers; i++) {
+        n->workers[i].n = n;
+        n->workers[i].id = i;
+        n->workers[i].mail.cb = on_wake;
+    }
+    uv_mutex_init(&n->wlock);
+    uv_mutex_init(&n->tlock);
+    cn_reg_set_cfg_change_cb(reg, on_cfg_change, n);
+    return n;
+}
+
+void cn_nacos_free(struct cn_nacos *n)
+{
+    if (!n)
+        return;
+    cn_reg_set_cfg_change_cb(n->reg, NULL, NULL);
+    uv_mutex_destroy(&n->wlock);
+    uv_mutex_destroy(&n->tlock);
+    free(n->workers);
+    free(n->tokens);
+    free(n);
+}
+
+int cn_nacos_worker_init(struct cn_nacos *n, int id, uv_loop_t *loop)
+{
+    struct cn_nacos_worker *w = &n->workers[id];
+    int rc = cn_mailbox_init(&w->mb, loop);
+    if (rc)
+        return rc;
+    uv_timer_init(loop, &w->timer);
+    w->timer.data = w;
+    uv_mutex_lock(&n->wlock);
+    w->open = 1;
+    uv_mutex_unlock(&n->wlock);
+    return 0;
+}
+
+void cn_nacos_worker_stop(struct cn_nacos *n, int id)
+{
+    struct cn_nacos_worker *w = &n->workers[id];
+    if (!w->open)
+        return;
+    while (w->parked)
+        parked_answer(w->parked, 0);
+    uv_mutex_lock(&n->wlock);
+    w->open = 0;
+    uv_mutex_unlock(&n->wlock);
+    uv_close((uv_handle_t *)&w->timer, NULL);
+    cn_mailbox_close(&w->mb);
+}
+
+int cn_nacos_routes(struct cn_nacos *n, struct cn_router *r)
+{
+    const unsigned all = CN_M(HTTP_GET) | CN_M(HTTP_POST) | CN_M(HTTP_PUT) | CN_M(HTTP_DELETE);
+    const unsigned get = CN_M(HTTP_GET);
+    int rc;
+    if ((rc = cn_router_add(r, all, "/nacos/v1/ns/instance", h_instance, n)) < 0 ||
+        (rc = cn_router_add(r, get, "/nacos/v1/ns/instance/list", h_list, n)) < 0 ||
+        (rc = cn_router_add(r, CN_M(HTTP_PUT) | CN_M(HTTP_POST), "/nacos/v1/ns/instance/beat",
+                            h_beat, n)) < 0 ||
+        (rc = cn_router_add(r, get, "/nacos/v1/ns/service/list", h_service_list, n)) < 0 ||
+        (rc = cn_router_add(r, all, "/nacos/v1/ns/service", h_service, n)) < 0 ||
+        (rc = cn_router_add(r, get, "/nacos/v1/ns/operator/metrics", h_metrics, n)) < 0 ||
+        (rc = cn_router_add(r, CN_M(HTTP_GET) | CN_M(HTTP_POST) | CN_M(HTTP_DELETE),
+                            "/nacos/v1/cs/configs", h_configs, n)) < 0 ||
+        (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/cs/configs/listener", h_listener,
+                            n)) < 0 ||
+        (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/auth/login", h_login, n)) < 0 ||
+        (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/auth/users/login", h_login, n)) < 0)
+        return rc;
+    return 0;
+}

@@ -1,0 +1,594 @@
+/* Registry: naming model, heartbeat expiry on an injected clock, protection threshold,
+ * configuration center with history and rollback on the SQLite store across a reopen, and
+ * concurrent lock-free reads against writers. */
+#include "registry/registry.h"
+#include "registry/store.h"
+#include "registry/util.h"
+
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <uv.h>
+
+static struct cn_reg *new_reg(void)
+{
+    struct cn_reg_opts o;
+    cn_reg_opts_default(&o);
+    char err[256];
+    struct cn_reg *r = cn_reg_new(&o, NULL, 0, err, sizeof(err));
+    assert_non_null(r);
+    return r;
+}
+
+static struct cn_reg_instance inst(const char *svc, const char *ip, uint16_t port,
+                                   const char *meta)
+{
+    struct cn_reg_instance in = {cn_slice_of(""),
+                                 CN_SLICE_LIT("DEFAULT_GROUP"),
+                                 cn_slice_of(svc),
+                                 CN_SLICE_LIT("DEFAULT"),
+                                 cn_slice_of(ip),
+                                 port,
+                                 1.0,
+                                 1,
+                                 1,
+                                 1,
+                                 cn_slice_of(meta)};
+    return in;
+}
+
+/* The list answer for svc, parsed. */
+static json_t *list(struct cn_reg *r, const char *svc, const char *clusters, int healthy_only)
+{
+    struct cn_reg_query q = {cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"), cn_slice_of(svc),
+                             cn_slice_of(clusters), healthy_only};
+    struct cn_buf b;
+    cn_buf_init(&b, 1u << 20);
+    assert_int_equal(cn_reg_list_json(r, &q, 1234, &b), 0);
+    json_error_t e;
+    json_t *j = json_loadb(b.ptr, b.len, 0, &e);
+    if (!j)
+        fail_msg("list answer is not JSON: %.*s (%s)", (int)b.len, b.ptr, e.text);
+    cn_buf_release(&b);
+    return j;
+}
+
+static size_t num_hosts(json_t *j)
+{
+    return json_array_size(json_object_get(j, "hosts"));
+}
+
+static json_t *host(json_t *j, size_t i)
+{
+    return json_array_get(json_object_get(j, "hosts"), i);
+}
+
+static void test_register_list_exact(void **state)
+{
+    (void)state;
+    struct cn_reg *r = new_reg();
+    struct cn_reg_error e = {0};
+    struct cn_reg_instance a = inst("orders", "10.0.0.1", 8080, "{\"zone\":\"a\",\"n\":1}");
+    a.weight = 2.5;
+    assert_int_equal(cn_reg_register(r, &a, 1000, &e), 0);
+    struct cn_reg_query q = {cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"), CN_SLICE_LIT("orders"),
+                             CN_SLICE_LIT(""), 0};
+    struct cn_buf b;
+    cn_buf_init(&b, 1u << 20);
+    assert_int_equal(cn_reg_list_json(r, &q, 5555, &b), 0);
+    /* Byte for byte: the field order and spelling Nacos clients parse. */
+    static const char want[] =
+        "{\"name\":\"DEFAULT_GROUP@@orders\",\"groupName\":\"DEFAULT_GROUP\",\"clusters\":\"\","
+        "\"cacheMillis\":10000,\"hosts\":[{\"instanceId\":\"10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@"
+        "orders\",\"ip\":\"10.0.0.1\",\"port\":8080,\"weight\":2.5,\"healthy\":true,\"enabled\":"
+        "true,\"ephemeral\":true,\"clusterName\":\"DEFAULT\",\"serviceName\":\"DEFAULT_GROUP@@"
+        "orders\",\"metadata\":{\"n\":\"1\",\"zone\":\"a\"},\"instanceHeartBeatInterval\":5000,"
+        "\"instanceHeartBeatTimeOut\":15000,\"ipDeleteTimeout\":30000,\"instanceIdGenerator\":"
+        "\"simple\"}],\"lastRefTime\":5555,\"checksum\":\"";
+    assert_true(b.len > sizeof(want));
+    assert_memory_equal(b.ptr, want, sizeof(want) - 1);
+    static const char tail[] =
+        "\",\"allIPs\":false,\"reachProtectionThreshold\":false,\"valid\":true}";
+    assert_memory_equal(b.ptr + b.len - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
+    cn_buf_release(&b);
+    /* Unknown service: an empty, valid answer. */
+    json_t *j = list(r, "nope", "", 0);
+    assert_int_equal(num_hosts(j), 0);
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "DEFAULT_GROUP@@nope");
+    json_decref(j);
+    cn_reg_free(r);
+}
+
+static void test_register_replace_deregister(void **state)
+{
+    (void)state;
+    struct cn_reg *r = new_reg();
+    struct cn_reg_error e = {0};
+    struct cn_reg_instance a = inst("s", "10.0.0.1", 80, "");
+    struct cn_reg_instance b = inst("s", "10.0.0.2", 80, "k=v,x=y");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), 0);
+    assert_int_equal(cn_reg_register(r, &b, 0, &e), 0);
+    a.weight = 7;
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), 0); /* replaces, keeps order */
+    json_t *j = list(r, "s", "", 0);
+    assert_int_equal(num_hosts(j), 2);
+    assert_string_equal(json_string_value(json_object_get(host(j, 0), "ip")), "10.0.0.1");
+    assert_true(json_real_value(json_object_get(host(j, 0), "weight")) == 7.0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(host(j, 1), "metadata"), "x")), "y");
+    json_decref(j);
+    assert_int_equal(cn_reg_deregister(r, cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"),
+                                       CN_SLICE_LIT("s"), CN_SLICE_LIT("DEFAULT"),
+                                       CN_SLICE_LIT("10.0.0.1"), 80, 1, 0, &e),
+                     0);
+    j = list(r, "s", "", 0);
+    assert_int_equal(num_hosts(j), 1);
+    json_decref(j);
+    /* Deregistering what is absent is fine (Nacos answers ok). */
+    assert_int_equal(cn_reg_deregister(r, cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"),
+                                       CN_SLICE_LIT("s"), CN_SLICE_LIT("DEFAULT"),
+                                       CN_SLICE_LIT("10.9.9.9"), 80, 1, 0, &e),
+                     0);
+    /* The last instance gone, the implicit service goes too. */
+    assert_int_equal(cn_reg_deregister(r, cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"),
+                                       CN_SLICE_LIT("s"), CN_SLICE_LIT("DEFAULT"),
+                                       CN_SLICE_LIT("10.0.0.2"), 80, 1, 0, &e),
+                     0);
+    struct cn_reg_stats st;
+    cn_reg_stats(r, &st);
+    assert_int_equal(st.services, 0);
+    cn_reg_free(r);
+}
+
+static void test_bad_fields(void **state)
+{
+    (void)state;
+    struct cn_reg *r = new_reg();
+    struct cn_reg_error e = {0};
+    struct cn_reg_instance a = inst("s", "10.0.0.1", 0, "");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), CN_EINVAL);
+    assert_string_equal(e.param, "port");
+    a = inst("s", "10.0.0.1 x", 80, "");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), CN_EINVAL);
+    assert_string_equal(e.param, "ip");
+    a = inst("a@@b", "10.0.0.1", 80, "");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), CN_EINVAL);
+    assert_string_equal(e.param, "serviceName");
+    a = inst("s", "10.0.0.1", 80, "{\"x\":[1]}");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), CN_EINVAL);
+    assert_string_equal(e.param, "metadata");
+    a = inst("s", "10.0.0.1", 80, "");
+    a.weight = 10000.5;
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), CN_EINVAL);
+    assert_string_equal(e.param, "weight");
+    a.weight = 10000; /* the edge is accepted */
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), 0);
+    /* An ephemeral instance cannot be re-registered as persistent under the same address. */
+    a.ephemeral = 0;
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), CN_EINVAL);
+    assert_string_equal(e.param, "ephemeral");
+    cn_reg_free(r);
+}
+
+static void test_limits_at_edge(void **state)
+{
+    (void)state;
+    struct cn_reg_opts o;
+    cn_reg_opts_default(&o);
+    o.max_services = 2;
+    o.max_instances_per_service = 2;
+    char err[128];
+    struct cn_reg *r = cn_reg_new(&o, NULL, 0, err, sizeof(err));
+    struct cn_reg_error e = {0};
+    struct cn_reg_instance a = inst("s1", "10.0.0.1", 80, "");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), 0);
+    a.port = 81;
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), 0);
+    a.port = 82;
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), CN_ELIMIT);
+    assert_string_equal(e.param, "ip");
+    a = inst("s2", "10.0.0.1", 80, "");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), 0);
+    a = inst("s3", "10.0.0.1", 80, "");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), CN_ELIMIT);
+    assert_string_equal(e.param, "serviceName");
+    cn_reg_free(r);
+}
+
+static int healthy_of(struct cn_reg *r, const char *svc, size_t i)
+{
+    json_t *j = list(r, svc, "", 0);
+    int h = json_is_true(json_object_get(host(j, i), "healthy"));
+    json_decref(j);
+    return h;
+}
+
+static void test_heartbeat_expiry(void **state)
+{
+    (void)state;
+    struct cn_reg *r = new_reg();
+    struct cn_reg_error e = {0};
+    struct cn_reg_instance a = inst("s", "10.0.0.1", 80, "");
+    /* Overrides through the preserved.* metadata. */
+    struct cn_reg_instance b = inst("s", "10.0.0.2", 80,
+                                    "{\"preserved.heart.beat.timeout\":\"3000\","
+                                    "\"preserved.ip.delete.timeout\":\"6000\","
+                                    "\"preserved.heart.beat.interval\":\"1000\"}");
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), 0);
+    assert_int_equal(cn_reg_register(r, &b, 0, &e), 0);
+    json_t *j = list(r, "s", "", 0);
+    assert_int_equal(json_integer_value(json_object_get(host(j, 1), "instanceHeartBeatTimeOut")),
+                     3000);
+    json_decref(j);
+    uint64_t interval = 0;
+    assert_int_equal(cn_reg_beat(r, &b, 0, 500, &interval, &e), 0);
+    assert_int_equal(interval, 1000);
+    /* b silent for 3000 ms after its beat at 500: still healthy at 3500, not at 3501. */
+    assert_int_equal(cn_reg_tick(r, 3500), 0);
+    assert_true(healthy_of(r, "s", 1));
+    assert_int_equal(cn_reg_tick(r, 3501), 1);
+    assert_false(healthy_of(r, "s", 1));
+    assert_true(healthy_of(r, "s", 0));
+    /* A beat brings it back. */
+    assert_int_equal(cn_reg_beat(r, &b, 0, 4000, &interval, &e), 0);
+    assert_true(healthy_of(r, "s", 1));
+    /* b silent 11 s since its beat at 4000: past its 6 s delete timeout, removed; a (15 s
+     * timeout, beat at 0) still healthy at 15000, unhealthy at 15001. */
+    assert_int_equal(cn_reg_tick(r, 15000), 1);
+    j = list(r, "s", "", 0);
+    assert_int_equal(num_hosts(j), 1);
+    json_decref(j);
+    assert_true(healthy_of(r, "s", 0));
+    assert_int_equal(cn_reg_tick(r, 15001), 1);
+    assert_false(healthy_of(r, "s", 0));
+    assert_int_equal(cn_reg_tick(r, 10001), 0); /* the clock went back: nothing happens */
+    assert_int_equal(cn_reg_tick(r, 30000), 0);
+    assert_int_equal(cn_reg_tick(r, 30001), 1); /* removed 30 s after its last beat */
+    j = list(r, "s", "", 0);
+    assert_int_equal(num_hosts(j), 0);
+    json_decref(j);
+    /* A beat for an unknown instance: 20404 unless it carries the instance. */
+    assert_int_equal(cn_reg_beat(r, &a, 0, 31000, &interval, &e), CN_ENOENT);
+    assert_int_equal(cn_reg_beat(r, &a, 1, 31000, &interval, &e), 0);
+    assert_int_equal(interval, 5000);
+    j = list(r, "s", "", 0);
+    assert_int_equal(num_hosts(j), 1);
+    json_decref(j);
+    struct cn_reg_stats st;
+    cn_reg_stats(r, &st);
+    assert_int_equal(st.expired_removed, 2);
+    cn_reg_free(r);
+}
+
+static void test_protection_threshold(void **state)
+{
+    (void)state;
+    struct cn_reg *r = new_reg();
+    struct cn_reg_error e = {0};
+    struct cn_reg_service sv = {cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"), CN_SLICE_LIT("p"),
+                                0.5, CN_SLICE_LIT("")};
+    assert_int_equal(cn_reg_service_put(r, &sv, 0, &e), 0);
+    assert_int_equal(cn_reg_service_put(r, &sv, 0, &e), CN_EINVAL); /* exists */
+    for (int i = 0; i < 4; i++) {
+        char ip[32];
+        snprintf(ip, sizeof(ip), "10.0.0.%d", i + 1);
+        struct cn_reg_instance a = inst("p", ip, 80, "");
+        a.healthy = i < 2; /* 2 of 4 healthy: share 0.5, not below 0.5 */
+        a.ephemeral = 0;
+        assert_int_equal(cn_reg_register(r, &a, 0, &e), 0);
+    }
+    json_t *j = list(r, "p", "", 1);
+    assert_int_equal(num_hosts(j), 2);
+    assert_false(json_is_true(json_object_get(j, "reachProtectionThreshold")));
+    json_decref(j);
+    /* One more down: 1 of 4 < 0.5 -> every host, all marked healthy. */
+    struct cn_reg_check c = {"public", "DEFAULT_GROUP", "p", "DEFAULT", "10.0.0.2", "", 80};
+    cn_reg_set_health(r, &c, 0, 0);
+    j = list(r, "p", "", 1);
+    assert_int_equal(num_hosts(j), 4);
+    assert_true(json_is_true(json_object_get(j, "reachProtectionThreshold")));
+    for (size_t i = 0; i < 4; i++)
+        assert_true(json_is_true(json_object_get(host(j, i), "healthy")));
+    json_decref(j);
+    /* Without healthyOnly the answer is the same set. */
+    j = list(r, "p", "", 0);
+    assert_int_equal(num_hosts(j), 4);
+    json_decref(j);
+    /* Threshold 0 (the default): never reached. */
+    sv.protect_threshold = 0;
+    assert_int_equal(cn_reg_service_put(r, &sv, 1, &e), 0);
+    j = list(r, "p", "", 1);
+    assert_int_equal(num_hosts(j), 1);
+    assert_false(json_is_true(json_object_get(j, "reachProtectionThreshold")));
+    json_decref(j);
+    /* A service with instances cannot be deleted. */
+    assert_int_equal(cn_reg_service_delete(r, cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"),
+                                           CN_SLICE_LIT("p"), &e),
+                     CN_EINVAL);
+    cn_reg_free(r);
+}
+
+static void test_clusters_and_disabled(void **state)
+{
+    (void)state;
+    struct cn_reg *r = new_reg();
+    struct cn_reg_error e = {0};
+    struct cn_reg_instance a = inst("c", "10.0.0.1", 80, "");
+    struct cn_reg_instance b = inst("c", "10.0.0.2", 80, "");
+    b.cluster = CN_SLICE_LIT("BJ");
+    struct cn_reg_instance d = inst("c", "10.0.0.3", 80, "");
+    d.enabled = 0;
+    assert_int_equal(cn_reg_register(r, &a, 0, &e), 0);
+    assert_int_equal(cn_reg_register(r, &b, 0, &e), 0);
+    assert_int_equal(cn_reg_register(r, &d, 0, &e), 0);
+    json_t *j = list(r, "c", "", 0);
+    assert_int_equal(num_hosts(j), 2); /* disabled ones are not listed */
+    json_decref(j);
+    j = list(r, "c", "BJ", 0);
+    assert_int_equal(num_hosts(j), 1);
+    assert_string_equal(json_string_value(json_object_get(host(j, 0), "clusterName")), "BJ");
+    assert_string_equal(json_string_value(json_object_get(j, "clusters")), "BJ");
+    json_decref(j);
+    j = list(r, "c", "DEFAULT,BJ", 0);
+    assert_int_equal(num_hosts(j), 2);
+    json_decref(j);
+    cn_reg_free(r);
+}
+
+static void test_listener_parse(void **state)
+{
+    (void)state;
+    struct cn_listen_key k[4];
+    struct cn_slice s = CN_SLICE_LIT("a\x02g\x02m1\x01"
+                                     "b\x02g2\x02\x02t1\x01");
+    assert_int_equal(cn_listen_parse(s, k, 4), 2);
+    assert_true(cn_slice_eq(k[0].data_id, CN_SLICE_LIT("a")));
+    assert_true(cn_slice_eq(k[0].md5, CN_SLICE_LIT("m1")));
+    assert_false(k[0].has_tenant);
+    assert_true(cn_slice_eq(k[1].group, CN_SLICE_LIT("g2")));
+    assert_int_equal(k[1].md5.len, 0);
+    assert_true(k[1].has_tenant);
+    assert_true(cn_slice_eq(k[1].tenant, CN_SLICE_LIT("t1")));
+    /* Trailing bytes without \x01 are ignored, as Nacos does. */
+    assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02g\x02m\x01zz\x02"), k, 4), 1);
+    assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02m\x01"), k, 4), CN_ESYNTAX);
+    assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02g\x02m\x02t\x02x\x01"), k, 4),
+                     CN_ESYNTAX);
+    assert_int_equal(cn_listen_parse(CN_SLICE_LIT("\x02g\x02m\x01"), k, 4), CN_ESYNTAX);
+    /* The limit, at its edge. */
+    assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02g\x02\x01"
+                                                  "b\x02g\x02\x01"),
+                                     k, 2),
+                     2);
+    assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02g\x02\x01"
+                                                  "b\x02g\x02\x01"
+                                                  "c\x02g\x02\x01"),
+                                     k, 2),
+                     CN_ELIMIT);
+}
+
+static void test_forms_and_encoding(void **state)
+{
+    (void)state;
+    struct cn_form f;
+    cn_form_init(&f, 4096);
+    assert_int_equal(cn_form_parse(&f, CN_SLICE_LIT("a=1&b=x+y%21&a=2&empty=&flag")), 0);
+    assert_int_equal(cn_form_parse(&f, CN_SLICE_LIT("c=%E4%BD%A0")), 0);
+    struct cn_slice v;
+    assert_true(cn_form_get(&f, "a", &v) && cn_slice_eq(v, CN_SLICE_LIT("1"))); /* first wins */
+    assert_true(cn_form_get(&f, "b", &v) && cn_slice_eq(v, CN_SLICE_LIT("x y!")));
+    assert_true(cn_form_get(&f, "empty", &v) && v.len == 0);
+    assert_true(cn_form_get(&f, "flag", &v) && v.len == 0);
+    assert_true(cn_form_get(&f, "c", &v) && cn_slice_eq(v, CN_SLICE_LIT("\xe4\xbd\xa0")));
+    assert_false(cn_form_get(&f, "zz", &v));
+    assert_int_equal(cn_form_parse(&f, CN_SLICE_LIT("d=%4")), CN_ESYNTAX);
+    assert_int_equal(cn_form_parse(&f, CN_SLICE_LIT("d=%zz")), CN_ESYNTAX);
+    cn_form_release(&f);
+    /* Past the parameter limit. */
+    cn_form_init(&f, 1u << 20);
+    struct cn_buf q;
+    cn_buf_init(&q, 1u << 20);
+    for (int i = 0; i <= CN_FORM_MAX_PARAMS; i++)
+        cn_buf_printf(&q, "p%d=1&", i);
+    assert_int_equal(cn_form_parse(&f, cn_buf_slice(&q)), CN_ELIMIT);
+    cn_buf_release(&q);
+    cn_form_release(&f);
+    /* Java's URLEncoder: the listener answer's encoding. */
+    struct cn_buf b;
+    cn_buf_init(&b, 1024);
+    assert_int_equal(cn_url_encode_java(&b, CN_SLICE_LIT("a.b-c_*\x02g x\x01/")), 0);
+    assert_int_equal(b.len, strlen("a.b-c_*%02g+x%01%2F"));
+    assert_memory_equal(b.ptr, "a.b-c_*%02g+x%01%2F", b.len);
+    cn_buf_release(&b);
+    char md5[33];
+    cn_reg_md5_hex("", 0, md5);
+    assert_string_equal(md5, "d41d8cd98f00b204e9800998ecf8427e");
+    cn_reg_md5_hex("x: 1", 4, md5);
+    assert_string_equal(md5, "be28de7266b359a1a33699e95bfbb29a");
+}
+
+struct ctr {
+    int n;
+    char last[64];
+};
+
+static void on_change(void *ctx, const struct cn_reg_cfg_key *k)
+{
+    struct ctr *c = ctx;
+    c->n++;
+    snprintf(c->last, sizeof(c->last), "%.*s", (int)k->data_id.len, k->data_id.ptr);
+}
+
+static void test_config_store_history_rollback(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cairn-reg-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    struct cn_reg_opts o;
+    cn_reg_opts_default(&o);
+    o.max_history = 3;
+    o.max_config_bytes = 8;
+    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    assert_non_null(st);
+    struct cn_reg *r = cn_reg_new(&o, st, 0, err, sizeof(err));
+    assert_non_null(r);
+    struct ctr c = {0};
+    cn_reg_set_cfg_change_cb(r, on_change, &c);
+    struct cn_reg_cfg_key k = {CN_SLICE_LIT("public"), CN_SLICE_LIT("G"), CN_SLICE_LIT("app.yaml")};
+    struct cn_reg_error e = {0};
+    uint64_t v1, v2, v3;
+    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 1"), CN_SLICE_LIT("yaml"), "1.2.3.4",
+                                        100, &v1, &e),
+                     0);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.last, "app.yaml");
+    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 2"), CN_SLICE_LIT("yaml"), "bob", 200,
+                                        &v2, &e),
+                     0);
+    assert_true(v2 > v1);
+    /* The size limit at its edge: 8 bytes fit, 9 do not. */
+    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("123456789"), CN_SLICE_LIT(""), "x",
+                                        300, NULL, &e),
+                     CN_ELIMIT);
+    assert_string_equal(e.param, "content");
+    /* "" and "public" are one namespace. */
+    struct cn_reg_cfg_key k0 = {CN_SLICE_LIT(""), CN_SLICE_LIT("G"), CN_SLICE_LIT("app.yaml")};
+    struct cn_buf b;
+    cn_buf_init(&b, 1024);
+    char md5[33], type[64];
+    assert_int_equal(cn_reg_cfg_get(r, &k0, &b, md5, type, NULL, NULL), 0);
+    assert_memory_equal(b.ptr, "a: 2", 4);
+    assert_string_equal(type, "yaml");
+    /* Rollback to v1 publishes its content again. */
+    assert_int_equal(cn_reg_cfg_rollback(r, &k, v1, "carol", 400, &v3, &e), 0);
+    assert_true(v3 > v2);
+    assert_int_equal(cn_reg_cfg_rollback(r, &k, 999999, "carol", 400, NULL, &e), CN_ENOENT);
+    assert_string_equal(e.param, "version");
+    cn_buf_reset(&b);
+    assert_int_equal(cn_reg_cfg_history_json(r, &k, 10, &b), 0);
+    json_t *h = json_loadb(b.ptr, b.len, 0, NULL);
+    assert_int_equal(json_array_size(h), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(h, 0), "op")),
+                        "rollback");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(h, 0), "who")), "carol");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(h, 2), "who")),
+                        "1.2.3.4");
+    json_decref(h);
+    /* A persistent instance and an ephemeral one. */
+    struct cn_reg_instance p = inst("db", "10.1.1.1", 5432, "{\"role\":\"primary\"}");
+    p.ephemeral = 0;
+    struct cn_reg_instance q = inst("db", "10.1.1.2", 5432, "");
+    assert_int_equal(cn_reg_register(r, &p, 0, &e), 0);
+    assert_int_equal(cn_reg_register(r, &q, 0, &e), 0);
+    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 4"), CN_SLICE_LIT("yaml"), "bob",
+                                        500, NULL, &e),
+                     0);
+    cn_reg_free(r);
+
+    /* Reopen: configuration, pruned history (3 rows), the persistent instance; not the
+     * ephemeral one. */
+    st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    assert_non_null(st);
+    r = cn_reg_new(&o, st, 0, err, sizeof(err));
+    assert_non_null(r);
+    cn_buf_reset(&b);
+    assert_int_equal(cn_reg_cfg_get(r, &k, &b, md5, type, NULL, NULL), 0);
+    assert_memory_equal(b.ptr, "a: 4", 4);
+    char want[33];
+    cn_reg_md5_hex("a: 4", 4, want);
+    assert_string_equal(md5, want);
+    cn_buf_reset(&b);
+    assert_int_equal(cn_reg_cfg_history_json(r, &k, 10, &b), 0);
+    h = json_loadb(b.ptr, b.len, 0, NULL);
+    assert_int_equal(json_array_size(h), 3);
+    json_decref(h);
+    json_t *j = list(r, "db", "", 0);
+    assert_int_equal(num_hosts(j), 1);
+    assert_string_equal(json_string_value(json_object_get(host(j, 0), "ip")), "10.1.1.1");
+    assert_false(json_is_true(json_object_get(host(j, 0), "ephemeral")));
+    json_decref(j);
+    /* Delete, then it is gone after another reopen. */
+    assert_int_equal(cn_reg_cfg_delete(r, &k, "bob", 600, &e), 0);
+    assert_int_equal(cn_reg_cfg_get(r, &k, NULL, md5, NULL, NULL, NULL), CN_ENOENT);
+    cn_reg_free(r);
+    st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    r = cn_reg_new(&o, st, 0, err, sizeof(err));
+    assert_int_equal(cn_reg_cfg_get(r, &k, NULL, md5, NULL, NULL, NULL), CN_ENOENT);
+    cn_reg_free(r);
+    cn_buf_release(&b);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Readers list while writers register, beat and expire: no torn answers, no use after free
+ * (the ASan build runs this too). */
+struct race {
+    struct cn_reg *r;
+    atomic_int stop;
+    atomic_long reads;
+};
+
+static void reader(void *arg)
+{
+    struct race *x = arg;
+    struct cn_buf b;
+    cn_buf_init(&b, 1u << 20);
+    struct cn_reg_query q = {cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"), CN_SLICE_LIT("hot"),
+                             CN_SLICE_LIT(""), 0};
+    while (!atomic_load(&x->stop)) {
+        cn_buf_reset(&b);
+        if (cn_reg_list_json(x->r, &q, 1, &b) != 0 || b.ptr[b.len - 1] != '}')
+            abort();
+        atomic_fetch_add(&x->reads, 1);
+    }
+    cn_buf_release(&b);
+}
+
+static void test_concurrent_reads(void **state)
+{
+    (void)state;
+    struct race x = {.r = new_reg()};
+    uv_thread_t t[3];
+    for (int i = 0; i < 3; i++)
+        uv_thread_create(&t[i], reader, &x);
+    struct cn_reg_error e = {0};
+    for (int round = 0; round < 2000; round++) {
+        char ip[32];
+        snprintf(ip, sizeof(ip), "10.0.%d.%d", round % 7, round % 200);
+        struct cn_reg_instance a = inst("hot", ip, (uint16_t)(1000 + round % 13), "");
+        cn_reg_register(x.r, &a, (uint64_t)round * 100, &e);
+        if (round % 3 == 0)
+            cn_reg_deregister(x.r, cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"),
+                              CN_SLICE_LIT("hot"), CN_SLICE_LIT("DEFAULT"), cn_slice_of(ip),
+                              (uint16_t)(1000 + round % 13), 1, 0, &e);
+        cn_reg_tick(x.r, (uint64_t)round * 100);
+    }
+    atomic_store(&x.stop, 1);
+    for (int i = 0; i < 3; i++)
+        uv_thread_join(&t[i]);
+    assert_true(atomic_load(&x.reads) > 0);
+    cn_reg_free(x.r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_register_list_exact),
+        cmocka_unit_test(test_register_replace_deregister),
+        cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_limits_at_edge),
+        cmocka_unit_test(test_heartbeat_expiry),
+        cmocka_unit_test(test_protection_threshold),
+        cmocka_unit_test(test_clusters_and_disabled),
+        cmocka_unit_test(test_listener_parse),
+        cmocka_unit_test(test_forms_and_encoding),
+        cmocka_unit_test(test_config_store_history_rollback),
+        cmocka_unit_test(test_concurrent_reads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
