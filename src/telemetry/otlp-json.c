@@ -3,6 +3,7 @@
  * batch's arena and frees the tree, so the batch never points into jansson's memory. */
 #include "telemetry/otlp-json.h"
 
+#include "base/base64.h"
 #include "base/utf8.h"
 #include "telemetry/json-num.h"
 #include "telemetry/json-path.h"
@@ -280,49 +281,6 @@ static void add_sat(uint32_t *a, uint64_t v)
 
 /* IDs */
 
-static int b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes standard or URL-safe base64, padded or not, into dst (room for n / 4 * 3 + 2
- * bytes). Returns the byte count, or -1 when s is not base64. */
-static long b64_decode(uint8_t *dst, const char *s, size_t n)
-{
-    size_t pad = 0;
-    while (n > 0 && s[n - 1] == '=' && pad < 2) {
-        n--;
-        pad++;
-    }
-    if (n % 4 == 1 || (pad && (n + pad) % 4 != 0))
-        return -1;
-    uint32_t acc = 0;
-    int bits = 0;
-    long o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6 | (uint32_t)v) & 0xffffff;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            dst[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return o;
-}
-
 enum id_mode { ID_REQUIRED, ID_OPTIONAL };
 
 /* Reads an ID of n bytes: 2n hex digits (any case), or base64 of the n bytes. A required ID
@@ -347,7 +305,7 @@ static int get_id(struct dec *d, json_t *obj, const char *camel, const char *sna
     const char *s = json_string_value(v);
     uint8_t tmp[24];
     int ok = cn_hex_decode(dst, n, (struct cn_slice){s, len}) == 0;
-    if (!ok && len <= 4 * ((n + 2) / 3) && b64_decode(tmp, s, len) == (long)n) {
+    if (!ok && len <= 4 * ((n + 2) / 3) && cn_base64_decode(tmp, s, len) == (long)n) {
         memcpy(dst, tmp, n);
         ok = 1;
     }
@@ -418,15 +376,9 @@ static int put_json_str(struct cn_buf *o, const char *s, size_t n)
 
 static int put_b64(struct cn_buf *o, const uint8_t *p, size_t n)
 {
-    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    int rc = cn_buf_reserve(o, (n + 2) / 3 * 4);
-    for (size_t i = 0; rc == 0 && i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        char q[4] = {al[v >> 18], al[v >> 12 & 63], i + 1 < n ? al[v >> 6 & 63] : '=',
-                     i + 2 < n ? al[v & 63] : '='};
-        rc = cn_buf_append(o, q, 4);
-    }
+    int rc = cn_buf_reserve(o, CN_BASE64_LEN(n));
+    if (rc == 0)
+        o->len += cn_base64_encode(o->ptr + o->len, p, n);
     return rc;
 }
 
@@ -658,7 +610,7 @@ static int write_any(struct dec *d, json_t *obj, int cut, int depth)
         cn_buf_reset(&d->bytes);
         if (cn_buf_reserve(&d->bytes, n / 4 * 3 + 3))
             return oom(d);
-        long m = b64_decode((uint8_t *)d->bytes.ptr, json_string_value(v), n);
+        long m = cn_base64_decode((uint8_t *)d->bytes.ptr, json_string_value(v), n);
         if (m < 0)
             return fail(d, "not base64");
         if (cut && (size_t)m > d->max_value) {
@@ -744,7 +696,7 @@ static int any_val(struct dec *d, json_t *obj, int cut, struct cn_val *out)
         }
         if (!p)
             return oom(d);
-        long m = b64_decode(p, json_string_value(v), n);
+        long m = cn_base64_decode(p, json_string_value(v), n);
         if (m < 0)
             return fail(d, "not base64");
         if (cut && (size_t)m > d->max_value) {

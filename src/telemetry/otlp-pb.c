@@ -13,6 +13,7 @@
  * block of exactly that size. */
 #include "telemetry/otlp-pb.h"
 
+#include "base/base64.h"
 #include "base/utf8.h"
 
 #include <math.h>
@@ -523,29 +524,9 @@ static void jw_str(struct jw *w, const uint8_t *s, size_t len)
 
 static void jw_base64(struct jw *w, const uint8_t *s, size_t len)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t out_len = (len + 2) / 3 * 4;
-    if (!w->p) {
-        w->n += out_len;
-        return;
-    }
-    char *o = w->p + w->n;
-    size_t i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        *o++ = b64[v >> 18];
-        *o++ = b64[v >> 12 & 63];
-        *o++ = b64[v >> 6 & 63];
-        *o++ = b64[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
-        *o++ = b64[v >> 18];
-        *o++ = b64[v >> 12 & 63];
-        *o++ = i + 1 < len ? b64[v >> 6 & 63] : '=';
-        *o++ = '=';
-    }
-    w->n += out_len;
+    if (w->p)
+        cn_base64_encode(w->p + w->n, s, len);
+    w->n += CN_BASE64_LEN(len);
 }
 
 /* The shortest of %.15g / %.17g that reads back as v; non-finite values as the OTLP JSON

@@ -1,6 +1,7 @@
 /* Jaeger, Zipkin and Tempo renderings of stored spans (render-compat.h). */
 #include "telemetry/render-compat.h"
 
+#include "base/base64.h"
 #include "telemetry/query.h"
 #include "telemetry/render.h"
 
@@ -467,21 +468,8 @@ static const char *const status_enum[] = {"STATUS_CODE_UNSET", "STATUS_CODE_OK",
 
 static json_t *b64id(const uint8_t *id, size_t n)
 {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char out[32];
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)id[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)id[i + 1] << 8;
-        if (i + 2 < n)
-            v |= id[i + 2];
-        out[o++] = t[v >> 18 & 63];
-        out[o++] = t[v >> 12 & 63];
-        out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? t[v & 63] : '=';
-    }
-    return json_stringn(out, o);
+    char out[CN_BASE64_LEN(16)];
+    return json_stringn(out, cn_base64_encode(out, id, CN_MIN(n, (size_t)16)));
 }
 
 static json_t *u64s(uint64_t v)
@@ -668,46 +656,18 @@ static int put_str(struct cn_buf *b, uint32_t field, const json_t *s)
     return put_bytes(b, field, json_string_value(s), json_string_length(s));
 }
 
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* A base64 field (IDs, bytes values) decoded into a bytes field. */
 static int put_b64(struct cn_buf *b, uint32_t field, const json_t *s)
 {
     if (!s)
         return 0;
     if (!json_is_string(s))
         return CN_ESYNTAX;
-    const char *p = json_string_value(s);
     size_t n = json_string_length(s);
     uint8_t *out = malloc(n / 4 * 3 + 3);
     if (!out)
         return CN_ENOMEM;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n && p[i] != '='; i++) {
-        int v = b64val((unsigned char)p[i]);
-        if (v < 0) {
-            free(out);
-            return CN_ESYNTAX;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    int rc = put_bytes(b, field, out, o);
+    long o = cn_base64_decode(out, json_string_value(s), n);
+    int rc = o < 0 ? CN_ESYNTAX : put_bytes(b, field, out, (size_t)o);
     free(out);
     return rc;
 }

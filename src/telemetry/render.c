@@ -1,5 +1,7 @@
 #include "telemetry/render.h"
 
+#include "base/base64.h"
+
 #include <math.h>
 
 /* A JSON string; bytes that are not UTF-8 become U+FFFD so one bad value cannot make a
@@ -54,26 +56,10 @@ static json_t *hex(const uint8_t *id, size_t n)
 
 static json_t *base64(struct cn_slice s)
 {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = (s.len + 2) / 3 * 4;
-    char *out = malloc(n + 1);
+    char *out = malloc(CN_BASE64_LEN(s.len) + 1);
     if (!out)
         return NULL;
-    const unsigned char *p = (const unsigned char *)s.ptr;
-    size_t o = 0;
-    for (size_t i = 0; i < s.len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < s.len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < s.len)
-            v |= p[i + 2];
-        out[o++] = t[v >> 18 & 63];
-        out[o++] = t[v >> 12 & 63];
-        out[o++] = i + 1 < s.len ? t[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < s.len ? t[v & 63] : '=';
-    }
-    out[o] = '\0';
-    json_t *j = json_stringn(out, o);
+    json_t *j = json_stringn(out, cn_base64_encode(out, s.ptr, s.len));
     free(out);
     return j;
 }
