@@ -323,6 +323,8 @@ static void up_flush(struct gw_upconn *up)
     size_t n = sent > 0 ? (size_t)sent : 0;
     if (n == up->out.len) {
         up->out.len = 0;
+        if (up->req)
+            client_resume_if_drained(up->req);
         return;
     }
     struct cn_buf t = up->wout;
@@ -470,15 +472,16 @@ static int reply_head(struct gw_req *r, int status, int64_t length)
         struct cn_http_header h = up->hdrs[i];
         h.value = trim(h.value);
         struct cn_slice nm = h.name;
+        int keep_upgrade = status == 101 && cn_slice_case_eq(nm, CN_SLICE_LIT("upgrade"));
         if (gw_is_hop_by_hop(nm)) {
-            if (!(status == 101 && cn_slice_case_eq(nm, CN_SLICE_LIT("upgrade"))))
+            if (!keep_upgrade)
                 continue;
         } else if ((nm.len == 14 && cn_slice_case_eq(nm, CN_SLICE_LIT("content-length"))) ||
                    (nm.len == 4 && cn_slice_case_eq(nm, CN_SLICE_LIT("date"))) ||
                    (nm.len == 6 && cn_slice_case_eq(nm, CN_SLICE_LIT("server")))) {
             continue;
         }
-        if (nt && named_by(nm, toks, nt))
+        if (nt && !keep_upgrade && named_by(nm, toks, nt))
             continue;
         int drop = 0;
         for (size_t f = 0; f < rt->num_filters && !drop; f++)
