@@ -5,9 +5,11 @@
 
 #include "base/arena.h"
 #include "gateway/gateway.h"
+#include "http/head.h"
 #include "http/http-t.h"
 #include "http/server.h"
 
+#include <llhttp.h>
 #include <regex.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -325,6 +327,38 @@ int gw_redirect_location(const struct gw_filter *f, const struct gw_match *m, st
 int gw_header_mod_drops(const struct gw_header_mod *hm, struct cn_slice name);
 /* Hop-by-hop: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*. */
 int gw_is_hop_by_hop(struct cn_slice name);
+
+/* ---- upstream responses (resp.c) ------------------------------------------------------------ */
+
+enum gw_resp_mode { GW_RM_NONE = 0, GW_RM_LENGTH, GW_RM_CHUNKED, GW_RM_CLOSE };
+
+/* Parser of the response heads of one upstream connection. hdrs (hdr_cap slots, owned by the
+ * caller) receive the fields of the last head; slices point into the caller's buffer. */
+struct gw_resp {
+    llhttp_t parser;
+    struct cn_head_scan scan;
+    struct cn_http_limits lim;
+    struct cn_http_header *hdrs;
+    size_t num_hdrs, hdr_cap;
+    int last_cb;
+    int msg_done;
+    int status;
+    int keep_alive;
+    size_t head_len;
+};
+
+void gw_resp_init(struct gw_resp *r, struct cn_http_header *hdrs, size_t hdr_cap,
+                  uint64_t max_head_bytes);
+/* Forgets a partly scanned head (the connection starts a new response). */
+void gw_resp_reset(struct gw_resp *r);
+/* Parses the head at buf[0..len) (resumable: call again with more bytes from the same start).
+ * Returns 0 with status, keep_alive, head_len and the fields set; CN_EAGAIN for more bytes;
+ * CN_ESYNTAX or CN_ELIMIT with *out_reason. */
+int gw_resp_head(struct gw_resp *r, const char *buf, size_t len, const char **out_reason);
+/* How the body of the parsed head is delimited (head_req: the request was HEAD). Returns NULL
+ * or the reason for a 502. out_client_len: what the client's reply head says. */
+const char *gw_resp_framing(const struct gw_resp *r, int head_req, enum gw_resp_mode *out_mode,
+                            uint64_t *out_left, int64_t *out_client_len);
 
 /* ---- stats ---------------------------------------------------------------------------------- */
 

@@ -17,8 +17,6 @@
 #define UP_OUT_MAX      (64u << 20)
 #define MAX_CONN_TOKENS 16
 
-enum resp_mode { RM_NONE = 0, RM_LENGTH, RM_CHUNKED, RM_CLOSE };
-
 /* An upstream connection. States: connecting (req set, !connected) -> active (req set) ->
  * idle (in its pool, req NULL, idle set) -> ... -> closing (uv_close called; freed when both
  * handles closed). Invariants: at most one uv_write in flight (wout); response head slices
@@ -39,16 +37,11 @@ struct gw_upconn {
     uint64_t served;     /* responses completed on this connection */
     uint64_t idle_until; /* loop ms: idle connection expires */
     uint64_t timer_due;
-    llhttp_t parser;
-    struct cn_head_scan scan;
-    struct cn_http_limits rlim; /* response head limits */
+    struct gw_resp resp;
+    struct cn_http_header *hdrs; /* the response head's fields (resp.hdrs) */
     char *rbuf;
     size_t rcap, rlen, rpos;
     struct cn_buf out, wout;
-    struct cn_http_header *hdrs;
-    size_t num_hdrs, hdr_cap;
-    int last_cb;
-    int msg_done;
 };
 
 /* One proxied request. Lives from the head's dispatch until the reply is finished, the
@@ -69,7 +62,7 @@ struct gw_req {
     unsigned upgrade : 1, body_done : 1, resp_started : 1, head_seen : 1, tunnel : 1,
         client_paused : 1, up_paused : 1, retried : 1, req_chunked : 1, head_req : 1, no_reuse : 1,
         has_cl : 1, client_eof : 1;
-    enum resp_mode resp_mode;
+    enum gw_resp_mode resp_mode;
     uint64_t resp_left;
     struct cn_chunked chunked;
     struct gw_req *next_free;
@@ -342,60 +335,6 @@ static void up_flush(struct gw_upconn *up)
 
 /* ---- the response ------------------------------------------------------------------------ */
 
-static struct gw_upconn *up_of(llhttp_t *p)
-{
-    return p->data;
-}
-
-static void extend(struct cn_slice *s, const char *at, size_t len)
-{
-    if (!s->ptr)
-        *s = (struct cn_slice){at, len};
-    else
-        s->len = (size_t)(at + len - s->ptr);
-}
-
-static int on_resp_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct gw_upconn *up = up_of(p);
-    if (up->last_cb != 1) {
-        if (up->num_hdrs == up->hdr_cap)
-            return -1; /* the scanner counted them: cannot happen */
-        up->hdrs[up->num_hdrs++] = (struct cn_http_header){{NULL, 0}, {NULL, 0}};
-        up->last_cb = 1;
-    }
-    extend(&up->hdrs[up->num_hdrs - 1].name, at, len);
-    return 0;
-}
-
-static int on_resp_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct gw_upconn *up = up_of(p);
-    up->last_cb = 2;
-    if (up->num_hdrs)
-        extend(&up->hdrs[up->num_hdrs - 1].value, at, len);
-    return 0;
-}
-
-static int on_resp_headers_complete(llhttp_t *p)
-{
-    (void)p;
-    return 1; /* the body is framed by us */
-}
-
-static int on_resp_complete(llhttp_t *p)
-{
-    up_of(p)->msg_done = 1;
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t resp_settings = {
-    .on_header_field = on_resp_field,
-    .on_header_value = on_resp_value,
-    .on_headers_complete = on_resp_headers_complete,
-    .on_message_complete = on_resp_complete,
-};
-
 static struct cn_slice trim(struct cn_slice s)
 {
     while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
@@ -460,15 +399,15 @@ static int reply_head(struct gw_req *r, int status, int64_t length)
     for (size_t i = 0; i < rt->num_filters; i++)
         if (rt->filters[i].kind == GW_F_RESPONSE_HEADERS)
             extra += rt->filters[i].u.headers.num_set + rt->filters[i].u.headers.num_add;
-    if (ensure_hdr_cap(w, up->num_hdrs + extra) != 0)
+    if (ensure_hdr_cap(w, up->resp.num_hdrs + extra) != 0)
         return CN_ENOMEM;
     struct cn_slice toks[MAX_CONN_TOKENS];
     size_t nt = 0;
-    for (size_t i = 0; i < up->num_hdrs; i++)
+    for (size_t i = 0; i < up->resp.num_hdrs; i++)
         if (cn_slice_case_eq(up->hdrs[i].name, CN_SLICE_LIT("connection")))
             nt = conn_tokens(up->hdrs[i].value, toks, MAX_CONN_TOKENS, nt);
     size_t n = 0;
-    for (size_t i = 0; i < up->num_hdrs; i++) {
+    for (size_t i = 0; i < up->resp.num_hdrs; i++) {
         struct cn_http_header h = up->hdrs[i];
         h.value = trim(h.value);
         struct cn_slice nm = h.name;
@@ -537,51 +476,6 @@ static void finish(struct gw_req *r, int reusable)
         cn_http_reply_end(creq);
     }
     req_free(r);
-}
-
-/* Validates the upstream's framing fields and picks how its body is delimited. Returns NULL
- * or the reason to answer 502. */
-static const char *framing(struct gw_req *r, int status, int64_t *out_len)
-{
-    struct gw_upconn *up = r->up;
-    int ncl = 0, nte = 0;
-    uint64_t cl = 0;
-    for (size_t i = 0; i < up->num_hdrs; i++) {
-        struct cn_slice nm = up->hdrs[i].name;
-        if (nm.len == 14 && cn_slice_case_eq(nm, CN_SLICE_LIT("content-length"))) {
-            if (++ncl > 1)
-                return "upstream sent more than one Content-Length";
-            if (cn_slice_to_u64(trim(up->hdrs[i].value), &cl) != 0 || cl > (uint64_t)INT64_MAX)
-                return "upstream sent an invalid Content-Length";
-        } else if (nm.len == 17 && cn_slice_case_eq(nm, CN_SLICE_LIT("transfer-encoding"))) {
-            if (++nte > 1)
-                return "upstream sent more than one Transfer-Encoding";
-            if (!cn_slice_case_eq(trim(up->hdrs[i].value), CN_SLICE_LIT("chunked")))
-                return "upstream sent a Transfer-Encoding other than chunked";
-        }
-    }
-    if (ncl && nte)
-        return "upstream sent both Content-Length and Transfer-Encoding";
-    if (r->head_req || status == 204 || status == 304 || status < 200) {
-        r->resp_mode = RM_NONE;
-        *out_len = ncl ? (int64_t)cl : nte ? CN_HTTP_LEN_CHUNKED : CN_HTTP_LEN_CLOSE;
-        if (status == 204 || status == 304)
-            *out_len = CN_HTTP_LEN_CLOSE;
-    } else if (nte) {
-        r->resp_mode = RM_CHUNKED;
-        cn_chunked_init(&r->chunked);
-        *out_len = CN_HTTP_LEN_CHUNKED;
-    } else if (ncl) {
-        r->resp_mode = cl ? RM_LENGTH : RM_NONE;
-        r->resp_left = cl;
-        *out_len = (int64_t)cl;
-    } else {
-        /* Delimited by the upstream closing: re-framed as chunked for the client. */
-        r->resp_mode = RM_CLOSE;
-        r->no_reuse = 1;
-        *out_len = CN_HTTP_LEN_CHUNKED;
-    }
-    return NULL;
 }
 
 static void on_client_drain(struct cn_http_req *creq)
@@ -695,39 +589,16 @@ static void up_process(struct gw_upconn *up)
     while (!r->head_seen) {
         if (up->rpos == up->rlen)
             return;
-        enum cn_head_result hr =
-            cn_head_scan(&up->scan, up->rbuf + up->rpos, up->rlen - up->rpos, &up->rlim);
-        if (hr == CN_HEAD_MORE)
+        const char *reason = NULL;
+        int rc = gw_resp_head(&up->resp, up->rbuf + up->rpos, up->rlen - up->rpos, &reason);
+        if (rc == CN_EAGAIN)
             return;
-        if (hr != CN_HEAD_DONE) {
-            cn_debug("gateway", "bad upstream response head", "cluster=%.*s reason=\"%s\"",
-                     (int)r->cl->name.len, r->cl->name.ptr, up->scan.reason);
-            up_fail(up, GW_ERR_BAD_RESPONSE,
-                    hr == CN_HEAD_TOO_LARGE ? "upstream response head too large "
-                                              "(limits.max_response_header_bytes)"
-                                            : "upstream sent a malformed response head");
+        if (rc) {
+            up_fail(up, GW_ERR_BAD_RESPONSE, reason);
             return;
         }
-        size_t head_len = up->scan.pos;
-        up->num_hdrs = 0;
-        up->last_cb = 0;
-        up->msg_done = 0;
-        llhttp_reset(&up->parser);
-        llhttp_errno_t err = llhttp_execute(&up->parser, up->rbuf + up->rpos, head_len);
-        if ((err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) || !up->msg_done) {
-            cn_debug("gateway", "bad upstream response", "cluster=%.*s reason=\"%s\"",
-                     (int)r->cl->name.len, r->cl->name.ptr,
-                     llhttp_get_error_reason(&up->parser) ? llhttp_get_error_reason(&up->parser)
-                                                          : llhttp_errno_name(err));
-            up_fail(up, GW_ERR_BAD_RESPONSE, "upstream sent a malformed response head");
-            return;
-        }
-        int status = up->parser.status_code;
-        if (up->parser.http_major != 1) {
-            up_fail(up, GW_ERR_BAD_RESPONSE,
-                    "upstream answered with an HTTP version other than 1.x");
-            return;
-        }
+        size_t head_len = up->resp.head_len;
+        int status = up->resp.status;
         if (status < 200) {
             if (status == 101) {
                 if (!r->upgrade) {
@@ -740,16 +611,18 @@ static void up_process(struct gw_upconn *up)
             }
             /* Interim responses (100, 102, 103) are not passed on. */
             up->rpos += head_len;
-            cn_head_scan_init_response(&up->scan);
             continue;
         }
         int64_t len;
-        const char *bad = framing(r, status, &len);
+        const char *bad =
+            gw_resp_framing(&up->resp, r->head_req, &r->resp_mode, &r->resp_left, &len);
         if (bad) {
             up_fail(up, GW_ERR_BAD_RESPONSE, bad);
             return;
         }
-        if (!llhttp_should_keep_alive(&up->parser))
+        if (r->resp_mode == GW_RM_CHUNKED)
+            cn_chunked_init(&r->chunked);
+        if (!up->resp.keep_alive || r->resp_mode == GW_RM_CLOSE)
             r->no_reuse = 1;
         r->status = status;
         if (reply_head(r, status, len) != 0) {
@@ -763,10 +636,10 @@ static void up_process(struct gw_upconn *up)
     size_t avail = up->rlen - up->rpos;
     const char *p = up->rbuf + up->rpos;
     switch (r->resp_mode) {
-    case RM_NONE:
+    case GW_RM_NONE:
         done = 1;
         break;
-    case RM_LENGTH: {
+    case GW_RM_LENGTH: {
         size_t n = avail < r->resp_left ? avail : (size_t)r->resp_left;
         cn_http_reply_data(r->creq, p, n);
         r->resp_left -= n;
@@ -774,11 +647,11 @@ static void up_process(struct gw_upconn *up)
         done = r->resp_left == 0;
         break;
     }
-    case RM_CHUNKED: {
+    case GW_RM_CHUNKED: {
         size_t used;
         cn_buf_reset(&w->scratch);
         enum cn_chunked_result cr =
-            cn_chunked_decode(&r->chunked, p, avail, &w->scratch, &up->rlim, &used);
+            cn_chunked_decode(&r->chunked, p, avail, &w->scratch, &up->resp.lim, &used);
         if (cr >= CN_CHUNKED_BAD) {
             cn_debug("gateway", "bad upstream chunked body", "reason=\"%s\"", r->chunked.reason);
             up_fail(up, GW_ERR_BAD_RESPONSE, "upstream sent a malformed chunked body");
@@ -789,7 +662,7 @@ static void up_process(struct gw_upconn *up)
         done = cr == CN_CHUNKED_DONE;
         break;
     }
-    case RM_CLOSE:
+    case GW_RM_CLOSE:
         cn_http_reply_data(r->creq, p, avail);
         up->rpos += avail;
         break;
@@ -842,7 +715,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             tunnel_finish(r);
             return;
         }
-        if (nread == UV_EOF && r->head_seen && r->resp_mode == RM_CLOSE) {
+        if (nread == UV_EOF && r->head_seen && r->resp_mode == GW_RM_CLOSE) {
             r->no_reuse = 1;
             finish(r, 0);
             return;
@@ -945,20 +818,16 @@ static struct gw_upconn *up_new(struct gw_worker *w, struct gw_pool *pool,
         return NULL;
     up->w = w;
     up->pool = pool;
-    up->rlim = (struct cn_http_limits){.max_url_bytes = lim->max_response_header_bytes,
-                                       .max_header_bytes = lim->max_response_header_bytes,
-                                       .max_headers = lim->max_response_headers};
     up->rcap = CN_MAX((size_t)lim->max_response_header_bytes + 4096, (size_t)16384);
-    up->hdr_cap = (size_t)lim->max_response_headers;
-    up->hdrs = calloc(up->hdr_cap, sizeof(*up->hdrs));
+    up->hdrs = calloc((size_t)lim->max_response_headers, sizeof(*up->hdrs));
     if (!up->hdrs) {
         free(up);
         return NULL;
     }
+    gw_resp_init(&up->resp, up->hdrs, (size_t)lim->max_response_headers,
+                 lim->max_response_header_bytes);
     cn_buf_init(&up->out, UP_OUT_MAX);
     cn_buf_init(&up->wout, UP_OUT_MAX);
-    llhttp_init(&up->parser, HTTP_RESPONSE, &resp_settings);
-    up->parser.data = up;
     uv_tcp_init(w->loop, &up->tcp);
     uv_timer_init(w->loop, &up->timer);
     up->tcp.data = up;
@@ -985,8 +854,8 @@ static struct gw_upconn *up_get(struct gw_req *r, int fresh)
         if (up->closing)
             continue;
         /* Limits may have changed with a reload: apply the current ones. */
-        up->rlim.max_header_bytes = CN_MIN(lim->max_response_header_bytes, up->rcap - 4096);
-        up->rlim.max_headers = CN_MIN(lim->max_response_headers, up->hdr_cap);
+        up->resp.lim.max_header_bytes = CN_MIN(lim->max_response_header_bytes, up->rcap - 4096);
+        up->resp.lim.max_headers = CN_MIN(lim->max_response_headers, up->resp.hdr_cap);
         return up;
     }
     struct gw_upconn *up = up_new(w, pool, lim);
@@ -1266,8 +1135,7 @@ static int start_upstream(struct gw_req *r, int fresh)
     r->up = up;
     up->req = r;
     up->rpos = up->rlen = 0;
-    up->num_hdrs = 0;
-    cn_head_scan_init_response(&up->scan);
+    gw_resp_reset(&up->resp);
     if (build_head(r, up) != 0) {
         r->up = NULL;
         up_close(up);
