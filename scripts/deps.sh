@@ -3,14 +3,16 @@
 #   scripts/deps.sh           install what is missing (build + tests)
 #   scripts/deps.sh --check   exit 0 when nothing is missing, 1 otherwise; installs nothing
 #   scripts/deps.sh --bench   also the benchmark peers (nginx, haproxy, wrk)
-# Then the npm modules of tests/integration/otel (the OpenTelemetry JS SDK the telemetry
-# integration tests export with), with `npm ci` from the committed package-lock.json.
+# Then, with `npm ci` from each committed package-lock.json, the npm modules of
+# tests/integration/otel (the OpenTelemetry JS SDK the telemetry integration tests export
+# with), web/ (the console's build: Vite and the libraries embedded into the binary) and
+# tests/integration/console (playwright-core, driving Debian's chromium).
 set -euo pipefail
 
 build_pkgs=(gcc g++ make cmake ninja-build pkg-config git
             libuv1-dev node-llhttp libssl-dev zlib1g-dev libjansson-dev libyaml-dev
             libcmocka-dev libxxhash-dev libzstd-dev libcurl4-openssl-dev libsqlite3-dev)
-test_pkgs=(python3 clang libclang-rt-14-dev curl procps)
+test_pkgs=(python3 clang libclang-rt-14-dev curl procps chromium)
 bench_pkgs=(nginx-light haproxy wrk util-linux clickhouse-server)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
@@ -27,26 +29,29 @@ for a in "$@"; do
   esac
 done
 
-# tests/integration/otel needs `npm ci` when its node_modules is missing, or older than
+# Each npm project needs `npm ci` when its node_modules is missing, or older than
 # package-lock.json (npm writes node_modules/.package-lock.json at the end of an install).
-otel_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/otel"
-otel_stale() {
-  [ -f "$otel_dir/package-lock.json" ] || return 1
-  [ -f "$otel_dir/node_modules/.package-lock.json" ] || return 0
-  [ "$otel_dir/package-lock.json" -nt "$otel_dir/node_modules/.package-lock.json" ]
+root="$(cd "$(dirname "$0")/.." && pwd)"
+npm_dirs=(tests/integration/otel web tests/integration/console)
+npm_stale() {
+  [ -f "$root/$1/package-lock.json" ] || return 1
+  [ -f "$root/$1/node_modules/.package-lock.json" ] || return 0
+  [ "$root/$1/package-lock.json" -nt "$root/$1/node_modules/.package-lock.json" ]
 }
-otel_modules() {
-  otel_stale || return 0
-  if [ "$check" = 1 ]; then
-    echo "deps.sh: missing npm modules in tests/integration/otel" >&2
-    return 1
-  fi
-  if ! (cd "$otel_dir" && npm ci --no-audit --no-fund --loglevel=error) \
-       >/tmp/cairn-npm.log 2>&1; then
-    echo "deps.sh: npm ci in tests/integration/otel failed; see /tmp/cairn-npm.log" >&2
-    tail -n 20 /tmp/cairn-npm.log >&2
-    return 1
-  fi
+npm_modules() {
+  for d in "${npm_dirs[@]}"; do
+    npm_stale "$d" || continue
+    if [ "$check" = 1 ]; then
+      echo "deps.sh: missing npm modules in $d" >&2
+      return 1
+    fi
+    if ! (cd "$root/$d" && npm ci --no-audit --no-fund --loglevel=error) \
+         >/tmp/cairn-npm.log 2>&1; then
+      echo "deps.sh: npm ci in $d failed; see /tmp/cairn-npm.log" >&2
+      tail -n 20 /tmp/cairn-npm.log >&2
+      return 1
+    fi
+  done
 }
 
 missing=()
@@ -57,7 +62,7 @@ for p in "${want[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  otel_modules
+  npm_modules
   exit 0
 fi
 if [ "$check" = 1 ]; then
@@ -78,4 +83,4 @@ if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/
     exit 1
   fi
 fi
-otel_modules
+npm_modules

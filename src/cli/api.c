@@ -3,6 +3,7 @@
 #include "cli/api-compat.h"
 #include "cli/api-rca.h"
 #include "cli/up.h"
+#include "console/console.h"
 #include "http/json.h"
 #include "http/metrics.h"
 #include "telemetry/render.h"
@@ -298,7 +299,7 @@ int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes)
         (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
         (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0 ||
         (rc = cn_api_query_routes(up, r)) < 0 || (rc = cn_api_compat_routes(up, r)) < 0 ||
-        (rc = cn_api_rca_routes(up, r)) < 0)
+        (rc = cn_api_rca_routes(up, r)) < 0 || (rc = cn_console_routes(r)) < 0)
         return rc;
     if (!test_routes)
         return 0;
