@@ -557,6 +557,11 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
     int rc = ids ? 0 : CN_ENOMEM;
     uint64_t all = 0, distinct = 0;
     for (size_t i = 0; i < n && rc >= 0; i++) {
+        /* The values and their bytes are scattered over the batches' memory: fetch ahead. */
+        if (i + 8 < n)
+            __builtin_prefetch(v[i + 8]);
+        if (i + 4 < n)
+            __builtin_prefetch(v[i + 4]->u.s.ptr);
         struct cn_slice s = v[i]->u.s;
         /* Rows sorted by service and name often repeat the previous value: no hashing. */
         if (i && s.len == v[i - 1]->u.s.len && same_bytes(s.ptr, v[i - 1]->u.s.ptr, s.len)) {
@@ -621,6 +626,8 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
     int rc = item_pair && vals ? 0 : CN_ENOMEM;
     size_t j = 0;
     for (size_t r = 0; r < n && rc >= 0; r++) {
+        if (r + 4 < n)
+            __builtin_prefetch(rows[r + 4]->items);
         for (uint32_t i = 0; i < rows[r]->num && rc >= 0; i++, j++) {
             const struct cn_kv *kv = &rows[r]->items[i];
             if (kv->val.type > CN_VAL_KVLIST) {
@@ -990,6 +997,8 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
 
     *st = (struct gstats){UINT64_MAX, 0, UINT64_MAX, 0};
     for (size_t i = 0; i < n; i++) {
+        if (i + 8 < n) /* the group's spans are scattered over the batches: fetch ahead */
+            __builtin_prefetch(sp[i + 8]);
         uint64_t t = sp[i]->start_ns;
         uint64_t d = sp[i]->end_ns >= t ? sp[i]->end_ns - t : 0;
         st->tmin = CN_MIN(st->tmin, t);
@@ -1368,9 +1377,12 @@ static int plan(struct w *w)
     struct smap svc = {0}, names = {0};
     int rc = keys && sl && sr && nr && w->order && w->ord && w->trefs ? 0 : CN_ENOMEM;
     if (rc == 0) {
-        for (size_t i = 0; i < w->n; i++)
+        for (size_t i = 0; i < w->n; i++) {
+            if (w->kind == CN_SEG_SPANS && i + 8 < w->n) /* scattered records: fetch ahead */
+                __builtin_prefetch(w->spans[i + 8]);
             sl[i] = w->kind == CN_SEG_SPANS ? w->spans[i]->resource->service
                                             : w->logs[i]->resource->service;
+        }
         rc = rank_strings(&svc, sl, w->n, sr);
     }
     if (rc == 0) {
