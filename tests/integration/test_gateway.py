@@ -20,7 +20,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cairn import BIN, Conn, _Stream, clean_env, metrics, poll_until, scaled  # noqa: E402
+from cairn import (BIN, SANITIZER_RE, Conn, _Stream, clean_env, metrics,  # noqa: E402
+                   poll_until, scaled)
 
 # ---- upstream -------------------------------------------------------------------------
 
@@ -313,7 +314,9 @@ class Gateway:
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(scaled(15))
         self.err.thread.join(scaled(5))
-        self.dir.cleanup()
+        if self.dir:
+            self.dir.cleanup()
+            self.dir = None
         return rc
 
 
@@ -345,7 +348,14 @@ class GatewayTest(unittest.TestCase):
 
     def gateway(self, config, workers=1):
         g = Gateway(config, workers)
-        self.addCleanup(lambda: g.proc.poll() is None and g.stop())
+
+        def done():
+            rc = g.stop() if g.proc.poll() is None else g.proc.returncode
+            bad = [line for line in g.err.lines if SANITIZER_RE.search(line)]
+            self.assertEqual(bad, [], g.err.text())
+            self.assertEqual(rc, 0, g.err.text()[-3000:])
+
+        self.addCleanup(done)
         return g
 
 
