@@ -119,10 +119,11 @@ static void h_service_get(struct cn_http_req *req, void *ctx)
         rc |= cn_reg_json_str(&b, iv[i].cluster, strlen(iv[i].cluster));
         rc |= cn_buf_puts(&b, ",\"weight\":");
         rc |= cn_reg_json_double(&b, iv[i].weight);
-        rc |= cn_buf_printf(&b, ",\"healthy\":%s,\"enabled\":%s,\"ephemeral\":%s,\"last_beat_ms\":%llu,\"metadata\":",
-                            iv[i].healthy ? "true" : "false", iv[i].enabled ? "true" : "false",
-                            iv[i].ephemeral ? "true" : "false",
-                            (unsigned long long)iv[i].last_beat_ms);
+        rc |= cn_buf_printf(
+            &b,
+            ",\"healthy\":%s,\"enabled\":%s,\"ephemeral\":%s,\"last_beat_ms\":%llu,\"metadata\":",
+            iv[i].healthy ? "true" : "false", iv[i].enabled ? "true" : "false",
+            iv[i].ephemeral ? "true" : "false", (unsigned long long)iv[i].last_beat_ms);
         rc |= cn_buf_puts(&b, iv[i].metadata);
         rc |= cn_buf_puts(&b, "}");
     }
@@ -173,8 +174,8 @@ static void h_instance_put(struct cn_http_req *req, void *ctx)
     if ((w && !json_is_number(w)) || (m && !json_is_object(m)) || (h && !json_is_boolean(h)) ||
         (e && !json_is_boolean(e)) || (eph && !json_is_boolean(eph))) {
         cn_http_reply_json_error(req, 400,
-                                 w && !json_is_number(w)   ? "weight"
-                                 : m && !json_is_object(m) ? "metadata"
+                                 w && !json_is_number(w)    ? "weight"
+                                 : m && !json_is_object(m)  ? "metadata"
                                  : h && !json_is_boolean(h) ? "healthy"
                                  : e && !json_is_boolean(e) ? "enabled"
                                                             : "ephemeral",
@@ -184,17 +185,18 @@ static void h_instance_put(struct cn_http_req *req, void *ctx)
     meta = m ? json_dumps(m, JSON_COMPACT) : NULL;
     /* Instances put through this API are persistent unless said otherwise: nothing sends
      * them heartbeats. */
-    struct cn_reg_instance in = {v[0],
-                                 v[1],
-                                 v[2],
-                                 cn_slice_of(cluster && *cluster ? cluster : CN_REG_DEFAULT_CLUSTER),
-                                 cn_slice_of(ip),
-                                 (uint16_t)json_integer_value(port),
-                                 w ? json_number_value(w) : 1.0,
-                                 h ? json_is_true(h) : 1,
-                                 e ? json_is_true(e) : 1,
-                                 eph ? json_is_true(eph) : 0,
-                                 cn_slice_of(meta ? meta : "{}")};
+    struct cn_reg_instance in = {
+        v[0],
+        v[1],
+        v[2],
+        cn_slice_of(cluster && *cluster ? cluster : CN_REG_DEFAULT_CLUSTER),
+        cn_slice_of(ip),
+        (uint16_t)json_integer_value(port),
+        w ? json_number_value(w) : 1.0,
+        h ? json_is_true(h) : 1,
+        e ? json_is_true(e) : 1,
+        eph ? json_is_true(eph) : 0,
+        cn_slice_of(meta ? meta : "{}")};
     struct cn_reg_error err = {0};
     int rc = cn_reg_register(up->reg, &in, now_ms(), &err);
     if (rc)
@@ -398,8 +400,8 @@ static void h_rollback(struct cn_http_req *req, void *ctx)
     who_of(req, who, sizeof(who));
     struct cn_reg_error err = {0};
     uint64_t nv = 0;
-    int rc = cn_reg_cfg_rollback(up->reg, &k, (uint64_t)json_integer_value(v), who, now_ms(), &nv,
-                                 &err);
+    int rc =
+        cn_reg_cfg_rollback(up->reg, &k, (uint64_t)json_integer_value(v), who, now_ms(), &nv, &err);
     if (rc) {
         reg_error(req, rc, &err);
     } else {

@@ -161,6 +161,9 @@ int cmd_config(int argc, char **argv)
         cn_print_usage("config", stdout);
         return CN_EXIT_OK;
     }
+    if (strcmp(sub, "get") == 0 || strcmp(sub, "put") == 0 || strcmp(sub, "history") == 0 ||
+        strcmp(sub, "rollback") == 0)
+        return cn_config_center(argc, argv);
     int is_check = strcmp(sub, "check") == 0;
     if (!is_check && strcmp(sub, "show") != 0)
         return cn_usage_error("config", "unknown subcommand '%s'", sub);

@@ -25,13 +25,23 @@ static const struct cmd commands[] = {
      "Precedence, lowest first: defaults, the file, CAIRN_* environment, flags.\n"
      "SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the configuration file.\n"},
     {"version", cmd_version, "print the version", "usage: cairn version [--json]\n"},
-    {"config", cmd_config, "check or show a configuration",
+    {"config", cmd_config, "check or show a configuration; read and write the config center",
      "usage: cairn config check FILE [--json]\n"
      "       cairn config show [FILE]\n"
+     "       cairn config get DATA_ID [--group G] [--namespace NS] [--json]\n"
+     "       cairn config put DATA_ID [--content TEXT | --file F] [--type T] [--group G]\n"
+     "                        [--namespace NS]\n"
+     "       cairn config history DATA_ID [--limit N] [--group G] [--namespace NS] [--json]\n"
+     "       cairn config rollback DATA_ID VERSION [--group G] [--namespace NS]\n"
+     "       (the last four also take --server URL --token TOKEN)\n"
      "\n"
      "check reports the first error as FILE:LINE:COL: message and exits 3 when the\n"
      "configuration is invalid; show prints the effective configuration (defaults, the\n"
-     "file, then CAIRN_* environment variables).\n"},
+     "file, then CAIRN_* environment variables).\n"
+     "get prints an item's content as stored; put publishes (content from --content, --file\n"
+     "or stdin) and prints the new version; history lists versions newest first (VERSION,\n"
+     "OP, MD5, SIZE, WHO, TIME); rollback publishes an old version's content again.\n"
+     "The group defaults to DEFAULT_GROUP, the namespace to public (docs/registry.md).\n"},
     {"trace", cmd_trace, "look at traces on a running server",
      "usage: cairn trace get TRACE_ID [--server URL] [--token TOKEN] [--json]\n"
      "       cairn trace search [--service S] [--operation O] [--tag K=V]... [--status S]\n"
@@ -72,6 +82,19 @@ static const struct cmd commands[] = {
      "before and after, example traces, the failing span and its logs. The method and the\n"
      "scores: docs/rca.md. Exit 1 when the analysis fails.\n"},
     {"gateway", cmd_gateway, "run the gateway alone (reverse proxy, docs/gateway.md)", "usage: cairn gateway -c FILE [--workers N] [--log-level LEVEL]\n\n  -c, --config FILE   gateway YAML (examples/gateway.yaml); reloaded on SIGHUP and when it changes\n  --workers N         worker threads (overrides the file's workers; 0 = one per core)\n  --log-level LEVEL   debug, info, warn, error\n\nExit 3 when the configuration is invalid; SIGTERM/SIGINT drain and exit 0.\n"},
+    {"registry", cmd_registry, "list, show, add and remove service instances",
+     "usage: cairn registry ls [--namespace NS] [--group G] [--json]\n"
+     "       cairn registry get SERVICE [--namespace NS] [--group G] [--json]\n"
+     "       cairn registry put SERVICE IP:PORT [--weight W] [--cluster C]\n"
+     "                          [--metadata k=v,k2=v2] [--ephemeral]\n"
+     "       cairn registry rm SERVICE IP:PORT [--cluster C]\n"
+     "       (all take --server URL --token TOKEN)\n"
+     "\n"
+     "ls lists the services of a namespace; get prints a service's instances (IP, PORT,\n"
+     "CLUSTER, WEIGHT, HEALTHY, ENABLED, EPHEMERAL, METADATA); put registers an instance\n"
+     "(persistent, checked by the server, unless --ephemeral); rm deregisters it. The group\n"
+     "defaults to DEFAULT_GROUP, the namespace to public. Exit 1 when the server refuses\n"
+     "(the message names the field) or cannot be reached.\n"},
     {"help", cmd_help, "show help for a command", "usage: cairn help [COMMAND]\n"},
 };
 

@@ -209,8 +209,10 @@ static int publish_op(struct cn_reg *reg, const struct cn_reg_cfg_key *k0, struc
         rc = CN_ELIMIT;
     }
     if (rc == 0 && reg->store) {
-        struct cn_reg_cfg_rec r = {ns,  group,  data_id, content.ptr ? content.ptr : "",
-                                   content.len, md5, typez, 0, now_ms, op, who ? who : ""};
+        struct cn_reg_cfg_rec r = {
+            ns,          group, data_id,       content.ptr ? content.ptr : "",
+            content.len, md5,   typez,         0,
+            now_ms,      op,    who ? who : ""};
         char e[256];
         uv_mutex_lock(&reg->store_lock);
         rc = reg->store->ops->cfg_write(reg->store, &r, reg->opts.max_history, e, sizeof(e));
@@ -261,9 +263,8 @@ int cn_reg_cfg_delete(struct cn_reg *reg, const struct cn_reg_cfg_key *k0, const
         return 0;
     }
     if (reg->store) {
-        struct cn_reg_cfg_rec r = {it->ns, it->group, it->data_id, NULL,     0,
-                                   "",     it->type,  0,           now_ms,   "delete",
-                                   who ? who : ""};
+        struct cn_reg_cfg_rec r = {it->ns, it->group, it->data_id, NULL,          0, "", it->type,
+                                   0,      now_ms,    "delete",    who ? who : ""};
         char e[256];
         uv_mutex_lock(&reg->store_lock);
         rc = reg->store->ops->cfg_write(reg->store, &r, reg->opts.max_history, e, sizeof(e));
@@ -324,7 +325,7 @@ void cn_reg_cfg_md5(struct cn_reg *reg, const struct cn_reg_cfg_key *k, char out
 struct hist_ctx {
     struct cn_buf *out;
     int n, rc;
-    uint64_t want;      /* rollback: the version looked for */
+    uint64_t want;       /* rollback: the version looked for */
     struct cn_buf found; /* its content */
     char type[64];
     int hit;

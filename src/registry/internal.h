@@ -107,8 +107,8 @@ struct cn_reg {
     cn_reg_cfg_change_cb cfg_cb;
     void *cfg_ctx;
 
-    atomic_uint_fast64_t n_registers, n_deregisters, n_beats, n_unhealthy, n_removed,
-        n_publishes, n_instances, n_healthy, n_ephemeral;
+    atomic_uint_fast64_t n_registers, n_deregisters, n_beats, n_unhealthy, n_removed, n_publishes,
+        n_instances, n_healthy, n_ephemeral;
 };
 
 uint64_t reg_hash(const char *parts[], const size_t lens[], size_t n);

@@ -75,8 +75,8 @@ static int params_parse(struct cn_http_req *req, struct params *p)
     if (rc == 0 && req->body.len) {
         const struct cn_slice *ct = cn_http_req_header(req, "Content-Type");
         /* Nacos clients send forms; a body of another type carries no parameters. */
-        if (!ct || (ct->len >= 33 && strncasecmp(ct->ptr, "application/x-www-form-urlencoded",
-                                                 33) == 0))
+        if (!ct ||
+            (ct->len >= 33 && strncasecmp(ct->ptr, "application/x-www-form-urlencoded", 33) == 0))
             rc = cn_form_parse(&p->f, cn_buf_slice(&req->body));
     }
     if (rc) {
@@ -140,8 +140,7 @@ static int parse_u64(struct cn_http_req *req, const char *name, struct cn_slice 
     return 0;
 }
 
-static int parse_double(struct cn_http_req *req, const char *name, struct cn_slice v,
-                        double *out)
+static int parse_double(struct cn_http_req *req, const char *name, struct cn_slice v, double *out)
 {
     char t[64];
     char *end = NULL;
@@ -842,7 +841,8 @@ static void on_tick(uv_timer_t *t)
 
 static void on_wake(struct cn_mail *m)
 {
-    struct cn_nacos_worker *w = (struct cn_nacos_worker *)((char *)m - offsetof(struct cn_nacos_worker, mail));
+    struct cn_nacos_worker *w =
+        (struct cn_nacos_worker *)((char *)m - offsetof(struct cn_nacos_worker, mail));
     atomic_store(&w->pending, 0);
     w->wakes++;
     struct cn_buf out;
@@ -1070,8 +1070,8 @@ int cn_nacos_routes(struct cn_nacos *n, struct cn_router *r)
         (rc = cn_router_add(r, get, "/nacos/v1/ns/operator/metrics", h_metrics, n)) < 0 ||
         (rc = cn_router_add(r, CN_M(HTTP_GET) | CN_M(HTTP_POST) | CN_M(HTTP_DELETE),
                             "/nacos/v1/cs/configs", h_configs, n)) < 0 ||
-        (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/cs/configs/listener", h_listener,
-                            n)) < 0 ||
+        (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/cs/configs/listener", h_listener, n)) <
+            0 ||
         (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/auth/login", h_login, n)) < 0 ||
         (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/auth/users/login", h_login, n)) < 0)
         return rc;

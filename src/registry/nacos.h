@@ -46,8 +46,8 @@ struct cn_nacos {
     struct cn_nacos_opts opts;
     int nworkers;
     struct cn_nacos_worker *workers;
-    uv_mutex_t wlock;  /* workers' open flags against concurrent posts */
-    uv_mutex_t tlock;  /* tokens */
+    uv_mutex_t wlock; /* workers' open flags against concurrent posts */
+    uv_mutex_t tlock; /* tokens */
     struct cn_nacos_token *tokens;
     size_t num_tokens;
     atomic_uint_fast64_t listeners_answered, listeners_changed;

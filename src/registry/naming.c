@@ -388,7 +388,7 @@ static int store_inst(struct cn_reg *reg, const struct svc *s, const struct inst
     if (!reg->store || in->ephemeral)
         return 0;
     char e[256];
-    struct cn_reg_inst_rec r = {s->ns,      s->group,   s->name,     in->cluster, in->ip,
+    struct cn_reg_inst_rec r = {s->ns,        s->group, s->name,    in->cluster, in->ip,
                                 in->metadata, in->port, in->weight, in->healthy, in->enabled};
     uv_mutex_lock(&reg->store_lock);
     int rc = reg->store->ops->inst_put(reg->store, &r, e, sizeof(e));
@@ -484,13 +484,14 @@ static int put_locked(struct cn_reg *reg, const struct cn_reg_instance *in, int 
     if (old && old->ephemeral != (in->ephemeral ? 1 : 0)) {
         cn_buf_release(&meta);
         seterr(err, "ephemeral",
-               "instance %.*s:%u is already registered as %s; deregister it first",
-               (int)in->ip.len, in->ip.ptr, in->port, old->ephemeral ? "ephemeral" : "persistent");
+               "instance %.*s:%u is already registered as %s; deregister it first", (int)in->ip.len,
+               in->ip.ptr, in->port, old->ephemeral ? "ephemeral" : "persistent");
         return CN_EINVAL;
     }
     if (!old && s->num >= reg->opts.max_instances_per_service) {
         cn_buf_release(&meta);
-        seterr(err, "ip", "too many instances in service: registry.max_instances_per_service is %llu",
+        seterr(err, "ip",
+               "too many instances in service: registry.max_instances_per_service is %llu",
                (unsigned long long)reg->opts.max_instances_per_service);
         return CN_ELIMIT;
     }
@@ -846,8 +847,7 @@ int cn_reg_service_put(struct cn_reg *reg, const struct cn_reg_service *sv, int 
     int rc = 0;
     struct svc *s = find_svc(reg, sv->ns, sv->group, sv->service);
     if (update && !s) {
-        seterr(err, "serviceName", "service %.*s not found", (int)sv->service.len,
-               sv->service.ptr);
+        seterr(err, "serviceName", "service %.*s not found", (int)sv->service.len, sv->service.ptr);
         rc = CN_ENOENT;
     } else if (!update && s && s->explicit_) {
         seterr(err, "serviceName", "specified service %.*s already exists", (int)sv->service.len,
@@ -1031,8 +1031,7 @@ long cn_reg_checks(struct cn_reg *reg, struct cn_reg_check **out)
     struct cn_reg_check *v = NULL;
     long rc = 0;
     for (size_t b = 0; b < REG_BUCKETS && rc == 0; b++)
-        for (struct svc *s = atomic_load(&reg->buckets[b]); s && rc == 0;
-             s = atomic_load(&s->next))
+        for (struct svc *s = atomic_load(&reg->buckets[b]); s && rc == 0; s = atomic_load(&s->next))
             for (size_t i = 0; i < s->num && rc == 0; i++) {
                 const struct inst *in = &s->insts[i];
                 if (in->ephemeral)
@@ -1054,8 +1053,7 @@ long cn_reg_checks(struct cn_reg *reg, struct cn_reg_check **out)
                 c->ip = strdup(in->ip);
                 c->health_path = strdup(in->health_path);
                 c->port = in->port;
-                if (!c->ns || !c->group || !c->service || !c->cluster || !c->ip ||
-                    !c->health_path)
+                if (!c->ns || !c->group || !c->service || !c->cluster || !c->ip || !c->health_path)
                     rc = CN_ENOMEM;
             }
     uv_mutex_unlock(&reg->lock);
@@ -1086,13 +1084,13 @@ void cn_reg_set_health(struct cn_reg *reg, const struct cn_reg_check *c, int hea
                        uint64_t now_ms)
 {
     uv_mutex_lock(&reg->lock);
-    struct svc *s = find_svc(reg, cn_slice_of(c->ns), cn_slice_of(c->group),
-                             cn_slice_of(c->service));
-    struct inst *in =
-        s ? find_inst(s, cn_slice_of(c->cluster), cn_slice_of(c->ip), c->port) : NULL;
+    struct svc *s =
+        find_svc(reg, cn_slice_of(c->ns), cn_slice_of(c->group), cn_slice_of(c->service));
+    struct inst *in = s ? find_inst(s, cn_slice_of(c->cluster), cn_slice_of(c->ip), c->port) : NULL;
     if (in && !in->ephemeral && in->healthy != (healthy ? 1 : 0)) {
         in->healthy = healthy ? 1 : 0;
-        cn_info("registry", healthy ? "instance healthy: check passed" : "instance unhealthy: check failed",
+        cn_info("registry",
+                healthy ? "instance healthy: check passed" : "instance unhealthy: check failed",
                 "service=\"%s\" ip=%s port=%u", s->grouped, in->ip, in->port);
         publish(reg, s, now_ms);
     }
@@ -1105,8 +1103,8 @@ void cn_reg_set_health(struct cn_reg *reg, const struct cn_reg_check *c, int hea
 static int load_svc(void *ctx, const struct cn_reg_svc_rec *r)
 {
     struct cn_reg *reg = ctx;
-    struct svc *s = get_svc(reg, cn_slice_of(r->ns), cn_slice_of(r->group),
-                            cn_slice_of(r->service), 0, NULL);
+    struct svc *s =
+        get_svc(reg, cn_slice_of(r->ns), cn_slice_of(r->group), cn_slice_of(r->service), 0, NULL);
     char *m = strdup(r->metadata);
     if (!s || !m) {
         free(m);
@@ -1122,10 +1120,17 @@ static int load_svc(void *ctx, const struct cn_reg_svc_rec *r)
 static int load_inst(void *ctx, const struct cn_reg_inst_rec *r)
 {
     struct cn_reg *reg = ctx;
-    struct cn_reg_instance in = {
-        cn_slice_of(r->ns), cn_slice_of(r->group), cn_slice_of(r->service),
-        cn_slice_of(r->cluster), cn_slice_of(r->ip), r->port, r->weight, r->healthy,
-        r->enabled, 0, cn_slice_of(r->metadata)};
+    struct cn_reg_instance in = {cn_slice_of(r->ns),
+                                 cn_slice_of(r->group),
+                                 cn_slice_of(r->service),
+                                 cn_slice_of(r->cluster),
+                                 cn_slice_of(r->ip),
+                                 r->port,
+                                 r->weight,
+                                 r->healthy,
+                                 r->enabled,
+                                 0,
+                                 cn_slice_of(r->metadata)};
     struct cn_reg_error e;
     /* No store during load: the record is already there. */
     struct cn_reg_store *st = reg->store;

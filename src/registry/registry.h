@@ -48,8 +48,8 @@ struct cn_reg_opts {
     uint64_t max_history;               /* history rows kept per item (oldest pruned) */
     uint64_t beat_interval_ms;          /* defaults of ephemeral instances, overridden per */
     uint64_t beat_timeout_ms;           /* instance by preserved.heart.beat.interval, */
-    uint64_t delete_timeout_ms;         /* preserved.heart.beat.timeout, preserved.ip.delete.timeout */
-    uint64_t cache_millis;              /* cacheMillis in list answers (client poll period) */
+    uint64_t delete_timeout_ms; /* preserved.heart.beat.timeout, preserved.ip.delete.timeout */
+    uint64_t cache_millis;      /* cacheMillis in list answers (client poll period) */
 };
 
 void cn_reg_opts_default(struct cn_reg_opts *o);

@@ -99,12 +99,16 @@ static int sq_load(struct cn_reg_store *base, const struct cn_reg_load_cbs *cbs,
                            -1, &st, NULL) != SQLITE_OK)
         return fail(s, err, err_len, "load instances");
     while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
-        struct cn_reg_inst_rec r = {
-            (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-            (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
-            (const char *)sqlite3_column_text(st, 4), (const char *)sqlite3_column_text(st, 9),
-            (uint16_t)sqlite3_column_int(st, 5),      sqlite3_column_double(st, 6),
-            sqlite3_column_int(st, 7),                sqlite3_column_int(st, 8)};
+        struct cn_reg_inst_rec r = {(const char *)sqlite3_column_text(st, 0),
+                                    (const char *)sqlite3_column_text(st, 1),
+                                    (const char *)sqlite3_column_text(st, 2),
+                                    (const char *)sqlite3_column_text(st, 3),
+                                    (const char *)sqlite3_column_text(st, 4),
+                                    (const char *)sqlite3_column_text(st, 9),
+                                    (uint16_t)sqlite3_column_int(st, 5),
+                                    sqlite3_column_double(st, 6),
+                                    sqlite3_column_int(st, 7),
+                                    sqlite3_column_int(st, 8)};
         rc = cbs->inst(cbs->ctx, &r);
     }
     sqlite3_finalize(st);
@@ -286,9 +290,8 @@ static void sq_close(struct cn_reg_store *base)
     free(s);
 }
 
-static const struct cn_reg_store_ops sq_ops = {sq_load,    sq_cfg_write, sq_cfg_history,
-                                               sq_svc_put, sq_svc_del,   sq_inst_put,
-                                               sq_inst_del, sq_close};
+static const struct cn_reg_store_ops sq_ops = {sq_load,    sq_cfg_write, sq_cfg_history, sq_svc_put,
+                                               sq_svc_del, sq_inst_put,  sq_inst_del,    sq_close};
 
 struct cn_reg_store *cn_reg_store_sqlite_open(const char *dir, char *err, size_t err_len)
 {
@@ -305,8 +308,8 @@ struct cn_reg_store *cn_reg_store_sqlite_open(const char *dir, char *err, size_t
     s->base.ops = &sq_ops;
     char path[4200];
     snprintf(path, sizeof(path), "%s/registry.db", dir);
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                          SQLITE_OPEN_NOMUTEX,
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         snprintf(err, err_len, "cannot open %s: %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");

@@ -21,9 +21,9 @@ struct cn_reg_cfg_rec {
     const char *content;
     size_t content_len;
     const char *md5, *type;
-    uint64_t version;  /* history id; unique and increasing across the store */
+    uint64_t version; /* history id; unique and increasing across the store */
     uint64_t mtime_ms;
-    const char *op;    /* history rows: "publish", "delete", "rollback" */
+    const char *op; /* history rows: "publish", "delete", "rollback" */
     const char *who;
 };
 
@@ -59,17 +59,16 @@ struct cn_reg_store_ops {
     int (*cfg_write)(struct cn_reg_store *s, struct cn_reg_cfg_rec *r, uint64_t max_history,
                      char *err, size_t err_len);
     int (*cfg_history)(struct cn_reg_store *s, const char *ns, const char *group,
-                       const char *data_id, uint64_t limit, int with_content,
-                       cn_reg_history_cb cb, void *ctx, char *err, size_t err_len);
+                       const char *data_id, uint64_t limit, int with_content, cn_reg_history_cb cb,
+                       void *ctx, char *err, size_t err_len);
     int (*svc_put)(struct cn_reg_store *s, const struct cn_reg_svc_rec *r, char *err,
                    size_t err_len);
     int (*svc_del)(struct cn_reg_store *s, const char *ns, const char *group, const char *service,
                    char *err, size_t err_len);
     int (*inst_put)(struct cn_reg_store *s, const struct cn_reg_inst_rec *r, char *err,
                     size_t err_len);
-    int (*inst_del)(struct cn_reg_store *s, const char *ns, const char *group,
-                    const char *service, const char *cluster, const char *ip, uint16_t port,
-                    char *err, size_t err_len);
+    int (*inst_del)(struct cn_reg_store *s, const char *ns, const char *group, const char *service,
+                    const char *cluster, const char *ip, uint16_t port, char *err, size_t err_len);
     void (*close)(struct cn_reg_store *s);
 };
 

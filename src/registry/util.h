@@ -24,7 +24,7 @@ struct cn_form {
     size_t num;
     uint32_t noff[CN_FORM_MAX_PARAMS], nlen[CN_FORM_MAX_PARAMS]; /* offsets into text, which */
     uint32_t voff[CN_FORM_MAX_PARAMS], vlen[CN_FORM_MAX_PARAMS]; /* may move as it grows */
-    struct cn_buf text; /* decoded bytes */
+    struct cn_buf text;                                          /* decoded bytes */
 };
 
 void cn_form_init(struct cn_form *f, size_t max_bytes);

@@ -23,8 +23,7 @@ static struct cn_reg *new_reg(void)
     return r;
 }
 
-static struct cn_reg_instance inst(const char *svc, const char *ip, uint16_t port,
-                                   const char *meta)
+static struct cn_reg_instance inst(const char *svc, const char *ip, uint16_t port, const char *meta)
 {
     struct cn_reg_instance in = {cn_slice_of(""),
                                  CN_SLICE_LIT("DEFAULT_GROUP"),
@@ -355,8 +354,7 @@ static void test_listener_parse(void **state)
     /* Trailing bytes without \x01 are ignored, as Nacos does. */
     assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02g\x02m\x01zz\x02"), k, 4), 1);
     assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02m\x01"), k, 4), CN_ESYNTAX);
-    assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02g\x02m\x02t\x02x\x01"), k, 4),
-                     CN_ESYNTAX);
+    assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02g\x02m\x02t\x02x\x01"), k, 4), CN_ESYNTAX);
     assert_int_equal(cn_listen_parse(CN_SLICE_LIT("\x02g\x02m\x01"), k, 4), CN_ESYNTAX);
     /* The limit, at its edge. */
     assert_int_equal(cn_listen_parse(CN_SLICE_LIT("a\x02g\x02\x01"
@@ -441,19 +439,19 @@ static void test_config_store_history_rollback(void **state)
     struct cn_reg_cfg_key k = {CN_SLICE_LIT("public"), CN_SLICE_LIT("G"), CN_SLICE_LIT("app.yaml")};
     struct cn_reg_error e = {0};
     uint64_t v1, v2, v3;
-    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 1"), CN_SLICE_LIT("yaml"), "1.2.3.4",
-                                        100, &v1, &e),
+    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 1"), CN_SLICE_LIT("yaml"),
+                                        "1.2.3.4", 100, &v1, &e),
                      0);
     assert_int_equal(c.n, 1);
     assert_string_equal(c.last, "app.yaml");
-    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 2"), CN_SLICE_LIT("yaml"), "bob", 200,
-                                        &v2, &e),
-                     0);
+    assert_int_equal(
+        cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 2"), CN_SLICE_LIT("yaml"), "bob", 200, &v2, &e),
+        0);
     assert_true(v2 > v1);
     /* The size limit at its edge: 8 bytes fit, 9 do not. */
-    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("123456789"), CN_SLICE_LIT(""), "x",
-                                        300, NULL, &e),
-                     CN_ELIMIT);
+    assert_int_equal(
+        cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("123456789"), CN_SLICE_LIT(""), "x", 300, NULL, &e),
+        CN_ELIMIT);
     assert_string_equal(e.param, "content");
     /* "" and "public" are one namespace. */
     struct cn_reg_cfg_key k0 = {CN_SLICE_LIT(""), CN_SLICE_LIT("G"), CN_SLICE_LIT("app.yaml")};
@@ -472,11 +470,9 @@ static void test_config_store_history_rollback(void **state)
     assert_int_equal(cn_reg_cfg_history_json(r, &k, 10, &b), 0);
     json_t *h = json_loadb(b.ptr, b.len, 0, NULL);
     assert_int_equal(json_array_size(h), 3);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(h, 0), "op")),
-                        "rollback");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(h, 0), "op")), "rollback");
     assert_string_equal(json_string_value(json_object_get(json_array_get(h, 0), "who")), "carol");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(h, 2), "who")),
-                        "1.2.3.4");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(h, 2), "who")), "1.2.3.4");
     json_decref(h);
     /* A persistent instance and an ephemeral one. */
     struct cn_reg_instance p = inst("db", "10.1.1.1", 5432, "{\"role\":\"primary\"}");
@@ -484,9 +480,9 @@ static void test_config_store_history_rollback(void **state)
     struct cn_reg_instance q = inst("db", "10.1.1.2", 5432, "");
     assert_int_equal(cn_reg_register(r, &p, 0, &e), 0);
     assert_int_equal(cn_reg_register(r, &q, 0, &e), 0);
-    assert_int_equal(cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 4"), CN_SLICE_LIT("yaml"), "bob",
-                                        500, NULL, &e),
-                     0);
+    assert_int_equal(
+        cn_reg_cfg_publish(r, &k, CN_SLICE_LIT("a: 4"), CN_SLICE_LIT("yaml"), "bob", 500, NULL, &e),
+        0);
     cn_reg_free(r);
 
     /* Reopen: configuration, pruned history (3 rows), the persistent instance; not the
