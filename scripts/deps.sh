@@ -2,7 +2,7 @@
 # Installs, idempotently and quietly, the Debian packages Cairn's build and tests need.
 #   scripts/deps.sh           install what is missing (build + tests)
 #   scripts/deps.sh --check   exit 0 when nothing is missing, 1 otherwise; installs nothing
-#   scripts/deps.sh --bench   also the benchmark peers (nginx, haproxy, wrk)
+#   scripts/deps.sh --bench   also the benchmark peers (nginx, haproxy, wrk, ClickHouse, etcd)
 # Then, with `npm ci` from each committed package-lock.json, the npm modules of
 # tests/integration/otel (the OpenTelemetry JS SDK the telemetry integration tests export
 # with), web/ (the console's build: Vite and the libraries embedded into the binary) and
@@ -13,7 +13,7 @@ build_pkgs=(gcc g++ make cmake ninja-build pkg-config git
             libuv1-dev node-llhttp libssl-dev zlib1g-dev libjansson-dev libyaml-dev
             libcmocka-dev libxxhash-dev libzstd-dev libcurl4-openssl-dev libsqlite3-dev)
 test_pkgs=(python3 clang libclang-rt-14-dev curl procps chromium)
-bench_pkgs=(nginx-light haproxy wrk util-linux clickhouse-server)
+bench_pkgs=(nginx-light haproxy wrk util-linux clickhouse-server etcd-server etcd-client)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
 # Node.js for the OpenTelemetry JS SDK. The machine image ships its own Node 20 (whose nodejs
@@ -32,7 +32,7 @@ done
 # Each npm project needs `npm ci` when its node_modules is missing, or older than
 # package-lock.json (npm writes node_modules/.package-lock.json at the end of an install).
 root="$(cd "$(dirname "$0")/.." && pwd)"
-npm_dirs=(tests/integration/otel web tests/integration/console)
+npm_dirs=(tests/integration/otel tests/integration/nacos web tests/integration/console)
 npm_stale() {
   [ -f "$root/$1/package-lock.json" ] || return 1
   [ -f "$root/$1/node_modules/.package-lock.json" ] || return 0
