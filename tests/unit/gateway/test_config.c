@@ -6,6 +6,12 @@
 
 #include "gateway/internal.h"
 
+#include <libgen.h>
+
+/* The directory of this file, for the example's path. */
+static char cn_dir_buf[4096];
+#define CN_DIR (strncpy(cn_dir_buf, __FILE__, sizeof(cn_dir_buf) - 1), dirname(cn_dir_buf))
+
 #define HEAD                                                                                       \
     "listeners:\n"                                                                                 \
     "  - address: 127.0.0.1:8080\n"                                                                \
@@ -216,12 +222,28 @@ static void test_file_errors(void **state)
     assert_string_equal(err, "/nonexistent/gw.yaml: cannot open: No such file or directory");
 }
 
+/* The shipped example loads. */
+static void test_example(void **state)
+{
+    (void)state;
+    char err[512], path[4096];
+    snprintf(path, sizeof(path), "%s/../../../examples/gateway.yaml", CN_DIR);
+    struct cn_gw_snapshot *s = cn_gw_config_load_file(path, err, sizeof(err));
+    if (!s)
+        fprintf(stderr, "%s\n", err);
+    assert_non_null(s);
+    assert_int_equal(s->num_routes, 6);
+    assert_int_equal(s->num_clusters, 4);
+    cn_gw_snapshot_unref(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_example),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
