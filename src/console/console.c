@@ -6,9 +6,9 @@
 
 /* The top-level paths of the console's pages (web/src/main.jsx's PAGES). "/NAME" and
  * "/NAME/..." answer index.html and the page's script shows what the rest names; any other
- * unknown path stays a plain 404 like elsewhere on the API port. The gateway's and the
- * registry's pages (phase 2) add their names here. */
-static const char *const pages[] = {"services", "topology", "traces", "logs", "rca"};
+ * unknown path stays a plain 404 like elsewhere on the API port. The gateway's page adds its
+ * name here when it comes. */
+static const char *const pages[] = {"services", "topology", "traces", "logs", "rca", "registry"};
 
 #define IMMUTABLE  "public, max-age=31536000, immutable"
 #define REVALIDATE "no-cache"

@@ -45,7 +45,8 @@ def assets_of(index_html):
 class ConsoleHttpTest(CairnTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = cls.start_class(settings={"api.token": "s3cret"})
+        cls.srv = cls.start_class(settings={"api.token": "s3cret",
+                                            "registry.listen": "127.0.0.1:0"})
         cls.index = get(cls.srv.port, "/").body
 
     def head_of(self, r):
@@ -68,7 +69,7 @@ class ConsoleHttpTest(CairnTestCase):
         self.assertSecurityHeaders(r)
         # No inline script: the CSP allows none.
         self.assertNotRegex(r.body.decode(), r"<script(?![^>]*\bsrc=)[^>]*>")
-        for path in ("/services", "/topology", "/traces", "/traces/", "/logs", "/rca",
+        for path in ("/services", "/topology", "/traces", "/traces/", "/logs", "/rca", "/registry",
                      "/traces/0123456789abcdef0123456789abcdef", "/services?range=15m",
                      "/traces/x/y/z", "/index.html"):
             with self.subTest(path):
@@ -174,6 +175,7 @@ class ConsoleBrowserTest(CairnTestCase):
         cls.node = node_or_fail(OTEL_DIR)
         node_or_fail(CONSOLE_DIR)
         cls.srv = cls.start_class(workers=2, settings={
+            "registry.listen": "127.0.0.1:0",
             "telemetry.code_links":
             '{"*": "https://git.example.com/{repo}/blob/{revision}/{filepath}#L{lineno}"}'})
         cls.tmp = tempfile.mkdtemp(prefix="cairn-console-")
@@ -198,6 +200,19 @@ class ConsoleBrowserTest(CairnTestCase):
                    == 2 * REQUESTS, scaled(10), what="both edges with every call")
         poll_until(lambda: len(api("/api/v1/logs?limit=1000")["logs"]) == len(cls.app["logs"]),
                    scaled(10), what="every log record")
+        # The registry page's data: an instance and a configuration changed once (history).
+        def put(path, body):
+            req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method="PUT",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req) as r:
+                return json.load(r)
+        put("/api/v1/registry/services/public/DEFAULT_GROUP/inventory/instances",
+            {"ip": "10.0.0.7", "port": 8080, "weight": 2, "metadata": {"zone": "a"}})
+        put("/api/v1/registry/configs/public/DEFAULT_GROUP/shop.yaml",
+            {"content": "timeout: 3s\n", "type": "yaml"})
+        put("/api/v1/registry/configs/public/DEFAULT_GROUP/shop.yaml",
+            {"content": "timeout: 5s\n", "type": "yaml"})
 
     @classmethod
     def tearDownClass(cls):
@@ -225,7 +240,7 @@ class ConsoleBrowserTest(CairnTestCase):
         self.assertEqual(names, ["services page", "topology page",
                                  "search, trace, its logs, back to the trace",
                                  "pages load from their URLs within the budget", "live tail",
-                                 "root cause page", "unknown page"], out)
+                                 "root cause page", "registry page", "unknown page"], out)
         for c in checks:
             with self.subTest(c["check"]):
                 self.assertTrue(c["ok"], c["detail"])
@@ -233,7 +248,8 @@ class ConsoleBrowserTest(CairnTestCase):
             budget, time.monotonic() - t0, "; ".join("%s: %s" % (c["check"], c["detail"])
                                                       for c in checks if c["ok"] and c["detail"])))
         self.assertEqual(p.returncode, 0, out + p.stderr.decode("utf-8", "replace"))
-        for name in ("services", "topology", "traces", "trace", "logs", "logs-tail", "rca"):
+        for name in ("services", "topology", "traces", "trace", "logs", "logs-tail", "rca",
+                     "registry"):
             self.assertGreater(os.path.getsize(os.path.join(artifacts, name + ".png")), 10000)
 
 

@@ -12,12 +12,12 @@ import Traces from './pages/traces.jsx';
 import Trace from './pages/trace.jsx';
 import Logs from './pages/logs.jsx';
 import Rca from './pages/rca.jsx';
+import Registry from './pages/registry.jsx';
 
 /* The pages: path prefix, title, component. They are small and come in the first script,
  * except the topology, whose graph library is most of the console's bytes: it loads when
- * first shown. Phase 2 adds the gateway (routes, clusters, endpoints with health) and the
- * registry (services, instances, configurations) here, with their names in
- * src/console/console.c's page list. */
+ * first shown. The gateway's page (routes, clusters, endpoints with health) comes here when
+ * its API does, with its name in src/console/console.c's page list too. */
 const loadTopology = () => import('./pages/topology.jsx');
 const PAGES = [
   { name: 'services', title: 'Services', page: Services },
@@ -25,6 +25,7 @@ const PAGES = [
   { name: 'traces', title: 'Traces', page: Traces },
   { name: 'logs', title: 'Logs', page: Logs },
   { name: 'rca', title: 'Root cause', page: Rca },
+  { name: 'registry', title: 'Registry', page: Registry },
 ];
 
 function Lazy({ load, ...props }) {
