@@ -60,6 +60,35 @@ static void each_window(uint64_t from, uint64_t to, int (*fn)(void *, uint64_t, 
     }
 }
 
+/* ---- bloom terms ----------------------------------------------------------------------- */
+
+/* Segments skip by their token blooms (store.h), which hold string-like values only: a value
+ * may prune only when no integer, double or boolean reads as it (cn_val_text). */
+static int string_only_value(struct cn_slice v)
+{
+    if (v.len == 0 || (v.len == 4 && memcmp(v.ptr, "true", 4) == 0) ||
+        (v.len == 5 && memcmp(v.ptr, "false", 5) == 0))
+        return 0;
+    char tmp[64];
+    if (v.len >= sizeof(tmp))
+        return 1; /* longer than any number's text */
+    memcpy(tmp, v.ptr, v.len);
+    tmp[v.len] = '\0';
+    char *end;
+    (void)strtod(tmp, &end);
+    return *end != '\0'; /* strtod reads every text a number prints as, and more */
+}
+
+/* Adds the value of each k=v predicate that may prune to terms. */
+static size_t pred_terms(const struct cn_pred *p, size_t n, struct cn_slice *terms, size_t num)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i].op == CN_PRED_EQ &&
+            string_only_value((struct cn_slice){p[i].value, p[i].value_len}))
+            terms[num++] = (struct cn_slice){p[i].value, p[i].value_len};
+    return num;
+}
+
 /* ---- trace ID set ---------------------------------------------------------------------- */
 
 /* Open addressing; a zero ID marks an empty cell (a zero trace ID never reaches the store). */
@@ -135,6 +164,8 @@ struct tsearch {
     uint64_t budget, scanned;
     struct idset ids;
     int truncated, failed;
+    struct cn_store_filter f; /* the span-level conditions the store checks first */
+    struct cn_slice terms[CN_QUERY_MAX_PREDS];
 };
 
 static void tsearch_span(void *ctx, const struct cn_span *s)
@@ -159,7 +190,7 @@ static int tsearch_window(void *ctx, uint64_t lo, uint64_t hi)
         t->truncated = 1;
         return 1;
     }
-    size_t n = cn_store_scan_spans(t->st, lo, hi, left, tsearch_span, t);
+    size_t n = cn_store_scan_spans_where(t->st, lo, hi, left, &t->f, tsearch_span, t, NULL);
     t->scanned += n;
     if (n >= left) {
         t->truncated = 1;
@@ -284,7 +315,15 @@ int cn_query_traces(struct cn_store *st, const struct cn_query_limits *lim,
         out->traces = NULL;
         out->num = 0;
     }
-    struct tsearch t = {st, q, lim->max_scan_records, 0, {0}, 0, 0};
+    struct tsearch t = {.st = st, .q = q, .budget = lim->max_scan_records};
+    t.f = (struct cn_store_filter){.service = q->service,
+                                   .name = q->operation,
+                                   .kind = q->kind,
+                                   .status = q->status,
+                                   .min_duration_ns = q->min_duration_ns,
+                                   .max_duration_ns = q->max_duration_ns,
+                                   .terms = t.terms};
+    t.f.num_terms = pred_terms(q->preds, CN_MIN(q->num_preds, CN_QUERY_MAX_PREDS), t.terms, 0);
     each_window(q->from_ns, q->to_ns, tsearch_window, &t);
     out->scanned = t.scanned;
     out->truncated = t.truncated;
@@ -356,6 +395,19 @@ static int tok_eq(const char *a, const char *b, size_t n)
     return 1;
 }
 
+/* 1 when s[0..n) holds tok[0..m) as a substring, ASCII case ignored as tok_eq does. */
+static int ci_contains(const char *s, size_t n, const char *tok, size_t m)
+{
+    unsigned char lo = (unsigned char)tolower((unsigned char)tok[0]);
+    unsigned char up = (unsigned char)toupper((unsigned char)tok[0]);
+    for (size_t i = 0; i + m <= n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c == lo || c == up) && tok_eq(s + i, tok, m))
+            return 1;
+    }
+    return 0;
+}
+
 /* 1 when the tokens of term appear as a run among the tokens of text. */
 static int has_term(const char *text, size_t n, struct cn_slice term)
 {
@@ -363,6 +415,17 @@ static int has_term(const char *text, size_t n, struct cn_slice term)
     ptrdiff_t t0 = next_tok(term.ptr, term.len, &tat, &tlen);
     if (t0 < 0)
         return 1; /* no token: nothing to require */
+    /* A token of the text is a substring of it: most texts fail this byte loop for the
+     * term's longest token (likely its rarest), far cheaper than cutting them into tokens. */
+    size_t at_l = tat, len_l, best_len = tlen;
+    ptrdiff_t best = t0;
+    for (ptrdiff_t b; (b = next_tok(term.ptr, term.len, &at_l, &len_l)) >= 0;)
+        if (len_l > best_len) {
+            best = b;
+            best_len = len_l;
+        }
+    if (!ci_contains(text, n, term.ptr + best, best_len))
+        return 0;
     size_t at = 0, len;
     for (ptrdiff_t b; (b = next_tok(text, n, &at, &len)) >= 0;) {
         if (len != tlen || !tok_eq(text + b, term.ptr + t0, len))
@@ -383,6 +446,34 @@ static int has_term(const char *text, size_t n, struct cn_slice term)
         if (ok)
             return 1;
     }
+    return 0;
+}
+
+/* 1 when a token could be one of the text of a number or boolean body (cn_val_text:
+ * "-12", "1.5e+20", "inf", "nan", "true", "false"): digits with at most a trailing 'e', or
+ * one of those words. */
+static int number_token(const char *t, size_t n)
+{
+    static const char *const words[] = {"inf", "nan", "true", "false", "infinity"};
+    for (size_t i = 0; i < CN_ARRAY_LEN(words); i++)
+        if (strlen(words[i]) == n && tok_eq(t, words[i], n))
+            return 1;
+    size_t i = 0;
+    while (i < n && isdigit((unsigned char)t[i]))
+        i++;
+    if (i < n && (t[i] == 'e' || t[i] == 'E'))
+        i++;
+    return i == n;
+}
+
+/* 1 when only a string-like body can hold term: one of its tokens is no number's. Only such
+ * terms may prune segments by their token blooms, which hold string-like bodies only. */
+static int string_only_term(struct cn_slice term)
+{
+    size_t at = 0, len;
+    for (ptrdiff_t b; (b = next_tok(term.ptr, term.len, &at, &len)) >= 0;)
+        if (!number_token(term.ptr + b, len))
+            return 1;
     return 0;
 }
 
@@ -467,6 +558,8 @@ struct lsearch {
     size_t num, cap; /* cap: results still wanted */
     json_t *out;
     int truncated;
+    struct cn_store_filter f; /* what the store checks first */
+    struct cn_slice terms[CN_QUERY_MAX_TERMS + CN_QUERY_MAX_PREDS];
 };
 
 /* Older first; among equal times the later ingested is "newer". */
@@ -539,7 +632,7 @@ static int lsearch_window(void *ctx, uint64_t lo, uint64_t hi)
         s->truncated = 1;
         return 1;
     }
-    size_t n = cn_store_scan_logs(s->st, lo, hi, left, lsearch_log, s);
+    size_t n = cn_store_scan_logs_where(s->st, lo, hi, left, &s->f, lsearch_log, s, NULL);
     s->scanned += n;
     /* Windows are disjoint in time: this one's hits are all newer than the next one's. */
     qsort(s->heap, s->num, sizeof(*s->heap), hit_desc);
@@ -562,7 +655,19 @@ int cn_query_logs(struct cn_store *st, const struct cn_query_limits *lim,
     int rc = check_common(lim, q->from_ns, q->to_ns, q->limit, err, err_len);
     if (rc)
         return rc;
-    struct lsearch s = {st, q, cl, lim->max_scan_records, 0, 0, NULL, 0, q->limit, NULL, 0};
+    struct lsearch s = {
+        .st = st, .q = q, .cl = cl, .budget = lim->max_scan_records, .cap = q->limit};
+    s.f = (struct cn_store_filter){.service = q->service,
+                                   .kind = -1,
+                                   .status = -1,
+                                   .min_severity = q->min_severity,
+                                   .trace_id = cn_id_is_zero(q->trace_id, 16) ? NULL : q->trace_id,
+                                   .terms = s.terms};
+    size_t nt = 0;
+    for (size_t i = 0; i < q->num_terms && nt < CN_QUERY_MAX_TERMS; i++)
+        if (string_only_term(q->terms[i]))
+            s.terms[nt++] = q->terms[i];
+    s.f.num_terms = pred_terms(q->preds, CN_MIN(q->num_preds, CN_QUERY_MAX_PREDS), s.terms, nt);
     s.heap = malloc(q->limit * sizeof(*s.heap));
     s.out = json_array();
     if (!s.heap || !s.out) {

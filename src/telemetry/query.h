@@ -23,7 +23,11 @@
  * duration). Results are trace summaries (derive.h) of the matching traces.
  *
  * Bounded work. Every query reads at most limits->max_scan_records records; a query that
- * reaches it stops and says so (truncated = 1) instead of running on. Ranges are read from
+ * reaches it stops and says so (truncated = 1) instead of running on. Searches read through
+ * cn_store_scan_*_where: what the store rules out by its indexes and cheap columns (the
+ * conditions on service, name, kind, status, duration, severity, trace ID; k=v values and
+ * full-text terms only strings can match, against the segments' token blooms) is neither
+ * built nor counted. Ranges are read from
  * the newest time window backwards, so a truncated newest-first answer holds the newest
  * matches. These functions run on the calling thread and may take long on a big store: an
  * event loop hands them to cn_query_submit (the libuv threadpool).

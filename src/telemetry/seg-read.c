@@ -1107,8 +1107,39 @@ static void row_view(const struct cn_seg *seg, const struct cn_seg__group *d, ui
     };
 }
 
+/* 1 when row group g may hold a row that f lets through, from the footer's statistics. */
+static int group_may_pass(const struct cn_seg *seg, uint32_t g, const struct cn_seg_filter *f)
+{
+    const struct rgroup *gr = &seg->groups[g];
+    return !f || (gr->amax >= f->min_stat && gr->amin <= f->max_stat);
+}
+
+/* Decodes only the service column of d (loaded alone) and tells whether a row of it is
+ * service. Returns 1 (or an error: the caller's full read then meets and reports the
+ * damage) when it may hold one, 0 when it surely does not. */
+static int group_has_service(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_seg__group *d,
+                             struct cn_slice service)
+{
+    unsigned col = seg->info.kind == CN_SEG_SPANS ? CN_SEG__S_SERVICE : CN_SEG__L_SERVICE;
+    if (load_block(seg, group_block(seg, d->g, col), dc, &d->arena, NULL, &d->buf[col],
+                   &d->len[col]) != 0 ||
+        cn_seg__decode(d, col) != 0)
+        return 1;
+    for (uint32_t i = 0; i < d->rows; i++)
+        if (cn_slice_eq(d->service[i], service))
+            return 1;
+    return 0;
+}
+
 int cn_seg_scan(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns, cn_seg_pred_cb pred,
                 cn_seg_rec_cb cb, void *ctx)
+{
+    return cn_seg_scan_where(seg, from_ns, to_ns, NULL, pred, cb, ctx);
+}
+
+int cn_seg_scan_where(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns,
+                      const struct cn_seg_filter *f, cn_seg_pred_cb pred, cn_seg_rec_cb cb,
+                      void *ctx)
 {
     int spans = seg->info.kind == CN_SEG_SPANS;
     struct rctx x;
@@ -1116,10 +1147,14 @@ int cn_seg_scan(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns, cn_seg_pre
     int eio = 0, stop = 0;
     for (uint32_t g = 0; g < seg->info.num_groups && rc == 0 && stop == 0; g++) {
         const struct rgroup *gr = &seg->groups[g];
-        if (gr->tmax < from_ns || gr->tmin >= to_ns)
+        if (gr->tmax < from_ns || gr->tmin >= to_ns || !group_may_pass(seg, g, f))
             continue;
         struct cn_seg__group d;
         group_init(&d, seg, g);
+        if (f && f->service.ptr && !group_has_service(seg, x.dc, &d, f->service)) {
+            cn_arena_release(&d.arena);
+            continue;
+        }
         const uint8_t **tids = alloc(&d.arena, d.rows, sizeof(*tids));
         uint8_t *keep = alloc(&d.arena, d.rows, 1);
         rc = tids && keep ? group_stage(seg, x.dc, &d, 0) : CN_ENOMEM;

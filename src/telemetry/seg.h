@@ -203,6 +203,23 @@ typedef int (*cn_seg_rec_cb)(void *ctx, const struct cn_span *span, const struct
 int cn_seg_scan(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns, cn_seg_pred_cb pred,
                 cn_seg_rec_cb cb, void *ctx);
 
+/* What cn_seg_scan_where may skip whole row groups by, before their rows are decoded. A
+ * filter only skips: the rows of the groups it keeps still go to pred, which must check
+ * the same conditions row by row. */
+struct cn_seg_filter {
+    struct cn_slice service; /* ptr NULL: any; else groups holding no row of this service
+                                (read from the service column alone) are skipped */
+    /* Bounds of the footer's per-group statistic: span duration (spans; a duration past
+     * INT64_MAX counts as 0) or severity number (logs). Groups whose [min, max] misses
+     * [min_stat, max_stat] are skipped; 0 and UINT64_MAX skip nothing. */
+    uint64_t min_stat, max_stat;
+};
+
+/* cn_seg_scan, skipping the row groups f rules out (f NULL: none). */
+int cn_seg_scan_where(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns,
+                      const struct cn_seg_filter *f, cn_seg_pred_cb pred, cn_seg_rec_cb cb,
+                      void *ctx);
+
 /* One block of a segment, for inspection tools and tests. */
 struct cn_seg_block {
     char name[48]; /* "group:3/attributes", "trace-ids:0", "postings:0", "trace-bloom", ... */

@@ -1592,6 +1592,187 @@ size_t cn_store_scan_logs(struct cn_store *st, uint64_t from_ns, uint64_t to_ns,
     return scan(st, CN_SEG_LOGS, from_ns, to_ns, limit, &s);
 }
 
+/* ---- filtered scans ------------------------------------------------------------------- */
+
+/* A filtered scan: the plain scan's callbacks and budget, the filter, and the filter's terms
+ * as C strings for the blooms. */
+struct fscan {
+    struct scan_ctx s; /* first: scan_rec gets it through the shared ctx */
+    const struct cn_store_filter *f;
+    char **terms; /* NULL entries prune nothing */
+    uint8_t kind; /* CN_SEG_SPANS or CN_SEG_LOGS */
+};
+
+static int dur_passes(const struct cn_store_filter *f, uint64_t d)
+{
+    return (!f->min_duration_ns || d >= f->min_duration_ns) &&
+           (!f->max_duration_ns || d <= f->max_duration_ns);
+}
+
+/* The segment's predicate: the cheap columns of one row. */
+static int filter_row(void *ctx, const struct cn_seg_row *r)
+{
+    const struct fscan *x = ctx;
+    const struct cn_store_filter *f = x->f;
+    if (f->service.ptr && !cn_slice_eq(r->service, f->service))
+        return 0;
+    if (f->trace_id && memcmp(r->trace_id, f->trace_id, 16) != 0)
+        return 0;
+    if (x->kind == CN_SEG_LOGS)
+        return !f->min_severity || r->severity >= f->min_severity;
+    if (f->name.ptr && !cn_slice_eq(r->name, f->name))
+        return 0;
+    if (f->kind >= 0 && r->kind != f->kind)
+        return 0;
+    if (f->status >= 0 && r->status_code != f->status)
+        return 0;
+    /* A duration past INT64_MAX reads as 0 here: 0 is left to the caller's own check. */
+    return r->duration_ns == 0 || dur_passes(f, r->duration_ns);
+}
+
+static int service_passes(const struct cn_store_filter *f, const struct cn_resource *r)
+{
+    return !f->service.ptr || (r ? cn_slice_eq(r->service, f->service) : f->service.len == 0);
+}
+
+static int span_passes(const struct cn_store_filter *f, const struct cn_span *s)
+{
+    return service_passes(f, s->resource) &&
+           (!f->trace_id || memcmp(s->trace_id, f->trace_id, 16) == 0) &&
+           (!f->name.ptr || cn_slice_eq(s->name, f->name)) && (f->kind < 0 || s->kind == f->kind) &&
+           (f->status < 0 || s->status_code == f->status) &&
+           dur_passes(f, s->end_ns > s->start_ns ? s->end_ns - s->start_ns : 0);
+}
+
+static int log_passes(const struct cn_store_filter *f, const struct cn_log *l)
+{
+    return service_passes(f, l->resource) &&
+           (!f->trace_id || memcmp(l->trace_id, f->trace_id, 16) == 0) &&
+           (!f->min_severity || l->severity_number >= f->min_severity);
+}
+
+/* The records of one trace in seg (through its trace index) that lie in [from, to). */
+static void fscan_trace(struct cn_store *st, struct cn_seg *seg, uint64_t from, uint64_t to,
+                        struct fscan *x)
+{
+    struct cn_tel_batch b;
+    cn_tel_batch_init(&b, 256u << 20);
+    if (cn_seg_trace(seg, x->f->trace_id, &b) == CN_EIO)
+        atomic_fetch_add(&st->stats.read_errors, 1);
+    int stop = 0;
+    for (size_t i = 0; i < b.num_spans && !stop && x->s.span_cb; i++)
+        if (b.spans[i].start_ns >= from && b.spans[i].start_ns < to &&
+            span_passes(x->f, &b.spans[i]))
+            stop = scan_rec(&x->s, &b.spans[i], NULL);
+    for (size_t i = 0; i < b.num_logs && !stop && x->s.log_cb; i++)
+        if (b.logs[i].time_ns >= from && b.logs[i].time_ns < to && log_passes(x->f, &b.logs[i]))
+            stop = scan_rec(&x->s, NULL, &b.logs[i]);
+    cn_tel_batch_release(&b);
+}
+
+static void fscan_head(const struct head *h, uint64_t from, uint64_t to, struct fscan *x)
+{
+    struct scan_ctx *s = &x->s;
+    for (size_t e = 0; e < h->num_entries && (!s->limit || s->n < s->limit); e++) {
+        const struct cn_tel_batch *b = &h->entries[e].batch;
+        for (size_t i = 0; s->span_cb && i < b->num_spans && (!s->limit || s->n < s->limit); i++)
+            if (b->spans[i].start_ns >= from && b->spans[i].start_ns < to &&
+                span_passes(x->f, &b->spans[i]))
+                scan_rec(s, &b->spans[i], NULL);
+        for (size_t i = 0; s->log_cb && i < b->num_logs && (!s->limit || s->n < s->limit); i++)
+            if (b->logs[i].time_ns >= from && b->logs[i].time_ns < to &&
+                log_passes(x->f, &b->logs[i]))
+                scan_rec(s, NULL, &b->logs[i]);
+    }
+}
+
+/* 0 when seg surely holds nothing x asks for, by its blooms. */
+static int seg_may_pass(struct cn_seg *seg, const struct fscan *x)
+{
+    if (x->f->trace_id && !cn_seg_may_contain_trace(seg, x->f->trace_id))
+        return 0;
+    for (size_t i = 0; i < x->f->num_terms; i++)
+        if (x->terms[i] && !cn_seg_may_contain_token(seg, x->terms[i]))
+            return 0;
+    return 1;
+}
+
+static size_t fscan(struct cn_store *st, uint64_t from, uint64_t to, size_t limit, struct fscan *x,
+                    struct cn_store_scan_stats *stats)
+{
+    uint8_t kind = x->kind;
+    static const struct cn_store_filter none = {.kind = -1, .status = -1};
+    struct cn_store_scan_stats sink;
+    if (!stats)
+        stats = &sink;
+    memset(stats, 0, sizeof(*stats));
+    if (!x->f)
+        x->f = &none;
+    const struct cn_store_filter *f = x->f;
+    /* Terms as C strings for the blooms; one that cannot be copied prunes nothing. */
+    x->terms = f->num_terms ? calloc(f->num_terms, sizeof(*x->terms)) : NULL;
+    for (size_t i = 0; x->terms && i < f->num_terms; i++) {
+        if (f->terms[i].len > CN_STORE_MAX_FILTER_TERM ||
+            memchr(f->terms[i].ptr, 0, f->terms[i].len))
+            continue;
+        x->terms[i] = malloc(f->terms[i].len + 1);
+        if (x->terms[i]) {
+            memcpy(x->terms[i], f->terms[i].ptr, f->terms[i].len);
+            x->terms[i][f->terms[i].len] = '\0';
+        }
+    }
+    struct cn_seg_filter sf = {f->service, 0, UINT64_MAX};
+    if (kind == CN_SEG_SPANS) {
+        sf.min_stat = f->min_duration_ns;
+        sf.max_stat = f->max_duration_ns ? f->max_duration_ns : UINT64_MAX;
+    } else {
+        sf.min_stat = f->min_severity;
+    }
+    x->s.limit = limit;
+    uv_rwlock_rdlock(&st->hlock);
+    for (size_t i = 0; i < st->num_segs && (!limit || x->s.n < limit); i++) {
+        struct segref *r = &st->segs[i];
+        if (!r->seg || r->kind != kind)
+            continue;
+        const struct cn_seg_info *info = cn_seg_info(r->seg);
+        if (info->rows == 0 || info->max_ns < from || info->min_ns >= to)
+            continue;
+        stats->segments++;
+        if (!seg_may_pass(r->seg, x)) {
+            stats->segments_skipped++;
+            continue;
+        }
+        if (f->trace_id)
+            fscan_trace(st, r->seg, from, to, x);
+        else if (cn_seg_scan_where(r->seg, from, to, &sf, filter_row, scan_rec, x) == CN_EIO)
+            atomic_fetch_add(&st->stats.read_errors, 1);
+    }
+    fscan_head(&st->frozen, from, to, x);
+    fscan_head(&st->head, from, to, x);
+    uv_rwlock_rdunlock(&st->hlock);
+    for (size_t i = 0; x->terms && i < f->num_terms; i++)
+        free(x->terms[i]);
+    free(x->terms);
+    stats->records = x->s.n;
+    return x->s.n;
+}
+
+size_t cn_store_scan_spans_where(struct cn_store *st, uint64_t from_ns, uint64_t to_ns,
+                                 size_t limit, const struct cn_store_filter *f, cn_store_span_cb cb,
+                                 void *ctx, struct cn_store_scan_stats *stats)
+{
+    struct fscan x = {{cb, NULL, ctx, 0, 0}, f, NULL, CN_SEG_SPANS};
+    return fscan(st, from_ns, to_ns, limit, &x, stats);
+}
+
+size_t cn_store_scan_logs_where(struct cn_store *st, uint64_t from_ns, uint64_t to_ns, size_t limit,
+                                const struct cn_store_filter *f, cn_store_log_cb cb, void *ctx,
+                                struct cn_store_scan_stats *stats)
+{
+    struct fscan x = {{NULL, cb, ctx, 0, 0}, f, NULL, CN_SEG_LOGS};
+    return fscan(st, from_ns, to_ns, limit, &x, stats);
+}
+
 uint64_t cn_store_corrupt_blocks(struct cn_store *st)
 {
     uint64_t n = 0;

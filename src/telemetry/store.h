@@ -102,6 +102,46 @@ size_t cn_store_scan_spans(struct cn_store *s, uint64_t from_ns, uint64_t to_ns,
 size_t cn_store_scan_logs(struct cn_store *s, uint64_t from_ns, uint64_t to_ns, size_t limit,
                           cn_store_log_cb cb, void *ctx);
 
+/* A filtered scan: conditions on the columns a segment reads cheaply, checked before a
+ * record is built, and terms that rule out whole segments by their token blooms. A record
+ * passed to the callback meets every condition set here; terms are not checked row by row
+ * (the caller checks what it asked for). */
+struct cn_store_filter {
+    struct cn_slice service; /* ptr NULL: any; else the record's resource service ("" for a
+                                record without a resource) */
+    struct cn_slice name;    /* spans: ptr NULL: any; else the span name */
+    int kind;                /* spans: -1: any; else enum cn_span_kind */
+    int status;              /* spans: -1: any; else enum cn_status_code */
+    uint64_t min_duration_ns, max_duration_ns; /* spans: 0: no bound (end - start, 0 when
+                                                  the end is before the start) */
+    uint8_t min_severity;                      /* logs: 0: any */
+    const uint8_t *trace_id;                   /* NULL: any; else 16 bytes (read through the
+                                                  trace index, not by scanning) */
+    /* Segments whose token bloom (seg.h) rules out one of these are skipped, the way
+     * cn_seg_may_contain_token reads a term: only pass a term that any record the caller
+     * wants holds as a whole string attribute value or as a run of tokens of a string
+     * attribute value or string-like log body. The head has no bloom: its records pass. */
+    const struct cn_slice *terms;
+    size_t num_terms;
+};
+
+/* What a filtered scan read. */
+struct cn_store_scan_stats {
+    uint64_t segments;         /* segments overlapping the range */
+    uint64_t segments_skipped; /* ruled out by their blooms */
+    uint64_t records;          /* passed to the callback */
+};
+
+/* cn_store_scan_spans / _logs with f (f NULL: none). stats may be NULL. A term longer than
+ * CN_STORE_MAX_FILTER_TERM bytes prunes nothing. */
+#define CN_STORE_MAX_FILTER_TERM 4096
+size_t cn_store_scan_spans_where(struct cn_store *s, uint64_t from_ns, uint64_t to_ns, size_t limit,
+                                 const struct cn_store_filter *f, cn_store_span_cb cb, void *ctx,
+                                 struct cn_store_scan_stats *stats);
+size_t cn_store_scan_logs_where(struct cn_store *s, uint64_t from_ns, uint64_t to_ns, size_t limit,
+                                const struct cn_store_filter *f, cn_store_log_cb cb, void *ctx,
+                                struct cn_store_scan_stats *stats);
+
 const struct cn_store_stats *cn_store_stats(const struct cn_store *s);
 
 /* Blocks found damaged so far in open segments (each counted once). */

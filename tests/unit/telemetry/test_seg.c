@@ -435,6 +435,88 @@ static void check_scan_all(struct cn_seg *seg, const struct spanset *ss)
     free(c.seen);
 }
 
+/* ---- filtered scans (cn_seg_scan_where) -------------------------------------------------- */
+
+struct where_pred {
+    struct cn_slice service;
+    uint64_t min_dur;
+};
+
+static uint64_t dur_of(const struct cn_span *s)
+{
+    return s->end_ns >= s->start_ns ? s->end_ns - s->start_ns : 0;
+}
+
+static const struct where_pred *where_want;
+
+static int where_check(void *ctx, const struct cn_seg_row *r)
+{
+    (void)ctx;
+    return (!where_want->service.ptr || cn_slice_eq(r->service, where_want->service)) &&
+           r->duration_ns >= where_want->min_dur;
+}
+
+/* Runs a filtered scan; checks that no row the filter should keep is lost, and returns how
+ * many rows came back (with pred: exactly the rows it keeps). */
+static size_t scan_where(struct cn_seg *seg, const struct spanset *ss,
+                         const struct cn_seg_filter *f, int with_pred, size_t *out_want)
+{
+    struct collect c = {.ss = ss, .seen = calloc(ss->n, 1)};
+    struct where_pred w = {f->service, f->min_stat};
+    where_want = &w;
+    assert_int_equal(
+        cn_seg_scan_where(seg, 0, UINT64_MAX, f, with_pred ? where_check : NULL, collect_span, &c),
+        0);
+    size_t want = 0;
+    for (size_t i = 0; i < ss->n; i++) {
+        const struct cn_span *s = &ss->spans[i];
+        int keep = (!f->service.ptr || cn_slice_eq(s->resource->service, f->service)) &&
+                   dur_of(s) >= f->min_stat && dur_of(s) <= f->max_stat;
+        want += (size_t)keep;
+        if (keep)
+            assert_int_equal(c.seen[i], 1); /* never lost to a skipped group */
+        else if (with_pred && f->max_stat == UINT64_MAX)
+            assert_int_equal(c.seen[i], 0);
+    }
+    free(c.seen);
+    *out_want = want;
+    return c.n;
+}
+
+static void scan_filtered(void **state)
+{
+    (void)state;
+    struct spanset ss;
+    spanset_build(&ss, 2000);
+    write_spans(&ss, 64, NULL); /* 32 groups, sorted by service: about 8 per service */
+    struct cn_seg *seg = open_ok(path);
+    size_t want;
+    /* No filter: everything. */
+    assert_int_equal(
+        scan_where(seg, &ss, &(struct cn_seg_filter){{NULL, 0}, 0, UINT64_MAX}, 0, &want), ss.n);
+    assert_int_equal(want, ss.n);
+    /* A service: the groups without it are skipped (at most the two groups at its edges
+     * hold other services' rows), none of its rows is lost. */
+    struct cn_seg_filter f = {cn_slice_of("payment"), 0, UINT64_MAX};
+    size_t got = scan_where(seg, &ss, &f, 0, &want);
+    assert_true(want > 0 && got >= want && got <= want + 2 * 64);
+    assert_int_equal(scan_where(seg, &ss, &f, 1, &want), want); /* pred: exactly those */
+    f.service = cn_slice_of("nobody");
+    assert_int_equal(scan_where(seg, &ss, &f, 0, &want), 0);
+    assert_int_equal(want, 0);
+    /* Duration bounds from the footer's per-group min/max: nothing lost at the edges. */
+    f = (struct cn_seg_filter){{NULL, 0}, 493827156, UINT64_MAX}; /* the longest duration */
+    got = scan_where(seg, &ss, &f, 1, &want);
+    assert_true(want > 0 && got == want);
+    f.min_stat = 493827157; /* longer than every span: every group skipped */
+    assert_int_equal(scan_where(seg, &ss, &f, 0, &want), 0);
+    f = (struct cn_seg_filter){cn_slice_of("cart"), 0, 0}; /* zero durations of cart */
+    got = scan_where(seg, &ss, &f, 0, &want);
+    assert_true(want > 0 && got >= want && got < ss.n);
+    cn_seg_close(seg);
+    spanset_release(&ss);
+}
+
 static void spans_roundtrip(void **state)
 {
     (void)state;
@@ -2057,6 +2139,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(logs_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(row_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(time_scan_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(scan_filtered, setup, teardown),
         cmocka_unit_test_setup_teardown(trace_index_and_bloom, setup, teardown),
         cmocka_unit_test_setup_teardown(token_bloom, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_segment, setup, teardown),
