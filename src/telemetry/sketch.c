@@ -204,6 +204,38 @@ int cn_sketch_add(struct cn_sketch *s, const struct cn_sketch_cfg *c, double v)
     return cn_sketch_add_key(s, c, v, v > 0 ? cn_sketch_key(c, v) : 0);
 }
 
+/* Adds the counters of src's keys strictly between its lo and hi to dst (whose window
+ * already holds src's lo and hi): in place when a key lies in dst's [lo, hi] and its sum
+ * fits dst's counter width, through add_count otherwise. The counter type T of src is a
+ * parameter so that the loop over src's window, zeros included, reads it directly. */
+#define MERGE_INNER(name, T)                                                                       \
+    static int name(struct cn_sketch *dst, const struct cn_sketch_cfg *c,                          \
+                    const struct cn_sketch *src)                                                   \
+    {                                                                                              \
+        const T *sb = src->bins;                                                                   \
+        for (int64_t k = (int64_t)src->lo + 1; k < src->hi; k++) {                                 \
+            uint64_t v = sb[k - src->base];                                                        \
+            if (v == 0)                                                                            \
+                continue;                                                                          \
+            if (k >= dst->lo && k <= dst->hi) {                                                    \
+                size_t i = (size_t)(k - dst->base);                                                \
+                uint64_t sum = get(dst->bins, dst->wlog, i) + v;                                   \
+                if (sum <= wmax(dst->wlog)) {                                                      \
+                    put(dst->bins, dst->wlog, i, sum);                                             \
+                    continue;                                                                      \
+                }                                                                                  \
+            }                                                                                      \
+            int rc = add_count(dst, c, k, v);                                                      \
+            if (rc != 0)                                                                           \
+                return rc;                                                                         \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }
+MERGE_INNER(merge_inner8, uint8_t)
+MERGE_INNER(merge_inner16, uint16_t)
+MERGE_INNER(merge_inner32, uint32_t)
+MERGE_INNER(merge_inner64, uint64_t)
+
 int cn_sketch_merge(struct cn_sketch *dst, const struct cn_sketch_cfg *c,
                     const struct cn_sketch *src)
 {
@@ -214,10 +246,23 @@ int cn_sketch_merge(struct cn_sketch *dst, const struct cn_sketch_cfg *c,
         int rc = add_count(dst, c, src->hi, count_at(src, src->hi));
         if (rc == 0 && src->lo != src->hi)
             rc = add_count(dst, c, src->lo, count_at(src, src->lo));
-        for (int64_t k = (int64_t)src->lo + 1; rc == 0 && k < src->hi; k++) {
-            uint64_t v = count_at(src, k);
-            if (v)
-                rc = add_count(dst, c, k, v);
+        /* With both ends in, the keys between go through merge_inner: in place while they
+         * fit dst's window and counter width (topology merges thousands of sketches). */
+        if (rc == 0 && src->hi - src->lo > 1) {
+            switch (src->wlog) {
+            case 0:
+                rc = merge_inner8(dst, c, src);
+                break;
+            case 1:
+                rc = merge_inner16(dst, c, src);
+                break;
+            case 2:
+                rc = merge_inner32(dst, c, src);
+                break;
+            default:
+                rc = merge_inner64(dst, c, src);
+                break;
+            }
         }
         if (rc != 0)
             return rc;
