@@ -110,6 +110,8 @@ clusters:
   - name: hello
     endpoints: [127.0.0.1:$up_port]
     max_idle_per_worker: 64
+limits:
+  busy_poll_us: ${BUSY_POLL_US:-0}
 routes:
   - name: all
     backendRefs: [{name: hello}]
@@ -127,8 +129,22 @@ done
 # Pins every thread of a process (and its children) to a core.
 pin() { taskset -a -p -c "$2" "$1" >/dev/null; }
 
-# wrk on core $1 against port $2: prints "REQ_PER_SEC P50_MS P99_MS".
+# CPU time (user + system, clock ticks) of a process and its threads.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# wrk on core $1 against port $2 (proxy pid $3): prints "REQ_PER_SEC P50_MS P99_MS CPU_US"
+# where CPU_US is the proxy's CPU time per request in microseconds. On a shared machine
+# throughput moves with whatever else runs on the core; CPU time per request much less.
 wrk_run() {
+  local t0 t1 out
+  t0=$(cpu_ticks "$3")
+  out=$(wrk_raw "$1" "$2")
+  t1=$(cpu_ticks "$3")
+  echo "$out" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECS" \
+    '{ printf "%s %s %s %.2f\n", $1, $2, $3, ($1 > 0 ? t / hz * 1e6 / ($1 * s) : 0) }'
+}
+
+wrk_raw() {
   taskset -c "$1" wrk -t1 -c"$CONNS" -d"$SECS"s --latency "http://127.0.0.1:$2/" | awk '
     function ms(v,  unit) { unit = v; gsub(/[0-9.]/, "", unit); gsub(/[a-z]/, "", v);
                             if (unit == "us") return v / 1000; if (unit == "s") return v * 1000; return v }
@@ -149,32 +165,35 @@ for layout in $LAYOUTS; do
   echo
   echo "layout $layout: proxies on core 0, upstream on core $up_core, wrk -t1 -c$CONNS -d${SECS}s on core $load_core"
   if [ "$layout" = A ]; then
-    direct=$(wrk_run "$load_core" "$up_port")
-    echo "upstream direct: $direct (req/s p50 p99)"
+    direct=$(wrk_run "$load_core" "$up_port" "$up_pid")
+    echo "upstream direct: $direct (req/s, p50 ms, p99 ms, upstream CPU us/request)"
   fi
-  for s in "${proxies[@]}"; do wrk_run "$load_core" "${port[$s]}" >/dev/null; done # warm up
-  printf '%-6s %-8s %10s %8s %8s\n' round proxy 'req/s' 'p50 ms' 'p99 ms'
+  for s in "${proxies[@]}"; do wrk_raw "$load_core" "${port[$s]}" >/dev/null; done # warm up
+  printf '%-6s %-8s %10s %8s %8s %12s\n' round proxy 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req'
   for s in "${proxies[@]}"; do : > "$tmp/$layout.$s"; done
   for r in $(seq 1 "$ROUNDS"); do
     k=$((r % 3))
     order=("${proxies[@]:$k}" "${proxies[@]:0:$k}")
     for s in "${order[@]}"; do
-      res=$(wrk_run "$load_core" "${port[$s]}")
+      res=$(wrk_run "$load_core" "${port[$s]}" "${ppid[$s]}")
       echo "$res" >> "$tmp/$layout.$s"
-      printf '%-6s %-8s %10s %8s %8s\n' "$r" "$s" $res
+      printf '%-6s %-8s %10s %8s %8s %12s\n' "$r" "$s" $res
     done
   done
   echo "median:"
   for s in "${proxies[@]}"; do
-    printf '  %-8s %10.0f req/s  p50 %.3f ms  p99 %.3f ms\n' "$s" \
+    printf '  %-8s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %.2f us/req\n' "$s" \
       "$(awk '{print $1}' "$tmp/$layout.$s" | median)" \
       "$(awk '{print $2}' "$tmp/$layout.$s" | median)" \
-      "$(awk '{print $3}' "$tmp/$layout.$s" | median)"
+      "$(awk '{print $3}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $4}' "$tmp/$layout.$s" | median)"
   done
   for s in haproxy cairn; do
-    paste "$tmp/$layout.$s" "$tmp/$layout.nginx" | awk '{ print $1 / $4, $3 / $6 }' > "$tmp/$layout.$s.ratio"
-    printf 'layout %s ratio %s/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better)\n' \
+    paste "$tmp/$layout.$s" "$tmp/$layout.nginx" |
+      awk '{ print $1 / $5, $3 / $7, ($4 > 0 ? $8 / $4 : 0) }' > "$tmp/$layout.$s.ratio"
+    printf 'layout %s ratio %s/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better), requests per CPU second %.2fx\n' \
       "$layout" "$s" "$(awk '{print $1}' "$tmp/$layout.$s.ratio" | median)" \
-      "$(awk '{print $2}' "$tmp/$layout.$s.ratio" | median)"
+      "$(awk '{print $2}' "$tmp/$layout.$s.ratio" | median)" \
+      "$(awk '{print $3}' "$tmp/$layout.$s.ratio" | median)"
   done
 done

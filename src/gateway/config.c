@@ -1269,7 +1269,7 @@ struct cn_gw_snapshot *cn_gw_config_load_buffer(const char *name, const char *da
         .idle_timeout_ms = 60000,
         .send_timeout_ms = 30000,
         .max_connections = 10000,
-        .busy_poll_us = 50,
+        .busy_poll_us = 0, /* a proxy waits on its upstreams: spinning takes their CPU */
     };
     s->limits.max_response_header_bytes = 32 * KIB;
     s->limits.max_response_headers = 100;

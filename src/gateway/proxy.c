@@ -725,6 +725,8 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     up->rlen += (size_t)nread;
+    if (r->creq)
+        r->creq->worker->activity++; /* keeps the worker's busy-poll going (server.h) */
     touch(r);
     up_process(up);
 }
