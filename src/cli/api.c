@@ -299,7 +299,8 @@ int cn_api_routes(struct cn_up *up, struct cn_router *r, int test_routes)
         (rc = cn_router_set_flags(r, rc, CN_ROUTE_PUBLIC)) < 0 ||
         (rc = cn_router_add(r, get, "/metrics", h_metrics, up)) < 0 ||
         (rc = cn_api_query_routes(up, r)) < 0 || (rc = cn_api_compat_routes(up, r)) < 0 ||
-        (rc = cn_api_rca_routes(up, r)) < 0 || (rc = cn_console_routes(r)) < 0)
+        (rc = cn_api_rca_routes(up, r)) < 0 || (rc = cn_api_demo_routes(up, r)) < 0 ||
+        (rc = cn_console_routes(r)) < 0)
         return rc;
     if (!test_routes)
         return 0;

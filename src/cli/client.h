@@ -19,6 +19,10 @@ void cn_client_defaults(struct cn_client *c);
 int cn_client_get(const struct cn_client *c, const char *path, struct cn_buf *out, long *out_status,
                   char *err, size_t err_len);
 
+/* POSTs body (a NUL-terminated JSON text) to server + path; the answer goes into out as with
+ * cn_client_get. */
+int cn_client_post_json(const struct cn_client *c, const char *path, const char *body,
+                        struct cn_buf *out, long *out_status, char *err, size_t err_len);
 /* Called with each line of a streamed answer (without its newline). Nonzero stops. */
 typedef int (*cn_client_line_cb)(void *ctx, const char *line, size_t len);
 /* GETs server + path and streams the answer line by line into cb as it arrives (no overall

@@ -2,6 +2,7 @@
  * metrics on N worker threads; signals drain (SIGTERM/SIGINT) and reload (SIGHUP). */
 #include "base/log.h"
 #include "cli/cmd.h"
+#include "cli/demo.h"
 #include "cli/up.h"
 #include "registry/store.h"
 #include "telemetry/tail.h"
@@ -105,6 +106,12 @@ static struct cn_config *build_config(struct cn_up *up, char *err, size_t err_le
         if (cn_config_set(cfg, key, v, err, err_len) != 0)
             goto fail;
     }
+    /* The demo's spans and logs carry code.filepath as an absolute path: link it to the
+     * editor unless the configuration links code elsewhere. */
+    if (up->demo_enabled && (!cfg->telemetry.code_links || !strcmp(cfg->telemetry.code_links, "{}")) &&
+        cn_config_set(cfg, "telemetry.code_links", "{\"*\": \"vscode://file{filepath}:{lineno}\"}",
+                      err, err_len) != 0)
+        goto fail;
     if (cn_config_validate(cfg, err, err_len) != 0)
         goto fail;
     return cfg;
@@ -352,6 +359,7 @@ static void stop(struct cn_up *up, const char *why)
     }
     up->stopping = 1;
     atomic_store(&up->api.draining, 1);
+    cn_demo_stop(up->demo);
     struct cn_config *cfg = cn_up_config(up);
     uint64_t drain = cfg->shutdown.drain_timeout_ms;
     cn_config_unref(cfg);
@@ -402,16 +410,59 @@ static void on_signal(uv_signal_t *s, int signum)
         stop(up, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* Starts the demo's processes once every listener is up, and says where to look. A demo
+ * that cannot start stops cairn (exit 1). */
+static void start_demo(struct cn_up *up, const char *api_addr)
+{
+    const struct cn_config *c = up->cfg;
+    struct cn_demo_links l = {.otlp = up->otlp.addr, .registry = up->nacos_srv.addr};
+    if (c->registry.auth) {
+        l.registry_username = c->registry.username;
+        l.registry_password = c->registry.password;
+    }
+    char err[512];
+    int rc = cn_api_demo_reset(up);
+    if (rc)
+        cn_warn("demo", "cannot reset the fault switches", "error=\"%s\"", cn_strerror(rc));
+    if (cn_demo_start(up->demo, up->loop, &l, err, sizeof(err)) != 0) {
+        cn_error("demo", "cannot start", "error=\"%s\"", err);
+        up->exit_code = CN_EXIT_FAIL;
+        stop(up, "demo");
+        return;
+    }
+    char gw[160];
+    cn_demo_gateway_url(up->demo, gw, sizeof(gw));
+    int dflt = strcmp(api_addr, "127.0.0.1:9000") == 0;
+    printf("\nThe demo shop is starting (docs/demo.md): six services behind a gateway, under load.\n"
+           "  console:     http://%s/\n"
+           "  the shop:    %s/products  (through the gateway)\n"
+           "  Jaeger API:  http://%s/api/services, http://%s/api/traces?service=checkout\n"
+           "  try:         cairn topo\n"
+           "               cairn demo fault payments error\n"
+           "               cairn rca --service checkout     (payments ranks first)\n"
+           "               cairn demo fault payments clear\n"
+           "               cairn demo status\n"
+           "%s%s%s"
+           "  demo output: %s/demo/*.log\n\n",
+           api_addr, gw, api_addr, api_addr, dflt ? "" : "  (the commands need CAIRN_SERVER=http://",
+           dflt ? "" : api_addr, dflt ? "" : ")\n", c->data_dir);
+    fflush(stdout);
+}
+
 int cmd_up(int argc, char **argv)
 {
     struct cn_up up_s;
     struct cn_up *up = &up_s;
     memset(up, 0, sizeof(*up));
     up->envp = environ;
+    struct cn_demo_opts demo_opts;
+    char err[512];
+    if (cn_demo_take_flags(&demo_opts, &argc, argv, err, sizeof(err)) != 0)
+        return cn_usage_error("up", "%s", err);
+    up->demo_enabled = demo_opts.enabled;
     int rc = parse_flags(up, argc, argv);
     if (rc)
         return rc;
-    char err[512];
     up->cfg = build_config(up, err, sizeof(err));
     if (!up->cfg) {
         fprintf(stderr, "cairn: %s\n", err);
@@ -503,6 +554,16 @@ int cmd_up(int argc, char **argv)
     up->otlp.body_limit_name = "otlp.max_body_bytes";
     if (setup_registry(up) != 0)
         return CN_EXIT_FAIL;
+    if (demo_opts.enabled) {
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        self[n > 0 ? n : 0] = '\0';
+        up->demo = cn_demo_new(&demo_opts, c->data_dir, self, err, sizeof(err));
+        if (!up->demo) {
+            fprintf(stderr, "cairn: %s\n", err);
+            return CN_EXIT_FAIL;
+        }
+    }
     up->otlp.error_body = cn_receiver_error_body;
 
     up->loop = uv_default_loop();
@@ -557,6 +618,8 @@ int cmd_up(int argc, char **argv)
         up->reg_ctl = cn_reg_ctl_start(up->reg, up->loop, &co);
         cn_info("up", "ready", "version=%s pid=%d console=http://%s/ metrics=http://%s/metrics",
                 CAIRN_VERSION, (int)getpid(), addr, addr);
+        if (up->demo)
+            start_demo(up, addr);
     }
 
     uv_run(up->loop, UV_RUN_DEFAULT);
@@ -566,6 +629,7 @@ int cmd_up(int argc, char **argv)
         cn_http_worker_release(&up->otlp_workers[i]);
         cn_http_worker_release(&up->nacos_workers[i]);
     }
+    cn_demo_free(up->demo);
     cn_store_close(up->store);
     cn_nacos_free(up->nacos);
     cn_reg_free(up->reg);

@@ -20,6 +20,7 @@ int cmd_topo(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
 int cmd_rca(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 /* cairn config get|put|history|rollback (cmd-registry.c); argv[1] is the subcommand. */
 int cn_config_center(int argc, char **argv);

@@ -14,13 +14,17 @@ struct cmd {
 static const struct cmd commands[] = {
     {"up", cmd_up, "run every part of Cairn in one process",
      "usage: cairn up [-c FILE] [--workers N] [--api-listen HOST:PORT] [--log-level LEVEL]\n"
-     "                [--set KEY=VALUE]...\n"
+     "                [--set KEY=VALUE]... [--demo [--demo-rps N] [--demo-gateway HOST:PORT]\n"
+     "                [--demo-route gateway|registry|direct] [--demo-dir DIR]]\n"
      "\n"
      "  -c, --config FILE     YAML configuration (docs/configuration.md)\n"
      "  --workers N           worker threads (0 = one per core)\n"
      "  --api-listen ADDR     console/API/metrics address (default 127.0.0.1:9000)\n"
      "  --log-level LEVEL     debug, info, warn, error\n"
      "  --set KEY=VALUE       any setting by its dotted name, e.g. http.max_body_bytes=1m\n"
+     "  --demo                also run the demo shop (docs/demo.md): six Node services behind\n"
+     "                        a gateway on --demo-gateway (127.0.0.1:8080), --demo-rps\n"
+     "                        requests/s of load (5), calls via --demo-route (gateway)\n"
      "\n"
      "Precedence, lowest first: defaults, the file, CAIRN_* environment, flags.\n"
      "SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the configuration file.\n"},
@@ -95,6 +99,17 @@ static const struct cmd commands[] = {
      "(persistent, checked by the server, unless --ephemeral); rm deregisters it. The group\n"
      "defaults to DEFAULT_GROUP, the namespace to public. Exit 1 when the server refuses\n"
      "(the message names the field) or cannot be reached.\n"},
+    {"demo", cmd_demo, "flip the demo's fault switches, show its processes (cairn up --demo)",
+     "usage: cairn demo fault SERVICE error|latency|bad-version|clear\n"
+     "                        [--error-rate R] [--latency-ms MS]\n"
+     "       cairn demo status [--json]\n"
+     "       (both take --server URL --token TOKEN)\n"
+     "\n"
+     "SERVICE is frontend, recommendations, checkout, inventory, payments or shipping (all\n"
+     "with clear). error makes a share of its requests fail (--error-rate, default 0.5);\n"
+     "latency adds time to each request (--latency-ms, default 400); bad-version deploys its\n"
+     "next version, which fails a share of requests (default 0.4) with a new error; clear\n"
+     "switches it back. status lists the demo's processes and the switches. docs/demo.md.\n"},
     {"help", cmd_help, "show help for a command", "usage: cairn help [COMMAND]\n"},
 };
 

@@ -14,6 +14,8 @@
 
 #include <uv.h>
 
+struct cn_demo;
+
 struct up_worker {
     int api_drained;
     int otlp_drained;
@@ -57,6 +59,9 @@ struct cn_up {
     struct cn_http_worker *nacos_workers;
     struct cn_reg_ctl *reg_ctl;
 
+    struct cn_demo *demo; /* cairn up --demo (demo.h); NULL without */
+    int demo_enabled;     /* --demo given: the demo's setting defaults apply */
+
     uv_loop_t *loop; /* the main thread's */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
@@ -73,6 +78,11 @@ int cn_api_query_routes(struct cn_up *up, struct cn_router *r);
 
 /* Registers the native registry API under /api/v1/registry (api-registry.c). */
 int cn_api_registry_routes(struct cn_up *up, struct cn_router *r);
+
+/* Registers the demo's API under /api/v1/demo (api-demo.c). */
+int cn_api_demo_routes(struct cn_up *up, struct cn_router *r);
+/* Sets every demo fault switch off (at the demo's start). Returns 0 or a CN_E* code. */
+int cn_api_demo_reset(struct cn_up *up);
 
 /* Returns a new reference to the current configuration. Thread-safe. */
 struct cn_config *cn_up_config(struct cn_up *up);
