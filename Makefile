@@ -47,7 +47,7 @@ fuzz: $(FUZZB)/build.ninja
 	@scripts/fuzz.sh $(FUZZB) $(FUZZ_SECONDS)
 
 # Every side-by-side benchmark (BENCH=http-hello runs one); results go in BENCHMARKS.md.
-BENCH ?= http-hello ingest
+BENCH ?= http-hello ingest query
 bench: build
 	@scripts/deps.sh --bench
 	@for b in $(BENCH); do echo "== bench/$$b.sh"; bench/$$b.sh || exit 1; done

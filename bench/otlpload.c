@@ -3,7 +3,8 @@
  *   otlpload HOST PORT BODIES_FILE CONNECTIONS [PASSES]
  *
  * Reads the bodies written by otlpgen into memory, then CONNECTIONS threads each hold one
- * keep-alive connection and POST bodies to /v1/traces (application/x-protobuf) in turn
+ * keep-alive connection and POST bodies to /v1/traces (application/x-protobuf; the
+ * environment variable OTLPLOAD_PATH names another path, e.g. /v1/logs) in turn
  * until every body was sent PASSES times (default 1). Only 200 answers count as ingested;
  * 429/503 answers are retried after their Retry-After. Prints spans acknowledged, seconds
  * and spans/s; exits 1 if any request failed for good. */
@@ -34,6 +35,7 @@ static atomic_size_t next_body;
 static size_t total_sends;
 static atomic_uint_fast64_t acked_spans, acked_bodies, retries, failures;
 static const char *host;
+static const char *path = "/v1/traces";
 static int port;
 
 static int dial(void)
@@ -109,9 +111,9 @@ static void *worker(void *arg)
             break;
         const struct body *b = &bodies[i % num_bodies];
         int n = snprintf(head, sizeof(head),
-                         "POST /v1/traces HTTP/1.1\r\nHost: %s\r\n"
+                         "POST %s HTTP/1.1\r\nHost: %s\r\n"
                          "Content-Type: application/x-protobuf\r\nContent-Length: %u\r\n\r\n",
-                         host, b->len);
+                         path, host, b->len);
         for (int attempt = 0;; attempt++) {
             int ra = 1;
             int st = -1;
@@ -147,6 +149,8 @@ int main(int argc, char **argv)
         return 2;
     }
     host = argv[1];
+    if (getenv("OTLPLOAD_PATH"))
+        path = getenv("OTLPLOAD_PATH");
     port = atoi(argv[2]);
     int conns = atoi(argv[4]);
     int passes = argc > 5 ? atoi(argv[5]) : 1;
