@@ -26,7 +26,9 @@ $(ASAN)/build.ninja:
 asan: $(ASAN)/build.ninja
 	@ninja -C $(ASAN)
 
+# The demo's npm modules may be newer than the build tree: check them on every run.
 run: build
+	@scripts/deps.sh --check 2>/dev/null || scripts/deps.sh
 	@scripts/run.sh $(BUILD)/cairn
 
 # Unit, fuzz-corpus and integration tests, in the release build and under ASan+UBSan.

@@ -5,8 +5,9 @@
 #   scripts/deps.sh --bench   also the benchmark peers (nginx, haproxy, wrk, ClickHouse, etcd)
 # Then, with `npm ci` from each committed package-lock.json, the npm modules of
 # tests/integration/otel (the OpenTelemetry JS SDK the telemetry integration tests export
-# with), web/ (the console's build: Vite and the libraries embedded into the binary) and
-# tests/integration/console (playwright-core, driving Debian's chromium).
+# with), web/ (the console's build: Vite and the libraries embedded into the binary),
+# tests/integration/console (playwright-core, driving Debian's chromium) and demo/ (the shop
+# behind `cairn up --demo`: the OpenTelemetry JS SDK and the nacos client).
 set -euo pipefail
 
 build_pkgs=(gcc g++ make cmake ninja-build pkg-config git
@@ -32,7 +33,7 @@ done
 # Each npm project needs `npm ci` when its node_modules is missing, or older than
 # package-lock.json (npm writes node_modules/.package-lock.json at the end of an install).
 root="$(cd "$(dirname "$0")/.." && pwd)"
-npm_dirs=(tests/integration/otel tests/integration/nacos web tests/integration/console)
+npm_dirs=(tests/integration/otel tests/integration/nacos web tests/integration/console demo)
 npm_stale() {
   [ -f "$root/$1/package-lock.json" ] || return 1
   [ -f "$root/$1/node_modules/.package-lock.json" ] || return 0
