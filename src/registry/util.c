@@ -175,7 +175,9 @@ int cn_reg_parse_metadata(struct cn_slice in, struct cn_buf *out)
         }
         json_decref(j);
     } else {
-        /* "k=v,k2=v2" */
+        /* "k=v,k2=v2"; a NUL byte could not come back out of the JSON text */
+        if (memchr(in.ptr, '\0', in.len))
+            return CN_EINVAL;
         obj = json_object();
         size_t i = 0;
         while (i < in.len) {
