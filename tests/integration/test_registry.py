@@ -234,10 +234,12 @@ class RegistryTest(CairnTestCase):
             time.sleep(0.1)
         _, body = self.native(srv, "GET", "/api/v1/registry/services/public/DEFAULT_GROUP/hb")
         self.assertGreater(json.loads(body)["instances"][0]["last_beat_ms"], last + 2000)
-        # Beats stop: unhealthy after 1.5 s, removed after 3 s (never early).
+        # Beats stop: unhealthy after 1.5 s, removed after 3 s (never early). A second client
+        # watches, started beforehand so that its start-up does not eat into the window.
+        observer = self.driver(port)
+        self.assertEqual([h["healthy"] for h in observer.call("all", service="hb")], [True])
         beater.kill()
         t0 = time.monotonic()
-        observer = self.driver(port)
         poll_until(lambda: not hosts(port, "hb")["hosts"][0]["healthy"], scaled(5),
                    interval=0.02, what="unhealthy")
         t_unhealthy = time.monotonic() - t0
