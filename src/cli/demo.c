@@ -19,15 +19,16 @@ const char *const cn_demo_services[CN_DEMO_NUM_SERVICES] = {
     "frontend", "recommendations", "checkout", "inventory", "payments", "shipping",
 };
 
-#define BACKOFF_MIN_MS  500
-#define BACKOFF_MAX_MS  30000
-#define STABLE_MS       10000 /* a process that ran this long restarts at BACKOFF_MIN_MS */
-#define KILL_AFTER_MS   5000
-#define DEFAULT_RPS     5
-#define DEFAULT_GATEWAY "127.0.0.1:8080"
-#define MAX_ENV         24
-#define ENV_BYTES       8192
-#define MAX_ARGS        12
+#define BACKOFF_MIN_MS        500
+#define BACKOFF_MAX_MS        30000
+#define STABLE_MS             10000 /* a process that ran this long restarts at BACKOFF_MIN_MS */
+#define KILL_AFTER_MS         5000
+#define GATEWAY_KILL_AFTER_MS 12000 /* past the gateway's own 10 s drain deadline */
+#define DEFAULT_RPS           5
+#define DEFAULT_GATEWAY       "127.0.0.1:8080"
+#define MAX_ENV               24
+#define ENV_BYTES             8192
+#define MAX_ARGS              12
 
 enum proc_kind { PROC_SERVICE, PROC_GATEWAY, PROC_LOADGEN };
 static const char *const kind_names[] = {"service", "gateway", "loadgen"};
@@ -66,7 +67,7 @@ struct cn_demo {
     struct cn_demo_links links;
     struct demo_proc procs[NUM_PROCS];
     uv_timer_t kill_timer;
-    int started, stopping, handles_open, closing, timers_closed;
+    int started, stopping, handles_open, closing, timers_closed, gateway_signalled;
 };
 
 /* snprintf into a path buffer; -1 when it does not fit. */
@@ -497,6 +498,8 @@ static int write_gateway_yaml(struct cn_demo *d, char *err, size_t err_len)
 /* ---- supervision ------------------------------------------------------------------------- */
 
 static void spawn(struct demo_proc *p);
+static void stop_gateway_when_alone(struct cn_demo *d);
+static void on_kill_deadline(uv_timer_t *t);
 
 static void on_timer(uv_timer_t *t)
 {
@@ -548,6 +551,7 @@ static void on_proc_closed(uv_handle_t *h)
         p->backoff_ms = CN_MIN(p->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS);
         return;
     }
+    stop_gateway_when_alone(d);
     if (all_exited(d) && !d->closing) {
         uv_timer_stop(&d->kill_timer);
         cn_info("demo", "stopped", "processes=%d", NUM_PROCS);
@@ -646,6 +650,24 @@ int cn_demo_start(struct cn_demo *d, uv_loop_t *loop, const struct cn_demo_links
     return 0;
 }
 
+/* While stopping: SIGTERM to the gateway once no other demo process runs. */
+static void stop_gateway_when_alone(struct cn_demo *d)
+{
+    struct demo_proc *gw = NULL;
+    for (size_t i = 0; i < NUM_PROCS; i++) {
+        if (d->procs[i].kind == PROC_GATEWAY)
+            gw = &d->procs[i];
+        else if (d->procs[i].running)
+            return;
+    }
+    if (gw && gw->running && !d->gateway_signalled) {
+        d->gateway_signalled = 1;
+        uv_process_kill(&gw->proc, SIGTERM);
+        /* Its own drain deadline (10 s) first, then ours. */
+        uv_timer_start(&d->kill_timer, on_kill_deadline, GATEWAY_KILL_AFTER_MS, 0);
+    }
+}
+
 static void on_kill_deadline(uv_timer_t *t)
 {
     struct cn_demo *d = t->data;
@@ -662,11 +684,13 @@ void cn_demo_stop(struct cn_demo *d)
     if (!d || !d->started || d->stopping)
         return;
     d->stopping = 1;
+    /* The gateway last: once its clients are gone it has nothing left to drain. */
     for (size_t i = 0; i < NUM_PROCS; i++) {
         uv_timer_stop(&d->procs[i].timer);
-        if (d->procs[i].running)
+        if (d->procs[i].running && d->procs[i].kind != PROC_GATEWAY)
             uv_process_kill(&d->procs[i].proc, SIGTERM);
     }
+    stop_gateway_when_alone(d);
     cn_info("demo", "stopping", "kill_after_ms=%d", KILL_AFTER_MS);
     if (all_exited(d)) {
         /* Nothing runs: every process waits to restart, or its handle is closing (then
@@ -675,7 +699,8 @@ void cn_demo_stop(struct cn_demo *d)
             close_timers(d);
         return;
     }
-    uv_timer_start(&d->kill_timer, on_kill_deadline, KILL_AFTER_MS, 0);
+    if (!d->gateway_signalled)
+        uv_timer_start(&d->kill_timer, on_kill_deadline, KILL_AFTER_MS, 0);
 }
 
 void cn_demo_free(struct cn_demo *d)

@@ -23,7 +23,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cairn import CairnTestCase, Conn, main, poll_until, request_bytes, run_cli, scaled  # noqa: E402
+from cairn import (CairnTestCase, Conn, SANITIZER_RE, main, poll_until,  # noqa: E402
+                   request_bytes, run_cli, scaled)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_DIR = os.path.join(ROOT, "demo")
@@ -140,6 +141,11 @@ class DemoTest(CairnTestCase):
         poll_until(lambda: not any(alive(p) for p in pids.values()), scaled(5), 0.1,
                    "every demo process to be gone")
         self.assertIn("info demo stopped processes=8", srv.logs())
+        # The gateway is cairn too: it must stop cleanly, without a sanitizer report.
+        with open(os.path.join(srv.data_dir, "demo", "gateway.log")) as f:
+            gw = f.read()
+        self.assertNotRegex(gw, SANITIZER_RE, gw[-4000:])
+        self.assertIn("info gateway stopped exit=0", gw, srv.logs()[-3000:])
 
     def test_restart_and_parent_death(self):
         srv = self.start_demo(rps=5)
