@@ -536,6 +536,8 @@ static void on_client_tunnel(struct cn_http_req *creq, const char *data, ssize_t
         cn_http_req_body_pause(creq);
         return;
     }
+    if (!up)
+        return;
     touch(r);
     if (cn_buf_append(&up->out, data, (size_t)len) != 0) {
         tunnel_finish(r);
@@ -888,7 +890,7 @@ static void on_client_abort(struct cn_http_req *creq)
     r->up = NULL;
     if (up)
         up_close(up); /* mid-request: the connection cannot carry another */
-    record(r, r->tunnel ? 101 : 499);
+    record(r, r->tunnel ? 101 : 0); /* "aborted" */
     req_free(r);
 }
 

@@ -664,6 +664,62 @@ class Streaming(GatewayTest):
         self.assertEqual(f.read(1), b"")
 
 
+class Protocol(GatewayTest):
+    def setUp(self):
+        self.u = self.upstream()
+        self.g = self.gateway(cfg("  - {name: r, backendRefs: [{name: c}]}\n",
+                                  "  - {name: c, endpoints: [%s]}\n" % self.u.addr()))
+
+    def test_head_http10_expect_pipelining(self):
+        r = request(self.g.port, "HEAD", "/echo")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"")
+        self.assertGreater(int(r.header("Content-Length")), 0)
+        # HTTP/1.0 without keep-alive: answered, then closed
+        c = Conn(self.g.port)
+        self.addCleanup(c.close)
+        c.send(b"GET /echo HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"GET /echo\n", r.body)
+        self.assertEqual(c.sock.recv(1), b"")
+        # Expect: 100-continue answered by the gateway, not forwarded
+        c = Conn(self.g.port)
+        self.addCleanup(c.close)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 100)
+        c.send(b"body")
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"body-length: 4\n", r.body)
+        self.assertIsNone(hget(self.u.requests[-1][2], "expect"))
+        # three pipelined requests, answered in order on one connection
+        c.send(b"GET /p1 HTTP/1.1\r\nHost: t\r\n\r\nGET /chunked?n=2&size=2 HTTP/1.1\r\n"
+               b"Host: t\r\n\r\nGET /p3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        self.assertIn(b"GET /p1\n", c.read_response().body)
+        self.assertEqual(c.read_response().body, b"aabb")
+        self.assertIn(b"GET /p3\n", c.read_response().body)
+
+    def test_client_gone_mid_upload(self):
+        s = socket.create_connection(("127.0.0.1", self.g.port))
+        s.sendall(b"POST /upload?slow=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n"
+                  + b"z" * 300000)
+        time.sleep(0.1)
+        s.close()
+        # the gateway is fine and its pooled connection was not reused mid-request
+        for _ in range(3):
+            r = request(self.g.port, target="/after")
+            self.assertEqual(r.status, 200)
+        m = self.g.metrics()
+        self.assertEqual(m[("cairn_gateway_route_requests_total",
+                            (("code", "2xx"), ("route", "r")))], 3)
+        poll_until(lambda: self.g.metrics()[("cairn_gateway_route_requests_total",
+                                             (("code", "aborted"), ("route", "r")))] == 1,
+                   scaled(5), what="the aborted upload counted")
+
+
 class Failures(GatewayTest):
     def test_upstream_errors(self):
         u = self.upstream()
