@@ -24,6 +24,11 @@ struct inst {
     uint64_t beat_interval_ms, beat_timeout_ms, delete_timeout_ms;
     uint64_t last_beat_ms;
     char *health_path; /* persistent: "" for TCP, else the HTTP path to GET */
+    /* The instance's JSON object as lists show it, rendered when first published and again
+     * when healthy differs from frag_healthy (its only field that changes in place). */
+    char *frag;
+    uint32_t frag_len, frag_hoff;
+    uint8_t frag_healthy;
 };
 
 /* One host of a snapshot: its pre-rendered JSON object text[off, off+len), whose "healthy"

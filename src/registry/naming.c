@@ -10,6 +10,7 @@
 #include "registry/util.h"
 
 #include <stdarg.h>
+#include <xxhash.h>
 
 static atomic_uint_fast64_t next_reg_id = 1;
 
@@ -142,6 +143,7 @@ static void snap_free(void *p)
 
 static void inst_release(struct inst *in)
 {
+    free(in->frag);
     free(in->cluster);
     free(in->ip);
     free(in->metadata);
@@ -229,66 +231,83 @@ static int render_host(struct cn_buf *b, const struct svc *s, const struct inst 
     return rc ? CN_ENOMEM : 0;
 }
 
+/* Renders in->frag when missing or stale. */
+static int ensure_frag(const struct svc *s, struct inst *in)
+{
+    if (in->frag && in->frag_healthy == in->healthy)
+        return 0;
+    struct cn_buf b;
+    cn_buf_init(&b, UINT32_MAX);
+    struct snap_host h = {0};
+    if (render_host(&b, s, in, &h) != 0 || cn_buf_append(&b, "", 1) != 0) {
+        cn_buf_release(&b);
+        return CN_ENOMEM;
+    }
+    free(in->frag);
+    in->frag = b.ptr;
+    in->frag_len = h.len;
+    in->frag_hoff = h.hoff;
+    in->frag_healthy = in->healthy;
+    return 0;
+}
+
 /* Under the lock: builds and publishes a new snapshot of s, retiring the old one. On
- * allocation failure the old snapshot stays (readers see the previous state). */
+ * allocation failure the old snapshot stays (readers see the previous state). The hosts'
+ * JSON comes from their cached fragments: a change costs one copy of the service's text,
+ * not a rendering of every host. */
 static int publish(struct cn_reg *reg, struct svc *s, uint64_t now_ms)
 {
-    struct cn_buf text;
-    cn_buf_init(&text, SIZE_MAX);
-    size_t names = 0;
-    for (size_t i = 0; i < s->num; i++)
-        names += strlen(s->insts[i].cluster) + 1;
-    struct snap_host *hosts = calloc(s->num ? s->num : 1, sizeof(*hosts));
-    if (!hosts)
-        return CN_ENOMEM;
-    size_t healthy = 0, enabled = 0;
+    size_t names = 0, text_len = 0, healthy = 0, enabled = 0;
     for (size_t i = 0; i < s->num; i++) {
-        if (i && cn_buf_append(&text, ",", 1) != 0)
-            goto fail;
-        hosts[i].off = (uint32_t)text.len;
-        if (render_host(&text, s, &s->insts[i], &hosts[i]) != 0)
-            goto fail;
-        hosts[i].hoff += hosts[i].off;
-        hosts[i].healthy = s->insts[i].healthy;
-        hosts[i].enabled = s->insts[i].enabled;
-        healthy += s->insts[i].healthy;
-        enabled += s->insts[i].enabled;
+        if (ensure_frag(s, &s->insts[i]) != 0)
+            return CN_ENOMEM;
+        names += strlen(s->insts[i].cluster) + 1;
+        text_len += s->insts[i].frag_len + (i ? 1 : 0);
     }
-    size_t sz = sizeof(struct snap) + s->num * sizeof(struct snap_host) + names + text.len + 1;
+    size_t sz = sizeof(struct snap) + s->num * sizeof(struct snap_host) + names + text_len + 1;
     struct snap *sn = malloc(sz);
     if (!sn)
-        goto fail;
+        return CN_ENOMEM;
     sn->revision = ++s->revision;
     sn->changed_ms = now_ms;
     sn->protect_threshold = s->protect_threshold;
     sn->num = s->num;
-    sn->num_healthy = healthy;
-    sn->num_enabled = enabled;
     sn->hosts = (struct snap_host *)(sn + 1);
     char *p = (char *)(sn->hosts + s->num);
     for (size_t i = 0; i < s->num; i++) {
         size_t l = strlen(s->insts[i].cluster) + 1;
         memcpy(p, s->insts[i].cluster, l);
-        hosts[i].cluster = p;
+        sn->hosts[i].cluster = p;
         p += l;
     }
-    if (s->num)
-        memcpy(sn->hosts, hosts, s->num * sizeof(*hosts));
     sn->text = p;
-    sn->text_len = text.len;
-    if (text.len)
-        memcpy(p, text.ptr, text.len);
-    p[text.len] = '\0';
-    cn_reg_md5_hex(text.ptr ? text.ptr : "", text.len, sn->checksum);
-    free(hosts);
-    cn_buf_release(&text);
+    for (size_t i = 0; i < s->num; i++) {
+        const struct inst *in = &s->insts[i];
+        if (i)
+            *p++ = ',';
+        struct snap_host *h = &sn->hosts[i];
+        h->off = (uint32_t)(p - sn->text);
+        h->len = in->frag_len;
+        h->hoff = h->off + in->frag_hoff;
+        h->hlen = in->healthy ? 4 : 5;
+        h->healthy = in->healthy;
+        h->enabled = in->enabled;
+        memcpy(p, in->frag, in->frag_len);
+        p += in->frag_len;
+        healthy += in->healthy;
+        enabled += in->enabled;
+    }
+    *p = '\0';
+    sn->text_len = text_len;
+    sn->num_healthy = healthy;
+    sn->num_enabled = enabled;
+    /* A change marker for clients (Nacos sends an MD5 here; nothing checks its value). */
+    XXH128_hash_t x = XXH3_128bits(sn->text, text_len);
+    snprintf(sn->checksum, sizeof(sn->checksum), "%016llx%016llx", (unsigned long long)x.high64,
+             (unsigned long long)x.low64);
     struct snap *old = atomic_exchange_explicit(&s->snap, sn, memory_order_acq_rel);
     retire(reg, old, snap_free);
     return 0;
-fail:
-    free(hosts);
-    cn_buf_release(&text);
-    return CN_ENOMEM;
 }
 
 /* Under the lock: finds or creates a service. NULL with err set on a limit or no memory. */
@@ -432,13 +451,20 @@ static int fill_inst(struct cn_reg *reg, struct inst *d, const struct cn_reg_ins
     n.healthy = in->healthy ? 1 : 0;
     n.enabled = in->enabled ? 1 : 0;
     n.ephemeral = in->ephemeral ? 1 : 0;
-    n.beat_interval_ms =
-        cn_reg_meta_ms(metadata, "preserved.heart.beat.interval", reg->opts.beat_interval_ms);
-    n.beat_timeout_ms =
-        cn_reg_meta_ms(metadata, "preserved.heart.beat.timeout", reg->opts.beat_timeout_ms);
-    n.delete_timeout_ms =
-        cn_reg_meta_ms(metadata, "preserved.ip.delete.timeout", reg->opts.delete_timeout_ms);
-    n.health_path = cn_reg_meta_str(metadata, "preserved.health.checker.path");
+    n.beat_interval_ms = reg->opts.beat_interval_ms;
+    n.beat_timeout_ms = reg->opts.beat_timeout_ms;
+    n.delete_timeout_ms = reg->opts.delete_timeout_ms;
+    if (strstr(metadata, "preserved.")) { /* parse only when an override may be there */
+        n.beat_interval_ms =
+            cn_reg_meta_ms(metadata, "preserved.heart.beat.interval", n.beat_interval_ms);
+        n.beat_timeout_ms =
+            cn_reg_meta_ms(metadata, "preserved.heart.beat.timeout", n.beat_timeout_ms);
+        n.delete_timeout_ms =
+            cn_reg_meta_ms(metadata, "preserved.ip.delete.timeout", n.delete_timeout_ms);
+        n.health_path = cn_reg_meta_str(metadata, "preserved.health.checker.path");
+    } else {
+        n.health_path = strdup("");
+    }
     if (!n.cluster || !n.ip || !n.metadata || !n.health_path) {
         inst_release(&n);
         return CN_ENOMEM;
@@ -690,16 +716,20 @@ static int list_body(struct cn_reg *reg, const struct cn_reg_query *q, const str
                      uint64_t now_ms, struct cn_buf *out)
 {
     char num[24];
-    int rc = cn_buf_puts(out, "{\"name\":");
-    size_t glen = q->group.len + 2 + q->service.len;
-    if (cn_buf_reserve(out, glen + 3) != 0)
+    /* Room for the common answer at once: the hosts' text and the fields around it. */
+    if (cn_buf_reserve(out, (sn ? sn->text_len : 0) + 2 * (q->group.len + q->service.len) +
+                                q->clusters.len + 320) != 0)
         return CN_ELIMIT;
-    struct cn_buf g;
-    cn_buf_init(&g, SIZE_MAX);
-    rc |= cn_buf_append_slice(&g, q->group) | cn_buf_puts(&g, "@@") |
-          cn_buf_append_slice(&g, q->service);
-    rc |= cn_reg_json_str(out, g.ptr ? g.ptr : "", g.len);
-    cn_buf_release(&g);
+    int rc = cn_buf_puts(out, "{\"name\":");
+    /* "group@@service" as one JSON string: the group's string without its closing quote,
+     * then the service's without its opening one. */
+    rc |= cn_reg_json_str(out, q->group.ptr, q->group.len);
+    out->len--;
+    rc |= cn_buf_puts(out, "@@");
+    size_t at = out->len;
+    rc |= cn_reg_json_str(out, q->service.ptr, q->service.len);
+    memmove(out->ptr + at, out->ptr + at + 1, out->len - at - 1);
+    out->len--;
     rc |= cn_buf_puts(out, ",\"groupName\":");
     rc |= cn_reg_json_str(out, q->group.ptr, q->group.len);
     rc |= cn_buf_puts(out, ",\"clusters\":");

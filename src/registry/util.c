@@ -137,6 +137,8 @@ int cn_reg_parse_metadata(struct cn_slice in, struct cn_buf *out)
         in.len--;
     if (in.len > CN_REG_MAX_METADATA_BYTES)
         return CN_ELIMIT;
+    if (in.len == 0 || (in.len == 2 && in.ptr[0] == '{' && in.ptr[1] == '}'))
+        return cn_buf_append(out, "{}", 2) == 0 ? 0 : CN_ELIMIT; /* the common case */
     json_t *obj = NULL;
     if (in.len == 0) {
         obj = json_object();
