@@ -416,6 +416,10 @@ static void written_drop(struct written *w, size_t n, int unlink_files)
  * own times: retention then counts from when data arrived, so a late or replayed batch with
  * old timestamps is kept as long as fresh data. Queries prune segments by the min/max of the
  * records' times kept in each segment's footer. */
+static int write_seal_manifest(struct cn_store *st, uint64_t end_lsn, const struct written *w,
+                               size_t nw);
+static void remove_seal_manifest(struct cn_store *st);
+
 static int write_head(struct cn_store *st, const struct head *h, struct written **out,
                       size_t *out_num)
 {
@@ -441,14 +445,21 @@ static int write_head(struct cn_store *st, const struct head *h, struct written 
         day_dir(st, (uint32_t)(wall_ns() / DAY_NS), dir, sizeof(dir));
         rc = cn_mkdirs(dir);
     }
+    size_t planned = 0;
     for (int kind = CN_SEG_SPANS; !rc && kind <= CN_SEG_LOGS; kind++) {
-        size_t n = kind == CN_SEG_SPANS ? ns : nl;
-        if (n == 0)
+        if ((kind == CN_SEG_SPANS ? ns : nl) == 0)
             continue;
-        struct written *x = &w[nw];
+        struct written *x = &w[planned++];
         snprintf(x->path, sizeof(x->path), "%s/%016llx.%s", dir, (unsigned long long)st->next_seq++,
                  kind == CN_SEG_SPANS ? "spans" : "logs");
         x->kind = (uint8_t)kind;
+    }
+    if (!rc && planned)
+        rc = write_seal_manifest(st, h->end_lsn, w, planned);
+    for (size_t k = 0; !rc && k < planned; k++) {
+        struct written *x = &w[nw];
+        int kind = x->kind;
+        size_t n = kind == CN_SEG_SPANS ? ns : nl;
         struct cn_seg_write_opts o = {.trace_cb = collect_id, .trace_ctx = &x->ids};
         char err[512] = "";
         rc = kind == CN_SEG_SPANS
@@ -472,35 +483,12 @@ static int write_head(struct cn_store *st, const struct head *h, struct written 
     if (rc) {
         written_drop(w, nw, 1);
         free(w);
+        remove_seal_manifest(st);
         return rc;
     }
     *out = w;
     *out_num = nw;
     return 0;
-}
-
-static int write_checkpoint(struct cn_store *st, uint64_t lsn)
-{
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof(path), "%s/CHECKPOINT", st->dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return -errno;
-    char line[64];
-    int n = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)lsn);
-    int rc = write(fd, line, (size_t)n) == n && fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    if (!rc && rename(tmp, path) != 0)
-        rc = -errno;
-    if (!rc) {
-        int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    return rc;
 }
 
 static uint64_t read_checkpoint(const char *dir)
@@ -515,6 +503,95 @@ static uint64_t read_checkpoint(const char *dir)
         fclose(f);
     }
     return v;
+}
+
+/* Replaces DIR/NAME with text, durably (temporary file, fsync, rename, directory fsync). */
+static int write_small_file(const char *dir, const char *name, const char *text, size_t len)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    int rc = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    if (!rc && rename(tmp, path) != 0)
+        rc = -errno;
+    if (!rc) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    return rc;
+}
+
+static int write_checkpoint(struct cn_store *st, uint64_t lsn)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%llu\n", (unsigned long long)lsn);
+    return write_small_file(st->dir, "CHECKPOINT", line, (size_t)n);
+}
+
+/* DIR/SEALING names the segments a seal is about to write and the WAL position they cover
+ * ("LSN\nPATH\n..."), written before them and removed after CHECKPOINT moved past that
+ * position. A kill in between would otherwise leave segments whose records the WAL replays
+ * again at the next start (served twice). */
+static int write_seal_manifest(struct cn_store *st, uint64_t end_lsn, const struct written *w,
+                               size_t nw)
+{
+    char text[3 * 4200];
+    int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)end_lsn);
+    for (size_t i = 0; i < nw && n > 0 && (size_t)n < sizeof(text); i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "%s\n", w[i].path);
+    if (n < 0 || (size_t)n >= sizeof(text))
+        return CN_ELIMIT;
+    return write_small_file(st->dir, "SEALING", text, (size_t)n);
+}
+
+static void remove_seal_manifest(struct cn_store *st)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/SEALING", st->dir);
+    unlink(path);
+}
+
+/* At open, before segments load: settles a seal that a kill cut short. When every segment it
+ * named is there, the checkpoint moves past what they hold; otherwise the ones written are
+ * removed and the WAL brings their records back. */
+static void seal_recover(struct cn_store *st)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/SEALING", st->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[4200];
+    unsigned long long lsn = 0;
+    char paths[2][4200];
+    size_t np = 0, present = 0;
+    int ok = fgets(line, sizeof(line), f) && sscanf(line, "%llu", &lsn) == 1;
+    while (ok && np < 2 && fgets(paths[np], sizeof(paths[np]), f)) {
+        paths[np][strcspn(paths[np], "\n")] = '\0';
+        if (paths[np][0])
+            present += access(paths[np++], F_OK) == 0;
+    }
+    fclose(f);
+    if (ok && present == np) {
+        if (lsn > read_checkpoint(st->dir) && write_checkpoint(st, lsn) != 0) {
+            cn_error("telemetry", "cannot record the checkpoint of an interrupted seal", "lsn=%llu",
+                     lsn);
+            return; /* SEALING stays: tried again at the next start */
+        }
+        cn_info("telemetry", "interrupted seal completed", "segments=%zu lsn=%llu", np, lsn);
+    } else {
+        for (size_t i = 0; i < np; i++)
+            if (unlink(paths[i]) == 0)
+                cn_info("telemetry", "segment of an interrupted seal removed", "file=%s", paths[i]);
+    }
+    unlink(path);
 }
 
 /* Removes whole partitions older than the retention, then the oldest partitions (or, in
@@ -598,10 +675,12 @@ static int seal_frozen(struct cn_store *st)
         if (w) {
             written_drop(w, nw, 1);
             free(w);
+            remove_seal_manifest(st);
         }
         atomic_fetch_add(&st->stats.seal_errors, 1);
         return rc;
     }
+    remove_seal_manifest(st);
     uint64_t end = st->frozen.end_lsn, bytes = st->frozen.bytes;
     size_t entries = st->frozen.num_entries;
     struct head old;
@@ -1330,6 +1409,7 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         return rc;
     }
     compact_recover(st);
+    seal_recover(st);
     rc = load_segments(st);
     if (rc) {
         snprintf(err, err_len, "%s/parts: %s", opts->dir, cn_strerror(rc));

@@ -174,8 +174,8 @@ class Server:
     def __init__(self, settings=None, env=None, config=None, args=(), workers=1,
                  test_routes=True, listen="127.0.0.1:0", ready_timeout=None):
         self.config_path = None
-        # Every server gets its own data directory and a free OTLP port, so servers of
-        # tests running side by side never share a write-ahead log or a port.
+        # Every server gets its own data directory and free OTLP and registry ports, so
+        # servers of tests running side by side never share a write-ahead log or a port.
         self._tmpdir = tempfile.TemporaryDirectory(prefix="cairn-it-")
         self.data_dir = os.path.join(self._tmpdir.name, "data")
         argv = [BIN, "up", "--api-listen", listen, "--workers", str(workers)]
@@ -187,6 +187,9 @@ class Server:
             settings["data_dir"] = self.data_dir
         if "otlp.listen" not in settings and "otlp" not in text and "OTLP_LISTEN" not in text:
             settings["otlp.listen"] = "127.0.0.1:0"
+        if ("registry.listen" not in settings and "registry" not in text
+                and "REGISTRY_LISTEN" not in text):
+            settings["registry.listen"] = "127.0.0.1:0"  # not the fixed Nacos port 8848
         if config is not None:
             self.config_path = os.path.join(self._tmpdir.name, "cairn.yaml")
             self.write_config(config)

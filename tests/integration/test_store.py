@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -170,6 +171,52 @@ class Sealing(unittest.TestCase):
         # Other traces are not affected.
         other = "%032x" % 0x5a5b
         self.assertEqual(post(srv.otlp_port, trace_body(other, "a", 5, t0)), {})
+
+    def interrupted_seal(self, extra_path):
+        """A kill -9 after a seal wrote its segments but before CHECKPOINT moved: rebuilt by
+        sealing, killing, then putting CHECKPOINT back and writing the SEALING manifest the
+        seal had written first (with extra_path, a segment it never got to write)."""
+        srv = self.start()
+        t0 = time.time_ns()
+        for i, tid in enumerate(TRACES[:5]):
+            post(srv.otlp_port, trace_body(tid, "svc", 4, t0 + i * 1000000))
+        wait_metric(srv, "cairn_telemetry_seals_total", 1, result="ok")
+        poll_until(lambda: srv.metric("cairn_telemetry_head_bytes") == 0, scaled(10),
+                   what="head sealed")
+        srv.send_signal(signal.SIGKILL)
+        srv.wait(scaled(10))
+        tel = os.path.join(self.dir, "telemetry")
+        with open(os.path.join(tel, "CHECKPOINT")) as f:
+            lsn = int(f.read())
+        segs = sorted(glob.glob(os.path.join(tel, "parts/*/*.spans")))
+        self.assertTrue(segs)
+        with open(os.path.join(tel, "CHECKPOINT"), "w") as f:
+            f.write("0\n")
+        with open(os.path.join(tel, "SEALING"), "w") as f:
+            f.write("%d\n%s\n" % (lsn, "\n".join(segs + ([extra_path] if extra_path else []))))
+        srv2 = self.start()
+        for tid in TRACES[:5]:
+            got = get_trace(srv2.port, tid)
+            self.assertEqual(sorted(s["spanId"] for s in got["spans"]),
+                             ["%016x" % (i + 1) for i in range(4)], tid)
+        self.assertFalse(os.path.exists(os.path.join(tel, "SEALING")))
+        return srv2, segs
+
+    def test_interrupted_seal_is_completed_at_start(self):
+        """Every segment the manifest names is there: the checkpoint moves past them and the
+        WAL's copies of their records are not replayed (they would be served twice)."""
+        srv2, segs = self.interrupted_seal(None)
+        srv2.wait_log(r"info telemetry \"interrupted seal completed\"")
+        self.assertEqual(srv2.metric("cairn_telemetry_wal_replayed_total"), 0)
+        self.assertTrue(all(os.path.exists(p) for p in segs))
+
+    def test_partly_written_seal_is_undone_at_start(self):
+        """A segment the manifest names is missing: the ones written are removed and the WAL
+        brings the records back, once."""
+        srv2, segs = self.interrupted_seal(os.path.join(self.dir, "telemetry/parts/x.logs"))
+        srv2.wait_log(r"info telemetry \"segment of an interrupted seal removed\"")
+        self.assertGreater(srv2.metric("cairn_telemetry_wal_replayed_total"), 0)
+        self.assertFalse(any(os.path.exists(p) for p in segs))
 
     def test_small_segments_are_compacted(self):
         srv = self.start()
