@@ -84,6 +84,8 @@ static const struct {
     {"listeners: []\n", "t.yaml:1:12: listeners: must list 1 to 64 listeners"},
     {"listeners: [{address: nope}]\n",
      "t.yaml:1:23: listeners[0].address: 'nope' is not HOST:PORT"},
+    {"listeners: [{address: \"a\\nb\"}]\n",
+     "t.yaml:1:23: listeners[0].address: 'a b' is not HOST:PORT"},
     {"listeners: [{}]\n", "t.yaml:1:13: listeners[0].address: is required"},
     {"listeners: [{address: '1.2.3.4:1', port: 2}]\n",
      "t.yaml:1:36: listeners[0]: unknown field 'port'"},
