@@ -99,14 +99,19 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         "cairn_telemetry_compactions_total %llu\n"
         "# HELP cairn_telemetry_read_errors_total Reads that met a damaged block.\n"
         "# TYPE cairn_telemetry_read_errors_total counter\n"
-        "cairn_telemetry_read_errors_total %llu\n",
+        "cairn_telemetry_read_errors_total %llu\n"
+        "# HELP cairn_telemetry_derive_rebuild_segments Span segments the derived tables (RED, "
+        "edges, trace summaries) still read after a restart.\n"
+        "# TYPE cairn_telemetry_derive_rebuild_segments gauge\n"
+        "cairn_telemetry_derive_rebuild_segments %llu\n",
         LD(st->spans), LD(st->logs), LD(st->rejected_spans), LD(st->rejected_logs),
         LD(st->truncated_attrs), LD(st->truncated_values), LD(st->truncated_events),
         LD(st->truncated_links), LD(rc->requests), LD(rc->bad_requests), LD(rc->refused),
         LD(st->wal_commits), LD(st->wal_bytes), LD(st->wal_errors), LD(st->head_bytes),
         LD(st->queue_bytes), LD(st->replayed_records), LD(st->replay_corrupt), LD(st->segments),
         LD(st->segment_bytes), LD(st->seals), LD(st->seal_errors), LD(st->retention_removed),
-        LD(st->corrupt_segments), corrupt_blocks, LD(st->compactions), LD(st->read_errors));
+        LD(st->corrupt_segments), corrupt_blocks, LD(st->compactions), LD(st->read_errors),
+        LD(st->rebuild_segments_left));
 }
 
 /* The derived tables' span-name lists (the compatibility APIs' operation lists). */

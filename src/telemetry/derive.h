@@ -47,9 +47,10 @@
  * boundary. Names are a cardinality cap: past max_names, new names read as
  * CN_DERIVE_OVERFLOW_NAME, and so does the service of spans past max_services.
  *
- * Threads: one writer calls cn_derive_add_spans and cn_derive_expire; queries may come from
- * any thread. A rwlock that prefers the writer guards the tables; the writer takes it per
- * chunk of spans, so queries wait at most for one chunk.
+ * Threads: writers (the store's WAL writer, and its sealer rebuilding the tables from segments
+ * after a restart) call cn_derive_add_spans and cn_derive_expire, serialised by the lock;
+ * queries may come from any thread. A rwlock that prefers writers guards the tables; a
+ * writer takes it per chunk of spans, so queries wait at most for one chunk.
  *
  * Time: span times and now_ns are nanoseconds since the Unix epoch (CLOCK_REALTIME). now_ns
  * drives the pairing window and the bucket ring; a now_ns smaller than a previous one counts

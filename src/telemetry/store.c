@@ -81,6 +81,12 @@ struct cn_store {
     struct cn_wal *wal;
     struct cn_store_stats stats;
     struct cn_derive *derive;
+    /* Span segments whose spans the derived tables still need after a restart (the tables
+     * live in memory): the sealer feeds them one segment per turn, between seals, and
+     * leaves compaction and retention alone until it is done. Sealer thread only. */
+    struct cn_seg **rebuild;
+    size_t rebuild_num, rebuild_next;
+    uint64_t rebuild_from_ns, rebuild_spans, rebuild_t0;
 
     /* Writer queue: guarded by qlock. */
     uv_mutex_t qlock;
@@ -1060,18 +1066,50 @@ static int compact_once(struct cn_store *st, uint8_t kind)
     return 1;
 }
 
+static int rebuild_span(void *ctx, const struct cn_span *span, const struct cn_log *log)
+{
+    struct cn_store *st = ctx;
+    (void)log;
+    cn_derive_add_spans(st->derive, span, 1, wall_ns());
+    st->rebuild_spans++;
+    return 0;
+}
+
+/* Sealer thread: feeds the next segment of the rebuild list to the derived tables. */
+static void rebuild_step(struct cn_store *st)
+{
+    struct cn_seg *seg = st->rebuild[st->rebuild_next++];
+    int rc = cn_seg_scan(seg, st->rebuild_from_ns, UINT64_MAX, NULL, rebuild_span, st);
+    if (rc)
+        cn_warn("telemetry", "segment skipped while rebuilding the derived tables", "error=\"%s\"",
+                cn_strerror(rc));
+    atomic_store(&st->stats.rebuild_segments_left, st->rebuild_num - st->rebuild_next);
+    if (st->rebuild_next < st->rebuild_num)
+        return;
+    cn_info("telemetry", "derived tables rebuilt from segments", "segments=%zu spans=%llu ms=%llu",
+            st->rebuild_num, (unsigned long long)st->rebuild_spans,
+            (unsigned long long)((uv_hrtime() - st->rebuild_t0) / 1000000));
+    free(st->rebuild);
+    st->rebuild = NULL;
+    st->rebuild_num = st->rebuild_next = 0;
+}
+
 static void sealer_main(void *arg)
 {
     struct cn_store *st = arg;
     pthread_setname_np(pthread_self(), "cn-seal");
     for (;;) {
         uv_mutex_lock(&st->slock);
-        while (!st->seal_pending && !st->stopping)
+        while (!st->seal_pending && !st->stopping && !st->rebuild)
             uv_cond_wait(&st->scond, &st->slock);
         int pending = st->seal_pending, stopping = st->stopping;
         uv_mutex_unlock(&st->slock);
         if (!pending && stopping)
             break;
+        if (!pending) {
+            rebuild_step(st);
+            continue;
+        }
         if (seal_frozen(st) != 0) {
             /* Disk full or another failure: try again in a second; ingest goes on into the
              * head until its budget refuses more. */
@@ -1084,9 +1122,11 @@ static void sealer_main(void *arg)
                 break;
             continue;
         }
-        enforce_retention(st);
-        while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
-            ;
+        if (!st->rebuild) { /* the rebuild holds segment pointers */
+            enforce_retention(st);
+            while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
+                ;
+        }
         uv_mutex_lock(&st->slock);
         st->seal_pending = 0;
         st->seal_failed = 0;
@@ -1367,6 +1407,35 @@ static int replay_one(void *ctx, uint64_t lsn, uint8_t type, const uint8_t *data
     return 0;
 }
 
+/* At open, after the segments loaded and before the WAL replays (whose spans reach the
+ * derived tables as they are replayed): the span segments holding spans in the window the
+ * derived tables keep, for the sealer to feed them. Out of memory: no rebuild, said in the
+ * log (the tables fill up again from new spans). */
+static void plan_rebuild(struct cn_store *st)
+{
+    const struct cn_derive_opts *o = cn_derive_opts(st->derive);
+    uint64_t now = wall_ns(), keep = o->bucket_ns * o->num_buckets;
+    st->rebuild_from_ns = now > keep ? now - keep : 0;
+    size_t n = 0;
+    for (size_t i = 0; i < st->num_segs; i++)
+        n += st->segs[i].seg && st->segs[i].kind == CN_SEG_SPANS &&
+             cn_seg_info(st->segs[i].seg)->max_ns >= st->rebuild_from_ns;
+    if (!n)
+        return;
+    st->rebuild = malloc(n * sizeof(*st->rebuild));
+    if (!st->rebuild) {
+        cn_error("telemetry", "derived tables not rebuilt from segments", "error=\"%s\"",
+                 cn_strerror(CN_ENOMEM));
+        return;
+    }
+    for (size_t i = 0; i < st->num_segs; i++)
+        if (st->segs[i].seg && st->segs[i].kind == CN_SEG_SPANS &&
+            cn_seg_info(st->segs[i].seg)->max_ns >= st->rebuild_from_ns)
+            st->rebuild[st->rebuild_num++] = st->segs[i].seg;
+    st->rebuild_t0 = uv_hrtime();
+    atomic_store(&st->stats.rebuild_segments_left, st->rebuild_num);
+}
+
 int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts, char *err,
                   size_t err_len)
 {
@@ -1416,6 +1485,7 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         cn_store_close(st);
         return rc;
     }
+    plan_rebuild(st);
     uint64_t checkpoint = read_checkpoint(opts->dir);
     struct cn_wal_opts wo = {waldir, opts->wal_segment_bytes, opts->max_body_bytes, opts->fsync,
                              checkpoint};
@@ -1491,6 +1561,7 @@ void cn_store_close(struct cn_store *st)
     free(st->tmap.segs);
     cn_derive_free(st->derive);
     free(st->q);
+    free(st->rebuild);
     free(st->dir);
     uv_rwlock_destroy(&st->hlock);
     uv_cond_destroy(&st->scond);

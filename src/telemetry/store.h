@@ -53,6 +53,7 @@ struct cn_store_stats {
     atomic_uint_fast64_t replayed_records, replay_corrupt;
     atomic_uint_fast64_t segments, segment_bytes, seals, seal_errors, retention_removed;
     atomic_uint_fast64_t corrupt_segments, read_errors, compactions;
+    atomic_uint_fast64_t rebuild_segments_left; /* segments the derived tables still need */
 };
 
 /* One submission. The submitter fills body/kind/batch/mailbox/done_cb and keeps nothing else
@@ -148,8 +149,9 @@ const struct cn_store_stats *cn_store_stats(const struct cn_store *s);
 uint64_t cn_store_corrupt_blocks(struct cn_store *s);
 /* Refuses (partial success, counted in b) the spans of traces that already hold
  * max_spans_per_trace spans, from the derived trace summaries plus this batch. Concurrent
- * batches of one trace may pass it by one batch; after a restart only what the WAL replayed
- * is counted. Receivers call it before submitting; WAL replay applies it the same way. */
+ * batches of one trace may pass it by one batch; after a restart the summaries come back
+ * from the WAL at once and from the segments in the background (cn_store_open), so a trace
+ * may pass it while that runs. Receivers call it before submitting; WAL replay applies it. */
 void cn_store_limit_traces(struct cn_store *s, struct cn_tel_batch *b);
 /* Counts records refused by a receiver that submitted nothing (all of them invalid). */
 void cn_store_count_rejected(struct cn_store *s, int logs, uint64_t n);
