@@ -1,5 +1,6 @@
 /* Gateway configuration: YAML (libyaml document API) checked field by field and compiled
  * into an immutable snapshot. Every error names FILE:LINE:COL and the field's path. */
+#include "gateway/config-ld.h"
 #include "gateway/internal.h"
 
 #include "ev/ev.h"
@@ -828,7 +829,8 @@ static int load_filter(struct ld *l, const yaml_node_t *map, struct gw_filter *f
 {
     static const char *const keys[] = {
         "type",       "requestHeaderModifier", "responseHeaderModifier",
-        "urlRewrite", "requestRedirect",       NULL};
+        "urlRewrite", "requestRedirect",       "jwt",
+        "keyAuth",    "cors",                  NULL};
     int rc = want_map(l, map);
     if (!rc)
         rc = check_keys(l, map, keys);
@@ -843,19 +845,22 @@ static int load_filter(struct ld *l, const yaml_node_t *map, struct gw_filter *f
     } kinds[] = {{"RequestHeaderModifier", "requestHeaderModifier"},
                  {"ResponseHeaderModifier", "responseHeaderModifier"},
                  {"URLRewrite", "urlRewrite"},
-                 {"RequestRedirect", "requestRedirect"}};
+                 {"RequestRedirect", "requestRedirect"},
+                 {"JWT", "jwt"}, /* GW_F_JWT.. in enum order (config-ext.c) */
+                 {"KeyAuth", "keyAuth"},
+                 {"CORS", "cors"}};
     int k = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (int)CN_ARRAY_LEN(kinds); i++)
         if (cn_slice_eq(type, cn_slice_of(kinds[i].type)))
             k = i;
     if (k < 0) {
         push(l, "type");
         return fail_at(l, get(l, map, "type"),
                        "'%.*s' is not one of RequestHeaderModifier, ResponseHeaderModifier, "
-                       "URLRewrite, RequestRedirect",
+                       "URLRewrite, RequestRedirect, JWT, KeyAuth, CORS",
                        (int)CN_MIN(type.len, 64), type.ptr);
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < (int)CN_ARRAY_LEN(kinds); i++) {
         yaml_node_t *other = get(l, map, kinds[i].field);
         if (i != k && other) {
             push(l, kinds[i].field);
@@ -867,7 +872,10 @@ static int load_filter(struct ld *l, const yaml_node_t *map, struct gw_filter *f
     size_t o = push(l, kinds[k].field);
     if (!body)
         return fail_at(l, map, "is required with type %s", kinds[k].type);
-    if (k <= 1) {
+    if (k >= GW_F_JWT) {
+        if ((rc = gw_ext_load_filter(l, body, f)))
+            return rc;
+    } else if (k <= 1) {
         if ((rc = load_header_mod(l, body, &f->u.headers)))
             return rc;
     } else if (k == 2) {
@@ -1063,8 +1071,8 @@ static size_t count_matches(struct ld *l, const yaml_node_t *routes)
 
 static int load_root(struct ld *l, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"listeners", "admin",    "workers", "limits",
-                                       "proxy",     "clusters", "routes",  NULL};
+    static const char *const keys[] = {"listeners", "admin",  "workers", "limits",  "proxy",
+                                       "clusters",  "routes", "tracing", NULL};
     struct cn_gw_snapshot *s = l->snap;
     int rc = want_map(l, root);
     if (!rc)
@@ -1121,6 +1129,8 @@ static int load_root(struct ld *l, const yaml_node_t *root)
         pop(l, o);
     }
     OPT(v, "workers", want_u64(l, v, 0, 1024, &s->workers));
+    gw_ext_tracing_defaults(&s->tracing);
+    OPT(v, "tracing", gw_ext_load_tracing(l, v));
     OPT(v, "limits", load_limits(l, v));
     yaml_node_t *px = get(l, root, "proxy");
     if (px) {
@@ -1238,6 +1248,7 @@ static void snapshot_free(struct cn_gw_snapshot *s)
     for (size_t i = 0; i < s->num_regexes; i++)
         regfree(s->regexes[i]);
     gw_matcher_free(s);
+    gw_ext_snapshot_free(s);
     free(s->source);
     cn_arena_release(&s->arena);
     free(s);
@@ -1386,3 +1397,49 @@ int cn_gw_snapshot_same_listeners(const struct cn_gw_snapshot *a, const struct c
             return 0;
     return 1;
 }
+
+/* ---- for config-ext.c ----------------------------------------------------------------------- */
+
+int gw_ld_fail(struct ld *l, const yaml_node_t *n, const char *fmt, ...)
+{
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return fail_at(l, n, "%s", msg);
+}
+
+size_t gw_ld_push(struct ld *l, const char *key) { return push(l, key); }
+size_t gw_ld_push_index(struct ld *l, size_t i) { return push_index(l, i); }
+void gw_ld_pop(struct ld *l, size_t old) { pop(l, old); }
+yaml_node_t *gw_ld_get(struct ld *l, const yaml_node_t *map, const char *key)
+{
+    return get(l, map, key);
+}
+yaml_node_t *gw_ld_item(struct ld *l, const yaml_node_t *seq, size_t i) { return seq_item(l, seq, i); }
+int gw_ld_map(struct ld *l, const yaml_node_t *n, const char *const *keys)
+{
+    return want_map(l, n) ?: check_keys(l, n, keys);
+}
+int gw_ld_seq(struct ld *l, const yaml_node_t *n, size_t *out_len) { return want_seq(l, n, out_len); }
+int gw_ld_str(struct ld *l, const yaml_node_t *n, struct cn_slice *out) { return want_str(l, n, out); }
+int gw_ld_u64(struct ld *l, const yaml_node_t *n, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    return want_u64(l, n, lo, hi, out);
+}
+int gw_ld_bool(struct ld *l, const yaml_node_t *n, int *out) { return want_bool(l, n, out); }
+int gw_ld_duration(struct ld *l, const yaml_node_t *n, uint64_t hi_ms, uint64_t *out_ms)
+{
+    return want_duration(l, n, hi_ms, out_ms);
+}
+int gw_ld_size(struct ld *l, const yaml_node_t *n, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    return want_size(l, n, lo, hi, out);
+}
+int gw_ld_header_name(struct ld *l, const yaml_node_t *n, struct cn_slice s)
+{
+    return check_header_name(l, n, s);
+}
+struct cn_gw_snapshot *gw_ld_snap(struct ld *l) { return l->snap; }
+const char *gw_ld_file(struct ld *l) { return l->file; }

@@ -39,6 +39,10 @@ void cn_gw_free(struct cn_gw *gw);
 /* Makes snap (a reference is taken) the current configuration with the next generation.
  * Workers pick it up in cn_gw_worker_adopt. Thread-safe. Returns the generation. */
 uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap);
+/* cairn up: the gateway's spans and access logs go to store in-process (instead of an
+ * OTLP endpoint). Call before the first cn_gw_publish. */
+struct cn_store;
+void cn_gw_set_store(struct cn_gw *gw, struct cn_store *store);
 /* Counts a rejected reload (shown on /metrics). */
 void cn_gw_reload_failed(struct cn_gw *gw);
 

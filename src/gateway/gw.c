@@ -26,6 +26,7 @@ void cn_gw_free(struct cn_gw *gw)
 {
     if (!gw)
         return;
+    gw_tel_free(gw);
     cn_gw_snapshot_unref(gw->current);
     struct gw_stats *s = gw->stats, *next;
     for (; s; s = next) {
@@ -71,6 +72,7 @@ uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap)
         snap->routes[i].stats = stats_for(gw, 0, snap->routes[i].name);
     for (size_t i = 0; i < snap->num_clusters; i++)
         snap->clusters[i].stats = stats_for(gw, 1, snap->clusters[i].name);
+    gw_tel_configure(gw, snap);
     struct cn_gw_snapshot *old = gw->current;
     gw->current = cn_gw_snapshot_ref(snap);
     snap->generation = ++gw->generation;
@@ -80,6 +82,11 @@ uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap)
     uv_mutex_unlock(&gw->lock);
     cn_gw_snapshot_unref(old);
     return gen;
+}
+
+void cn_gw_set_store(struct cn_gw *gw, struct cn_store *store)
+{
+    gw->store = store;
 }
 
 void cn_gw_reload_failed(struct cn_gw *gw)
@@ -169,7 +176,7 @@ int cn_gw_worker_init(struct cn_gw *gw, int id, uv_loop_t *loop)
         w->rng = 1;
     cn_buf_init(&w->scratch, SIZE_MAX / 2);
     cn_gw_worker_adopt(gw, id);
-    return w->view ? 0 : CN_ENOMEM;
+    return w->view && gw_tel_worker_init(w) == 0 ? 0 : CN_ENOMEM;
 }
 
 void cn_gw_worker_adopt(struct cn_gw *gw, int id)
@@ -212,6 +219,7 @@ uint64_t cn_gw_worker_generation(struct cn_gw *gw, int id)
 void cn_gw_worker_release(struct cn_gw *gw, int id)
 {
     struct gw_worker *w = &gw->workers[id];
+    gw_tel_worker_release(w);
     gw_worker_close_all(w);
     if (w->view)
         gw_view_unref(w->view);
@@ -308,6 +316,7 @@ int cn_gw_metrics_write(struct cn_buf *b, struct cn_gw *gw)
                       n);
     }
     uint64_t gen = gw->generation;
+    gw_tel_metrics_write(b, gw);
     uv_mutex_unlock(&gw->lock);
     cn_buf_printf(b,
                   "# HELP cairn_gateway_config_generation Configuration generation published.\n"

@@ -4,6 +4,7 @@
 #define CN_GATEWAY_INTERNAL_H
 
 #include "base/arena.h"
+#include "gateway/ext.h"
 #include "gateway/gateway.h"
 #include "http/head.h"
 #include "http/http-t.h"
@@ -63,6 +64,9 @@ enum gw_filter_kind {
     GW_F_RESPONSE_HEADERS,
     GW_F_URL_REWRITE,
     GW_F_REDIRECT,
+    GW_F_JWT, /* ext.h: request filters run by gw_ext_request */
+    GW_F_KEY_AUTH,
+    GW_F_CORS,
 };
 
 enum gw_path_mod { GW_PM_NONE = 0, GW_PM_FULL, GW_PM_PREFIX };
@@ -86,6 +90,9 @@ struct gw_filter {
             struct cn_slice path;
             int status;
         } redirect;
+        const struct gw_jwt *jwt;
+        const struct gw_keyauth *keyauth;
+        const struct gw_cors *cors;
     } u;
 };
 
@@ -253,6 +260,11 @@ struct cn_gw_snapshot {
     struct gw_group any;
     regex_t **regexes; /* to free */
     size_t num_regexes;
+    struct gw_tracing tracing;         /* ext.h */
+    struct gw_jwks **jwks;             /* key sets to unref (config-ext.c) */
+    size_t num_jwks, cap_jwks;
+    struct gw_jwks_remote **remotes;   /* fetchers to stop */
+    size_t num_remotes, cap_remotes;
 };
 
 /* ---- matcher (match.c) --------------------------------------------------------------------- */
@@ -404,6 +416,7 @@ struct gw_worker {
     struct cn_http_header *hdrs; /* the client reply's header fields */
     size_t hdr_cap;
     int stopping;
+    struct gw_tel_w *tel; /* spans and access logs being batched (export.c) */
 };
 
 struct cn_gw {
@@ -415,6 +428,8 @@ struct cn_gw {
     struct gw_stats *stats;
     atomic_uint_fast64_t reloads;
     atomic_uint_fast64_t reload_failures;
+    struct gw_tel *tel; /* the exporter (export.c), NULL until something is recorded */
+    struct cn_store *store; /* cairn up: spans and logs go there in-process */
 };
 
 /* Drops a view reference (frees the view and its snapshot reference at zero). */

@@ -65,6 +65,7 @@ struct gw_req {
     enum gw_resp_mode resp_mode;
     uint64_t resp_left;
     struct cn_chunked chunked;
+    struct gw_ext_state ext; /* auth, CORS, trace context (ext.c) */
     struct gw_req *next_free;
 };
 
@@ -113,6 +114,13 @@ static void record(struct gw_req *r, int status)
     gw_stats_record(r->route->stats, r->w->id, status, us);
     if (r->cl)
         gw_stats_record(r->cl->stats, r->w->id, status, us);
+    if (r->ext.traced) {
+        const struct gw_endpoint *ep = r->cl ? &r->cl->eps[r->ep] : NULL;
+        struct gw_req_done d = {&r->ext, r->creq, r->route->name,
+                                r->cl ? r->cl->name : CN_SLICE_LIT(""),
+                                ep ? ep->name : CN_SLICE_LIT(""), status, us * 1000};
+        gw_tel_record(r->w, &d);
+    }
 }
 
 /* ---- request objects ------------------------------------------------------------------------ */
@@ -137,6 +145,7 @@ static void req_free(struct gw_req *r)
     if (r->view)
         gw_view_unref(r->view);
     r->view = NULL;
+    gw_ext_release(&r->ext);
     r->next_free = w->free_reqs;
     w->free_reqs = r;
 }
@@ -395,7 +404,7 @@ static int reply_head(struct gw_req *r, int status, int64_t length)
     struct gw_upconn *up = r->up;
     struct gw_worker *w = r->w;
     const struct gw_route *rt = r->route;
-    size_t extra = 2;
+    size_t extra = 2 + GW_EXT_MAX_REPLY_HEADERS;
     for (size_t i = 0; i < rt->num_filters; i++)
         if (rt->filters[i].kind == GW_F_RESPONSE_HEADERS)
             extra += rt->filters[i].u.headers.num_set + rt->filters[i].u.headers.num_add;
@@ -440,6 +449,7 @@ static int reply_head(struct gw_req *r, int status, int64_t length)
     }
     if (status == 101)
         w->hdrs[n++] = (struct cn_http_header){CN_SLICE_LIT("Connection"), CN_SLICE_LIT("upgrade")};
+    n += gw_ext_reply_headers(&r->ext, w->hdrs + n);
     cn_http_reply_head(r->creq, status, w->hdrs, n, length);
     return 0;
 }
@@ -1022,7 +1032,8 @@ static int build_head(struct gw_req *r, struct gw_upconn *up)
                 filt += hm->add[i].name.len + hm->add[i].value.len + 4;
         }
     size_t need = creq->method_name.len + path.len + creq->query.len + 16 + send_host.len + 8 +
-                  total + xff.len + iplen + host.len + upgrade.len + filt + 256;
+                  total + xff.len + iplen + host.len + upgrade.len + filt + 256 +
+                  gw_ext_upstream_size(&r->ext);
     struct cn_buf *o = &up->out;
     int rc = cn_buf_reserve(o, need);
     if (rc)
@@ -1072,6 +1083,8 @@ static int build_head(struct gw_req *r, struct gw_upconn *up)
         }
         if (nt && named_by(nm, toks, nt))
             continue;
+        if (gw_ext_drops(&r->ext, s, nm))
+            continue;
         int drop = 0;
         for (size_t f = 0; f < rt->num_filters && !drop; f++)
             if (rt->filters[f].kind == GW_F_REQUEST_HEADERS)
@@ -1102,6 +1115,7 @@ static int build_head(struct gw_req *r, struct gw_upconn *up)
     }
     if (s->via)
         PUT_LIT(o, "Via: 1.1 cairn\r\n");
+    gw_ext_upstream_headers(&r->ext, o);
     for (size_t f = 0; f < rt->num_filters; f++) {
         if (rt->filters[f].kind != GW_F_REQUEST_HEADERS)
             continue;
@@ -1247,7 +1261,14 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
         return;
     }
     const struct gw_route *rt = m->route;
+    struct gw_ext_state ext;
+    int answered = gw_ext_request(w, s, rt, creq, &ext);
+    if (answered) {
+        gw_stats_record(rt->stats, w->id, answered, 0);
+        return;
+    }
     if (rt->redirect) {
+        gw_ext_release(&ext);
         char loc[8192];
         int n = gw_redirect_location(rt->redirect, m, hostv ? *hostv : CN_SLICE_LIT(""), creq->path,
                                      creq->query, loc, sizeof(loc));
@@ -1268,14 +1289,17 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
     const struct cn_slice *conn = cn_http_req_header(creq, "connection");
     int upgrade = upg && conn && has_token(*conn, "upgrade");
     if (upgrade && creq->content_length != 0) {
+        gw_ext_release(&ext);
         cn_http_reply_text(creq, 400, "an Upgrade request must not carry a body");
         return;
     }
     struct gw_req *r = req_new(w);
     if (!r) {
+        gw_ext_release(&ext);
         cn_http_reply_text(creq, 503, "out of memory");
         return;
     }
+    r->ext = ext;
     r->start_ns = creq->start_ns ? creq->start_ns : uv_hrtime();
     r->view = v;
     v->refs++;
