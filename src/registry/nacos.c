@@ -325,6 +325,90 @@ static int instance_params(struct cn_http_req *req, const struct params *p,
     return 0;
 }
 
+/* ---- writes off the loop ---------------------------------------------------------------------
+ * A write that reaches the store (a configuration change, a persistent instance) waits for an
+ * fsync. It runs on libuv's thread pool so the worker's loop keeps serving other requests;
+ * the answer is sent from the loop when it is done. */
+
+enum job_kind { JOB_PUBLISH, JOB_CFG_DELETE, JOB_REGISTER, JOB_UPDATE };
+
+struct job {
+    uv_work_t work;
+    struct cn_nacos *n;
+    struct cn_http_req *req;
+    int aborted; /* the connection went away: answer nobody */
+    enum job_kind kind;
+    struct params p; /* owns the decoded bytes the slices below point into */
+    struct cn_reg_cfg_key k;
+    struct cn_slice content, type;
+    struct cn_reg_instance in;
+    char who[96];
+    uint64_t now;
+    int rc;
+    struct cn_reg_error e;
+};
+
+static void job_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    struct cn_reg *reg = j->n->reg;
+    switch (j->kind) {
+    case JOB_PUBLISH:
+        j->rc = cn_reg_cfg_publish(reg, &j->k, j->content, j->type, j->who, j->now, NULL, &j->e);
+        break;
+    case JOB_CFG_DELETE:
+        j->rc = cn_reg_cfg_delete(reg, &j->k, j->who, j->now, &j->e);
+        break;
+    case JOB_REGISTER:
+        j->rc = cn_reg_register(reg, &j->in, j->now, &j->e);
+        break;
+    case JOB_UPDATE:
+        j->rc = cn_reg_update(reg, &j->in, j->now, &j->e);
+        break;
+    }
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    if (!j->aborted) {
+        struct cn_http_req *req = j->req;
+        req->abort_cb = NULL;
+        int cfg = j->kind == JOB_PUBLISH || j->kind == JOB_CFG_DELETE;
+        if (status != 0)
+            bad(req, 500, "the write was cancelled");
+        else if (j->rc == CN_ENOENT && j->kind == JOB_UPDATE)
+            bad(req, 400, "instance not exist: %s", j->e.message);
+        else if (j->rc)
+            reg_fail(req, j->rc, &j->e);
+        else
+            reply_text(req, 200, cfg ? "true" : "ok");
+    }
+    cn_form_release(&j->p.f);
+    free(j);
+}
+
+static void on_job_abort(struct cn_http_req *req)
+{
+    struct job *j = req->data;
+    j->aborted = 1;
+}
+
+/* Queues j (its params taken over from the handler). On failure answers 500 itself. */
+static void job_start(struct cn_http_req *req, struct job *j)
+{
+    j->req = req;
+    j->work.data = j;
+    req->data = j;
+    req->abort_cb = on_job_abort;
+    if (uv_queue_work(req->worker->loop, &j->work, job_work, job_done) != 0) {
+        req->abort_cb = NULL;
+        bad(req, 500, "cannot queue the write");
+        cn_form_release(&j->p.f);
+        free(j);
+    }
+}
+
 static void h_instance(struct cn_http_req *req, void *ctx)
 {
     struct cn_nacos *n = ctx;
@@ -405,6 +489,18 @@ static void h_instance(struct cn_http_req *req, void *ctx)
     }
     if (instance_params(req, &p, &in))
         goto out;
+    if (!in.ephemeral) {
+        struct job *j = calloc(1, sizeof(*j));
+        if (j) {
+            j->n = n;
+            j->kind = req->method == HTTP_PUT ? JOB_UPDATE : JOB_REGISTER;
+            j->p = p;
+            j->in = in;
+            j->now = now_ms();
+            job_start(req, j);
+            return; /* the job owns p */
+        }
+    }
     int rc = req->method == HTTP_PUT ? cn_reg_update(n->reg, &in, now_ms(), &e)
                                      : cn_reg_register(n->reg, &in, now_ms(), &e);
     if (rc == CN_ENOENT)
@@ -697,23 +793,25 @@ static void h_configs(struct cn_http_req *req, void *ctx)
         cn_buf_release(&b);
         goto out;
     }
-    if (req->method == HTTP_DELETE) {
-        int rc = cn_reg_cfg_delete(n->reg, &k, who, now_ms(), &e);
-        if (rc)
-            reg_fail(req, rc, &e);
-        else
-            reply_text(req, 200, "true");
+    struct cn_slice content = {"", 0};
+    if (req->method != HTTP_DELETE && req_param(req, &p, "content", &content))
+        goto out;
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        (void)e;
+        bad(req, 500, "out of memory");
         goto out;
     }
-    struct cn_slice content;
-    if (req_param(req, &p, "content", &content))
-        goto out;
-    struct cn_slice type = opt(&p, "type", "text");
-    int rc = cn_reg_cfg_publish(n->reg, &k, content, type, who, now_ms(), NULL, &e);
-    if (rc)
-        reg_fail(req, rc, &e);
-    else
-        reply_text(req, 200, "true");
+    j->n = n;
+    j->kind = req->method == HTTP_DELETE ? JOB_CFG_DELETE : JOB_PUBLISH;
+    j->p = p;
+    j->k = k;
+    j->content = content;
+    j->type = opt(&p, "type", "text");
+    snprintf(j->who, sizeof(j->who), "%s", who);
+    j->now = now_ms();
+    job_start(req, j);
+    return; /* the job owns p */
 out:
     cn_form_release(&p.f);
 }
