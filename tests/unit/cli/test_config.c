@@ -1054,6 +1054,16 @@ static void test_validate_other_rules(void **state)
     assert_string_equal(err, "log.level: 4 is not a log level");
     cfg->log_level = CN_LOG_INFO;
     assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), 0);
+    /* The Nacos port off loopback needs a login; a login needs a password. */
+    set_ok(cfg, "registry.listen", "0.0.0.0:8848");
+    assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), CN_EINVAL);
+    assert_string_equal(err, "registry.listen is not a loopback address: set registry.auth and "
+                             "registry.password to require a login");
+    set_ok(cfg, "registry.auth", "true");
+    assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), CN_EINVAL);
+    assert_string_equal(err, "registry.auth is on: set registry.password");
+    set_ok(cfg, "registry.password", "pw");
+    assert_int_equal(cn_config_validate(cfg, err, sizeof(err)), 0);
     cn_config_unref(cfg);
 }
 
