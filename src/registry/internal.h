@@ -111,6 +111,8 @@ struct cn_reg {
     size_t cfg_nbuckets, num_configs;
     cn_reg_cfg_change_cb cfg_cb;
     void *cfg_ctx;
+    cn_reg_svc_change_cb svc_cb; /* called under lock after a service's snapshot changed */
+    void *svc_ctx;
 
     atomic_uint_fast64_t n_registers, n_deregisters, n_beats, n_unhealthy, n_removed, n_publishes,
         n_instances, n_healthy, n_ephemeral;

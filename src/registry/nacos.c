@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TEXT "text/plain;charset=UTF-8"
 #define JSON "application/json;charset=UTF-8"
@@ -31,6 +32,17 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static char *reg_strdup_slice(struct cn_slice s)
+{
+    char *p = malloc(s.len + 1);
+    if (p) {
+        if (s.len)
+            memcpy(p, s.ptr, s.len);
+        p[s.len] = '\0';
+    }
+    return p;
 }
 
 /* ---- replies ----------------------------------------------------------------------------- */
@@ -513,6 +525,144 @@ out:
     cn_form_release(&p.f);
 }
 
+/* ---- UDP push ---------------------------------------------------------------------------------
+ */
+
+struct cn_nacos_sub {
+    char *ns, *group, *service, *clusters;
+    char ip[64];
+    uint16_t port;
+    uint8_t dirty;
+    uint64_t last_ms;
+};
+
+static void sub_release(struct cn_nacos_sub *s)
+{
+    free(s->ns);
+    free(s->group);
+    free(s->service);
+    free(s->clusters);
+}
+
+/* A list query with udpPort: (re)subscribes the connection's peer address. The clientIP
+ * parameter is not trusted: pushes never go to an address the request merely names. */
+static void subscribe(struct cn_nacos *n, const struct cn_reg_query *q, const char *ip,
+                      uint16_t port)
+{
+    struct cn_slice ns = cn_reg_ns(q->ns);
+    uint64_t now = now_ms();
+    uv_mutex_lock(&n->slock);
+    for (size_t i = 0; i < n->num_subs; i++) {
+        struct cn_nacos_sub *s = &n->subs[i];
+        if (s->port == port && strcmp(s->ip, ip) == 0 &&
+            cn_slice_eq(cn_slice_of(s->service), q->service) &&
+            cn_slice_eq(cn_slice_of(s->group), q->group) &&
+            cn_slice_eq(cn_slice_of(s->clusters), q->clusters) &&
+            cn_slice_eq(cn_slice_of(s->ns), ns)) {
+            s->last_ms = now;
+            uv_mutex_unlock(&n->slock);
+            return;
+        }
+    }
+    if (n->num_subs < CN_NACOS_MAX_PUSH_SUBSCRIBERS && strlen(ip) < sizeof(n->subs[0].ip)) {
+        struct cn_nacos_sub *s = &n->subs[n->num_subs];
+        memset(s, 0, sizeof(*s));
+        s->ns = reg_strdup_slice(ns);
+        s->group = reg_strdup_slice(q->group);
+        s->service = reg_strdup_slice(q->service);
+        s->clusters = reg_strdup_slice(q->clusters);
+        snprintf(s->ip, sizeof(s->ip), "%s", ip);
+        s->port = port;
+        s->last_ms = now;
+        if (s->ns && s->group && s->service && s->clusters)
+            n->num_subs++;
+        else
+            sub_release(s);
+    }
+    uv_mutex_unlock(&n->slock);
+}
+
+/* Under the registry's writer lock: marks the service's subscribers and wakes worker 0. */
+static void on_svc_change(void *ctx, const char *ns, const char *group, const char *service)
+{
+    struct cn_nacos *n = ctx;
+    int any = 0;
+    uv_mutex_lock(&n->slock);
+    for (size_t i = 0; i < n->num_subs; i++) {
+        struct cn_nacos_sub *s = &n->subs[i];
+        if (strcmp(s->service, service) == 0 && strcmp(s->group, group) == 0 &&
+            strcmp(s->ns, ns) == 0)
+            s->dirty = any = 1;
+    }
+    uv_mutex_unlock(&n->slock);
+    if (!any)
+        return;
+    uv_mutex_lock(&n->wlock);
+    if (n->nworkers > 0 && n->workers[0].open && atomic_exchange(&n->push_pending, 1) == 0)
+        cn_mailbox_post(&n->workers[0].mb, &n->push_mail);
+    uv_mutex_unlock(&n->wlock);
+}
+
+/* On worker 0: sends the changed lists to their subscribers; drops expired subscribers. */
+static void on_push(struct cn_mail *m)
+{
+    struct cn_nacos *n = (struct cn_nacos *)((char *)m - offsetof(struct cn_nacos, push_mail));
+    atomic_store(&n->push_pending, 0);
+    uint64_t now = now_ms();
+    struct cn_nacos_sub *due = NULL;
+    size_t num_due = 0;
+    uv_mutex_lock(&n->slock);
+    size_t keep = 0;
+    for (size_t i = 0; i < n->num_subs; i++) {
+        struct cn_nacos_sub *s = &n->subs[i];
+        if (now - s->last_ms > n->opts.push_expire_ms) {
+            sub_release(s);
+            continue;
+        }
+        if (s->dirty) {
+            struct cn_nacos_sub *d = realloc(due, (num_due + 1) * sizeof(*d));
+            if (d) {
+                due = d;
+                due[num_due] = *s;
+                due[num_due].ns = strdup(s->ns);
+                due[num_due].group = strdup(s->group);
+                due[num_due].service = strdup(s->service);
+                due[num_due].clusters = strdup(s->clusters);
+                num_due++;
+            }
+            s->dirty = 0;
+        }
+        n->subs[keep++] = *s;
+    }
+    n->num_subs = keep;
+    uv_mutex_unlock(&n->slock);
+    struct cn_buf list, pkt;
+    cn_buf_init(&list, CN_NACOS_MAX_PUSH_BYTES);
+    cn_buf_init(&pkt, 2 * CN_NACOS_MAX_PUSH_BYTES);
+    for (size_t i = 0; i < num_due; i++) {
+        struct cn_nacos_sub *d = &due[i];
+        cn_buf_reset(&list);
+        cn_buf_reset(&pkt);
+        struct cn_reg_query q = {cn_slice_of(d->ns), cn_slice_of(d->group), cn_slice_of(d->service),
+                                 cn_slice_of(d->clusters), 0};
+        struct sockaddr_in sa;
+        if (d->ns && d->group && d->service && d->clusters &&
+            cn_reg_list_json(n->reg, &q, now, &list) == 0 &&
+            cn_buf_puts(&pkt, "{\"type\":\"dom\",\"data\":") == 0 &&
+            cn_reg_json_str(&pkt, list.ptr, list.len) == 0 &&
+            cn_buf_printf(&pkt, ",\"lastRefTime\":%llu}", (unsigned long long)now * 1000000u) ==
+                0 &&
+            pkt.len <= CN_NACOS_MAX_PUSH_BYTES && uv_ip4_addr(d->ip, d->port, &sa) == 0 &&
+            sendto(n->udp_fd, pkt.ptr, pkt.len, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof(sa)) ==
+                (ssize_t)pkt.len)
+            atomic_fetch_add_explicit(&n->pushes, 1, memory_order_relaxed);
+        sub_release(d);
+    }
+    free(due);
+    cn_buf_release(&list);
+    cn_buf_release(&pkt);
+}
+
 static void h_list(struct cn_http_req *req, void *ctx)
 {
     struct cn_nacos *n = ctx;
@@ -530,6 +680,11 @@ static void h_list(struct cn_http_req *req, void *ctx)
     if (cn_form_get(&p.f, "healthyOnly", &v) && v.len &&
         parse_bool(req, "healthyOnly", v, &q.healthy_only))
         goto out;
+    uint64_t udp_port = 0;
+    if (cn_form_get(&p.f, "udpPort", &v) && v.len && parse_u64(req, "udpPort", v, 65535, &udp_port))
+        goto out;
+    if (udp_port && n->udp_fd >= 0)
+        subscribe(n, &q, cn_http_req_peer_ip(req), (uint16_t)udp_port);
     struct cn_buf b;
     cn_buf_init(&b, 64u << 20);
     if (cn_reg_list_json(n->reg, &q, now_ms(), &b) != 0)
@@ -1110,7 +1265,12 @@ struct cn_nacos *cn_nacos_new(struct cn_reg *reg, const struct cn_nacos_opts *op
     }
     uv_mutex_init(&n->wlock);
     uv_mutex_init(&n->tlock);
+    uv_mutex_init(&n->slock);
+    n->subs = calloc(CN_NACOS_MAX_PUSH_SUBSCRIBERS, sizeof(*n->subs));
+    n->udp_fd = n->subs ? socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
+    n->push_mail.cb = on_push;
     cn_reg_set_cfg_change_cb(reg, on_cfg_change, n);
+    cn_reg_set_svc_change_cb(reg, on_svc_change, n);
     return n;
 }
 
@@ -1119,6 +1279,13 @@ void cn_nacos_free(struct cn_nacos *n)
     if (!n)
         return;
     cn_reg_set_cfg_change_cb(n->reg, NULL, NULL);
+    cn_reg_set_svc_change_cb(n->reg, NULL, NULL);
+    for (size_t i = 0; i < n->num_subs; i++)
+        sub_release(&n->subs[i]);
+    free(n->subs);
+    if (n->udp_fd >= 0)
+        close(n->udp_fd);
+    uv_mutex_destroy(&n->slock);
     uv_mutex_destroy(&n->wlock);
     uv_mutex_destroy(&n->tlock);
     free(n->workers);

@@ -22,7 +22,17 @@ struct cn_nacos_opts {
     int auth;                 /* require a login (accessToken, or username+password) */
     const char *username, *password;
     uint64_t token_ttl_ms;
+    uint64_t push_expire_ms; /* a push subscriber not seen in a list query this long is dropped */
 };
+
+/* Nacos 1.x UDP push: a list query with udpPort subscribes its connection's peer address to
+ * the service; when the service changes, worker 0 sends it {"type":"dom","data":LIST,...}.
+ * At most this many subscribers; past it new ones only poll. */
+#define CN_NACOS_MAX_PUSH_SUBSCRIBERS 4096
+/* Lists longer than this are not pushed (one datagram); those clients poll. */
+#define CN_NACOS_MAX_PUSH_BYTES 60000
+
+struct cn_nacos_sub;
 
 struct cn_nacos_parked;
 
@@ -51,6 +61,14 @@ struct cn_nacos {
     struct cn_nacos_token *tokens;
     size_t num_tokens;
     atomic_uint_fast64_t listeners_answered, listeners_changed;
+    /* UDP push (see above); subs and their dirty flags under slock. */
+    uv_mutex_t slock;
+    struct cn_nacos_sub *subs;
+    size_t num_subs;
+    int udp_fd;
+    struct cn_mail push_mail; /* posted to worker 0 */
+    atomic_int push_pending;
+    atomic_uint_fast64_t pushes;
 };
 
 /* NULL on allocation failure. opts strings must outlive the object. */

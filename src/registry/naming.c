@@ -307,7 +307,15 @@ static int publish(struct cn_reg *reg, struct svc *s, uint64_t now_ms)
              (unsigned long long)x.low64);
     struct snap *old = atomic_exchange_explicit(&s->snap, sn, memory_order_acq_rel);
     retire(reg, old, snap_free);
+    if (reg->svc_cb && old)
+        reg->svc_cb(reg->svc_ctx, s->ns, s->group, s->name);
     return 0;
+}
+
+void cn_reg_set_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void *ctx)
+{
+    reg->svc_cb = cb;
+    reg->svc_ctx = ctx;
 }
 
 /* Under the lock: finds or creates a service. NULL with err set on a limit or no memory. */

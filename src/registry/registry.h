@@ -176,6 +176,13 @@ void cn_reg_checks_free(struct cn_reg_check *c, long n);
 void cn_reg_set_health(struct cn_reg *reg, const struct cn_reg_check *c, int healthy,
                        uint64_t now_ms);
 
+/* Called after a service's instance list changed, on the writer's thread with the registry's
+ * writer lock held: it must only record the fact (take no registry call). Set once before the
+ * workers start. */
+typedef void (*cn_reg_svc_change_cb)(void *ctx, const char *ns, const char *group,
+                                     const char *service);
+void cn_reg_set_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void *ctx);
+
 /* ---- configuration center ------------------------------------------------------------------ */
 
 /* A configuration item's key. tenant "" and "public" are the same namespace. */

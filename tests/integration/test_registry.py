@@ -201,6 +201,25 @@ class RegistryTest(CairnTestCase):
                                       "instanceHeartBeatInterval", "instanceHeartBeatTimeOut",
                                       "ipDeleteTimeout", "instanceIdGenerator"])
 
+    def test_udp_push(self):
+        # Clients poll a subscribed service every cacheMillis (10 s here); a change reaches
+        # them sooner only through the Nacos 1.x UDP push to their udpPort.
+        srv = self.start(settings=dict(FAST, **{"registry.cache_millis": "10s"}))
+        port = reg_port(srv)
+        a, b = self.driver(port), self.driver(port)
+        a.call("register", service="pushed", ip="10.7.0.1", port=80)
+        b.call("subscribe", service="pushed")
+        b.event(lambda e: e["service"] == "pushed" and len(e["hosts"]) == 1, scaled(10),
+                "the first list")
+        time.sleep(1.5)  # past the client's first scheduled poll (1 s); the next is 10 s away
+        t0 = time.monotonic()
+        a.call("register", service="pushed", ip="10.7.0.2", port=80)
+        b.event(lambda e: e["service"] == "pushed" and len(e["hosts"]) == 2, scaled(5),
+                "the pushed change")
+        dt = time.monotonic() - t0
+        log("pushed change seen after %.0f ms" % (dt * 1000))
+        self.assertLess(dt, scaled(2.0))
+
     def test_heartbeats_keep_alive_then_expiry(self):
         srv = self.start(settings=FAST)
         port = reg_port(srv)
