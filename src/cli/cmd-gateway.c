@@ -164,6 +164,7 @@ static void close_main(struct gwc *g)
     if (g->watching)
         uv_close((uv_handle_t *)&g->watch, NULL);
     g->watching = 0;
+    cn_gw_health_stop(g->gw);
     if (g->admin_ok)
         cn_http_worker_close_all(&g->admin_w);
     signal(SIGTERM, SIG_IGN);
@@ -409,6 +410,8 @@ int cmd_gateway(int argc, char **argv)
             uv_close((uv_handle_t *)&g->watch, NULL);
     }
 
+    if (cn_gw_health_start(g->gw, g->loop) != 0)
+        cn_warn("gateway", "health checks could not start", NULL);
     /* Admin listener on the main loop. */
     const struct cn_http_limits *lim = cn_gw_snapshot_limits(g->first);
     g->admin.router = g->admin_router;

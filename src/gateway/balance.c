@@ -102,3 +102,29 @@ uint32_t gw_lb_pick(const struct gw_cluster *cl, struct gw_lb_state *st, uint64_
     }
     return 0;
 }
+
+uint32_t gw_lb_pick_up(const struct gw_cluster *cl, struct gw_lb_state *st, uint64_t *rng,
+                       const char *key, size_t key_len, uint64_t now_ms, int64_t avoid)
+{
+    uint32_t e = gw_lb_pick(cl, st, rng, key, key_len);
+    if ((int64_t)e != avoid && !gw_ep_down(cl, e, now_ms))
+        return e; /* the common case: one load of the endpoint's flags */
+    size_t n = cl->num_eps;
+    /* The policy again (round robin moves on, least request draws again), then the next
+     * endpoints in order: a hash key keeps going to the same replacement. */
+    for (size_t i = 0; i < n && cl->policy != GW_LB_HASH; i++) {
+        uint32_t x = gw_lb_pick(cl, st, rng, key, key_len);
+        if ((int64_t)x != avoid && !gw_ep_down(cl, x, now_ms))
+            return x;
+    }
+    for (size_t i = 1; i < n; i++) {
+        uint32_t x = (uint32_t)((e + i) % n);
+        if ((int64_t)x != avoid && !gw_ep_down(cl, x, now_ms))
+            return x;
+    }
+    if (avoid >= 0 && !gw_ep_down(cl, (uint32_t)avoid, now_ms))
+        return (uint32_t)avoid;
+    if ((int64_t)e == avoid && n > 1)
+        return (uint32_t)((e + 1) % n); /* all down: at least not the same one again */
+    return e;
+}

@@ -6,6 +6,7 @@
 #include "ev/ev.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <llhttp.h>
 #include <stdarg.h>
 #include <yaml.h>
@@ -449,6 +450,268 @@ static int load_endpoint(struct ld *l, const yaml_node_t *n, struct gw_endpoint 
     return 0;
 }
 
+/* ---- governance: health_check, outlier, retry, circuit_breaker, RateLimit (gov.c) ---------- */
+
+static int check_path(struct ld *l, const yaml_node_t *n, struct cn_slice p)
+{
+    if (p.len == 0 || p.ptr[0] != '/')
+        return fail_at(l, n, "a path must start with '/'");
+    for (size_t i = 0; i < p.len; i++) {
+        unsigned char c = (unsigned char)p.ptr[i];
+        if (c <= 0x20 || c == 0x7f || c == '#')
+            return fail_at(l, n, "a path must not hold spaces, controls or '#'");
+    }
+    return 0;
+}
+
+static int load_health(struct ld *l, const yaml_node_t *map, struct gw_health_cfg *h)
+{
+    static const char *const keys[] = {"path",
+                                       "interval",
+                                       "timeout",
+                                       "healthy_threshold",
+                                       "unhealthy_threshold",
+                                       "expected_statuses",
+                                       "max_concurrent",
+                                       NULL};
+    int rc = want_map(l, map);
+    if (!rc)
+        rc = check_keys(l, map, keys);
+    if (!rc)
+        rc = req_str(l, map, "path", &h->path);
+    if (rc)
+        return rc;
+    size_t o = push(l, "path");
+    if ((rc = check_path(l, get(l, map, "path"), h->path)))
+        return rc;
+    pop(l, o);
+    h->enabled = 1;
+    h->interval_ms = 5000;
+    h->timeout_ms = 1000;
+    h->healthy_threshold = 2;
+    h->unhealthy_threshold = 3;
+    h->max_concurrent = 16;
+    uint64_t ht = h->healthy_threshold, ut = h->unhealthy_threshold, mc = h->max_concurrent;
+    OPT(v, "interval", want_duration(l, v, 86400000, &h->interval_ms));
+    OPT(v, "timeout", want_duration(l, v, 3600000, &h->timeout_ms));
+    OPT(v, "healthy_threshold", want_u64(l, v, 1, 1000, &ht));
+    OPT(v, "unhealthy_threshold", want_u64(l, v, 1, 1000, &ut));
+    OPT(v, "max_concurrent", want_u64(l, v, 1, 4096, &mc));
+    if (h->interval_ms < 10)
+        return fail_at(l, get(l, map, "interval"), "interval must be at least 10ms");
+    if (h->timeout_ms == 0)
+        return fail_at(l, get(l, map, "timeout"), "timeout must be above 0");
+    h->healthy_threshold = (uint32_t)ht;
+    h->unhealthy_threshold = (uint32_t)ut;
+    h->max_concurrent = (uint32_t)mc;
+    yaml_node_t *es = get(l, map, "expected_statuses");
+    if (es) {
+        size_t n;
+        o = push(l, "expected_statuses");
+        if ((rc = want_seq(l, es, &n)))
+            return rc;
+        if (n == 0 || n > GW_HC_MAX_STATUSES)
+            return fail_at(l, es, "must list 1 to %d status codes", GW_HC_MAX_STATUSES);
+        for (size_t i = 0; i < n; i++) {
+            size_t oi = push_index(l, i);
+            uint64_t st;
+            if ((rc = want_u64(l, seq_item(l, es, i), 100, 599, &st)))
+                return rc;
+            h->statuses[i] = (uint16_t)st;
+            pop(l, oi);
+        }
+        h->num_statuses = n;
+        pop(l, o);
+    }
+    return 0;
+}
+
+static int load_outlier(struct ld *l, const yaml_node_t *map, struct gw_outlier_cfg *oc)
+{
+    static const char *const keys[] = {"consecutive_errors", "base_ejection", "max_ejection",
+                                       "max_ejected_percent", NULL};
+    int rc = want_map(l, map);
+    if (!rc)
+        rc = check_keys(l, map, keys);
+    if (rc)
+        return rc;
+    oc->enabled = 1;
+    oc->base_ms = 30000;
+    oc->max_ms = 300000;
+    uint64_t ce = 5, pct = 10;
+    OPT(v, "consecutive_errors", want_u64(l, v, 1, 100000, &ce));
+    OPT(v, "base_ejection", want_duration(l, v, 86400000, &oc->base_ms));
+    OPT(v, "max_ejection", want_duration(l, v, 86400000, &oc->max_ms));
+    OPT(v, "max_ejected_percent", want_u64(l, v, 0, 100, &pct));
+    if (oc->base_ms == 0)
+        return fail_at(l, get(l, map, "base_ejection"), "base_ejection must be above 0");
+    if (oc->max_ms < oc->base_ms)
+        return fail_at(l, get(l, map, "max_ejection") ?: map,
+                       "max_ejection is shorter than base_ejection");
+    oc->consecutive_errors = (uint32_t)ce;
+    oc->max_percent = (uint32_t)pct;
+    return 0;
+}
+
+static int load_retry(struct ld *l, const yaml_node_t *map, struct gw_retry_cfg *r)
+{
+    static const char *const keys[] = {"attempts",
+                                       "on",
+                                       "per_try_timeout",
+                                       "budget_percent",
+                                       "min_retries_per_second",
+                                       "max_body_bytes",
+                                       "attempts_header",
+                                       NULL};
+    int rc = want_map(l, map);
+    if (!rc)
+        rc = check_keys(l, map, keys);
+    if (rc)
+        return rc;
+    r->enabled = 1;
+    r->on = GW_RETRY_CONNECT | GW_RETRY_RESET;
+    r->max_body_bytes = 64 * KIB;
+    uint64_t at = 2, bp = 20, mr = 10;
+    OPT(v, "attempts", want_u64(l, v, 1, 10, &at));
+    OPT(v, "per_try_timeout", want_duration(l, v, 86400000, &r->per_try_ms));
+    OPT(v, "budget_percent", want_u64(l, v, 0, 100, &bp));
+    OPT(v, "min_retries_per_second", want_u64(l, v, 0, 1000000, &mr));
+    OPT(v, "max_body_bytes", want_size(l, v, 0, MIB, &r->max_body_bytes));
+    OPT(v, "attempts_header", want_bool(l, v, &r->attempts_header));
+    r->attempts = (uint32_t)at;
+    r->budget_percent = (uint32_t)bp;
+    r->min_per_s = (uint32_t)mr;
+    yaml_node_t *on = get(l, map, "on");
+    if (on) {
+        size_t n, o = push(l, "on");
+        if ((rc = want_seq(l, on, &n)))
+            return rc;
+        r->on = 0;
+        static const struct {
+            const char *name;
+            unsigned bit;
+        } conds[] = {{"connect-failure", GW_RETRY_CONNECT},
+                     {"reset", GW_RETRY_RESET},
+                     {"502", GW_RETRY_502},
+                     {"503", GW_RETRY_503},
+                     {"504", GW_RETRY_504}};
+        for (size_t i = 0; i < n; i++) {
+            size_t oi = push_index(l, i);
+            yaml_node_t *it = seq_item(l, on, i);
+            struct cn_slice c;
+            if ((rc = want_str(l, it, &c)))
+                return rc;
+            unsigned bit = 0;
+            for (size_t k = 0; k < sizeof(conds) / sizeof(conds[0]); k++)
+                if (cn_slice_eq(c, cn_slice_of(conds[k].name)))
+                    bit = conds[k].bit;
+            if (!bit)
+                return fail_at(l, it, "'%.*s' is not one of connect-failure, reset, 502, 503, 504",
+                               (int)CN_MIN(c.len, 64), c.ptr);
+            r->on |= bit;
+            pop(l, oi);
+        }
+        pop(l, o);
+    }
+    return 0;
+}
+
+static int load_breaker(struct ld *l, const yaml_node_t *map, struct gw_breaker_cfg *b)
+{
+    static const char *const keys[] = {"max_connections", "max_pending", "max_requests", NULL};
+    int rc = want_map(l, map);
+    if (!rc)
+        rc = check_keys(l, map, keys);
+    if (rc)
+        return rc;
+    uint64_t mc = 0, mp = 0, mr = 0;
+    OPT(v, "max_connections", want_u64(l, v, 0, 10000000, &mc));
+    OPT(v, "max_pending", want_u64(l, v, 0, 10000000, &mp));
+    OPT(v, "max_requests", want_u64(l, v, 0, 10000000, &mr));
+    b->enabled = mc || mp || mr;
+    b->max_connections = (uint32_t)mc;
+    b->max_pending = (uint32_t)mp;
+    b->max_requests = (uint32_t)mr;
+    return 0;
+}
+
+/* rate: N (per second) or "N/s", "N/m", "N/h". */
+static int want_rate(struct ld *l, const yaml_node_t *n, struct gw_ratelimit *rl)
+{
+    struct cn_slice s = n->type == YAML_SCALAR_NODE ? scalar(n) : (struct cn_slice){"", 0};
+    size_t i = 0;
+    uint64_t v = 0;
+    while (i < s.len && s.ptr[i] >= '0' && s.ptr[i] <= '9' && v < 1000000000ull)
+        v = v * 10 + (uint64_t)(s.ptr[i++] - '0');
+    struct cn_slice unit = {s.ptr + i, s.len - i};
+    double per = 0;
+    if (unit.len == 0 || cn_slice_eq(unit, CN_SLICE_LIT("/s")))
+        per = 1;
+    else if (cn_slice_eq(unit, CN_SLICE_LIT("/m")))
+        per = 60;
+    else if (cn_slice_eq(unit, CN_SLICE_LIT("/h")))
+        per = 3600;
+    if (i == 0 || per == 0 || v == 0 || v > 1000000000ull)
+        return fail_at(l, n, "'%.*s' is not a rate like 100, 100/s, 30/m, 10/h (1 to 10^9)",
+                       (int)CN_MIN(s.len, 64), s.ptr);
+    rl->rate_per_s = (double)v / per;
+    char *t = cn_arena_alloc(&l->snap->arena, 32);
+    if (!t)
+        return fail_at(l, n, "out of memory");
+    int k = snprintf(t, 32, "%llu/%s", (unsigned long long)v,
+                     per == 1    ? "s"
+                     : per == 60 ? "m"
+                                 : "h");
+    rl->rate_text = (struct cn_slice){t, (size_t)k};
+    return 0;
+}
+
+static int load_ratelimit(struct ld *l, const yaml_node_t *map, struct gw_ratelimit *rl)
+{
+    static const char *const keys[] = {"rate", "burst", "key", "max_keys", NULL};
+    int rc = want_map(l, map);
+    if (!rc)
+        rc = check_keys(l, map, keys);
+    if (rc)
+        return rc;
+    yaml_node_t *rate = get(l, map, "rate");
+    size_t o = push(l, "rate");
+    if (!rate)
+        return fail_at(l, map, "is required (100, 100/s, 30/m, 10/h)");
+    if ((rc = want_rate(l, rate, rl)))
+        return rc;
+    pop(l, o);
+    rl->burst = (uint64_t)ceil(rl->rate_per_s);
+    rl->max_keys = 10000;
+    OPT(v, "burst", want_u64(l, v, 1, 1000000000, &rl->burst));
+    OPT(v, "max_keys", want_u64(l, v, 1, 10000000, &rl->max_keys));
+    rl->key = GW_RL_CLIENT_IP;
+    rl->key_text = CN_SLICE_LIT("client_ip");
+    yaml_node_t *k = get(l, map, "key");
+    if (k) {
+        o = push(l, "key");
+        if ((rc = want_str(l, k, &rl->key_text)))
+            return rc;
+        struct cn_slice t = rl->key_text;
+        if (cn_slice_eq(t, CN_SLICE_LIT("client_ip"))) {
+            rl->key = GW_RL_CLIENT_IP;
+        } else if (t.len > 7 && memcmp(t.ptr, "header:", 7) == 0) {
+            rl->key = GW_RL_HEADER;
+            rl->key_name = (struct cn_slice){t.ptr + 7, t.len - 7};
+            if ((rc = check_header_name(l, k, rl->key_name)))
+                return rc;
+        } else if (t.len > 10 && memcmp(t.ptr, "jwt_claim:", 10) == 0) {
+            rl->key = GW_RL_JWT_CLAIM;
+            rl->key_name = (struct cn_slice){t.ptr + 10, t.len - 10};
+        } else {
+            return fail_at(l, k, "'%.*s' is not one of client_ip, header:NAME, jwt_claim:NAME",
+                           (int)CN_MIN(t.len, 64), t.ptr);
+        }
+        pop(l, o);
+    }
+    return 0;
+}
+
 static int load_cluster(struct ld *l, const yaml_node_t *map, struct gw_cluster *cl)
 {
     static const char *const keys[] = {"name",
@@ -458,6 +721,10 @@ static int load_cluster(struct ld *l, const yaml_node_t *map, struct gw_cluster 
                                        "timeouts",
                                        "max_idle_per_worker",
                                        "pool_idle_timeout",
+                                       "health_check",
+                                       "outlier",
+                                       "retry",
+                                       "circuit_breaker",
                                        NULL};
     int rc = want_map(l, map);
     if (!rc)
@@ -561,6 +828,10 @@ static int load_cluster(struct ld *l, const yaml_node_t *map, struct gw_cluster 
     OPT(v, "max_idle_per_worker", want_u64(l, v, 0, 100000, &mi));
     cl->max_idle = (uint32_t)mi;
     OPT(v, "pool_idle_timeout", want_duration(l, v, 86400000, &cl->pool_idle_ms));
+    OPT(v, "health_check", load_health(l, v, &cl->gov.health));
+    OPT(v, "outlier", load_outlier(l, v, &cl->gov.outlier));
+    OPT(v, "retry", load_retry(l, v, &cl->gov.retry));
+    OPT(v, "circuit_breaker", load_breaker(l, v, &cl->gov.breaker));
     return 0;
 }
 
@@ -830,7 +1101,8 @@ static int load_filter(struct ld *l, const yaml_node_t *map, struct gw_filter *f
     static const char *const keys[] = {
         "type",       "requestHeaderModifier", "responseHeaderModifier",
         "urlRewrite", "requestRedirect",       "jwt",
-        "keyAuth",    "cors",                  NULL};
+        "keyAuth",    "cors",                  "rateLimit",
+        NULL};
     int rc = want_map(l, map);
     if (!rc)
         rc = check_keys(l, map, keys);
@@ -848,7 +1120,8 @@ static int load_filter(struct ld *l, const yaml_node_t *map, struct gw_filter *f
                  {"RequestRedirect", "requestRedirect"},
                  {"JWT", "jwt"}, /* GW_F_JWT.. in enum order (config-ext.c) */
                  {"KeyAuth", "keyAuth"},
-                 {"CORS", "cors"}};
+                 {"CORS", "cors"},
+                 {"RateLimit", "rateLimit"}};
     int k = -1;
     for (int i = 0; i < (int)CN_ARRAY_LEN(kinds); i++)
         if (cn_slice_eq(type, cn_slice_of(kinds[i].type)))
@@ -857,7 +1130,7 @@ static int load_filter(struct ld *l, const yaml_node_t *map, struct gw_filter *f
         push(l, "type");
         return fail_at(l, get(l, map, "type"),
                        "'%.*s' is not one of RequestHeaderModifier, ResponseHeaderModifier, "
-                       "URLRewrite, RequestRedirect, JWT, KeyAuth, CORS",
+                       "URLRewrite, RequestRedirect, JWT, KeyAuth, CORS, RateLimit",
                        (int)CN_MIN(type.len, 64), type.ptr);
     }
     for (int i = 0; i < (int)CN_ARRAY_LEN(kinds); i++) {
@@ -872,7 +1145,10 @@ static int load_filter(struct ld *l, const yaml_node_t *map, struct gw_filter *f
     size_t o = push(l, kinds[k].field);
     if (!body)
         return fail_at(l, map, "is required with type %s", kinds[k].type);
-    if (k >= GW_F_JWT) {
+    if (k == GW_F_RATE_LIMIT) {
+        if ((rc = load_ratelimit(l, body, &f->u.ratelimit)))
+            return rc;
+    } else if (k >= GW_F_JWT) {
         if ((rc = gw_ext_load_filter(l, body, f)))
             return rc;
     } else if (k <= 1) {
@@ -987,6 +1263,9 @@ static int load_route(struct ld *l, const yaml_node_t *map, struct gw_route *rt,
             yaml_node_t *fn = seq_item(l, fs, i);
             if ((rc = load_filter(l, fn, f)))
                 return rc;
+            if (f->kind == GW_F_RATE_LIMIT) {
+                f->u.ratelimit.ordinal = (size_t)rt->has_ratelimit++;
+            }
             if (f->kind == GW_F_REDIRECT) {
                 if (rt->redirect || rt->rewrite)
                     return fail_at(l, fn, "one RequestRedirect or URLRewrite filter per route");
@@ -1249,6 +1528,7 @@ static void snapshot_free(struct cn_gw_snapshot *s)
         regfree(s->regexes[i]);
     gw_matcher_free(s);
     gw_ext_snapshot_free(s);
+    gw_gov_release(s);
     free(s->source);
     cn_arena_release(&s->arena);
     free(s);
@@ -1310,6 +1590,8 @@ struct cn_gw_snapshot *cn_gw_config_load_buffer(const char *name, const char *da
             rc = load_root(&l, root);
         if (!rc && (rc = gw_matcher_build(s)) != 0)
             snprintf(err, err_len, "%s: out of memory building the route table", name);
+        if (!rc && (rc = gw_gov_prepare(s)) != 0)
+            snprintf(err, err_len, "%s: out of memory", name);
         yaml_document_delete(&doc);
     }
     yaml_parser_delete(&parser);

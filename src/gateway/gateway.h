@@ -58,6 +58,12 @@ const struct cn_http_limits *cn_gw_worker_limits(struct cn_gw *gw, int id);
 /* Generation the worker runs. */
 uint64_t cn_gw_worker_generation(struct cn_gw *gw, int id);
 
+/* Active health checks on loop (one control loop for the process, e.g. the main one): they
+ * follow every snapshot published from then on. stop (on the loop's thread) closes their
+ * handles; the loop must run once more to finish closing them. 0 or a negative code. */
+int cn_gw_health_start(struct cn_gw *gw, uv_loop_t *loop);
+void cn_gw_health_stop(struct cn_gw *gw);
+
 /* The streaming handler for the listeners' cn_http_server (ctx: the cn_gw). */
 void cn_gw_handle(struct cn_http_req *req, void *ctx);
 

@@ -74,11 +74,15 @@ uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap)
         snap->clusters[i].stats = stats_for(gw, 1, snap->clusters[i].name);
     gw_tel_configure(gw, snap);
     struct cn_gw_snapshot *old = gw->current;
+    if (old != snap)
+        gw_gov_inherit(snap, old); /* health, ejections, breaker counts, rate limit buckets */
     gw->current = cn_gw_snapshot_ref(snap);
     snap->generation = ++gw->generation;
     uint64_t gen = gw->generation;
     if (old)
         atomic_fetch_add_explicit(&gw->reloads, 1, memory_order_relaxed);
+    if (gw->health)
+        gw_health_notify(gw->health);
     uv_mutex_unlock(&gw->lock);
     cn_gw_snapshot_unref(old);
     return gen;
@@ -315,6 +319,7 @@ int cn_gw_metrics_write(struct cn_buf *b, struct cn_gw *gw)
         cn_buf_printf(b, "cairn_gateway_upstream_connections_total{cluster=\"%s\"} %llu\n", s->name,
                       n);
     }
+    gw_gov_metrics_write(b, gw);
     uint64_t gen = gw->generation;
     gw_tel_metrics_write(b, gw);
     uv_mutex_unlock(&gw->lock);

@@ -6,6 +6,7 @@
 #include "base/arena.h"
 #include "gateway/ext.h"
 #include "gateway/gateway.h"
+#include "gateway/gov.h"
 #include "http/head.h"
 #include "http/http-t.h"
 #include "http/server.h"
@@ -28,6 +29,7 @@ struct gw_stats_w {
     atomic_uint_fast64_t lat_sum_us;
     atomic_uint_fast64_t upstream_errors[4]; /* enum gw_up_err */
     atomic_uint_fast64_t connects;           /* upstream connections opened */
+    atomic_uint_fast64_t gov[GW_C_NUM];      /* enum gw_gov_counter */
     char pad[64];
 };
 
@@ -67,6 +69,7 @@ enum gw_filter_kind {
     GW_F_JWT, /* ext.h: request filters run by gw_ext_request */
     GW_F_KEY_AUTH,
     GW_F_CORS,
+    GW_F_RATE_LIMIT,
 };
 
 enum gw_path_mod { GW_PM_NONE = 0, GW_PM_FULL, GW_PM_PREFIX };
@@ -93,6 +96,7 @@ struct gw_filter {
         const struct gw_jwt *jwt;
         const struct gw_keyauth *keyauth;
         const struct gw_cors *cors;
+        struct gw_ratelimit ratelimit;
     } u;
 };
 
@@ -152,6 +156,7 @@ struct gw_route {
     uint32_t total_weight;
     struct gw_timeouts timeouts; /* set fields override the cluster's */
     unsigned timeouts_set;       /* bit per field: connect, first_byte, total, idle */
+    int has_ratelimit;           /* a RateLimit filter (gw_ratelimit_check) */
     struct gw_stats *stats;
 };
 
@@ -163,6 +168,7 @@ struct gw_endpoint {
     struct cn_slice name; /* "host:port" as configured */
     uint32_t weight;
     size_t global; /* index among every endpoint of the snapshot */
+    struct gw_ep_state *st;
 };
 
 struct gw_ring_point {
@@ -183,8 +189,9 @@ struct gw_cluster {
     struct gw_ring_point *ring; /* sorted by hash */
     size_t ring_len;
     struct gw_timeouts timeouts;
-    uint32_t max_idle;     /* idle keep-alive connections kept per endpoint per worker */
-    uint64_t pool_idle_ms; /* an idle pooled connection older than this is closed */
+    uint32_t max_idle;         /* idle keep-alive connections kept per endpoint per worker */
+    uint64_t pool_idle_ms;     /* an idle pooled connection older than this is closed */
+    struct gw_cluster_gov gov; /* health, outliers, retries, circuit breaker */
     struct gw_stats *stats;
 };
 
@@ -301,6 +308,7 @@ struct gw_lb_state {
     uint64_t rr;
     int64_t *current; /* [num_eps] */
     uint32_t *active; /* [num_eps] */
+    struct gw_budget budget;
 };
 
 static inline uint64_t gw_rand(uint64_t *s)
@@ -318,6 +326,11 @@ static inline uint64_t gw_rand(uint64_t *s)
  * request has none (then a random endpoint). */
 uint32_t gw_lb_pick(const struct gw_cluster *cl, struct gw_lb_state *st, uint64_t *rng,
                     const char *key, size_t key_len);
+/* gw_lb_pick skipping endpoints that are down (unhealthy or ejected) and, when it can, the
+ * endpoint avoid (-1: none; a retry's previous one). When every endpoint is down the
+ * policy's pick is used anyway. */
+uint32_t gw_lb_pick_up(const struct gw_cluster *cl, struct gw_lb_state *st, uint64_t *rng,
+                       const char *key, size_t key_len, uint64_t now_ms, int64_t avoid);
 /* Smooth weighted round robin over weights[0..n): the index picked. current has n slots. */
 size_t gw_swrr(int64_t *current, const uint32_t *weights, size_t stride, size_t n, uint64_t total);
 /* Builds cl->ring from its endpoints. Returns 0 or CN_ENOMEM. */
@@ -430,6 +443,7 @@ struct cn_gw {
     atomic_uint_fast64_t reload_failures;
     struct gw_tel *tel; /* the exporter (export.c), NULL until something is recorded */
     struct cn_store *store; /* cairn up: spans and logs go there in-process */
+    struct gw_health *health; /* the health checker, NULL when not started */
 };
 
 /* Drops a view reference (frees the view and its snapshot reference at zero). */

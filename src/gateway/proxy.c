@@ -33,9 +33,10 @@ struct gw_upconn {
     struct gw_req *req;
     int handles;
     int fd;
-    unsigned connected : 1, reading : 1, writing : 1, closing : 1, idle : 1;
-    uint64_t served;     /* responses completed on this connection */
-    uint64_t idle_until; /* loop ms: idle connection expires */
+    unsigned connected : 1, reading : 1, writing : 1, closing : 1, idle : 1, pending : 1;
+    struct gw_cl_state *cst; /* circuit breaker counts (connections, pending) */
+    uint64_t served;         /* responses completed on this connection */
+    uint64_t idle_until;     /* loop ms: idle connection expires */
     uint64_t timer_due;
     struct gw_resp resp;
     struct cn_http_header *hdrs; /* the response head's fields (resp.hdrs) */
@@ -61,7 +62,10 @@ struct gw_req {
     int status;
     unsigned upgrade : 1, body_done : 1, resp_started : 1, head_seen : 1, tunnel : 1,
         client_paused : 1, up_paused : 1, retried : 1, req_chunked : 1, head_req : 1, no_reuse : 1,
-        has_cl : 1, client_eof : 1;
+        has_cl : 1, client_eof : 1, cb_counted : 1, retrying : 1;
+    uint32_t attempts;     /* upstream attempts so far (retries) */
+    size_t head_out;       /* bytes of the upstream head in up->out (a retry resends the rest) */
+    const char *cb_reason; /* the circuit breaker limit that refused a connection */
     enum gw_resp_mode resp_mode;
     uint64_t resp_left;
     struct cn_chunked chunked;
@@ -75,6 +79,10 @@ static void up_read_start(struct gw_upconn *up);
 static void up_arm(struct gw_upconn *up);
 static void up_fail(struct gw_upconn *up, enum gw_up_err kind, const char *what);
 static int start_upstream(struct gw_req *r, int fresh);
+static int retry_allowed(const struct gw_req *r, const struct gw_upconn *old, unsigned cond);
+static int retry_budget(struct gw_req *r);
+static int retry_start(struct gw_req *r, struct gw_upconn *old);
+static int retry_on_status(struct gw_req *r, struct gw_upconn *up, int status);
 static void tunnel_finish(struct gw_req *r);
 
 static uint64_t now_ms(struct gw_worker *w)
@@ -140,8 +148,15 @@ static struct gw_req *req_new(struct gw_worker *w)
 static void req_free(struct gw_req *r)
 {
     struct gw_worker *w = r->w;
-    if (r->cl && r->view)
-        r->view->lb[r->cl->index].active[r->ep]--;
+    if (r->cb_counted)
+        atomic_fetch_sub_explicit(&r->cl->gov.st->requests, 1, memory_order_relaxed);
+    if (r->cl && r->view) {
+        struct gw_lb_state *lb = &r->view->lb[r->cl->index];
+        lb->active[r->ep]--;
+        lb->budget.inflight--;
+        if (r->retrying)
+            lb->budget.retrying--;
+    }
     if (r->view)
         gw_view_unref(r->view);
     r->view = NULL;
@@ -164,11 +179,25 @@ static void client_detach(struct gw_req *r)
 
 /* ---- upstream connections ---------------------------------------------------------------- */
 
+/* The connection is no longer waiting to connect (circuit breaker's max_pending). */
+static void up_unpend(struct gw_upconn *up)
+{
+    if (up->pending) {
+        up->pending = 0;
+        atomic_fetch_sub_explicit(&up->cst->pending, 1, memory_order_relaxed);
+    }
+}
+
 static void on_up_closed(uv_handle_t *h)
 {
     struct gw_upconn *up = h->data;
     if (--up->handles)
         return;
+    up_unpend(up);
+    if (up->cst) {
+        atomic_fetch_sub_explicit(&up->cst->connections, 1, memory_order_relaxed);
+        gw_cl_state_unref(up->cst);
+    }
     struct gw_worker *w = up->w;
     if (up->aprev)
         up->aprev->anext = up->anext;
@@ -404,7 +433,7 @@ static int reply_head(struct gw_req *r, int status, int64_t length)
     struct gw_upconn *up = r->up;
     struct gw_worker *w = r->w;
     const struct gw_route *rt = r->route;
-    size_t extra = 2 + GW_EXT_MAX_REPLY_HEADERS;
+    size_t extra = 3 + GW_EXT_MAX_REPLY_HEADERS;
     for (size_t i = 0; i < rt->num_filters; i++)
         if (rt->filters[i].kind == GW_F_RESPONSE_HEADERS)
             extra += rt->filters[i].u.headers.num_set + rt->filters[i].u.headers.num_add;
@@ -450,6 +479,10 @@ static int reply_head(struct gw_req *r, int status, int64_t length)
     if (status == 101)
         w->hdrs[n++] = (struct cn_http_header){CN_SLICE_LIT("Connection"), CN_SLICE_LIT("upgrade")};
     n += gw_ext_reply_headers(&r->ext, w->hdrs + n);
+    char att[16];
+    if (r->cl->gov.retry.attempts_header)
+        w->hdrs[n++] = (struct cn_http_header){CN_SLICE_LIT("X-Cairn-Attempts"),
+                                               {att, cn_u64_to_dec(att, r->attempts)}};
     cn_http_reply_head(r->creq, status, w->hdrs, n, length);
     return 0;
 }
@@ -625,6 +658,9 @@ static void up_process(struct gw_upconn *up)
             up->rpos += head_len;
             continue;
         }
+        gw_outlier_result(r->cl, r->ep, status >= 500, now_ms(w), w->id);
+        if (status >= 502 && status <= 504 && retry_on_status(r, up, status))
+            return;
         int64_t len;
         const char *bad =
             gw_resp_framing(&up->resp, r->head_req, &r->resp_mode, &r->resp_left, &len);
@@ -767,6 +803,16 @@ static void up_fail(struct gw_upconn *up, enum gw_up_err kind, const char *what)
         req_free(r);
         return;
     }
+    int race = kind == GW_ERR_RESET && up->served > 0 && !r->head_seen && up->rlen == 0;
+    if (!race && !r->head_seen) {
+        gw_outlier_result(r->cl, r->ep, 1, now_ms(r->w), r->w->id);
+        unsigned cond = !up->connected           ? GW_RETRY_CONNECT
+                        : kind == GW_ERR_TIMEOUT ? GW_RETRY_504
+                        : kind == GW_ERR_RESET   ? GW_RETRY_RESET
+                                                 : 0;
+        if (cond && retry_allowed(r, up, cond) && retry_budget(r) && retry_start(r, up) == 0)
+            return;
+    }
     if (kind == GW_ERR_RESET && up->served > 0 && !r->head_seen && !r->retried &&
         r->creq->content_length == 0 && up->rlen == 0) {
         r->retried = 1;
@@ -807,6 +853,7 @@ static void up_fail(struct gw_upconn *up, enum gw_up_err kind, const char *what)
 static void on_up_connect(uv_connect_t *cr, int status)
 {
     struct gw_upconn *up = cr->data;
+    up_unpend(up);
     if (up->closing)
         return;
     if (status < 0) {
@@ -872,9 +919,19 @@ static struct gw_upconn *up_get(struct gw_req *r, int fresh)
         up->resp.lim.max_headers = CN_MIN(lim->max_response_headers, up->resp.hdr_cap);
         return up;
     }
+    const char *full = gw_breaker_conn_check(r->cl);
+    if (full) {
+        r->cb_reason = full;
+        return NULL;
+    }
     struct gw_upconn *up = up_new(w, pool, lim);
     if (!up)
         return NULL;
+    if ((up->cst = r->cl->gov.st ? gw_cl_state_ref(r->cl->gov.st) : NULL)) {
+        atomic_fetch_add_explicit(&up->cst->connections, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&up->cst->pending, 1, memory_order_relaxed);
+        up->pending = 1;
+    }
     const struct gw_endpoint *ep = &r->cl->eps[r->ep];
     up->connect_req.data = up;
     if (r->cl->stats)
@@ -1159,6 +1216,7 @@ static int start_upstream(struct gw_req *r, int fresh)
         up_close(up);
         return CN_ELIMIT;
     }
+    r->head_out = up->out.len;
     uint64_t now = now_ms(r->w);
     r->connect_at = up->connected ? 0 : now + r->t.connect_ms;
     if (r->body_done && r->t.first_byte_ms)
@@ -1223,6 +1281,128 @@ static const char *hash_key(const struct gw_cluster *cl, struct cn_http_req *cre
 static void reply_error(struct cn_http_req *creq, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- governance hooks (policy in gov.c) ------------------------------------------------------ */
+
+/* Counts the request against the cluster's max_requests; answers 503 past it (returns 1). */
+static int breaker_requests(struct gw_req *r)
+{
+    const struct gw_cluster *cl = r->cl;
+    struct gw_cl_state *cs = cl->gov.st;
+    if (atomic_fetch_add_explicit(&cs->requests, 1, memory_order_relaxed) <
+        cl->gov.breaker.max_requests) {
+        r->cb_counted = 1;
+        return 0;
+    }
+    atomic_fetch_sub_explicit(&cs->requests, 1, memory_order_relaxed);
+    gw_gov_count(cl, r->w->id, GW_C_CB_REQUESTS);
+    record(r, 503);
+    struct cn_http_req *creq = r->creq;
+    r->creq = NULL;
+    r->cl = NULL; /* nothing was taken from the balancer */
+    req_free(r);
+    gw_breaker_reply(creq, cl, "max_requests");
+    return 1;
+}
+
+static int idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+           method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
+}
+
+/* Whether the cluster's retry policy covers this failure of this request: attempts left, the
+ * condition listed, and a request that can be sent again. A connection that never connected
+ * sent nothing: its head and the body bytes so far (up to retry.max_body_bytes) are resent.
+ * Otherwise the request may have reached the upstream: only idempotent methods without a
+ * body. */
+static int retry_allowed(const struct gw_req *r, const struct gw_upconn *old, unsigned cond)
+{
+    const struct gw_retry_cfg *rc = &r->cl->gov.retry;
+    if (!rc->enabled || !(rc->on & cond) || r->attempts >= rc->attempts || !r->creq || r->upgrade ||
+        r->resp_started || r->w->stopping)
+        return 0;
+    if (!old->connected && old->wout.len == 0)
+        return old->out.len - r->head_out <= rc->max_body_bytes;
+    return r->creq->content_length == 0 && idempotent(r->creq->method);
+}
+
+/* The retry budget (per worker and cluster); a refusal is counted. */
+static int retry_budget(struct gw_req *r)
+{
+    const struct gw_retry_cfg *rc = &r->cl->gov.retry;
+    struct gw_budget *b = &r->view->lb[r->cl->index].budget;
+    if (!r->retrying && !gw_budget_allow(b, rc->budget_percent, rc->min_per_s, now_ms(r->w))) {
+        gw_gov_count(r->cl, r->w->id, GW_C_RETRY_BUDGET);
+        return 0;
+    }
+    if (!r->retrying) {
+        r->retrying = 1;
+        b->retrying++;
+    }
+    return 1;
+}
+
+/* The next attempt, on another endpoint when there is one. old (closed, detached) may hold
+ * the head and body bytes never sent. Returns 0, or a negative code when no connection could
+ * be had (the caller answers). */
+static int retry_start(struct gw_req *r, struct gw_upconn *old)
+{
+    struct gw_lb_state *lb = &r->view->lb[r->cl->index];
+    gw_gov_count(r->cl, r->w->id, GW_C_RETRIES);
+    size_t klen = 0;
+    const char *key = r->cl->policy == GW_LB_HASH ? hash_key(r->cl, r->creq, &klen) : NULL;
+    uint32_t prev = r->ep;
+    lb->active[prev]--;
+    r->ep = gw_lb_pick_up(r->cl, lb, &r->w->rng, key, klen, now_ms(r->w), prev);
+    lb->active[r->ep]++;
+    r->attempts++;
+    cn_debug("gateway", "retrying", "cluster=%.*s from=%.*s to=%.*s attempt=%u",
+             (int)r->cl->name.len, r->cl->name.ptr, (int)r->cl->eps[prev].name.len,
+             r->cl->eps[prev].name.ptr, (int)r->cl->eps[r->ep].name.len, r->cl->eps[r->ep].name.ptr,
+             r->attempts);
+    struct cn_buf unsent = {0};
+    size_t skip = r->head_out;
+    if (!old->connected && old->out.len > skip) {
+        unsent = old->out; /* its connection is closing: the buffer moves here */
+        cn_buf_init(&old->out, UP_OUT_MAX);
+    }
+    r->head_seen = 0;
+    r->no_reuse = 0;
+    r->fb_at = 0;
+    r->cb_reason = NULL;
+    int rc = start_upstream(r, 0);
+    if (rc == 0 && unsent.len > skip && r->up) {
+        if (cn_buf_append(&r->up->out, unsent.ptr + skip, unsent.len - skip) == 0)
+            up_flush(r->up);
+        else
+            rc = CN_ENOMEM;
+    }
+    cn_buf_release(&unsent);
+    return rc;
+}
+
+/* A 502/503/504 head from the upstream that the policy retries: the response is dropped with
+ * its connection. Returns 1 when the request was taken over (retried or answered). */
+static int retry_on_status(struct gw_req *r, struct gw_upconn *up, int status)
+{
+    unsigned cond = status == 502 ? GW_RETRY_502 : status == 503 ? GW_RETRY_503 : GW_RETRY_504;
+    if (!retry_allowed(r, up, cond) || !retry_budget(r))
+        return 0;
+    r->up = NULL;
+    up->req = NULL;
+    up_close(up);
+    if (retry_start(r, up) == 0)
+        return 1;
+    struct cn_http_req *creq = r->creq;
+    client_detach(r);
+    record(r, 502);
+    reply_error(creq, 502, "upstream connect failed on retry (cluster %.*s, endpoint %.*s)",
+                (int)r->cl->name.len, r->cl->name.ptr, (int)r->cl->eps[r->ep].name.len,
+                r->cl->eps[r->ep].name.ptr);
+    req_free(r);
+    return 1;
+}
+
 static void reply_error(struct cn_http_req *creq, int status, const char *fmt, ...)
 {
     char msg[512];
@@ -1265,6 +1445,10 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
     int answered = gw_ext_request(w, s, rt, creq, &ext);
     if (answered) {
         gw_stats_record(rt->stats, w->id, answered, 0);
+        return;
+    }
+    if (rt->has_ratelimit && gw_ratelimit_check(rt, creq, &ext, w->id, now_ms(w))) {
+        gw_ext_release(&ext);
         return;
     }
     if (rt->redirect) {
@@ -1311,11 +1495,15 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
     r->body_done = creq->content_length == 0;
     const struct gw_cluster *cl = pick_backend(v, rt);
     r->cl = cl;
+    if (cl->gov.breaker.max_requests && breaker_requests(r))
+        return;
     size_t klen = 0;
     const char *key = cl->policy == GW_LB_HASH ? hash_key(cl, creq, &klen) : NULL;
     struct gw_lb_state *lb = &v->lb[cl->index];
-    r->ep = gw_lb_pick(cl, lb, &w->rng, key, klen);
+    r->ep = gw_lb_pick_up(cl, lb, &w->rng, key, klen, now_ms(w), -1);
     lb->active[r->ep]++;
+    lb->budget.inflight++;
+    r->attempts = 1;
     /* Timeouts: the route's set fields over the cluster's. */
     r->t = cl->timeouts;
     if (rt->timeouts_set & 1)
@@ -1326,6 +1514,9 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
         r->t.total_ms = rt->timeouts.total_ms;
     if (rt->timeouts_set & 8)
         r->t.idle_ms = rt->timeouts.idle_ms;
+    uint64_t per_try = cl->gov.retry.enabled ? cl->gov.retry.per_try_ms : 0;
+    if (per_try && (!r->t.first_byte_ms || per_try < r->t.first_byte_ms))
+        r->t.first_byte_ms = per_try;
     if (r->t.total_ms)
         r->total_at = now_ms(w) + r->t.total_ms;
     creq->data = r;
@@ -1333,6 +1524,16 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
     if (creq->content_length != 0)
         creq->body_cb = on_client_body;
     int rc = start_upstream(r, 0);
+    if (rc && r->cb_reason) {
+        gw_gov_count(cl, w->id,
+                     !strcmp(r->cb_reason, "max_pending") ? GW_C_CB_PENDING : GW_C_CB_CONNECTIONS);
+        record(r, 503);
+        client_detach(r);
+        r->creq = NULL;
+        req_free(r);
+        gw_breaker_reply(creq, cl, r->cb_reason);
+        return;
+    }
     if (rc) {
         count_err(r, GW_ERR_CONNECT);
         record(r, 502);

@@ -30,7 +30,7 @@ static void probe(const struct cn_gw_snapshot *s, const char *host, const char *
         uint32_t active[64] = {0};
         if (cl->num_eps > 64)
             continue;
-        struct gw_lb_state st = {0, cur, active};
+        struct gw_lb_state st = {.rr = 0, .current = cur, .active = active};
         uint64_t rng = 7;
         for (int k = 0; k < 4; k++)
             CN_BUG_ON(gw_lb_pick(cl, &st, &rng, k & 1 ? "key" : NULL, 3) >= cl->num_eps);
