@@ -1525,13 +1525,14 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
         creq->body_cb = on_client_body;
     int rc = start_upstream(r, 0);
     if (rc && r->cb_reason) {
+        const char *limit = r->cb_reason;
         gw_gov_count(cl, w->id,
-                     !strcmp(r->cb_reason, "max_pending") ? GW_C_CB_PENDING : GW_C_CB_CONNECTIONS);
+                     !strcmp(limit, "max_pending") ? GW_C_CB_PENDING : GW_C_CB_CONNECTIONS);
         record(r, 503);
         client_detach(r);
         r->creq = NULL;
         req_free(r);
-        gw_breaker_reply(creq, cl, r->cb_reason);
+        gw_breaker_reply(creq, cl, limit);
         return;
     }
     if (rc) {

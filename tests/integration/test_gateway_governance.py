@@ -32,9 +32,23 @@ class Switchable(Upstream):
         self.status = None
         self.gate = threading.Event()
         self.health_checks = 0
+        self.health_hold = None
         super().__init__(name)
 
     def _answer(self, c, f, method, path, q, headers, body):
+        if path == "/health" and self.health_hold is not None:
+            # held open until the checker gives up and closes it; concurrency recorded
+            hold = self.health_hold
+            with hold["lock"]:
+                hold["now"] += 1
+                hold["max"] = max(hold["max"], hold["now"])
+                hold["total"] += 1
+            try:
+                c.recv(1)
+            finally:
+                with hold["lock"]:
+                    hold["now"] -= 1
+            return False
         if path == "/health":
             with self.lock:
                 self.health_checks += 1
@@ -106,6 +120,21 @@ class Governance(GatewayTest):
                    metric(g, "cairn_gateway_config_generation") == 2, scaled(5),
                    what="the reload applied")
         poll_until(lambda: a.health_checks > checks + 2, scaled(5), what="checks after reload")
+
+    def test_health_checks_bounded_concurrency(self):
+        hold = {"lock": threading.Lock(), "now": 0, "max": 0, "total": 0}
+        ups = [self.up("u%d" % i) for i in range(5)]
+        for u in ups:
+            u.health_hold = hold
+        clusters = ("  - name: c\n    endpoints: [%s]\n"
+                    "    health_check: {path: /health, interval: 20ms, timeout: 100ms, "
+                    "max_concurrent: 2}\n" % ", ".join(u.addr() for u in ups))
+        g = self.gateway(cfg("  - {name: r, backendRefs: [{name: c}]}\n", clusters))
+        # every check hangs until its timeout: rounds go on two at a time
+        poll_until(lambda: hold["total"] >= 8, scaled(10), what="eight checks")
+        self.assertEqual(hold["max"], 2)
+        poll_until(lambda: metric(g, "cairn_gateway_health_checks_total", cluster="c",
+                                  result="failed") >= 6, scaled(5), what="timeouts counted")
 
     def test_passive_ejection_with_cap(self):
         a, b, c = self.up("a"), self.up("b"), self.up("c")
