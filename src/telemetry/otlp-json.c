@@ -159,7 +159,7 @@ static json_t *field(json_t *obj, const char *camel, const char *snake, const ch
 static int as_u64(struct dec *d, json_t *v, uint64_t max, uint64_t *out)
 {
     const char *why = cn_json_u64(v, max, out);
-    return why ? fail(d, why) : 0;
+    return why ? fail(d, "%s", why) : 0;
 }
 
 static int as_i64(struct dec *d, json_t *v, int64_t *out)
