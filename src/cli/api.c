@@ -158,6 +158,8 @@ static void h_metrics(struct cn_http_req *req, void *ctx)
         write_store_metrics(&b, up->store, &up->receiver);
         write_derive_metrics(&b, cn_store_derive(up->store));
     }
+    if (up->gw)
+        cn_gw_metrics_write(&b, up->gw); /* gateway.config */
     cn_metrics_write_process(&b);
     cn_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.ptr, b.len, NULL, 0);
     cn_buf_release(&b);

@@ -127,12 +127,17 @@ static struct cn_up *the_up(struct cn_worker *w)
     return w->data;
 }
 
+static struct cn_http_worker *up_gw_hw(struct cn_up *up, size_t l, int id)
+{
+    return &up->gw_hworkers[l * (size_t)up->nworkers + (size_t)id];
+}
+
 /* A worker leaves its loop once both servers drained and no export awaits the store. */
 static void maybe_finish(struct cn_up *up, int id)
 {
     struct up_worker *uw = &up->uw[id];
     if (uw->finished || !uw->api_drained || !uw->otlp_drained || !uw->nacos_drained ||
-        up->rworkers[id].inflight)
+        uw->gw_drained < up->gw_nlisteners || up->rworkers[id].inflight)
         return;
     uw->finished = 1;
     cn_mailbox_close(&up->rworkers[id].mailbox);
@@ -144,7 +149,11 @@ static void on_drained(struct cn_http_worker *hw)
     struct cn_up *up = hw->srv->data;
     if (hw->srv == &up->api)
         up->uw[hw->id].api_drained = 1;
-    else if (hw->srv == &up->nacos_srv)
+    else if (up->gw_nlisteners && hw->srv >= up->gw_servers &&
+             hw->srv < up->gw_servers + up->gw_nlisteners) {
+        if (++up->uw[hw->id].gw_drained == up->gw_nlisteners)
+            cn_gw_worker_release(up->gw, hw->id);
+    } else if (hw->srv == &up->nacos_srv)
         up->uw[hw->id].nacos_drained = 1;
     else
         up->uw[hw->id].otlp_drained = 1;
@@ -155,7 +164,8 @@ static void on_receiver_idle(struct cn_receiver_worker *rw)
 {
     struct cn_up *up = rw->data;
     int id = (int)(rw - up->rworkers);
-    if (up->uw[id].api_drained && up->uw[id].otlp_drained && up->uw[id].nacos_drained)
+    if (up->uw[id].api_drained && up->uw[id].otlp_drained && up->uw[id].nacos_drained &&
+        up->uw[id].gw_drained >= up->gw_nlisteners)
         maybe_finish(up, id);
 }
 
@@ -196,6 +206,22 @@ static void worker_setup(struct cn_worker *w)
         w->setup_rc = cn_http_worker_init(nw, &up->nacos_srv, &w->loop, w->id, &cfg->http);
         nacos_ok = !w->setup_rc;
     }
+    size_t gw_ok = 0;
+    int gw_init = 0;
+    if (!w->setup_rc && up->gw) {
+        w->setup_rc = cn_gw_worker_init(up->gw, w->id, &w->loop);
+        gw_init = !w->setup_rc;
+        const struct cn_http_limits *gl = cn_gw_worker_limits(up->gw, w->id);
+        for (size_t l = 0; !w->setup_rc && l < up->gw_nlisteners; l++) {
+            struct cn_http_worker *gh = up_gw_hw(up, l, w->id);
+            w->setup_rc = cn_http_worker_init(gh, &up->gw_servers[l], &w->loop, w->id, gl);
+            if (!w->setup_rc) {
+                gh->on_drained = on_drained;
+                cn_http_worker_set_limits(gh, gl, cn_gw_worker_generation(up->gw, w->id));
+                gw_ok++;
+            }
+        }
+    }
     hw->on_drained = on_drained;
     ow->on_drained = on_drained;
     nw->on_drained = on_drained;
@@ -213,6 +239,13 @@ static void worker_setup(struct cn_worker *w)
             cn_http_worker_drain(nw);
         if (nmb_ok)
             cn_nacos_worker_stop(up->nacos, w->id);
+        for (size_t l = 0; l < gw_ok; l++) {
+            up_gw_hw(up, l, w->id)->on_drained = NULL;
+            cn_http_worker_drain(up_gw_hw(up, l, w->id));
+            cn_http_worker_release(up_gw_hw(up, l, w->id));
+        }
+        if (gw_init)
+            cn_gw_worker_release(up->gw, w->id);
         cn_http_worker_release(hw);
         cn_http_worker_release(ow);
         cn_http_worker_release(nw);
@@ -234,6 +267,13 @@ static void worker_wake(struct cn_worker *w, int flags)
         cn_http_worker_set_limits(ow, &ol, gen);
         cn_http_worker_set_limits(&up->nacos_workers[w->id], &cfg->http, gen);
         cn_config_unref(cfg);
+        if (up->gw && !hw->draining) {
+            cn_gw_worker_adopt(up->gw, w->id);
+            const struct cn_http_limits *gl = cn_gw_worker_limits(up->gw, w->id);
+            uint64_t gg = cn_gw_worker_generation(up->gw, w->id);
+            for (size_t l = 0; gl && l < up->gw_nlisteners; l++)
+                cn_http_worker_set_limits(up_gw_hw(up, l, w->id), gl, gg);
+        }
     }
     if ((flags & CN_WORKER_STOP) && !hw->draining) {
         /* Held listeners are answered ("nothing changed") so their connections can drain. */
@@ -241,8 +281,14 @@ static void worker_wake(struct cn_worker *w, int flags)
         cn_http_worker_drain(hw);
         cn_http_worker_drain(ow);
         cn_http_worker_drain(&up->nacos_workers[w->id]);
+        if (up->gw)
+            cn_gw_worker_stop(up->gw, w->id);
+        for (size_t l = 0; l < up->gw_nlisteners; l++)
+            cn_http_worker_drain(up_gw_hw(up, l, w->id));
     }
     if (flags & CN_WORKER_FORCE) {
+        for (size_t l = 0; l < up->gw_nlisteners; l++)
+            cn_http_worker_close_all(up_gw_hw(up, l, w->id));
         cn_http_worker_close_all(hw);
         cn_http_worker_close_all(ow);
         cn_http_worker_close_all(&up->nacos_workers[w->id]);
@@ -370,6 +416,81 @@ static void stop(struct cn_up *up, const char *why)
     uv_timer_start(&up->drain_timer, on_drain_deadline, drain, 0);
 }
 
+/* The gateway's file again (its path is the one cairn up started with): a new snapshot, or
+ * the running one stays. Listeners change only on restart. */
+static void reload_gateway(struct cn_up *up)
+{
+    char err[1024];
+    const char *path = up->cfg->gateway.config;
+    struct cn_gw_snapshot *s = cn_gw_config_load_file(path, err, sizeof(err));
+    if (!s) {
+        cn_gw_reload_failed(up->gw);
+        cn_error("gateway", "reload rejected, the running configuration stays", "error=\"%s\"",
+                 err);
+        return;
+    }
+    if (!cn_gw_snapshot_same_listeners(up->gw_first, s))
+        cn_warn("gateway", "listeners change only on restart, the running ones stay", "file=%s",
+                path);
+    uint64_t gen = cn_gw_publish(up->gw, s);
+    cn_gw_snapshot_unref(s);
+    cn_info("gateway", "configuration reloaded", "generation=%llu file=%s",
+            (unsigned long long)gen, path);
+}
+
+/* Loads the gateway's file and sets up its listeners (gateway.config). Returns 0, or an exit
+ * code after printing why. */
+static int setup_gateway(struct cn_up *up)
+{
+    const char *path = up->cfg->gateway.config;
+    if (!path || !*path)
+        return 0;
+    char err[1024];
+    up->gw_first = cn_gw_config_load_file(path, err, sizeof(err));
+    if (!up->gw_first) {
+        fprintf(stderr, "cairn: gateway.config: %s\n", err);
+        return CN_EXIT_CONFIG;
+    }
+    up->gw_nlisteners = cn_gw_snapshot_num_listeners(up->gw_first);
+    size_t nw = (size_t)up->nworkers;
+    up->gw = cn_gw_new(up->nworkers);
+    up->gw_router = cn_router_new();
+    up->gw_servers = calloc(up->gw_nlisteners, sizeof(*up->gw_servers));
+    up->gw_hworkers = calloc(up->gw_nlisteners * nw, sizeof(*up->gw_hworkers));
+    if (!up->gw || !up->gw_router || !up->gw_servers || !up->gw_hworkers)
+        return CN_EXIT_FAIL;
+    cn_gw_set_store(up->gw, up->store);
+    cn_gw_publish(up->gw, up->gw_first);
+    for (size_t l = 0; l < up->gw_nlisteners; l++) {
+        struct cn_http_server *srv = &up->gw_servers[l];
+        srv->router = up->gw_router;
+        srv->addr = *cn_gw_snapshot_listener(up->gw_first, l, NULL);
+        srv->data = up;
+        srv->stream_handler = cn_gw_handle;
+        srv->stream_ctx = up->gw;
+        srv->body_limit_name = "limits.max_body_bytes";
+        srv->workers = calloc(nw, sizeof(*srv->workers));
+        if (!srv->workers)
+            return CN_EXIT_FAIL;
+        for (size_t i = 0; i < nw; i++)
+            srv->workers[i] = &up->gw_hworkers[l * nw + i];
+    }
+    return 0;
+}
+
+static void free_gateway(struct cn_up *up)
+{
+    /* Before the store closes: the exporter hands its last batches to it. */
+    cn_gw_free(up->gw);
+    up->gw = NULL;
+    cn_gw_snapshot_unref(up->gw_first);
+    cn_router_free(up->gw_router);
+    for (size_t l = 0; up->gw_servers && l < up->gw_nlisteners; l++)
+        free(up->gw_servers[l].workers);
+    free(up->gw_servers);
+    free(up->gw_hworkers);
+}
+
 static void reload(struct cn_up *up)
 {
     char err[512];
@@ -389,6 +510,8 @@ static void reload(struct cn_up *up)
     }
     cn_config_unref(old);
     cn_log_threshold = (int)cfg->log_level;
+    if (up->gw)
+        reload_gateway(up);
     uv_mutex_lock(&up->lock);
     old = up->cfg;
     up->cfg = cfg;
@@ -555,6 +678,8 @@ int cmd_up(int argc, char **argv)
     up->otlp.body_limit_name = "otlp.max_body_bytes";
     if (setup_registry(up) != 0)
         return CN_EXIT_FAIL;
+    if ((rc = setup_gateway(up)) != 0)
+        return rc;
     if (demo_opts.enabled) {
         char self[4096];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -596,6 +721,8 @@ int cmd_up(int argc, char **argv)
     up->api.nworkers = started;
     up->otlp.nworkers = started;
     up->nacos_srv.nworkers = started;
+    for (size_t l = 0; l < up->gw_nlisteners; l++)
+        up->gw_servers[l].nworkers = started;
     if (started < up->nworkers) {
         up->nworkers = started;
         atomic_store(&up->workers_done, 0);
@@ -614,6 +741,14 @@ int cmd_up(int argc, char **argv)
         char naddr[128];
         cn_ev_format_addr((struct sockaddr *)&up->nacos_srv.addr, naddr, sizeof(naddr));
         cn_info("up", "listening", "part=registry addr=%s workers=%d", naddr, up->nworkers);
+        for (size_t l = 0; l < up->gw_nlisteners; l++) {
+            const char *gname;
+            char gaddr[128];
+            cn_gw_snapshot_listener(up->gw_first, l, &gname);
+            cn_ev_format_addr((struct sockaddr *)&up->gw_servers[l].addr, gaddr, sizeof(gaddr));
+            cn_info("up", "listening", "part=gateway listener=%s addr=%s workers=%d", gname, gaddr,
+                    up->nworkers);
+        }
         struct cn_reg_ctl_opts co = {c->registry.tick_ms, c->registry.check_interval_ms,
                                      c->registry.check_timeout_ms, c->registry.check_concurrency};
         up->reg_ctl = cn_reg_ctl_start(up->reg, up->loop, &co);
@@ -629,8 +764,11 @@ int cmd_up(int argc, char **argv)
         cn_http_worker_release(&up->http_workers[i]);
         cn_http_worker_release(&up->otlp_workers[i]);
         cn_http_worker_release(&up->nacos_workers[i]);
+        for (size_t l = 0; l < up->gw_nlisteners; l++)
+            cn_http_worker_release(up_gw_hw(up, l, i));
     }
     cn_demo_free(up->demo);
+    free_gateway(up);
     cn_store_close(up->store);
     cn_nacos_free(up->nacos);
     cn_reg_free(up->reg);

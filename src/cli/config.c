@@ -187,6 +187,9 @@ static const struct setting settings[] = {
      S_RESTART, "a health check not answered in time marks the instance unhealthy"},
     {"registry.check_concurrency", T_UINT, AT(registry.check_concurrency), "64", 1, 10000,
      S_RESTART, "health checks in flight at once"},
+    {"gateway.config", T_STRING, AT(gateway.config), "", 0, 4096, S_RESTART,
+     "gateway configuration file whose listeners run inside cairn up (SIGHUP reloads it); "
+     "empty: no gateway"},
 };
 
 #define NUM_SETTINGS CN_ARRAY_LEN(settings)

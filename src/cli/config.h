@@ -62,6 +62,9 @@ struct cn_config {
         uint64_t max_listen_keys, max_hold_ms, max_parked;
         uint64_t tick_ms, check_interval_ms, check_timeout_ms, check_concurrency;
     } registry;
+    struct {
+        char *config; /* gateway file (docs/gateway.md), "" when cairn up runs no gateway */
+    } gateway;
 };
 
 /* A configuration with every default set, refs = 1. NULL on allocation failure. */

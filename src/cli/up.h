@@ -6,6 +6,7 @@
 
 #include "cli/config.h"
 #include "ev/ev.h"
+#include "gateway/gateway.h"
 #include "http/server.h"
 #include "registry/health.h"
 #include "registry/nacos.h"
@@ -20,6 +21,7 @@ struct up_worker {
     int api_drained;
     int otlp_drained;
     int nacos_drained;
+    size_t gw_drained; /* gateway listeners drained */
     int finished;
 };
 
@@ -58,6 +60,15 @@ struct cn_up {
     struct cn_http_server nacos_srv;
     struct cn_http_worker *nacos_workers;
     struct cn_reg_ctl *reg_ctl;
+
+    /* Gateway (gateway.config): its listeners on the same worker threads, its spans and
+     * access logs into the store. NULL gw when not configured. */
+    struct cn_gw *gw;
+    struct cn_gw_snapshot *gw_first; /* the listeners come from it (restart to change) */
+    size_t gw_nlisteners;
+    struct cn_router *gw_router;          /* empty: the gateway streams every request */
+    struct cn_http_server *gw_servers;    /* [gw_nlisteners] */
+    struct cn_http_worker *gw_hworkers;   /* [gw_nlisteners * nworkers] */
 
     struct cn_demo *demo; /* cairn up --demo (demo.h); NULL without */
     int demo_enabled;     /* --demo given: the demo's setting defaults apply */

@@ -129,7 +129,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->query.max_scan_records, 2000000);
     assert_int_equal(cfg->query.max_range_ms, 168 * 3600 * 1000ull);
     assert_int_equal(cfg->query.max_tag_values, 10000);
-    assert_int_equal(cn_config_num_settings(), 61);
+    assert_int_equal(cn_config_num_settings(), 62);
+    assert_string_equal(cfg->gateway.config, "");
     assert_string_equal(cfg->registry.listen, "127.0.0.1:8848");
     assert_int_equal(cfg->registry.beat_timeout_ms, 15000);
     assert_int_equal(cfg->registry.delete_timeout_ms, 30000);
@@ -776,7 +777,8 @@ static void test_env_names(void **state)
                                            "500ms",
                                            "5s",
                                            "2s",
-                                           "64"};
+                                           "64",
+                                           ""};
     assert_int_equal(n, CN_ARRAY_LEN(defaults));
     struct cn_config *def = cn_config_new(), *cfg = cn_config_new();
     cfg->workers = 99;
@@ -958,6 +960,7 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "registry.check_interval", "1h");
     set_ok(cfg, "registry.check_timeout", "60s");
     set_ok(cfg, "registry.check_concurrency", "1");
+    set_ok(cfg, "gateway.config", "/etc/cairn/gateway.yaml");
     assert_int_equal(cn_config_diff(def, cfg, 0), 0);
     for (size_t i = 0; i < cn_config_num_settings(); i++)
         assert_int_equal(cn_config_diff(def, cfg, i), i); /* every one differs */
@@ -1123,7 +1126,8 @@ static void test_diff_and_restart(void **state)
                                           "registry.tick",
                                           "registry.check_interval",
                                           "registry.check_timeout",
-                                          "registry.check_concurrency"};
+                                          "registry.check_concurrency",
+                                          "gateway.config"};
     size_t num_restart = 0;
     for (size_t i = 0; i < n; i++) {
         int want = 0;
