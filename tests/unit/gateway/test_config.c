@@ -234,8 +234,18 @@ static void test_example(void **state)
     if (!s)
         fprintf(stderr, "%s\n", err);
     assert_non_null(s);
-    assert_int_equal(s->num_routes, 6);
+    assert_int_equal(s->num_routes, 8);
     assert_int_equal(s->num_clusters, 4);
+    /* the auth, CORS and tracing parts (with their files next to the example) */
+    assert_true(s->tracing.enabled);
+    const struct gw_route *orders = &s->routes[2];
+    assert_true(cn_slice_eq(orders->name, CN_SLICE_LIT("orders")));
+    assert_int_equal(orders->num_filters, 2);
+    assert_int_equal(orders->filters[0].kind, GW_F_CORS);
+    assert_int_equal(orders->filters[1].kind, GW_F_JWT);
+    assert_int_equal(orders->filters[1].u.jwt->keys->num_keys, 1);
+    assert_int_equal(s->routes[3].filters[0].kind, GW_F_KEY_AUTH);
+    assert_int_equal(s->routes[3].filters[0].u.keyauth->num_keys, 1);
     cn_gw_snapshot_unref(s);
 }
 
