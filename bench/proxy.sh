@@ -10,6 +10,7 @@
 #
 #   bench/proxy.sh                          # 5 rounds of 5 s, 50 connections, both layouts
 #   ROUNDS=3 SECONDS_PER_ROUND=3 LAYOUTS=A bench/proxy.sh
+#   TRACING=1 bench/proxy.sh                # the gateway with tracing on (spans exported)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
@@ -116,6 +117,16 @@ routes:
   - name: all
     backendRefs: [{name: hello}]
 CONF
+if [ "${TRACING:-0}" = 1 ]; then
+  # Tracing on: traceparent propagated, a span and an access-log record per request, batched
+  # to the exporter thread and POSTed over OTLP/HTTP to the upstream nginx (it answers any
+  # path 200), so export costs show up on the same cores.
+  cat >> "$tmp/gateway.yaml" <<CONF
+tracing:
+  enabled: true
+  otlp: {endpoint: "http://127.0.0.1:$up_port", batch_size: 512, flush_interval: 1s}
+CONF
+fi
 
 nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!); up_pid=$!
 nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!); nginx_pid=$!

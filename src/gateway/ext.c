@@ -99,6 +99,14 @@ int gw_ext_request(struct gw_worker *w, const struct cn_gw_snapshot *s, const st
                    struct cn_http_req *creq, struct gw_ext_state *st)
 {
     memset(st, 0, sizeof(*st));
+    /* A preflight carries no credentials: the route's CORS filter answers it wherever it
+     * stands in the chain, before any auth filter runs. */
+    if (creq->method == HTTP_OPTIONS && cn_http_req_header(creq, "access-control-request-method"))
+        for (size_t i = 0; i < rt->num_filters; i++) {
+            const struct cn_slice *o = cn_http_req_header(creq, "origin");
+            if (rt->filters[i].kind == GW_F_CORS && o)
+                return preflight(rt->filters[i].u.cors, creq, *o);
+        }
     for (size_t i = 0; i < rt->num_filters; i++) {
         const struct gw_filter *f = &rt->filters[i];
         switch (f->kind) {
@@ -106,11 +114,6 @@ int gw_ext_request(struct gw_worker *w, const struct cn_gw_snapshot *s, const st
             const struct cn_slice *o = cn_http_req_header(creq, "origin");
             if (!o)
                 break;
-            if (creq->method == HTTP_OPTIONS &&
-                cn_http_req_header(creq, "access-control-request-method")) {
-                gw_ext_release(st);
-                return preflight(f->u.cors, creq, *o);
-            }
             st->origin = *o;
             if (gw_cors_origin_allowed(f->u.cors, *o))
                 st->cors = f->u.cors;

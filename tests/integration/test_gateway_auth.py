@@ -133,6 +133,14 @@ routes:
       - type: KeyAuth
         keyAuth: {query: api_key, keys_file: %s/keys.txt}
     backendRefs: [{name: u}]
+  - name: cors-jwt
+    matches: [{path: {value: /cj}}]
+    filters:
+      - type: JWT
+        jwt: {jwks_file: %s/jwks.json}
+      - type: CORS
+        cors: {allowOrigins: ["https://app.test"]}
+    backendRefs: [{name: u}]
   - name: cors
     matches: [{path: {value: /cors}}]
     filters:
@@ -145,7 +153,7 @@ routes:
           allowCredentials: true
           maxAge: 600
     backendRefs: [{name: u}]
-""" % (self.u.addr(), d, d, d, d, d))
+""" % (self.u.addr(), d, d, d, d, d, d))
 
     def get(self, path, headers=None):
         return get(self.g.port, path, headers)
@@ -252,6 +260,14 @@ routes:
         self.assertEqual(r.header("Vary"), "Origin")
         r = self.get("/cors")
         self.assertIsNone(r.header("Vary"))
+        # a preflight is answered even where an auth filter comes first in the chain
+        r = self.g_options("/cj", {"Origin": "https://app.test",
+                                    "Access-Control-Request-Method": "GET"})
+        self.assertEqual(r.status, 204)
+        self.assertEqual(r.header("Access-Control-Allow-Origin"), "https://app.test")
+        self.assertEqual(len(self.u.requests), n + 3)
+        r = self.get("/cj", {"Origin": "https://app.test"})
+        self.assertEqual(r.status, 401)
 
     def g_options(self, path, headers):
         from cairn import Conn, request_bytes
