@@ -18,7 +18,9 @@ for line in open(probes):
 rnd = random.Random(42)
 B = 10 * 10**9  # Cairn's derived tables count in 10 s buckets: hours start on one
 def hour(t):  # an hour holding t, inside the data
-    s = min(max(t - rnd.randrange(0, H), lo), hi - H) // B * B + B
+    s = min(max(t - rnd.randrange(0, H), lo), hi - H) // B * B
+    if t >= s + H:  # floored past it
+        s += B
     return s, s + H
 cairn = lambda p, **a: "http://127.0.0.1:%s%s?%s" % (api, p, up.urlencode(a, doseq=True))
 chq = lambda sql: "http://127.0.0.1:%s/?query=%s" % (ch, up.quote(" ".join(sql.split())))
