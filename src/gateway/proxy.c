@@ -658,7 +658,8 @@ static void up_process(struct gw_upconn *up)
             up->rpos += head_len;
             continue;
         }
-        gw_outlier_result(r->cl, r->ep, status >= 500, now_ms(w), w->id);
+        if (r->cl->gov.outlier.enabled)
+            gw_outlier_result(r->cl, r->ep, status >= 500, now_ms(w), w->id);
         if (status >= 502 && status <= 504 && retry_on_status(r, up, status))
             return;
         int64_t len;
