@@ -30,6 +30,15 @@ static int ph_find(const char *p, size_t n)
 int cn_code_template_check(const char *tmpl, char *err, size_t err_len)
 {
     for (const char *p = tmpl; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        /* The template's own text goes into URLs as it is: URL characters only. */
+        if (c <= 0x20 || c >= 0x7f || strchr("\"<>\\^`|", c)) {
+            snprintf(err, err_len,
+                     "byte 0x%02x at position %zu of the code link template is not allowed in a "
+                     "URL",
+                     c, (size_t)(p - tmpl));
+            return CN_ESYNTAX;
+        }
         if (*p == '}') {
             snprintf(err, err_len, "'}' without '{' in the code link template");
             return CN_ESYNTAX;
@@ -126,7 +135,8 @@ static int first_text(const struct cn_kvs *kvs, const char *const *keys, size_t 
     return -1;
 }
 
-/* Appends s percent-escaped; '/' kept when keep_slash. Returns 0 or CN_ERANGE. */
+/* Appends s percent-escaped; '/', ':' and '@' kept when keep_slash (a path or a repository
+ * URL: https://git.example/org/repo must stay a URL). Returns 0 or CN_ERANGE. */
 static int put_escaped(char *dst, size_t dst_len, size_t *at, const char *s, size_t n,
                        int keep_slash)
 {
@@ -134,7 +144,8 @@ static int put_escaped(char *dst, size_t dst_len, size_t *at, const char *s, siz
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/');
+                    c == '-' || c == '.' || c == '_' || c == '~' ||
+                    (keep_slash && (c == '/' || c == ':' || c == '@'));
         if (plain) {
             if (*at + 1 >= dst_len)
                 return CN_ERANGE;

@@ -32,6 +32,10 @@ static int fail(struct parser *ps, size_t at, int rc, const char *fmt, ...)
             vsnprintf(ps->err + n, ps->err_len - (size_t)n, fmt, ap);
             va_end(ap);
         }
+        /* Messages quote the query: what is not printable ASCII shows as '?'. */
+        for (char *p = ps->err; *p; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+                *p = '?';
     }
     return rc;
 }

@@ -933,7 +933,7 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "telemetry.disk_budget", "0");
     set_ok(cfg, "telemetry.max_spans_per_trace", "0");
     set_ok(cfg, "telemetry.code_links",
-           "{\"*\": \"https://g/{repo}/\\\"{filepath}\\\"#L{lineno}\", svc: 'x{function}'}");
+           "{\"*\": \"https://g/{repo}/'{filepath}'#L{lineno}\", svc: 'x{function}'}");
     set_ok(cfg, "query.default_limit", "1");
     set_ok(cfg, "query.max_limit", "100000");
     set_ok(cfg, "query.max_scan_records", "1000");
@@ -1262,6 +1262,20 @@ static void test_code_links(void **state)
              "{service}, {repo}, {revision}, {filepath}, {lineno}, {function})");
     load_err("telemetry:\n  code_links:\n    a: \"x{lineno\"\n",
              "cairn.yaml:3:8: telemetry.code_links: a: unclosed '{' in the code link template");
+    load_err("telemetry:\n  code_links:\n    a: \"https://x/a b/{filepath}\"\n",
+             "cairn.yaml:3:8: telemetry.code_links: a: byte 0x20 at position 11 of the code link "
+             "template is not allowed in a URL");
+    /* A repository given as a URL stays one: ':' and '/' are not escaped in {repo}. */
+    cl = cn_code_links_new();
+    assert_non_null(cl);
+    assert_int_equal(
+        cn_code_links_add(cl, "*", "{repo}/blob/{revision}/{filepath}", err, sizeof(err)), 0);
+    rattrs[1] = (struct cn_kv){CN_SLICE_LIT("vcs.repository.url.full"),
+                               {CN_VAL_STR, {.s = CN_SLICE_LIT("https://git.example/org/r x")}}};
+    kvs.num = 2;
+    assert_true(cn_code_url(cl, &res, &kvs, url, sizeof(url)) > 0);
+    assert_string_equal(url, "https://git.example/org/r%20x/blob/v1/a/b%3F.c");
+    cn_code_links_free(cl);
     load_err("telemetry:\n  code_links:\n    a: [1]\n",
              "cairn.yaml:3:8: telemetry.code_links: the template of 'a' must be a string");
     set_err("telemetry.code_links", "[a]",
