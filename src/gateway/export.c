@@ -324,6 +324,14 @@ static int to_store(struct gw_tel *t, uint8_t *body, size_t len, enum cn_body_ki
     return 0;
 }
 
+/* The answer's body is not used (libcurl would write it to stdout). */
+static size_t discard(char *p, size_t size, size_t n, void *ctx)
+{
+    (void)p;
+    (void)ctx;
+    return size * n;
+}
+
 static int to_otlp(struct gw_tel *t, const char *endpoint, const char *path, const void *body,
                    size_t len)
 {
@@ -340,6 +348,7 @@ static int to_otlp(struct gw_tel *t, const char *endpoint, const char *path, con
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)t->timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
