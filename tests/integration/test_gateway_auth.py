@@ -391,6 +391,49 @@ routes: [{name: all, backendRefs: [{name: u}]}]
         self.assertEqual([line for line in srv.log_lines() if SANITIZER_RE.search(line)], [])
 
 
+class OtlpExport(GatewayTest):
+    def test_alone_exports_over_otlp(self):
+        """The gateway alone sends its spans and access logs over OTLP/HTTP (here to a cairn
+        up's receiver, where they are found by trace ID)."""
+        srv = Server(settings={"telemetry.fsync": "false"})
+        self.addCleanup(srv.cleanup)
+        u = self.upstream("u")
+        g = self.gateway("""
+listeners: [{address: "127.0.0.1:0"}]
+admin: {address: "127.0.0.1:0"}
+tracing:
+  enabled: true
+  service_name: gw-alone
+  otlp: {endpoint: "http://127.0.0.1:%d", flush_interval: 100ms, batch_size: 4}
+clusters: [{name: u, endpoints: [%s]}]
+routes: [{name: r1, backendRefs: [{name: u}]}]
+""" % (srv.otlp_port, u.addr()))
+        tids = []
+        for i in range(6):  # one full batch of 4, then a partial one sent by the timer
+            r = get(g.port, "/p%d" % i)
+            self.assertEqual(r.status, 200)
+            tids.append(TP_RE.match(echoed(r)["traceparent"]).group(1))
+
+        def found():
+            out = []
+            for t in tids:
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/traces/%s"
+                                                % (srv.port, t), timeout=scaled(2)) as resp:
+                        out += _spans(json.loads(resp.read()))
+                except urllib.error.HTTPError:
+                    return None
+            return out if len(out) == len(tids) else None
+        spans = poll_until(found, scaled(10), interval=0.1, what="the exported spans")
+        self.assertEqual(sorted(s["name"] for s in spans), ["GET r1"] * 6)
+        self.assertTrue(all(s["parentSpanId"] == "" for s in spans))
+        # counted once the receiver's answer is back, a moment after the spans are readable
+        m = poll_until(lambda: (lambda m: m if m[("cairn_gateway_access_logs_exported_total", ())]
+                                == 6 else None)(g.metrics()), scaled(5), what="the counters")
+        self.assertEqual(m[("cairn_gateway_spans_exported_total", ())], 6)
+        self.assertEqual(m[("cairn_gateway_spans_dropped_total", ())], 0)
+
+
 def _spans(doc):
     """Every span object in an /api/v1/traces/{id} answer."""
     out = []
