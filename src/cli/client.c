@@ -65,14 +65,21 @@ static void req_close(struct req *r)
         curl_easy_cleanup(r->h);
 }
 
-int cn_client_get(const struct cn_client *c, const char *path, struct cn_buf *out, long *out_status,
-                  char *err, size_t err_len)
+/* GET path, or POST body (NULL: GET) as JSON; the answer into out. */
+static int fetch(const struct cn_client *c, const char *path, const char *body, struct cn_buf *out,
+                 long *out_status, char *err, size_t err_len)
 {
     struct req r;
     int ret = req_open(&r, c, path, err, err_len);
     if (ret) {
         req_close(&r);
         return ret;
+    }
+    if (body) {
+        r.hdrs = curl_slist_append(r.hdrs, "Content-Type: application/json");
+        curl_easy_setopt(r.h, CURLOPT_HTTPHEADER, r.hdrs);
+        curl_easy_setopt(r.h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(r.h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
     curl_easy_setopt(r.h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(r.h, CURLOPT_WRITEDATA, out);
@@ -90,33 +97,16 @@ int cn_client_get(const struct cn_client *c, const char *path, struct cn_buf *ou
     return ret;
 }
 
+int cn_client_get(const struct cn_client *c, const char *path, struct cn_buf *out, long *out_status,
+                  char *err, size_t err_len)
+{
+    return fetch(c, path, NULL, out, out_status, err, err_len);
+}
+
 int cn_client_post_json(const struct cn_client *c, const char *path, const char *body,
                         struct cn_buf *out, long *out_status, char *err, size_t err_len)
 {
-    struct req r;
-    int ret = req_open(&r, c, path, err, err_len);
-    if (ret) {
-        req_close(&r);
-        return ret;
-    }
-    r.hdrs = curl_slist_append(r.hdrs, "Content-Type: application/json");
-    curl_easy_setopt(r.h, CURLOPT_HTTPHEADER, r.hdrs);
-    curl_easy_setopt(r.h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(r.h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(r.h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(r.h, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(r.h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    CURLcode rc = curl_easy_perform(r.h);
-    if (rc != CURLE_OK) {
-        snprintf(err, err_len, "%s: %s", r.url,
-                 rc == CURLE_WRITE_ERROR ? "answer too large"
-                                         : (r.cerr[0] ? r.cerr : curl_easy_strerror(rc)));
-        ret = CN_EIO;
-    } else {
-        curl_easy_getinfo(r.h, CURLINFO_RESPONSE_CODE, out_status);
-    }
-    req_close(&r);
-    return ret;
+    return fetch(c, path, body, out, out_status, err, err_len);
 }
 
 struct stream {
