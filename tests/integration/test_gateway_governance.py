@@ -10,9 +10,9 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import tempfile
 import time
-import socket
 import sys
 import threading
 import unittest
@@ -21,6 +21,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cairn import Conn, poll_until, scaled  # noqa: E402
 from test_gateway import GatewayTest, Upstream, cfg, request  # noqa: E402
+
+
+def peer_closed(sock):
+    """True when the peer closed sock (EOF or reset waiting in the kernel)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 class Switchable(Upstream):
@@ -40,14 +50,17 @@ class Switchable(Upstream):
             # held open until the checker gives up and closes it; concurrency recorded
             hold = self.health_hold
             with hold["lock"]:
-                hold["now"] += 1
-                hold["max"] = max(hold["max"], hold["now"])
+                # Counted: the held connections the checker has not closed yet, as the
+                # kernel sees them (a thread may not have woken up to a close yet).
+                hold["socks"] = {s for s in hold["socks"] if not peer_closed(s)}
+                hold["socks"].add(c)
+                hold["max"] = max(hold["max"], len(hold["socks"]))
                 hold["total"] += 1
             try:
                 c.recv(1)
             finally:
                 with hold["lock"]:
-                    hold["now"] -= 1
+                    hold["socks"].discard(c)
             return False
         if path == "/health":
             with self.lock:
@@ -122,7 +135,7 @@ class Governance(GatewayTest):
         poll_until(lambda: a.health_checks > checks + 2, scaled(5), what="checks after reload")
 
     def test_health_checks_bounded_concurrency(self):
-        hold = {"lock": threading.Lock(), "now": 0, "max": 0, "total": 0}
+        hold = {"lock": threading.Lock(), "socks": set(), "max": 0, "total": 0}
         ups = [self.up("u%d" % i) for i in range(5)]
         for u in ups:
             u.health_hold = hold
