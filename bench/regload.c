@@ -145,10 +145,9 @@ static void next_request(struct conn *c)
         break;
     }
     size_t bl = strlen(body);
-    c->out_len = (size_t)snprintf(c->out, sizeof(c->out),
-                                  "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n%s\r\n%s",
-                                  method, target, host, bl,
-                                  bl ? "Content-Type: application/json\r\n" : "", body);
+    c->out_len = (size_t)snprintf(
+        c->out, sizeof(c->out), "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n%s\r\n%s",
+        method, target, host, bl, bl ? "Content-Type: application/json\r\n" : "", body);
     c->out_off = 0;
 }
 
@@ -250,10 +249,11 @@ static void publish(struct conn *c, const char *content)
 {
     char body[512];
     snprintf(body, sizeof(body), "dataId=bench-push&group=BENCH&content=%s", content);
-    c->out_len = (size_t)snprintf(c->out, sizeof(c->out),
-                                  "POST /nacos/v1/cs/configs HTTP/1.1\r\nHost: %s\r\nContent-Type: "
-                                  "application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
-                                  host, strlen(body), body);
+    c->out_len =
+        (size_t)snprintf(c->out, sizeof(c->out),
+                         "POST /nacos/v1/cs/configs HTTP/1.1\r\nHost: %s\r\nContent-Type: "
+                         "application/x-www-form-urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
+                         host, strlen(body), body);
     c->out_off = 0;
     send_all(c);
 }
@@ -279,8 +279,8 @@ static void run_push(long rounds, int nl)
     for (long r = 1; r <= rounds; r++) {
         md5_hex(content, md5);
         char body[512];
-        int bl = snprintf(body, sizeof(body),
-                          "Listening-Configs=bench-push%%02BENCH%%02%s%%01", md5);
+        int bl =
+            snprintf(body, sizeof(body), "Listening-Configs=bench-push%%02BENCH%%02%s%%01", md5);
         for (int i = 0; i < nl; i++) {
             ls[i].out_len = (size_t)snprintf(
                 ls[i].out, sizeof(ls[i].out),
@@ -342,8 +342,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: regload MODE HOST PORT SECONDS CONNECTIONS [SERVICES]\n");
         return 2;
     }
-    static const char *const names[] = {"register", "list",       "beat", "etcd-put",
-                                        "etcd-range", "push", "register-persistent"};
+    static const char *const names[] = {
+        "register", "list", "beat", "etcd-put", "etcd-range", "push", "register-persistent"};
     int m = -1;
     for (int i = 0; i < 7; i++)
         if (strcmp(argv[1], names[i]) == 0)

@@ -108,7 +108,8 @@ static struct cn_config *build_config(struct cn_up *up, char *err, size_t err_le
     }
     /* The demo's spans and logs carry code.filepath as an absolute path: link it to the
      * editor unless the configuration links code elsewhere. */
-    if (up->demo_enabled && (!cfg->telemetry.code_links || !strcmp(cfg->telemetry.code_links, "{}")) &&
+    if (up->demo_enabled &&
+        (!cfg->telemetry.code_links || !strcmp(cfg->telemetry.code_links, "{}")) &&
         cn_config_set(cfg, "telemetry.code_links", "{\"*\": \"vscode://file{filepath}:{lineno}\"}",
                       err, err_len) != 0)
         goto fail;
@@ -335,11 +336,11 @@ static int setup_registry(struct cn_up *up)
         cn_error("up", "cannot load the registry", "dir=%s error=\"%s\"", dir, err);
         return -1;
     }
-    struct cn_nacos_opts no = {c->registry.max_listen_keys, c->registry.max_hold_ms,
-                               c->registry.max_parked,      c->registry.auth,
-                               c->registry.username,        c->registry.password,
-                               c->registry.token_ttl_ms,
-                               CN_MAX(3 * c->registry.cache_ms, (uint64_t)10000)};
+    struct cn_nacos_opts no = {
+        c->registry.max_listen_keys, c->registry.max_hold_ms,
+        c->registry.max_parked,      c->registry.auth,
+        c->registry.username,        c->registry.password,
+        c->registry.token_ttl_ms,    CN_MAX(3 * c->registry.cache_ms, (uint64_t)10000)};
     size_t nw = (size_t)up->nworkers;
     up->nacos = cn_nacos_new(up->reg, &no, up->nworkers);
     up->nacos_router = cn_router_new();
@@ -434,8 +435,8 @@ static void reload_gateway(struct cn_up *up)
                 path);
     uint64_t gen = cn_gw_publish(up->gw, s);
     cn_gw_snapshot_unref(s);
-    cn_info("gateway", "configuration reloaded", "generation=%llu file=%s",
-            (unsigned long long)gen, path);
+    cn_info("gateway", "configuration reloaded", "generation=%llu file=%s", (unsigned long long)gen,
+            path);
 }
 
 /* Loads the gateway's file and sets up its listeners (gateway.config). Returns 0, or an exit
@@ -557,19 +558,20 @@ static void start_demo(struct cn_up *up, const char *api_addr)
     char gw[160];
     cn_demo_gateway_url(up->demo, gw, sizeof(gw));
     int dflt = strcmp(api_addr, "127.0.0.1:9000") == 0;
-    printf("\nThe demo shop is starting (docs/demo.md): six services behind a gateway, under load.\n"
-           "  console:     http://%s/\n"
-           "  the shop:    %s/products  (through the gateway)\n"
-           "  Jaeger API:  http://%s/api/services, http://%s/api/traces?service=checkout\n"
-           "  try:         cairn topo\n"
-           "               cairn demo fault payments error\n"
-           "               cairn rca --service checkout     (payments ranks first)\n"
-           "               cairn demo fault payments clear\n"
-           "               cairn demo status\n"
-           "%s%s%s"
-           "  demo output: %s/demo/*.log\n\n",
-           api_addr, gw, api_addr, api_addr, dflt ? "" : "  (the commands need CAIRN_SERVER=http://",
-           dflt ? "" : api_addr, dflt ? "" : ")\n", c->data_dir);
+    printf(
+        "\nThe demo shop is starting (docs/demo.md): six services behind a gateway, under load.\n"
+        "  console:     http://%s/\n"
+        "  the shop:    %s/products  (through the gateway)\n"
+        "  Jaeger API:  http://%s/api/services, http://%s/api/traces?service=checkout\n"
+        "  try:         cairn topo\n"
+        "               cairn demo fault payments error\n"
+        "               cairn rca --service checkout     (payments ranks first)\n"
+        "               cairn demo fault payments clear\n"
+        "               cairn demo status\n"
+        "%s%s%s"
+        "  demo output: %s/demo/*.log\n\n",
+        api_addr, gw, api_addr, api_addr, dflt ? "" : "  (the commands need CAIRN_SERVER=http://",
+        dflt ? "" : api_addr, dflt ? "" : ")\n", c->data_dir);
     fflush(stdout);
 }
 

@@ -66,9 +66,9 @@ struct cn_up {
     struct cn_gw *gw;
     struct cn_gw_snapshot *gw_first; /* the listeners come from it (restart to change) */
     size_t gw_nlisteners;
-    struct cn_router *gw_router;          /* empty: the gateway streams every request */
-    struct cn_http_server *gw_servers;    /* [gw_nlisteners] */
-    struct cn_http_worker *gw_hworkers;   /* [gw_nlisteners * nworkers] */
+    struct cn_router *gw_router;        /* empty: the gateway streams every request */
+    struct cn_http_server *gw_servers;  /* [gw_nlisteners] */
+    struct cn_http_worker *gw_hworkers; /* [gw_nlisteners * nworkers] */
 
     struct cn_demo *demo; /* cairn up --demo (demo.h); NULL without */
     int demo_enabled;     /* --demo given: the demo's setting defaults apply */

@@ -1098,11 +1098,16 @@ static int check_hostname(struct ld *l, const yaml_node_t *n, struct cn_slice h,
 
 static int load_filter(struct ld *l, const yaml_node_t *map, struct gw_filter *f)
 {
-    static const char *const keys[] = {
-        "type",       "requestHeaderModifier", "responseHeaderModifier",
-        "urlRewrite", "requestRedirect",       "jwt",
-        "keyAuth",    "cors",                  "rateLimit",
-        NULL};
+    static const char *const keys[] = {"type",
+                                       "requestHeaderModifier",
+                                       "responseHeaderModifier",
+                                       "urlRewrite",
+                                       "requestRedirect",
+                                       "jwt",
+                                       "keyAuth",
+                                       "cors",
+                                       "rateLimit",
+                                       NULL};
     int rc = want_map(l, map);
     if (!rc)
         rc = check_keys(l, map, keys);
@@ -1350,7 +1355,7 @@ static size_t count_matches(struct ld *l, const yaml_node_t *routes)
 
 static int load_root(struct ld *l, const yaml_node_t *root)
 {
-    static const char *const keys[] = {"listeners", "admin",  "workers", "limits",  "proxy",
+    static const char *const keys[] = {"listeners", "admin",  "workers", "limits", "proxy",
                                        "clusters",  "routes", "tracing", NULL};
     struct cn_gw_snapshot *s = l->snap;
     int rc = want_map(l, root);
@@ -1692,25 +1697,46 @@ int gw_ld_fail(struct ld *l, const yaml_node_t *n, const char *fmt, ...)
     return fail_at(l, n, "%s", msg);
 }
 
-size_t gw_ld_push(struct ld *l, const char *key) { return push(l, key); }
-size_t gw_ld_push_index(struct ld *l, size_t i) { return push_index(l, i); }
-void gw_ld_pop(struct ld *l, size_t old) { pop(l, old); }
+size_t gw_ld_push(struct ld *l, const char *key)
+{
+    return push(l, key);
+}
+size_t gw_ld_push_index(struct ld *l, size_t i)
+{
+    return push_index(l, i);
+}
+void gw_ld_pop(struct ld *l, size_t old)
+{
+    pop(l, old);
+}
 yaml_node_t *gw_ld_get(struct ld *l, const yaml_node_t *map, const char *key)
 {
     return get(l, map, key);
 }
-yaml_node_t *gw_ld_item(struct ld *l, const yaml_node_t *seq, size_t i) { return seq_item(l, seq, i); }
+yaml_node_t *gw_ld_item(struct ld *l, const yaml_node_t *seq, size_t i)
+{
+    return seq_item(l, seq, i);
+}
 int gw_ld_map(struct ld *l, const yaml_node_t *n, const char *const *keys)
 {
     return want_map(l, n) ?: check_keys(l, n, keys);
 }
-int gw_ld_seq(struct ld *l, const yaml_node_t *n, size_t *out_len) { return want_seq(l, n, out_len); }
-int gw_ld_str(struct ld *l, const yaml_node_t *n, struct cn_slice *out) { return want_str(l, n, out); }
+int gw_ld_seq(struct ld *l, const yaml_node_t *n, size_t *out_len)
+{
+    return want_seq(l, n, out_len);
+}
+int gw_ld_str(struct ld *l, const yaml_node_t *n, struct cn_slice *out)
+{
+    return want_str(l, n, out);
+}
 int gw_ld_u64(struct ld *l, const yaml_node_t *n, uint64_t lo, uint64_t hi, uint64_t *out)
 {
     return want_u64(l, n, lo, hi, out);
 }
-int gw_ld_bool(struct ld *l, const yaml_node_t *n, int *out) { return want_bool(l, n, out); }
+int gw_ld_bool(struct ld *l, const yaml_node_t *n, int *out)
+{
+    return want_bool(l, n, out);
+}
 int gw_ld_duration(struct ld *l, const yaml_node_t *n, uint64_t hi_ms, uint64_t *out_ms)
 {
     return want_duration(l, n, hi_ms, out_ms);
@@ -1723,5 +1749,11 @@ int gw_ld_header_name(struct ld *l, const yaml_node_t *n, struct cn_slice s)
 {
     return check_header_name(l, n, s);
 }
-struct cn_gw_snapshot *gw_ld_snap(struct ld *l) { return l->snap; }
-const char *gw_ld_file(struct ld *l) { return l->file; }
+struct cn_gw_snapshot *gw_ld_snap(struct ld *l)
+{
+    return l->snap;
+}
+const char *gw_ld_file(struct ld *l)
+{
+    return l->file;
+}

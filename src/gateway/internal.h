@@ -267,10 +267,10 @@ struct cn_gw_snapshot {
     struct gw_group any;
     regex_t **regexes; /* to free */
     size_t num_regexes;
-    struct gw_tracing tracing;         /* ext.h */
-    struct gw_jwks **jwks;             /* key sets to unref (config-ext.c) */
+    struct gw_tracing tracing; /* ext.h */
+    struct gw_jwks **jwks;     /* key sets to unref (config-ext.c) */
     size_t num_jwks, cap_jwks;
-    struct gw_jwks_remote **remotes;   /* fetchers to stop */
+    struct gw_jwks_remote **remotes; /* fetchers to stop */
     size_t num_remotes, cap_remotes;
 };
 
@@ -441,8 +441,8 @@ struct cn_gw {
     struct gw_stats *stats;
     atomic_uint_fast64_t reloads;
     atomic_uint_fast64_t reload_failures;
-    struct gw_tel *tel; /* the exporter (export.c), NULL until something is recorded */
-    struct cn_store *store; /* cairn up: spans and logs go there in-process */
+    struct gw_tel *tel;       /* the exporter (export.c), NULL until something is recorded */
+    struct cn_store *store;   /* cairn up: spans and logs go there in-process */
     struct gw_health *health; /* the health checker, NULL when not started */
 };
 

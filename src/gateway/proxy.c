@@ -124,9 +124,13 @@ static void record(struct gw_req *r, int status)
         gw_stats_record(r->cl->stats, r->w->id, status, us);
     if (r->ext.traced) {
         const struct gw_endpoint *ep = r->cl ? &r->cl->eps[r->ep] : NULL;
-        struct gw_req_done d = {&r->ext, r->creq, r->route->name,
+        struct gw_req_done d = {&r->ext,
+                                r->creq,
+                                r->route->name,
                                 r->cl ? r->cl->name : CN_SLICE_LIT(""),
-                                ep ? ep->name : CN_SLICE_LIT(""), status, us * 1000};
+                                ep ? ep->name : CN_SLICE_LIT(""),
+                                status,
+                                us * 1000};
         gw_tel_record(r->w, &d);
     }
 }
@@ -957,7 +961,7 @@ static void on_client_abort(struct cn_http_req *creq)
     struct gw_upconn *up = r->up;
     r->up = NULL;
     if (up)
-        up_close(up); /* mid-request: the connection cannot carry another */
+        up_close(up);               /* mid-request: the connection cannot carry another */
     record(r, r->tunnel ? 101 : 0); /* "aborted" */
     req_free(r);
 }

@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check(f.num <= CN_FORM_MAX_PARAMS);
     struct cn_slice v;
-    static const char *const names[] = {"serviceName", "ip", "port", "metadata",
+    static const char *const names[] = {"serviceName",       "ip",  "port", "metadata",
                                         "Listening-Configs", "beat"};
     for (size_t i = 0; i < CN_ARRAY_LEN(names); i++)
         if (cn_form_get(&f, names[i], &v))

@@ -13,8 +13,9 @@
 
 #define MS  1000000ull
 #define SEC 1000000000ull
-#define T0  (1700000000ull * SEC) /* the window is [T0, T0 + 60 s), the baseline the minute before \
-                                   */
+#define T0                                                                                         \
+    (1700000000ull * SEC) /* the window is [T0, T0 + 60 s), the baseline the minute before         \
+                           */
 
 /* ---- the fake source ------------------------------------------------------------------- */
 
