@@ -50,20 +50,28 @@ static void trace_start(struct gw_worker *w, const struct gw_tracing *t, struct 
     st->sampled = st->flags & 1;
 }
 
-static void unauthorized(struct cn_http_req *creq, const char *what, const char *why)
+/* A 401 of the auth filters, with the CORS fields the request earned (so a browser's script
+ * can read why it was refused). */
+static void unauthorized(struct cn_http_req *creq, const struct gw_ext_state *st, const char *what,
+                         const char *why, int bearer)
 {
     char hv[256], body[256];
-    /* The description is ours (fixed phrases and bounded token facts), no quotes in it. */
-    int n =
-        snprintf(hv, sizeof(hv), "Bearer error=\"invalid_token\", error_description=\"%s\"", why);
-    for (int i = 0; n > 0 && i < n && i < (int)sizeof(hv); i++)
-        if (hv[i] == '\r' || hv[i] == '\n')
-            hv[i] = ' ';
-    struct cn_http_header h = {CN_SLICE_LIT("WWW-Authenticate"),
-                               {hv, (size_t)CN_MIN(n, (int)sizeof(hv) - 1)}};
+    struct cn_http_header h[1 + GW_EXT_MAX_REPLY_HEADERS];
+    size_t nh = 0;
+    if (bearer) {
+        /* The description is ours (fixed phrases and bounded token facts), no quotes in it. */
+        int n = snprintf(hv, sizeof(hv), "Bearer error=\"invalid_token\", error_description=\"%s\"",
+                         why);
+        for (int i = 0; n > 0 && i < n && i < (int)sizeof(hv); i++)
+            if (hv[i] == '\r' || hv[i] == '\n')
+                hv[i] = ' ';
+        h[nh++] = (struct cn_http_header){CN_SLICE_LIT("WWW-Authenticate"),
+                                          {hv, (size_t)CN_MIN(n, (int)sizeof(hv) - 1)}};
+    }
+    nh += gw_ext_reply_headers(st, h + nh);
     int bl = snprintf(body, sizeof(body), "%s: %s\n", what, why);
     cn_http_reply(creq, 401, "text/plain; charset=utf-8", body,
-                  (size_t)CN_MIN(bl, (int)sizeof(body) - 1), &h, 1);
+                  (size_t)CN_MIN(bl, (int)sizeof(body) - 1), h, nh);
 }
 
 /* A preflight: OPTIONS with Origin and Access-Control-Request-Method. */
@@ -107,28 +115,28 @@ int gw_ext_request(struct gw_worker *w, const struct cn_gw_snapshot *s, const st
             if (rt->filters[i].kind == GW_F_CORS && o)
                 return preflight(rt->filters[i].u.cors, creq, *o);
         }
+    /* CORS first, wherever it stands: the gateway's own refusals (401 here, 429 of the rate
+     * limit) carry the same CORS fields as a proxied reply. */
+    const struct cn_slice *origin = NULL;
+    for (size_t i = 0; i < rt->num_filters; i++) {
+        const struct gw_filter *f = &rt->filters[i];
+        if (f->kind != GW_F_CORS)
+            continue;
+        if (!origin && !(origin = cn_http_req_header(creq, "origin")))
+            break;
+        st->origin = *origin;
+        st->cors = gw_cors_origin_allowed(f->u.cors, *origin) ? f->u.cors : NULL;
+    }
     for (size_t i = 0; i < rt->num_filters; i++) {
         const struct gw_filter *f = &rt->filters[i];
         switch (f->kind) {
-        case GW_F_CORS: {
-            const struct cn_slice *o = cn_http_req_header(creq, "origin");
-            if (!o)
-                break;
-            st->origin = *o;
-            if (gw_cors_origin_allowed(f->u.cors, *o))
-                st->cors = f->u.cors;
-            else
-                st->cors = NULL;
-            break;
-        }
         case GW_F_KEY_AUTH: {
             char buf[1024];
             struct cn_slice key = {NULL, 0};
             int rc = gw_keyauth_find(f->u.keyauth, creq, &key, buf, sizeof(buf));
             if (rc != 0 || !gw_keyauth_check(f->u.keyauth, key)) {
                 gw_ext_release(st);
-                cn_http_reply_text(creq, 401,
-                                   rc == CN_ENOENT ? "key auth: no key" : "key auth: unknown key");
+                unauthorized(creq, st, "key auth", rc == CN_ENOENT ? "no key" : "unknown key", 0);
                 return 401;
             }
             st->ka = f->u.keyauth;
@@ -151,7 +159,7 @@ int gw_ext_request(struct gw_worker *w, const struct cn_gw_snapshot *s, const st
                 gw_ext_release(st);
                 cn_debug("gateway", "jwt refused", "route=%.*s reason=\"%s\"", (int)rt->name.len,
                          rt->name.ptr, err.msg);
-                unauthorized(creq, "jwt", err.msg);
+                unauthorized(creq, st, "jwt", err.msg, 1);
                 return 401;
             }
             json_decref(st->claims);

@@ -375,9 +375,11 @@ int gw_ratelimit_check(const struct gw_route *rt, struct cn_http_req *creq,
                      (int)rt->name.len, rt->name.ptr, (int)rl->rate_text.len, rl->rate_text.ptr,
                      (unsigned long long)rl->burst, (int)rl->key_text.len, rl->key_text.ptr,
                      (unsigned long long)secs);
-        struct cn_http_header h = {CN_SLICE_LIT("Retry-After"), {ra, ral}};
+        struct cn_http_header h[1 + GW_EXT_MAX_REPLY_HEADERS];
+        h[0] = (struct cn_http_header){CN_SLICE_LIT("Retry-After"), {ra, ral}};
+        size_t nh = 1 + (ext ? gw_ext_reply_headers(ext, h + 1) : 0);
         cn_http_reply(creq, 429, "application/json", body,
-                      n > 0 ? CN_MIN((size_t)n, sizeof(body) - 1) : 0, &h, 1);
+                      n > 0 ? CN_MIN((size_t)n, sizeof(body) - 1) : 0, h, nh);
         gw_stats_record(rt->stats, worker, 429, 0);
         return 1;
     }

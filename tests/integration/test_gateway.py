@@ -771,6 +771,41 @@ class Failures(GatewayTest):
         self.assertGreaterEqual(m[("cairn_gateway_upstream_errors_total",
                                    (("cluster", "c"), ("kind", "timeout")))], 2)
 
+    def test_connect_timeout(self):
+        # An endpoint whose SYNs go unanswered: a listener with a backlog of 0 whose one
+        # queue slot is taken and never accepted, so the kernel drops further SYNs.
+        hole = socket.socket()
+        self.addCleanup(hole.close)
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        hole_addr = "127.0.0.1:%d" % hole.getsockname()[1]
+        fillers = []
+        for _ in range(2):
+            s = socket.socket()
+            self.addCleanup(s.close)
+            s.setblocking(False)
+            s.connect_ex(hole.getsockname())
+            fillers.append(s)
+        # the queue is full once a further connect does not complete
+        probe = socket.socket()
+        self.addCleanup(probe.close)
+        probe.settimeout(0.3)
+        with self.assertRaises(OSError):
+            probe.connect(hole.getsockname())
+        clusters = ("  - {name: hole, endpoints: [%s], timeouts: {connect: 250ms}}\n" % hole_addr)
+        routes = "  - {name: r, backendRefs: [{name: hole}]}\n"
+        g = self.gateway(cfg(routes, clusters))
+        t0 = time.monotonic()
+        r = request(g.port, target="/x")
+        took = time.monotonic() - t0
+        self.assertEqual(r.status, 504, r.body)
+        self.assertIn(b"upstream connect timeout", r.body)
+        self.assertGreaterEqual(took, 0.2)
+        self.assertLess(took, scaled(2.0))
+        m = g.metrics()
+        self.assertEqual(m[("cairn_gateway_upstream_errors_total",
+                            (("cluster", "hole"), ("kind", "timeout")))], 1)
+
     def test_smuggling_corpus(self):
         u = self.upstream()
         g = self.gateway(cfg("  - {name: r, backendRefs: [{name: c}]}\n",

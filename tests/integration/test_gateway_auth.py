@@ -141,6 +141,14 @@ routes:
       - type: CORS
         cors: {allowOrigins: ["https://app.test"]}
     backendRefs: [{name: u}]
+  - name: cors-rl
+    matches: [{path: {value: /crl}}]
+    filters:
+      - type: RateLimit
+        rateLimit: {rate: 1/h, burst: 1}
+      - type: CORS
+        cors: {allowOrigins: ["https://app.test"]}
+    backendRefs: [{name: u}]
   - name: cors
     matches: [{path: {value: /cors}}]
     filters:
@@ -266,8 +274,21 @@ routes:
         self.assertEqual(r.status, 204)
         self.assertEqual(r.header("Access-Control-Allow-Origin"), "https://app.test")
         self.assertEqual(len(self.u.requests), n + 3)
+        # the gateway's own refusals carry the CORS fields, so the page's script can read them
         r = self.get("/cj", {"Origin": "https://app.test"})
         self.assertEqual(r.status, 401)
+        self.assertEqual(r.header("Access-Control-Allow-Origin"), "https://app.test")
+        self.assertEqual(r.header("Vary"), "Origin")
+        self.assertIsNotNone(r.header("WWW-Authenticate"))
+        r = self.get("/cj", {"Origin": "https://evil.test"})
+        self.assertEqual(r.status, 401)
+        self.assertIsNone(r.header("Access-Control-Allow-Origin"))
+        self.assertEqual(r.header("Vary"), "Origin")
+        self.assertEqual(self.get("/crl", {"Origin": "https://app.test"}).status, 200)
+        r = self.get("/crl", {"Origin": "https://app.test"})
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.header("Access-Control-Allow-Origin"), "https://app.test")
+        self.assertIsNotNone(r.header("Retry-After"))
 
     def g_options(self, path, headers):
         from cairn import Conn, request_bytes
