@@ -4,12 +4,16 @@
  * rename are seen). A rejected configuration leaves the running one in place. */
 #include "base/log.h"
 #include "cli/cmd.h"
+#include "cli/config.h"
 #include "ev/ev.h"
+#include "gateway/admin.h"
 #include "gateway/gateway.h"
 #include "http/metrics.h"
 #include "http/router.h"
 #include "version.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <libgen.h>
 #include <signal.h>
 #include <unistd.h>
@@ -24,7 +28,10 @@ struct gwc {
     uint64_t file_hash;
     struct cn_gw *gw;
     struct cn_gw_snapshot *first;
-    int nworkers;
+    struct cn_gw_admin *adm; /* the admin API (gateway/admin.h) */
+    const char *token_file;  /* --admin-token-file */
+    char token[4097];        /* the admin API's bearer token, "" for none */
+    int nworkers, nstarted;
     size_t nlisteners;
     struct cn_router *empty_router;
     struct cn_router *admin_router;
@@ -228,29 +235,82 @@ static uint64_t file_hash(const char *path)
     return h ? h : 1;
 }
 
+/* The file again (it replaces what the admin API changed); the admin API publishes and
+ * calls on_publish. */
 static void reload(struct gwc *g, const char *why)
 {
     if (g->stopping)
         return;
-    char err[1024];
     uint64_t h = file_hash(g->config_path);
-    struct cn_gw_snapshot *s = cn_gw_config_load_file(g->config_path, err, sizeof(err));
-    if (!s) {
-        cn_gw_reload_failed(g->gw);
-        cn_error("gateway", "reload rejected, the running configuration stays",
-                 "trigger=%s error=\"%s\"", why, err);
-        return;
-    }
-    if (!cn_gw_snapshot_same_listeners(g->first, s))
-        cn_warn("gateway", "listeners change only on restart, the running ones stay", "file=%s",
-                g->config_path);
-    uint64_t gen = cn_gw_publish(g->gw, s);
-    cn_gw_snapshot_unref(s);
-    g->file_hash = h;
-    for (int i = 0; i < g->nworkers; i++)
+    if (cn_gw_admin_reload_file(g->adm, why))
+        g->file_hash = h;
+}
+
+/* A snapshot was published (a reload, or the admin API on this loop): workers adopt it. */
+static void on_publish(void *ctx)
+{
+    struct gwc *g = ctx;
+    for (int i = 0; i < g->nstarted; i++)
         cn_worker_post(&g->workers[i], CN_WORKER_RELOAD);
-    cn_info("gateway", "configuration reloaded", "generation=%llu trigger=%s file=%s",
-            (unsigned long long)gen, why, g->config_path);
+}
+
+/* The admin API's token: --admin-token-file, else $CAIRN_GATEWAY_ADMIN_TOKEN (never a flag's
+ * value: command lines are visible to every user). Required when admin.address is not a
+ * loopback address. Returns 0 or an exit code after printing why. */
+static int load_token(struct gwc *g)
+{
+    const char *env = getenv("CAIRN_GATEWAY_ADMIN_TOKEN");
+    size_t n = 0;
+    if (g->token_file) {
+        FILE *f = fopen(g->token_file, "rb");
+        if (!f) {
+            fprintf(stderr, "cairn: --admin-token-file: cannot open %s: %s\n", g->token_file,
+                    strerror(errno));
+            return CN_EXIT_CONFIG;
+        }
+        n = fread(g->token, 1, sizeof(g->token) - 1, f);
+        int more = fgetc(f) != EOF;
+        fclose(f);
+        if (more) {
+            fprintf(stderr, "cairn: --admin-token-file: %s holds more than 4096 bytes\n",
+                    g->token_file);
+            return CN_EXIT_CONFIG;
+        }
+    } else if (env && *env) {
+        n = strlen(env);
+        if (n >= sizeof(g->token)) {
+            fprintf(stderr, "cairn: CAIRN_GATEWAY_ADMIN_TOKEN: longer than 4096 bytes\n");
+            return CN_EXIT_CONFIG;
+        }
+        memcpy(g->token, env, n);
+    }
+    while (n && (g->token[n - 1] == '\n' || g->token[n - 1] == '\r' || g->token[n - 1] == ' '))
+        n--;
+    g->token[n] = '\0';
+    /* RFC 6750 b64token: letters, digits, - . _ ~ + /, then '=' padding. */
+    size_t i = 0;
+    while (i < n && (isalnum((unsigned char)g->token[i]) || strchr("-._~+/", g->token[i])))
+        i++;
+    while (i < n && g->token[i] == '=')
+        i++;
+    if (i < n) {
+        fprintf(stderr, "cairn: the admin token holds a character a bearer token cannot hold "
+                        "(letters, digits, - . _ ~ + / and trailing =)\n");
+        return CN_EXIT_CONFIG;
+    }
+    if ((g->token_file || (env && *env)) && n == 0) {
+        fprintf(stderr, "cairn: the admin token is empty\n");
+        return CN_EXIT_CONFIG;
+    }
+    const char *admin = cn_gw_snapshot_admin(g->first);
+    if (n == 0 && !cn_config_listen_is_loopback(admin)) {
+        fprintf(stderr,
+                "cairn: admin.address %s is not a loopback address: the admin API needs a "
+                "bearer token (--admin-token-file FILE or CAIRN_GATEWAY_ADMIN_TOKEN)\n",
+                admin);
+        return CN_EXIT_CONFIG;
+    }
+    return 0;
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -296,7 +356,8 @@ static int parse_args(struct gwc *g, int argc, char **argv, long *workers, const
         int is_c = (nl == 2 && strncmp(a, "-c", 2) == 0) || (nl == 8 && !strncmp(a, "--config", 8));
         int is_w = nl == 9 && !strncmp(a, "--workers", 9);
         int is_l = nl == 11 && !strncmp(a, "--log-level", 11);
-        if (!is_c && !is_w && !is_l)
+        int is_t = nl == 18 && !strncmp(a, "--admin-token-file", 18);
+        if (!is_c && !is_w && !is_l && !is_t)
             return cn_usage_error(
                 "gateway", a[0] == '-' ? "unknown flag '%s'" : "unexpected argument '%s'", a);
         if (nl != strlen(a))
@@ -307,6 +368,8 @@ static int parse_args(struct gwc *g, int argc, char **argv, long *workers, const
             return cn_usage_error("gateway", "flag '%s' needs a value", a);
         if (is_c) {
             g->config_path = val;
+        } else if (is_t) {
+            g->token_file = val;
         } else if (is_w) {
             char *end;
             *workers = strtol(val, &end, 10);
@@ -343,6 +406,10 @@ int cmd_gateway(int argc, char **argv)
         fprintf(stderr, "cairn: %s\n", err);
         return CN_EXIT_CONFIG;
     }
+    if ((rc = load_token(g)) != 0) {
+        cn_gw_snapshot_unref(g->first);
+        return rc;
+    }
     signal(SIGPIPE, SIG_IGN);
     uint64_t cw = cn_gw_snapshot_workers(g->first);
     g->nworkers = workers >= 0 ? (int)workers : (int)cw;
@@ -361,10 +428,14 @@ int cmd_gateway(int argc, char **argv)
         fprintf(stderr, "cairn: out of memory\n");
         return CN_EXIT_FAIL;
     }
-    cn_gw_publish(g->gw, g->first);
+    struct cn_gw_admin_opts ao = {g->config_path, on_publish, g};
+    g->adm = cn_gw_admin_new(g->gw, g->first, &ao);
     unsigned get = CN_M(HTTP_GET) | CN_M(HTTP_HEAD);
-    if (cn_router_add(g->admin_router, get, "/healthz", h_healthz, g) < 0 ||
-        cn_router_add(g->admin_router, get, "/metrics", h_metrics, g) < 0) {
+    int hz;
+    if (!g->adm || (hz = cn_router_add(g->admin_router, get, "/healthz", h_healthz, g)) < 0 ||
+        cn_router_set_flags(g->admin_router, hz, CN_ROUTE_PUBLIC) != 0 ||
+        cn_router_add(g->admin_router, get, "/metrics", h_metrics, g) < 0 ||
+        cn_gw_admin_routes(g->adm, g->admin_router) != 0) {
         fprintf(stderr, "cairn: cannot build the admin routes\n");
         return CN_EXIT_FAIL;
     }
@@ -416,12 +487,18 @@ int cmd_gateway(int argc, char **argv)
     const struct cn_http_limits *lim = cn_gw_snapshot_limits(g->first);
     g->admin.router = g->admin_router;
     g->admin.data = g;
+    g->admin.token = g->token[0] ? g->token : NULL;
     g->admin.nworkers = 1;
     struct cn_http_worker *aw = &g->admin_w;
     g->admin.workers = &aw;
     int exit_code = CN_EXIT_OK;
+    /* The admin API reads whole bodies (configuration documents): a body timeout (the
+     * proxy's listeners have none, bodies stream) and the configuration's size limit. */
+    struct cn_http_limits alim = *lim;
+    alim.body_timeout_ms = alim.header_timeout_ms;
+    alim.max_body_bytes = CN_MIN(alim.max_body_bytes, (uint64_t)16 << 20);
     if (cn_ev_parse_addr(cn_gw_snapshot_admin(g->first), &g->admin.addr) != 0 ||
-        (rc = cn_http_worker_init(&g->admin_w, &g->admin, g->loop, 0, lim)) != 0) {
+        (rc = cn_http_worker_init(&g->admin_w, &g->admin, g->loop, 0, &alim)) != 0) {
         cn_error("gateway", "cannot listen", "part=admin addr=%s error=\"%s\"",
                  cn_gw_snapshot_admin(g->first), rc < -10000 ? cn_strerror(rc) : uv_strerror(rc));
         exit_code = CN_EXIT_FAIL;
@@ -441,6 +518,7 @@ int cmd_gateway(int argc, char **argv)
             break;
         }
         started++;
+        g->nstarted = started;
     }
     for (size_t l = 0; l < g->nlisteners; l++)
         g->servers[l].nworkers = started;
@@ -464,7 +542,8 @@ int cmd_gateway(int argc, char **argv)
         }
         char aaddr[128];
         cn_ev_format_addr((struct sockaddr *)&g->admin.addr, aaddr, sizeof(aaddr));
-        cn_info("gateway", "listening", "part=admin addr=%s", aaddr);
+        cn_info("gateway", "listening", "part=admin addr=%s token=%s", aaddr,
+                g->token[0] ? "required" : "none");
         cn_info("gateway", "ready", "version=%s pid=%d config=%s watch=%s", CAIRN_VERSION,
                 (int)getpid(), g->config_path, g->watching ? "yes" : "no");
     }
@@ -481,6 +560,7 @@ int cmd_gateway(int argc, char **argv)
     if (exit_code == CN_EXIT_OK)
         cn_info("gateway", "stopped", "exit=0");
     cn_gw_snapshot_unref(g->first);
+    cn_gw_admin_free(g->adm);
     cn_gw_free(g->gw);
     cn_router_free(g->empty_router);
     cn_router_free(g->admin_router);

@@ -4,6 +4,7 @@
 #include "cli/cmd.h"
 #include "cli/demo.h"
 #include "cli/up.h"
+#include "gateway/admin.h"
 #include "registry/store.h"
 #include "telemetry/tail.h"
 #include "version.h"
@@ -421,22 +422,17 @@ static void stop(struct cn_up *up, const char *why)
  * the running one stays. Listeners change only on restart. */
 static void reload_gateway(struct cn_up *up)
 {
-    char err[1024];
-    const char *path = up->cfg->gateway.config;
-    struct cn_gw_snapshot *s = cn_gw_config_load_file(path, err, sizeof(err));
-    if (!s) {
-        cn_gw_reload_failed(up->gw);
-        cn_error("gateway", "reload rejected, the running configuration stays", "error=\"%s\"",
-                 err);
-        return;
-    }
-    if (!cn_gw_snapshot_same_listeners(up->gw_first, s))
-        cn_warn("gateway", "listeners change only on restart, the running ones stay", "file=%s",
-                path);
-    uint64_t gen = cn_gw_publish(up->gw, s);
-    cn_gw_snapshot_unref(s);
-    cn_info("gateway", "configuration reloaded", "generation=%llu file=%s", (unsigned long long)gen,
-            path);
+    cn_gw_admin_reload_file(up->gw_admin, "sighup");
+}
+
+/* A gateway snapshot was published (a reload, or the admin API on any worker's thread):
+ * the workers adopt it. */
+static void on_gw_publish(void *ctx)
+{
+    struct cn_up *up = ctx;
+    int n = atomic_load(&up->workers_started);
+    for (int i = 0; i < n; i++)
+        cn_worker_post(&up->workers[i], CN_WORKER_RELOAD);
 }
 
 /* Loads the gateway's file and sets up its listeners (gateway.config). Returns 0, or an exit
@@ -444,8 +440,11 @@ static void reload_gateway(struct cn_up *up)
 static int setup_gateway(struct cn_up *up)
 {
     const char *path = up->cfg->gateway.config;
+    if ((!path || !*path) && up->demo)
+        path = cn_demo_gateway_config(up->demo); /* the demo's, on the same workers */
     if (!path || !*path)
         return 0;
+    up->gw_path = path;
     char err[1024];
     up->gw_first = cn_gw_config_load_file(path, err, sizeof(err));
     if (!up->gw_first) {
@@ -461,7 +460,10 @@ static int setup_gateway(struct cn_up *up)
     if (!up->gw || !up->gw_router || !up->gw_servers || !up->gw_hworkers)
         return CN_EXIT_FAIL;
     cn_gw_set_store(up->gw, up->store);
-    cn_gw_publish(up->gw, up->gw_first);
+    struct cn_gw_admin_opts ao = {path, on_gw_publish, up};
+    up->gw_admin = cn_gw_admin_new(up->gw, up->gw_first, &ao);
+    if (!up->gw_admin)
+        return CN_EXIT_FAIL;
     for (size_t l = 0; l < up->gw_nlisteners; l++) {
         struct cn_http_server *srv = &up->gw_servers[l];
         srv->router = up->gw_router;
@@ -482,6 +484,8 @@ static int setup_gateway(struct cn_up *up)
 static void free_gateway(struct cn_up *up)
 {
     /* Before the store closes: the exporter hands its last batches to it. */
+    cn_gw_admin_free(up->gw_admin);
+    up->gw_admin = NULL;
     cn_gw_free(up->gw);
     up->gw = NULL;
     cn_gw_snapshot_unref(up->gw_first);
@@ -680,8 +684,6 @@ int cmd_up(int argc, char **argv)
     up->otlp.body_limit_name = "otlp.max_body_bytes";
     if (setup_registry(up) != 0)
         return CN_EXIT_FAIL;
-    if ((rc = setup_gateway(up)) != 0)
-        return rc;
     if (demo_opts.enabled) {
         char self[4096];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -691,6 +693,13 @@ int cmd_up(int argc, char **argv)
             fprintf(stderr, "cairn: %s\n", err);
             return CN_EXIT_FAIL;
         }
+    }
+    if ((rc = setup_gateway(up)) != 0)
+        return rc;
+    /* The gateway's admin API on the API port (404 "not running" without a gateway). */
+    if (cn_gw_admin_routes(up->gw_admin, up->router) != 0) {
+        fprintf(stderr, "cairn: cannot build the gateway's API routes\n");
+        return CN_EXIT_FAIL;
     }
     up->otlp.error_body = cn_receiver_error_body;
 
@@ -719,7 +728,11 @@ int cmd_up(int argc, char **argv)
             break;
         }
         started++;
+        atomic_store(&up->workers_started, started);
     }
+    /* A change made through the API while a worker was starting reaches it too. */
+    for (int i = 0; up->gw && i < started; i++)
+        cn_worker_post(&up->workers[i], CN_WORKER_RELOAD);
     up->api.nworkers = started;
     up->otlp.nworkers = started;
     up->nacos_srv.nworkers = started;

@@ -19,19 +19,18 @@ const char *const cn_demo_services[CN_DEMO_NUM_SERVICES] = {
     "frontend", "recommendations", "checkout", "inventory", "payments", "shipping",
 };
 
-#define BACKOFF_MIN_MS        500
-#define BACKOFF_MAX_MS        30000
-#define STABLE_MS             10000 /* a process that ran this long restarts at BACKOFF_MIN_MS */
-#define KILL_AFTER_MS         5000
-#define GATEWAY_KILL_AFTER_MS 12000 /* past the gateway's own 10 s drain deadline */
-#define DEFAULT_RPS           5
-#define DEFAULT_GATEWAY       "127.0.0.1:8080"
-#define MAX_ENV               24
-#define ENV_BYTES             8192
-#define MAX_ARGS              12
+#define BACKOFF_MIN_MS  500
+#define BACKOFF_MAX_MS  30000
+#define STABLE_MS       10000 /* a process that ran this long restarts at BACKOFF_MIN_MS */
+#define KILL_AFTER_MS   5000
+#define DEFAULT_RPS     5
+#define DEFAULT_GATEWAY "127.0.0.1:8080"
+#define MAX_ENV         24
+#define ENV_BYTES       8192
+#define MAX_ARGS        12
 
-enum proc_kind { PROC_SERVICE, PROC_GATEWAY, PROC_LOADGEN };
-static const char *const kind_names[] = {"service", "gateway", "loadgen"};
+enum proc_kind { PROC_SERVICE, PROC_LOADGEN };
+static const char *const kind_names[] = {"service", "loadgen"};
 
 /* One supervised process. States: waiting (timer armed, no process), running (proc handle
  * active, pid set), closing (exited, handle closing), stopped (stopping and gone). The
@@ -52,7 +51,7 @@ struct demo_proc {
     char log_path[4096];
 };
 
-#define NUM_PROCS (CN_DEMO_NUM_SERVICES + 2)
+#define NUM_PROCS (CN_DEMO_NUM_SERVICES + 1) /* the services and the load generator */
 
 struct cn_demo {
     uv_mutex_t lock; /* guards the procs' pid/state/restarts for status readers, and faults */
@@ -62,12 +61,12 @@ struct cn_demo {
     char gw_yaml[4096];
     const char *route;
     unsigned rps;
-    struct sockaddr_storage gw_addr, gw_admin;
-    int gw_fd, gw_admin_fd; /* port reservations */
+    struct sockaddr_storage gw_addr;
+    int gw_fd; /* the gateway's port, reserved until cairn up's workers listen on it */
     struct cn_demo_links links;
     struct demo_proc procs[NUM_PROCS];
     uv_timer_t kill_timer;
-    int started, stopping, handles_open, closing, timers_closed, gateway_signalled;
+    int started, stopping, handles_open, closing, timers_closed;
 };
 
 /* snprintf into a path buffer; -1 when it does not fit. */
@@ -250,6 +249,8 @@ static int reserve(struct sockaddr_storage *addr)
     return fd;
 }
 
+static int write_gateway_yaml(struct cn_demo *d, char *err, size_t err_len);
+
 struct cn_demo *cn_demo_new(const struct cn_demo_opts *o, const char *data_dir,
                             const char *self_exe, char *err, size_t err_len)
 {
@@ -258,7 +259,7 @@ struct cn_demo *cn_demo_new(const struct cn_demo_opts *o, const char *data_dir,
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    d->gw_fd = d->gw_admin_fd = -1;
+    d->gw_fd = -1;
     for (size_t i = 0; i < NUM_PROCS; i++)
         d->procs[i].listen_fd = -1;
     uv_mutex_init(&d->lock);
@@ -302,12 +303,6 @@ struct cn_demo *cn_demo_new(const struct cn_demo_opts *o, const char *data_dir,
                  o->gateway, strerror(errno));
         goto fail;
     }
-    cn_ev_parse_addr("127.0.0.1:0", &d->gw_admin);
-    if ((d->gw_admin_fd = reserve(&d->gw_admin)) < 0) {
-        snprintf(err, err_len, "--demo: cannot reserve a port for the gateway's admin: %s",
-                 strerror(errno));
-        goto fail;
-    }
     for (size_t i = 0; i < NUM_PROCS; i++) {
         struct demo_proc *p = &d->procs[i];
         p->d = d;
@@ -321,11 +316,13 @@ struct cn_demo *cn_demo_new(const struct cn_demo_opts *o, const char *data_dir,
                 goto fail;
             }
         } else {
-            p->kind = i == CN_DEMO_NUM_SERVICES ? PROC_GATEWAY : PROC_LOADGEN;
-            p->name = i == CN_DEMO_NUM_SERVICES ? "gateway" : "loadgen";
+            p->kind = PROC_LOADGEN;
+            p->name = "loadgen";
         }
         pathf(p->log_path, sizeof(p->log_path), "%s/%s.log", d->data_dir, p->name);
     }
+    if (write_gateway_yaml(d, err, err_len) != 0)
+        goto fail;
     return d;
 fail:
     cn_demo_free(d);
@@ -391,8 +388,6 @@ static int build_env(struct cn_demo *d, struct demo_proc *p, struct envb *e)
         if (v)
             rc |= env_add(e, "%s=%s", pass[i], v);
     }
-    if (p->kind == PROC_GATEWAY)
-        return rc;
     char otlp[128], reg[128], gw[128];
     connect_addr(&d->links.otlp, otlp, sizeof(otlp));
     connect_addr(&d->links.registry, reg, sizeof(reg));
@@ -433,37 +428,27 @@ static int build_argv(struct cn_demo *d, struct demo_proc *p, const char **argv,
     argv[n++] = "demo";
     argv[n++] = "exec";
     argv[n++] = pid_buf;
-    if (p->kind == PROC_GATEWAY) {
-        argv[n++] = d->self_exe;
-        argv[n++] = "cairn";
-        argv[n++] = "gateway";
-        argv[n++] = "-c";
-        argv[n++] = d->gw_yaml;
-        argv[n++] = "--workers";
-        argv[n++] = "1";
-    } else {
-        snprintf(script, script_len, "%s/%s", d->dir,
-                 p->kind == PROC_SERVICE ? "service.mjs" : "loadgen.mjs");
-        argv[n++] = d->node;
-        argv[n++] = "node";
-        argv[n++] = script;
-        if (p->kind == PROC_SERVICE) {
-            argv[n++] = "--service";
-            argv[n++] = p->name;
-        }
+    snprintf(script, script_len, "%s/%s", d->dir,
+             p->kind == PROC_SERVICE ? "service.mjs" : "loadgen.mjs");
+    argv[n++] = d->node;
+    argv[n++] = "node";
+    argv[n++] = script;
+    if (p->kind == PROC_SERVICE) {
+        argv[n++] = "--service";
+        argv[n++] = p->name;
     }
     argv[n] = NULL;
     return (int)n;
 }
 
-/* The demo gateway's configuration: a route per service by Host header (the services call
- * http://GATEWAY with Host: NAME) and the rest to frontend. Only addresses and the fixed
- * service names go in. */
+/* The demo gateway's configuration, run by cairn up's own gateway on its workers: a route
+ * per service by Host header (the services call http://GATEWAY with Host: NAME) and the rest
+ * to frontend. Only addresses and the fixed service names go in. Tracing stays off: the
+ * services' own spans make the topology, and the traceparent passes through untouched. */
 static int write_gateway_yaml(struct cn_demo *d, char *err, size_t err_len)
 {
-    char tmp[4200], gw[128], admin[128];
+    char tmp[4200], gw[128];
     cn_ev_format_addr((struct sockaddr *)&d->gw_addr, gw, sizeof(gw));
-    cn_ev_format_addr((struct sockaddr *)&d->gw_admin, admin, sizeof(admin));
     snprintf(tmp, sizeof(tmp), "%s.tmp", d->gw_yaml);
     FILE *f = fopen(tmp, "w");
     if (!f) {
@@ -472,12 +457,11 @@ static int write_gateway_yaml(struct cn_demo *d, char *err, size_t err_len)
     }
     fprintf(f,
             "# Written by cairn up --demo at each start (docs/demo.md); edits are lost.\n"
+            "# Changes through the admin API (/api/v1/gateway) hold until cairn up reloads.\n"
             "listeners:\n  - name: demo\n    address: \"%s\"\n"
-            "admin:\n  address: \"%s\"\n"
-            "workers: 1\n"
             "proxy:\n  request_id: true\n"
             "clusters:\n",
-            gw, admin);
+            gw);
     for (size_t i = 0; i < CN_DEMO_NUM_SERVICES; i++)
         fprintf(f,
                 "  - name: %s\n    endpoints: [\"127.0.0.1:%u\"]\n"
@@ -498,8 +482,6 @@ static int write_gateway_yaml(struct cn_demo *d, char *err, size_t err_len)
 /* ---- supervision ------------------------------------------------------------------------- */
 
 static void spawn(struct demo_proc *p);
-static void stop_gateway_when_alone(struct cn_demo *d);
-static void on_kill_deadline(uv_timer_t *t);
 
 static void on_timer(uv_timer_t *t)
 {
@@ -551,7 +533,6 @@ static void on_proc_closed(uv_handle_t *h)
         p->backoff_ms = CN_MIN(p->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS);
         return;
     }
-    stop_gateway_when_alone(d);
     if (all_exited(d) && !d->closing) {
         uv_timer_stop(&d->kill_timer);
         cn_info("demo", "stopped", "processes=%d", NUM_PROCS);
@@ -633,11 +614,10 @@ retry:
 int cn_demo_start(struct cn_demo *d, uv_loop_t *loop, const struct cn_demo_links *links, char *err,
                   size_t err_len)
 {
+    (void)err;
+    (void)err_len;
     d->loop = loop;
     d->links = *links;
-    int rc = write_gateway_yaml(d, err, err_len);
-    if (rc)
-        return rc;
     uv_timer_init(loop, &d->kill_timer);
     d->kill_timer.data = d;
     for (size_t i = 0; i < NUM_PROCS; i++) {
@@ -648,24 +628,6 @@ int cn_demo_start(struct cn_demo *d, uv_loop_t *loop, const struct cn_demo_links
     for (size_t i = 0; i < NUM_PROCS; i++)
         spawn(&d->procs[i]);
     return 0;
-}
-
-/* While stopping: SIGTERM to the gateway once no other demo process runs. */
-static void stop_gateway_when_alone(struct cn_demo *d)
-{
-    struct demo_proc *gw = NULL;
-    for (size_t i = 0; i < NUM_PROCS; i++) {
-        if (d->procs[i].kind == PROC_GATEWAY)
-            gw = &d->procs[i];
-        else if (d->procs[i].running)
-            return;
-    }
-    if (gw && gw->running && !d->gateway_signalled) {
-        d->gateway_signalled = 1;
-        uv_process_kill(&gw->proc, SIGTERM);
-        /* Its own drain deadline (10 s) first, then ours. */
-        uv_timer_start(&d->kill_timer, on_kill_deadline, GATEWAY_KILL_AFTER_MS, 0);
-    }
 }
 
 static void on_kill_deadline(uv_timer_t *t)
@@ -684,13 +646,11 @@ void cn_demo_stop(struct cn_demo *d)
     if (!d || !d->started || d->stopping)
         return;
     d->stopping = 1;
-    /* The gateway last: once its clients are gone it has nothing left to drain. */
     for (size_t i = 0; i < NUM_PROCS; i++) {
         uv_timer_stop(&d->procs[i].timer);
-        if (d->procs[i].running && d->procs[i].kind != PROC_GATEWAY)
+        if (d->procs[i].running)
             uv_process_kill(&d->procs[i].proc, SIGTERM);
     }
-    stop_gateway_when_alone(d);
     cn_info("demo", "stopping", "kill_after_ms=%d", KILL_AFTER_MS);
     if (all_exited(d)) {
         /* Nothing runs: every process waits to restart, or its handle is closing (then
@@ -699,8 +659,7 @@ void cn_demo_stop(struct cn_demo *d)
             close_timers(d);
         return;
     }
-    if (!d->gateway_signalled)
-        uv_timer_start(&d->kill_timer, on_kill_deadline, KILL_AFTER_MS, 0);
+    uv_timer_start(&d->kill_timer, on_kill_deadline, KILL_AFTER_MS, 0);
 }
 
 void cn_demo_free(struct cn_demo *d)
@@ -712,14 +671,17 @@ void cn_demo_free(struct cn_demo *d)
             close(d->procs[i].listen_fd);
     if (d->gw_fd >= 0)
         close(d->gw_fd);
-    if (d->gw_admin_fd >= 0)
-        close(d->gw_admin_fd);
     uv_mutex_destroy(&d->lock);
     uv_mutex_destroy(&d->faults_lock);
     free(d);
 }
 
 /* ---- status and faults ------------------------------------------------------------------ */
+
+const char *cn_demo_gateway_config(const struct cn_demo *d)
+{
+    return d->gw_yaml;
+}
 
 void cn_demo_gateway_url(struct cn_demo *d, char *out, size_t out_len)
 {

@@ -1,12 +1,13 @@
-/* The demo behind `cairn up --demo` (docs/demo.md): the shop's Node processes (demo/) and a
- * gateway in front of them, spawned and supervised by `cairn up` on its main loop.
+/* The demo behind `cairn up --demo` (docs/demo.md): the shop's Node processes (demo/),
+ * spawned and supervised by `cairn up` on its main loop, and the configuration of the gateway
+ * in front of them, which `cairn up` runs on its own workers.
  *
  * Processes are started by pid with an argv and an environment built here, never through a
  * shell; each goes through `cairn demo exec`, which makes it die with cairn (parent-death
- * signal) before it execs node or `cairn gateway`. A service's listening socket is bound by
- * cairn and handed to the process as fd 3, so a restarted service keeps its port and the
- * gateway's configuration never changes. The gateway's ports are reserved by cairn (a bound
- * SO_REUSEPORT socket that never listens) for the same reason. */
+ * signal) before it execs node. A service's listening socket is bound by cairn and handed to
+ * the process as fd 3, so a restarted service keeps its port and the gateway's configuration
+ * never changes. The gateway's port is reserved by cairn (a bound SO_REUSEPORT socket that
+ * never listens) until its workers listen on it. */
 #ifndef CN_CLI_DEMO_H
 #define CN_CLI_DEMO_H
 
@@ -48,12 +49,13 @@ struct cn_demo_links {
 struct cn_demo;
 
 /* Checks what the demo needs (node on PATH, the demo directory and its node_modules),
- * creates data_dir/demo, binds the services' sockets and reserves the gateway's ports.
- * self_exe is this binary. NULL with a message in err naming what is missing. */
+ * creates data_dir/demo, binds the services' sockets, reserves the gateway's port and writes
+ * the gateway's configuration (cn_demo_gateway_config). self_exe is this binary. NULL with a
+ * message in err naming what is missing. */
 struct cn_demo *cn_demo_new(const struct cn_demo_opts *o, const char *data_dir,
                             const char *self_exe, char *err, size_t err_len);
-/* Writes the gateway's configuration and spawns every process on loop. Returns 0 or a
- * negative code with err set (nothing is left running then). */
+/* Spawns every process on loop. Returns 0 or a negative code with err set (nothing is left
+ * running then). */
 int cn_demo_start(struct cn_demo *d, uv_loop_t *loop, const struct cn_demo_links *links, char *err,
                   size_t err_len);
 /* Stops: SIGTERM to every process, SIGKILL to those left after 5 s. The demo's handles close
@@ -65,6 +67,9 @@ void cn_demo_free(struct cn_demo *d);
 /* Appends the processes' state as a JSON object's members (no braces): "route", "rps",
  * "gateway", "processes": [{name, kind, pid, port, state, restarts, log}]. Thread-safe. */
 int cn_demo_status_json(struct cn_demo *d, struct cn_buf *out);
+/* The path of the gateway's configuration file (data_dir/demo/gateway.yaml), for cairn up's
+ * gateway. */
+const char *cn_demo_gateway_config(const struct cn_demo *d);
 /* The gateway's URL ("http://127.0.0.1:8080") into out. */
 void cn_demo_gateway_url(struct cn_demo *d, char *out, size_t out_len);
 /* Serialises read-modify-write of the fault document (api-demo.c). */

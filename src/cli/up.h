@@ -69,6 +69,9 @@ struct cn_up {
     struct cn_router *gw_router;        /* empty: the gateway streams every request */
     struct cn_http_server *gw_servers;  /* [gw_nlisteners] */
     struct cn_http_worker *gw_hworkers; /* [gw_nlisteners * nworkers] */
+    struct cn_gw_admin *gw_admin;       /* the admin API (gateway/admin.h), NULL without gw */
+    const char *gw_path;                /* gateway.config, or the demo's generated file */
+    atomic_int workers_started;         /* workers a gateway publish must wake */
 
     struct cn_demo *demo; /* cairn up --demo (demo.h); NULL without */
     int demo_enabled;     /* --demo given: the demo's setting defaults apply */
