@@ -10,42 +10,28 @@
 // ERROR log "card processor refused: ..."); every service logs within its spans (trace- and
 // span-linked, with code.filepath / code.lineno), and cart logs one record outside any trace.
 // Writes {failures, traces: [{traceId, error, spans: [...]}], logs: [{traceId, body}]}.
-import http from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context } from '@opentelemetry/api';
 import { SeverityNumber } from '@opentelemetry/api-logs';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
 
+import { byTrace, call as callWith, get, recording as recordingTo, serve as serveWith } from './shop.mjs';
+
 const args = parseArgs({
   options: { url: { type: 'string' }, out: { type: 'string' }, requests: { type: 'string', default: '12' } },
   strict: true,
 }).values;
 const base = args.url.replace(/\/+$/, '');
-const propagator = new W3CTraceContextPropagator();
 const failures = [];
 const spans = [];
 const logs = [];
-
-function recording(exporter, sink) {
-  return {
-    export(items, cb) {
-      exporter.export(items, (r) => {
-        if (r.code !== 0) failures.push(String(r.error));
-        else sink.push(...items);
-        cb(r);
-      });
-    },
-    shutdown: () => exporter.shutdown(),
-    forceFlush: () => exporter.forceFlush(),
-  };
-}
+const recording = (exporter, sink) => recordingTo(exporter, sink, failures);
 
 function service(name) {
   const resource = resourceFromAttributes({
@@ -78,59 +64,13 @@ function log(svc, ctx, severity, body, line, attrs = {}) {
   });
 }
 
-const getter = { keys: (c) => Object.keys(c), get: (c, k) => c[k] };
-const setter = { set: (c, k, v) => { c[k] = v; } };
-
-function serve(svc, handler) {
-  const server = http.createServer((req, res) => {
-    const parent = propagator.extract(context.active(), req.headers, getter);
-    const route = req.url.split('?')[0];
-    const span = svcs[svc].tracer.startSpan(`${req.method} ${route}`, {
-      kind: SpanKind.SERVER,
-      attributes: {
-        'http.request.method': req.method, 'http.route': route, 'url.path': req.url,
-        'code.filepath': `src/${svc}/server.js`, 'code.lineno': 40, 'code.function': 'handle',
-      },
-    }, parent);
-    const ctx = trace.setSpan(parent, span);
-    context.with(ctx, async () => {
-      let status = 200;
-      try {
-        status = await handler(req, ctx, span);
-      } catch (e) {
-        status = 500;
-      }
-      span.setAttribute('http.response.status_code', status);
-      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: `answered ${status}` });
-      span.end();
-      res.writeHead(status);
-      res.end(String(status));
-    });
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-function call(svc, ctx, method, port, path, peer) {
-  const span = svcs[svc].tracer.startSpan(`${method} ${path}`, {
-    kind: SpanKind.CLIENT,
-    attributes: { 'http.request.method': method, 'server.address': '127.0.0.1', 'server.port': port, 'peer.service': peer },
-  }, ctx);
-  const headers = {};
-  propagator.inject(trace.setSpan(ctx, span), headers, setter);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method, headers }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        span.setAttribute('http.response.status_code', res.statusCode);
-        if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-        span.end();
-        resolve(res.statusCode);
-      });
-    });
-    req.on('error', (e) => { span.end(); reject(e); });
-    req.end();
-  });
-}
+const serve = (svc, handler) => serveWith(() => svcs[svc].tracer, handler, {
+  attributes: (req) => ({
+    'url.path': req.url, 'code.filepath': `src/${svc}/server.js`, 'code.lineno': 40, 'code.function': 'handle',
+  }),
+});
+const call = (svc, ctx, method, port, path, peer) =>
+  callWith(svcs[svc].tracer, ctx, method, port, path, { attributes: { 'peer.service': peer } });
 
 let n = 0;
 const payments = await serve('payments', async (req, ctx, span) => {
@@ -162,14 +102,7 @@ const frontend = await serve('frontend', async (req, ctx, span) => {
 });
 log('cart', context.active(), SeverityNumber.INFO, 'cart service ready', 5);
 
-for (let i = 0; i < Number(args.requests); i++) {
-  await new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: frontend.address().port, path: '/checkout' }, (res) => {
-      res.resume();
-      res.on('end', resolve);
-    }).on('error', reject);
-  });
-}
+for (let i = 0; i < Number(args.requests); i++) await get(frontend.address().port, '/checkout');
 for (const s of Object.values(svcs)) {
   await s.tp.forceFlush();
   await s.lp.forceFlush();
@@ -178,23 +111,9 @@ for (const s of Object.values(svcs)) {
 }
 for (const s of [payments, cart, frontend]) s.close();
 
-const traces = new Map();
-for (const s of spans) {
-  const id = s.spanContext().traceId;
-  if (!traces.has(id)) traces.set(id, { traceId: id, error: false, spans: [] });
-  const t = traces.get(id);
-  t.spans.push({
-    spanId: s.spanContext().spanId,
-    parentSpanId: s.parentSpanContext ? s.parentSpanContext.spanId : '',
-    service: s.resource.attributes['service.name'],
-    name: s.name,
-    kind: s.kind,
-  });
-  if (s.status.code === SpanStatusCode.ERROR) t.error = true;
-}
 const out = {
   failures,
-  traces: [...traces.values()],
+  traces: byTrace(spans, (s) => ({ kind: s.kind })),
   logs: logs.map((l) => ({ traceId: l.spanContext ? l.spanContext.traceId : '', body: l.body, service: l.resource.attributes['service.name'] })),
 };
 writeFileSync(args.out, JSON.stringify(out, null, 2) + '\n');

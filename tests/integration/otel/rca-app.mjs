@@ -19,18 +19,18 @@
 // span-linked); inventory also logs a warning outside any trace just before it fails.
 // Writes {failures, phases: {t0, mid, end} (ns since the epoch, as strings), traces: [...],
 // logs: [...]}.
-import http from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { SeverityNumber } from '@opentelemetry/api-logs';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
+
+import { byTrace, call as callWith, get, hrNs, recording as recordingTo, serve as serveWith } from './shop.mjs';
 
 const args = parseArgs({
   options: {
@@ -48,24 +48,11 @@ if (!['none', 'leaf-error', 'slow-middle', 'new-version'].includes(args.inject))
   process.exit(2);
 }
 const base = args.url.replace(/\/+$/, '');
-const propagator = new W3CTraceContextPropagator();
 const failures = [];
 const exportedSpans = [];
 const exportedLogs = [];
 
-function recording(exporter, sink) {
-  return {
-    export(items, cb) {
-      exporter.export(items, (r) => {
-        if (r.code !== 0) failures.push(String(r.error));
-        else sink.push(...items);
-        cb(r);
-      });
-    },
-    shutdown: () => exporter.shutdown(),
-    forceFlush: () => exporter.forceFlush ? exporter.forceFlush() : Promise.resolve(),
-  };
-}
+const recording = (exporter, sink) => recordingTo(exporter, sink, failures);
 
 const batch = { scheduledDelayMillis: 200, maxQueueSize: 16384, maxExportBatchSize: 512 };
 
@@ -104,8 +91,6 @@ const deployments = {
 const paymentsV2 = deploy('payments', '2.0.0');
 const current = { ...deployments };
 
-const getter = { keys: (c) => Object.keys(c), get: (c, k) => c[k] };
-const setter = { set: (c, k, v) => { c[k] = v; } };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function log(svc, ctx, severity, body, attributes = {}) {
@@ -118,56 +103,9 @@ function log(svc, ctx, severity, body, attributes = {}) {
   });
 }
 
-// A server whose handler returns [status, error message or undefined].
-function serve(svc, handler) {
-  const server = http.createServer((req, res) => {
-    const parent = propagator.extract(ROOT_CONTEXT, req.headers, getter);
-    const route = req.url.split('?')[0];
-    const d = current[svc];
-    const span = d.tracer.startSpan(`${req.method} ${route}`, {
-      kind: SpanKind.SERVER,
-      attributes: { 'http.request.method': req.method, 'http.route': route },
-    }, parent);
-    const ctx = trace.setSpan(parent, span);
-    context.with(ctx, async () => {
-      let status = 200, message;
-      try {
-        [status, message] = await handler(req, ctx, span);
-      } catch (e) {
-        status = 500;
-        message = String(e);
-      }
-      span.setAttribute('http.response.status_code', status);
-      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message });
-      span.end();
-      res.writeHead(status);
-      res.end(String(status));
-    });
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-function call(svc, ctx, method, port, path, query) {
-  const span = current[svc].tracer.startSpan(`${method} ${path}`, {
-    kind: SpanKind.CLIENT,
-    attributes: { 'http.request.method': method, 'server.address': '127.0.0.1', 'server.port': port },
-  }, ctx);
-  const headers = {};
-  propagator.inject(trace.setSpan(ctx, span), headers, setter);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: path + (query || ''), method, headers }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        span.setAttribute('http.response.status_code', res.statusCode);
-        if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-        span.end();
-        resolve(res.statusCode);
-      });
-    });
-    req.on('error', (e) => { span.end(); reject(e); });
-    req.end();
-  });
-}
+// Servers answer under the caller's context only (nothing ambient).
+const serve = (svc, handler) => serveWith(() => current[svc].tracer, handler, { root: () => ROOT_CONTEXT });
+const call = (svc, ctx, method, port, path, query) => callWith(current[svc].tracer, ctx, method, port, path, { query });
 
 // The fault in force and the request's index within its phase (as a query parameter, so
 // that every service decides the same way).
@@ -221,14 +159,7 @@ const frontend = await serve('frontend', async (req, ctx) => {
 
 const nowNs = () => (BigInt(Date.now()) * 1000000n).toString();
 async function phase(n) {
-  for (let i = 0; i < n; i++) {
-    await new Promise((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: frontend.address().port, path: `/checkout?i=${i}` }, (res) => {
-        res.resume();
-        res.on('end', resolve);
-      }).on('error', reject);
-    });
-  }
+  for (let i = 0; i < n; i++) await get(frontend.address().port, `/checkout?i=${i}`);
 }
 
 await phase(3); // warm-up (connections, JIT), before the baseline starts
@@ -254,26 +185,17 @@ for (const d of [...Object.values(deployments), paymentsV2]) {
 }
 for (const s of [inventory, payments, checkout, frontend]) s.close();
 
-const hr = (t) => (BigInt(t[0]) * 1000000000n + BigInt(t[1])).toString();
-const traces = new Map();
-for (const s of exportedSpans) {
-  const id = s.spanContext().traceId;
-  if (!traces.has(id)) traces.set(id, { traceId: id, error: false, start: null, spans: [] });
-  const t = traces.get(id);
-  t.spans.push({
-    spanId: s.spanContext().spanId,
-    parentSpanId: s.parentSpanContext ? s.parentSpanContext.spanId : '',
-    service: s.resource.attributes['service.name'],
+const hr = (t) => hrNs(t).toString();
+const traces = byTrace(exportedSpans, (s, t) => {
+  if (!s.parentSpanContext) t.start = hr(s.startTime);
+  return {
     version: s.resource.attributes['service.version'],
-    name: s.name,
     status: s.status.code,
     message: s.status.message || '',
     startNs: hr(s.startTime),
-  });
-  if (s.status.code === SpanStatusCode.ERROR) t.error = true;
-  if (!s.parentSpanContext) t.start = hr(s.startTime);
-}
-for (const t of traces.values()) {
+  };
+});
+for (const t of traces) {
   t.phase = BigInt(t.start) < BigInt(t0) ? 'warm-up' : BigInt(t.start) < BigInt(mid) ? 'baseline' : 'window';
 }
 const logs = exportedLogs.map((l) => ({
@@ -282,5 +204,5 @@ const logs = exportedLogs.map((l) => ({
   service: l.resource.attributes['service.name'],
   body: l.body,
 }));
-writeFileSync(args.out, JSON.stringify({ failures, phases: { t0, mid, end }, traces: [...traces.values()], logs }, null, 2) + '\n');
+writeFileSync(args.out, JSON.stringify({ failures, phases: { t0, mid, end }, traces, logs }, null, 2) + '\n');
 process.exit(failures.length ? 1 : 0);
