@@ -8,7 +8,8 @@
  * "/NAME/..." answer index.html and the page's script shows what the rest names; any other
  * unknown path stays a plain 404 like elsewhere on the API port. The gateway's page adds its
  * name here when it comes. */
-static const char *const pages[] = {"services", "topology", "traces", "logs", "rca", "registry"};
+static const char *const pages[] = {"services", "topology", "traces",   "logs",
+                                    "rca",      "gateway",  "registry", "demo"};
 
 #define IMMUTABLE  "public, max-age=31536000, immutable"
 #define REVALIDATE "no-cache"

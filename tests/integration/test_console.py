@@ -8,6 +8,9 @@
   services on the real OpenTelemetry JS SDK, traces and logs): every page renders without a
   console error, the topology shows the services and edges, search -> trace -> its logs ->
   back to the trace works by clicking, the live tail shows a record as it is ingested.
+- ConsoleDemoBrowserTest: the same against `cairn up --demo` (console/demo.mjs): the Gateway
+  page shows the demo's routes and endpoints; a fault injected by clicking on the Demo
+  page makes the Root cause page name that service; clicking clears it.
   Screenshots go to artifacts/console/ beside the binary (build/<dir>/artifacts/console/).
 """
 
@@ -27,6 +30,8 @@ OTEL_DIR = os.path.join(HERE, "otel")
 APP = os.path.join(OTEL_DIR, "console-app.mjs")
 CONSOLE_DIR = os.path.join(HERE, "console")
 DRIVER = os.path.join(CONSOLE_DIR, "console.mjs")
+DEMO_DRIVER = os.path.join(CONSOLE_DIR, "demo.mjs")
+DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "demo")
 CHROMIUM = "/usr/bin/chromium"
 REQUESTS = 30
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -70,6 +75,7 @@ class ConsoleHttpTest(CairnTestCase):
         # No inline script: the CSP allows none.
         self.assertNotRegex(r.body.decode(), r"<script(?![^>]*\bsrc=)[^>]*>")
         for path in ("/services", "/topology", "/traces", "/traces/", "/logs", "/rca", "/registry",
+                     "/gateway", "/gateway?cluster=payments", "/demo",
                      "/traces/0123456789abcdef0123456789abcdef", "/services?range=15m",
                      "/traces/x/y/z", "/index.html"):
             with self.subTest(path):
@@ -251,6 +257,38 @@ class ConsoleBrowserTest(CairnTestCase):
         for name in ("services", "topology", "traces", "trace", "logs", "logs-tail", "rca",
                      "registry"):
             self.assertGreater(os.path.getsize(os.path.join(artifacts, name + ".png")), 10000)
+
+
+class ConsoleDemoBrowserTest(CairnTestCase):
+    def test_gateway_page_and_fault_switches(self):
+        if not os.access(CHROMIUM, os.X_OK):
+            raise AssertionError(CHROMIUM + " missing: run scripts/deps.sh")
+        node = node_or_fail(CONSOLE_DIR)
+        node_or_fail(DEMO_DIR)
+        srv = self.start(settings={"registry.listen": "127.0.0.1:0"}, workers=2,
+                         args=["--demo", "--demo-dir", DEMO_DIR, "--demo-gateway", "127.0.0.1:0",
+                               "--demo-rps", "20"])
+        srv.wait_log(r" info demo started name=loadgen ", scaled(10))
+        artifacts = os.path.join(os.path.dirname(os.path.abspath(BIN)), "artifacts", "console")
+        p = subprocess.run([node, DEMO_DRIVER, "--url", "http://127.0.0.1:%d" % srv.port,
+                            "--artifacts", artifacts],
+                           cwd=CONSOLE_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=scaled(150))
+        out = p.stdout.decode("utf-8", "replace")
+        self.assertNotEqual(p.returncode, 2, p.stderr.decode("utf-8", "replace"))
+        checks = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+        self.assertEqual([c["check"] for c in checks],
+                         ["gateway page",
+                          "fault injected by clicking, named by the root cause page"], out)
+        for c in checks:
+            with self.subTest(c["check"]):
+                self.assertTrue(c["ok"], c["detail"])
+        print("demo console checks: " + "; ".join("%s: %s" % (c["check"], c["detail"])
+                                                   for c in checks))
+        self.assertEqual(p.returncode, 0, out + p.stderr.decode("utf-8", "replace"))
+        for name in ("gateway", "demo", "rca-demo"):
+            self.assertGreater(os.path.getsize(os.path.join(artifacts, name + ".png")), 10000)
+        self.assertEqual(srv.stop(), 0)
 
 
 if __name__ == "__main__":

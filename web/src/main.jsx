@@ -13,11 +13,12 @@ import Trace from './pages/trace.jsx';
 import Logs from './pages/logs.jsx';
 import Rca from './pages/rca.jsx';
 import Registry from './pages/registry.jsx';
+import Gateway from './pages/gateway.jsx';
+import Demo from './pages/demo.jsx';
 
 /* The pages: path prefix, title, component. They are small and come in the first script,
  * except the topology, whose graph library is most of the console's bytes: it loads when
- * first shown. The gateway's page (routes, clusters, endpoints with health) comes here when
- * its API does, with its name in src/console/console.c's page list too. */
+ * first shown. A page's name is in src/console/console.c's page list too. */
 const loadTopology = () => import('./pages/topology.jsx');
 const PAGES = [
   { name: 'services', title: 'Services', page: Services },
@@ -25,7 +26,9 @@ const PAGES = [
   { name: 'traces', title: 'Traces', page: Traces },
   { name: 'logs', title: 'Logs', page: Logs },
   { name: 'rca', title: 'Root cause', page: Rca },
+  { name: 'gateway', title: 'Gateway', page: Gateway },
   { name: 'registry', title: 'Registry', page: Registry },
+  { name: 'demo', title: 'Demo', page: Demo },
 ];
 
 function Lazy({ load, ...props }) {

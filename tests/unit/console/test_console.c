@@ -35,10 +35,10 @@ static void content_types(void **state)
 static void pages(void **state)
 {
     (void)state;
-    const char *yes[] = {"/",        "/services", "/topology",
-                         "/traces",  "/traces/",  "/traces/0123456789abcdef0123456789abcdef",
-                         "/logs",    "/rca",      "/traces/a/b/c",
-                         "/registry"};
+    const char *yes[] = {"/",         "/services", "/topology",
+                         "/traces",   "/traces/",  "/traces/0123456789abcdef0123456789abcdef",
+                         "/logs",     "/rca",      "/traces/a/b/c",
+                         "/registry", "/gateway",  "/demo"};
     const char *no[] = {
         "",         "/x", "/servicesx", "/Services", "/assets/x.js", "/api/v1/traces",
         "/metrics", "//", "/tracesx/y", "traces"};

@@ -57,6 +57,16 @@ export async function api(path, params = {}, { signal } = {}) {
   return r.json();
 }
 
+/* POST path with a JSON body; the answer as JSON. Rejects with ApiError. */
+export async function apiPost(path, body, { signal } = {}) {
+  const r = await fetch(path, {
+    method: 'POST', signal, body: JSON.stringify(body),
+    headers: { ...headers(), 'Content-Type': 'application/json' },
+  });
+  if (!r.ok) throw await failure(r);
+  return r.json();
+}
+
 /* Follows a newline-delimited JSON stream (the live log tail): onRecord for every object,
  * empty keep-alive lines skipped. Resolves when the stream ends; abort with signal. */
 export async function stream(path, params, onRecord, { signal } = {}) {

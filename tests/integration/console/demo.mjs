@@ -1,0 +1,129 @@
+// Drives the web console in headless Chromium against a running `cairn up --demo`, and
+// prints one JSON line per check: {"check", "ok", "detail"}. For test_console.py's demo test.
+//
+//   node demo.mjs --url http://127.0.0.1:PORT --artifacts DIR
+//
+// The Gateway page shows the demo's routes and each cluster's endpoint (the services' ports,
+// from /api/v1/demo) without a console error; a fault injected by clicking on the Demo
+// page makes the Root cause page name that service; clicking clears it. Exit 0 when every
+// check passed, 1 otherwise, 2 when the browser could not be started.
+import { mkdirSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const args = parseArgs({
+  options: { url: { type: 'string' }, artifacts: { type: 'string' } },
+  strict: true,
+}).values;
+const base = args.url.replace(/\/+$/, '');
+mkdirSync(args.artifacts, { recursive: true });
+
+let failed = 0;
+function report(check, ok, detail = '') {
+  if (!ok) failed++;
+  process.stdout.write(JSON.stringify({ check, ok: !!ok, detail: String(detail) }) + '\n');
+}
+async function check(name, fn) {
+  try {
+    report(name, true, (await fn()) || '');
+  } catch (e) {
+    report(name, false, e && e.stack ? e.stack : e);
+  }
+}
+function expect(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+let browser;
+try {
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+} catch (e) {
+  process.stderr.write(`demo.mjs: cannot start chromium: ${e}\n`);
+  process.exit(2);
+}
+const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+context.setDefaultTimeout(20000);
+const page = await context.newPage();
+const problems = [];
+page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()} (${m.location().url})`); });
+page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
+page.on('requestfailed', (r) => { if (!/ERR_ABORTED/.test(r.failure() && r.failure().errorText)) problems.push(`request failed: ${r.url()} ${r.failure() && r.failure().errorText}`); });
+
+async function open(path, selector) {
+  problems.length = 0;
+  const t0 = Date.now();
+  await page.goto(base + path);
+  await page.locator(selector).first().waitFor();
+  return Date.now() - t0;
+}
+async function clean(what) {
+  await page.waitForTimeout(50);
+  expect(problems.length === 0, `${what}: ${problems.join('; ')}`);
+}
+async function shot(name) {
+  await page.screenshot({ path: `${args.artifacts}/${name}.png`, fullPage: true });
+}
+
+const demo = await (await fetch(`${base}/api/v1/demo`)).json();
+const services = demo.processes.filter((p) => p.kind === 'service');
+
+await check('gateway page', async () => {
+  const ms = await open('/gateway', 'table.routes tbody tr');
+  for (const s of services) {
+    const row = page.locator(`table.routes tr[data-route="${s.name}"]`);
+    await row.waitFor();
+    expect((await row.innerText()).includes(s.name), `route ${s.name}`);
+    const ep = page.locator(`table.clusters tr[data-cluster="${s.name}"] code[data-endpoint="127.0.0.1:${s.port}"]`);
+    await ep.waitFor();
+  }
+  await page.locator('table.routes tr[data-route="shop"]').waitFor();
+  // the demo's load goes through the gateway: the routes count requests
+  await page.waitForFunction(() => [...document.querySelectorAll('table.routes tbody tr')]
+    .some((tr) => Number(tr.children[5].innerText.replace(/[^0-9]/g, '')) > 0));
+  // a cluster's endpoints, by clicking; the URL holds the choice
+  await page.locator('table.clusters tr[data-cluster="payments"] a').click();
+  await page.waitForURL(/cluster=payments/);
+  const pay = services.find((s) => s.name === 'payments');
+  const row = page.locator(`[data-panel="endpoints"] tr[data-endpoint="127.0.0.1:${pay.port}"]`);
+  await row.waitFor();
+  expect(/\bup\b/.test(await row.innerText()), 'payments endpoint up');
+  await clean('gateway');
+  await shot('gateway');
+  return `${ms} ms`;
+});
+
+await check('fault injected by clicking, named by the root cause page', async () => {
+  await open('/demo', '[data-panel="demo-faults"] button[name="inject"]');
+  await page.locator('[data-panel="demo-faults"] select[name="service"]').selectOption('payments');
+  await page.locator('[data-panel="demo-faults"] select[name="fault"]').selectOption('error');
+  const t0 = Date.now();
+  await page.locator('[data-panel="demo-faults"] button[name="inject"]').click();
+  await page.locator('[data-panel="demo-faults"] [data-fault="payments"]').waitFor();
+  await shot('demo');
+  await clean('inject');
+  // the window starts at the click: reload until enough failed requests are in it
+  const url = `/rca?service=checkout&start=${t0}&end=${t0 + 600000}`;
+  const deadline = Date.now() + 60000;
+  let top = '';
+  for (;;) {
+    await open(url, 'ol.suspects li.suspect, .empty, .error-box');
+    const first = page.locator('ol.suspects li.suspect').first();
+    top = (await first.count()) ? await first.getAttribute('data-suspect') : '';
+    if (top.startsWith('payments|')) break;
+    expect(Date.now() < deadline, `root cause still ${top || 'empty'} after 60 s`);
+    await page.waitForTimeout(1000);
+  }
+  await shot('rca-demo');
+  await clean('rca');
+  // clear it by clicking
+  await open('/demo', '[data-panel="demo-faults"] [data-fault="payments"]');
+  await page.locator('[data-panel="demo-faults"] button[name="clear-payments"]').click();
+  await page.locator('[data-panel="demo-faults"] [data-fault="payments"]').waitFor({ state: 'detached' });
+  const after = await (await fetch(`${base}/api/v1/demo/faults`)).json();
+  expect(Object.keys(after.faults).length === 0, `faults left: ${JSON.stringify(after.faults)}`);
+  await clean('clear');
+  return `top suspect ${top} after ${Date.now() - t0} ms`;
+});
+
+await browser.close();
+process.exit(failed ? 1 : 0);
