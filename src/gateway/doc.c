@@ -51,6 +51,27 @@ static int is_int(const char *s, size_t len)
     return 1;
 }
 
+/* Characters that YAML reads differently when they appear unescaped in the JSON text the
+ * API hands the compiler (DEL, C1 controls and NEL, the line and paragraph separators, the
+ * byte order mark, U+FFFE/U+FFFF): refused, so the round trip gives back what was sent. */
+static int unsafe_char(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == 0x7f)
+            return 1;
+        if (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
+            return 1;
+        if (p[i] == 0xe2 && i + 2 < len && p[i + 1] == 0x80 &&
+            (p[i + 2] == 0xa8 || p[i + 2] == 0xa9))
+            return 1;
+        if (p[i] == 0xef && i + 2 < len &&
+            ((p[i + 1] == 0xbb && p[i + 2] == 0xbf) || (p[i + 1] == 0xbf && p[i + 2] >= 0xbe)))
+            return 1;
+    }
+    return 0;
+}
+
 static json_t *scalar(const yaml_node_t *n)
 {
     const char *s = (const char *)n->data.scalar.value;
@@ -79,6 +100,10 @@ static json_t *conv(struct conv *c, yaml_node_t *n, int depth)
         return conv_fail(c, n, "nested more than %d levels", CN_GW_DOC_MAX_DEPTH);
     switch (n->type) {
     case YAML_SCALAR_NODE: {
+        if (unsafe_char((const char *)n->data.scalar.value, n->data.scalar.length))
+            return conv_fail(c, n,
+                             "a character YAML cannot carry unescaped (DEL, a C1 control, "
+                             "U+2028, U+2029, U+FEFF, U+FFFE, U+FFFF)");
         json_t *j = scalar(n);
         return j ? j : conv_fail(c, n, "not valid UTF-8 or out of memory");
     }
@@ -105,9 +130,9 @@ static json_t *conv(struct conv *c, yaml_node_t *n, int depth)
             }
             const char *ks = (const char *)k->data.scalar.value;
             size_t kl = k->data.scalar.length;
-            if (memchr(ks, '\0', kl)) {
+            if (memchr(ks, '\0', kl) || unsafe_char(ks, kl)) {
                 json_decref(o);
-                return conv_fail(c, k, "a key holds a NUL byte");
+                return conv_fail(c, k, "a key holds a NUL byte or a character YAML cannot carry");
             }
             if (json_object_getn(o, ks, kl)) {
                 json_decref(o);
