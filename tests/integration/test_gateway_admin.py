@@ -56,7 +56,14 @@ class Api(GatewayTest):
                                   clusters_of(self.a, self.b)), workers=1)
 
     def api(self, method, path, body=None, headers=None):
-        return call(self.g.admin, method, "/api/v1/gateway" + path, body, headers)
+        """An API call; after an accepted change, waits until every worker runs it (a worker
+        adopts a snapshot on its next loop iteration: a request on a connection accepted in
+        the same iteration may still see the one before)."""
+        st, doc, h = call(self.g.admin, method, "/api/v1/gateway" + path, body, headers)
+        if method in ("PUT", "DELETE") and st in (200, 201):
+            poll_until(lambda: self.workers_on(doc["generation"]), scaled(1),
+                       what="workers on %d" % doc["generation"])
+        return st, doc, h
 
     def upstream_of(self, target="/", host="example.com"):
         r = request(self.g.port, target=target, host=host)
@@ -314,6 +321,8 @@ class Up(GatewayTest):
         self.assertEqual(st, 200, doc)
         poll_until(lambda: request(port).header("X-Upstream") == "b", scaled(1),
                    what="the API's change served")
+        poll_until(lambda: call(srv.port, "GET", "/api/v1/gateway/status")[1]["converged"],
+                   scaled(1), what="every worker on the change")
         st, s, _ = call(srv.port, "GET", "/api/v1/gateway/status")
         self.assertGreaterEqual(s["generation"], 2)
         self.assertEqual([w["generation"] for w in s["workers"]], [s["generation"]] * 2)
