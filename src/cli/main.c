@@ -86,11 +86,13 @@ static const struct cmd commands[] = {
      "before and after, example traces, the failing span and its logs. The method and the\n"
      "scores: docs/rca.md. Exit 1 when the analysis fails.\n"},
     {"gateway", cmd_gateway, "run the gateway alone (reverse proxy, docs/gateway.md)",
-     "usage: cairn gateway -c FILE [--workers N] [--log-level LEVEL]\n\n  -c, --config FILE   "
-     "gateway YAML (examples/gateway.yaml); reloaded on SIGHUP and when it changes\n  --workers N  "
-     "       worker threads (overrides the file's workers; 0 = one per core)\n  --log-level LEVEL  "
-     " debug, info, warn, error\n\nExit 3 when the configuration is invalid; SIGTERM/SIGINT drain "
-     "and exit 0.\n"},
+     "usage: cairn gateway -c FILE [--workers N] [--log-level LEVEL] [--admin-token-file "
+     "FILE]\n\n  -c, --config FILE   gateway YAML (examples/gateway.yaml); reloaded on SIGHUP and "
+     "when it changes\n  --workers N         worker threads (overrides the file's workers; 0 = "
+     "one per core)\n  --log-level LEVEL   debug, info, warn, error\n  --admin-token-file FILE  "
+     "bearer token of the admin API (or CAIRN_GATEWAY_ADMIN_TOKEN); required when admin.address "
+     "is not loopback\n\nExit 3 when the configuration is invalid; SIGTERM/SIGINT drain and exit "
+     "0.\n"},
     {"registry", cmd_registry, "list, show, add and remove service instances",
      "usage: cairn registry ls [--namespace NS] [--group G] [--json]\n"
      "       cairn registry get SERVICE [--namespace NS] [--group G] [--json]\n"
