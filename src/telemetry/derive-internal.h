@@ -100,9 +100,11 @@ struct ctab {
     struct itab idx;
 };
 
-/* One slot of the ring: bucket number bno (start / bucket_ns) while used. */
+/* One slot of the ring: bucket number bno (start / bucket_ns) while used. mod is the
+ * cn_derive.mod_seq of the last write into it (rollups built later are fresh for it). */
 struct bucket {
     uint64_t bno;
+    uint64_t mod;
     int used;
     struct ctab red, edge;
     size_t bytes; /* heap bytes of the cells, their indexes and sketches */
@@ -176,6 +178,38 @@ struct traces {
     size_t ext_bytes;
 };
 
+/* Rollups: the RED and edge cells of aligned blocks of ROLL_SPAN_0 and ROLL_SPAN_1 buckets
+ * merged, built by queries the first time they need a block that lies behind the newest
+ * two buckets, and reused while no bucket of the block was written since (a query over an hour
+ * of 10 s buckets merges ~20 pieces instead of 360). A rollup is the same cells as its
+ * buckets merged, so answers do not change. Slot k % nslots of a level holds block k.
+ * Everything here is guarded by lock, taken under the derive lock (read or write), never
+ * the other way round. Invariant: bytes is the heap held by every used slot's cells and
+ * sketches, at most max_bytes (max_rollup_bytes) after each build. */
+#define ROLL_LEVELS 2
+#define ROLL_SPAN_0 6u    /* buckets a level-0 block: a minute of 10 s buckets */
+#define ROLL_SPAN_1 60u   /* level 1: ten minutes */
+#define ROLL_SLOTS  4096u /* slots a level at most (direct-mapped) */
+
+struct rollup {
+    uint64_t block; /* first bucket / span */
+    uint64_t built; /* cn_derive.mod_seq when built */
+    uint64_t tick;  /* last use, for eviction */
+    int used;
+    int building;    /* being built: not evicted */
+    struct bucket b; /* its cells; b.bytes is their heap */
+};
+
+struct rollups {
+    pthread_mutex_t lock;
+    struct rollup *slots[ROLL_LEVELS];
+    uint32_t nslots[ROLL_LEVELS];
+    size_t bytes, max_bytes;
+    uint64_t tick;
+    uint64_t hits, builds, refused; /* pieces served by a rollup; rollups built; over budget */
+    int inited;                     /* lock initialised */
+};
+
 struct cn_derive {
     struct cn_derive_opts o;
     struct cn_sketch_cfg skc;
@@ -194,9 +228,11 @@ struct cn_derive {
     struct itab series_idx;
 
     struct bucket *ring; /* num_buckets slots: bucket bno in slot bno % num_buckets */
-    uint64_t ring_head;  /* newest bucket number */
-    uint64_t ring_lo;    /* oldest bucket number kept (retention or memory) */
-    uint64_t seal_next;  /* buckets below it were trimmed (bucket_seal) */
+    uint64_t mod_seq;    /* writes into buckets so far (struct bucket.mod) */
+    struct rollups roll;
+    uint64_t ring_head; /* newest bucket number */
+    uint64_t ring_lo;   /* oldest bucket number kept (retention or memory) */
+    uint64_t seal_next; /* buckets below it were trimmed (bucket_seal) */
     size_t bucket_bytes;
 
     struct edge *edges;
@@ -233,9 +269,26 @@ struct bucket *cn_derive__bucket_for(struct cn_derive *d, uint64_t t);
 void *cn_derive__cell(struct cn_derive *d, struct bucket *b, struct ctab *t, size_t size,
                       uint32_t key);
 const void *cn_derive__find_cell(const struct ctab *t, size_t size, uint32_t key);
+/* The new cell of key in t (not there yet) for a rollup: no memory budget, no byte count.
+ * NULL on a failed allocation. */
+void *cn_derive__ctab_add(struct ctab *t, size_t size, uint32_t key);
+size_t cn_derive__ctab_bytes(const struct ctab *t, size_t size);
 /* Adds v (key k) to a cell's sketch, keeping the bucket's byte count. */
 void cn_derive__sketch_add(struct cn_derive *d, struct bucket *b, struct cn_sketch *sk, double v,
                            int32_t k);
+
+/* derive-roll.c */
+typedef int (*cn_derive__piece_cb)(void *ctx, const struct bucket *b);
+/* Read lock held. Calls cb for the kept buckets of [lo, hi] (bucket numbers) in order, with
+ * whole aligned blocks replaced by their rollups where one is fresh, or, with build set, can
+ * be built: the same cells, merged. Building merges every cell of a block, so only callers
+ * that read most cells (edges: all of them) build; the others use what exists. Stops at and
+ * returns cb's nonzero value; 0 after the last. */
+int cn_derive__each_piece(struct cn_derive *d, uint64_t lo, uint64_t hi, int build,
+                          cn_derive__piece_cb cb, void *ctx);
+int cn_derive__rollups_init(struct cn_derive *d);
+void cn_derive__rollups_release(struct cn_derive *d);
+size_t cn_derive__rollups_bytes(struct cn_derive *d);
 
 /* derive-pair.c */
 void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc, uint64_t dur,

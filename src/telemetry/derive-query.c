@@ -86,6 +86,30 @@ static int red_series(const struct cn_derive *d, uint32_t *ids, const struct cn_
     return n;
 }
 
+/* One step of a RED query: the series ids[0..n) merged over the pieces of its range. */
+struct red_acc {
+    const struct cn_derive *d;
+    const uint32_t *ids;
+    int n;
+    uint64_t errors;
+    struct cn_sketch acc;
+};
+
+static int red_piece(void *ctx, const struct bucket *b)
+{
+    struct red_acc *ra = ctx;
+    for (int i = 0; i < ra->n; i++) {
+        const struct red_cell *c =
+            cn_derive__find_cell(&b->red, sizeof(struct red_cell), ra->ids[i]);
+        if (!c)
+            continue;
+        ra->errors += c->errors;
+        if (cn_sketch_merge(&ra->acc, &ra->d->skc, &c->sk) != 0)
+            return CN_ENOMEM;
+    }
+    return 0;
+}
+
 int cn_derive_red(struct cn_derive *d, struct cn_derive_red_point **out_points, size_t *out_num,
                   const struct cn_derive_red_query *q)
 {
@@ -112,30 +136,21 @@ int cn_derive_red(struct cn_derive *d, struct cn_derive_red_point **out_points, 
         if (!pts)
             rc = CN_ENOMEM;
     }
-    struct cn_sketch acc;
-    cn_sketch_init(&acc);
+    struct red_acc ra = {d, ids, n, 0, {0}};
+    cn_sketch_init(&ra.acc);
     for (uint64_t p = 0; rc == 0 && p < npts; p++) {
         uint64_t b0 = b_from + p * k;
         uint64_t b1 = b_to - b0 > k ? b0 + k : b_to;
-        uint64_t lo, hi, errors = 0;
+        uint64_t lo, hi;
         pts[p].t_ns = b0 * w;
-        for (int more = kept_range(d, b0, b1, &lo, &hi); more && rc == 0; lo++) {
-            const struct bucket *b = cn_derive__bucket_at(d, lo);
-            for (int i = 0; b && i < n && rc == 0; i++) {
-                const struct red_cell *c =
-                    cn_derive__find_cell(&b->red, sizeof(struct red_cell), ids[i]);
-                if (!c)
-                    continue;
-                errors += c->errors;
-                rc = cn_sketch_merge(&acc, &d->skc, &c->sk);
-            }
-            more = lo != hi;
-        }
-        fill_point(d, &pts[p], &acc, errors, step);
-        cn_sketch_clear(&acc);
+        ra.errors = 0;
+        if (kept_range(d, b0, b1, &lo, &hi))
+            rc = cn_derive__each_piece(d, lo, hi, 0, red_piece, &ra);
+        fill_point(d, &pts[p], &ra.acc, ra.errors, step);
+        cn_sketch_clear(&ra.acc);
     }
     pthread_rwlock_unlock(&d->lock);
-    cn_sketch_release(&acc);
+    cn_sketch_release(&ra.acc);
     if (rc != 0) {
         free(pts);
         return rc;
@@ -264,28 +279,36 @@ static int cmp_edge(const void *a, const void *b)
     return c ? c : (int)x->uninstrumented - (int)y->uninstrumented;
 }
 
+struct edges_acc {
+    const struct cn_derive *d;
+    struct eacc *acc;
+};
+
+static int edges_piece(void *ctx, const struct bucket *b)
+{
+    const struct edges_acc *x = ctx;
+    const struct edge_cell *cells = b->edge.cells;
+    for (uint32_t i = 0; i < b->edge.num; i++) {
+        const struct edge_cell *c = &cells[i];
+        struct eacc *a = &x->acc[c->edge];
+        a->count += c->count;
+        a->errors += c->errors;
+        if (cn_sketch_merge(&a->server, &x->d->skc, &c->server) != 0 ||
+            cn_sketch_merge(&a->client, &x->d->skc, &c->client) != 0)
+            return CN_ENOMEM;
+    }
+    return 0;
+}
+
 /* Sums the edge cells of [from, to) into acc (num_edges entries). */
-static int edges_sum(const struct cn_derive *d, struct eacc *acc, uint64_t from, uint64_t to)
+static int edges_sum(struct cn_derive *d, struct eacc *acc, uint64_t from, uint64_t to)
 {
     uint64_t b_from, b_to, lo, hi;
     bucket_range(d, from, to, &b_from, &b_to);
     if (!kept_range(d, b_from, b_to, &lo, &hi))
         return 0;
-    for (uint64_t bno = lo;; bno++) {
-        const struct bucket *b = cn_derive__bucket_at(d, bno);
-        const struct edge_cell *cells = b ? b->edge.cells : NULL;
-        for (uint32_t i = 0; b && i < b->edge.num; i++) {
-            const struct edge_cell *c = &cells[i];
-            struct eacc *a = &acc[c->edge];
-            a->count += c->count;
-            a->errors += c->errors;
-            if (cn_sketch_merge(&a->server, &d->skc, &c->server) != 0 ||
-                cn_sketch_merge(&a->client, &d->skc, &c->client) != 0)
-                return CN_ENOMEM;
-        }
-        if (bno == hi)
-            return 0;
-    }
+    struct edges_acc x = {d, acc};
+    return cn_derive__each_piece(d, lo, hi, 1, edges_piece, &x);
 }
 
 /* Selects the edges with traffic within depth hops of the name center (0: no limit). */

@@ -22,6 +22,7 @@ void cn_derive_opts_default(struct cn_derive_opts *o)
     o->num_buckets = 8640;
     o->max_future_ns = 600ull * 1000000000;
     o->max_bucket_bytes = 256ull << 20;
+    o->max_rollup_bytes = 64ull << 20;
     o->red_kinds = CN_DERIVE_KIND_MASK(CN_KIND_SERVER) | CN_DERIVE_KIND_MASK(CN_KIND_CONSUMER);
     o->red_roots = 1;
     o->max_services = 1000;
@@ -54,6 +55,7 @@ static const struct {
     LIMIT(num_buckets, 1, 1u << 24),
     LIMIT(max_future_ns, 0, UINT64_MAX),
     LIMIT(max_bucket_bytes, 1, UINT64_MAX),
+    LIMIT(max_rollup_bytes, 0, UINT64_MAX),
     LIMIT(red_kinds, 0, (1u << NUM_KINDS) - 1),
     LIMIT(max_services, 1, CN_DERIVE_MAX_SERVICES_LIMIT),
     LIMIT(max_operations, 1, 1u << 24),
@@ -414,6 +416,30 @@ static size_t ctab_bytes(const struct ctab *t, size_t size)
     return (size_t)t->cap * size + itab_bytes(&t->idx);
 }
 
+size_t cn_derive__ctab_bytes(const struct ctab *t, size_t size)
+{
+    return ctab_bytes(t, size);
+}
+
+void *cn_derive__ctab_add(struct ctab *t, size_t size, uint32_t key)
+{
+    if (t->num == t->cap) {
+        uint32_t cap = t->cap ? t->cap * 2 : 4;
+        void *cells = realloc(t->cells, (size_t)cap * size);
+        if (!cells)
+            return NULL;
+        t->cells = cells;
+        t->cap = cap;
+    }
+    if (cn_derive__itab_reserve(&t->idx, 8) != 0)
+        return NULL;
+    void *cell = (char *)t->cells + (size_t)t->num * size;
+    memset(cell, 0, size);
+    memcpy(cell, &key, sizeof(key));
+    cn_derive__itab_put(&t->idx, mix32(key), t->num++);
+    return cell;
+}
+
 static void bucket_free(struct cn_derive *d, struct bucket *b)
 {
     struct red_cell *rc = b->red.cells;
@@ -548,6 +574,7 @@ struct bucket *cn_derive__bucket_for(struct cn_derive *d, uint64_t t)
         b->bno = bno;
         b->used = 1;
     }
+    b->mod = ++d->mod_seq; /* the caller writes into it: rollups over it are stale */
     return b;
 }
 
@@ -746,10 +773,12 @@ struct cn_derive *cn_derive_new(const struct cn_derive_opts *o)
     d->services = calloc(o->max_services, sizeof(*d->services));
     d->ring = calloc(o->num_buckets, sizeof(*d->ring));
     if (!d->services || !d->ring ||
-        cn_derive__traces_init(&d->tr, o->max_traces, o->max_trace_services) != 0) {
+        cn_derive__traces_init(&d->tr, o->max_traces, o->max_trace_services) != 0 ||
+        cn_derive__rollups_init(d) != 0) {
         free(d->services);
         free(d->ring);
         cn_derive__traces_release(&d->tr);
+        cn_derive__rollups_release(d);
         free(d);
         return NULL;
     }
@@ -771,6 +800,7 @@ void cn_derive_free(struct cn_derive *d)
             bucket_free(d, &d->ring[i]);
     }
     free(d->ring);
+    cn_derive__rollups_release(d);
     names_release(&d->names);
     free(d->services);
     free(d->series);
@@ -801,6 +831,7 @@ static size_t memory_locked(const struct cn_derive *d)
     n += cn_derive__pending_bytes(&d->pend);
     n += cn_derive__traces_bytes(&d->tr);
     n += cn_derive__span_names_bytes(d);
+    n += cn_derive__rollups_bytes((struct cn_derive *)d); /* under its own lock */
     return n;
 }
 
@@ -825,5 +856,11 @@ void cn_derive_stats(struct cn_derive *d, struct cn_derive_stats *out)
     out->span_names = d->num_spnames;
     out->memory_bytes = memory_locked(d);
     out->bucket_bytes = d->bucket_bytes;
+    pthread_mutex_lock(&d->roll.lock);
+    out->rollup_bytes = d->roll.bytes;
+    out->rollup_hits = d->roll.hits;
+    out->rollup_builds = d->roll.builds;
+    out->rollups_refused = d->roll.refused;
+    pthread_mutex_unlock(&d->roll.lock);
     pthread_rwlock_unlock(&d->lock);
 }

@@ -80,6 +80,10 @@ struct cn_derive_opts {
     uint64_t max_bucket_bytes;   /* RED and edge cells with their sketches: 256 MiB; past it the
                                     oldest buckets drop before their time, and when only the
                                     bucket written is left, new cells in it are refused */
+    uint64_t max_rollup_bytes;   /* minute and ten-minute merges of the buckets that long
+                                    queries build and reuse (topology over an hour merges ~20
+                                    pieces instead of 360): 64 MiB, least recently used dropped
+                                    past it; 0: none, every query merges buckets */
     uint32_t red_kinds;          /* CN_DERIVE_KIND_MASK of the kinds counted: SERVER | CONSUMER
                                     (0 with red_roots 0 counts nothing) */
     int red_roots;               /* count root spans of any kind too: 1 */
@@ -130,6 +134,10 @@ struct cn_derive_stats {
     uint64_t buckets_dropped;    /* buckets dropped early for max_bucket_bytes */
     uint64_t cells_dropped;      /* RED/edge updates refused for max_bucket_bytes */
     uint64_t bucket_bytes;       /* held by RED and edge cells now */
+    uint64_t rollup_bytes;       /* held by rollups now (at most max_rollup_bytes) */
+    uint64_t rollup_hits;        /* blocks of buckets a query read from a rollup */
+    uint64_t rollup_builds;      /* rollups built (first use, or a bucket written since) */
+    uint64_t rollups_refused;    /* rollups not kept for want of room: their buckets read */
     uint64_t span_names;         /* (service, span name, kind) triples listed */
     uint64_t span_names_dropped; /* spans whose (name, kind) did not fit max_span_names of
                                     their service (or max_names) */

@@ -743,6 +743,141 @@ static void edges_around_a_service(void **state)
     cn_derive_free(d);
 }
 
+/* ---- rollups ---- */
+
+static const char *const roll_svcs[] = {"web", "api", "db", "cache"};
+
+/* n client/server pairs from start over secs seconds, the same for every seed. */
+static void roll_feed(struct cn_derive *const *ds, size_t nd, uint64_t seed, uint64_t start,
+                      uint64_t secs, size_t n, uint64_t now)
+{
+    struct cn_span b[256];
+    size_t k = 0;
+    uint64_t x = seed;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t t = start + (x >> 11) % (secs * SEC);
+        uint64_t dur = 1 * MS + (x >> 7) % (300 * MS);
+        const char *from = roll_svcs[(x >> 40) % 4], *to = roll_svcs[(x >> 44) % 4];
+        int err = (x >> 50) % 10 == 0 ? CN_STATUS_ERROR : CN_STATUS_OK;
+        uint64_t trace = seed * 1000000 + i + 1, id = 2 * (seed * 1000000 + i) + 2;
+        b[k++] = span(from, trace, id, 0, CN_KIND_CLIENT, "call", t, dur + MS, CN_STATUS_OK);
+        b[k++] = span(to, trace, id + 1, id, CN_KIND_SERVER, "serve", t + MS / 2, dur, err);
+        if (k == CN_ARRAY_LEN(b) || i + 1 == n) {
+            for (size_t j = 0; j < nd; j++)
+                cn_derive_add_spans(ds[j], b, k, now);
+            k = 0;
+        }
+    }
+}
+
+static void assert_same_edges(struct cn_derive *a, struct cn_derive *b, uint64_t from, uint64_t to)
+{
+    size_t na, nb;
+    struct cn_derive_edge *ea = edges_of(a, &na, from, to), *eb = edges_of(b, &nb, from, to);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) {
+        assert_true(cn_slice_eq(ea[i].caller, eb[i].caller));
+        assert_true(cn_slice_eq(ea[i].callee, eb[i].callee));
+        assert_int_equal(ea[i].count, eb[i].count);
+        assert_int_equal(ea[i].errors, eb[i].errors);
+        assert_true(ea[i].server_p50_ns == eb[i].server_p50_ns);
+        assert_true(ea[i].server_p95_ns == eb[i].server_p95_ns);
+        assert_true(ea[i].server_p99_ns == eb[i].server_p99_ns);
+        assert_true(ea[i].client_p50_ns == eb[i].client_p50_ns);
+        assert_true(ea[i].client_p99_ns == eb[i].client_p99_ns);
+    }
+    free(ea);
+    free(eb);
+}
+
+static uint64_t assert_same_red(struct cn_derive *a, struct cn_derive *b, const char *svc,
+                                uint64_t from, uint64_t to, uint64_t step)
+{
+    struct cn_derive_red_query q = {
+        .service = cn_slice_of(svc), .from_ns = from, .to_ns = to, .step_ns = step};
+    struct cn_derive_red_point *pa, *pb;
+    size_t na, nb;
+    assert_int_equal(cn_derive_red(a, &pa, &na, &q), 0);
+    assert_int_equal(cn_derive_red(b, &pb, &nb, &q), 0);
+    assert_int_equal(na, nb);
+    uint64_t total = 0;
+    for (size_t i = 0; i < na; i++) {
+        assert_int_equal(pa[i].count, pb[i].count);
+        assert_int_equal(pa[i].errors, pb[i].errors);
+        assert_true(pa[i].p50_ns == pb[i].p50_ns && pa[i].p95_ns == pb[i].p95_ns &&
+                    pa[i].p99_ns == pb[i].p99_ns);
+        assert_true(pa[i].mean_ns == pb[i].mean_ns && pa[i].min_ns == pb[i].min_ns &&
+                    pa[i].max_ns == pb[i].max_ns);
+        total += pa[i].count;
+    }
+    free(pa);
+    free(pb);
+    return total;
+}
+
+/* Queries over long ranges read minute and ten-minute rollups: the answers are those of
+ * merging every bucket, also after late spans land in a block already rolled up, and under a
+ * rollup budget too small to keep them. */
+static void rollups_same_answers(void **state)
+{
+    (void)state;
+    struct cn_derive_opts o;
+    cn_derive_opts_default(&o);
+    struct cn_derive *a = derive_with(&o); /* rollups (default budget) */
+    o.max_rollup_bytes = 0;
+    struct cn_derive *plain = derive_with(&o); /* none */
+    o.max_rollup_bytes = 16 << 10;
+    struct cn_derive *tight = derive_with(&o); /* a few at a time */
+    struct cn_derive *all[] = {a, plain, tight};
+    uint64_t h = 3600 * SEC, now = T0 + 2 * h + 60 * SEC;
+    roll_feed(all, 3, 1, T0, 2 * 3600, 6000, now);
+    const uint64_t ranges[][2] = {
+        {T0, T0 + 2 * h},
+        {T0 + 7 * SEC, T0 + h + 13 * SEC},
+        {T0 + 600 * SEC, T0 + 1800 * SEC},
+        {T0 + 59 * SEC, T0 + 61 * SEC},
+        {T0 + 1234 * SEC, T0 + 2 * h - 17 * SEC},
+    };
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t r = 0; r < CN_ARRAY_LEN(ranges); r++) {
+            uint64_t from = ranges[r][0], to = ranges[r][1];
+            assert_same_edges(a, plain, from, to); /* edges build rollups */
+            assert_same_edges(tight, plain, from, to);
+            for (size_t s = 0; s < 4; s++) {
+                uint64_t w = (to - from + 10 * SEC - 1) / (10 * SEC) * 10 * SEC;
+                assert_same_red(a, plain, roll_svcs[s], from, to, w);
+                assert_same_red(tight, plain, roll_svcs[s], from, to, w);
+                assert_same_red(a, plain, roll_svcs[s], from, to, 60 * SEC);
+            }
+        }
+    }
+    struct cn_derive_stats st = stats_of(a);
+    assert_true(st.rollup_builds > 0);
+    assert_true(st.rollup_hits > st.rollup_builds); /* reused on the second pass */
+    assert_true(st.rollup_bytes > 0 && st.rollup_bytes <= 64 << 20);
+    assert_int_equal(stats_of(plain).rollup_hits, 0);
+    assert_int_equal(stats_of(plain).rollup_bytes, 0);
+    st = stats_of(tight);
+    assert_true(st.rollup_bytes <= 16 << 10);
+    assert_true(st.rollups_refused > 0 || st.rollup_builds > stats_of(a).rollup_builds);
+
+    /* Late spans in the first half hour: the rollups holding it are stale, rebuilt. */
+    uint64_t before = assert_same_red(a, plain, "api", T0, T0 + 2 * h, 2 * h);
+    uint64_t builds = stats_of(a).rollup_builds;
+    roll_feed(all, 3, 2, T0, 1800, 400, now);
+    uint64_t after = assert_same_red(a, plain, "api", T0, T0 + 2 * h, 2 * h);
+    assert_true(after > before); /* RED does not build: it merged buckets */
+    assert_same_edges(a, plain, T0, T0 + 2 * h);
+    assert_true(stats_of(a).rollup_builds > builds);
+    assert_same_red(a, plain, "api", T0, T0 + 2 * h, 2 * h);
+    for (size_t r = 0; r < CN_ARRAY_LEN(ranges); r++)
+        assert_same_edges(tight, plain, ranges[r][0], ranges[r][1]);
+    cn_derive_free(a);
+    cn_derive_free(plain);
+    cn_derive_free(tight);
+}
+
 /* ---- trace summaries ---- */
 
 static void summaries_across_batches(void **state)
@@ -1121,6 +1256,9 @@ static void bad_options(void **state)
     cn_derive_opts_default(&o);
     o.red_kinds = 1u << 6;
     assert_int_equal(cn_derive_opts_check(&o, err, sizeof(err)), CN_EINVAL);
+    cn_derive_opts_default(&o);
+    o.max_rollup_bytes = 0; /* no rollups: allowed */
+    assert_int_equal(cn_derive_opts_check(&o, err, sizeof(err)), 0);
     cn_derive_free(NULL);
 }
 
@@ -1257,6 +1395,7 @@ int main(void)
         cmocka_unit_test(edges_self_duplicates_and_cap),
         cmocka_unit_test(edges_limits),
         cmocka_unit_test(edges_around_a_service),
+        cmocka_unit_test(rollups_same_answers),
         cmocka_unit_test(summaries_across_batches),
         cmocka_unit_test(summaries_evicted_at_cap),
         cmocka_unit_test(summaries_by_time_range),
