@@ -203,6 +203,7 @@ static void stop(struct gwc *g, const char *why)
     }
     g->stopping = 1;
     cn_info("gateway", "stopping", "signal=%s", why);
+    cn_gw_discovery_stop(g->gw); /* no wake may reach a worker that has left */
     if (g->admin_ok)
         cn_http_worker_drain(&g->admin_w);
     if (g->watching) {
@@ -311,6 +312,14 @@ static int load_token(struct gwc *g)
         return CN_EXIT_CONFIG;
     }
     return 0;
+}
+
+/* A discovered change was published (the discovery thread): every worker adopts it. */
+static void disc_wake(void *ctx)
+{
+    struct gwc *g = ctx;
+    for (int i = 0; i < g->nworkers; i++)
+        cn_worker_post(&g->workers[i], CN_WORKER_RELOAD);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -430,6 +439,16 @@ int cmd_gateway(int argc, char **argv)
     }
     struct cn_gw_admin_opts ao = {g->config_path, on_publish, g};
     g->adm = cn_gw_admin_new(g->gw, g->first, &ao);
+    /* Alone, a discovering cluster reads a registry by URL (`registry: local` is cairn up's);
+     * each reads once now, so the workers start with the endpoints. */
+    if (cn_gw_discovery_check(g->gw, g->first, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        return CN_EXIT_CONFIG;
+    }
+    if (cn_gw_discovery_start(g->gw) != 0) {
+        fprintf(stderr, "cairn: cannot start registry discovery\n");
+        return CN_EXIT_FAIL;
+    }
     unsigned get = CN_M(HTTP_GET) | CN_M(HTTP_HEAD);
     int hz;
     if (!g->adm || (hz = cn_router_add(g->admin_router, get, "/healthz", h_healthz, g)) < 0 ||
@@ -546,6 +565,7 @@ int cmd_gateway(int argc, char **argv)
                 g->token[0] ? "required" : "none");
         cn_info("gateway", "ready", "version=%s pid=%d config=%s watch=%s", CAIRN_VERSION,
                 (int)getpid(), g->config_path, g->watching ? "yes" : "no");
+        cn_gw_discovery_set_wake(g->gw, disc_wake, g);
     }
     uv_run(g->loop, UV_RUN_DEFAULT);
     for (int i = 0; i < started; i++) {

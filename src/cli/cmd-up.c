@@ -408,6 +408,8 @@ static void stop(struct cn_up *up, const char *why)
     }
     up->stopping = 1;
     atomic_store(&up->api.draining, 1);
+    if (up->gw)
+        cn_gw_discovery_stop(up->gw); /* no wake may reach a worker that has left */
     cn_demo_stop(up->demo);
     struct cn_config *cfg = cn_up_config(up);
     uint64_t drain = cfg->shutdown.drain_timeout_ms;
@@ -416,6 +418,35 @@ static void stop(struct cn_up *up, const char *why)
     for (int i = 0; i < up->nworkers; i++)
         cn_worker_post(&up->workers[i], CN_WORKER_STOP);
     uv_timer_start(&up->drain_timer, on_drain_deadline, drain, 0);
+}
+
+/* ---- gateway discovery: the registry in-process is the gateway's endpoint source ---- */
+
+static int gw_list(void *ctx, const char *ns, const char *group, const char *service,
+                   const char *clusters, struct cn_buf *out)
+{
+    struct cn_up *up = ctx;
+    struct cn_reg_query q = {cn_slice_of(ns), cn_slice_of(group), cn_slice_of(service),
+                             cn_slice_of(clusters), 0};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return cn_reg_list_json(up->reg, &q, now, out);
+}
+
+/* Under the registry's writer lock: only marks the gateway's watch and wakes its thread. */
+static void gw_svc_changed(void *ctx, const char *ns, const char *group, const char *service)
+{
+    struct cn_up *up = ctx;
+    cn_gw_endpoints_changed(up->gw, ns, group, service);
+}
+
+/* A discovered change was published: every worker adopts it. */
+static void gw_disc_wake(void *ctx)
+{
+    struct cn_up *up = ctx;
+    for (int i = 0; i < up->nworkers; i++)
+        cn_worker_post(&up->workers[i], CN_WORKER_RELOAD);
 }
 
 /* The gateway's file again (its path is the one cairn up started with): a new snapshot, or
@@ -460,6 +491,10 @@ static int setup_gateway(struct cn_up *up)
     if (!up->gw || !up->gw_router || !up->gw_servers || !up->gw_hworkers)
         return CN_EXIT_FAIL;
     cn_gw_set_store(up->gw, up->store);
+    struct cn_gw_ep_source src = {gw_list, up};
+    cn_gw_set_endpoint_source(up->gw, &src);
+    if (cn_reg_add_svc_change_cb(up->reg, gw_svc_changed, up) != 0)
+        return CN_EXIT_FAIL;
     struct cn_gw_admin_opts ao = {path, on_gw_publish, up};
     up->gw_admin = cn_gw_admin_new(up->gw, up->gw_first, &ao);
     if (!up->gw_admin)
@@ -478,6 +513,11 @@ static int setup_gateway(struct cn_up *up)
         for (size_t i = 0; i < nw; i++)
             srv->workers[i] = &up->gw_hworkers[l * nw + i];
     }
+    /* Clusters with discovery read the registry once now: the workers start with them. */
+    if (cn_gw_discovery_start(up->gw) != 0) {
+        fprintf(stderr, "cairn: cannot start the gateway's registry discovery\n");
+        return CN_EXIT_FAIL;
+    }
     return 0;
 }
 
@@ -486,6 +526,8 @@ static void free_gateway(struct cn_up *up)
     /* Before the store closes: the exporter hands its last batches to it. */
     cn_gw_admin_free(up->gw_admin);
     up->gw_admin = NULL;
+    if (up->gw && up->reg)
+        cn_reg_remove_svc_change_cb(up->reg, gw_svc_changed, up);
     cn_gw_free(up->gw);
     up->gw = NULL;
     cn_gw_snapshot_unref(up->gw_first);
@@ -767,6 +809,8 @@ int cmd_up(int argc, char **argv)
         struct cn_reg_ctl_opts co = {c->registry.tick_ms, c->registry.check_interval_ms,
                                      c->registry.check_timeout_ms, c->registry.check_concurrency};
         up->reg_ctl = cn_reg_ctl_start(up->reg, up->loop, &co);
+        if (up->gw)
+            cn_gw_discovery_set_wake(up->gw, gw_disc_wake, up);
         cn_info("up", "ready", "version=%s pid=%d console=http://%s/ metrics=http://%s/metrics",
                 CAIRN_VERSION, (int)getpid(), addr, addr);
         if (up->demo)

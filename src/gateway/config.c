@@ -1,6 +1,7 @@
 /* Gateway configuration: YAML (libyaml document API) checked field by field and compiled
  * into an immutable snapshot. Every error names FILE:LINE:COL and the field's path. */
 #include "gateway/config-ld.h"
+#include "gateway/discovery.h"
 #include "gateway/internal.h"
 
 #include "ev/ev.h"
@@ -712,6 +713,27 @@ static int load_ratelimit(struct ld *l, const yaml_node_t *map, struct gw_rateli
     return 0;
 }
 
+static int load_endpoints(struct ld *l, const yaml_node_t *eps, struct gw_cluster *cl)
+{
+    size_t n;
+    int rc = want_seq(l, eps, &n);
+    if (rc)
+        return rc;
+    if (n == 0)
+        return fail_at(l, eps, "must list at least one endpoint");
+    cl->eps = cn_arena_calloc(&l->snap->arena, n, sizeof(*cl->eps));
+    if (!cl->eps)
+        return fail_at(l, eps, "out of memory");
+    cl->num_eps = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t oi = push_index(l, i);
+        if ((rc = load_endpoint(l, seq_item(l, eps, i), &cl->eps[i])))
+            return rc;
+        pop(l, oi);
+    }
+    return 0;
+}
+
 static int load_cluster(struct ld *l, const yaml_node_t *map, struct gw_cluster *cl)
 {
     static const char *const keys[] = {"name",
@@ -725,6 +747,7 @@ static int load_cluster(struct ld *l, const yaml_node_t *map, struct gw_cluster 
                                        "outlier",
                                        "retry",
                                        "circuit_breaker",
+                                       "discovery",
                                        NULL};
     int rc = want_map(l, map);
     if (!rc)
@@ -741,24 +764,18 @@ static int load_cluster(struct ld *l, const yaml_node_t *map, struct gw_cluster 
     cl->max_idle = 64;
     cl->pool_idle_ms = 60000;
     yaml_node_t *eps = get(l, map, "endpoints");
-    o = push(l, "endpoints");
-    if (!eps)
-        return fail_at(l, map, "is required (a list of HOST:PORT)");
-    size_t n;
-    if ((rc = want_seq(l, eps, &n)))
+    yaml_node_t *disc = get(l, map, "discovery");
+    o = push(l, disc ? "discovery" : "endpoints");
+    if (disc && eps)
+        return fail_at(l, disc, "give endpoints or discovery, not both");
+    if (disc)
+        rc = gw_disc_load(l, disc, cl); /* endpoints come with each discovered set */
+    else if (!eps)
+        return fail_at(l, map, "is required (a list of HOST:PORT, or a discovery block)");
+    else
+        rc = load_endpoints(l, eps, cl);
+    if (rc)
         return rc;
-    if (n == 0)
-        return fail_at(l, eps, "must list at least one endpoint");
-    cl->eps = cn_arena_calloc(&l->snap->arena, n, sizeof(*cl->eps));
-    if (!cl->eps)
-        return fail_at(l, eps, "out of memory");
-    cl->num_eps = n;
-    for (size_t i = 0; i < n; i++) {
-        size_t oi = push_index(l, i);
-        if ((rc = load_endpoint(l, seq_item(l, eps, i), &cl->eps[i])))
-            return rc;
-        pop(l, oi);
-    }
     pop(l, o);
     struct cn_slice pol = CN_SLICE_LIT("round_robin");
     OPT(v, "policy", want_str(l, v, &pol));
@@ -817,7 +834,7 @@ static int load_cluster(struct ld *l, const yaml_node_t *map, struct gw_cluster 
             return fail_at(l, h, "give exactly one of header, cookie, client_ip");
         }
         pop(l, o);
-        if ((rc = gw_ring_build(l->snap, cl)))
+        if (cl->num_eps && (rc = gw_ring_build(l->snap, cl)))
             return fail_at(l, h, "out of memory");
     } else if (h) {
         o = push(l, "hash_on");
@@ -1529,6 +1546,10 @@ static void snapshot_free(struct cn_gw_snapshot *s)
 {
     if (!s)
         return;
+    if (s->base) {
+        gw_disc_snapshot_free(s); /* derived by discovery: most of it is base's */
+        return;
+    }
     for (size_t i = 0; i < s->num_regexes; i++)
         regfree(s->regexes[i]);
     gw_matcher_free(s);

@@ -64,6 +64,40 @@ uint64_t cn_gw_worker_generation(struct cn_gw *gw, int id);
 int cn_gw_health_start(struct cn_gw *gw, uv_loop_t *loop);
 void cn_gw_health_stop(struct cn_gw *gw);
 
+/* ---- registry discovery (docs/gateway.md "Registry discovery") ---------------------------- */
+
+/* An endpoint source in the same process (cairn up: the registry), so that the gateway does
+ * not include the registry's headers. list appends the Nacos v1 /nacos/v1/ns/instance/list
+ * JSON of a service (every enabled instance, healthyOnly=false; clusters "" for all) to out
+ * and returns 0 or a negative code (CN_ELIMIT past out's maximum). Called on the discovery
+ * thread, never under the gateway's locks. */
+struct cn_gw_ep_source {
+    int (*list)(void *ctx, const char *ns, const char *group, const char *service,
+                const char *clusters, struct cn_buf *out);
+    void *ctx;
+};
+/* Sets (src NULL: clears) the source of `registry: local` clusters. Thread-safe. */
+void cn_gw_set_endpoint_source(struct cn_gw *gw, const struct cn_gw_ep_source *src);
+/* The source's instances of a service changed. Any thread, also under the source's own locks:
+ * it only marks the watch and wakes the discovery thread. */
+void cn_gw_endpoints_changed(struct cn_gw *gw, const char *ns, const char *group,
+                             const char *service);
+/* Whether s's discovery can run in this process: CN_EINVAL with err ("FILE:LINE:COL: cluster
+ * 'x' discovery: registry: local needs ...") when a cluster reads `registry: local` and no
+ * source is set; else 0. */
+int cn_gw_discovery_check(struct cn_gw *gw, const struct cn_gw_snapshot *s, char *err,
+                          size_t err_len);
+/* Starts the discovery thread after the first cn_gw_publish: it reads every discovering
+ * cluster's service once before returning (the workers start with those endpoints), then
+ * follows changes. 0 or a negative code. */
+int cn_gw_discovery_start(struct cn_gw *gw);
+/* wake(ctx) is called (on the discovery thread) after each discovered change is published,
+ * to have every worker call cn_gw_worker_adopt; set it once the workers run (it is called
+ * once at once). */
+void cn_gw_discovery_set_wake(struct cn_gw *gw, void (*wake)(void *ctx), void *ctx);
+/* Stops the thread (joined; no wake after it returns). Idempotent; cn_gw_free calls it. */
+void cn_gw_discovery_stop(struct cn_gw *gw);
+
 /* The streaming handler for the listeners' cn_http_server (ctx: the cn_gw). */
 void cn_gw_handle(struct cn_http_req *req, void *ctx);
 

@@ -3,6 +3,9 @@
 #include "gateway/internal.h"
 
 #include "base/log.h"
+#include "gateway/discovery.h"
+
+struct gw_disc *gw_disc_new(struct cn_gw *gw);
 
 void gw_worker_close_all(struct gw_worker *w);
 void gw_worker_free_all(struct gw_worker *w);
@@ -19,6 +22,12 @@ struct cn_gw *cn_gw_new(int nworkers)
         return NULL;
     }
     uv_mutex_init(&gw->lock);
+    uv_mutex_init(&gw->publish_lock);
+    gw->disc = gw_disc_new(gw);
+    if (!gw->disc) {
+        cn_gw_free(gw);
+        return NULL;
+    }
     return gw;
 }
 
@@ -26,8 +35,12 @@ void cn_gw_free(struct cn_gw *gw)
 {
     if (!gw)
         return;
+    cn_gw_discovery_stop(gw);
     gw_tel_free(gw);
     cn_gw_snapshot_unref(gw->current);
+    cn_gw_snapshot_unref(gw->tmpl);
+    gw_disc_free(gw->disc);
+    uv_mutex_destroy(&gw->publish_lock);
     struct gw_stats *s = gw->stats, *next;
     for (; s; s = next) {
         next = s->next;
@@ -65,9 +78,16 @@ static struct gw_stats *stats_for(struct cn_gw *gw, int kind, struct cn_slice na
     return s;
 }
 
-uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap)
+/* Under publish_lock: makes snap current; tmpl (NULL: unchanged) becomes the template. */
+static uint64_t swap(struct cn_gw *gw, struct cn_gw_snapshot *snap, struct cn_gw_snapshot *tmpl,
+                     int reload)
 {
     uv_mutex_lock(&gw->lock);
+    struct cn_gw_snapshot *old_tmpl = NULL;
+    if (tmpl) {
+        old_tmpl = gw->tmpl;
+        gw->tmpl = cn_gw_snapshot_ref(tmpl);
+    }
     for (size_t i = 0; i < snap->num_routes; i++)
         snap->routes[i].stats = stats_for(gw, 0, snap->routes[i].name);
     for (size_t i = 0; i < snap->num_clusters; i++)
@@ -79,13 +99,48 @@ uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap)
     gw->current = cn_gw_snapshot_ref(snap);
     snap->generation = ++gw->generation;
     uint64_t gen = gw->generation;
-    if (old)
+    if (old && reload)
         atomic_fetch_add_explicit(&gw->reloads, 1, memory_order_relaxed);
     if (gw->health)
         gw_health_notify(gw->health);
     uv_mutex_unlock(&gw->lock);
     cn_gw_snapshot_unref(old);
+    cn_gw_snapshot_unref(old_tmpl);
     return gen;
+}
+
+uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap)
+{
+    uv_mutex_lock(&gw->publish_lock);
+    /* snap is the configuration; what runs is snap with the discovered endpoints applied
+     * (snap itself when no cluster discovers). Out of memory: snap as it is. */
+    struct cn_gw_snapshot *tmpl = snap->base ? snap->base : snap;
+    struct cn_gw_snapshot *eff = gw_disc_apply(gw, tmpl);
+    if (!eff)
+        cn_error("gateway", "out of memory applying discovered endpoints", "generation=%llu",
+                 (unsigned long long)gw->generation + 1);
+    uint64_t gen = swap(gw, eff ? eff : snap, tmpl, 1);
+    cn_gw_snapshot_unref(eff);
+    uv_mutex_unlock(&gw->publish_lock);
+    return gen;
+}
+
+/* A discovered set changed (the discovery thread): the template again with the sets. */
+void gw_republish(struct cn_gw *gw);
+void gw_republish(struct cn_gw *gw)
+{
+    uv_mutex_lock(&gw->publish_lock);
+    uv_mutex_lock(&gw->lock);
+    struct cn_gw_snapshot *tmpl = gw->tmpl ? cn_gw_snapshot_ref(gw->tmpl) : NULL;
+    uv_mutex_unlock(&gw->lock);
+    struct cn_gw_snapshot *eff = tmpl ? gw_disc_apply(gw, tmpl) : NULL;
+    if (eff)
+        swap(gw, eff, NULL, 0);
+    else if (tmpl)
+        cn_error("gateway", "out of memory applying discovered endpoints, the old ones stay", NULL);
+    cn_gw_snapshot_unref(eff);
+    cn_gw_snapshot_unref(tmpl);
+    uv_mutex_unlock(&gw->publish_lock);
 }
 
 void cn_gw_set_store(struct cn_gw *gw, struct cn_store *store)
@@ -147,8 +202,9 @@ static struct gw_view *view_new(struct gw_worker *w, struct cn_gw_snapshot *s)
     int ok = v->lb && v->route_current && v->pools;
     for (size_t i = 0; ok && i < s->num_clusters; i++) {
         const struct gw_cluster *cl = &s->clusters[i];
-        v->lb[i].current = calloc(cl->num_eps, sizeof(int64_t));
-        v->lb[i].active = calloc(cl->num_eps, sizeof(uint32_t));
+        /* A discovering cluster may have no endpoint (calloc(0) may give NULL). */
+        v->lb[i].current = calloc(cl->num_eps ? cl->num_eps : 1, sizeof(int64_t));
+        v->lb[i].active = calloc(cl->num_eps ? cl->num_eps : 1, sizeof(uint32_t));
         /* Workers start round robin at different places so N workers do not all hit the
          * first endpoint together. */
         v->lb[i].rr = (uint64_t)w->id;
@@ -320,6 +376,7 @@ int cn_gw_metrics_write(struct cn_buf *b, struct cn_gw *gw)
                       n);
     }
     gw_gov_metrics_write(b, gw);
+    gw_disc_metrics_write(b, gw);
     uint64_t gen = gw->generation;
     gw_tel_metrics_write(b, gw);
     uv_mutex_unlock(&gw->lock);

@@ -136,6 +136,7 @@ struct gw_timeouts {
 };
 
 struct gw_cluster;
+struct gw_disc_cfg; /* discovery.h */
 
 struct gw_backend {
     struct gw_cluster *cluster;
@@ -193,6 +194,7 @@ struct gw_cluster {
     uint64_t pool_idle_ms;     /* an idle pooled connection older than this is closed */
     struct gw_cluster_gov gov; /* health, outliers, retries, circuit breaker */
     struct gw_stats *stats;
+    const struct gw_disc_cfg *disc; /* endpoints from a registry service, NULL: static */
 };
 
 /* Open-addressing map from a byte string to a pointer (matcher tables). */
@@ -272,6 +274,10 @@ struct cn_gw_snapshot {
     size_t num_jwks, cap_jwks;
     struct gw_jwks_remote **remotes; /* fetchers to stop */
     size_t num_remotes, cap_remotes;
+    /* Set in a snapshot derived by discovery (discovery.c): the configuration it copies with
+     * discovered endpoints. Its clusters, routes, matches and matcher are its own; the rest
+     * (strings, filters, regexes, key sets, fetchers) is base's, held by this reference. */
+    struct cn_gw_snapshot *base;
 };
 
 /* ---- matcher (match.c) --------------------------------------------------------------------- */
@@ -444,6 +450,12 @@ struct cn_gw {
     struct gw_tel *tel;       /* the exporter (export.c), NULL until something is recorded */
     struct cn_store *store;   /* cairn up: spans and logs go there in-process */
     struct gw_health *health; /* the health checker, NULL when not started */
+    /* Discovery (discovery.c): publishers (a reload, the admin API, a discovered change) take
+     * publish_lock, then lock for the swap. tmpl is the configuration last given to
+     * cn_gw_publish (under both locks); current is derived from it. */
+    uv_mutex_t publish_lock;
+    struct cn_gw_snapshot *tmpl;
+    struct gw_disc *disc;
 };
 
 /* Drops a view reference (frees the view and its snapshot reference at zero). */

@@ -1309,6 +1309,21 @@ static int breaker_requests(struct gw_req *r)
     return 1;
 }
 
+/* Answers 503 for a cluster without endpoints (discovery found none). */
+static void no_endpoints(struct gw_req *r)
+{
+    const struct gw_cluster *cl = r->cl;
+    record(r, 503);
+    struct cn_http_req *creq = r->creq;
+    r->creq = NULL;
+    r->cl = NULL; /* nothing was taken from the balancer */
+    req_free(r);
+    reply_error(creq, 503,
+                "no endpoint for cluster %.*s (its registry service has no healthy "
+                "instance)",
+                (int)cl->name.len, cl->name.ptr);
+}
+
 static int idempotent(int method)
 {
     return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
@@ -1500,6 +1515,10 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
     r->body_done = creq->content_length == 0;
     const struct gw_cluster *cl = pick_backend(v, rt);
     r->cl = cl;
+    if (CN_UNLIKELY(cl->num_eps == 0)) {
+        no_endpoints(r); /* a discovering cluster whose service has no instance up */
+        return;
+    }
     if (cl->gov.breaker.max_requests && breaker_requests(r))
         return;
     size_t klen = 0;

@@ -113,6 +113,10 @@ struct cn_reg {
     void *cfg_ctx;
     cn_reg_svc_change_cb svc_cb; /* called under lock after a service's snapshot changed */
     void *svc_ctx;
+    struct {
+        cn_reg_svc_change_cb cb;
+        void *ctx;
+    } svc_more[CN_REG_MAX_SVC_WATCHERS]; /* cn_reg_add_svc_change_cb, called after svc_cb */
 
     atomic_uint_fast64_t n_registers, n_deregisters, n_beats, n_unhealthy, n_removed, n_publishes,
         n_instances, n_healthy, n_ephemeral;

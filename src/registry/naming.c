@@ -309,6 +309,9 @@ static int publish(struct cn_reg *reg, struct svc *s, uint64_t now_ms)
     retire(reg, old, snap_free);
     if (reg->svc_cb && old)
         reg->svc_cb(reg->svc_ctx, s->ns, s->group, s->name);
+    for (int i = 0; old && i < CN_REG_MAX_SVC_WATCHERS; i++)
+        if (reg->svc_more[i].cb)
+            reg->svc_more[i].cb(reg->svc_more[i].ctx, s->ns, s->group, s->name);
     return 0;
 }
 
@@ -316,6 +319,29 @@ void cn_reg_set_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void 
 {
     reg->svc_cb = cb;
     reg->svc_ctx = ctx;
+}
+
+int cn_reg_add_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void *ctx)
+{
+    int rc = CN_ELIMIT;
+    uv_mutex_lock(&reg->lock); /* the callbacks run under it */
+    for (int i = 0; i < CN_REG_MAX_SVC_WATCHERS && rc; i++)
+        if (!reg->svc_more[i].cb) {
+            reg->svc_more[i].cb = cb;
+            reg->svc_more[i].ctx = ctx;
+            rc = 0;
+        }
+    uv_mutex_unlock(&reg->lock);
+    return rc;
+}
+
+void cn_reg_remove_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void *ctx)
+{
+    uv_mutex_lock(&reg->lock);
+    for (int i = 0; i < CN_REG_MAX_SVC_WATCHERS; i++)
+        if (reg->svc_more[i].cb == cb && reg->svc_more[i].ctx == ctx)
+            reg->svc_more[i].cb = NULL;
+    uv_mutex_unlock(&reg->lock);
 }
 
 /* Under the lock: finds or creates a service. NULL with err set on a limit or no memory. */

@@ -182,6 +182,12 @@ void cn_reg_set_health(struct cn_reg *reg, const struct cn_reg_check *c, int hea
 typedef void (*cn_reg_svc_change_cb)(void *ctx, const char *ns, const char *group,
                                      const char *service);
 void cn_reg_set_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void *ctx);
+/* More service-change callbacks beside that one (the gateway's discovery under cairn up),
+ * with the same rules; at most CN_REG_MAX_SVC_WATCHERS. Thread-safe. 0 or CN_ELIMIT. remove
+ * forgets the (cb, ctx) pair; after it returns the callback is not running and not called. */
+#define CN_REG_MAX_SVC_WATCHERS 4
+int cn_reg_add_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void *ctx);
+void cn_reg_remove_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void *ctx);
 
 /* ---- configuration center ------------------------------------------------------------------ */
 
