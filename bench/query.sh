@@ -14,7 +14,8 @@
 #   logs    one hour, full text: the newest 20 log records holding a request ID
 # Each server alone on core 0 (SERVER_CORE), the loaders and the query client on core 1
 # (LOAD_CORE). Queries run one at a time, REPS per kind and system, in ROUNDS alternating
-# rounds (which system goes first alternates). Prints p50/p99 side by side and the ratios.
+# rounds (which system goes first alternates). Prints p50/p99 side by side and the ratios,
+# then each server's CPU time per query (from /proc/PID/stat, steady under load).
 #
 #   bench/query.sh                                   # 10M spans over 8 h, 100 reps
 #   SPANS=2000000 HOURS=2 REPS=40 bench/query.sh
@@ -184,11 +185,20 @@ for k in trace attr topo logs; do
   for s in cairn clickhouse; do taskset -c "$LOAD_CORE" "$tmp/qbench" "$tmp/$k.$s" 0 3 >/dev/null; done
 done
 per=$(( REPS / ROUNDS ))
+# Server CPU (user + system, in clock ticks) from /proc/PID/stat around each run of queries:
+# steadier than latencies when the machine is shared.
+cpu_ticks() { # SYSTEM
+  local p=$cairn_pid
+  [ "$1" = clickhouse ] && p=$ch_pid
+  awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat"
+}
 for r in $(seq 1 "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then order="cairn clickhouse"; else order="clickhouse cairn"; fi
   for k in trace attr topo logs; do
     for s in $order; do
+      c0=$(cpu_ticks "$s")
       taskset -c "$LOAD_CORE" "$tmp/qbench" "$tmp/$k.$s" $(( (r - 1) * per )) "$per" >>"$tmp/lat.$k.$s"
+      echo $(( $(cpu_ticks "$s") - c0 )) >>"$tmp/cpu.$k.$s"
     done
   done
   echo "[$(elapsed)] round $r/$ROUNDS done"
@@ -207,4 +217,14 @@ for k in trace attr topo logs; do
     "$(awk -v a="$c50" -v b="$h50" 'BEGIN {print a / b}')" "$(awk -v a="$c99" -v b="$h99" 'BEGIN {print a / b}')"
 done
 echo "(ratio = cairn / clickhouse; lower is better for cairn)"
+tck=$(getconf CLK_TCK)
+cpu_ms() { # FILE: server CPU ms per query
+  awk -v t="$tck" -v n="$((per * ROUNDS))" '{s += $1} END {printf "%.2f", s * 1000 / t / n}' "$1"
+}
+printf '%-7s %16s %16s %9s\n' query 'cairn cpu/query' 'ch cpu/query' ratio
+for k in trace attr topo logs; do
+  cc=$(cpu_ms "$tmp/cpu.$k.cairn"); hc=$(cpu_ms "$tmp/cpu.$k.clickhouse")
+  printf '%-7s %13s ms %13s ms %8.3fx\n' "$k" "$cc" "$hc" "$(awk -v a="$cc" -v b="$hc" 'BEGIN {print (b > 0 ? a / b : 0)}')"
+done
+echo "(server CPU: user + system time of the server process over the measured queries; load average $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "[$(elapsed)] done"
