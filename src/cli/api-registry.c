@@ -414,11 +414,29 @@ out:
     cn_buf_release(&pb);
 }
 
+/* GET /status: the storage backend and, in cluster mode, the generation (the etcd revision
+ * this node has applied: equal on two nodes means they serve the same state). */
+static void h_status(struct cn_http_req *req, void *ctx)
+{
+    struct cn_up *up = ctx;
+    struct cn_reg_stats st;
+    cn_reg_stats(up->reg, &st);
+    char body[512];
+    int n = snprintf(body, sizeof(body),
+                     "{\"backend\":\"%s\",\"generation\":%llu,\"services\":%llu,"
+                     "\"instances\":%llu,\"configs\":%llu}\n",
+                     st.shared ? "etcd" : "sqlite", (unsigned long long)st.generation,
+                     (unsigned long long)st.services, (unsigned long long)st.instances,
+                     (unsigned long long)st.configs);
+    cn_http_reply(req, 200, "application/json", body, (size_t)n, NULL, 0);
+}
+
 int cn_api_registry_routes(struct cn_up *up, struct cn_router *r)
 {
     const unsigned get = CN_M(HTTP_GET);
     int rc;
-    if ((rc = cn_router_add(r, get, P "/services", h_services, up)) < 0 ||
+    if ((rc = cn_router_add(r, get, P "/status", h_status, up)) < 0 ||
+        (rc = cn_router_add(r, get, P "/services", h_services, up)) < 0 ||
         (rc = cn_router_add(r, get, P "/services/{namespace}/{group}/{service}", h_service_get,
                             up)) < 0 ||
         (rc = cn_router_add(r, CN_M(HTTP_PUT) | CN_M(HTTP_POST),

@@ -158,6 +158,8 @@ static void h_metrics(struct cn_http_req *req, void *ctx)
         write_store_metrics(&b, up->store, &up->receiver);
         write_derive_metrics(&b, cn_store_derive(up->store));
     }
+    if (up->reg)
+        cn_reg_metrics_write(up->reg, &b);
     if (up->gw)
         cn_gw_metrics_write(&b, up->gw); /* gateway.config */
     cn_metrics_write_process(&b);

@@ -313,7 +313,19 @@ static int setup_registry(struct cn_up *up)
     const struct cn_config *c = up->cfg;
     char dir[4096], err[512];
     snprintf(dir, sizeof(dir), "%s/registry", c->data_dir);
-    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    struct cn_reg_store *st;
+    if (c->registry.etcd_endpoints && *c->registry.etcd_endpoints) {
+        /* Cluster mode: the state lives in etcd, shared with the other nodes. */
+        struct cn_reg_etcd_opts eo = {
+            c->registry.etcd_endpoints,       c->registry.etcd_prefix,
+            c->registry.etcd_dial_timeout_ms, c->registry.etcd_request_timeout_ms,
+            c->registry.etcd_lease_ttl_ms,    c->registry.etcd_reconcile_ms,
+            c->registry.etcd_max_response};
+        snprintf(dir, sizeof(dir), "etcd %s", c->registry.etcd_endpoints);
+        st = cn_reg_store_etcd_open(&eo, err, sizeof(err));
+    } else {
+        st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    }
     if (!st) {
         cn_error("up", "cannot open the registry store", "dir=%s error=\"%s\"", dir, err);
         return -1;

@@ -61,6 +61,10 @@ struct cn_config {
         uint64_t beat_interval_ms, beat_timeout_ms, delete_timeout_ms, cache_ms;
         uint64_t max_listen_keys, max_hold_ms, max_parked;
         uint64_t tick_ms, check_interval_ms, check_timeout_ms, check_concurrency;
+        char *etcd_endpoints; /* "" : embedded SQLite store */
+        char *etcd_prefix;
+        uint64_t etcd_dial_timeout_ms, etcd_request_timeout_ms, etcd_lease_ttl_ms;
+        uint64_t etcd_reconcile_ms, etcd_max_response;
     } registry;
     struct {
         char *config; /* gateway file (docs/gateway.md), "" when cairn up runs no gateway */

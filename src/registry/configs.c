@@ -469,3 +469,87 @@ int cn_reg_cfg_list_json(struct cn_reg *reg, struct cn_slice ns, struct cn_slice
     rc |= cn_buf_puts(out, "]");
     return rc ? CN_ELIMIT : 0;
 }
+
+/* ---- changes from a shared store --------------------------------------------------------- */
+
+int reg_apply_cfg(struct cn_reg *reg, const struct cn_reg_cfg_rec *r, uint64_t sync)
+{
+    struct cn_reg_cfg_key k = {cn_reg_ns(cn_slice_of(r->ns)), cn_slice_of(r->group),
+                               cn_slice_of(r->data_id)};
+    if (check_key(&k, NULL) != 0)
+        return CN_EINVAL;
+    uv_mutex_lock(&reg->cfg_lock);
+    struct cfg_item *it = find(reg, k.ns, k.group, k.data_id, NULL);
+    if (it && sync)
+        it->seen = sync;
+    if (it && it->version >= r->version) {
+        uv_mutex_unlock(&reg->cfg_lock);
+        return 0;
+    }
+    int changed = !it || strcmp(it->md5, r->md5) != 0 || strcmp(it->type, r->type) != 0;
+    int rc = set_item(reg, k.ns, k.group, k.data_id, r->content, r->content_len, r->md5, r->type,
+                      r->version, r->mtime_ms);
+    it = rc == 0 ? find(reg, k.ns, k.group, k.data_id, NULL) : NULL;
+    if (it && sync)
+        it->seen = sync;
+    /* Notify with copies: the item may change once the lock is released. */
+    char *ns = it ? strdup(it->ns) : NULL, *group = it ? strdup(it->group) : NULL,
+         *data_id = it ? strdup(it->data_id) : NULL;
+    uv_mutex_unlock(&reg->cfg_lock);
+    if (changed && ns && group && data_id) {
+        struct cn_reg_cfg_key nk = {cn_slice_of(ns), cn_slice_of(group), cn_slice_of(data_id)};
+        notify(reg, &nk);
+    }
+    free(ns), free(group), free(data_id);
+    return rc;
+}
+
+/* Under cfg_lock: unlinks *pp's item and notifies (after releasing the lock). */
+static void drop_item_unlock(struct cn_reg *reg, struct cfg_item **pp)
+{
+    struct cfg_item *it = *pp;
+    *pp = it->next;
+    reg->num_configs--;
+    char *ns = it->ns, *group = it->group, *data_id = it->data_id;
+    it->ns = it->group = it->data_id = NULL;
+    item_free(it);
+    uv_mutex_unlock(&reg->cfg_lock);
+    struct cn_reg_cfg_key nk = {cn_slice_of(ns), cn_slice_of(group), cn_slice_of(data_id)};
+    notify(reg, &nk);
+    free(ns), free(group), free(data_id);
+}
+
+int reg_apply_cfg_del(struct cn_reg *reg, const char *ns, const char *group, const char *data_id,
+                      uint64_t rev)
+{
+    uv_mutex_lock(&reg->cfg_lock);
+    struct cfg_item **pp;
+    struct cfg_item *it =
+        find(reg, cn_reg_ns(cn_slice_of(ns)), cn_slice_of(group), cn_slice_of(data_id), &pp);
+    if (it && it->version < rev)
+        drop_item_unlock(reg, pp);
+    else
+        uv_mutex_unlock(&reg->cfg_lock);
+    return 0;
+}
+
+void reg_cfg_sweep(struct cn_reg *reg, uint64_t sync, uint64_t upto)
+{
+    for (;;) {
+        uv_mutex_lock(&reg->cfg_lock);
+        struct cfg_item **hit = NULL;
+        for (size_t b = 0; b < reg->cfg_nbuckets && !hit; b++)
+            for (struct cfg_item **pp = &reg->cfg_buckets[b]; *pp; pp = &(*pp)->next)
+                if ((*pp)->seen != sync && (*pp)->version <= upto) {
+                    hit = pp;
+                    break;
+                }
+        if (!hit) {
+            uv_mutex_unlock(&reg->cfg_lock);
+            return;
+        }
+        cn_info("registry", "configuration gone from the store", "data_id=\"%s\" group=\"%s\"",
+                (*hit)->data_id, (*hit)->group);
+        drop_item_unlock(reg, hit); /* one at a time: notify runs outside the lock */
+    }
+}

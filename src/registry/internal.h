@@ -21,6 +21,11 @@ struct inst {
     uint16_t port;
     double weight;
     uint8_t healthy, enabled, ephemeral;
+    /* Shared store: an ephemeral instance another node owns (its key is under that node's
+     * lease). This node does not expire it; it leaves when its key is deleted. */
+    uint8_t remote;
+    uint64_t rev;  /* shared store: revision of the instance's key as last written or applied */
+    uint64_t seen; /* shared store: the reconciliation that last saw its key */
     uint64_t beat_interval_ms, beat_timeout_ms, delete_timeout_ms;
     uint64_t last_beat_ms;
     char *health_path; /* persistent: "" for TCP, else the HTTP path to GET */
@@ -66,6 +71,7 @@ struct svc {
     char *metadata;
     int explicit_; /* created by the service API: stays when empty */
     uint64_t revision;
+    uint64_t svc_rev, seen; /* shared store: as struct inst's rev and seen, for the service key */
 };
 
 struct retired {
@@ -87,7 +93,8 @@ struct cfg_item {
     size_t len;
     char md5[33];
     char type[64];
-    uint64_t version, mtime_ms;
+    uint64_t version, mtime_ms; /* shared store: version is the key's revision */
+    uint64_t seen;              /* shared store: the reconciliation that last saw its key */
 };
 
 struct cn_reg {
@@ -105,6 +112,10 @@ struct cn_reg {
     atomic_int num_slots;
 
     uv_mutex_t store_lock; /* store calls; taken after lock or cfg_lock, never before */
+    /* Shared store: set (under lock) while applying a change that came from the store, so
+     * that nothing is written back. */
+    int applying;
+    _Atomic uint64_t generation; /* shared store: the store revision applied last */
 
     uv_mutex_t cfg_lock; /* configuration items */
     struct cfg_item **cfg_buckets;
@@ -130,5 +141,30 @@ char *reg_strdup(struct cn_slice s);
 int reg_cfg_init(struct cn_reg *reg);
 void reg_cfg_release(struct cn_reg *reg);
 int reg_cfg_load(void *ctx, const struct cn_reg_cfg_rec *r);
+
+/* ---- applying a shared store's changes (store-etcd.c) ------------------------------------
+ * Changes made by other nodes (or read back by a reconciliation) go into memory without a
+ * write back, and fire the service- and config-change callbacks exactly as local writes do.
+ * rev is the change's store revision: a change at or below what the item already holds is
+ * ignored (it is this node's own write coming back, or older). sync nonzero marks the item as
+ * seen by that reconciliation (reg_sync_sweep). Return 0 or a negative CN_E* code. */
+int reg_apply_inst(struct cn_reg *reg, const struct cn_reg_inst_rec *r, int remote, uint64_t rev,
+                   uint64_t sync, uint64_t now_ms);
+int reg_apply_inst_del(struct cn_reg *reg, const char *ns, const char *group, const char *service,
+                       const char *cluster, const char *ip, uint16_t port, uint64_t rev,
+                       uint64_t now_ms);
+int reg_apply_svc(struct cn_reg *reg, const struct cn_reg_svc_rec *r, uint64_t rev, uint64_t sync);
+int reg_apply_svc_del(struct cn_reg *reg, const char *ns, const char *group, const char *service,
+                      uint64_t rev);
+/* r->version is the key's revision. */
+int reg_apply_cfg(struct cn_reg *reg, const struct cn_reg_cfg_rec *r, uint64_t sync);
+int reg_apply_cfg_del(struct cn_reg *reg, const char *ns, const char *group, const char *data_id,
+                      uint64_t rev);
+/* After a full read at revision upto with stamp sync: what the read did not see and that was
+ * not written after upto is gone from the store: removed here too (callbacks fire). This
+ * node's own ephemeral instances missing from the store (its lease was lost) are written
+ * again instead. */
+void reg_sync_sweep(struct cn_reg *reg, uint64_t sync, uint64_t upto, uint64_t now_ms);
+void reg_cfg_sweep(struct cn_reg *reg, uint64_t sync, uint64_t upto);
 
 #endif

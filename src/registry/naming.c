@@ -435,16 +435,28 @@ static int check_instance(const struct cn_reg_instance *in, struct cn_reg_error 
     return 0;
 }
 
-static int store_inst(struct cn_reg *reg, const struct svc *s, const struct inst *in,
+/* Whether an instance goes to the store: persistent ones always, ephemeral ones only to a
+ * shared store (other nodes see them there); nothing while applying the store's own change. */
+static int stores(const struct cn_reg *reg, const struct inst *in)
+{
+    return reg->store && !reg->applying &&
+           (!in->ephemeral || (reg->store->flags & CN_REG_STORE_SHARED));
+}
+
+/* Writes in to the store; on success in->rev is the write's revision (shared stores). */
+static int store_inst(struct cn_reg *reg, const struct svc *s, struct inst *in,
                       struct cn_reg_error *err)
 {
-    if (!reg->store || in->ephemeral)
+    if (!stores(reg, in))
         return 0;
     char e[256];
-    struct cn_reg_inst_rec r = {s->ns,        s->group, s->name,    in->cluster, in->ip,
-                                in->metadata, in->port, in->weight, in->healthy, in->enabled};
+    struct cn_reg_inst_rec r = {s->ns,       s->group,     s->name,      in->cluster,
+                                in->ip,      in->metadata, in->port,     in->weight,
+                                in->healthy, in->enabled,  in->ephemeral};
     uv_mutex_lock(&reg->store_lock);
     int rc = reg->store->ops->inst_put(reg->store, &r, e, sizeof(e));
+    if (rc == 0)
+        in->rev = reg->store->last_rev;
     uv_mutex_unlock(&reg->store_lock);
     if (rc) {
         cn_error("registry", "store failed", "op=instance_put error=\"%s\"", e);
@@ -457,7 +469,7 @@ static int store_inst(struct cn_reg *reg, const struct svc *s, const struct inst
 static int unstore_inst(struct cn_reg *reg, const struct svc *s, const struct inst *in,
                         struct cn_reg_error *err)
 {
-    if (!reg->store || in->ephemeral)
+    if (!stores(reg, in))
         return 0;
     char e[256];
     uv_mutex_lock(&reg->store_lock);
@@ -660,8 +672,16 @@ int cn_reg_beat(struct cn_reg *reg, const struct cn_reg_instance *in, int reg_if
     if (i) {
         i->last_beat_ms = now_ms;
         *out_interval_ms = i->beat_interval_ms;
-        if (!i->healthy && i->ephemeral) {
+        if (i->remote) {
+            /* Another node owned it; its client now beats here: this node takes it over (its
+             * key moves under this node's lease). */
+            i->remote = 0;
             i->healthy = 1;
+            store_inst(reg, s, i, NULL);
+            publish(reg, s, now_ms);
+        } else if (!i->healthy && i->ephemeral) {
+            i->healthy = 1;
+            store_inst(reg, s, i, NULL); /* a shared store carries the health */
             publish(reg, s, now_ms);
         }
         uv_mutex_unlock(&reg->lock);
@@ -693,10 +713,15 @@ size_t cn_reg_tick(struct cn_reg *reg, uint64_t now_ms)
             for (size_t i = 0; i < s->num;) {
                 struct inst *in = &s->insts[i];
                 uint64_t silent = now_ms > in->last_beat_ms ? now_ms - in->last_beat_ms : 0;
+                if (in->remote) { /* its owner expires it */
+                    i++;
+                    continue;
+                }
                 if (in->ephemeral && silent > in->delete_timeout_ms) {
                     cn_info("registry", "instance removed: no heartbeat",
                             "service=\"%s\" ip=%s port=%u silent_ms=%llu", s->grouped, in->ip,
                             in->port, (unsigned long long)silent);
+                    unstore_inst(reg, s, in, NULL); /* shared store: other nodes drop it too */
                     inst_release(in);
                     memmove(in, in + 1, (s->num - i - 1) * sizeof(*in));
                     s->num--;
@@ -710,6 +735,7 @@ size_t cn_reg_tick(struct cn_reg *reg, uint64_t now_ms)
                             "service=\"%s\" ip=%s port=%u silent_ms=%llu", s->grouped, in->ip,
                             in->port, (unsigned long long)silent);
                     in->healthy = 0;
+                    store_inst(reg, s, in, NULL);
                     dirty = 1;
                     changed++;
                     atomic_fetch_add_explicit(&reg->n_unhealthy, 1, memory_order_relaxed);
@@ -929,6 +955,8 @@ int cn_reg_service_put(struct cn_reg *reg, const struct cn_reg_service *sv, int 
                 struct cn_reg_svc_rec r = {s->ns, s->group, s->name, m, sv->protect_threshold};
                 uv_mutex_lock(&reg->store_lock);
                 rc = reg->store->ops->svc_put(reg->store, &r, e, sizeof(e));
+                if (rc == 0)
+                    s->svc_rev = reg->store->last_rev;
                 uv_mutex_unlock(&reg->store_lock);
                 if (rc) {
                     seterr(err, NULL, "storage failed: %s", e);
@@ -1083,6 +1111,36 @@ void cn_reg_stats(struct cn_reg *reg, struct cn_reg_stats *o)
     o->expired_unhealthy = atomic_load(&reg->n_unhealthy);
     o->expired_removed = atomic_load(&reg->n_removed);
     o->config_publishes = atomic_load(&reg->n_publishes);
+    o->generation = atomic_load(&reg->generation);
+    o->shared = reg->store && (reg->store->flags & CN_REG_STORE_SHARED);
+}
+
+void cn_reg_metrics_write(struct cn_reg *reg, struct cn_buf *b)
+{
+    struct cn_reg_stats st;
+    cn_reg_stats(reg, &st);
+    cn_buf_printf(b,
+                  "# HELP cairn_registry_services Services known to this node.\n"
+                  "# TYPE cairn_registry_services gauge\n"
+                  "cairn_registry_services %llu\n"
+                  "# HELP cairn_registry_instances Instances known to this node.\n"
+                  "# TYPE cairn_registry_instances gauge\n"
+                  "cairn_registry_instances %llu\n"
+                  "# HELP cairn_registry_configs Configuration items.\n"
+                  "# TYPE cairn_registry_configs gauge\n"
+                  "cairn_registry_configs %llu\n"
+                  "# HELP cairn_registry_backend The storage backend in use.\n"
+                  "# TYPE cairn_registry_backend gauge\n"
+                  "cairn_registry_backend{backend=\"%s\"} 1\n"
+                  "# HELP cairn_registry_generation Cluster mode: the etcd revision this node "
+                  "has applied (0 embedded).\n"
+                  "# TYPE cairn_registry_generation gauge\n"
+                  "cairn_registry_generation %llu\n",
+                  (unsigned long long)st.services, (unsigned long long)st.instances,
+                  (unsigned long long)st.configs, st.shared ? "etcd" : "sqlite",
+                  (unsigned long long)st.generation);
+    if (reg->store && reg->store->ops->metrics)
+        reg->store->ops->metrics(reg->store, b);
 }
 
 /* ---- persistent health ------------------------------------------------------------------- */
@@ -1162,6 +1220,177 @@ void cn_reg_set_health(struct cn_reg *reg, const struct cn_reg_check *c, int hea
     uv_mutex_unlock(&reg->lock);
 }
 
+/* ---- changes from a shared store --------------------------------------------------------- */
+
+static int same_inst(const struct inst *in, const struct cn_reg_inst_rec *r, int remote)
+{
+    return in->weight == r->weight && in->enabled == (r->enabled ? 1 : 0) &&
+           in->ephemeral == (r->ephemeral ? 1 : 0) && in->remote == (remote ? 1 : 0) &&
+           (!in->ephemeral || in->healthy == (r->healthy ? 1 : 0)) &&
+           strcmp(in->metadata, r->metadata) == 0;
+}
+
+int reg_apply_inst(struct cn_reg *reg, const struct cn_reg_inst_rec *r, int remote, uint64_t rev,
+                   uint64_t sync, uint64_t now_ms)
+{
+    struct cn_reg_instance in = {cn_slice_of(r->ns),
+                                 cn_slice_of(r->group),
+                                 cn_slice_of(r->service),
+                                 cn_slice_of(r->cluster),
+                                 cn_slice_of(r->ip),
+                                 r->port,
+                                 r->weight,
+                                 r->healthy,
+                                 r->enabled,
+                                 r->ephemeral,
+                                 cn_slice_of(r->metadata)};
+    struct cn_reg_error e = {0};
+    int rc = check_instance(&in, &e);
+    if (rc)
+        return rc;
+    uv_mutex_lock(&reg->lock);
+    struct svc *s = find_svc(reg, in.ns, in.group, in.service);
+    struct inst *old = s ? find_inst(s, in.cluster, in.ip, in.port) : NULL;
+    if (old) {
+        if (sync)
+            old->seen = sync;
+        if (old->rev >= rev || same_inst(old, r, remote)) {
+            old->rev = CN_MAX(old->rev, rev);
+            uv_mutex_unlock(&reg->lock);
+            return 0;
+        }
+        if (old->ephemeral != (r->ephemeral ? 1 : 0)) /* re-registered as the other kind */
+            remove_inst(reg, s, (size_t)(old - s->insts), now_ms);
+    }
+    reg->applying = 1;
+    rc = put_locked(reg, &in, 0, now_ms, &e);
+    reg->applying = 0;
+    s = rc == 0 ? find_svc(reg, in.ns, in.group, in.service) : NULL;
+    struct inst *n = s ? find_inst(s, in.cluster, in.ip, in.port) : NULL;
+    if (n) {
+        n->rev = rev;
+        n->seen = sync ? sync : n->seen;
+        if (n->remote != (remote ? 1 : 0)) {
+            n->remote = remote ? 1 : 0;
+            publish(reg, s, now_ms);
+        }
+    } else if (rc) {
+        cn_warn("registry", "cannot apply a stored instance",
+                "service=\"%s@@%s\" ip=%s port=%u error=\"%s\"", r->group, r->service, r->ip,
+                r->port, e.message);
+    }
+    reclaim(reg);
+    uv_mutex_unlock(&reg->lock);
+    return rc;
+}
+
+int reg_apply_inst_del(struct cn_reg *reg, const char *ns, const char *group, const char *service,
+                       const char *cluster, const char *ip, uint16_t port, uint64_t rev,
+                       uint64_t now_ms)
+{
+    uv_mutex_lock(&reg->lock);
+    struct svc *s = find_svc(reg, cn_slice_of(ns), cn_slice_of(group), cn_slice_of(service));
+    struct inst *in = s ? find_inst(s, cn_slice_of(cluster), cn_slice_of(ip), port) : NULL;
+    if (in && in->rev < rev)
+        remove_inst(reg, s, (size_t)(in - s->insts), now_ms);
+    reclaim(reg);
+    uv_mutex_unlock(&reg->lock);
+    return 0;
+}
+
+int reg_apply_svc(struct cn_reg *reg, const struct cn_reg_svc_rec *r, uint64_t rev, uint64_t sync)
+{
+    if (cn_reg_check_name(cn_slice_of(r->group)) || cn_reg_check_name(cn_slice_of(r->service)) ||
+        (r->ns[0] && cn_reg_check_name(cn_slice_of(r->ns))) ||
+        !(r->protect_threshold >= 0 && r->protect_threshold <= 1))
+        return CN_EINVAL;
+    uv_mutex_lock(&reg->lock);
+    int rc = 0;
+    struct svc *s =
+        get_svc(reg, cn_slice_of(r->ns), cn_slice_of(r->group), cn_slice_of(r->service), 0, NULL);
+    if (!s) {
+        rc = CN_ELIMIT;
+    } else {
+        if (sync)
+            s->seen = sync;
+        if (s->svc_rev < rev && (!s->explicit_ || s->protect_threshold != r->protect_threshold ||
+                                 strcmp(s->metadata, r->metadata) != 0)) {
+            char *m = strdup(r->metadata);
+            if (!m) {
+                rc = CN_ENOMEM;
+            } else {
+                free(s->metadata);
+                s->metadata = m;
+                s->protect_threshold = r->protect_threshold;
+                s->explicit_ = 1;
+                publish(reg, s, 0);
+            }
+        }
+        if (rc == 0)
+            s->svc_rev = CN_MAX(s->svc_rev, rev);
+    }
+    uv_mutex_unlock(&reg->lock);
+    return rc;
+}
+
+int reg_apply_svc_del(struct cn_reg *reg, const char *ns, const char *group, const char *service,
+                      uint64_t rev)
+{
+    uv_mutex_lock(&reg->lock);
+    struct svc *s = find_svc(reg, cn_slice_of(ns), cn_slice_of(group), cn_slice_of(service));
+    if (s && s->explicit_ && s->svc_rev < rev) {
+        s->explicit_ = 0;
+        if (s->num == 0)
+            drop_svc(reg, s);
+    }
+    reclaim(reg);
+    uv_mutex_unlock(&reg->lock);
+    return 0;
+}
+
+void reg_sync_sweep(struct cn_reg *reg, uint64_t sync, uint64_t upto, uint64_t now_ms)
+{
+    uv_mutex_lock(&reg->lock);
+    for (size_t b = 0; b < REG_BUCKETS; b++) {
+        struct svc *s = atomic_load(&reg->buckets[b]);
+        while (s) {
+            struct svc *next = atomic_load(&s->next);
+            int dirty = 0;
+            for (size_t i = 0; i < s->num;) {
+                struct inst *in = &s->insts[i];
+                if (in->seen == sync || in->rev > upto) {
+                    i++;
+                    continue;
+                }
+                if (in->ephemeral && !in->remote) {
+                    /* Ours, alive by its beats, missing from the store: our lease was lost
+                     * (this node was cut off longer than its TTL). Write it again. */
+                    cn_info("registry", "instance stored again", "service=\"%s\" ip=%s port=%u",
+                            s->grouped, in->ip, in->port);
+                    store_inst(reg, s, in, NULL);
+                    i++;
+                    continue;
+                }
+                cn_info("registry", "instance gone from the store", "service=\"%s\" ip=%s port=%u",
+                        s->grouped, in->ip, in->port);
+                inst_release(in);
+                memmove(in, in + 1, (s->num - i - 1) * sizeof(*in));
+                s->num--;
+                dirty = 1;
+            }
+            if (s->explicit_ && s->seen != sync && s->svc_rev <= upto)
+                s->explicit_ = 0;
+            if (s->num == 0 && !s->explicit_)
+                drop_svc(reg, s);
+            else if (dirty)
+                publish(reg, s, now_ms);
+            s = next;
+        }
+    }
+    reclaim(reg);
+    uv_mutex_unlock(&reg->lock);
+}
+
 /* ---- life -------------------------------------------------------------------------------- */
 
 static int load_svc(void *ctx, const struct cn_reg_svc_rec *r)
@@ -1234,6 +1463,11 @@ struct cn_reg *cn_reg_new(const struct cn_reg_opts *opts, struct cn_reg_store *s
             return NULL;
         }
         reg->store = store;
+        if (store->ops->attach && store->ops->attach(store, reg, err, err_len) != 0) {
+            reg->store = NULL; /* still the caller's */
+            cn_reg_free(reg);
+            return NULL;
+        }
     }
     return reg;
 }
@@ -1242,6 +1476,10 @@ void cn_reg_free(struct cn_reg *reg)
 {
     if (!reg)
         return;
+    /* First: a shared store's thread applies changes until it is closed. */
+    if (reg->store)
+        reg->store->ops->close(reg->store);
+    reg->store = NULL;
     for (size_t b = 0; b < REG_BUCKETS; b++) {
         struct svc *s = atomic_load(&reg->buckets[b]);
         while (s) {
@@ -1254,8 +1492,6 @@ void cn_reg_free(struct cn_reg *reg)
         reg->retired[i].free_fn(reg->retired[i].ptr);
     free(reg->retired);
     reg_cfg_release(reg);
-    if (reg->store)
-        reg->store->ops->close(reg->store);
     uv_mutex_destroy(&reg->lock);
     uv_mutex_destroy(&reg->cfg_lock);
     uv_mutex_destroy(&reg->store_lock);

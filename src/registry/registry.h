@@ -160,8 +160,13 @@ struct cn_reg_stats {
     uint64_t services, instances, healthy_instances, ephemeral_instances, configs;
     uint64_t registers, deregisters, beats, expired_unhealthy, expired_removed;
     uint64_t config_publishes;
+    uint64_t generation; /* shared store (cluster mode): the store revision applied last */
+    int shared;          /* 1 in cluster mode */
 };
 void cn_reg_stats(struct cn_reg *reg, struct cn_reg_stats *out);
+/* Appends the registry's Prometheus metrics (cairn_registry_*: sizes, the storage backend,
+ * the generation in cluster mode, and the store's own counters) into out. */
+void cn_reg_metrics_write(struct cn_reg *reg, struct cn_buf *out);
 
 /* Persistent instances as (service key, ip, port) for the server-side health checker.
  * health_path is the HTTP path to GET (metadata "preserved.health.checker.path"), empty for

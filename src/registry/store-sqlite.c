@@ -108,7 +108,8 @@ static int sq_load(struct cn_reg_store *base, const struct cn_reg_load_cbs *cbs,
                                     (uint16_t)sqlite3_column_int(st, 5),
                                     sqlite3_column_double(st, 6),
                                     sqlite3_column_int(st, 7),
-                                    sqlite3_column_int(st, 8)};
+                                    sqlite3_column_int(st, 8),
+                                    0};
         rc = cbs->inst(cbs->ctx, &r);
     }
     sqlite3_finalize(st);
@@ -290,8 +291,16 @@ static void sq_close(struct cn_reg_store *base)
     free(s);
 }
 
-static const struct cn_reg_store_ops sq_ops = {sq_load,    sq_cfg_write, sq_cfg_history, sq_svc_put,
-                                               sq_svc_del, sq_inst_put,  sq_inst_del,    sq_close};
+static const struct cn_reg_store_ops sq_ops = {
+    .load = sq_load,
+    .cfg_write = sq_cfg_write,
+    .cfg_history = sq_cfg_history,
+    .svc_put = sq_svc_put,
+    .svc_del = sq_svc_del,
+    .inst_put = sq_inst_put,
+    .inst_del = sq_inst_del,
+    .close = sq_close,
+};
 
 struct cn_reg_store *cn_reg_store_sqlite_open(const char *dir, char *err, size_t err_len)
 {

@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 struct cn_reg_store;
+struct cn_reg;
+struct cn_buf;
 
 /* One configuration item or one history row (strings NUL-terminated). */
 struct cn_reg_cfg_rec {
@@ -37,6 +39,7 @@ struct cn_reg_inst_rec {
     uint16_t port;
     double weight;
     int healthy, enabled;
+    int ephemeral; /* only a CN_REG_STORE_SHARED store is given ephemeral instances */
 };
 
 /* Loading: called for every stored record at open. */
@@ -69,17 +72,46 @@ struct cn_reg_store_ops {
                     size_t err_len);
     int (*inst_del)(struct cn_reg_store *s, const char *ns, const char *group, const char *service,
                     const char *cluster, const char *ip, uint16_t port, char *err, size_t err_len);
+    /* Optional (NULL for the embedded store). Called once at the end of cn_reg_new, after
+     * load: a shared store reads the cluster's state into reg through the reg_apply_* calls
+     * (internal.h) and keeps it current from then on (watch, reconciliation) until close. */
+    int (*attach)(struct cn_reg_store *s, struct cn_reg *reg, char *err, size_t err_len);
+    /* Optional: appends the store's own Prometheus metrics. */
+    void (*metrics)(struct cn_reg_store *s, struct cn_buf *out);
     void (*close)(struct cn_reg_store *s);
+};
+
+enum cn_reg_store_flags {
+    /* A cluster store shared by several Cairn nodes: ephemeral instances are written to it
+     * too (under the node's lease), and changes made by other nodes arrive through attach. */
+    CN_REG_STORE_SHARED = 1 << 0
 };
 
 /* A store: its operations and its state (implementations embed this first). */
 struct cn_reg_store {
     const struct cn_reg_store_ops *ops;
+    unsigned flags;    /* enum cn_reg_store_flags */
+    uint64_t last_rev; /* shared stores: the revision of the last successful write, read by the
+                        * registry under store_lock right after the call */
 };
 
 /* Opens (creating) the SQLite store in dir (created 0750 when missing): dir/registry.db in
  * WAL mode with synchronous=FULL, so a committed write survives a crash. NULL with a message
  * in err on failure. Closed through ops->close. */
 struct cn_reg_store *cn_reg_store_sqlite_open(const char *dir, char *err, size_t err_len);
+
+/* The cluster store on etcd (store-etcd.c, docs/registry.md "Cluster mode"). */
+struct cn_reg_etcd_opts {
+    const char *endpoints; /* comma-separated http://HOST:PORT */
+    const char *prefix;    /* key prefix, e.g. "/cairn" */
+    uint64_t dial_timeout_ms, request_timeout_ms;
+    uint64_t lease_ttl_ms; /* this node's lease: its ephemeral instances outlive it by this */
+    uint64_t reconcile_ms; /* full re-read of the cluster's state */
+    uint64_t max_response_bytes;
+};
+/* Connects (grants this node's lease). NULL with a message in err when no endpoint answers or
+ * an option is wrong. Closed through ops->close (which revokes the lease). */
+struct cn_reg_store *cn_reg_store_etcd_open(const struct cn_reg_etcd_opts *o, char *err,
+                                            size_t err_len);
 
 #endif

@@ -129,7 +129,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->query.max_scan_records, 2000000);
     assert_int_equal(cfg->query.max_range_ms, 168 * 3600 * 1000ull);
     assert_int_equal(cfg->query.max_tag_values, 10000);
-    assert_int_equal(cn_config_num_settings(), 62);
+    assert_int_equal(cn_config_num_settings(), 69);
     assert_string_equal(cfg->gateway.config, "");
     assert_string_equal(cfg->registry.listen, "127.0.0.1:8848");
     assert_int_equal(cfg->registry.beat_timeout_ms, 15000);
@@ -716,7 +716,7 @@ static void test_env_names(void **state)
 {
     (void)state;
     size_t n = cn_config_num_settings();
-    char names[64][64];
+    char names[96][64];
     static const char *const defaults[] = {"0",
                                            "info",
                                            "./cairn-data",
@@ -778,6 +778,13 @@ static void test_env_names(void **state)
                                            "5s",
                                            "2s",
                                            "64",
+                                           "",
+                                           "/cairn",
+                                           "2s",
+                                           "5s",
+                                           "10s",
+                                           "60s",
+                                           "256m",
                                            ""};
     assert_int_equal(n, CN_ARRAY_LEN(defaults));
     struct cn_config *def = cn_config_new(), *cfg = cn_config_new();
@@ -960,6 +967,13 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "registry.check_interval", "1h");
     set_ok(cfg, "registry.check_timeout", "60s");
     set_ok(cfg, "registry.check_concurrency", "1");
+    set_ok(cfg, "registry.etcd.endpoints", "http://127.0.0.1:2379,http://127.0.0.1:2381");
+    set_ok(cfg, "registry.etcd.prefix", "/other");
+    set_ok(cfg, "registry.etcd.dial_timeout", "10ms");
+    set_ok(cfg, "registry.etcd.request_timeout", "5m");
+    set_ok(cfg, "registry.etcd.lease_ttl", "2s");
+    set_ok(cfg, "registry.etcd.reconcile_interval", "24h");
+    set_ok(cfg, "registry.etcd.max_response", "64k");
     set_ok(cfg, "gateway.config", "/etc/cairn/gateway.yaml");
     assert_int_equal(cn_config_diff(def, cfg, 0), 0);
     for (size_t i = 0; i < cn_config_num_settings(); i++)
@@ -1127,6 +1141,13 @@ static void test_diff_and_restart(void **state)
                                           "registry.check_interval",
                                           "registry.check_timeout",
                                           "registry.check_concurrency",
+                                          "registry.etcd.endpoints",
+                                          "registry.etcd.prefix",
+                                          "registry.etcd.dial_timeout",
+                                          "registry.etcd.request_timeout",
+                                          "registry.etcd.lease_ttl",
+                                          "registry.etcd.reconcile_interval",
+                                          "registry.etcd.max_response",
                                           "gateway.config"};
     size_t num_restart = 0;
     for (size_t i = 0; i < n; i++) {
