@@ -191,6 +191,13 @@ class DiscoveryTest(unittest.TestCase):
     def endpoints(self, port, cluster="shop"):
         return metrics(port).get(("cairn_gateway_discovery_endpoints", (("cluster", cluster),)))
 
+    def converged(self, port):
+        """Every worker runs the published generation."""
+        m = metrics(port)
+        gen = m.get(("cairn_gateway_config_generation", ()))
+        return all(v == gen for (n, _), v in m.items()
+                   if n == "cairn_gateway_worker_config_generation")
+
     def generations(self, port):
         m = metrics(port)
         return [v for (n, _), v in m.items() if n == "cairn_gateway_worker_config_generation"]
@@ -300,7 +307,8 @@ class InProcess(DiscoveryTest):
             poll_until(lambda: load.count(joining.name) > n0 + 20, scaled(5),
                        what="traffic to %s" % joining.name)
             deregister(srv.nacos, "shop", leaving)
-            poll_until(lambda: self.endpoints(srv.port) == 2, scaled(2), what="it left")
+            poll_until(lambda: self.endpoints(srv.port) == 2 and self.converged(srv.port),
+                       scaled(2), what="it left, on every worker")
             # what was in flight to it finishes; then it stops
             served = leaving.served()
             time.sleep(scaled(0.2))
