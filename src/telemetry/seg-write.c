@@ -362,11 +362,15 @@ static int out_bytes(struct w *w, const void *p, size_t n)
         w->off += n;
         return rc;
     }
-    int rc = cn_buf_append(&w->out, p, n);
+    /* Flushed before it would pass FLUSH_BYTES: the buffer reserved for it never grows. */
+    int rc = w->out.len + n > FLUSH_BYTES ? flush(w) : 0;
+    if (rc)
+        return rc;
+    rc = cn_buf_append(&w->out, p, n);
     if (rc)
         return fail(w, rc, "out of memory");
     w->off += n;
-    return w->out.len >= FLUSH_BYTES ? flush(w) : 0;
+    return 0;
 }
 
 static int enc_check(struct w *w, struct enc *e, const char *what)
@@ -485,8 +489,15 @@ static int put_dict(struct w *w, struct enc *e, const struct cn_slice *vals, siz
     struct smap m = {0};
     uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
     int rc = ids ? 0 : CN_ENOMEM;
-    for (size_t i = 0; i < n && rc >= 0; i++)
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        /* Sorted rows mostly repeat the previous row's service, name, status message. */
+        if (i && vals[i].len == vals[i - 1].len &&
+            same_bytes(vals[i].ptr, vals[i - 1].ptr, vals[i].len)) {
+            ids[i] = ids[i - 1];
+            continue;
+        }
         rc = smap_add(&m, vals[i].ptr, vals[i].len, &ids[i]);
+    }
     if (rc < 0) {
         free(ids);
         smap_release(&m);
@@ -518,6 +529,10 @@ static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole)
     if (whole && type == CN_VAL_STR && s.len > 0 && s.len <= CN_SEG_MAX_TOKEN)
         add_token(w, cn_seg__token_hash(s.ptr, s.len));
 }
+
+/* Values of a string column hashed into its dictionary before deciding whether the
+ * dictionary pays (more than 7 in 8 distinct by then: it does not). */
+#define DICT_PROBE_VALUES 256
 
 /* The values of one type, in order (see seg.h). attr: they are attribute values (whole
  * short strings go into the token bloom too). */
@@ -556,7 +571,13 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
     uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
     int rc = ids ? 0 : CN_ENOMEM;
     uint64_t all = 0, distinct = 0;
-    for (size_t i = 0; i < n && rc >= 0; i++) {
+    size_t i = 0;
+    for (; i < n && rc >= 0; i++) {
+        /* Values nearly all distinct (request IDs, user IDs): the dictionary cannot pay, so
+         * stop hashing them for it and write them inline. Every value is still indexed for
+         * the token bloom (its set of tokens is the same as the distinct values'). */
+        if (i == DICT_PROBE_VALUES && m.n * 8 > i * 7)
+            break;
         /* The values and their bytes are scattered over the batches' memory: fetch ahead. */
         if (i + 8 < n)
             __builtin_prefetch(v[i + 8]);
@@ -581,7 +602,18 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
         smap_release(&m);
         return fail(w, rc, "out of memory");
     }
-    if (distinct + n * var_len(m.n) < all) {
+    if (i < n) {
+        for (size_t k = i; k < n; k++) {
+            if (k + 4 < n)
+                __builtin_prefetch(v[k + 4]->u.s.ptr);
+            struct cn_slice s = v[k]->u.s;
+            if (!(s.len == v[k - 1]->u.s.len && same_bytes(s.ptr, v[k - 1]->u.s.ptr, s.len)))
+                index_value(w, type, s, attr);
+        }
+        put_u8(e, CN_SEG__INLINE);
+        for (size_t k = 0; k < n; k++)
+            put_str(e, v[k]->u.s);
+    } else if (distinct + n * var_len(m.n) < all) {
         put_u8(e, CN_SEG__DICT);
         put_var(e, m.n);
         for (uint32_t k = 0; k < m.n; k++)
@@ -1206,8 +1238,10 @@ static int rank_cmp(const void *pa, const void *pb, void *arg)
 static int rank_strings(struct smap *m, const struct cn_slice *vals, size_t n, uint32_t *ids)
 {
     for (size_t i = 0; i < n; i++) {
-        /* Rows of one batch repeat the previous row's string most of the time. */
-        if (i && vals[i].ptr == vals[i - 1].ptr && vals[i].len == vals[i - 1].len) {
+        /* Rows of one batch repeat the previous row's string most of the time (the same
+         * resource's service; span names equal but apart in the body). */
+        if (i && vals[i].len == vals[i - 1].len &&
+            same_bytes(vals[i].ptr, vals[i - 1].ptr, vals[i].len)) {
             ids[i] = ids[i - 1];
             continue;
         }
@@ -1656,7 +1690,10 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
     enc_init(&w->blk);
     enc_init(&w->foot);
     cn_buf_init(&w->out, FLUSH_BYTES * 2);
-    w->zc = ZSTD_createCCtx();
+    /* Blocks gather here until a flush: room for them all up front, not grown (and copied)
+     * by doubling. */
+    int oom = cn_buf_reserve(&w->out, FLUSH_BYTES);
+    w->zc = oom ? NULL : ZSTD_createCCtx();
     int made_tmp = 0;
     int rc = w->zc ? plan(w) : fail(w, CN_ENOMEM, "out of memory");
     if (rc)

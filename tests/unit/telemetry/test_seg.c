@@ -989,6 +989,39 @@ static void token_bloom(void **state)
     spanset_release(&ss);
 }
 
+/* A string column whose values are nearly all distinct is written inline without a
+ * dictionary past its first values: every value still reads back, and every value's tokens
+ * (those of values after the first ones too, repeated or not) are in the token bloom. */
+static void distinct_values(void **state)
+{
+    (void)state;
+    struct spanset ss;
+    spanset_build(&ss, 3000);
+    struct cn_arena *a = &ss.a;
+    for (size_t i = 0; i < ss.n; i++) {
+        /* Distinct up to 1000, then each value twice: next to its twin from 2000 on. */
+        size_t k = i < 1000 ? i : i < 2000 ? i - 1000 : 1000 + (i - 2000) / 2;
+        char v[64];
+        snprintf(v, sizeof(v), "req-%05zu-tok%zux", k, k);
+        ss.spans[i].attrs = one_attr(a, "request.id", v);
+    }
+    for (uint32_t gr = 4096; gr >= 512; gr /= 8) {
+        write_spans(&ss, gr, NULL);
+        struct cn_seg *seg = open_ok(path);
+        check_all_traces(seg, &ss);
+        check_scan_all(seg, &ss);
+        for (size_t k = 0; k < 1500; k += 7) {
+            char whole[64], tok[32];
+            snprintf(whole, sizeof(whole), "req-%05zu-tok%zux", k, k);
+            snprintf(tok, sizeof(tok), "tok%zux", k);
+            if (!cn_seg_may_contain_token(seg, whole) || !cn_seg_may_contain_token(seg, tok))
+                fail_msg("value %zu not in the token bloom (group rows %u)", k, gr);
+        }
+        cn_seg_close(seg);
+    }
+    spanset_release(&ss);
+}
+
 static void empty_segment(void **state)
 {
     (void)state;
@@ -2142,6 +2175,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(scan_filtered, setup, teardown),
         cmocka_unit_test_setup_teardown(trace_index_and_bloom, setup, teardown),
         cmocka_unit_test_setup_teardown(token_bloom, setup, teardown),
+        cmocka_unit_test_setup_teardown(distinct_values, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupt_group_block, setup, teardown),
