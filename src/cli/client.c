@@ -1,6 +1,8 @@
 #include "cli/client.h"
+#include "cli/cmd.h"
 
 #include <curl/curl.h>
+#include <stdio.h>
 
 void cn_client_defaults(struct cn_client *c)
 {
@@ -65,9 +67,9 @@ static void req_close(struct req *r)
         curl_easy_cleanup(r->h);
 }
 
-/* GET path, or POST body (NULL: GET) as JSON; the answer into out. */
-static int fetch(const struct cn_client *c, const char *path, const char *body, struct cn_buf *out,
-                 long *out_status, char *err, size_t err_len)
+int cn_client_request(const struct cn_client *c, const char *method, const char *path,
+                      const char *body, struct cn_buf *out, long *out_status, char *err,
+                      size_t err_len)
 {
     struct req r;
     int ret = req_open(&r, c, path, err, err_len);
@@ -75,6 +77,8 @@ static int fetch(const struct cn_client *c, const char *path, const char *body, 
         req_close(&r);
         return ret;
     }
+    if (strcmp(method, body ? "POST" : "GET") != 0)
+        curl_easy_setopt(r.h, CURLOPT_CUSTOMREQUEST, method);
     if (body) {
         r.hdrs = curl_slist_append(r.hdrs, "Content-Type: application/json");
         curl_easy_setopt(r.h, CURLOPT_HTTPHEADER, r.hdrs);
@@ -100,13 +104,54 @@ static int fetch(const struct cn_client *c, const char *path, const char *body, 
 int cn_client_get(const struct cn_client *c, const char *path, struct cn_buf *out, long *out_status,
                   char *err, size_t err_len)
 {
-    return fetch(c, path, NULL, out, out_status, err, err_len);
+    return cn_client_request(c, "GET", path, NULL, out, out_status, err, err_len);
 }
 
 int cn_client_post_json(const struct cn_client *c, const char *path, const char *body,
                         struct cn_buf *out, long *out_status, char *err, size_t err_len)
 {
-    return fetch(c, path, body, out, out_status, err, err_len);
+    return cn_client_request(c, "POST", path, body, out, out_status, err, err_len);
+}
+
+int cn_client_report(const char *what, long status, const struct cn_buf *body)
+{
+    json_t *e = json_loadb(body->ptr ? body->ptr : "", body->len, 0, NULL);
+    const char *m = json_string_value(json_object_get(e, "error"));
+    const char *p = json_string_value(json_object_get(e, "param"));
+    fprintf(stderr, "cairn: %s: %s%s%s%s (HTTP %ld)\n", what,
+            m ? m
+              : (status == 401 ? "unauthorized: set --token or CAIRN_API_TOKEN" : "request failed"),
+            p ? " (parameter '" : "", p ? p : "", p ? "')" : "", status);
+    json_decref(e);
+    return CN_EXIT_FAIL;
+}
+
+json_t *cn_client_json(const struct cn_client *c, const char *method, const char *path,
+                       const char *body, const char *what, int raw, size_t max_bytes, int *rc)
+{
+    struct cn_buf out;
+    cn_buf_init(&out, max_bytes);
+    long status = 0;
+    char err[512];
+    json_t *doc = NULL;
+    *rc = CN_EXIT_FAIL;
+    if (cn_client_request(c, method, path, body, &out, &status, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cairn: %s: %s\n", what, err);
+    } else if (status != 200) {
+        *rc = cn_client_report(what, status, &out);
+    } else if (raw) {
+        fwrite(out.ptr ? out.ptr : "", 1, out.len, stdout);
+        *rc = CN_EXIT_OK;
+    } else {
+        json_error_t je;
+        doc = json_loadb(out.ptr ? out.ptr : "", out.len, 0, &je);
+        if (doc)
+            *rc = CN_EXIT_OK;
+        else
+            fprintf(stderr, "cairn: %s: the server's answer is not JSON: %s\n", what, je.text);
+    }
+    cn_buf_release(&out);
+    return doc;
 }
 
 struct stream {

@@ -7,19 +7,6 @@
 
 #include <jansson.h>
 
-static int report(long status, const struct cn_buf *body)
-{
-    json_t *e = json_loadb(body->ptr ? body->ptr : "", body->len, 0, NULL);
-    const char *m = json_string_value(json_object_get(e, "error"));
-    fprintf(stderr, "cairn: %s (HTTP %ld)\n",
-            m               ? m
-            : status == 401 ? "unauthorized: set --token or CAIRN_API_TOKEN"
-                            : "request failed",
-            status);
-    json_decref(e);
-    return CN_EXIT_FAIL;
-}
-
 static void print_faults(json_t *faults)
 {
     const char *svc;
@@ -138,7 +125,7 @@ int cmd_demo(int argc, char **argv)
         goto out;
     }
     if (status != 200) {
-        rc = report(status, &body);
+        rc = cn_client_report("demo", status, &body);
         goto out;
     }
     if (json) {

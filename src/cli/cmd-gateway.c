@@ -395,6 +395,9 @@ static int parse_args(struct gwc *g, int argc, char **argv, long *workers, const
 
 int cmd_gateway(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "routes") == 0 ||
+                     strcmp(argv[1], "clusters") == 0))
+        return cn_gateway_ctl(argc, argv);
     struct gwc gs;
     struct gwc *g = &gs;
     memset(g, 0, sizeof(*g));

@@ -63,47 +63,11 @@ static int parse_flags(struct qcmd *q, int argc, char **argv, int from, const st
     return cn_buf_append(&q->path, "", 1) == 0 ? 0 : cn_usage_error(q->name, "query too long");
 }
 
-/* Reports a failed answer: the server's message and the parameter it names. */
-static int report(const char *what, long status, const struct cn_buf *body)
-{
-    json_t *e = json_loadb(body->ptr ? body->ptr : "", body->len, 0, NULL);
-    const char *m = json_string_value(json_object_get(e, "error"));
-    const char *p = json_string_value(json_object_get(e, "param"));
-    fprintf(stderr, "cairn: %s: %s%s%s%s (HTTP %ld)\n", what,
-            m ? m
-              : (status == 401 ? "unauthorized: set --token or CAIRN_API_TOKEN" : "request failed"),
-            p ? " (parameter '" : "", p ? p : "", p ? "')" : "", status);
-    json_decref(e);
-    return CN_EXIT_FAIL;
-}
-
 /* GETs q->path; on 200 returns the parsed document (or prints it raw with --json and returns
  * NULL with *rc 0). */
 static json_t *fetch(struct qcmd *q, const char *what, int *rc)
 {
-    struct cn_buf body;
-    cn_buf_init(&body, 256u << 20);
-    long status = 0;
-    char err[512];
-    json_t *doc = NULL;
-    *rc = CN_EXIT_OK;
-    if (cn_client_get(&q->cl, q->path.ptr, &body, &status, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cairn: %s\n", err);
-        *rc = CN_EXIT_FAIL;
-    } else if (status != 200) {
-        *rc = report(what, status, &body);
-    } else if (q->json) {
-        fwrite(body.ptr, 1, body.len, stdout);
-    } else {
-        json_error_t je;
-        doc = json_loadb(body.ptr, body.len, 0, &je);
-        if (!doc) {
-            fprintf(stderr, "cairn: the server's answer is not JSON: %s\n", je.text);
-            *rc = CN_EXIT_FAIL;
-        }
-    }
-    cn_buf_release(&body);
-    return doc;
+    return cn_client_json(&q->cl, "GET", q->path.ptr, NULL, what, q->json, 256u << 20, rc);
 }
 
 static const char *str(json_t *o, const char *key)
@@ -309,7 +273,7 @@ int cmd_logs(int argc, char **argv)
             fprintf(stderr, "cairn: %s\n", err);
             rc = CN_EXIT_FAIL;
         } else if (status != 200) {
-            rc = report("logs", status, &errb);
+            rc = cn_client_report("logs", status, &errb);
         }
         cn_buf_release(&errb);
         cn_buf_release(&tail);

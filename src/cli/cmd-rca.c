@@ -45,19 +45,6 @@ static int add(struct cn_buf *path, int *sep, const char *name, const char *valu
     return 0;
 }
 
-static int report(long status, const struct cn_buf *body)
-{
-    json_t *e = json_loadb(body->ptr ? body->ptr : "", body->len, 0, NULL);
-    const char *m = json_string_value(json_object_get(e, "error"));
-    const char *p = json_string_value(json_object_get(e, "param"));
-    fprintf(stderr, "cairn: rca: %s%s%s%s (HTTP %ld)\n",
-            m ? m
-              : (status == 401 ? "unauthorized: set --token or CAIRN_API_TOKEN" : "request failed"),
-            p ? " (parameter '" : "", p ? p : "", p ? "')" : "", status);
-    json_decref(e);
-    return CN_EXIT_FAIL;
-}
-
 static void print_figs(const char *label, json_t *f)
 {
     printf("    %-8s count %lld, errors %lld, p50 %.3f ms, p99 %.3f ms, self %.3f ms/call, "
@@ -263,7 +250,7 @@ int cmd_rca(int argc, char **argv)
         fprintf(stderr, "cairn: %s\n", err);
         rc = CN_EXIT_FAIL;
     } else if (status != 200) {
-        rc = report(status, &body);
+        rc = cn_client_report("rca", status, &body);
     } else if (json) {
         fwrite(body.ptr, 1, body.len, stdout);
         putchar('\n');

@@ -3,7 +3,6 @@
 #include "cli/client.h"
 #include "cli/cmd.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <time.h>
 
@@ -69,74 +68,6 @@ static int parse(struct rcmd *r, int argc, char **argv, int max_pos)
     return 0;
 }
 
-static size_t on_data(char *p, size_t size, size_t n, void *ud)
-{
-    return cn_buf_append(ud, p, size * n) == 0 ? size * n : 0;
-}
-
-/* One request to the API: method, path (escaped already), JSON body or NULL. Returns 0 with
- * *out_status and the answer in out, or prints why and returns -1. */
-static int call(const struct rcmd *r, const char *method, const char *path, const char *body,
-                struct cn_buf *out, long *out_status)
-{
-    CURL *h = curl_easy_init();
-    if (!h) {
-        fprintf(stderr, "cairn: cannot start the HTTP client\n");
-        return -1;
-    }
-    struct cn_buf url;
-    cn_buf_init(&url, 16384);
-    struct curl_slist *hdrs = NULL;
-    char auth[4200];
-    if (cn_buf_puts(&url, r->cl.server) != 0 || cn_buf_puts(&url, path) != 0 ||
-        cn_buf_append(&url, "", 1) != 0) {
-        fprintf(stderr, "cairn: URL too long\n");
-        curl_easy_cleanup(h);
-        cn_buf_release(&url);
-        return -1;
-    }
-    if (r->cl.token && *r->cl.token) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", r->cl.token);
-        hdrs = curl_slist_append(hdrs, auth);
-    }
-    if (body)
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url.ptr);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->cl.timeout_ms);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(h);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, out_status);
-    else
-        fprintf(stderr, "cairn: %s: %s\n", r->cl.server, curl_easy_strerror(rc));
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    cn_buf_release(&url);
-    return rc == CURLE_OK ? 0 : -1;
-}
-
-/* Prints a failed answer's message and parameter; returns the exit code. */
-static int report(const char *what, long status, const struct cn_buf *body)
-{
-    json_t *e = json_loadb(body->ptr ? body->ptr : "", body->len, 0, NULL);
-    const char *m = json_string_value(json_object_get(e, "error"));
-    const char *p = json_string_value(json_object_get(e, "param"));
-    fprintf(stderr, "cairn: %s: %s%s%s%s (HTTP %ld)\n", what,
-            m ? m
-              : (status == 401 ? "unauthorized: set --token or CAIRN_API_TOKEN" : "request failed"),
-            p ? " (parameter '" : "", p ? p : "", p ? "')" : "", status);
-    json_decref(e);
-    return CN_EXIT_FAIL;
-}
-
 /* Appends "/ns/group/name" escaped. */
 static int key_path(struct cn_buf *b, const char *prefix, const struct rcmd *r, const char *name)
 {
@@ -150,26 +81,7 @@ static int key_path(struct cn_buf *b, const char *prefix, const struct rcmd *r, 
 static json_t *fetch(const struct rcmd *r, const char *what, const char *method, const char *path,
                      const char *body, int *rc)
 {
-    struct cn_buf out;
-    cn_buf_init(&out, MAX_ANSWER);
-    long status = 0;
-    json_t *j = NULL;
-    *rc = CN_EXIT_FAIL;
-    if (call(r, method, path, body, &out, &status) == 0) {
-        if (status != 200) {
-            *rc = report(what, status, &out);
-        } else if (r->json) {
-            fwrite(out.ptr, 1, out.len, stdout);
-            *rc = CN_EXIT_OK;
-        } else {
-            j = json_loadb(out.ptr ? out.ptr : "", out.len, 0, NULL);
-            *rc = j ? CN_EXIT_OK : CN_EXIT_FAIL;
-            if (!j)
-                fprintf(stderr, "cairn: %s: the server's answer is not JSON\n", what);
-        }
-    }
-    cn_buf_release(&out);
-    return j;
+    return cn_client_json(&r->cl, method, path, body, what, r->json, MAX_ANSWER, rc);
 }
 
 /* "IP:PORT" (or "[v6]:PORT") into ip and port. */

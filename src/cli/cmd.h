@@ -24,6 +24,8 @@ int cmd_demo(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 /* cairn config get|put|history|rollback (cmd-registry.c); argv[1] is the subcommand. */
 int cn_config_center(int argc, char **argv);
+/* cairn gateway status|routes|clusters (cmd-gwctl.c); argv[1] is the subcommand. */
+int cn_gateway_ctl(int argc, char **argv);
 /* cairn trace search (cmd-query.c); argv[1] is "search". */
 int cn_trace_search(int argc, char **argv);
 

@@ -85,9 +85,15 @@ static const struct cmd commands[] = {
      "before), or behind one trace. Prints a table, then for the first suspects the figures\n"
      "before and after, example traces, the failing span and its logs. The method and the\n"
      "scores: docs/rca.md. Exit 1 when the analysis fails.\n"},
-    {"gateway", cmd_gateway, "run the gateway alone (reverse proxy, docs/gateway.md)",
+    {"gateway", cmd_gateway, "run the gateway alone, or look at a running one (docs/gateway.md)",
      "usage: cairn gateway -c FILE [--workers N] [--log-level LEVEL] [--admin-token-file "
-     "FILE]\n\n  -c, --config FILE   gateway YAML (examples/gateway.yaml); reloaded on SIGHUP and "
+     "FILE]\n"
+     "       cairn gateway status|routes|clusters [--server URL] [--token T] [--json]\n\n"
+     "  status, routes, clusters: a running gateway's configuration generation per worker,\n"
+     "  its routes with their matches, backends and RED, its clusters' endpoints with health\n"
+     "  and ejection (GET /api/v1/gateway/status of cairn up's API port, or of cairn gateway's\n"
+     "  admin listener with --server http://127.0.0.1:9901)\n\n  -c, --config FILE   gateway YAML "
+     "(examples/gateway.yaml); reloaded on SIGHUP and "
      "when it changes\n  --workers N         worker threads (overrides the file's workers; 0 = "
      "one per core)\n  --log-level LEVEL   debug, info, warn, error\n  --admin-token-file FILE  "
      "bearer token of the admin API (or CAIRN_GATEWAY_ADMIN_TOKEN); required when admin.address "

@@ -340,6 +340,63 @@ class Up(GatewayTest):
         self.assertIn("the gateway is not running", doc["error"])
 
 
+class Cli(GatewayTest):
+    """cairn gateway status|routes|clusters: the status API as tables and --json."""
+
+    def cli(self, *args):
+        p = subprocess.run([BIN, "gateway"] + list(args), capture_output=True, text=True,
+                           env=clean_env(), timeout=scaled(20))
+        return p.returncode, p.stdout, p.stderr
+
+    def test_tables_and_json(self):
+        a, b = self.upstream("a"), self.upstream("b")
+        g = self.gateway(cfg("  - {name: shop, matches: [{path: {type: PathPrefix, value: /shop}, "
+                             "method: GET}], backendRefs: [{name: a, weight: 3}, "
+                             "{name: b, weight: 1}]}\n",
+                             clusters_of(a, b)), workers=2)
+        for _ in range(4):
+            self.assertEqual(request(g.port, target="/shop/x").status, 200)
+        server = "http://127.0.0.1:%d" % g.admin
+        poll_until(lambda: call(g.admin, "GET", "/api/v1/gateway/status")[1]["converged"],
+                   scaled(2), what="every worker on the configuration")
+        rc, out, err = self.cli("status", "--server", server)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"generation \d+, revision \d+ \(changed by file\), 2 workers, "
+                              r"all on it")
+        self.assertIn("1 routes, 2 clusters, 2 of 2 endpoints up", out)
+        rc, out, err = self.cli("routes", "--server", server)
+        self.assertEqual(rc, 0, err)
+        head, row = out.splitlines()[:2]
+        self.assertEqual(head.split(), ["ROUTE", "HOSTS", "MATCHES", "BACKENDS", "REQUESTS",
+                                        "5XX", "P50", "P99"])
+        cells = row.split()
+        self.assertEqual(cells[:7], ["shop", "*", "GET", "PathPrefix", "/shop", "a:3,b:1", "4"])
+        self.assertEqual(cells[7], "0")
+        rc, out, err = self.cli("clusters", "--server", server)
+        self.assertEqual(rc, 0, err)
+        rows = [line.split() for line in out.splitlines()[1:]]
+        self.assertEqual([r[:5] for r in rows],
+                         [["a", "round_robin", a.addr(), "1", "up"],
+                          ["b", "round_robin", b.addr(), "1", "up"]])
+        rc, out, err = self.cli("clusters", "--server", server, "--json")
+        self.assertEqual(rc, 0, err)
+        doc = json.loads(out)
+        self.assertEqual([c["name"] for c in doc], ["a", "b"])
+        self.assertEqual(sum(c["stats"]["requests"] for c in doc), 4)
+        rc, out, err = self.cli("status", "--server", server, "--json")
+        self.assertEqual((rc, json.loads(out)["routes"][0]["name"]), (0, "shop"))
+        # usage errors exit 2; no gateway there exits 1 and says why
+        rc, out, err = self.cli("routes", "--bogus")
+        self.assertEqual(rc, 2)
+        self.assertIn("unknown flag '--bogus'", err)
+        srv = Server()
+        self.addCleanup(srv.stop)
+        rc, out, err = self.cli("status", "--server", "http://127.0.0.1:%d" % srv.port)
+        self.assertEqual(rc, 1)
+        self.assertIn("the gateway is not running", err)
+        self.assertIn("(HTTP 404)", err)
+
+
 WRK_NON2XX_RE = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 WRK_SOCKET_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 WRK_REQS_RE = re.compile(r"(\d+) requests in ")
