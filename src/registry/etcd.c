@@ -21,6 +21,7 @@ struct cn_etcd {
 
 struct cn_etcd_conn {
     struct cn_etcd *e;
+    uint64_t attempt_ms; /* one try on one member */
     CURL *h;
     struct cn_buf body;
 };
@@ -144,7 +145,16 @@ struct cn_etcd_conn *cn_etcd_conn_new(struct cn_etcd *e)
         return NULL;
     }
     cn_buf_init(&c->body, e->max_response);
+    /* A request that reaches a follower while the leader is gone waits there for etcd's own
+     * timeout (7 s by default) before a 503; a new leader is elected in about two. So each
+     * try has its own, shorter, timeout and the next member is tried after it. */
+    c->attempt_ms = CN_MAX(CN_MIN(e->request_ms / 4, (uint64_t)2000), (uint64_t)250);
     return c;
+}
+
+void cn_etcd_conn_set_attempt_timeout(struct cn_etcd_conn *c, uint64_t ms)
+{
+    c->attempt_ms = CN_MAX(ms, (uint64_t)50);
 }
 
 void cn_etcd_conn_free(struct cn_etcd_conn *c)
@@ -510,8 +520,9 @@ static int call(struct cn_etcd_conn *c, const char *path, json_t *req, enum cn_e
             curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
             curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
             curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)e->dial_ms);
+            uint64_t left = deadline > now ? deadline - now : 0;
             curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
-                             (long)CN_MAX(deadline > now ? deadline - now : 0, (uint64_t)100));
+                             (long)CN_MAX(CN_MIN(left, c->attempt_ms), (uint64_t)50));
             curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
             curl_easy_setopt(h, CURLOPT_WRITEDATA, &c->body);
             curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);

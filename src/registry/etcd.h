@@ -5,8 +5,9 @@
  * that calls etcd owns a struct cn_etcd_conn (one curl handle, reused across calls so its
  * connection stays open). A conn is not thread-safe.
  *
- * Failover. A call goes to the endpoint that answered last; when it cannot connect, times out
- * or gets a 5xx/no-leader answer, the next endpoint is tried, each at most once per call. A
+ * Failover. A call goes to the endpoint that answered last; when it cannot connect, a try
+ * times out, or it gets a 5xx/no-leader answer, the next endpoint is tried, round after round
+ * until the request timeout (so a call made during an election waits for the new leader). A
  * write retried after a timeout may have been applied by the first member: callers write
  * values that are idempotent (a put of the same key and value) or accept a duplicate (a
  * history row).
@@ -49,6 +50,9 @@ uint64_t cn_etcd_failovers(const struct cn_etcd *e);
 
 struct cn_etcd_conn *cn_etcd_conn_new(struct cn_etcd *e);
 void cn_etcd_conn_free(struct cn_etcd_conn *c);
+/* The timeout of one try on one member (default: a quarter of the request timeout, 250 ms to
+ * 2 s); past it the next member is tried, until the request timeout. */
+void cn_etcd_conn_set_attempt_timeout(struct cn_etcd_conn *c, uint64_t ms);
 
 /* One key-value as etcd returns it. key and value point into the parse's storage. */
 struct cn_etcd_kv {

@@ -923,6 +923,9 @@ struct cn_reg_store *cn_reg_store_etcd_open(const struct cn_reg_etcd_opts *o, ch
     }
     s->wconn = cn_etcd_conn_new(s->etcd);
     s->bconn = cn_etcd_conn_new(s->etcd);
+    /* The keepalive must get through well within the TTL, even while a member hangs. */
+    if (s->bconn)
+        cn_etcd_conn_set_attempt_timeout(s->bconn, s->ttl_s * 1000 / 4);
     if (!s->wconn || !s->bconn) {
         snprintf(err, err_len, "out of memory");
         et_close(&s->base);
