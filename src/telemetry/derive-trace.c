@@ -166,9 +166,38 @@ static void set_root(struct cn_derive *d, struct tsum *ts, const struct cn_span 
     ts->root_op = cn_derive__intern(d, s->name);
 }
 
-void cn_derive__trace_add(struct cn_derive *d, const struct cn_span *s, uint16_t svc, int err)
+/* A span of the trace summarised at pos. */
+static void trace_update(struct cn_derive *d, struct tsum *ts, uint32_t pos,
+                         const struct cn_span *s, uint16_t svc, int err)
+{
+    int root = cn_id_is_zero(s->parent_id, 8);
+    uint64_t end = CN_MAX(s->end_ns, s->start_ns);
+    if (root && !(ts->flags & TS_ROOT)) {
+        ts->flags |= TS_ROOT;
+        set_root(d, ts, s, svc);
+    } else if (!(ts->flags & TS_ROOT) && s->start_ns < ts->start_ns) {
+        set_root(d, ts, s, svc);
+    }
+    ts->start_ns = CN_MIN(ts->start_ns, s->start_ns);
+    ts->end_ns = CN_MAX(ts->end_ns, end);
+    struct tblock *b = &d->tr.blocks[pos >> TBLOCK_SHIFT];
+    b->cur_min = CN_MIN(b->cur_min, ts->start_ns);
+    ts->spans++;
+    ts->errors += (uint32_t)err;
+    if (svc != SVC_NONE)
+        add_service(d, ts, svc);
+}
+
+void cn_derive__trace_add(struct cn_derive *d, const struct cn_span *s, uint16_t svc, int err,
+                          struct cn_derive__last_trace *last)
 {
     struct traces *t = &d->tr;
+    /* Exporters send a trace's spans together: the previous span's trace is found without
+     * hashing. Its position cannot have changed since: only adding a new trace evicts. */
+    if (last->valid && memcmp(last->id, s->trace_id, 16) == 0) {
+        trace_update(d, &t->ring[last->pos], last->pos, s, svc, err);
+        return;
+    }
     uint64_t h = id_hash(s->trace_id);
     uint32_t pos = find_pos(t, s->trace_id, h);
     int root = cn_id_is_zero(s->parent_id, 8);
@@ -187,21 +216,15 @@ void cn_derive__trace_add(struct cn_derive *d, const struct cn_span *s, uint16_t
         cn_derive__itab_put(&t->idx, h, pos);
         struct tblock *b = &t->blocks[pos >> TBLOCK_SHIFT];
         b->cur_max = CN_MAX(b->cur_max, s->start_ns);
+        b->cur_min = CN_MIN(b->cur_min, ts->start_ns);
+        ts->spans++;
+        ts->errors += (uint32_t)err;
+        if (svc != SVC_NONE)
+            add_service(d, ts, svc);
     } else {
-        ts = &t->ring[pos];
-        if (root && !(ts->flags & TS_ROOT)) {
-            ts->flags |= TS_ROOT;
-            set_root(d, ts, s, svc);
-        } else if (!(ts->flags & TS_ROOT) && s->start_ns < ts->start_ns) {
-            set_root(d, ts, s, svc);
-        }
-        ts->start_ns = CN_MIN(ts->start_ns, s->start_ns);
-        ts->end_ns = CN_MAX(ts->end_ns, end);
+        trace_update(d, &t->ring[pos], pos, s, svc, err);
     }
-    struct tblock *b = &t->blocks[pos >> TBLOCK_SHIFT];
-    b->cur_min = CN_MIN(b->cur_min, ts->start_ns);
-    ts->spans++;
-    ts->errors += (uint32_t)err;
-    if (svc != SVC_NONE)
-        add_service(d, ts, svc);
+    memcpy(last->id, s->trace_id, 16);
+    last->pos = pos;
+    last->valid = 1;
 }

@@ -292,6 +292,7 @@ struct svc_cache {
     const struct cn_resource *res;
     uint16_t svc;
     int valid;
+    struct cn_derive__last_trace trace; /* reset with each chunk (the lock was let go) */
 };
 
 static uint16_t new_service(struct cn_derive *d, uint32_t name)
@@ -715,7 +716,7 @@ static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_ca
         cn_derive__pair(d, s, svc, dur, err);
         cn_derive__span_name(d, svc, kind, s->name);
     }
-    cn_derive__trace_add(d, s, svc, err);
+    cn_derive__trace_add(d, s, svc, err, &cache->trace);
 }
 
 /* Write lock held. Moves time forward to now: rotates the ring, then expires halves (whose
@@ -737,6 +738,7 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
         size_t m = CN_MIN((size_t)CHUNK_SPANS, n - i);
         pthread_rwlock_wrlock(&d->lock);
         advance(d, now_ns);
+        cache.trace.valid = 0;
         for (size_t j = 0; j < m; j++)
             add_span(d, &spans[i + j], &cache);
         d->st.spans += m;
