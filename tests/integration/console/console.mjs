@@ -10,9 +10,9 @@
 // The interaction checks report their times but do not judge them: the first one also pays
 // for the browser's cold start. A screenshot of each page goes to DIR. Exit 0 when
 // every check passed, 1 otherwise, 2 when the browser could not be started.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { expect, session } from './browser.mjs';
 
 const args = parseArgs({
   options: {
@@ -24,51 +24,9 @@ const args = parseArgs({
 const base = args.url.replace(/\/+$/, '');
 const budget = Number(args['budget-ms']);
 const app = JSON.parse(readFileSync(args.app, 'utf8'));
-mkdirSync(args.artifacts, { recursive: true });
 
-let failed = 0;
-function report(check, ok, detail = '') {
-  if (!ok) failed++;
-  process.stdout.write(JSON.stringify({ check, ok: !!ok, detail: String(detail) }) + '\n');
-}
-async function check(name, fn) {
-  try {
-    const detail = await fn();
-    report(name, true, detail || '');
-  } catch (e) {
-    report(name, false, e && e.stack ? e.stack : e);
-  }
-}
-function expect(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
+const { page, check, open, clean, shot, finish } = await session('console.mjs', base, args.artifacts, 15000);
 
-let browser;
-try {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
-} catch (e) {
-  process.stderr.write(`console.mjs: cannot start chromium: ${e}\n`);
-  process.exit(2);
-}
-const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-context.setDefaultTimeout(15000);
-const page = await context.newPage();
-const problems = [];
-page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()} (${m.location().url})`); });
-page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
-// A fetch the console aborted itself (a newer search, leaving a page) is not a failure.
-page.on('requestfailed', (r) => { if (!/ERR_ABORTED/.test(r.failure() && r.failure().errorText)) problems.push(`request failed: ${r.url()} ${r.failure() && r.failure().errorText}`); });
-
-/* Navigates to path and waits for selector; returns the milliseconds it took. Fails on any
- * console error or uncaught exception since the previous call. */
-async function open(path, selector) {
-  problems.length = 0;
-  const t0 = Date.now();
-  await page.goto(base + path);
-  await page.locator(selector).first().waitFor();
-  const ms = Date.now() - t0;
-  return ms;
-}
 /* Waits until the select has an option of that value (options carry their value as a
  * property, not an attribute, so no CSS selector finds them). */
 async function option(select, value) {
@@ -76,13 +34,6 @@ async function option(select, value) {
     const el = document.querySelector(sel);
     return el && [...el.options].some((o) => o.value === v);
   }, [select, value]);
-}
-async function clean(what) {
-  await page.waitForTimeout(50); // let a late console message arrive
-  expect(problems.length === 0, `${what}: ${problems.join('; ')}`);
-}
-async function shot(name) {
-  await page.screenshot({ path: `${args.artifacts}/${name}.png`, fullPage: true });
 }
 
 // The browser's first navigation starts its renderer: not the console's time.
@@ -294,5 +245,4 @@ await check('unknown page', async () => {
   await clean('unknown page');
 });
 
-await browser.close();
-process.exit(failed ? 1 : 0);
+await finish();

@@ -7,62 +7,16 @@
 // from /api/v1/demo) without a console error; a fault injected by clicking on the Demo
 // page makes the Root cause page name that service; clicking clears it. Exit 0 when every
 // check passed, 1 otherwise, 2 when the browser could not be started.
-import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { expect, session } from './browser.mjs';
 
 const args = parseArgs({
   options: { url: { type: 'string' }, artifacts: { type: 'string' } },
   strict: true,
 }).values;
 const base = args.url.replace(/\/+$/, '');
-mkdirSync(args.artifacts, { recursive: true });
 
-let failed = 0;
-function report(check, ok, detail = '') {
-  if (!ok) failed++;
-  process.stdout.write(JSON.stringify({ check, ok: !!ok, detail: String(detail) }) + '\n');
-}
-async function check(name, fn) {
-  try {
-    report(name, true, (await fn()) || '');
-  } catch (e) {
-    report(name, false, e && e.stack ? e.stack : e);
-  }
-}
-function expect(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-let browser;
-try {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
-} catch (e) {
-  process.stderr.write(`demo.mjs: cannot start chromium: ${e}\n`);
-  process.exit(2);
-}
-const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-context.setDefaultTimeout(20000);
-const page = await context.newPage();
-const problems = [];
-page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()} (${m.location().url})`); });
-page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
-page.on('requestfailed', (r) => { if (!/ERR_ABORTED/.test(r.failure() && r.failure().errorText)) problems.push(`request failed: ${r.url()} ${r.failure() && r.failure().errorText}`); });
-
-async function open(path, selector) {
-  problems.length = 0;
-  const t0 = Date.now();
-  await page.goto(base + path);
-  await page.locator(selector).first().waitFor();
-  return Date.now() - t0;
-}
-async function clean(what) {
-  await page.waitForTimeout(50);
-  expect(problems.length === 0, `${what}: ${problems.join('; ')}`);
-}
-async function shot(name) {
-  await page.screenshot({ path: `${args.artifacts}/${name}.png`, fullPage: true });
-}
+const { page, check, open, clean, shot, finish } = await session('demo.mjs', base, args.artifacts, 20000);
 
 const demo = await (await fetch(`${base}/api/v1/demo`)).json();
 const services = demo.processes.filter((p) => p.kind === 'service');
@@ -125,5 +79,4 @@ await check('fault injected by clicking, named by the root cause page', async ()
   return `top suspect ${top} after ${Date.now() - t0} ms`;
 });
 
-await browser.close();
-process.exit(failed ? 1 : 0);
+await finish();
