@@ -97,7 +97,8 @@ enum cn_etcd_kind {
 
 /* Parses a response body of kind into out (initialised by the caller). Returns 0, or
  * CN_ESYNTAX when the text is not a response of that kind (out->error says why), CN_ELIMIT
- * when a decoded key or value would pass max_bytes, or CN_EIO for an error answer from etcd
+ * when the decoded keys and values together could pass max_bytes (each base64 string of n
+ * bytes counts n / 4 * 3 + 3), or CN_EIO for an error answer from etcd
  * ({"error":...} with its message in out->error). */
 int cn_etcd_parse(enum cn_etcd_kind kind, const char *json, size_t len, size_t max_bytes,
                   struct cn_etcd_resp *out);

@@ -174,6 +174,8 @@ static int unescape(struct cn_slice c, char *dst, size_t cap)
 int cn_etcd_key_parse(struct cn_slice key, struct cn_slice prefix, struct cn_etcd_key *out)
 {
     out->kind = CN_EK_NONE;
+    out->port = 0;
+    out->ns[0] = out->group[0] = out->service[0] = out->cluster[0] = out->ip[0] = '\0';
     if (key.len <= prefix.len + 1 || memcmp(key.ptr, prefix.ptr, prefix.len) != 0 ||
         key.ptr[prefix.len] != '/')
         return 0;
