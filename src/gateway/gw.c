@@ -98,6 +98,7 @@ static uint64_t swap(struct cn_gw *gw, struct cn_gw_snapshot *snap, struct cn_gw
         gw_gov_inherit(snap, old); /* health, ejections, breaker counts, rate limit buckets */
     gw->current = cn_gw_snapshot_ref(snap);
     snap->generation = ++gw->generation;
+    snap->published_ns = uv_hrtime();
     uint64_t gen = gw->generation;
     if (old && reload)
         atomic_fetch_add_explicit(&gw->reloads, 1, memory_order_relaxed);
@@ -261,6 +262,10 @@ void cn_gw_worker_adopt(struct cn_gw *gw, int id)
     struct gw_view *old = w->view;
     w->view = v;
     atomic_store_explicit(&w->generation, s->generation, memory_order_relaxed);
+    uint64_t lag = uv_hrtime() - s->published_ns;
+    atomic_store_explicit(&w->adopt_lag_last_ns, lag, memory_order_relaxed);
+    if (old && lag > atomic_load_explicit(&w->adopt_lag_max_ns, memory_order_relaxed))
+        atomic_store_explicit(&w->adopt_lag_max_ns, lag, memory_order_relaxed);
     if (old)
         gw_view_unref(old); /* in-flight requests keep it until they finish */
 }
@@ -390,6 +395,20 @@ int cn_gw_metrics_write(struct cn_buf *b, struct cn_gw *gw)
     for (int i = 0; i < gw->nworkers; i++)
         cn_buf_printf(b, "cairn_gateway_worker_config_generation{worker=\"%d\"} %llu\n", i,
                       LD(gw->workers[i].generation));
+    static const char *const lag_names[2] = {"last", "max"};
+    for (int k = 0; k < 2; k++) {
+        cn_buf_printf(b,
+                      "# HELP cairn_gateway_worker_config_adopt_%s_seconds From a configuration's "
+                      "publication to the worker running it: the %s (reloads only).\n"
+                      "# TYPE cairn_gateway_worker_config_adopt_%s_seconds gauge\n",
+                      lag_names[k], k ? "longest so far" : "last one", lag_names[k]);
+        for (int i = 0; i < gw->nworkers; i++)
+            cn_buf_printf(b, "cairn_gateway_worker_config_adopt_%s_seconds{worker=\"%d\"} %.6f\n",
+                          lag_names[k], i,
+                          (double)(k ? LD(gw->workers[i].adopt_lag_max_ns)
+                                     : LD(gw->workers[i].adopt_lag_last_ns)) /
+                              1e9);
+    }
     cn_buf_printf(b,
                   "# HELP cairn_gateway_reloads_total Configurations applied after the first.\n"
                   "# TYPE cairn_gateway_reloads_total counter\n"

@@ -248,6 +248,7 @@ struct cn_gw_snapshot {
     struct cn_arena arena;
     char *source; /* file name for messages */
     uint64_t generation;
+    uint64_t published_ns; /* uv_hrtime() when it became current (workers' adopt lag) */
     struct gw_listener *listeners;
     size_t num_listeners;
     struct cn_slice admin_address;
@@ -427,6 +428,8 @@ struct gw_worker {
     uv_loop_t *loop;
     struct gw_view *view;
     atomic_uint_fast64_t generation;
+    /* From a snapshot's publication to this worker running it: the last and the longest. */
+    atomic_uint_fast64_t adopt_lag_last_ns, adopt_lag_max_ns;
     struct gw_pool *pools;
     struct gw_req *free_reqs;
     struct gw_upconn *conns; /* every upstream connection of the worker */
