@@ -251,6 +251,16 @@ static int ensure_frag(const struct svc *s, struct inst *in)
     return 0;
 }
 
+/* Under the lock: tells the service-change callbacks that s changed. */
+static void notify(struct cn_reg *reg, const struct svc *s)
+{
+    if (reg->svc_cb)
+        reg->svc_cb(reg->svc_ctx, s->ns, s->group, s->name);
+    for (int i = 0; i < CN_REG_MAX_SVC_WATCHERS; i++)
+        if (reg->svc_more[i].cb)
+            reg->svc_more[i].cb(reg->svc_more[i].ctx, s->ns, s->group, s->name);
+}
+
 /* Under the lock: builds and publishes a new snapshot of s, retiring the old one. On
  * allocation failure the old snapshot stays (readers see the previous state). The hosts'
  * JSON comes from their cached fragments: a change costs one copy of the service's text,
@@ -307,11 +317,8 @@ static int publish(struct cn_reg *reg, struct svc *s, uint64_t now_ms)
              (unsigned long long)x.low64);
     struct snap *old = atomic_exchange_explicit(&s->snap, sn, memory_order_acq_rel);
     retire(reg, old, snap_free);
-    if (reg->svc_cb && old)
-        reg->svc_cb(reg->svc_ctx, s->ns, s->group, s->name);
-    for (int i = 0; old && i < CN_REG_MAX_SVC_WATCHERS; i++)
-        if (reg->svc_more[i].cb)
-            reg->svc_more[i].cb(reg->svc_more[i].ctx, s->ns, s->group, s->name);
+    if (old)
+        notify(reg, s);
     return 0;
 }
 
@@ -383,7 +390,8 @@ nomem:
     return NULL;
 }
 
-/* Under the lock: unlinks s and retires it. */
+/* Under the lock: unlinks s and retires it. Its watchers learn it is gone (a list finds no
+ * service now, so no instance). */
 static void drop_svc(struct cn_reg *reg, struct svc *s)
 {
     _Atomic(struct svc *) *pp = &reg->buckets[s->hash % REG_BUCKETS];
@@ -395,6 +403,7 @@ static void drop_svc(struct cn_reg *reg, struct svc *s)
     }
     atomic_store_explicit(pp, atomic_load(&s->next), memory_order_release);
     reg->num_services--;
+    notify(reg, s); /* unlinked already, not freed yet */
     retire(reg, s, svc_free);
 }
 

@@ -250,6 +250,16 @@ class InProcess(DiscoveryTest):
         age = m[("cairn_gateway_discovery_last_update_age_seconds", (("cluster", "shop"),))]
         self.assertGreaterEqual(age, 0)
         self.assertLess(age, 2)
+        # the last instance leaving empties the service: the cluster follows (503 again)
+        gen0 = max(self.generations(srv.port))
+        deregister(srv.nacos, "shop", a)
+        poll_until(lambda: min(self.generations(srv.port)) > gen0
+                   and self.endpoints(srv.port) == 0, scaled(2), interval=0.002,
+                   what="the empty service on every worker")
+        c.send(b"GET /echo HTTP/1.1\r\nHost: shop\r\n\r\n")
+        r = c.read_response("GET")
+        self.assertEqual(r.status, 503)
+        self.assertIn(b"no endpoint for cluster shop", r.body)
 
     def test_disabled_weight_zero_and_other_cluster_excluded(self):
         a, b, c, d = (self.upstream(n) for n in "abcd")
