@@ -8,9 +8,12 @@
   services on the real OpenTelemetry JS SDK, traces and logs): every page renders without a
   console error, the topology shows the services and edges, search -> trace -> its logs ->
   back to the trace works by clicking, the live tail shows a record as it is ingested.
-- ConsoleDemoBrowserTest: the same against `cairn up --demo` (console/demo.mjs): the Gateway
-  page shows the demo's routes and endpoints; a fault injected by clicking on the Demo
-  page makes the Root cause page name that service; clicking clears it.
+- ConsoleDemoBrowserTest: the same against `cairn up --demo` (console/demo.mjs): every demo
+  service on the Services page; the topology draws them with the edges of its table and the
+  demo's calls; search -> trace -> its logs -> back to the trace by clicking; the Logs, Root
+  cause and Registry pages without console errors; the Gateway page shows the demo's routes
+  and endpoints; a fault injected by clicking on the Demo page makes the Root cause page name
+  that service; clicking clears it.
   Screenshots go to artifacts/console/ beside the binary (build/<dir>/artifacts/console/).
 """
 
@@ -260,7 +263,7 @@ class ConsoleBrowserTest(CairnTestCase):
 
 
 class ConsoleDemoBrowserTest(CairnTestCase):
-    def test_gateway_page_and_fault_switches(self):
+    def test_pages_gateway_and_fault_switches(self):
         if not os.access(CHROMIUM, os.X_OK):
             raise AssertionError(CHROMIUM + " missing: run scripts/deps.sh")
         node = node_or_fail(CONSOLE_DIR)
@@ -278,7 +281,10 @@ class ConsoleDemoBrowserTest(CairnTestCase):
         self.assertNotEqual(p.returncode, 2, p.stderr.decode("utf-8", "replace"))
         checks = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
         self.assertEqual([c["check"] for c in checks],
-                         ["gateway page",
+                         ["demo services and topology",
+                          "demo search, trace, its logs, back to the trace",
+                          "demo pages load without console errors",
+                          "gateway page",
                           "fault injected by clicking, named by the root cause page"], out)
         for c in checks:
             with self.subTest(c["check"]):
@@ -286,7 +292,8 @@ class ConsoleDemoBrowserTest(CairnTestCase):
         print("demo console checks: " + "; ".join("%s: %s" % (c["check"], c["detail"])
                                                    for c in checks))
         self.assertEqual(p.returncode, 0, out + p.stderr.decode("utf-8", "replace"))
-        for name in ("gateway", "demo", "rca-demo"):
+        for name in ("demo-services", "demo-topology", "demo-traces", "demo-trace", "demo-logs",
+                     "demo-registry", "gateway", "demo", "rca-demo"):
             self.assertGreater(os.path.getsize(os.path.join(artifacts, name + ".png")), 10000)
         self.assertEqual(srv.stop(), 0)
 

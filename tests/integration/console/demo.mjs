@@ -21,6 +21,81 @@ const { page, check, open, clean, shot, finish } = await session('demo.mjs', bas
 const demo = await (await fetch(`${base}/api/v1/demo`)).json();
 const services = demo.processes.filter((p) => p.kind === 'service');
 
+const names = services.map((s) => s.name).sort();
+
+await check('demo services and topology', async () => {
+  // every demo service has traffic on the Services page (the load reaches all of them)
+  const ms = await open('/services', 'table.services tbody tr');
+  await page.waitForFunction((want) => {
+    const have = [...document.querySelectorAll('table.services tbody tr')].map((tr) => tr.dataset.service);
+    return want.every((n) => have.includes(n));
+  }, names);
+  await clean('services');
+  await shot('demo-services');
+  // the graph draws every demo service, and the same edges as the page's table
+  await open('/topology', '.graph canvas');
+  await page.waitForFunction((want) => {
+    const cy = document.querySelector('.graph')._cy;
+    return cy && want.every((n) => cy.getElementById(n).length) && cy.edges().length >= want.length - 1;
+  }, names);
+  const drawn = await page.locator('.graph').evaluate((el) => ({
+    nodes: el._cy.nodes().map((n) => n.id()),
+    edges: el._cy.edges().map((e) => `${e.source().id()}->${e.target().id()}`).sort(),
+  }));
+  const table = await page.locator('table.edges tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.edge).sort());
+  expect(JSON.stringify(drawn.edges) === JSON.stringify(table), `graph edges ${drawn.edges} != table ${table}`);
+  for (const e of ['frontend->checkout', 'frontend->recommendations', 'checkout->payments']) {
+    expect(drawn.edges.includes(e), `edge ${e} missing: ${drawn.edges}`);
+  }
+  await clean('topology');
+  await shot('demo-topology');
+  return `${ms} ms, ${drawn.nodes.length} nodes, ${drawn.edges.length} edges`;
+});
+
+await check('demo search, trace, its logs, back to the trace', async () => {
+  await open('/traces?service=frontend&operation=POST%20%2Fcheckout', 'table.traces tbody tr');
+  await clean('trace search');
+  await shot('demo-traces');
+  const row = page.locator('table.traces tbody tr').first();
+  const traceId = await row.getAttribute('data-trace');
+  await row.locator('a.trace-link').click();
+  await page.waitForURL(new RegExp(`/traces/${traceId}`));
+  await page.locator('.waterfall .wf-row[data-span]').first().waitFor();
+  const spans = await page.locator('.waterfall .wf-row[data-span]').count();
+  expect(spans >= 3, `${spans} spans in a checkout trace`);
+  await page.locator('.waterfall .wf-row[data-span]').first().click();
+  const details = page.locator('aside.span-details');
+  await details.waitFor();
+  await clean('trace view');
+  await shot('demo-trace');
+  await details.locator('a.logs-link').click();
+  await page.waitForURL(new RegExp(`/logs\\?.*traceId=${traceId}`));
+  await page.locator('table.logs tbody tr').first().waitFor();
+  const rows = await page.locator('table.logs tbody tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.trace));
+  expect(rows.every((t) => t === traceId), `log rows of other traces: ${rows}`);
+  await clean('logs of the trace');
+  await shot('demo-logs');
+  await page.locator('table.logs tbody tr a.trace-link').first().click();
+  await page.waitForURL(new RegExp(`/traces/${traceId}`));
+  await page.locator('.waterfall .wf-row[data-span]').first().waitFor();
+  await clean('back to the trace');
+  return `trace ${traceId}: ${spans} spans, ${rows.length} log records`;
+});
+
+await check('demo pages load without console errors', async () => {
+  const times = {};
+  for (const [path, sel] of [
+    ['/logs?severity=warn', 'table.logs tbody tr'],
+    ['/rca?service=frontend', 'ol.suspects li.suspect, .empty, .error-box'],
+    ['/registry', 'ul.pick li a'],
+  ]) {
+    times[path] = await open(path, sel);
+    await clean(path);
+  }
+  await shot('demo-registry');
+  return JSON.stringify(times);
+});
+
 await check('gateway page', async () => {
   const ms = await open('/gateway', 'table.routes tbody tr');
   for (const s of services) {
