@@ -172,6 +172,7 @@ static void close_main(struct gwc *g)
         uv_close((uv_handle_t *)&g->watch, NULL);
     g->watching = 0;
     cn_gw_health_stop(g->gw);
+    cn_gw_tls_watch_stop(g->gw);
     if (g->admin_ok)
         cn_http_worker_close_all(&g->admin_w);
     signal(SIGTERM, SIG_IGN);
@@ -474,6 +475,8 @@ int cmd_gateway(int argc, char **argv)
             return CN_EXIT_FAIL;
         for (int i = 0; i < g->nworkers; i++)
             srv->workers[i] = hw_of(g, l, i);
+        if (cn_gw_tls_attach(g->gw, srv, l) != 0)
+            return CN_EXIT_FAIL;
     }
 
     char *dup1 = strdup(g->config_path), *dup2 = strdup(g->config_path);
@@ -505,6 +508,8 @@ int cmd_gateway(int argc, char **argv)
 
     if (cn_gw_health_start(g->gw, g->loop) != 0)
         cn_warn("gateway", "health checks could not start", NULL);
+    if (cn_gw_tls_watch_start(g->gw, g->loop) != 0)
+        cn_warn("gateway", "the certificate file watch could not start", NULL);
     /* Admin listener on the main loop. */
     const struct cn_http_limits *lim = cn_gw_snapshot_limits(g->first);
     g->admin.router = g->admin_router;
@@ -559,8 +564,9 @@ int cmd_gateway(int argc, char **argv)
             char addr[128];
             cn_gw_snapshot_listener(g->first, l, &name);
             cn_ev_format_addr((struct sockaddr *)&g->servers[l].addr, addr, sizeof(addr));
-            cn_info("gateway", "listening", "part=gateway listener=%s addr=%s workers=%d", name,
-                    addr, g->nworkers);
+            cn_info("gateway", "listening", "part=gateway listener=%s addr=%s workers=%d tls=%s",
+                    name, addr, g->nworkers,
+                    cn_gw_snapshot_listener_tls(g->first, l) ? "on" : "off");
         }
         char aaddr[128];
         cn_ev_format_addr((struct sockaddr *)&g->admin.addr, aaddr, sizeof(aaddr));

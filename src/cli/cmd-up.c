@@ -387,6 +387,8 @@ static void close_main_handles(struct cn_up *up)
     uv_close((uv_handle_t *)&up->worker_done, NULL);
     cn_reg_ctl_stop(up->reg_ctl);
     up->reg_ctl = NULL;
+    if (up->gw)
+        cn_gw_tls_watch_stop(up->gw);
     /* Closing the signal handles restores the default actions: a late SIGTERM must not
      * turn a clean exit into death by signal. */
     signal(SIGTERM, SIG_IGN);
@@ -524,6 +526,8 @@ static int setup_gateway(struct cn_up *up)
             return CN_EXIT_FAIL;
         for (size_t i = 0; i < nw; i++)
             srv->workers[i] = &up->gw_hworkers[l * nw + i];
+        if (cn_gw_tls_attach(up->gw, srv, l) != 0)
+            return CN_EXIT_FAIL;
     }
     /* Clusters with discovery read the registry once now: the workers start with them. */
     if (cn_gw_discovery_start(up->gw) != 0) {
@@ -815,14 +819,17 @@ int cmd_up(int argc, char **argv)
             char gaddr[128];
             cn_gw_snapshot_listener(up->gw_first, l, &gname);
             cn_ev_format_addr((struct sockaddr *)&up->gw_servers[l].addr, gaddr, sizeof(gaddr));
-            cn_info("up", "listening", "part=gateway listener=%s addr=%s workers=%d", gname, gaddr,
-                    up->nworkers);
+            cn_info("up", "listening", "part=gateway listener=%s addr=%s workers=%d tls=%s", gname,
+                    gaddr, up->nworkers,
+                    cn_gw_snapshot_listener_tls(up->gw_first, l) ? "on" : "off");
         }
         struct cn_reg_ctl_opts co = {c->registry.tick_ms, c->registry.check_interval_ms,
                                      c->registry.check_timeout_ms, c->registry.check_concurrency};
         up->reg_ctl = cn_reg_ctl_start(up->reg, up->loop, &co);
         if (up->gw)
             cn_gw_discovery_set_wake(up->gw, gw_disc_wake, up);
+        if (up->gw && cn_gw_tls_watch_start(up->gw, up->loop) != 0)
+            cn_warn("up", "the gateway's certificate file watch could not start", NULL);
         cn_info("up", "ready", "version=%s pid=%d console=http://%s/ metrics=http://%s/metrics",
                 CAIRN_VERSION, (int)getpid(), addr, addr);
         if (up->demo)

@@ -3,6 +3,7 @@
 #include "gateway/config-ld.h"
 #include "gateway/discovery.h"
 #include "gateway/internal.h"
+#include "gateway/tls.h"
 
 #include "ev/ev.h"
 
@@ -1397,7 +1398,7 @@ static int load_root(struct ld *l, const yaml_node_t *root)
     for (size_t i = 0; i < n; i++) {
         size_t oi = push_index(l, i);
         yaml_node_t *ln = seq_item(l, ls, i);
-        static const char *const lkeys[] = {"name", "address", NULL};
+        static const char *const lkeys[] = {"name", "address", "tls", NULL};
         struct gw_listener *li = &s->listeners[i];
         if ((rc = want_map(l, ln)) || (rc = check_keys(l, ln, lkeys)) ||
             (rc = req_str(l, ln, "address", &li->address)))
@@ -1410,6 +1411,7 @@ static int load_root(struct ld *l, const yaml_node_t *root)
             return fail_at(l, get(l, ln, "address"), "'%.*s' is not HOST:PORT",
                            (int)CN_MIN(li->address.len, 64), li->address.ptr);
         }
+        OPT(v, "tls", gw_tls_load(l, v, li)); /* tls.c */
         pop(l, oi);
     }
     pop(l, o);
@@ -1552,6 +1554,7 @@ static void snapshot_free(struct cn_gw_snapshot *s)
     }
     for (size_t i = 0; i < s->num_regexes; i++)
         regfree(s->regexes[i]);
+    gw_tls_snapshot_free(s);
     gw_matcher_free(s);
     gw_ext_snapshot_free(s);
     gw_gov_release(s);
@@ -1701,7 +1704,8 @@ int cn_gw_snapshot_same_listeners(const struct cn_gw_snapshot *a, const struct c
     if (a->num_listeners != b->num_listeners)
         return 0;
     for (size_t i = 0; i < a->num_listeners; i++)
-        if (!cn_slice_eq(a->listeners[i].address, b->listeners[i].address))
+        if (!cn_slice_eq(a->listeners[i].address, b->listeners[i].address) ||
+            !a->listeners[i].tls != !b->listeners[i].tls)
             return 0;
     return 1;
 }

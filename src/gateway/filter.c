@@ -59,10 +59,13 @@ int gw_rewrite_path(const struct gw_filter *f, const struct gw_match *m, struct 
     return new_path(f->u.rewrite.path_mod, f->u.rewrite.path, m, path, dst, dst_len);
 }
 
-int gw_redirect_location(const struct gw_filter *f, const struct gw_match *m, struct cn_slice host,
-                         struct cn_slice path, struct cn_slice query, char *dst, size_t dst_len)
+int gw_redirect_location(const struct gw_filter *f, const struct gw_match *m, int tls,
+                         struct cn_slice host, struct cn_slice path, struct cn_slice query,
+                         char *dst, size_t dst_len)
 {
-    struct cn_slice scheme = f->u.redirect.scheme.len ? f->u.redirect.scheme : CN_SLICE_LIT("http");
+    struct cn_slice scheme = f->u.redirect.scheme.len ? f->u.redirect.scheme
+                             : tls                    ? CN_SLICE_LIT("https")
+                                                      : CN_SLICE_LIT("http");
     /* The request's host and port. */
     struct cn_slice h = host;
     int req_port = 0;

@@ -98,6 +98,22 @@ void cn_gw_discovery_set_wake(struct cn_gw *gw, void (*wake)(void *ctx), void *c
 /* Stops the thread (joined; no wake after it returns). Idempotent; cn_gw_free calls it. */
 void cn_gw_discovery_stop(struct cn_gw *gw);
 
+/* ---- TLS listeners (docs/gateway.md "TLS") --------------------------------------------------- */
+
+/* Whether listener i of s terminates TLS. */
+int cn_gw_snapshot_listener_tls(const struct cn_gw_snapshot *s, size_t i);
+/* When listener i of the current snapshot has TLS, makes srv (that listener's server) take
+ * its certificates from the snapshot each worker runs: a worker's new handshakes use the
+ * certificate store of the snapshot it adopted last (and keep their set when a reload takes
+ * the listener's TLS off: listeners change on restart only). Nothing for a plain listener.
+ * After the first cn_gw_publish, before the workers start. 0 or CN_ENOMEM. */
+int cn_gw_tls_attach(struct cn_gw *gw, struct cn_http_server *srv, size_t i);
+/* Watches the certificate and key files of the running configuration on loop (a stat every
+ * 500 ms; a changed content builds that listener's set again, a bad one is logged and the
+ * running set stays). stop (on the loop's thread) closes the timer. 0 or a negative code. */
+int cn_gw_tls_watch_start(struct cn_gw *gw, uv_loop_t *loop);
+void cn_gw_tls_watch_stop(struct cn_gw *gw);
+
 /* The streaming handler for the listeners' cn_http_server (ctx: the cn_gw). */
 void cn_gw_handle(struct cn_http_req *req, void *ctx);
 

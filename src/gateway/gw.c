@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "gateway/discovery.h"
+#include "gateway/tls.h"
 
 struct gw_disc *gw_disc_new(struct cn_gw *gw);
 
@@ -39,6 +40,7 @@ void cn_gw_free(struct cn_gw *gw)
     gw_tel_free(gw);
     cn_gw_snapshot_unref(gw->current);
     cn_gw_snapshot_unref(gw->tmpl);
+    gw_tls_root_free(gw);
     gw_disc_free(gw->disc);
     uv_mutex_destroy(&gw->publish_lock);
     struct gw_stats *s = gw->stats, *next;
@@ -382,6 +384,7 @@ int cn_gw_metrics_write(struct cn_buf *b, struct cn_gw *gw)
     }
     gw_gov_metrics_write(b, gw);
     gw_disc_metrics_write(b, gw);
+    gw_tls_metrics_write(b, gw);
     uint64_t gen = gw->generation;
     gw_tel_metrics_write(b, gw);
     uv_mutex_unlock(&gw->lock);

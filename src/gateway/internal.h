@@ -235,10 +235,13 @@ struct gw_limits {
     uint64_t max_response_headers;
 };
 
+struct gw_tls; /* tls.h */
+
 struct gw_listener {
     struct cn_slice name;
     struct cn_slice address;
     struct sockaddr_storage addr;
+    struct gw_tls *tls; /* the certificate store of a TLS listener, NULL: plain HTTP */
 };
 
 /* The compiled, immutable configuration. Shared by every worker; a worker and each of its
@@ -351,10 +354,11 @@ uint32_t gw_ring_lookup(const struct gw_cluster *cl, uint64_t h);
  * when it does not fit. m is the match that selected the route (prefix replacement). */
 int gw_rewrite_path(const struct gw_filter *f, const struct gw_match *m, struct cn_slice path,
                     char *dst, size_t dst_len);
-/* The Location of a RequestRedirect. host: the request's Host value as sent. Returns the
- * length or -1. */
-int gw_redirect_location(const struct gw_filter *f, const struct gw_match *m, struct cn_slice host,
-                         struct cn_slice path, struct cn_slice query, char *dst, size_t dst_len);
+/* The Location of a RequestRedirect. tls: the request came over TLS (the scheme when the
+ * filter sets none). host: the request's Host value as sent. Returns the length or -1. */
+int gw_redirect_location(const struct gw_filter *f, const struct gw_match *m, int tls,
+                         struct cn_slice host, struct cn_slice path, struct cn_slice query,
+                         char *dst, size_t dst_len);
 /* Whether header name is removed or replaced by a header modifier. */
 int gw_header_mod_drops(const struct gw_header_mod *hm, struct cn_slice name);
 /* Hop-by-hop: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*. */
@@ -453,6 +457,7 @@ struct cn_gw {
     struct gw_tel *tel;       /* the exporter (export.c), NULL until something is recorded */
     struct cn_store *store;   /* cairn up: spans and logs go there in-process */
     struct gw_health *health; /* the health checker, NULL when not started */
+    struct gw_tls_root *tls;  /* TLS listeners' hooks, reload counters, file watch (tls.c) */
     /* Discovery (discovery.c): publishers (a reload, the admin API, a discovered change) take
      * publish_lock, then lock for the swap. tmpl is the configuration last given to
      * cn_gw_publish (under both locks); current is derived from it. */

@@ -1160,7 +1160,10 @@ static int build_head(struct gw_req *r, struct gw_upconn *up)
         PUT_LIT(o, ", ");
     }
     put(o, ip, iplen);
-    PUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (CN_UNLIKELY(cn_http_req_tls(creq)))
+        PUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        PUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
     if (host.len)
         put_header(o, CN_SLICE_LIT("X-Forwarded-Host"), host);
     if (!has_rid && s->request_id) {
@@ -1474,8 +1477,9 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
     if (rt->redirect) {
         gw_ext_release(&ext);
         char loc[8192];
-        int n = gw_redirect_location(rt->redirect, m, hostv ? *hostv : CN_SLICE_LIT(""), creq->path,
-                                     creq->query, loc, sizeof(loc));
+        int n = gw_redirect_location(rt->redirect, m, cn_http_req_tls(creq),
+                                     hostv ? *hostv : CN_SLICE_LIT(""), creq->path, creq->query,
+                                     loc, sizeof(loc));
         uint64_t t0 = uv_hrtime();
         if (n < 0) {
             reply_error(creq, 500, "redirect location too long (route %.*s)", (int)rt->name.len,

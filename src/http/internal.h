@@ -24,6 +24,8 @@
 enum conn_phase { P_IDLE, P_HEAD, P_BODY, P_WAIT, P_LINGER, P_TUNNEL };
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
 
+struct http_tls; /* server-tls.c */
+
 struct cn_http_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -79,6 +81,52 @@ struct cn_http_conn {
     char peer_ip[48];            /* cn_http_req_peer_ip, filled on first use */
     int handles;                 /* open libuv handles; freed at 0 */
     uint64_t id;
+    /* TLS listeners only (NULL otherwise): the session between the socket and rbuf/out. With
+     * TLS, rbuf holds plaintext as it does without; out accumulates plaintext and wout holds
+     * the ciphertext being written. */
+    struct http_tls *tls;
 };
+
+/* ---- server.c, for server-tls.c --------------------------------------------------------- */
+
+/* Where the next plaintext goes: rbuf's free tail (taken from the pool, compacted between
+ * requests) as for a socket read; *out_len 0 when there is no room (wait for the request
+ * being answered). */
+void cn_http__room(struct cn_http_conn *c, char **out_ptr, size_t *out_len);
+/* nread bytes were put where cn_http__room said (or nread < 0: end of input, UV_EOF or an
+ * error): what a socket read does on a plain connection. */
+void cn_http__input(struct cn_http_conn *c, ssize_t nread);
+/* Starts (on 1) or stops (0) reading the socket, whatever c->reading says. */
+void cn_http__sock_read(struct cn_http_conn *c, int on);
+void cn_http__flush(struct cn_http_conn *c);
+void cn_http__close(struct cn_http_conn *c);
+/* Closes after what is queued: the output is flushed, then the lingering close. */
+void cn_http__end(struct cn_http_conn *c);
+void cn_http__set_deadline(struct cn_http_conn *c, uint64_t timeout_ms);
+
+/* ---- server-tls.c, for server.c --------------------------------------------------------- */
+
+/* At accept on a TLS listener: the session with the worker's current certificate set, an
+ * extra handle (c->handles counts it), the handshake deadline. 0 or CN_ENOMEM. */
+int cn_http__tls_accept(struct cn_http_conn *c);
+/* The socket's read buffer (ciphertext) and what was read into it. */
+void cn_http__tls_alloc(struct cn_http_conn *c, uv_buf_t *buf);
+void cn_http__tls_read(struct cn_http_conn *c, ssize_t nread);
+/* c->reading was just set: reads the socket when the session can take more, and delivers
+ * the plaintext already decrypted or buffered (on the next loop iteration). */
+void cn_http__tls_read_started(struct cn_http_conn *c);
+/* Encrypts out into wout (out is then empty) and moves pending handshake or alert records
+ * there. 0, or a negative code (the connection must close). */
+int cn_http__tls_seal(struct cn_http_conn *c);
+size_t cn_http__tls_out_pending(const struct cn_http_conn *c);
+/* Before a lingering close: queues and flushes close_notify once. 1 when it did (the
+ * written callback comes again), 0 when there was nothing to do. */
+int cn_http__tls_close_notify(struct cn_http_conn *c);
+/* The handshake has not finished: the idle deadline is the handshake timeout. */
+int cn_http__tls_handshaking(const struct cn_http_conn *c);
+void cn_http__tls_timeout(struct cn_http_conn *c);
+/* The session's handle, closed with the connection's others. */
+uv_handle_t *cn_http__tls_handle(struct cn_http_conn *c);
+void cn_http__tls_free(struct cn_http_conn *c);
 
 #endif

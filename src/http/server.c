@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "ev/ev.h"
+#include "ev/tls.h"
 
 #include <sys/socket.h>
 #include <time.h>
@@ -225,6 +226,8 @@ static void after_written(struct cn_http_conn *c)
         /* Lingering close: shut our side, drain what the peer still sends, then close, so a
          * client still uploading gets to read the reply instead of a reset. */
         if (c->phase != P_LINGER) {
+            if (CN_UNLIKELY(c->tls) && cn_http__tls_close_notify(c))
+                return; /* written first; this runs again */
             c->phase = P_LINGER;
             c->wdeadline = 0;
             set_deadline(c, LINGER_MS);
@@ -259,15 +262,58 @@ static void on_write(uv_write_t *wr, int status)
         conn_close(c);
         return;
     }
-    if (c->out.len) {
+    if (c->out.len || (CN_UNLIKELY(c->tls) && cn_http__tls_out_pending(c))) {
         conn_flush(c);
         return;
     }
     after_written(c);
 }
 
+/* TLS: the plaintext in out is sealed into wout, which is written as is (no swap). */
+static void tls_flush(struct cn_http_conn *c)
+{
+    if (c->writing || c->closing)
+        return;
+    if (cn_http__tls_seal(c) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->out.cap > OUT_HIGH_WATER)
+        cn_buf_release(&c->out);
+    if (c->wout.len == 0)
+        return;
+    ssize_t sent = send(c->fd, c->wout.ptr, c->wout.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        conn_close(c);
+        return;
+    }
+    size_t n = sent > 0 ? (size_t)sent : 0;
+    if (n == c->wout.len) {
+        c->wout.len = 0;
+        if (c->wout.cap > OUT_HIGH_WATER)
+            cn_buf_release(&c->wout);
+        after_written(c);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(c->wout.ptr + n, (unsigned)(c->wout.len - n));
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->writing = 1;
+    if (c->lim.send_timeout_ms) {
+        c->wdeadline = uv_now(c->w->loop) + c->lim.send_timeout_ms;
+        timer_arm(c);
+    }
+}
+
 static void conn_flush(struct cn_http_conn *c)
 {
+    if (CN_UNLIKELY(c->tls)) {
+        tls_flush(c);
+        return;
+    }
     if (c->writing || c->closing || c->out.len == 0)
         return;
     uv_buf_t b;
@@ -583,6 +629,11 @@ void cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb, struct 
     c->rpos = c->rlen = 0;
     if (!c->read_eof)
         conn_read_start(c);
+}
+
+int cn_http_req_tls(const struct cn_http_req *req)
+{
+    return req->conn->tls != NULL;
 }
 
 const char *cn_http_req_peer_ip(const struct cn_http_req *req)
@@ -1268,40 +1319,61 @@ static void rbuf_put(struct cn_http_worker *w, struct cn_http_conn *c)
     c->rcap = c->rlen = c->rpos = 0;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Inlined into the plain read path, which was one function before TLS came. */
+#define HOT static inline __attribute__((always_inline))
+
+HOT void room(struct cn_http_conn *c, char **out_ptr, size_t *out_len)
 {
-    (void)suggested;
-    struct cn_http_conn *c = h->data;
     if (!c->rbuf) {
         c->rbuf = rbuf_get(c->w, &c->rcap);
         c->rlen = c->rpos = 0;
         if (!c->rbuf) {
-            *buf = uv_buf_init(NULL, 0);
+            *out_ptr = NULL;
+            *out_len = 0;
             return;
         }
     }
-    c->read_into_body = 0;
-    if (c->phase == P_LINGER) {
+    if (c->phase == P_LINGER)
         c->rlen = c->rpos = 0;
-    } else if (c->phase == P_BODY && !c->streaming_body && c->body_mode == BODY_LENGTH &&
-               c->rpos == c->rlen && c->body_left >= 4096 &&
-               c->req.body.cap - c->req.body.len >= c->body_left) {
+    else if (c->rlen == c->rcap && (c->phase == P_IDLE || c->phase == P_HEAD))
+        compact(c);
+    *out_ptr = c->rbuf + c->rlen;
+    *out_len = c->rcap - c->rlen;
+}
+
+void cn_http__room(struct cn_http_conn *c, char **out_ptr, size_t *out_len)
+{
+    room(c, out_ptr, out_len);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct cn_http_conn *c = h->data;
+    if (CN_UNLIKELY(c->tls)) {
+        cn_http__tls_alloc(c, buf);
+        return;
+    }
+    c->read_into_body = 0;
+    if (c->rbuf && c->phase == P_BODY && !c->streaming_body && c->body_mode == BODY_LENGTH &&
+        c->rpos == c->rlen && c->body_left >= 4096 &&
+        c->req.body.cap - c->req.body.len >= c->body_left) {
         /* The rest of a Content-Length body goes straight into the request's body buffer
          * (sized at the head): no copy, and never past the body into a next request. */
         c->read_into_body = 1;
         size_t want = c->body_left < (1u << 30) ? (size_t)c->body_left : (1u << 30);
         *buf = uv_buf_init(c->req.body.ptr + c->req.body.len, (unsigned)want);
         return;
-    } else if (c->rlen == c->rcap && (c->phase == P_IDLE || c->phase == P_HEAD)) {
-        compact(c);
     }
-    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+    char *p;
+    size_t n;
+    room(c, &p, &n);
+    *buf = uv_buf_init(p, (unsigned)n);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+HOT void input(struct cn_http_conn *c, ssize_t nread)
 {
-    (void)buf;
-    struct cn_http_conn *c = s->data;
+    uv_stream_t *s = (uv_stream_t *)&c->tcp;
     if (c->phase == P_TUNNEL) {
         if (nread < 0) {
             c->read_eof = 1;
@@ -1373,12 +1445,67 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         rbuf_put(c->w, c);
 }
 
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct cn_http_conn *c = s->data;
+    if (CN_UNLIKELY(c->tls)) {
+        cn_http__tls_read(c, nread);
+        return;
+    }
+    input(c, nread);
+}
+
+void cn_http__input(struct cn_http_conn *c, ssize_t nread)
+{
+    input(c, nread);
+}
+
 static void conn_read_start(struct cn_http_conn *c)
 {
     if (c->reading || c->closing || c->body_paused)
         return;
+    if (CN_UNLIKELY(c->tls)) {
+        c->reading = 1;
+        cn_http__tls_read_started(c);
+        return;
+    }
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
+}
+
+void cn_http__sock_read(struct cn_http_conn *c, int on)
+{
+    if (on)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void cn_http__flush(struct cn_http_conn *c)
+{
+    conn_flush(c);
+}
+
+void cn_http__close(struct cn_http_conn *c)
+{
+    conn_close(c);
+}
+
+void cn_http__end(struct cn_http_conn *c)
+{
+    c->close_after = 1;
+    if (c->writing || c->closing)
+        return;
+    if (c->out.len || (c->tls && cn_http__tls_out_pending(c)))
+        conn_flush(c);
+    else
+        after_written(c);
+}
+
+void cn_http__set_deadline(struct cn_http_conn *c, uint64_t timeout_ms)
+{
+    set_deadline(c, timeout_ms);
 }
 
 /* ---- connection lifecycle -------------------------------------------------------------- */
@@ -1390,6 +1517,8 @@ static void conn_free(struct cn_http_conn *c)
         c->req.abort_cb)
         c->req.abort_cb(&c->req);
     rbuf_put(w, c);
+    if (c->tls)
+        cn_http__tls_free(c);
     cn_buf_release(&c->out);
     cn_buf_release(&c->wout);
     cn_buf_release(&c->req.body);
@@ -1422,6 +1551,8 @@ static void conn_close(struct cn_http_conn *c)
     c->closing = 1;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->tls)
+        uv_close(cn_http__tls_handle(c), on_handle_closed);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -1440,6 +1571,10 @@ static void on_timer(uv_timer_t *t)
         c->deadline = 0;
         switch (c->phase) {
         case P_IDLE:
+            if (c->tls && cn_http__tls_handshaking(c)) {
+                cn_http__tls_timeout(c);
+                return;
+            }
             if (!c->writing && c->out.len == 0) {
                 atomic_fetch_add_explicit(&c->w->stats.proto_errs[CN_PE_IDLE_CLOSE], 1,
                                           memory_order_relaxed);
@@ -1506,6 +1641,20 @@ static void on_connection(uv_stream_t *ls, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     uv_os_fd_t fd;
     c->fd = uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 ? fd : -1;
+    if (CN_UNLIKELY(w->srv->tls_get)) {
+        /* TLS listener: no plaintext 503 when over the limit (the client expects a
+         * handshake); the connection is closed. */
+        if ((uint64_t)open > c->lim.max_connections || cn_http__tls_accept(c) != 0) {
+            atomic_fetch_add_explicit(&w->stats.proto_errs[CN_PE_OVERLOAD], 1,
+                                      memory_order_relaxed);
+            conn_close(c);
+            return;
+        }
+        c->wout.max = OUT_MAX + OUT_MAX / 32; /* the reply's ciphertext: records add bytes */
+        c->phase = P_IDLE;
+        conn_read_start(c);
+        return;
+    }
     if ((uint64_t)open > c->lim.max_connections) {
 #define OVERLOAD_BODY "too many open connections (http.max_connections)\n"
         static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -1653,6 +1802,9 @@ void cn_http_worker_release(struct cn_http_worker *w)
         free(w->rbuf_pool[--w->rbuf_pool_len]);
     cn_free(&w->rbuf_pool);
     cn_free(&w->route_stats);
+    cn_tls_ctx_unref(w->tls);
+    w->tls = NULL;
+    cn_free(&w->tls_rbuf);
 }
 
 /* ---- request helpers ------------------------------------------------------------------- */

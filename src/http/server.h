@@ -14,6 +14,7 @@
 
 struct cn_http_conn;
 struct cn_http_worker;
+struct cn_tls_ctx;
 
 struct cn_http_header {
     struct cn_slice name;
@@ -127,6 +128,8 @@ void cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb,
 const char *cn_http_req_peer_ip(const struct cn_http_req *req);
 /* Ends a tunnel: what is queued is written, then the connection closes. req is done. */
 void cn_http_tunnel_end(struct cn_http_req *req);
+/* Whether the request came over TLS (a listener with cn_http_server.tls_get). */
+int cn_http_req_tls(const struct cn_http_req *req);
 
 /* Per-worker counters read by /metrics from any thread (single writer, relaxed atomics). */
 #define CN_HTTP_LAT_BUCKETS 14
@@ -152,12 +155,16 @@ enum cn_http_proto_err {
 };
 extern const char *const cn_http_proto_err_names[CN_PE_COUNT];
 
+#define CN_HTTP_TLS_FAILS 8 /* enum cn_tls_fail (ev/tls.h) */
+
 struct cn_http_worker_stats {
     atomic_uint_fast64_t accepted;
     atomic_int_fast64_t open;
     atomic_uint_fast64_t requests;
     atomic_uint_fast64_t proto_errs[CN_PE_COUNT];
     atomic_uint_fast64_t config_generation;
+    atomic_uint_fast64_t tls_handshakes;                  /* completed */
+    atomic_uint_fast64_t tls_failures[CN_HTTP_TLS_FAILS]; /* by enum cn_tls_fail */
 };
 
 /* Renders the body of an error the server core answers by itself (a limit, bad framing, a bad
@@ -167,6 +174,11 @@ struct cn_http_worker_stats {
 typedef size_t (*cn_http_error_body_cb)(void *ctx, const struct cn_http_req *req, int status,
                                         const char *reason, char *out, size_t cap,
                                         const char **content_type);
+
+/* TLS listeners: called on the worker's thread at each accept. Returns a new reference to the
+ * certificate set that new handshakes use (the worker keeps it), or NULL to keep the set the
+ * worker used last. A connection keeps the set it started with until it closes. */
+typedef struct cn_tls_ctx *(*cn_http_tls_get_cb)(void *arg, int worker_id);
 
 struct cn_http_server {
     struct cn_router *router;
@@ -184,6 +196,10 @@ struct cn_http_server {
      * "streaming" above); router must still be set (an empty one will do). */
     cn_http_handler_cb stream_handler;
     void *stream_ctx;
+    /* When set, the listener terminates TLS (see cn_http_tls_get_cb); NULL: plain HTTP, and
+     * no TLS code runs for its connections. */
+    cn_http_tls_get_cb tls_get;
+    void *tls_arg;
 };
 
 /* A worker's part: its listener, its connections, its limits (swapped on reload). */
@@ -211,6 +227,8 @@ struct cn_http_worker {
     uint64_t spin_ns, activity, last_activity, last_active_ns;
     struct cn_http_worker_stats stats;
     struct cn_http_route_stats *route_stats; /* [cn_router_num_routes + 1], last: unmatched */
+    struct cn_tls_ctx *tls; /* TLS listeners: the set new connections start with (a ref) */
+    char *tls_rbuf;         /* TLS listeners: ciphertext read from a socket, then fed */
 };
 
 /* Initialises a worker on loop and starts listening on srv->addr (SO_REUSEPORT; the first

@@ -63,6 +63,8 @@ static void test_rewrite(void **state)
     assert_string_equal(rewrite(GW_PM_NONE, "/", "", big), "(too long)");
 }
 
+static int req_tls; /* the request came over TLS */
+
 static const char *redirect(const char *scheme, const char *host, int port, enum gw_path_mod pm,
                             const char *path_with, const char *req_host, const char *path,
                             const char *query)
@@ -76,7 +78,7 @@ static const char *redirect(const char *scheme, const char *host, int port, enum
     f.u.redirect.path = cn_slice_of(path_with);
     f.u.redirect.status = 302;
     struct gw_match m = {.path_type = GW_PATH_PREFIX, .path = CN_SLICE_LIT("/old")};
-    int n = gw_redirect_location(&f, &m, cn_slice_of(req_host), cn_slice_of(path),
+    int n = gw_redirect_location(&f, &m, req_tls, cn_slice_of(req_host), cn_slice_of(path),
                                  cn_slice_of(query), out, sizeof(out));
     if (n < 0)
         return "(too long)";
@@ -98,6 +100,15 @@ static void test_redirect(void **state)
                         "http://a.com/");
     assert_string_equal(redirect("", "", 0, GW_PM_NONE, "", "[::1]:9", "/x", ""),
                         "http://[::1]:9/x");
+    /* Over TLS the request's scheme is https: kept when the filter sets none. */
+    req_tls = 1;
+    assert_string_equal(redirect("", "", 0, GW_PM_NONE, "", "a.com:8443", "/old/x", ""),
+                        "https://a.com:8443/old/x");
+    assert_string_equal(redirect("", "", 0, GW_PM_NONE, "", "a.com:443", "/x", ""),
+                        "https://a.com/x");
+    assert_string_equal(redirect("http", "", 0, GW_PM_NONE, "", "a.com:8443", "/x", ""),
+                        "http://a.com/x");
+    req_tls = 0;
 }
 
 int main(void)
