@@ -109,6 +109,20 @@ static size_t roll_bytes(const struct bucket *b)
     return n;
 }
 
+/* Trims every sketch to its keys, at the narrowest counter width: a rollup takes no more
+ * values, and merged windows grew by doubling. */
+static void roll_shrink(struct bucket *b)
+{
+    struct red_cell *rc = b->red.cells;
+    for (uint32_t i = 0; i < b->red.num; i++)
+        cn_sketch_shrink(&rc[i].sk); /* on failure it stays as it was */
+    struct edge_cell *ec = b->edge.cells;
+    for (uint32_t i = 0; i < b->edge.num; i++) {
+        cn_sketch_shrink(&ec[i].server);
+        cn_sketch_shrink(&ec[i].client);
+    }
+}
+
 /* No bucket of [first, last] written since e was built. */
 static int fresh(const struct cn_derive *d, const struct rollup *e, uint64_t first, uint64_t last)
 {
@@ -129,7 +143,7 @@ static int roll_room(struct rollups *r, const struct rollup *keep)
         for (unsigned l = 0; l < ROLL_LEVELS; l++) {
             for (uint32_t i = 0; i < r->nslots[l]; i++) {
                 struct rollup *e = &r->slots[l][i];
-                if (e->used && !e->building && e != keep && (!old || e->tick < old->tick))
+                if (e->used && e != keep && (!old || e->tick < old->tick))
                     old = e;
             }
         }
@@ -167,10 +181,10 @@ static const struct bucket *rollup_get(struct cn_derive *d, unsigned l, uint64_t
     e->built = d->mod_seq;
     e->tick = ++r->tick;
     void *ctx[2] = {d, &e->b};
-    /* From the level below where it has rollups (whose builds must not evict this one). */
-    e->building = 1;
-    int rc = pieces(d, first, last, (int)l - 1, 1, roll_add, ctx);
-    e->building = 0;
+    /* From the fresh rollups of the level below where there are some, without building more
+     * of them (a ten-minute block would otherwise leave ten minute rollups behind). */
+    int rc = pieces(d, first, last, (int)l - 1, 0, roll_add, ctx);
+    roll_shrink(&e->b);
     e->b.bytes = roll_bytes(&e->b);
     r->bytes += e->b.bytes;
     if (rc != 0 || roll_room(r, e) != 0) {
