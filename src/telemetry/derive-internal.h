@@ -304,7 +304,15 @@ size_t cn_derive__span_names_bytes(const struct cn_derive *d);
 /* derive-trace.c */
 int cn_derive__traces_init(struct traces *t, uint32_t max, uint32_t svc_cap);
 void cn_derive__traces_release(struct traces *t);
-void cn_derive__trace_add(struct cn_derive *d, const struct cn_span *s, uint16_t svc, int err);
+/* The trace of the span added last, found again without hashing while nothing evicted it
+ * (within one locked run of cn_derive__trace_add calls). */
+struct cn_derive__last_trace {
+    uint8_t id[16];
+    uint32_t pos;
+    int valid;
+};
+void cn_derive__trace_add(struct cn_derive *d, const struct cn_span *s, uint16_t svc, int err,
+                          struct cn_derive__last_trace *last);
 const struct tsum *cn_derive__find_trace(const struct cn_derive *d, const uint8_t id[16]);
 size_t cn_derive__traces_bytes(const struct traces *t);
 /* Services of a summary (nsvc of them). */
