@@ -18,6 +18,7 @@
 """
 
 import gzip
+import re
 import json
 import os
 import shutil
@@ -48,6 +49,33 @@ def assets_of(index_html):
     """The /assets/... paths index.html loads."""
     import re
     return re.findall(r'(?:src|href)="(/assets/[^"]+)"', index_html)
+
+
+DOCS_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs")
+
+
+def documented_api():
+    """The API routes docs/*.md document (`/api/v1/...` with {param} placeholders), as
+    regexes of whole paths."""
+    pats = set()
+    for name in os.listdir(DOCS_DIR):
+        if name.endswith(".md"):
+            with open(os.path.join(DOCS_DIR, name), encoding="utf-8") as f:
+                pats.update(re.findall(r"/api/v1/[A-Za-z0-9_/{}.-]*[A-Za-z0-9_}]", f.read()))
+    return [re.compile("^" + re.sub(r"\\{[^}]*\\}", "[^/]+", re.escape(p)) + "$")
+            for p in pats if "..." not in p]
+
+
+def assert_public_api(test, out):
+    """The console asked only for documented routes (no private endpoint the CLI cannot
+    use): the driver's "API [...]" line against documented_api()."""
+    lines = [l for l in out.splitlines() if l.startswith("API ")]
+    test.assertEqual(len(lines), 1, out)
+    used = json.loads(lines[0][4:])
+    test.assertTrue(used, "the console made no API request")
+    pats = documented_api()
+    private = [p for p in used if not any(r.match(p) for r in pats)]
+    test.assertEqual(private, [], "API paths the docs do not document: %s" % private)
 
 
 class ConsoleHttpTest(CairnTestCase):
@@ -257,6 +285,7 @@ class ConsoleBrowserTest(CairnTestCase):
             budget, time.monotonic() - t0, "; ".join("%s: %s" % (c["check"], c["detail"])
                                                       for c in checks if c["ok"] and c["detail"])))
         self.assertEqual(p.returncode, 0, out + p.stderr.decode("utf-8", "replace"))
+        assert_public_api(self, out)
         for name in ("services", "topology", "traces", "trace", "logs", "logs-tail", "rca",
                      "registry"):
             self.assertGreater(os.path.getsize(os.path.join(artifacts, name + ".png")), 10000)
@@ -292,6 +321,7 @@ class ConsoleDemoBrowserTest(CairnTestCase):
         print("demo console checks: " + "; ".join("%s: %s" % (c["check"], c["detail"])
                                                    for c in checks))
         self.assertEqual(p.returncode, 0, out + p.stderr.decode("utf-8", "replace"))
+        assert_public_api(self, out)
         for name in ("demo-services", "demo-topology", "demo-traces", "demo-trace", "demo-logs",
                      "demo-registry", "gateway", "demo", "rca-demo"):
             self.assertGreater(os.path.getsize(os.path.join(artifacts, name + ".png")), 10000)

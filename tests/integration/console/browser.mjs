@@ -28,6 +28,13 @@ export async function session(script, base, artifacts, timeoutMs) {
   page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
   // A fetch the console aborted itself (a newer search, leaving a page) is not a failure.
   page.on('requestfailed', (r) => { if (!/ERR_ABORTED/.test(r.failure() && r.failure().errorText)) problems.push(`request failed: ${r.url()} ${r.failure() && r.failure().errorText}`); });
+  // Every API path the pages ask for, printed by finish() as one line "API [...]" so the test
+  // can check the console uses only the documented public API.
+  const apiPaths = new Set();
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname.startsWith('/api/')) apiPaths.add(u.pathname);
+  });
   let failed = 0;
 
   function report(name, ok, detail = '') {
@@ -61,9 +68,11 @@ export async function session(script, base, artifacts, timeoutMs) {
     async shot(name) {
       await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
     },
-    // Closes the browser and exits: 0 when every check passed, 1 otherwise.
+    // Closes the browser, prints the API paths used and exits: 0 when every check passed,
+    // 1 otherwise.
     async finish() {
       await browser.close();
+      process.stdout.write(`API ${JSON.stringify([...apiPaths].sort())}\n`);
       process.exit(failed ? 1 : 0);
     },
   };
