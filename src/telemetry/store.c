@@ -808,6 +808,38 @@ static struct cn_kvs dup_kvs(struct rec_copy *c, const struct cn_kvs *k)
     return d;
 }
 
+static int same_val(const struct cn_val *a, const struct cn_val *b)
+{
+    if (a->type != b->type)
+        return 0;
+    switch (a->type) {
+    case CN_VAL_EMPTY:
+        return 1;
+    case CN_VAL_BOOL:
+        return (a->u.b != 0) == (b->u.b != 0);
+    case CN_VAL_INT:
+        return a->u.i == b->u.i;
+    case CN_VAL_DOUBLE:
+        return memcmp(&a->u.d, &b->u.d, sizeof(a->u.d)) == 0;
+    default:
+        return cn_slice_eq(a->u.s, b->u.s);
+    }
+}
+
+static int same_kvs(const struct cn_kvs *a, const struct cn_kvs *b)
+{
+    if (a->num != b->num || a->dropped != b->dropped)
+        return 0;
+    for (uint32_t i = 0; i < a->num; i++)
+        if (!cn_slice_eq(a->items[i].key, b->items[i].key) ||
+            !same_val(&a->items[i].val, &b->items[i].val))
+            return 0;
+    return 1;
+}
+
+/* The copy made earlier of the resource or scope at from, or NULL. The reader frees what it
+ * decoded as it goes, so a later record's resource may lie at the address of an earlier,
+ * different one: the caller checks that the copy still has from's content. */
 static void *cached(struct rec_copy *c, const void *from)
 {
     for (size_t i = 0; i < CN_ARRAY_LEN(c->from); i++)
@@ -826,6 +858,9 @@ static void remember(struct rec_copy *c, const void *from, void *to)
 static const struct cn_resource *copy_resource(struct rec_copy *c, const struct cn_resource *from)
 {
     struct cn_resource *r = cached(c, from);
+    if (r && (!cn_slice_eq(r->service, from->service) ||
+              !cn_slice_eq(r->schema_url, from->schema_url) || !same_kvs(&r->attrs, &from->attrs)))
+        r = NULL;
     if (!r && from) {
         r = cn_arena_alloc(c->a, sizeof(*r));
         if (r) {
@@ -843,6 +878,9 @@ static const struct cn_resource *copy_resource(struct rec_copy *c, const struct 
 static const struct cn_scope *copy_scope(struct rec_copy *c, const struct cn_scope *from)
 {
     struct cn_scope *sc = cached(c, from);
+    if (sc && (!cn_slice_eq(sc->name, from->name) || !cn_slice_eq(sc->version, from->version) ||
+               !same_kvs(&sc->attrs, &from->attrs)))
+        sc = NULL;
     if (!sc && from) {
         sc = cn_arena_alloc(c->a, sizeof(*sc));
         if (sc) {
