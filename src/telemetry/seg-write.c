@@ -658,8 +658,21 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
     int rc = item_pair && vals ? 0 : CN_ENOMEM;
     size_t j = 0;
     for (size_t r = 0; r < n && rc >= 0; r++) {
-        if (r + 4 < n)
-            __builtin_prefetch(rows[r + 4]->items);
+        /* Rows are scattered over the batches: fetch a row's items (several cache lines)
+         * eight rows ahead, and the body bytes its keys point into four rows ahead. */
+        if (r + 8 < n) {
+            const struct cn_kvs *k8 = rows[r + 8];
+            const char *p = (const char *)k8->items, *end = p + k8->num * sizeof(*k8->items);
+            for (; p < end; p += 64)
+                __builtin_prefetch(p);
+        }
+        if (r + 4 < n && rows[r + 4]->num) {
+            const struct cn_kvs *k4 = rows[r + 4];
+            const char *p = k4->items[0].key.ptr, *end = k4->items[k4->num - 1].key.ptr;
+            if (p && end > p && end - p <= 1024)
+                for (; p <= end; p += 64)
+                    __builtin_prefetch(p);
+        }
         for (uint32_t i = 0; i < rows[r]->num && rc >= 0; i++, j++) {
             const struct cn_kv *kv = &rows[r]->items[i];
             if (kv->val.type > CN_VAL_KVLIST) {
@@ -1333,6 +1346,7 @@ static uint64_t be64(const uint8_t *p)
 struct tkey {
     uint64_t hi, lo;
     uint32_t row;
+    uint32_t idx; /* input index of the row */
 };
 
 static int tkey_cmp(const void *pa, const void *pb)
@@ -1345,7 +1359,7 @@ static int tkey_cmp(const void *pa, const void *pb)
     return a->row < b->row ? -1 : a->row > b->row;
 }
 
-/* Sorts k[0..n) (in ascending row order on entry) by (hi, lo, row): a stable LSD radix sort
+/* Sorts k[0..n) (in any order on entry) by (hi, lo, row): a stable LSD radix sort
  * on the top 32 bits of hi, then each run of equal top bits (mostly the spans of one trace)
  * by the whole key. */
 static int sort_trace_keys(struct tkey *k, size_t n)
@@ -1445,25 +1459,40 @@ static int plan(struct w *w)
         w->order[r] = keys[r].idx;
     free(keys);
 
+    /* The records are read in input order from here on (where they lie in memory), rows
+     * found through rowof, not in row order through order (a scattered read each). */
     struct tkey *tk = malloc(n1 * sizeof(*tk));
-    if (!tk)
+    uint32_t *rowof = malloc(n1 * sizeof(*rowof));
+    if (!tk || !rowof) {
+        free(tk);
+        free(rowof);
         return fail(w, CN_ENOMEM, "out of memory");
+    }
+    for (size_t r = 0; r < w->n; r++)
+        rowof[w->order[r]] = (uint32_t)r;
     size_t nt = 0;
-    for (size_t r = 0; r < w->n; r++) {
-        const uint8_t *id = rec_trace(w, w->order[r]);
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->kind == CN_SEG_SPANS && i + 8 < w->n)
+            __builtin_prefetch(w->spans[i + 8]);
+        const uint8_t *id = rec_trace(w, i);
         if (!cn_id_is_zero(id, 16))
-            tk[nt++] = (struct tkey){be64(id), be64(id + 8), (uint32_t)r};
+            tk[nt++] = (struct tkey){be64(id), be64(id + 8), rowof[i], (uint32_t)i};
     }
     if (sort_trace_keys(tk, nt) != 0) {
         free(tk);
+        free(rowof);
         return fail(w, CN_ENOMEM, "out of memory");
     }
-    for (size_t i = 0; i < nt; i++)
-        w->trefs[i] = (struct tref){rec_trace(w, w->order[tk[i].row]), tk[i].row};
+    /* Only the first ref of each trace has its ID read (index, bloom, trace_cb). */
+    for (size_t i = 0; i < nt; i++) {
+        int same = i && tk[i].hi == tk[i - 1].hi && tk[i].lo == tk[i - 1].lo;
+        w->trefs[i] = (struct tref){same ? w->trefs[i - 1].id : rec_trace(w, tk[i].idx), tk[i].row};
+    }
     w->ntrefs = nt;
     w->tstart = malloc((w->ntrefs + 1) * sizeof(*w->tstart));
     if (!w->tstart) {
         free(tk);
+        free(rowof);
         return fail(w, CN_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < w->ntrefs; i++) {
@@ -1473,25 +1502,33 @@ static int plan(struct w *w)
     }
     free(tk);
     w->tstart[w->ntids] = (uint32_t)w->ntrefs;
-    if (w->kind != CN_SEG_SPANS)
+    if (w->kind != CN_SEG_SPANS) {
+        free(rowof);
         return 0;
+    }
     size_t size = 16;
     while (size < 2 * w->n)
         size *= 2;
     w->spanmap.tab = calloc(size, sizeof(*w->spanmap.tab));
-    if (!w->spanmap.tab)
+    if (!w->spanmap.tab) {
+        free(rowof);
         return fail(w, CN_ENOMEM, "out of memory");
+    }
     w->spanmap.mask = size - 1;
-    for (size_t r = 0; r < w->n; r++) {
+    for (size_t i = 0; i < w->n; i++) {
+        if (i + 8 < w->n)
+            __builtin_prefetch(w->spans[i + 8]);
+        uint32_t r = rowof[i];
         if (!w->ord[r])
             continue;
         uint64_t sid;
-        memcpy(&sid, w->spans[w->order[r]]->span_id, 8);
-        size_t i = spanmap_slot(&w->spanmap, w->ord[r], sid);
+        memcpy(&sid, w->spans[i]->span_id, 8);
+        size_t k = spanmap_slot(&w->spanmap, w->ord[r], sid);
         /* A duplicate (same trace and span ID) keeps its first row. */
-        if (!w->spanmap.tab[i].row)
-            w->spanmap.tab[i] = (struct spanmap_ent){sid, w->ord[r], (uint32_t)r + 1};
+        if (!w->spanmap.tab[k].row || w->spanmap.tab[k].row > r + 1)
+            w->spanmap.tab[k] = (struct spanmap_ent){sid, w->ord[r], r + 1};
     }
+    free(rowof);
     return 0;
 }
 
