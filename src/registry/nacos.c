@@ -52,6 +52,11 @@ static void reply_text(struct cn_http_req *req, int status, const char *text)
     cn_http_reply(req, status, TEXT, text, strlen(text), NULL, 0);
 }
 
+static void reply_json(struct cn_http_req *req, const char *body, size_t len)
+{
+    cn_http_reply(req, 200, JSON, body, len, NULL, 0);
+}
+
 /* 400 "caused: MESSAGE;" as Nacos' ResponseExceptionHandler writes it. */
 static void bad(struct cn_http_req *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -73,12 +78,61 @@ static void reg_fail(struct cn_http_req *req, int rc, const struct cn_reg_error 
     bad(req, status, "%s", e->message[0] ? e->message : cn_strerror(rc));
 }
 
-/* ---- parameters --------------------------------------------------------------------------- */
+/* The answer to a naming write: "ok", or the registry's error. With missing_400, an unknown
+ * instance is Nacos' 400 "instance not exist" (an update) rather than reg_fail's 404. */
+static void reply_write(struct cn_http_req *req, int rc, const struct cn_reg_error *e,
+                        int missing_400)
+{
+    if (rc == CN_ENOENT && missing_400)
+        bad(req, 400, "instance not exist: %s", e->message);
+    else if (rc)
+        reg_fail(req, rc, e);
+    else
+        reply_text(req, 200, "ok");
+}
+
+/* The answer to a service write: "ok", or 500 (store) / 400 with the registry's message. */
+static void reply_service_write(struct cn_http_req *req, int rc, const struct cn_reg_error *e)
+{
+    if (rc)
+        bad(req, rc == CN_EIO ? 500 : 400, "%s", e->message);
+    else
+        reply_text(req, 200, "ok");
+}
+
+/* b as a JSON 200, or 500 "TOO_LARGE" when building it failed (rc != 0). */
+static void reply_built(struct cn_http_req *req, int rc, const struct cn_buf *b,
+                        const char *too_large)
+{
+    if (rc)
+        bad(req, 500, "%s", too_large);
+    else
+        reply_json(req, b->ptr, b->len);
+}
+
+/* ---- one request ------------------------------------------------------------------------- */
 
 /* A request's parameters: query string, then a form body. */
 struct params {
     struct cn_form f;
 };
+
+/* What a handler gets: the request with its parameters parsed and the caller authorized
+ * (see nacos_entry). p is released after the handler returns unless it set kept (a write
+ * job took p over). */
+struct call {
+    struct cn_nacos *n;
+    struct cn_http_req *req;
+    struct params p;
+    char user[64]; /* the login user when authentication named one; else "" */
+    int kept;
+};
+
+/* Who made a change, for the history: the login user, else the peer's IP. */
+static const char *call_who(const struct call *c)
+{
+    return c->user[0] ? c->user : cn_http_req_peer_ip(c->req);
+}
 
 static int params_parse(struct cn_http_req *req, struct params *p)
 {
@@ -102,26 +156,29 @@ static int params_parse(struct cn_http_req *req, struct params *p)
     return 0;
 }
 
-static struct cn_slice opt(const struct params *p, const char *name, const char *def)
+/* 1 with the value in *v when name is present and not empty. */
+static int has(const struct call *c, const char *name, struct cn_slice *v)
+{
+    return cn_form_get(&c->p.f, name, v) && v->len;
+}
+
+static struct cn_slice opt(const struct call *c, const char *name, const char *def)
 {
     struct cn_slice v;
-    if (cn_form_get(&p->f, name, &v) && v.len)
-        return v;
-    return cn_slice_of(def);
+    return has(c, name, &v) ? v : cn_slice_of(def);
 }
 
 /* A required, non-blank parameter; replies 400 and returns -1 when absent. */
-static int req_param(struct cn_http_req *req, const struct params *p, const char *name,
-                     struct cn_slice *out)
+static int req_param(struct call *c, const char *name, struct cn_slice *out)
 {
-    if (cn_form_get(&p->f, name, out)) {
+    if (cn_form_get(&c->p.f, name, out)) {
         size_t i = 0;
         while (i < out->len && (out->ptr[i] == ' ' || out->ptr[i] == '\t'))
             i++;
         if (i < out->len)
             return 0;
     }
-    bad(req, 400, "Param '%s' is required.", name);
+    bad(c->req, 400, "Param '%s' is required.", name);
     return -1;
 }
 
@@ -170,12 +227,38 @@ fail:
     return -1;
 }
 
+/* Optional parameters: *out is left alone when name is absent or empty; a bad value replies
+ * 400 and returns -1. */
+static int opt_bool(struct call *c, const char *name, int *out)
+{
+    struct cn_slice v;
+    return has(c, name, &v) ? parse_bool(c->req, name, v, out) : 0;
+}
+
+static int opt_u64(struct call *c, const char *name, uint64_t max, uint64_t *out)
+{
+    struct cn_slice v;
+    return has(c, name, &v) ? parse_u64(c->req, name, v, max, out) : 0;
+}
+
+static int opt_double(struct call *c, const char *name, double *out)
+{
+    struct cn_slice v;
+    return has(c, name, &v) ? parse_double(c->req, name, v, out) : 0;
+}
+
+/* A required number in 0..max. */
+static int req_u64(struct call *c, const char *name, uint64_t max, uint64_t *out)
+{
+    struct cn_slice v;
+    return req_param(c, name, &v) ? -1 : parse_u64(c->req, name, v, max, out);
+}
+
 /* serviceName ("svc" or "group@@svc") and groupName into group and service. */
-static int service_param(struct cn_http_req *req, const struct params *p, struct cn_slice *group,
-                         struct cn_slice *service)
+static int service_param(struct call *c, struct cn_slice *group, struct cn_slice *service)
 {
     struct cn_slice s;
-    if (req_param(req, p, "serviceName", &s))
+    if (req_param(c, "serviceName", &s))
         return -1;
     const char *at = NULL;
     for (size_t i = 0; i + 1 < s.len; i++)
@@ -187,11 +270,11 @@ static int service_param(struct cn_http_req *req, const struct params *p, struct
         *group = (struct cn_slice){s.ptr, (size_t)(at - s.ptr)};
         *service = (struct cn_slice){at + 2, s.len - group->len - 2};
     } else {
-        *group = opt(p, "groupName", CN_REG_DEFAULT_GROUP);
+        *group = opt(c, "groupName", CN_REG_DEFAULT_GROUP);
         *service = s;
     }
     if (group->len == 0 || cn_reg_check_name(*service) != 0 || cn_reg_check_name(*group) != 0) {
-        bad(req, 400,
+        bad(c->req, 400,
             "Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'");
         return -1;
     }
@@ -199,14 +282,30 @@ static int service_param(struct cn_http_req *req, const struct params *p, struct
 }
 
 /* The namespace parameter (namespaceId or tenant), checked. */
-static int ns_param(struct cn_http_req *req, const struct params *p, const char *name,
-                    struct cn_slice *out)
+static int ns_param(struct call *c, const char *name, struct cn_slice *out)
 {
-    *out = opt(p, name, "");
+    *out = opt(c, name, "");
     if (out->len && cn_reg_check_name(*out) != 0) {
-        bad(req, 400, "Param '%s' is illegal", name);
+        bad(c->req, 400, "Param '%s' is illegal", name);
         return -1;
     }
+    return 0;
+}
+
+/* namespaceId and serviceName (with groupName). */
+static int ns_service(struct call *c, struct cn_slice *ns, struct cn_slice *group,
+                      struct cn_slice *service)
+{
+    return ns_param(c, "namespaceId", ns) || service_param(c, group, service) ? -1 : 0;
+}
+
+/* An instance's address in the parameters: ip and port. */
+static int addr_params(struct call *c, struct cn_slice *ip, uint16_t *port)
+{
+    uint64_t v;
+    if (req_param(c, "ip", ip) || req_u64(c, "port", 65535, &v))
+        return -1;
+    *port = (uint16_t)v;
     return 0;
 }
 
@@ -218,122 +317,108 @@ static int slice_eq_str(struct cn_slice a, const char *b)
 }
 
 /* 1 when the request may go on (auth off, a valid token, or valid credentials); else replies
- * 403 and returns 0. who receives the user name when authenticated. */
-static int authorized(struct cn_nacos *n, struct cn_http_req *req, const struct params *p,
-                      char *who, size_t who_len)
+ * 403 and returns 0. c->user receives the user name when authenticated. */
+static int authorized(struct call *c)
 {
-    snprintf(who, who_len, "%s", cn_http_req_peer_ip(req));
+    struct cn_nacos *n = c->n;
     if (!n->opts.auth)
         return 1;
     struct cn_slice tok, user, pass;
-    if (cn_form_get(&p->f, "accessToken", &tok) && tok.len == 32) {
+    if (cn_form_get(&c->p.f, "accessToken", &tok) && tok.len == 32) {
         uint64_t now = now_ms();
         uv_mutex_lock(&n->tlock);
         for (size_t i = 0; i < n->num_tokens; i++)
             if (n->tokens[i].expires_ms > now && memcmp(n->tokens[i].token, tok.ptr, 32) == 0) {
-                snprintf(who, who_len, "%s", n->tokens[i].user);
+                snprintf(c->user, sizeof(c->user), "%s", n->tokens[i].user);
                 uv_mutex_unlock(&n->tlock);
                 return 1;
             }
         uv_mutex_unlock(&n->tlock);
     }
-    if (cn_form_get(&p->f, "username", &user) && cn_form_get(&p->f, "password", &pass) &&
+    if (cn_form_get(&c->p.f, "username", &user) && cn_form_get(&c->p.f, "password", &pass) &&
         slice_eq_str(user, n->opts.username) && slice_eq_str(pass, n->opts.password)) {
-        snprintf(who, who_len, "%s", n->opts.username);
+        snprintf(c->user, sizeof(c->user), "%s", n->opts.username);
         return 1;
     }
-    reply_text(req, 403, "user not found!");
+    reply_text(c->req, 403, "user not found!");
     return 0;
 }
 
-static void h_login(struct cn_http_req *req, void *ctx)
+/* A new token for the configured user into t; 0, or -1 without randomness. */
+static int token_new(struct cn_nacos *n, struct cn_nacos_token *t)
 {
-    struct cn_nacos *n = ctx;
-    struct params p;
-    if (params_parse(req, &p))
-        return;
-    struct cn_slice user, pass;
-    if (!n->opts.auth) {
-        bad(req, 400, "authentication is off (registry.auth)");
-    } else if (req_param(req, &p, "username", &user) == 0 &&
-               req_param(req, &p, "password", &pass) == 0) {
-        if (!slice_eq_str(user, n->opts.username) || !slice_eq_str(pass, n->opts.password)) {
-            reply_text(req, 403, "unknown user!");
-        } else {
-            struct cn_nacos_token t;
-            unsigned char rnd[16];
-            static const char hex[] = "0123456789abcdef";
-            if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
-                bad(req, 500, "no randomness");
-                cn_form_release(&p.f);
-                return;
-            }
-            for (int i = 0; i < 16; i++) {
-                t.token[2 * i] = hex[rnd[i] >> 4];
-                t.token[2 * i + 1] = hex[rnd[i] & 15];
-            }
-            t.token[32] = '\0';
-            uint64_t now = now_ms();
-            t.expires_ms = now + n->opts.token_ttl_ms;
-            snprintf(t.user, sizeof(t.user), "%s", n->opts.username);
-            uv_mutex_lock(&n->tlock);
-            /* Expired tokens go first; past the cap the oldest is replaced. */
-            size_t keep = 0;
-            for (size_t i = 0; i < n->num_tokens; i++)
-                if (n->tokens[i].expires_ms > now)
-                    n->tokens[keep++] = n->tokens[i];
-            n->num_tokens = keep;
-            if (n->num_tokens == NACOS_MAX_TOKENS) {
-                memmove(n->tokens, n->tokens + 1, (NACOS_MAX_TOKENS - 1) * sizeof(t));
-                n->num_tokens--;
-            }
-            n->tokens[n->num_tokens++] = t;
-            uv_mutex_unlock(&n->tlock);
-            char body[160];
-            snprintf(body, sizeof(body),
-                     "{\"accessToken\":\"%s\",\"tokenTtl\":%llu,\"globalAdmin\":true}", t.token,
-                     (unsigned long long)(n->opts.token_ttl_ms / 1000));
-            cn_http_reply(req, 200, JSON, body, strlen(body), NULL, 0);
-        }
+    unsigned char rnd[16];
+    static const char hex[] = "0123456789abcdef";
+    if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0)
+        return -1;
+    for (int i = 0; i < 16; i++) {
+        t->token[2 * i] = hex[rnd[i] >> 4];
+        t->token[2 * i + 1] = hex[rnd[i] & 15];
     }
-    cn_form_release(&p.f);
+    t->token[32] = '\0';
+    uint64_t now = now_ms();
+    t->expires_ms = now + n->opts.token_ttl_ms;
+    snprintf(t->user, sizeof(t->user), "%s", n->opts.username);
+    uv_mutex_lock(&n->tlock);
+    /* Expired tokens go first; past the cap the oldest is replaced. */
+    size_t keep = 0;
+    for (size_t i = 0; i < n->num_tokens; i++)
+        if (n->tokens[i].expires_ms > now)
+            n->tokens[keep++] = n->tokens[i];
+    n->num_tokens = keep;
+    if (n->num_tokens == NACOS_MAX_TOKENS) {
+        memmove(n->tokens, n->tokens + 1, (NACOS_MAX_TOKENS - 1) * sizeof(*t));
+        n->num_tokens--;
+    }
+    n->tokens[n->num_tokens++] = *t;
+    uv_mutex_unlock(&n->tlock);
+    return 0;
+}
+
+static void h_login(struct call *c)
+{
+    struct cn_nacos *n = c->n;
+    struct cn_slice user, pass;
+    struct cn_nacos_token t;
+    if (!n->opts.auth) {
+        bad(c->req, 400, "authentication is off (registry.auth)");
+    } else if (req_param(c, "username", &user) || req_param(c, "password", &pass)) {
+        return;
+    } else if (!slice_eq_str(user, n->opts.username) || !slice_eq_str(pass, n->opts.password)) {
+        reply_text(c->req, 403, "unknown user!");
+    } else if (token_new(n, &t) != 0) {
+        bad(c->req, 500, "no randomness");
+    } else {
+        char body[160];
+        int len = snprintf(body, sizeof(body),
+                           "{\"accessToken\":\"%s\",\"tokenTtl\":%llu,\"globalAdmin\":true}",
+                           t.token, (unsigned long long)(n->opts.token_ttl_ms / 1000));
+        reply_json(c->req, body, (size_t)len);
+    }
 }
 
 /* ---- naming ------------------------------------------------------------------------------- */
 
 /* Reads an instance from the parameters (register, update). Replies 400 and returns -1 on a
  * bad one. */
-static int instance_params(struct cn_http_req *req, const struct params *p,
-                           struct cn_reg_instance *in)
+static int instance_params(struct call *c, struct cn_reg_instance *in)
 {
     memset(in, 0, sizeof(*in));
     struct cn_slice v;
-    uint64_t port;
-    if (ns_param(req, p, "namespaceId", &in->ns) || service_param(req, p, &in->group, &in->service))
+    if (ns_service(c, &in->ns, &in->group, &in->service) || addr_params(c, &in->ip, &in->port))
         return -1;
-    if (req_param(req, p, "ip", &in->ip) || req_param(req, p, "port", &v) ||
-        parse_u64(req, "port", v, 65535, &port))
-        return -1;
-    in->port = (uint16_t)port;
-    in->cluster = opt(p, "clusterName", CN_REG_DEFAULT_CLUSTER);
+    in->cluster = opt(c, "clusterName", CN_REG_DEFAULT_CLUSTER);
     in->weight = 1.0;
-    if (cn_form_get(&p->f, "weight", &v) && v.len && parse_double(req, "weight", v, &in->weight))
+    if (opt_double(c, "weight", &in->weight))
         return -1;
     in->enabled = in->healthy = in->ephemeral = 1;
     /* "enabled" wins over "enable" (the Node client's spelling), as in Nacos. */
-    if (cn_form_get(&p->f, "enabled", &v) && v.len) {
-        if (parse_bool(req, "enabled", v, &in->enabled))
-            return -1;
-    } else if (cn_form_get(&p->f, "enable", &v) && v.len &&
-               parse_bool(req, "enable", v, &in->enabled)) {
+    if (has(c, "enabled", &v) ? parse_bool(c->req, "enabled", v, &in->enabled)
+                              : opt_bool(c, "enable", &in->enabled))
         return -1;
-    }
-    if (cn_form_get(&p->f, "healthy", &v) && v.len && parse_bool(req, "healthy", v, &in->healthy))
+    if (opt_bool(c, "healthy", &in->healthy) || opt_bool(c, "ephemeral", &in->ephemeral))
         return -1;
-    if (cn_form_get(&p->f, "ephemeral", &v) && v.len &&
-        parse_bool(req, "ephemeral", v, &in->ephemeral))
-        return -1;
-    in->metadata = opt(p, "metadata", "");
+    in->metadata = opt(c, "metadata", "");
     return 0;
 }
 
@@ -386,15 +471,14 @@ static void job_done(uv_work_t *w, int status)
     if (!j->aborted) {
         struct cn_http_req *req = j->req;
         req->abort_cb = NULL;
-        int cfg = j->kind == JOB_PUBLISH || j->kind == JOB_CFG_DELETE;
         if (status != 0)
             bad(req, 500, "the write was cancelled");
-        else if (j->rc == CN_ENOENT && j->kind == JOB_UPDATE)
-            bad(req, 400, "instance not exist: %s", j->e.message);
+        else if (j->kind != JOB_PUBLISH && j->kind != JOB_CFG_DELETE)
+            reply_write(req, j->rc, &j->e, j->kind == JOB_UPDATE);
         else if (j->rc)
             reg_fail(req, j->rc, &j->e);
         else
-            reply_text(req, 200, cfg ? "true" : "ok");
+            reply_text(req, 200, "true"); /* a configuration write */
     }
     cn_form_release(&j->p.f);
     free(j);
@@ -406,7 +490,21 @@ static void on_job_abort(struct cn_http_req *req)
     j->aborted = 1;
 }
 
-/* Queues j (its params taken over from the handler). On failure answers 500 itself. */
+/* A job of kind for c, taking over its parameters (c->kept); NULL when out of memory. */
+static struct job *job_new(struct call *c, enum job_kind kind)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (j) {
+        j->n = c->n;
+        j->kind = kind;
+        j->p = c->p;
+        c->kept = 1;
+        j->now = now_ms();
+    }
+    return j;
+}
+
+/* Queues j. On failure answers 500 itself. */
 static void job_start(struct cn_http_req *req, struct job *j)
 {
     j->req = req;
@@ -421,108 +519,98 @@ static void job_start(struct cn_http_req *req, struct job *j)
     }
 }
 
-static void h_instance(struct cn_http_req *req, void *ctx)
+/* GET /nacos/v1/ns/instance: one instance as JSON. */
+static void instance_get(struct call *c)
 {
-    struct cn_nacos *n = ctx;
-    struct params p;
-    char who[96];
-    if (params_parse(req, &p))
+    struct cn_http_req *req = c->req;
+    struct cn_slice ip, ns, group, service;
+    uint16_t port;
+    if (ns_service(c, &ns, &group, &service) || addr_params(c, &ip, &port))
         return;
-    if (!authorized(n, req, &p, who, sizeof(who)))
-        goto out;
+    struct cn_slice cluster = opt(c, "cluster", "");
+    if (!cluster.len)
+        cluster = opt(c, "clusterName", CN_REG_DEFAULT_CLUSTER);
+    struct cn_reg_inst_view *iv;
+    long num = cn_reg_instances(c->n->reg, ns, group, service, &iv);
+    long hit = -1;
+    for (long i = 0; i < num && hit < 0; i++)
+        if (iv[i].port == port && cn_slice_eq(cn_slice_of(iv[i].ip), ip) &&
+            cn_slice_eq(cn_slice_of(iv[i].cluster), cluster))
+            hit = i;
+    if (hit < 0) {
+        bad(req, 404, "no matched ip found!");
+    } else {
+        struct cn_buf b;
+        cn_buf_init(&b, 1u << 20);
+        struct cn_reg_inst_view *x = &iv[hit];
+        int rc = cn_buf_puts(&b, "{\"service\":\"");
+        rc |= cn_buf_append_slice(&b, group) | cn_buf_puts(&b, "@@") |
+              cn_buf_append_slice(&b, service);
+        rc |= cn_buf_puts(&b, "\",\"ip\":");
+        rc |= cn_reg_json_str(&b, x->ip, strlen(x->ip));
+        rc |= cn_buf_printf(&b, ",\"port\":%u,\"clusterName\":", x->port);
+        rc |= cn_reg_json_str(&b, x->cluster, strlen(x->cluster));
+        rc |= cn_buf_puts(&b, ",\"weight\":");
+        rc |= cn_reg_json_double(&b, x->weight);
+        rc |= cn_buf_printf(&b, ",\"healthy\":%s,\"instanceId\":\"%s#%u#%s#",
+                            x->healthy ? "true" : "false", x->ip, x->port, x->cluster);
+        rc |= cn_buf_append_slice(&b, group) | cn_buf_puts(&b, "@@") |
+              cn_buf_append_slice(&b, service);
+        rc |= cn_buf_puts(&b, "\",\"metadata\":");
+        rc |= cn_buf_puts(&b, x->metadata);
+        rc |= cn_buf_puts(&b, "}");
+        reply_built(req, rc, &b, "reply too large");
+        cn_buf_release(&b);
+    }
+    cn_reg_instances_free(iv, num);
+}
+
+/* DELETE /nacos/v1/ns/instance: deregisters. */
+static void instance_delete(struct call *c)
+{
+    struct cn_slice ip, ns, group, service;
+    uint16_t port;
+    int eph = 1;
+    if (ns_service(c, &ns, &group, &service) || addr_params(c, &ip, &port) ||
+        opt_bool(c, "ephemeral", &eph))
+        return;
     struct cn_reg_error e = {0};
+    int rc = cn_reg_deregister(c->n->reg, ns, group, service,
+                               opt(c, "clusterName", CN_REG_DEFAULT_CLUSTER), ip, port, eph,
+                               now_ms(), &e);
+    reply_write(c->req, rc, &e, 0);
+}
+
+/* POST (register) and PUT (update) /nacos/v1/ns/instance. A persistent instance is stored,
+ * off the loop; an ephemeral one only in memory, answered at once. */
+static void instance_put(struct call *c)
+{
     struct cn_reg_instance in;
-    if (req->method == HTTP_GET) {
-        struct cn_slice ip, v, ns, group, service;
-        uint64_t port;
-        if (ns_param(req, &p, "namespaceId", &ns) || service_param(req, &p, &group, &service) ||
-            req_param(req, &p, "ip", &ip) || req_param(req, &p, "port", &v) ||
-            parse_u64(req, "port", v, 65535, &port))
-            goto out;
-        struct cn_slice cluster = opt(&p, "cluster", "");
-        if (!cluster.len)
-            cluster = opt(&p, "clusterName", CN_REG_DEFAULT_CLUSTER);
-        struct cn_reg_inst_view *iv;
-        long num = cn_reg_instances(n->reg, ns, group, service, &iv);
-        long hit = -1;
-        for (long i = 0; i < num && hit < 0; i++)
-            if (iv[i].port == port && cn_slice_eq(cn_slice_of(iv[i].ip), ip) &&
-                cn_slice_eq(cn_slice_of(iv[i].cluster), cluster))
-                hit = i;
-        if (hit < 0) {
-            bad(req, 404, "no matched ip found!");
-        } else {
-            struct cn_buf b;
-            cn_buf_init(&b, 1u << 20);
-            struct cn_reg_inst_view *x = &iv[hit];
-            int rc = cn_buf_puts(&b, "{\"service\":\"");
-            rc |= cn_buf_append_slice(&b, group) | cn_buf_puts(&b, "@@") |
-                  cn_buf_append_slice(&b, service);
-            rc |= cn_buf_puts(&b, "\",\"ip\":");
-            rc |= cn_reg_json_str(&b, x->ip, strlen(x->ip));
-            rc |= cn_buf_printf(&b, ",\"port\":%u,\"clusterName\":", x->port);
-            rc |= cn_reg_json_str(&b, x->cluster, strlen(x->cluster));
-            rc |= cn_buf_puts(&b, ",\"weight\":");
-            rc |= cn_reg_json_double(&b, x->weight);
-            rc |= cn_buf_printf(&b, ",\"healthy\":%s,\"instanceId\":\"%s#%u#%s#",
-                                x->healthy ? "true" : "false", x->ip, x->port, x->cluster);
-            rc |= cn_buf_append_slice(&b, group) | cn_buf_puts(&b, "@@") |
-                  cn_buf_append_slice(&b, service);
-            rc |= cn_buf_puts(&b, "\",\"metadata\":");
-            rc |= cn_buf_puts(&b, x->metadata);
-            rc |= cn_buf_puts(&b, "}");
-            if (rc)
-                bad(req, 500, "reply too large");
-            else
-                cn_http_reply(req, 200, JSON, b.ptr, b.len, NULL, 0);
-            cn_buf_release(&b);
-        }
-        cn_reg_instances_free(iv, num);
-        goto out;
-    }
-    if (req->method == HTTP_DELETE) {
-        struct cn_slice ip, v, ns, group, service;
-        uint64_t port;
-        int eph = 1;
-        if (ns_param(req, &p, "namespaceId", &ns) || service_param(req, &p, &group, &service) ||
-            req_param(req, &p, "ip", &ip) || req_param(req, &p, "port", &v) ||
-            parse_u64(req, "port", v, 65535, &port))
-            goto out;
-        if (cn_form_get(&p.f, "ephemeral", &v) && v.len && parse_bool(req, "ephemeral", v, &eph))
-            goto out;
-        int rc = cn_reg_deregister(n->reg, ns, group, service,
-                                   opt(&p, "clusterName", CN_REG_DEFAULT_CLUSTER), ip,
-                                   (uint16_t)port, eph, now_ms(), &e);
-        if (rc)
-            reg_fail(req, rc, &e);
-        else
-            reply_text(req, 200, "ok");
-        goto out;
-    }
-    if (instance_params(req, &p, &in))
-        goto out;
+    int update = c->req->method == HTTP_PUT;
+    if (instance_params(c, &in))
+        return;
     if (!in.ephemeral) {
-        struct job *j = calloc(1, sizeof(*j));
+        struct job *j = job_new(c, update ? JOB_UPDATE : JOB_REGISTER);
         if (j) {
-            j->n = n;
-            j->kind = req->method == HTTP_PUT ? JOB_UPDATE : JOB_REGISTER;
-            j->p = p;
             j->in = in;
-            j->now = now_ms();
-            job_start(req, j);
-            return; /* the job owns p */
+            job_start(c->req, j);
+            return;
         }
     }
-    int rc = req->method == HTTP_PUT ? cn_reg_update(n->reg, &in, now_ms(), &e)
-                                     : cn_reg_register(n->reg, &in, now_ms(), &e);
-    if (rc == CN_ENOENT)
-        bad(req, 400, "instance not exist: %s", e.message);
-    else if (rc)
-        reg_fail(req, rc, &e);
+    struct cn_reg_error e = {0};
+    int rc = update ? cn_reg_update(c->n->reg, &in, now_ms(), &e)
+                    : cn_reg_register(c->n->reg, &in, now_ms(), &e);
+    reply_write(c->req, rc, &e, 1);
+}
+
+static void h_instance(struct call *c)
+{
+    if (c->req->method == HTTP_GET)
+        instance_get(c);
+    else if (c->req->method == HTTP_DELETE)
+        instance_delete(c);
     else
-        reply_text(req, 200, "ok");
-out:
-    cn_form_release(&p.f);
+        instance_put(c);
 }
 
 /* ---- UDP push ---------------------------------------------------------------------------------
@@ -663,238 +751,189 @@ static void on_push(struct cn_mail *m)
     cn_buf_release(&pkt);
 }
 
-static void h_list(struct cn_http_req *req, void *ctx)
+static void h_list(struct call *c)
 {
-    struct cn_nacos *n = ctx;
-    struct params p;
-    char who[96];
-    if (params_parse(req, &p))
-        return;
-    if (!authorized(n, req, &p, who, sizeof(who)))
-        goto out;
+    struct cn_nacos *n = c->n;
     struct cn_reg_query q = {0};
-    struct cn_slice v;
-    if (ns_param(req, &p, "namespaceId", &q.ns) || service_param(req, &p, &q.group, &q.service))
-        goto out;
-    q.clusters = opt(&p, "clusters", "");
-    if (cn_form_get(&p.f, "healthyOnly", &v) && v.len &&
-        parse_bool(req, "healthyOnly", v, &q.healthy_only))
-        goto out;
     uint64_t udp_port = 0;
-    if (cn_form_get(&p.f, "udpPort", &v) && v.len && parse_u64(req, "udpPort", v, 65535, &udp_port))
-        goto out;
+    if (ns_service(c, &q.ns, &q.group, &q.service))
+        return;
+    q.clusters = opt(c, "clusters", "");
+    if (opt_bool(c, "healthyOnly", &q.healthy_only) || opt_u64(c, "udpPort", 65535, &udp_port))
+        return;
     if (udp_port && n->udp_fd >= 0)
-        subscribe(n, &q, cn_http_req_peer_ip(req), (uint16_t)udp_port);
+        subscribe(n, &q, cn_http_req_peer_ip(c->req), (uint16_t)udp_port);
     struct cn_buf b;
     cn_buf_init(&b, 64u << 20);
-    if (cn_reg_list_json(n->reg, &q, now_ms(), &b) != 0)
-        bad(req, 500, "instance list too large");
-    else
-        cn_http_reply(req, 200, JSON, b.ptr, b.len, NULL, 0);
+    reply_built(c->req, cn_reg_list_json(n->reg, &q, now_ms(), &b), &b, "instance list too large");
     cn_buf_release(&b);
-out:
-    cn_form_release(&p.f);
 }
 
-static void h_beat(struct cn_http_req *req, void *ctx)
+/* The instance a beat's JSON parameter carries into in; its metadata (re-serialised) into
+ * meta. Replies 400 and returns -1 on a bad one. in's strings point into beat. */
+static int beat_json(struct cn_http_req *req, json_t *beat, struct cn_reg_instance *in,
+                     struct cn_buf *meta)
 {
-    struct cn_nacos *n = ctx;
-    struct params p;
-    char who[96];
-    if (params_parse(req, &p))
+    if (!json_is_object(beat)) {
+        bad(req, 400, "Param 'beat' is illegal: not a JSON object");
+        return -1;
+    }
+    const char *ip = json_string_value(json_object_get(beat, "ip"));
+    json_t *port = json_object_get(beat, "port");
+    const char *cluster = json_string_value(json_object_get(beat, "cluster"));
+    json_t *w = json_object_get(beat, "weight");
+    json_t *m = json_object_get(beat, "metadata");
+    if (!ip || !*ip) {
+        bad(req, 400, "Param 'beat' is illegal: no ip");
+        return -1;
+    }
+    if (!json_is_integer(port) || json_integer_value(port) < 1 ||
+        json_integer_value(port) > 65535) {
+        bad(req, 400, "Param 'beat' is illegal: port must be 1..65535");
+        return -1;
+    }
+    in->ip = cn_slice_of(ip);
+    in->port = (uint16_t)json_integer_value(port);
+    if (cluster && *cluster)
+        in->cluster = cn_slice_of(cluster);
+    if (json_is_number(w))
+        in->weight = json_number_value(w);
+    if (json_is_object(m)) {
+        char *t = json_dumps(m, JSON_COMPACT);
+        int rc = t ? cn_buf_puts(meta, t) : CN_ENOMEM;
+        free(t);
+        if (rc) {
+            bad(req, 400, "Param 'beat' is illegal: metadata too large");
+            return -1;
+        }
+        in->metadata = cn_buf_slice(meta);
+    }
+    return 0;
+}
+
+/* The beat itself, once in holds the instance; beat_json tells whether it carries it. */
+static void beat_reply(struct call *c, const struct cn_reg_instance *in, int carries)
+{
+    struct cn_reg_error e = {0};
+    uint64_t interval = 0;
+    int rc = cn_reg_beat(c->n->reg, in, carries, now_ms(), &interval, &e);
+    char body[128];
+    int len;
+    if (rc && rc != CN_ENOENT) {
+        reg_fail(c->req, rc, &e);
         return;
-    if (!authorized(n, req, &p, who, sizeof(who)))
-        goto out;
+    }
+    if (rc == CN_ENOENT)
+        len = snprintf(body, sizeof(body), "{\"clientBeatInterval\":%llu,\"code\":20404}",
+                       (unsigned long long)CN_REG_BEAT_INTERVAL_MS);
+    else
+        len = snprintf(body, sizeof(body),
+                       "{\"clientBeatInterval\":%llu,\"code\":10200,\"lightBeatEnabled\":true}",
+                       (unsigned long long)interval);
+    reply_json(c->req, body, (size_t)len);
+}
+
+static void h_beat(struct call *c)
+{
     struct cn_reg_instance in = {0};
     struct cn_slice v;
-    json_t *beat = NULL;
-    struct cn_buf meta;
-    cn_buf_init(&meta, CN_REG_MAX_METADATA_BYTES + 64);
-    if (ns_param(req, &p, "namespaceId", &in.ns) || service_param(req, &p, &in.group, &in.service))
-        goto done;
-    in.cluster = opt(&p, "clusterName", CN_REG_DEFAULT_CLUSTER);
+    if (ns_service(c, &in.ns, &in.group, &in.service))
+        return;
+    in.cluster = opt(c, "clusterName", CN_REG_DEFAULT_CLUSTER);
     in.weight = 1.0;
     in.enabled = in.healthy = in.ephemeral = 1;
     in.metadata = CN_SLICE_LIT("{}");
-    if (cn_form_get(&p.f, "beat", &v) && v.len) {
-        json_error_t je;
-        beat = json_loadb(v.ptr, v.len, 0, &je);
-        if (!json_is_object(beat)) {
-            bad(req, 400, "Param 'beat' is illegal: not a JSON object");
-            goto done;
-        }
-        const char *ip = json_string_value(json_object_get(beat, "ip"));
-        json_t *port = json_object_get(beat, "port");
-        const char *cluster = json_string_value(json_object_get(beat, "cluster"));
-        json_t *w = json_object_get(beat, "weight");
-        json_t *m = json_object_get(beat, "metadata");
-        if (!ip || !*ip) {
-            bad(req, 400, "Param 'beat' is illegal: no ip");
-            goto done;
-        }
-        if (!json_is_integer(port) || json_integer_value(port) < 1 ||
-            json_integer_value(port) > 65535) {
-            bad(req, 400, "Param 'beat' is illegal: port must be 1..65535");
-            goto done;
-        }
-        in.ip = cn_slice_of(ip);
-        in.port = (uint16_t)json_integer_value(port);
-        if (cluster && *cluster)
-            in.cluster = cn_slice_of(cluster);
-        if (json_is_number(w))
-            in.weight = json_number_value(w);
-        if (json_is_object(m)) {
-            char *t = json_dumps(m, JSON_COMPACT);
-            int rc = t ? cn_buf_puts(&meta, t) : CN_ENOMEM;
-            free(t);
-            if (rc) {
-                bad(req, 400, "Param 'beat' is illegal: metadata too large");
-                goto done;
-            }
-            in.metadata = cn_buf_slice(&meta);
-        }
-    } else {
-        uint64_t port;
-        if (req_param(req, &p, "ip", &in.ip) || req_param(req, &p, "port", &v) ||
-            parse_u64(req, "port", v, 65535, &port))
-            goto done;
-        in.port = (uint16_t)port;
+    if (!has(c, "beat", &v)) {
+        if (addr_params(c, &in.ip, &in.port) == 0)
+            beat_reply(c, &in, 0);
+        return;
     }
-    struct cn_reg_error e = {0};
-    uint64_t interval = 0;
-    int rc = cn_reg_beat(n->reg, &in, beat != NULL, now_ms(), &interval, &e);
-    char body[128];
-    if (rc == CN_ENOENT) {
-        snprintf(body, sizeof(body), "{\"clientBeatInterval\":%llu,\"code\":20404}",
-                 (unsigned long long)CN_REG_BEAT_INTERVAL_MS);
-        cn_http_reply(req, 200, JSON, body, strlen(body), NULL, 0);
-    } else if (rc) {
-        reg_fail(req, rc, &e);
-    } else {
-        snprintf(body, sizeof(body),
-                 "{\"clientBeatInterval\":%llu,\"code\":10200,\"lightBeatEnabled\":true}",
-                 (unsigned long long)interval);
-        cn_http_reply(req, 200, JSON, body, strlen(body), NULL, 0);
-    }
-done:
+    json_error_t je;
+    json_t *beat = json_loadb(v.ptr, v.len, 0, &je);
+    struct cn_buf meta;
+    cn_buf_init(&meta, CN_REG_MAX_METADATA_BYTES + 64);
+    if (beat_json(c->req, beat, &in, &meta) == 0)
+        beat_reply(c, &in, 1);
     json_decref(beat);
     cn_buf_release(&meta);
-out:
-    cn_form_release(&p.f);
 }
 
-static void h_service_list(struct cn_http_req *req, void *ctx)
+static void h_service_list(struct call *c)
 {
-    struct cn_nacos *n = ctx;
-    struct params p;
-    char who[96];
-    if (params_parse(req, &p))
-        return;
-    if (!authorized(n, req, &p, who, sizeof(who)))
-        goto out;
-    struct cn_slice ns, v;
+    struct cn_slice ns;
     uint64_t page_no, page_size;
-    if (ns_param(req, &p, "namespaceId", &ns) || req_param(req, &p, "pageNo", &v) ||
-        parse_u64(req, "pageNo", v, 1000000000, &page_no) || req_param(req, &p, "pageSize", &v) ||
-        parse_u64(req, "pageSize", v, 100000, &page_size))
-        goto out;
-    struct cn_slice group = opt(&p, "groupName", CN_REG_DEFAULT_GROUP);
+    if (ns_param(c, "namespaceId", &ns) || req_u64(c, "pageNo", 1000000000, &page_no) ||
+        req_u64(c, "pageSize", 100000, &page_size))
+        return;
+    struct cn_slice group = opt(c, "groupName", CN_REG_DEFAULT_GROUP);
     struct cn_buf names, b;
     cn_buf_init(&names, 64u << 20);
     cn_buf_init(&b, 64u << 20);
     uint64_t count = 0;
-    if (cn_reg_service_names(n->reg, ns, group, page_no, page_size, &names, &count) != 0 ||
-        cn_buf_printf(&b, "{\"count\":%llu,\"doms\":", (unsigned long long)count) != 0 ||
-        cn_buf_append(&b, names.ptr, names.len) != 0 || cn_buf_puts(&b, "}") != 0)
-        bad(req, 500, "service list too large");
-    else
-        cn_http_reply(req, 200, JSON, b.ptr, b.len, NULL, 0);
+    int rc = cn_reg_service_names(c->n->reg, ns, group, page_no, page_size, &names, &count) != 0 ||
+             cn_buf_printf(&b, "{\"count\":%llu,\"doms\":", (unsigned long long)count) != 0 ||
+             cn_buf_append(&b, names.ptr, names.len) != 0 || cn_buf_puts(&b, "}") != 0;
+    reply_built(c->req, rc, &b, "service list too large");
     cn_buf_release(&names);
     cn_buf_release(&b);
-out:
-    cn_form_release(&p.f);
 }
 
-static void h_service(struct cn_http_req *req, void *ctx)
+static void h_service(struct call *c)
 {
-    struct cn_nacos *n = ctx;
-    struct params p;
-    char who[96];
-    if (params_parse(req, &p))
-        return;
-    if (!authorized(n, req, &p, who, sizeof(who)))
-        goto out;
+    struct cn_reg *reg = c->n->reg;
     struct cn_reg_service s = {0};
     struct cn_reg_error e = {0};
-    struct cn_slice v;
-    if (ns_param(req, &p, "namespaceId", &s.ns) || service_param(req, &p, &s.group, &s.service))
-        goto out;
-    if (req->method == HTTP_GET) {
+    if (ns_service(c, &s.ns, &s.group, &s.service))
+        return;
+    if (c->req->method == HTTP_GET) {
         struct cn_buf b;
         cn_buf_init(&b, 1u << 20);
-        int rc = cn_reg_service_json(n->reg, s.ns, s.group, s.service, &b);
+        int rc = cn_reg_service_json(reg, s.ns, s.group, s.service, &b);
         if (rc == CN_ENOENT)
-            bad(req, 400, "service %.*s is not found!", (int)s.service.len, s.service.ptr);
-        else if (rc)
-            bad(req, 500, "reply too large");
+            bad(c->req, 400, "service %.*s is not found!", (int)s.service.len, s.service.ptr);
         else
-            cn_http_reply(req, 200, JSON, b.ptr, b.len, NULL, 0);
+            reply_built(c->req, rc, &b, "reply too large");
         cn_buf_release(&b);
-        goto out;
+    } else if (c->req->method == HTTP_DELETE) {
+        reply_service_write(c->req, cn_reg_service_delete(reg, s.ns, s.group, s.service, &e), &e);
+    } else if (opt_double(c, "protectThreshold", &s.protect_threshold) == 0) {
+        s.metadata = opt(c, "metadata", "");
+        reply_service_write(c->req, cn_reg_service_put(reg, &s, c->req->method == HTTP_PUT, &e),
+                            &e);
     }
-    if (req->method == HTTP_DELETE) {
-        int rc = cn_reg_service_delete(n->reg, s.ns, s.group, s.service, &e);
-        if (rc)
-            bad(req, rc == CN_EIO ? 500 : 400, "%s", e.message);
-        else
-            reply_text(req, 200, "ok");
-        goto out;
-    }
-    s.protect_threshold = 0;
-    if (cn_form_get(&p.f, "protectThreshold", &v) && v.len &&
-        parse_double(req, "protectThreshold", v, &s.protect_threshold))
-        goto out;
-    s.metadata = opt(&p, "metadata", "");
-    int rc = cn_reg_service_put(n->reg, &s, req->method == HTTP_PUT, &e);
-    if (rc)
-        bad(req, rc == CN_EIO ? 500 : 400, "%s", e.message);
-    else
-        reply_text(req, 200, "ok");
-out:
-    cn_form_release(&p.f);
 }
 
-static void h_metrics(struct cn_http_req *req, void *ctx)
+static void h_metrics(struct call *c)
 {
-    struct cn_nacos *n = ctx;
     struct cn_reg_stats st;
-    cn_reg_stats(n->reg, &st);
+    cn_reg_stats(c->n->reg, &st);
     double load[3] = {0, 0, 0};
     uv_loadavg(load);
     char body[512];
-    snprintf(body, sizeof(body),
-             "{\"status\":\"UP\",\"serviceCount\":%llu,\"instanceCount\":%llu,"
-             "\"subscribeCount\":0,\"responsibleInstanceCount\":%llu,\"clientCount\":%llu,"
-             "\"configCount\":%llu,\"load\":%.2f,\"cpu\":0.0,\"mem\":0.0}",
-             (unsigned long long)st.services, (unsigned long long)st.instances,
-             (unsigned long long)st.instances, (unsigned long long)st.instances,
-             (unsigned long long)st.configs, load[0]);
-    cn_http_reply(req, 200, JSON, body, strlen(body), NULL, 0);
+    int len =
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"UP\",\"serviceCount\":%llu,\"instanceCount\":%llu,"
+                 "\"subscribeCount\":0,\"responsibleInstanceCount\":%llu,\"clientCount\":%llu,"
+                 "\"configCount\":%llu,\"load\":%.2f,\"cpu\":0.0,\"mem\":0.0}",
+                 (unsigned long long)st.services, (unsigned long long)st.instances,
+                 (unsigned long long)st.instances, (unsigned long long)st.instances,
+                 (unsigned long long)st.configs, load[0]);
+    reply_json(c->req, body, (size_t)len);
 }
 
 /* ---- configuration -------------------------------------------------------------------------- */
 
-static int cfg_key(struct cn_http_req *req, const struct params *p, struct cn_reg_cfg_key *k)
+static int cfg_key(struct call *c, struct cn_reg_cfg_key *k)
 {
-    if (req_param(req, p, "dataId", &k->data_id) || req_param(req, p, "group", &k->group) ||
-        ns_param(req, p, "tenant", &k->ns))
+    if (req_param(c, "dataId", &k->data_id) || req_param(c, "group", &k->group) ||
+        ns_param(c, "tenant", &k->ns))
         return -1;
     if (cn_reg_check_name(k->data_id) != 0) {
-        bad(req, 400, "Param 'dataId' is illegal");
+        bad(c->req, 400, "Param 'dataId' is illegal");
         return -1;
     }
     if (cn_reg_check_name(k->group) != 0) {
-        bad(req, 400, "Param 'group' is illegal");
+        bad(c->req, 400, "Param 'group' is illegal");
         return -1;
     }
     return 0;
@@ -915,60 +954,49 @@ static const char *content_type_of(const char *type)
     return TEXT;
 }
 
-static void h_configs(struct cn_http_req *req, void *ctx)
+static void config_get(struct call *c, const struct cn_reg_cfg_key *k)
 {
-    struct cn_nacos *n = ctx;
-    struct params p;
-    char who[96];
-    if (params_parse(req, &p))
-        return;
-    if (!authorized(n, req, &p, who, sizeof(who)))
-        goto out;
+    struct cn_buf b;
+    cn_buf_init(&b, SIZE_MAX);
+    char md5[33], type[64];
+    int rc = cn_reg_cfg_get(c->n->reg, k, &b, md5, type, NULL, NULL);
+    if (rc == CN_ENOENT) {
+        cn_http_reply(c->req, 404, TEXT, "config data not exist", 21, NULL, 0);
+    } else if (rc) {
+        bad(c->req, 500, "cannot read the configuration");
+    } else {
+        struct cn_http_header h[] = {
+            {CN_SLICE_LIT("Content-MD5"), {md5, 32}},
+            {CN_SLICE_LIT("Config-Type"), cn_slice_of(type)},
+            {CN_SLICE_LIT("Cache-Control"), CN_SLICE_LIT("no-cache,no-store")},
+        };
+        cn_http_reply(c->req, 200, content_type_of(type), b.ptr ? b.ptr : "", b.len, h, 3);
+    }
+    cn_buf_release(&b);
+}
+
+static void h_configs(struct call *c)
+{
     struct cn_reg_cfg_key k;
-    struct cn_reg_error e = {0};
-    if (cfg_key(req, &p, &k))
-        goto out;
-    if (req->method == HTTP_GET) {
-        struct cn_buf b;
-        cn_buf_init(&b, SIZE_MAX);
-        char md5[33], type[64];
-        int rc = cn_reg_cfg_get(n->reg, &k, &b, md5, type, NULL, NULL);
-        if (rc == CN_ENOENT) {
-            cn_http_reply(req, 404, TEXT, "config data not exist", 21, NULL, 0);
-        } else if (rc) {
-            bad(req, 500, "cannot read the configuration");
-        } else {
-            struct cn_http_header h[] = {
-                {CN_SLICE_LIT("Content-MD5"), {md5, 32}},
-                {CN_SLICE_LIT("Config-Type"), cn_slice_of(type)},
-                {CN_SLICE_LIT("Cache-Control"), CN_SLICE_LIT("no-cache,no-store")},
-            };
-            cn_http_reply(req, 200, content_type_of(type), b.ptr ? b.ptr : "", b.len, h, 3);
-        }
-        cn_buf_release(&b);
-        goto out;
-    }
     struct cn_slice content = {"", 0};
-    if (req->method != HTTP_DELETE && req_param(req, &p, "content", &content))
-        goto out;
-    struct job *j = calloc(1, sizeof(*j));
-    if (!j) {
-        (void)e;
-        bad(req, 500, "out of memory");
-        goto out;
+    if (cfg_key(c, &k))
+        return;
+    if (c->req->method == HTTP_GET) {
+        config_get(c, &k);
+        return;
     }
-    j->n = n;
-    j->kind = req->method == HTTP_DELETE ? JOB_CFG_DELETE : JOB_PUBLISH;
-    j->p = p;
+    if (c->req->method != HTTP_DELETE && req_param(c, "content", &content))
+        return;
+    struct job *j = job_new(c, c->req->method == HTTP_DELETE ? JOB_CFG_DELETE : JOB_PUBLISH);
+    if (!j) {
+        bad(c->req, 500, "out of memory");
+        return;
+    }
     j->k = k;
     j->content = content;
-    j->type = opt(&p, "type", "text");
-    snprintf(j->who, sizeof(j->who), "%s", who);
-    j->now = now_ms();
-    job_start(req, j);
-    return; /* the job owns p */
-out:
-    cn_form_release(&p.f);
+    j->type = opt(c, "type", "text");
+    snprintf(j->who, sizeof(j->who), "%s", call_who(c));
+    job_start(c->req, j);
 }
 
 /* ---- long polling ---------------------------------------------------------------------------- */
@@ -1131,19 +1159,15 @@ static void on_cfg_change(void *ctx, const struct cn_reg_cfg_key *k)
     uv_mutex_unlock(&n->wlock);
 }
 
-static void h_listener(struct cn_http_req *req, void *ctx)
+/* The parked listener for a listener request's Listening-Configs (not yet linked anywhere);
+ * NULL after replying 400/500 on a bad one. */
+static struct cn_nacos_parked *listen_keys(struct call *c)
 {
-    struct cn_nacos *n = ctx;
-    struct params p;
-    char who[96];
-    if (params_parse(req, &p))
-        return;
-    if (!authorized(n, req, &p, who, sizeof(who)))
-        goto out;
+    struct cn_http_req *req = c->req;
     struct cn_slice lc;
-    if (!cn_form_get(&p.f, "Listening-Configs", &lc) || lc.len == 0) {
+    if (!cn_form_get(&c->p.f, "Listening-Configs", &lc) || lc.len == 0) {
         bad(req, 400, "invalid probeModify");
-        goto out;
+        return NULL;
     }
     /* Nacos decodes the (already form-decoded) value once more; so do we. */
     struct cn_buf dec;
@@ -1151,30 +1175,24 @@ static void h_listener(struct cn_http_req *req, void *ctx)
     if (cn_url_decode(&dec, lc, 1) != 0) {
         cn_buf_release(&dec);
         bad(req, 400, "invalid probeModify: malformed percent-encoding");
-        goto out;
+        return NULL;
     }
-    size_t max = (size_t)n->opts.max_listen_keys;
+    size_t max = (size_t)c->n->opts.max_listen_keys;
     struct cn_listen_key *lk = calloc(max ? max : 1, sizeof(*lk));
     long num = lk ? cn_listen_parse(cn_buf_slice(&dec), lk, max) : CN_ENOMEM;
-    if (num <= 0) {
+    struct cn_nacos_parked *pk = num > 0 ? calloc(1, sizeof(*pk)) : NULL;
+    struct pkey *keys = pk ? calloc((size_t)num, sizeof(*keys)) : NULL;
+    if (!keys) {
         if (num == CN_ELIMIT)
             bad(req, 400, "invalid protocol, too much listener (registry.max_listen_keys is %llu)",
-                (unsigned long long)n->opts.max_listen_keys);
+                (unsigned long long)c->n->opts.max_listen_keys);
         else if (num == 0 || num == CN_ESYNTAX)
             bad(req, 400, "invalid probeModify");
         else
             bad(req, 500, "out of memory");
-        free(lk);
+        free(pk), free(lk);
         cn_buf_release(&dec);
-        goto out;
-    }
-    struct cn_nacos_parked *pk = calloc(1, sizeof(*pk));
-    struct pkey *keys = calloc((size_t)num, sizeof(*keys));
-    if (!pk || !keys) {
-        free(pk), free(keys), free(lk);
-        cn_buf_release(&dec);
-        bad(req, 500, "out of memory");
-        goto out;
+        return NULL;
     }
     pk->text = dec.ptr; /* the keys point into it; owned by pk from here */
     pk->keys = keys;
@@ -1195,36 +1213,18 @@ static void h_listener(struct cn_http_req *req, void *ctx)
     if (bad_md5) {
         parked_free(pk);
         bad(req, 400, "invalid probeModify: an md5 longer than 32 characters");
-        goto out;
+        return NULL;
     }
-    struct cn_buf changed;
-    cn_buf_init(&changed, SIZE_MAX);
-    long nch = changed_keys(n->reg, keys, (size_t)num, &changed);
-    const struct cn_slice *to = cn_http_req_header(req, "Long-Pulling-Timeout");
-    const struct cn_slice *nohang = cn_http_req_header(req, "Long-Pulling-No-Hangup");
-    uint64_t timeout = 0;
-    if (to && cn_slice_to_u64(*to, &timeout) != 0) {
-        cn_buf_release(&changed);
-        parked_free(pk);
-        bad(req, 400, "header 'Long-Pulling-Timeout' is not a number of milliseconds");
-        goto out;
-    }
-    struct cn_nacos_worker *w = &n->workers[req->worker->id];
-    if (nch != 0 || !to || (nohang && cn_slice_eq(*nohang, CN_SLICE_LIT("true"))) || !w->open ||
-        w->num_parked >= n->opts.max_parked) {
-        /* Changed, or not a long poll, or no room: answer now. */
-        atomic_fetch_add_explicit(&n->listeners_answered, 1, memory_order_relaxed);
-        if (nch > 0)
-            atomic_fetch_add_explicit(&n->listeners_changed, 1, memory_order_relaxed);
-        listener_reply(req, &changed);
-        cn_buf_release(&changed);
-        parked_free(pk);
-        goto out;
-    }
-    cn_buf_release(&changed);
+    return pk;
+}
+
+/* Parks pk on the request's worker for its hold time (from the client's timeout). */
+static void park(struct cn_nacos_worker *w, struct cn_http_req *req, struct cn_nacos_parked *pk,
+                 uint64_t timeout)
+{
     uint64_t hold = timeout > NACOS_HOLD_MARGIN_MS ? timeout - NACOS_HOLD_MARGIN_MS : 0;
     hold = CN_MAX(hold, (uint64_t)NACOS_MIN_HOLD_MS);
-    hold = CN_MIN(hold, n->opts.max_hold_ms);
+    hold = CN_MIN(hold, w->n->opts.max_hold_ms);
     pk->req = req;
     pk->w = w;
     pk->deadline = uv_now(w->timer.loop) + hold;
@@ -1236,8 +1236,93 @@ static void h_listener(struct cn_http_req *req, void *ctx)
         uv_timer_start(&w->timer, on_tick, NACOS_TICK_MS, NACOS_TICK_MS);
     req->data = pk;
     req->abort_cb = on_parked_abort;
-out:
-    cn_form_release(&p.f);
+}
+
+static void h_listener(struct call *c)
+{
+    struct cn_nacos *n = c->n;
+    struct cn_http_req *req = c->req;
+    struct cn_nacos_parked *pk = listen_keys(c);
+    if (!pk)
+        return;
+    struct cn_buf changed;
+    cn_buf_init(&changed, SIZE_MAX);
+    long nch = changed_keys(n->reg, pk->keys, pk->num_keys, &changed);
+    const struct cn_slice *to = cn_http_req_header(req, "Long-Pulling-Timeout");
+    const struct cn_slice *nohang = cn_http_req_header(req, "Long-Pulling-No-Hangup");
+    uint64_t timeout = 0;
+    struct cn_nacos_worker *w = &n->workers[req->worker->id];
+    if (to && cn_slice_to_u64(*to, &timeout) != 0) {
+        bad(req, 400, "header 'Long-Pulling-Timeout' is not a number of milliseconds");
+    } else if (nch != 0 || !to || (nohang && cn_slice_eq(*nohang, CN_SLICE_LIT("true"))) ||
+               !w->open || w->num_parked >= n->opts.max_parked) {
+        /* Changed, or not a long poll, or no room: answer now. */
+        atomic_fetch_add_explicit(&n->listeners_answered, 1, memory_order_relaxed);
+        if (nch > 0)
+            atomic_fetch_add_explicit(&n->listeners_changed, 1, memory_order_relaxed);
+        listener_reply(req, &changed);
+    } else {
+        park(w, req, pk, timeout);
+        pk = NULL;
+    }
+    cn_buf_release(&changed);
+    if (pk)
+        parked_free(pk);
+}
+
+/* ---- routes ---------------------------------------------------------------------------------- */
+
+enum route_flags {
+    R_PARAMS = 1 << 0, /* parse the parameters (query and form) first */
+    R_AUTH = 1 << 1,   /* and require a login when authentication is on */
+};
+
+struct route {
+    unsigned methods;
+    const char *path;
+    void (*fn)(struct call *c);
+    unsigned flags;
+};
+
+#define ANY  (CN_M(HTTP_GET) | CN_M(HTTP_POST) | CN_M(HTTP_PUT) | CN_M(HTTP_DELETE))
+#define GET  CN_M(HTTP_GET)
+#define POST CN_M(HTTP_POST)
+
+static const struct route routes[] = {
+    {ANY, "/nacos/v1/ns/instance", h_instance, R_PARAMS | R_AUTH},
+    {GET, "/nacos/v1/ns/instance/list", h_list, R_PARAMS | R_AUTH},
+    {CN_M(HTTP_PUT) | POST, "/nacos/v1/ns/instance/beat", h_beat, R_PARAMS | R_AUTH},
+    {GET, "/nacos/v1/ns/service/list", h_service_list, R_PARAMS | R_AUTH},
+    {ANY, "/nacos/v1/ns/service", h_service, R_PARAMS | R_AUTH},
+    {GET, "/nacos/v1/ns/operator/metrics", h_metrics, 0},
+    {GET | POST | CN_M(HTTP_DELETE), "/nacos/v1/cs/configs", h_configs, R_PARAMS | R_AUTH},
+    {POST, "/nacos/v1/cs/configs/listener", h_listener, R_PARAMS | R_AUTH},
+    {POST, "/nacos/v1/auth/login", h_login, R_PARAMS},
+    {POST, "/nacos/v1/auth/users/login", h_login, R_PARAMS},
+};
+
+#undef ANY
+#undef GET
+#undef POST
+
+/* A route's handler context: the table entry and the object it serves. */
+struct cn_nacos_bound {
+    struct cn_nacos *n;
+    const struct route *route;
+};
+
+/* Every Nacos request: the parameters parsed and the caller checked as the route asks, then
+ * its handler, then the parameters released (unless the handler handed them to a job). */
+static void nacos_entry(struct cn_http_req *req, void *ctx)
+{
+    const struct cn_nacos_bound *b = ctx;
+    struct call c = {.n = b->n, .req = req};
+    if ((b->route->flags & R_PARAMS) && params_parse(req, &c.p) != 0)
+        return;
+    if (!(b->route->flags & R_AUTH) || authorized(&c))
+        b->route->fn(&c);
+    if ((b->route->flags & R_PARAMS) && !c.kept)
+        cn_form_release(&c.p.f);
 }
 
 /* ---- life ------------------------------------------------------------------------------------ */
@@ -1252,9 +1337,11 @@ struct cn_nacos *cn_nacos_new(struct cn_reg *reg, const struct cn_nacos_opts *op
     n->nworkers = nworkers;
     n->workers = calloc((size_t)(nworkers > 0 ? nworkers : 1), sizeof(*n->workers));
     n->tokens = calloc(NACOS_MAX_TOKENS, sizeof(*n->tokens));
-    if (!n->workers || !n->tokens) {
+    n->bound = calloc(CN_ARRAY_LEN(routes), sizeof(*n->bound));
+    if (!n->workers || !n->tokens || !n->bound) {
         free(n->workers);
         free(n->tokens);
+        free(n->bound);
         free(n);
         return NULL;
     }
@@ -1290,6 +1377,7 @@ void cn_nacos_free(struct cn_nacos *n)
     uv_mutex_destroy(&n->tlock);
     free(n->workers);
     free(n->tokens);
+    free(n->bound);
     free(n);
 }
 
@@ -1323,22 +1411,11 @@ void cn_nacos_worker_stop(struct cn_nacos *n, int id)
 
 int cn_nacos_routes(struct cn_nacos *n, struct cn_router *r)
 {
-    const unsigned all = CN_M(HTTP_GET) | CN_M(HTTP_POST) | CN_M(HTTP_PUT) | CN_M(HTTP_DELETE);
-    const unsigned get = CN_M(HTTP_GET);
-    int rc;
-    if ((rc = cn_router_add(r, all, "/nacos/v1/ns/instance", h_instance, n)) < 0 ||
-        (rc = cn_router_add(r, get, "/nacos/v1/ns/instance/list", h_list, n)) < 0 ||
-        (rc = cn_router_add(r, CN_M(HTTP_PUT) | CN_M(HTTP_POST), "/nacos/v1/ns/instance/beat",
-                            h_beat, n)) < 0 ||
-        (rc = cn_router_add(r, get, "/nacos/v1/ns/service/list", h_service_list, n)) < 0 ||
-        (rc = cn_router_add(r, all, "/nacos/v1/ns/service", h_service, n)) < 0 ||
-        (rc = cn_router_add(r, get, "/nacos/v1/ns/operator/metrics", h_metrics, n)) < 0 ||
-        (rc = cn_router_add(r, CN_M(HTTP_GET) | CN_M(HTTP_POST) | CN_M(HTTP_DELETE),
-                            "/nacos/v1/cs/configs", h_configs, n)) < 0 ||
-        (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/cs/configs/listener", h_listener, n)) <
-            0 ||
-        (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/auth/login", h_login, n)) < 0 ||
-        (rc = cn_router_add(r, CN_M(HTTP_POST), "/nacos/v1/auth/users/login", h_login, n)) < 0)
-        return rc;
+    for (size_t i = 0; i < CN_ARRAY_LEN(routes); i++) {
+        n->bound[i] = (struct cn_nacos_bound){n, &routes[i]};
+        int rc = cn_router_add(r, routes[i].methods, routes[i].path, nacos_entry, &n->bound[i]);
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }

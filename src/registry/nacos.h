@@ -36,6 +36,8 @@ struct cn_nacos_sub;
 
 struct cn_nacos_parked;
 
+struct cn_nacos_bound;
+
 /* A worker's part: its mailbox and parked listeners. Touched only on its loop, except
  * pending (any thread). */
 struct cn_nacos_worker {
@@ -69,6 +71,7 @@ struct cn_nacos {
     struct cn_mail push_mail; /* posted to worker 0 */
     atomic_int push_pending;
     atomic_uint_fast64_t pushes;
+    struct cn_nacos_bound *bound; /* each route's handler context (nacos.c's route table) */
 };
 
 /* NULL on allocation failure. opts strings must outlive the object. */
