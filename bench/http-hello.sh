@@ -19,19 +19,7 @@ CONNS="${CONNS:-50}"
 SERVER_CORE="${SERVER_CORE:-0}"
 LOAD_CORE="${LOAD_CORE:-1}"
 
-for tool in nginx wrk taskset python3 cc; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh --bench)" >&2; exit 1; }
-done
-[ -x "$CAIRN" ] || { echo "bench: $CAIRN missing (make build)" >&2; exit 1; }
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_setup nginx wrk taskset python3 cc
 
 nginx_port=$(free_port)
 cat > "$tmp/nginx.conf" <<CONF

@@ -30,3 +30,31 @@ run_wrk() {
 median() {
   sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+
+# The prologue bench/registry.sh and bench/http-hello.sh share: checks the tools given and
+# $CAIRN, makes the scratch directory $tmp, and on exit stops every pid in pids (append
+# what you start: pids+=($!)) and removes $tmp.
+#   bench_setup TOOL...
+bench_setup() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh --bench)" >&2; exit 1; }
+  done
+  [ -x "$CAIRN" ] || { echo "bench: $CAIRN missing (make build)" >&2; exit 1; }
+  tmp="$(mktemp -d)"
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+
+# CPU seconds (user + system) the processes given have used so far, summed.
+cpu_s() {
+  local p
+  for p in "$@"; do cat "/proc/$p/stat"; done | awk '{ t += $14 + $15 } END { printf "%.2f\n", t / 100 }'
+}

@@ -10,6 +10,10 @@
 #   push        config publish -> LISTENERS held long polls answered (p50/p99 from the publish)
 #   etcd put / etcd range  etcd 3.4's own JSON gateway (/v3/kv/put, /v3/kv/range) on the same
 #               core with the same load generator: the reference for cluster mode
+#   cl register / cl list  register and list on a second `cairn up --workers 1` in cluster mode
+#               (registry.etcd.endpoints = that etcd): a register is an etcd put under the
+#               node's lease, a list is answered from the node's memory. CPU per request for
+#               cl register counts cairn's and etcd's CPU together
 #   hello       cairn's GET /debug/hello: the HTTP core's own ceiling on this machine
 #
 # Besides requests/s (which on a shared machine depends on what else runs) the script reads
@@ -31,23 +35,9 @@ LISTENERS="${LISTENERS:-50}"
 SERVER_CORE="${SERVER_CORE:-0}"
 LOAD_CORE="${LOAD_CORE:-1}"
 
-for tool in etcd wrk taskset python3 cc; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh --bench)" >&2; exit 1; }
-done
-[ -x "$CAIRN" ] || { echo "bench: $CAIRN missing (make build)" >&2; exit 1; }
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_setup etcd wrk taskset python3 cc bc
 
 cc -O2 -o "$tmp/regload" "$here/regload.c" -lcrypto
-
-cpu_s() { awk '{ printf "%.2f\n", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 
 api_port=$(free_port)
 reg_port=$(free_port)
@@ -71,29 +61,42 @@ pids+=("$etcd_pid")
 wait_port "$reg_port"
 wait_port "$api_port"
 wait_port "$etcd_port"
+cl_api_port=$(free_port)
+cl_reg_port=$(free_port)
+taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$cl_api_port" \
+  --set otlp.listen=127.0.0.1:0 --set "registry.listen=127.0.0.1:$cl_reg_port" \
+  --set "data_dir=$tmp/cairn-cl" --set "registry.etcd.endpoints=http://127.0.0.1:$etcd_port" \
+  --log-level warn > "$tmp/cairn-cl.log" 2>&1 &
+cl_pid=$!
+pids+=("$cl_pid")
+wait_port "$cl_reg_port"
 
-# Instances for list and beat: SERVICES services of 10 instances each.
-python3 - "$reg_port" "$SERVICES" <<'PY'
+# Instances for list and beat: SERVICES services bench-N of 10 instances each, on both the
+# embedded and the cluster-mode node (register writes to services of its own).
+python3 - "$SERVICES" "$reg_port" "$cl_reg_port" <<'PY'
 import sys, urllib.request
-port, services = int(sys.argv[1]), int(sys.argv[2])
-# Make sure every instance `beat` will name exists: 10 per service.
-for i in range(services * 10):
+from concurrent.futures import ThreadPoolExecutor
+services = int(sys.argv[1])
+def put(port, i):
     a, b, d = (i >> 16) & 255, (i >> 8) & 255, i & 255
     url = ("http://127.0.0.1:%d/nacos/v1/ns/instance?serviceName=DEFAULT_GROUP%%40%%40bench-%d"
            "&ip=10.%d.%d.%d&port=8080" % (port, i % services, a, b, d))
     urllib.request.urlopen(urllib.request.Request(url, method="POST")).read()
+for port in map(int, sys.argv[2:]):
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda i: put(port, i), range(services * 10)))
 PY
 
 printf "%-6s %-11s %10s %10s %10s %12s %7s\n" round workload req/s p50_ms p99_ms req/cpu-s errors
 results="$tmp/results"
 : > "$results"
-run() { # round name pid command...
+run() { # round name "pid..." command...: CPU per request counts the pids given
   local round=$1 name=$2 pid=$3
   shift 3
   local c0 c1 out
-  c0=$(cpu_s "$pid")
+  c0=$(cpu_s $pid)
   out=$(taskset -c "$LOAD_CORE" "$@")
-  c1=$(cpu_s "$pid")
+  c1=$(cpu_s $pid)
   echo "$out" | awk -v r="$round" -v n="$name" -v c="$(echo "$c1 - $c0" | bc)" '{
     per = c > 0 ? $2 / c : 0
     printf "%-6s %-11s %10.0f %10.3f %10.3f %12.0f %7d\n", r, n, $4, $6, $8, per, $10
@@ -106,6 +109,8 @@ for r in $(seq 1 "$ROUNDS"); do
   run "$r" "etcd range" "$etcd_pid" "$tmp/regload" etcd-range 127.0.0.1 "$etcd_port" "$SECS" "$CONNS" "$SERVICES"
   run "$r" beat "$cairn_pid" "$tmp/regload" beat 127.0.0.1 "$reg_port" "$SECS" "$CONNS" "$SERVICES"
   run "$r" register-p "$cairn_pid" "$tmp/regload" register-persistent 127.0.0.1 "$reg_port" "$SECS" "$CONNS" "$SERVICES"
+  run "$r" "cl register" "$cl_pid $etcd_pid" "$tmp/regload" register 127.0.0.1 "$cl_reg_port" "$SECS" "$CONNS" "$SERVICES"
+  run "$r" "cl list" "$cl_pid" "$tmp/regload" list 127.0.0.1 "$cl_reg_port" "$SECS" "$CONNS" "$SERVICES"
   c0=$(cpu_s "$cairn_pid")
   hello=$(taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"$SECS"s "http://127.0.0.1:$api_port/debug/hello" |
           awk '/Requests\/sec:/ { print $2 } /requests in/ { n = $1 } END { print n }')
@@ -122,7 +127,7 @@ echo "push (publish -> $LISTENERS held listeners answered, $PUSH_ROUNDS rounds):
 
 echo
 echo "median over rounds   req/s   req/cpu-s   p99_ms"
-for w in register register-p list beat hello "etcd put" "etcd range"; do
+for w in register register-p list beat hello "etcd put" "etcd range" "cl register" "cl list"; do
   m_rps=$(grep "^$w [0-9]" "$results" | awk '{ print $(NF-3) }' | median)
   m_cpu=$(grep "^$w [0-9]" "$results" | awk '{ print $NF }' | median)
   m_p99=$(grep "^$w [0-9]" "$results" | awk '{ print $(NF-1) }' | median)
@@ -136,4 +141,5 @@ ratio() { # a b: median per-cpu-s ratio a/b
 echo
 echo "requests per CPU-second, ratios: register/etcd put $(ratio register "etcd put")x," \
      "register-p/etcd put $(ratio register-p "etcd put")x, list/etcd range $(ratio list "etcd range")x," \
-     "list/hello $(ratio list hello)x, register/hello $(ratio register hello)x"
+     "list/hello $(ratio list hello)x, register/hello $(ratio register hello)x," \
+     "cl register/etcd put $(ratio "cl register" "etcd put")x, cl list/list $(ratio "cl list" list)x"

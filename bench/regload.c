@@ -3,10 +3,11 @@
  *
  *   regload MODE HOST PORT SECONDS CONNECTIONS [SERVICES]
  *     register  POST /nacos/v1/ns/instance (a new ephemeral instance every request,
- *               spread over SERVICES services)
- *     register-persistent  the same with ephemeral=false (stored before the answer)
- *     list      GET /nacos/v1/ns/instance/list of one of SERVICES services
- *     beat      PUT /nacos/v1/ns/instance/beat of instances `register` created
+ *               spread over SERVICES services bench-rN, apart from those list reads)
+ *     register-persistent  the same with ephemeral=false (stored before the answer), bench-pN
+ *     list      GET /nacos/v1/ns/instance/list of one of SERVICES services bench-N
+ *     beat      PUT /nacos/v1/ns/instance/beat of the instances bench-N holds (10 each,
+ *               registered by bench/registry.sh before)
  *     etcd-put  POST /v3/kv/put (etcd's JSON gateway), a new key every request
  *     etcd-range POST /v3/kv/range of one of SERVICES keys
  *   regload push HOST PORT ROUNDS LISTENERS
@@ -108,7 +109,7 @@ static void next_request(struct conn *c)
         snprintf(target, sizeof(target),
                  "/nacos/v1/ns/instance?serviceName=DEFAULT_GROUP%%40%%40bench-%s%lu&ip=10.%u.%u.%u"
                  "&port=8080&weight=1&ephemeral=%s",
-                 mode == REGISTER ? "" : "p", (unsigned long)(i % (uint64_t)services), a, b, d,
+                 mode == REGISTER ? "r" : "p", (unsigned long)(i % (uint64_t)services), a, b, d,
                  mode == REGISTER ? "true" : "false");
         break;
     case LIST:
