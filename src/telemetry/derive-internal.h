@@ -101,10 +101,11 @@ struct ctab {
 };
 
 /* One slot of the ring: bucket number bno (start / bucket_ns) while used. mod is the
- * cn_derive.mod_seq of the last write into it (rollups built later are fresh for it). */
+ * cn_derive.mod_seq of the last write into it (rollups built later are fresh for it), mod_ns
+ * the cn_derive.now of that write. */
 struct bucket {
     uint64_t bno;
-    uint64_t mod;
+    uint64_t mod, mod_ns;
     int used;
     struct ctab red, edge;
     size_t bytes; /* heap bytes of the cells, their indexes and sketches */

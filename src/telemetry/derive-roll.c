@@ -233,3 +233,42 @@ int cn_derive__each_piece(struct cn_derive *d, uint64_t lo, uint64_t hi, int bui
     pthread_mutex_unlock(&d->roll.lock);
     return rc;
 }
+
+/* Block k of level 1 holds spans, all written long enough ago, and has no fresh rollup. */
+static int block_due(const struct cn_derive *d, uint64_t k)
+{
+    uint64_t first = k * ROLL_SPAN_1, last = first + ROLL_SPAN_1 - 1;
+    int any = 0;
+    for (uint64_t bno = first; bno <= last; bno++) {
+        const struct bucket *b = cn_derive__bucket_at(d, bno);
+        if (!b)
+            continue;
+        if (b->mod_ns + CN_DERIVE_ROLLUP_SETTLE_NS > d->now)
+            return 0;
+        any = 1;
+    }
+    const struct rollup *e = &d->roll.slots[1][k % d->roll.nslots[1]];
+    return any && !(e->used && e->block == k && fresh(d, e, first, last));
+}
+
+int cn_derive_rollup_step(struct cn_derive *d)
+{
+    pthread_rwlock_rdlock(&d->lock);
+    struct rollups *r = &d->roll;
+    pthread_mutex_lock(&r->lock);
+    int built = 0;
+    if (d->started && r->max_bytes) {
+        /* Blocks whole in the ring whose buckets all lie at least two behind the newest (as
+         * rollup_get wants). */
+        uint64_t k = (d->ring_lo + ROLL_SPAN_1 - 1) / ROLL_SPAN_1;
+        for (; (k + 1) * ROLL_SPAN_1 + 1 <= d->ring_head && r->bytes < r->max_bytes / 2; k++) {
+            if (block_due(d, k)) {
+                built = rollup_get(d, 1, k, 1) != NULL;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    pthread_rwlock_unlock(&d->lock);
+    return built;
+}

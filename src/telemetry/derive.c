@@ -576,6 +576,7 @@ struct bucket *cn_derive__bucket_for(struct cn_derive *d, uint64_t t)
         b->used = 1;
     }
     b->mod = ++d->mod_seq; /* the caller writes into it: rollups over it are stale */
+    b->mod_ns = d->now;
     return b;
 }
 

@@ -224,6 +224,14 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
 /* Writer thread. Ends the pairing window of halves older than now_ns - pair_window_ns and
  * drops buckets that fell out of the ring. Call it when no spans arrive for a while. */
 void cn_derive_expire(struct cn_derive *d, uint64_t now_ns);
+/* Any thread, while ingest is idle. Builds the ten-minute rollup of one block of buckets
+ * that holds spans, was last written CN_DERIVE_ROLLUP_SETTLE_NS or more before the newest
+ * ingest time, and has no fresh rollup, so that topology over any hour finds most of its
+ * range merged already. Builds only while rollups take less than half of max_rollup_bytes
+ * (the rest is left to what queries build: nothing is evicted for it). Holds the read lock
+ * for one block (~60 buckets merged). Returns 1 when it built one, 0 when none is due. */
+int cn_derive_rollup_step(struct cn_derive *d);
+#define CN_DERIVE_ROLLUP_SETTLE_NS (30ull * 1000000000)
 
 /* Queries, any thread. Arrays come back in *out_* allocated with malloc: the caller frees
  * them with free(); an empty result and a failure are NULL and *out_num 0. Name slices point

@@ -1262,8 +1262,11 @@ static void writer_main(void *arg)
             if (stopping)
                 break;
             /* Idle: unpaired span halves past their window still become what they are. */
-            if (st->derive)
+            if (st->derive) {
                 cn_derive_expire(st->derive, wall_ns());
+                /* One ten-minute rollup a turn, so topology queries find them built. */
+                cn_derive_rollup_step(st->derive);
+            }
             freeze_turn(st);
             continue;
         }

@@ -878,6 +878,50 @@ static void rollups_same_answers(void **state)
     cn_derive_free(tight);
 }
 
+/* While ingest is idle, the ten-minute rollups of settled blocks are built one a call, so the
+ * first query finds them; a late span makes its block due again. */
+static void rollups_built_when_idle(void **state)
+{
+    (void)state;
+    struct cn_derive_opts o;
+    cn_derive_opts_default(&o);
+    struct cn_derive *a = derive_with(&o);
+    o.max_rollup_bytes = 0;
+    struct cn_derive *plain = derive_with(&o);
+    struct cn_derive *all[] = {a, plain};
+    uint64_t h = 3600 * SEC, now = T0 + h + 420 * SEC; /* past the last block's end */
+    roll_feed(all, 2, 3, T0, 3600, 3000, now);
+    assert_int_equal(cn_derive_rollup_step(a), 0); /* written just now: not settled */
+    assert_int_equal(cn_derive_rollup_step(plain), 0);
+    now += CN_DERIVE_ROLLUP_SETTLE_NS;
+    cn_derive_expire(a, now);
+    cn_derive_expire(plain, now);
+    int n = 0;
+    while (cn_derive_rollup_step(a))
+        n++;
+    /* T0 is 200 s past a ten-minute boundary: the hour's spans lie in 7 blocks. */
+    assert_int_equal(n, 7);
+    assert_int_equal(stats_of(a).rollup_builds, 7);
+    assert_int_equal(cn_derive_rollup_step(plain), 0);
+    uint64_t hits = stats_of(a).rollup_hits;
+    assert_same_edges(a, plain, T0 - 200 * SEC, T0 + h + 400 * SEC); /* the 7 blocks whole */
+    assert_int_equal(stats_of(a).rollup_builds, 7);
+    assert_int_equal(stats_of(a).rollup_hits, hits + 7);
+    /* A late span: its block is stale, due again once settled. */
+    roll_feed(all, 2, 4, T0 + 700 * SEC, 10, 1, now);
+    assert_int_equal(cn_derive_rollup_step(a), 0);
+    now += CN_DERIVE_ROLLUP_SETTLE_NS;
+    cn_derive_expire(a, now);
+    cn_derive_expire(plain, now);
+    assert_int_equal(cn_derive_rollup_step(a), 1);
+    assert_int_equal(cn_derive_rollup_step(a), 0);
+    assert_int_equal(stats_of(a).rollup_builds, 8);
+    assert_same_edges(a, plain, T0 - 200 * SEC, T0 + h + 400 * SEC);
+    assert_same_red(a, plain, "db", T0 - 200 * SEC, T0 + h + 400 * SEC, 600 * SEC);
+    cn_derive_free(a);
+    cn_derive_free(plain);
+}
+
 /* ---- trace summaries ---- */
 
 static void summaries_across_batches(void **state)
@@ -1396,6 +1440,7 @@ int main(void)
         cmocka_unit_test(edges_limits),
         cmocka_unit_test(edges_around_a_service),
         cmocka_unit_test(rollups_same_answers),
+        cmocka_unit_test(rollups_built_when_idle),
         cmocka_unit_test(summaries_across_batches),
         cmocka_unit_test(summaries_evicted_at_cap),
         cmocka_unit_test(summaries_by_time_range),
