@@ -11,6 +11,12 @@
 #   bench/proxy.sh                          # 5 rounds of 5 s, 50 connections, both layouts
 #   ROUNDS=3 SECONDS_PER_ROUND=3 LAYOUTS=A bench/proxy.sh
 #   TRACING=1 bench/proxy.sh                # the gateway with tracing on (spans exported)
+#   TLS=0 bench/proxy.sh                    # without the TLS row
+#
+# The TLS row: nginx and Cairn terminating TLS with the same certificate (ECDSA P-256, made
+# with the openssl CLI for the run), TLS 1.2-1.3 with each one's default ciphers (wrk and both
+# servers settle on TLS 1.3 TLS_AES_256_GCM_SHA384), keep-alive (wrk's 50 connections each
+# handshake once), the same plain keep-alive upstream behind them.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
@@ -19,8 +25,9 @@ ROUNDS="${ROUNDS:-5}"
 SECS="${SECONDS_PER_ROUND:-5}"
 CONNS="${CONNS:-50}"
 LAYOUTS="${LAYOUTS:-A B}"
+TLS="${TLS:-1}"
 
-for tool in nginx haproxy wrk taskset python3; do
+for tool in nginx haproxy wrk taskset python3 openssl; do
   command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/deps.sh --bench)" >&2; exit 1; }
 done
 [ -x "$CAIRN" ] || { echo "bench: $CAIRN missing (make build)" >&2; exit 1; }
@@ -39,6 +46,11 @@ nginx_port=$(free_port)
 haproxy_port=$(free_port)
 cairn_port=$(free_port)
 admin_port=$(free_port)
+nginx_tls_port=$(free_port)
+cairn_tls_port=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj "/CN=bench.local" \
+  -addext "subjectAltName=DNS:bench.local,IP:127.0.0.1" 2>/dev/null
 
 cat > "$tmp/upstream.conf" <<CONF
 worker_processes 1;
@@ -80,6 +92,17 @@ http {
       proxy_set_header Connection "";
     }
   }
+  server {
+    listen 127.0.0.1:$nginx_tls_port ssl;
+    ssl_certificate $tmp/cert.pem;
+    ssl_certificate_key $tmp/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
 }
 CONF
 
@@ -104,6 +127,11 @@ cat > "$tmp/gateway.yaml" <<CONF
 listeners:
   - name: bench
     address: 127.0.0.1:$cairn_port
+  - name: bench-tls
+    address: 127.0.0.1:$cairn_tls_port
+    tls:
+      certificates: [{certificateFile: $tmp/cert.pem, keyFile: $tmp/key.pem}]
+      minVersion: "1.2"
 admin:
   address: 127.0.0.1:$admin_port
 workers: 1
@@ -132,9 +160,12 @@ nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!); up_pid=$!
 nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!); nginx_pid=$!
 haproxy -f "$tmp/haproxy.cfg" -q & pids+=($!); haproxy_pid=$!
 "$CAIRN" gateway -c "$tmp/gateway.yaml" --log-level warn & pids+=($!); cairn_pid=$!
-for p in $up_port $nginx_port $haproxy_port $cairn_port; do wait_port "$p"; done
+for p in $up_port $nginx_port $haproxy_port $cairn_port $nginx_tls_port $cairn_tls_port; do wait_port "$p"; done
 for p in $up_port $nginx_port $haproxy_port $cairn_port; do
   [ "$(curl -s "http://127.0.0.1:$p/")" = hello ] || { echo "bench: port $p does not answer hello" >&2; exit 1; }
+done
+for p in $nginx_tls_port $cairn_tls_port; do
+  [ "$(curl -sk "https://127.0.0.1:$p/")" = hello ] || { echo "bench: port $p does not answer hello over TLS" >&2; exit 1; }
 done
 
 # Pins every thread of a process (and its children) to a core.
@@ -149,14 +180,14 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 wrk_run() {
   local t0 t1 out
   t0=$(cpu_ticks "$3")
-  out=$(wrk_raw "$1" "$2")
+  out=$(wrk_raw "$1" "$2" "${4:-http}")
   t1=$(cpu_ticks "$3")
   echo "$out" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECS" \
     '{ printf "%s %s %s %.2f\n", $1, $2, $3, ($1 > 0 ? t / hz * 1e6 / ($1 * s) : 0) }'
 }
 
 wrk_raw() {
-  taskset -c "$1" wrk -t1 -c"$CONNS" -d"$SECS"s --latency "http://127.0.0.1:$2/" | awk '
+  taskset -c "$1" wrk -t1 -c"$CONNS" -d"$SECS"s --latency "${3:-http}://127.0.0.1:$2/" | awk '
     function ms(v,  unit) { unit = v; gsub(/[0-9.]/, "", unit); gsub(/[a-z]/, "", v);
                             if (unit == "us") return v / 1000; if (unit == "s") return v * 1000; return v }
     /Requests\/sec:/ { rps = $2 }
@@ -165,9 +196,13 @@ wrk_raw() {
     END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
 }
 
-declare -A port=([nginx]=$nginx_port [haproxy]=$haproxy_port [cairn]=$cairn_port)
-declare -A ppid=([nginx]=$nginx_pid [haproxy]=$haproxy_pid [cairn]=$cairn_pid)
+declare -A port=([nginx]=$nginx_port [haproxy]=$haproxy_port [cairn]=$cairn_port
+                 [nginx-tls]=$nginx_tls_port [cairn-tls]=$cairn_tls_port)
+declare -A ppid=([nginx]=$nginx_pid [haproxy]=$haproxy_pid [cairn]=$cairn_pid
+                 [nginx-tls]=$nginx_pid [cairn-tls]=$cairn_pid)
+declare -A scheme=([nginx]=http [haproxy]=http [cairn]=http [nginx-tls]=https [cairn-tls]=https)
 proxies=(nginx haproxy cairn)
+tls_proxies=(nginx-tls cairn-tls)
 
 for layout in $LAYOUTS; do
   if [ "$layout" = A ]; then up_core=0; load_core=1; else up_core=1; load_core=1; fi
@@ -207,4 +242,32 @@ for layout in $LAYOUTS; do
       "$(awk '{print $2}' "$tmp/$layout.$s.ratio" | median)" \
       "$(awk '{print $3}' "$tmp/$layout.$s.ratio" | median)"
   done
+  [ "$TLS" = 1 ] || continue
+  echo "layout $layout, TLS: nginx and cairn terminating TLS (same certificate), keep-alive, wrk over https"
+  for s in "${tls_proxies[@]}"; do wrk_raw "$load_core" "${port[$s]}" https >/dev/null; done # warm up
+  printf '%-6s %-10s %10s %8s %8s %12s\n' round proxy 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req'
+  for s in "${tls_proxies[@]}"; do : > "$tmp/$layout.$s"; done
+  for r in $(seq 1 "$ROUNDS"); do
+    k=$((r % 2))
+    order=("${tls_proxies[@]:$k}" "${tls_proxies[@]:0:$k}")
+    for s in "${order[@]}"; do
+      res=$(wrk_run "$load_core" "${port[$s]}" "${ppid[$s]}" https)
+      echo "$res" >> "$tmp/$layout.$s"
+      printf '%-6s %-10s %10s %8s %8s %12s\n' "$r" "$s" $res
+    done
+  done
+  echo "median:"
+  for s in "${tls_proxies[@]}"; do
+    printf '  %-10s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %.2f us/req\n' "$s" \
+      "$(awk '{print $1}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $2}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $3}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $4}' "$tmp/$layout.$s" | median)"
+  done
+  paste "$tmp/$layout.cairn-tls" "$tmp/$layout.nginx-tls" |
+    awk '{ print $1 / $5, $3 / $7, ($4 > 0 ? $8 / $4 : 0) }' > "$tmp/$layout.tls.ratio"
+  printf 'layout %s TLS ratio cairn/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better), requests per CPU second %.2fx\n' \
+    "$layout" "$(awk '{print $1}' "$tmp/$layout.tls.ratio" | median)" \
+    "$(awk '{print $2}' "$tmp/$layout.tls.ratio" | median)" \
+    "$(awk '{print $3}' "$tmp/$layout.tls.ratio" | median)"
 done
