@@ -30,6 +30,9 @@ ROUNDS="${ROUNDS:-3}"
 SECS="${SECONDS_PER_ROUND:-5}"
 CONNS="${CONNS:-32}"
 SERVICES="${SERVICES:-1000}"
+# Services the cluster-mode node lists (10 instances each): fewer, since filling them is one
+# etcd write each, one at a time per node.
+CL_SERVICES="${CL_SERVICES:-100}"
 PUSH_ROUNDS="${PUSH_ROUNDS:-100}"
 LISTENERS="${LISTENERS:-50}"
 SERVER_CORE="${SERVER_CORE:-0}"
@@ -41,8 +44,12 @@ cc -O2 -o "$tmp/regload" "$here/regload.c" -lcrypto
 
 api_port=$(free_port)
 reg_port=$(free_port)
+# The instances registered below get no heartbeats but for the beat workload's: timeouts of an
+# hour keep them (and their lists' size) as they are through every round, and keep the
+# cluster-mode node from writing expiries to etcd while it is measured.
+keep=(--set registry.beat_timeout=1h --set registry.delete_timeout=1h)
 taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$api_port" \
-  --set api.test_routes=true --set otlp.listen=127.0.0.1:0 \
+  --set api.test_routes=true --set otlp.listen=127.0.0.1:0 "${keep[@]}" \
   --set "registry.listen=127.0.0.1:$reg_port" --set "data_dir=$tmp/cairn" \
   --log-level warn > "$tmp/cairn.log" 2>&1 &
 cairn_pid=$!
@@ -64,27 +71,31 @@ wait_port "$etcd_port"
 cl_api_port=$(free_port)
 cl_reg_port=$(free_port)
 taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$cl_api_port" \
-  --set otlp.listen=127.0.0.1:0 --set "registry.listen=127.0.0.1:$cl_reg_port" \
+  --set otlp.listen=127.0.0.1:0 --set "registry.listen=127.0.0.1:$cl_reg_port" "${keep[@]}" \
   --set "data_dir=$tmp/cairn-cl" --set "registry.etcd.endpoints=http://127.0.0.1:$etcd_port" \
   --log-level warn > "$tmp/cairn-cl.log" 2>&1 &
 cl_pid=$!
 pids+=("$cl_pid")
 wait_port "$cl_reg_port"
 
-# Instances for list and beat: SERVICES services bench-N of 10 instances each, on both the
-# embedded and the cluster-mode node (register writes to services of its own).
-python3 - "$SERVICES" "$reg_port" "$cl_reg_port" <<'PY'
-import sys, urllib.request
+# Instances for list and beat: services bench-N of 10 instances each, SERVICES on the
+# embedded node and CL_SERVICES on the cluster-mode node (register writes to services of its
+# own).
+python3 - "$reg_port" "$SERVICES" "$cl_reg_port" "$CL_SERVICES" <<'PY'
+import sys, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
-services = int(sys.argv[1])
-def put(port, i):
+def put(port, services, i):
     a, b, d = (i >> 16) & 255, (i >> 8) & 255, i & 255
     url = ("http://127.0.0.1:%d/nacos/v1/ns/instance?serviceName=DEFAULT_GROUP%%40%%40bench-%d"
            "&ip=10.%d.%d.%d&port=8080" % (port, i % services, a, b, d))
-    urllib.request.urlopen(urllib.request.Request(url, method="POST")).read()
-for port in map(int, sys.argv[2:]):
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="POST")).read()
+    except urllib.error.HTTPError as e:
+        sys.exit("bench: register on port %d: %d %s" % (port, e.code, e.read().decode()))
+args = sys.argv[1:]
+for port, services in zip(map(int, args[0::2]), map(int, args[1::2])):
     with ThreadPoolExecutor(8) as ex:
-        list(ex.map(lambda i: put(port, i), range(services * 10)))
+        list(ex.map(lambda i: put(port, services, i), range(services * 10)))
 PY
 
 printf "%-6s %-11s %10s %10s %10s %12s %7s\n" round workload req/s p50_ms p99_ms req/cpu-s errors
@@ -110,7 +121,7 @@ for r in $(seq 1 "$ROUNDS"); do
   run "$r" beat "$cairn_pid" "$tmp/regload" beat 127.0.0.1 "$reg_port" "$SECS" "$CONNS" "$SERVICES"
   run "$r" register-p "$cairn_pid" "$tmp/regload" register-persistent 127.0.0.1 "$reg_port" "$SECS" "$CONNS" "$SERVICES"
   run "$r" "cl register" "$cl_pid $etcd_pid" "$tmp/regload" register 127.0.0.1 "$cl_reg_port" "$SECS" "$CONNS" "$SERVICES"
-  run "$r" "cl list" "$cl_pid" "$tmp/regload" list 127.0.0.1 "$cl_reg_port" "$SECS" "$CONNS" "$SERVICES"
+  run "$r" "cl list" "$cl_pid" "$tmp/regload" list 127.0.0.1 "$cl_reg_port" "$SECS" "$CONNS" "$CL_SERVICES"
   c0=$(cpu_s "$cairn_pid")
   hello=$(taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"$SECS"s "http://127.0.0.1:$api_port/debug/hello" |
           awk '/Requests\/sec:/ { print $2 } /requests in/ { n = $1 } END { print n }')
