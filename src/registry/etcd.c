@@ -15,6 +15,11 @@ struct cn_etcd {
     size_t num;
     atomic_size_t current;
     atomic_uint_fast64_t failovers;
+    /* After a call found no member answering for its whole request timeout, calls fail at
+     * once until this time (monotonic ms): a loop of writes (expiring instances, say) must not
+     * wait a request timeout each while etcd is gone. */
+    atomic_uint_fast64_t down_until;
+    atomic_uint_fast64_t fast_failures;
     uint64_t dial_ms, request_ms;
     size_t max_response;
 };
@@ -126,6 +131,11 @@ void cn_etcd_next(struct cn_etcd *e, size_t i)
     /* Only move when nobody moved it already. */
     if (atomic_compare_exchange_strong(&e->current, &cur, (i + 1) % e->num))
         atomic_fetch_add(&e->failovers, 1);
+}
+
+uint64_t cn_etcd_fast_failures(const struct cn_etcd *e)
+{
+    return atomic_load(&((struct cn_etcd *)e)->fast_failures);
 }
 
 uint64_t cn_etcd_failovers(const struct cn_etcd *e)
@@ -502,8 +512,16 @@ static int call(struct cn_etcd_conn *c, const char *path, json_t *req, enum cn_e
         snprintf(err, err_len, "out of memory");
         return CN_ENOMEM;
     }
-    uint64_t deadline = mono_ms() + e->request_ms;
-    int rc = CN_EIO;
+    uint64_t t0 = mono_ms(), down = atomic_load(&e->down_until);
+    if (t0 < down) {
+        free(body);
+        atomic_fetch_add(&e->fast_failures, 1);
+        snprintf(err, err_len, "no etcd endpoint answered within %llu ms; next try in %llu ms",
+                 (unsigned long long)e->request_ms, (unsigned long long)(down - t0));
+        return CN_EIO;
+    }
+    uint64_t deadline = t0 + e->request_ms;
+    int rc = CN_EIO, answered = 0;
     snprintf(err, err_len, "no etcd endpoint answered");
     for (int round = 0;; round++) {
         size_t start = cn_etcd_current(e);
@@ -539,6 +557,7 @@ static int call(struct cn_etcd_conn *c, const char *path, json_t *req, enum cn_e
                 cn_etcd_next(e, i);
                 continue;
             }
+            answered = 1;
             cn_etcd_resp_release(out);
             int prc = cn_etcd_parse(kind, c->body.ptr ? c->body.ptr : "", c->body.len,
                                     e->max_response, out);
@@ -565,6 +584,10 @@ static int call(struct cn_etcd_conn *c, const char *path, json_t *req, enum cn_e
     }
 out:
     free(body);
+    if (rc == CN_EIO && !answered)
+        atomic_store(&e->down_until, mono_ms() + CN_MIN(e->request_ms, (uint64_t)CN_ETCD_DOWN_MS));
+    else if (rc == 0)
+        atomic_store(&e->down_until, 0);
     return rc;
 }
 

@@ -8,6 +8,9 @@
  * Failover. A call goes to the endpoint that answered last; when it cannot connect, a try
  * times out, or it gets a 5xx/no-leader answer, the next endpoint is tried, round after round
  * until the request timeout (so a call made during an election waits for the new leader). A
+ * When no member answered at all for a whole request timeout, the calls of the next
+ * CN_ETCD_DOWN_MS (or the request timeout, if shorter) fail at once, from any thread, rather
+ * than each wait the request timeout again (counted by cn_etcd_fast_failures). A
  * write retried after a timeout may have been applied by the first member: callers write
  * values that are idempotent (a put of the same key and value) or accept a duplicate (a
  * history row).
@@ -23,6 +26,8 @@
 #include <stdint.h>
 
 #define CN_ETCD_MAX_ENDPOINTS 16
+/* How long calls fail at once after one found no member answering (see above). */
+#define CN_ETCD_DOWN_MS 1000
 /* The largest response a call accepts (a full range of the registry's keys included). */
 #define CN_ETCD_DEFAULT_MAX_RESPONSE (256u << 20)
 
@@ -47,6 +52,8 @@ size_t cn_etcd_current(const struct cn_etcd *e);
 /* Moves the preferred endpoint to the one after i (used when a stream on i broke). */
 void cn_etcd_next(struct cn_etcd *e, size_t i);
 uint64_t cn_etcd_failovers(const struct cn_etcd *e);
+/* Calls failed at once because etcd was found unreachable just before. */
+uint64_t cn_etcd_fast_failures(const struct cn_etcd *e);
 
 struct cn_etcd_conn *cn_etcd_conn_new(struct cn_etcd *e);
 void cn_etcd_conn_free(struct cn_etcd_conn *c);

@@ -838,7 +838,11 @@ static void et_metrics(struct cn_reg_store *base, struct cn_buf *b)
         "cairn_registry_etcd_write_errors_total %llu\n"
         "# HELP cairn_registry_etcd_failovers_total Calls moved to another endpoint.\n"
         "# TYPE cairn_registry_etcd_failovers_total counter\n"
-        "cairn_registry_etcd_failovers_total %llu\n",
+        "cairn_registry_etcd_failovers_total %llu\n"
+        "# HELP cairn_registry_etcd_fast_failures_total Calls failed at once: no etcd member had "
+        "answered the call before.\n"
+        "# TYPE cairn_registry_etcd_fast_failures_total counter\n"
+        "cairn_registry_etcd_fast_failures_total %llu\n",
         (unsigned long long)atomic_load(&s->n_events),
         (unsigned long long)atomic_load(&s->n_watch_restarts),
         (unsigned long long)atomic_load(&s->n_reconciles),
@@ -846,7 +850,8 @@ static void et_metrics(struct cn_reg_store *base, struct cn_buf *b)
         (unsigned long long)atomic_load(&s->n_compactions),
         (unsigned long long)atomic_load(&s->n_lease_regrants),
         (unsigned long long)atomic_load(&s->n_write_errors),
-        (unsigned long long)cn_etcd_failovers(s->etcd));
+        (unsigned long long)cn_etcd_failovers(s->etcd),
+        (unsigned long long)cn_etcd_fast_failures(s->etcd));
 }
 
 static void et_close(struct cn_reg_store *base)

@@ -1,7 +1,8 @@
 /* Cluster mode pieces that need no etcd: the key layout (escaping, parsing back, what is not
  * a registry key), the JSON gateway's answers (range, watch events, errors, int64 strings,
  * limits), the stored values, and the apply path: a change that arrives by watch fires the
- * service- and config-change callbacks like a local write, and an older revision is ignored. */
+ * service- and config-change callbacks like a local write, and an older revision is ignored;
+ * and calls failing at once after etcd was found unreachable. */
 #include "registry/etcd-layout.h"
 #include "registry/etcd.h"
 #include "registry/internal.h"
@@ -10,6 +11,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #define PFX CN_SLICE_LIT("/cairn")
 
@@ -291,6 +300,59 @@ static void test_endpoints(void **state)
     }
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* No member answers (nothing listens on the port): the first call spends its request timeout
+ * trying, the calls right after it fail at once, and once CN_ETCD_DOWN_MS has passed a call
+ * tries again. */
+static void test_unreachable_fails_fast(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd); /* a port nothing listens on: connections are refused */
+    char ep[64], err[256];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", ntohs(a.sin_port));
+    struct cn_etcd_opts o = {ep, 100, 1000, 0};
+    struct cn_etcd *e = cn_etcd_new(&o, err, sizeof(err));
+    assert_non_null(e);
+    struct cn_etcd_conn *c = cn_etcd_conn_new(e);
+    assert_non_null(c);
+    struct cn_etcd_resp r;
+    memset(&r, 0, sizeof(r));
+    uint64_t t0 = now_ms();
+    assert_int_equal(cn_etcd_put(c, CN_SLICE_LIT("k"), CN_SLICE_LIT("v"), 0, &r, err, sizeof(err)),
+                     CN_EIO);
+    assert_true(now_ms() - t0 >= 800); /* tries until 100 ms before the timeout */
+    assert_int_equal(cn_etcd_fast_failures(e), 0);
+    t0 = now_ms();
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(
+            cn_etcd_put(c, CN_SLICE_LIT("k"), CN_SLICE_LIT("v"), 0, &r, err, sizeof(err)), CN_EIO);
+    assert_true(now_ms() - t0 < 500);
+    assert_int_equal(cn_etcd_fast_failures(e), 20);
+    assert_non_null(strstr(err, "next try in"));
+    /* past the window (CN_ETCD_DOWN_MS, the request timeout here) */
+    struct timespec ts = {1, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    t0 = now_ms();
+    assert_int_equal(cn_etcd_put(c, CN_SLICE_LIT("k"), CN_SLICE_LIT("v"), 0, &r, err, sizeof(err)),
+                     CN_EIO);
+    assert_true(now_ms() - t0 >= 800); /* tries until 100 ms before the timeout */
+    assert_int_equal(cn_etcd_fast_failures(e), 20);
+    cn_etcd_resp_release(&r);
+    cn_etcd_conn_free(c);
+    cn_etcd_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_apply_fires_callbacks),
         cmocka_unit_test(test_endpoints),
+        cmocka_unit_test(test_unreachable_fails_fast),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
