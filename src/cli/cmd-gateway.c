@@ -394,6 +394,32 @@ static int parse_args(struct gwc *g, int argc, char **argv, long *workers, const
     return 0;
 }
 
+/* Frees what cmd_gateway built (on its way out, or when it fails before the loop runs). */
+static void free_gwc(struct gwc *g)
+{
+    cn_gw_snapshot_unref(g->first);
+    cn_gw_admin_free(g->adm);
+    cn_gw_free(g->gw);
+    cn_router_free(g->empty_router);
+    cn_router_free(g->admin_router);
+    for (size_t l = 0; g->servers && l < g->nlisteners; l++)
+        free(g->servers[l].workers);
+    free(g->servers);
+    free(g->hworkers);
+    free(g->drained);
+    free(g->workers);
+    free(g->dir);
+    free(g->base);
+}
+
+/* Reports why cmd_gateway failed before its loop ran, frees what it built, returns code. */
+static int fail_early(struct gwc *g, int code, const char *fmt, const char *arg)
+{
+    fprintf(stderr, fmt, arg);
+    free_gwc(g);
+    return code;
+}
+
 int cmd_gateway(int argc, char **argv)
 {
     if (argc > 1 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "routes") == 0 ||
@@ -437,31 +463,23 @@ int cmd_gateway(int argc, char **argv)
     g->drained = calloc((size_t)g->nworkers, sizeof(*g->drained));
     g->workers = calloc((size_t)g->nworkers, sizeof(*g->workers));
     if (!g->gw || !g->empty_router || !g->admin_router || !g->servers || !g->hworkers ||
-        !g->drained || !g->workers) {
-        fprintf(stderr, "cairn: out of memory\n");
-        return CN_EXIT_FAIL;
-    }
+        !g->drained || !g->workers)
+        return fail_early(g, CN_EXIT_FAIL, "cairn: %s\n", "out of memory");
     struct cn_gw_admin_opts ao = {g->config_path, on_publish, g};
     g->adm = cn_gw_admin_new(g->gw, g->first, &ao);
     /* Alone, a discovering cluster reads a registry by URL (`registry: local` is cairn up's);
      * each reads once now, so the workers start with the endpoints. */
-    if (cn_gw_discovery_check(g->gw, g->first, err, sizeof(err)) != 0) {
-        fprintf(stderr, "cairn: %s\n", err);
-        return CN_EXIT_CONFIG;
-    }
-    if (cn_gw_discovery_start(g->gw) != 0) {
-        fprintf(stderr, "cairn: cannot start registry discovery\n");
-        return CN_EXIT_FAIL;
-    }
+    if (cn_gw_discovery_check(g->gw, g->first, err, sizeof(err)) != 0)
+        return fail_early(g, CN_EXIT_CONFIG, "cairn: %s\n", err);
+    if (cn_gw_discovery_start(g->gw) != 0)
+        return fail_early(g, CN_EXIT_FAIL, "cairn: %s\n", "cannot start registry discovery");
     unsigned get = CN_M(HTTP_GET) | CN_M(HTTP_HEAD);
     int hz;
     if (!g->adm || (hz = cn_router_add(g->admin_router, get, "/healthz", h_healthz, g)) < 0 ||
         cn_router_set_flags(g->admin_router, hz, CN_ROUTE_PUBLIC) != 0 ||
         cn_router_add(g->admin_router, get, "/metrics", h_metrics, g) < 0 ||
-        cn_gw_admin_routes(g->adm, g->admin_router) != 0) {
-        fprintf(stderr, "cairn: cannot build the admin routes\n");
-        return CN_EXIT_FAIL;
-    }
+        cn_gw_admin_routes(g->adm, g->admin_router) != 0)
+        return fail_early(g, CN_EXIT_FAIL, "cairn: %s\n", "cannot build the admin routes");
     for (size_t l = 0; l < g->nlisteners; l++) {
         struct cn_http_server *srv = &g->servers[l];
         srv->router = g->empty_router;
@@ -472,11 +490,11 @@ int cmd_gateway(int argc, char **argv)
         srv->body_limit_name = "limits.max_body_bytes";
         srv->workers = calloc((size_t)g->nworkers, sizeof(*srv->workers));
         if (!srv->workers)
-            return CN_EXIT_FAIL;
+            return fail_early(g, CN_EXIT_FAIL, "cairn: %s\n", "out of memory");
         for (int i = 0; i < g->nworkers; i++)
             srv->workers[i] = hw_of(g, l, i);
         if (cn_gw_tls_attach(g->gw, srv, l) != 0)
-            return CN_EXIT_FAIL;
+            return fail_early(g, CN_EXIT_FAIL, "cairn: %s\n", "out of memory");
     }
 
     char *dup1 = strdup(g->config_path), *dup2 = strdup(g->config_path);
@@ -588,18 +606,6 @@ int cmd_gateway(int argc, char **argv)
     uv_loop_close(g->loop);
     if (exit_code == CN_EXIT_OK)
         cn_info("gateway", "stopped", "exit=0");
-    cn_gw_snapshot_unref(g->first);
-    cn_gw_admin_free(g->adm);
-    cn_gw_free(g->gw);
-    cn_router_free(g->empty_router);
-    cn_router_free(g->admin_router);
-    for (size_t l = 0; l < g->nlisteners; l++)
-        free(g->servers[l].workers);
-    free(g->servers);
-    free(g->hworkers);
-    free(g->drained);
-    free(g->workers);
-    free(g->dir);
-    free(g->base);
+    free_gwc(g);
     return exit_code;
 }
