@@ -11,6 +11,9 @@
 #   bench/proxy.sh                          # 5 rounds of 5 s, 50 connections, both layouts
 #   ROUNDS=3 SECONDS_PER_ROUND=3 LAYOUTS=A bench/proxy.sh
 #   TRACING=1 bench/proxy.sh                # the gateway with tracing on (spans exported)
+# Besides `cairn` (one catch-all route), `cairn50` is a second gateway whose 50 routes mix every
+# match type (Exact, PathPrefix, RegularExpression paths, header, method and query matches);
+# its requests (GET /shop/v46/items) select route 47 of them.
 #   TLS=0 bench/proxy.sh                    # without the TLS row
 #
 # The TLS row: nginx and Cairn terminating TLS with the same certificate (ECDSA P-256, made
@@ -48,6 +51,8 @@ cairn_port=$(free_port)
 admin_port=$(free_port)
 nginx_tls_port=$(free_port)
 cairn_tls_port=$(free_port)
+cairn50_port=$(free_port)
+admin50_port=$(free_port)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -subj "/CN=bench.local" \
   -addext "subjectAltName=DNS:bench.local,IP:127.0.0.1" 2>/dev/null
@@ -156,14 +161,39 @@ tracing:
 CONF
 fi
 
+# The 50-route gateway: kinds in turn; the bench's path matches only the PathPrefix of i=46.
+{
+  echo "listeners: [{name: bench, address: '127.0.0.1:$cairn50_port'}]"
+  echo "admin: {address: '127.0.0.1:$admin50_port'}"
+  echo "workers: 1"
+  echo "limits: {busy_poll_us: ${BUSY_POLL_US:-0}}"
+  echo "clusters: [{name: hello, endpoints: ['127.0.0.1:$up_port'], max_idle_per_worker: 64}]"
+  echo "routes:"
+  for i in $(seq 0 49); do
+    case $((i % 5)) in
+      0) m="{path: {type: Exact, value: /exact/$i}}" ;;
+      1) m="{path: {type: PathPrefix, value: /shop/v$i}}" ;;
+      2) m="{path: {type: RegularExpression, value: '/re/$i/[0-9]+'}}" ;;
+      3) m="{path: {type: PathPrefix, value: /hdr/$i}, headers: [{name: X-Tenant, value: t$i}]}" ;;
+      4) m="{path: {type: PathPrefix, value: /q/$i}, method: POST, queryParams: [{name: v, value: '$i'}]}" ;;
+    esac
+    echo "  - {name: r$i, matches: [$m], backendRefs: [{name: hello}]}"
+  done
+} > "$tmp/gateway50.yaml"
+
 nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!); up_pid=$!
 nginx -c "$tmp/nginx.conf" -p "$tmp" & pids+=($!); nginx_pid=$!
 haproxy -f "$tmp/haproxy.cfg" -q & pids+=($!); haproxy_pid=$!
 "$CAIRN" gateway -c "$tmp/gateway.yaml" --log-level warn & pids+=($!); cairn_pid=$!
-for p in $up_port $nginx_port $haproxy_port $cairn_port $nginx_tls_port $cairn_tls_port; do wait_port "$p"; done
+"$CAIRN" gateway -c "$tmp/gateway50.yaml" --log-level warn & pids+=($!); cairn50_pid=$!
+for p in $up_port $nginx_port $haproxy_port $cairn_port $nginx_tls_port $cairn_tls_port $cairn50_port; do wait_port "$p"; done
 for p in $up_port $nginx_port $haproxy_port $cairn_port; do
   [ "$(curl -s "http://127.0.0.1:$p/")" = hello ] || { echo "bench: port $p does not answer hello" >&2; exit 1; }
 done
+[ "$(curl -s "http://127.0.0.1:$cairn50_port/shop/v46/items")" = hello ] ||
+  { echo "bench: the 50-route gateway does not answer hello" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$cairn50_port/")" = 404 ] ||
+  { echo "bench: the 50-route gateway answers / (it must not)" >&2; exit 1; }
 for p in $nginx_tls_port $cairn_tls_port; do
   [ "$(curl -sk "https://127.0.0.1:$p/")" = hello ] || { echo "bench: port $p does not answer hello over TLS" >&2; exit 1; }
 done
@@ -180,14 +210,14 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 wrk_run() {
   local t0 t1 out
   t0=$(cpu_ticks "$3")
-  out=$(wrk_raw "$1" "$2" "${4:-http}")
+  out=$(wrk_raw "$1" "$2" "${4:-http}" "${5:-/}")
   t1=$(cpu_ticks "$3")
   echo "$out" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECS" \
     '{ printf "%s %s %s %.2f\n", $1, $2, $3, ($1 > 0 ? t / hz * 1e6 / ($1 * s) : 0) }'
 }
 
 wrk_raw() {
-  taskset -c "$1" wrk -t1 -c"$CONNS" -d"$SECS"s --latency "${3:-http}://127.0.0.1:$2/" | awk '
+  taskset -c "$1" wrk -t1 -c"$CONNS" -d"$SECS"s --latency "${3:-http}://127.0.0.1:$2${4:-/}" | awk '
     function ms(v,  unit) { unit = v; gsub(/[0-9.]/, "", unit); gsub(/[a-z]/, "", v);
                             if (unit == "us") return v / 1000; if (unit == "s") return v * 1000; return v }
     /Requests\/sec:/ { rps = $2 }
@@ -197,11 +227,12 @@ wrk_raw() {
 }
 
 declare -A port=([nginx]=$nginx_port [haproxy]=$haproxy_port [cairn]=$cairn_port
-                 [nginx-tls]=$nginx_tls_port [cairn-tls]=$cairn_tls_port)
+                 [cairn50]=$cairn50_port [nginx-tls]=$nginx_tls_port [cairn-tls]=$cairn_tls_port)
 declare -A ppid=([nginx]=$nginx_pid [haproxy]=$haproxy_pid [cairn]=$cairn_pid
-                 [nginx-tls]=$nginx_pid [cairn-tls]=$cairn_pid)
+                 [cairn50]=$cairn50_pid [nginx-tls]=$nginx_pid [cairn-tls]=$cairn_pid)
 declare -A scheme=([nginx]=http [haproxy]=http [cairn]=http [nginx-tls]=https [cairn-tls]=https)
-proxies=(nginx haproxy cairn)
+declare -A path=([nginx]=/ [haproxy]=/ [cairn]=/ [cairn50]=/shop/v46/items)
+proxies=(nginx haproxy cairn cairn50)
 tls_proxies=(nginx-tls cairn-tls)
 
 for layout in $LAYOUTS; do
@@ -214,14 +245,14 @@ for layout in $LAYOUTS; do
     direct=$(wrk_run "$load_core" "$up_port" "$up_pid")
     echo "upstream direct: $direct (req/s, p50 ms, p99 ms, upstream CPU us/request)"
   fi
-  for s in "${proxies[@]}"; do wrk_raw "$load_core" "${port[$s]}" >/dev/null; done # warm up
+  for s in "${proxies[@]}"; do wrk_raw "$load_core" "${port[$s]}" http "${path[$s]}" >/dev/null; done # warm up
   printf '%-6s %-8s %10s %8s %8s %12s\n' round proxy 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req'
   for s in "${proxies[@]}"; do : > "$tmp/$layout.$s"; done
   for r in $(seq 1 "$ROUNDS"); do
-    k=$((r % 3))
+    k=$((r % ${#proxies[@]}))
     order=("${proxies[@]:$k}" "${proxies[@]:0:$k}")
     for s in "${order[@]}"; do
-      res=$(wrk_run "$load_core" "${port[$s]}" "${ppid[$s]}")
+      res=$(wrk_run "$load_core" "${port[$s]}" "${ppid[$s]}" http "${path[$s]}")
       echo "$res" >> "$tmp/$layout.$s"
       printf '%-6s %-8s %10s %8s %8s %12s\n' "$r" "$s" $res
     done
@@ -234,7 +265,7 @@ for layout in $LAYOUTS; do
       "$(awk '{print $3}' "$tmp/$layout.$s" | median)" \
       "$(awk '{print $4}' "$tmp/$layout.$s" | median)"
   done
-  for s in haproxy cairn; do
+  for s in haproxy cairn cairn50; do
     paste "$tmp/$layout.$s" "$tmp/$layout.nginx" |
       awk '{ print $1 / $5, $3 / $7, ($4 > 0 ? $8 / $4 : 0) }' > "$tmp/$layout.$s.ratio"
     printf 'layout %s ratio %s/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better), requests per CPU second %.2fx\n' \
