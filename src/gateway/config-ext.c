@@ -13,17 +13,6 @@
 #define MAX_KEY_BYTES  1024
 #define MIN_SECRET     32 /* HS256 secrets: at least 256 bits */
 #define MAX_SECRET     4096
-#define OPTF(v, key, stmt)                                                                         \
-    do {                                                                                           \
-        yaml_node_t *v = gw_ld_get(l, map, key);                                                   \
-        if (v) {                                                                                   \
-            size_t o_ = gw_ld_push(l, key);                                                        \
-            int rc_ = (stmt);                                                                      \
-            if (rc_)                                                                               \
-                return rc_;                                                                        \
-            gw_ld_pop(l, o_);                                                                      \
-        }                                                                                          \
-    } while (0)
 
 /* Reads a file named in the configuration (relative to its directory) into a new buffer. */
 static char *read_named(struct ld *l, const yaml_node_t *n, struct cn_slice name, size_t *out_len,

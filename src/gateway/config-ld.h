@@ -41,4 +41,18 @@ void gw_ext_tracing_defaults(struct gw_tracing *t);
 int gw_ext_load_tracing(struct ld *l, const yaml_node_t *map);
 void gw_ext_snapshot_free(struct cn_gw_snapshot *s);
 
+/* In a loader with `l` and `map` in scope: when map has key, runs stmt with v its node and key
+ * pushed on the field path; a nonzero result returns from the caller. */
+#define OPTF(v, key, stmt)                                                                         \
+    do {                                                                                           \
+        yaml_node_t *v = gw_ld_get(l, map, key);                                                   \
+        if (v) {                                                                                   \
+            size_t o_ = gw_ld_push(l, key);                                                        \
+            int rc_ = (stmt);                                                                      \
+            if (rc_)                                                                               \
+                return rc_;                                                                        \
+            gw_ld_pop(l, o_);                                                                      \
+        }                                                                                          \
+    } while (0)
+
 #endif

@@ -241,18 +241,6 @@ static struct tls_set *build(const struct gw_tls *t, struct tls_file *files, siz
 
 /* ---- YAML ------------------------------------------------------------------------------------ */
 
-#define OPTF(v, key, stmt)                                                                         \
-    do {                                                                                           \
-        yaml_node_t *v = gw_ld_get(l, map, key);                                                   \
-        if (v) {                                                                                   \
-            size_t o_ = gw_ld_push(l, key);                                                        \
-            int rc_ = (stmt);                                                                      \
-            if (rc_)                                                                               \
-                return rc_;                                                                        \
-            gw_ld_pop(l, o_);                                                                      \
-        }                                                                                          \
-    } while (0)
-
 static char *resolve(struct ld *l, struct cn_slice name)
 {
     struct cn_gw_snapshot *s = gw_ld_snap(l);

@@ -286,6 +286,9 @@ typedef int (*cn_derive__piece_cb)(void *ctx, const struct bucket *b);
  * returns cb's nonzero value; 0 after the last. */
 int cn_derive__each_piece(struct cn_derive *d, uint64_t lo, uint64_t hi, int build,
                           cn_derive__piece_cb cb, void *ctx);
+/* Frees what bucket b holds (sketches, cells, indexes) and zeroes it; returns the bytes it
+ * accounted for, for the caller's own counter. */
+size_t cn_derive__bucket_release(struct bucket *b);
 int cn_derive__rollups_init(struct cn_derive *d);
 void cn_derive__rollups_release(struct cn_derive *d);
 size_t cn_derive__rollups_bytes(struct cn_derive *d);

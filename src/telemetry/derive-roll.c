@@ -24,21 +24,9 @@ int cn_derive__rollups_init(struct cn_derive *d)
 
 static void roll_clear(struct rollups *r, struct rollup *e)
 {
-    struct bucket *b = &e->b;
-    struct red_cell *rc = b->red.cells;
-    for (uint32_t i = 0; i < b->red.num; i++)
-        cn_sketch_release(&rc[i].sk);
-    struct edge_cell *ec = b->edge.cells;
-    for (uint32_t i = 0; i < b->edge.num; i++) {
-        cn_sketch_release(&ec[i].server);
-        cn_sketch_release(&ec[i].client);
-    }
-    free(b->red.cells);
-    free(b->red.idx.slots);
-    free(b->edge.cells);
-    free(b->edge.idx.slots);
-    CN_BUG_ON(r->bytes < b->bytes);
-    r->bytes -= b->bytes;
+    size_t bytes = cn_derive__bucket_release(&e->b);
+    CN_BUG_ON(r->bytes < bytes);
+    r->bytes -= bytes;
     memset(e, 0, sizeof(*e));
 }
 

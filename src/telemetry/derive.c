@@ -441,7 +441,7 @@ void *cn_derive__ctab_add(struct ctab *t, size_t size, uint32_t key)
     return cell;
 }
 
-static void bucket_free(struct cn_derive *d, struct bucket *b)
+size_t cn_derive__bucket_release(struct bucket *b)
 {
     struct red_cell *rc = b->red.cells;
     for (uint32_t i = 0; i < b->red.num; i++)
@@ -455,9 +455,16 @@ static void bucket_free(struct cn_derive *d, struct bucket *b)
     free(b->red.idx.slots);
     free(b->edge.cells);
     free(b->edge.idx.slots);
-    CN_BUG_ON(d->bucket_bytes < b->bytes);
-    d->bucket_bytes -= b->bytes;
+    size_t bytes = b->bytes;
     memset(b, 0, sizeof(*b));
+    return bytes;
+}
+
+static void bucket_free(struct cn_derive *d, struct bucket *b)
+{
+    size_t bytes = cn_derive__bucket_release(b);
+    CN_BUG_ON(d->bucket_bytes < bytes);
+    d->bucket_bytes -= bytes;
 }
 
 struct bucket *cn_derive__bucket_at(const struct cn_derive *d, uint64_t bno)
