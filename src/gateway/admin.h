@@ -16,6 +16,10 @@
 
 #define CN_GW_DOC_MAX_DEPTH 64      /* nesting of mappings and sequences */
 #define CN_GW_DOC_MAX_NODES 1000000 /* nodes visited (aliases count each time) */
+/* Bytes of one mapping key. YAML reads an implicit key (how JSON writes every key) only up to
+ * 1024 characters of source, and a key dumped as JSON can grow 6x (\u00XX escapes): longer
+ * keys would not read back. No field of the configuration comes near it. */
+#define CN_GW_DOC_MAX_KEY 128
 
 /* Converts YAML (or JSON) text into a JSON value: mappings become objects (keys must be
  * scalars and unique), sequences arrays; plain scalars `null`, `~` and empty become null,

@@ -130,6 +130,10 @@ static json_t *conv(struct conv *c, yaml_node_t *n, int depth)
             }
             const char *ks = (const char *)k->data.scalar.value;
             size_t kl = k->data.scalar.length;
+            if (kl > CN_GW_DOC_MAX_KEY) {
+                json_decref(o);
+                return conv_fail(c, k, "a key longer than %d bytes", CN_GW_DOC_MAX_KEY);
+            }
             if (memchr(ks, '\0', kl) || unsafe_char(ks, kl)) {
                 json_decref(o);
                 return conv_fail(c, k, "a key holds a NUL byte or a character YAML cannot carry");
