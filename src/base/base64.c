@@ -1,8 +1,8 @@
 #include "base/base64.h"
 
-size_t cn_base64_encode(char *dst, const void *src, size_t n)
+/* Encodes with alphabet t; a short last group is padded with '=' when pad, else cut. */
+static size_t encode(char *dst, const void *src, size_t n, const char *t, int pad)
 {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     const uint8_t *p = src;
     size_t o = 0;
     for (size_t i = 0; i < n; i += 3) {
@@ -10,10 +10,24 @@ size_t cn_base64_encode(char *dst, const void *src, size_t n)
                      (i + 2 < n ? p[i + 2] : 0);
         dst[o++] = t[v >> 18];
         dst[o++] = t[v >> 12 & 63];
-        dst[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
-        dst[o++] = i + 2 < n ? t[v & 63] : '=';
+        if (i + 1 < n || pad)
+            dst[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
+        if (i + 2 < n || pad)
+            dst[o++] = i + 2 < n ? t[v & 63] : '=';
     }
     return o;
+}
+
+size_t cn_base64_encode(char *dst, const void *src, size_t n)
+{
+    return encode(dst, src, n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                  1);
+}
+
+size_t cn_base64url_encode(char *dst, const void *src, size_t n)
+{
+    return encode(dst, src, n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+                  0);
 }
 
 static int b64_val(unsigned char c)

@@ -10,6 +10,9 @@
 /* Writes src[0..n) to dst in the standard alphabet with '=' padding (CN_BASE64_LEN(n) bytes,
  * no terminator); returns that length. */
 size_t cn_base64_encode(char *dst, const void *src, size_t n);
+/* The same in the URL-safe alphabet without padding (RFC 4648 section 5, as JWTs write it):
+ * at most CN_BASE64_LEN(n) bytes, no terminator; returns the length. */
+size_t cn_base64url_encode(char *dst, const void *src, size_t n);
 /* Decodes s[0..n), standard or URL-safe alphabet, padded or not, into dst (room for
  * n / 4 * 3 + 2 bytes). Returns the byte count, or -1 when s is not base64. */
 long cn_base64_decode(uint8_t *dst, const char *s, size_t n);

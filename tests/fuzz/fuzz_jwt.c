@@ -3,6 +3,7 @@
  * and a JWKS with an RSA and an EC P-256 key (made once), with the algorithms of the low
  * bits. Properties: no crash, no leak, a verified token's claims are an object with an exp
  * in the future, a parsed JWKS never holds more keys than its limit. */
+#include "base/base64.h"
 #include "gateway/internal.h"
 
 #include <openssl/core_names.h>
@@ -16,19 +17,7 @@ static struct gw_jwks *keys;
 
 static void b64url(char *dst, const uint8_t *src, size_t n)
 {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16 | (i + 1 < n ? (uint32_t)src[i + 1] << 8 : 0) |
-                     (i + 2 < n ? src[i + 2] : 0);
-        dst[o++] = a[v >> 18 & 63];
-        dst[o++] = a[v >> 12 & 63];
-        if (i + 1 < n)
-            dst[o++] = a[v >> 6 & 63];
-        if (i + 2 < n)
-            dst[o++] = a[v & 63];
-    }
-    dst[o] = '\0';
+    dst[cn_base64url_encode(dst, src, n)] = '\0';
 }
 
 static void param(char *dst, EVP_PKEY *pk, const char *name, int pad)

@@ -31,6 +31,15 @@ static void encode(void **state)
     char out[4];
     assert_int_equal(cn_base64_encode(out, "\xfb\xff", 2), 4);
     assert_memory_equal(out, "+/8=", 4);
+    /* URL-safe, unpadded: the RFC 4648 vectors without '=' */
+    for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+        char u[16];
+        size_t n = strlen(vectors[i][0]), want = strcspn(vectors[i][1], "=");
+        assert_int_equal(cn_base64url_encode(u, vectors[i][0], n), want);
+        assert_memory_equal(u, vectors[i][1], want);
+    }
+    assert_int_equal(cn_base64url_encode(out, "\xfb\xff", 2), 3);
+    assert_memory_equal(out, "-_8", 3);
 }
 
 static long dec(const char *s, uint8_t *out)

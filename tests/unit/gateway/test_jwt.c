@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "base/base64.h"
 #include "gateway/internal.h"
 
 #include <openssl/core_names.h>
@@ -22,19 +23,7 @@ static const char secret[] = "0123456789abcdef0123456789abcdef-hs256";
 
 static void b64url(char *dst, const uint8_t *src, size_t n)
 {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16 | (i + 1 < n ? (uint32_t)src[i + 1] << 8 : 0) |
-                     (i + 2 < n ? src[i + 2] : 0);
-        dst[o++] = a[v >> 18 & 63];
-        dst[o++] = a[v >> 12 & 63];
-        if (i + 1 < n)
-            dst[o++] = a[v >> 6 & 63];
-        if (i + 2 < n)
-            dst[o++] = a[v & 63];
-    }
-    dst[o] = '\0';
+    dst[cn_base64url_encode(dst, src, n)] = '\0';
 }
 
 static void b64url_str(char *dst, const char *s)
