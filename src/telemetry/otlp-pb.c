@@ -163,6 +163,11 @@ struct dec {
     uint32_t max_links;
     size_t max_value;
     size_t cap; /* records counted in the first walk */
+    /* A span's attributes are decoded here, then copied into the arena at their final
+     * count, so a span is read once instead of counted first. Grows by doubling, never past
+     * what the arena could still hold; freed when the decode ends. */
+    struct cn_kv *kv_buf;
+    uint32_t kv_cap;
     char *err;
     size_t err_len;
     unsigned depth;
@@ -797,6 +802,56 @@ static int kvs_grow(struct dec *d, struct cn_kvs *kvs, uint32_t n_more, uint32_t
     return 0;
 }
 
+/* The KeyValue nearly every SDK writes, read without the general reader: the key (fewer
+ * than 128 bytes), then the value holding a single string (fewer than 128 bytes), bool, int
+ * or double, and nothing else. Returns 1 with kv->key and kv->val set (kv->val.u zeroed by
+ * the caller), 0 when the message has any other shape; the general path then reads it from
+ * the start, errors included, so both read the same bytes the same way. */
+static inline int kv_fast(const uint8_t *p, size_t len, struct cn_kv *kv)
+{
+    if (len < 6 || p[0] != (1 << 3 | WT_LEN) || p[1] >= 0x80 || p[1] > len - 6)
+        return 0;
+    const uint8_t *end = p + len, *q = p + 2 + p[1];
+    if (q[0] != (2 << 3 | WT_LEN) || q[1] >= 0x80 || q[1] != end - q - 2)
+        return 0;
+    const uint8_t *v = q + 2; /* the AnyValue: at least 2 bytes */
+    switch (v[0]) {
+    case AV_STRING << 3 | WT_LEN:
+        if (v[1] >= 0x80 || v[1] != end - v - 2)
+            return 0;
+        kv->val.type = CN_VAL_STR;
+        kv->val.u.s = (struct cn_slice){(const char *)v + 2, v[1]};
+        break;
+    case AV_BOOL << 3 | WT_VARINT:
+    case AV_INT << 3 | WT_VARINT: {
+        const uint8_t *x = v + 1;
+        uint64_t n;
+        if (get_varint(&x, end, &n) != 0 || x != end)
+            return 0;
+        if (v[0] == (AV_BOOL << 3 | WT_VARINT)) {
+            kv->val.type = CN_VAL_BOOL;
+            kv->val.u.b = n != 0;
+        } else {
+            kv->val.type = CN_VAL_INT;
+            kv->val.u.i = (int64_t)n;
+        }
+        break;
+    }
+    case AV_DOUBLE << 3 | WT_I64: {
+        if (end - v != 9)
+            return 0;
+        uint64_t bits = load_le64(v + 1);
+        kv->val.type = CN_VAL_DOUBLE;
+        memcpy(&kv->val.u.d, &bits, sizeof(kv->val.u.d));
+        break;
+    }
+    default:
+        return 0;
+    }
+    kv->key = (struct cn_slice){(const char *)p + 2, p[1]};
+    return 1;
+}
+
 /* Decodes a KeyValue into kvs while it holds fewer than cap items, otherwise checks it and
  * counts it as dropped. With service, a string "service.name" (kept or not) is stored
  * there whole: the value limit cuts the attribute, not the service's identity. */
@@ -812,20 +867,22 @@ static int decode_kv(struct dec *d, struct cn_kvs *kvs, uint32_t cap, const stru
     kv->key = (struct cn_slice){NULL, 0};
     kv->val.type = CN_VAL_EMPTY;
     memset(&kv->val.u, 0, sizeof(kv->val.u));
-    push(d, "attributes", idx);
-    while ((rc = NEXT(d, &r, kv_f, &f)) > 0) {
-        if (f.num == 1) {
-            kv->key = field_slice(&f);
-            continue;
+    if (!kv_fast(in->p, in->len, kv)) {
+        push(d, "attributes", idx);
+        while ((rc = NEXT(d, &r, kv_f, &f)) > 0) {
+            if (f.num == 1) {
+                kv->key = field_slice(&f);
+                continue;
+            }
+            push(d, "value", NO_INDEX);
+            if ((rc = decode_value(d, &kv->val, f.p, f.len, d->max_value, keep)) != 0)
+                return rc;
+            pop(d);
         }
-        push(d, "value", NO_INDEX);
-        if ((rc = decode_value(d, &kv->val, f.p, f.len, d->max_value, keep)) != 0)
+        if (rc < 0)
             return rc;
         pop(d);
     }
-    if (rc < 0)
-        return rc;
-    pop(d);
     if (keep) {
         kvs->num++;
     } else {
@@ -1077,6 +1134,27 @@ static int span_invalid(const struct cn_span *s, size_t tid_len, size_t sid_len,
     return 1;
 }
 
+/* Doubles d->kv_buf, within what the batch's arena could still take (the items are copied
+ * there). Returns 0 or CN_ENOMEM. */
+static int kv_buf_grow(struct dec *d)
+{
+    const struct cn_arena *a = &d->b->arena;
+    size_t room = a->max > a->used ? (a->max - a->used) / sizeof(struct cn_kv) : 0;
+    size_t cap = d->kv_cap ? (size_t)d->kv_cap * 2 : 32;
+    if (cap > room)
+        cap = room;
+    if (cap > UINT32_MAX)
+        cap = UINT32_MAX;
+    if (cap <= d->kv_cap)
+        return CN_ENOMEM;
+    struct cn_kv *buf = realloc(d->kv_buf, cap * sizeof(*buf));
+    if (!buf)
+        return CN_ENOMEM;
+    d->kv_buf = buf;
+    d->kv_cap = (uint32_t)cap;
+    return 0;
+}
+
 static int decode_span(struct dec *d, const struct cn_resource *res, const struct cn_scope *sc,
                        const uint8_t *p, size_t len, size_t idx)
 {
@@ -1090,17 +1168,11 @@ static int decode_span(struct dec *d, const struct cn_resource *res, const struc
     struct trunc saved = trunc_save(b);
     push(d, "spans", idx);
 
-    uint32_t counts[CN_ARRAY_LEN(span_f)] = {0}, attr_cap;
-    int rc = count_fields(d, p, len, span_f, CN_ARRAY_LEN(span_f), counts);
-    if (rc || (rc = kvs_grow(d, &s->attrs, counts[9], &attr_cap)) != 0)
-        return rc;
-    uint32_t ev_cap = CN_MIN(counts[11], d->max_events);
-    uint32_t link_cap = CN_MIN(counts[13], d->max_links);
-    if (ev_cap && !(s->events = alloc_array(d, ev_cap, sizeof(*s->events))))
-        return nomem(d);
-    if (link_cap && !(s->links = alloc_array(d, link_cap, sizeof(*s->links))))
-        return nomem(d);
-
+    /* Attributes go to d->kv_buf first. Events and links (rare) are counted, to size their
+     * arrays, only when the span has some. */
+    struct cn_kvs attrs = {d->kv_buf, 0, 0};
+    uint32_t ev_cap = 0, link_cap = 0;
+    int counted = 0, rc;
     struct pb_reader r = reader(p, len);
     struct pb_field f;
     size_t tid_len = 0, sid_len = 0, pid_len = 0, n_attr = 0, n_ev = 0, n_link = 0;
@@ -1108,6 +1180,18 @@ static int decode_span(struct dec *d, const struct cn_resource *res, const struc
     uint32_t drop_attrs = 0, drop_events = 0, drop_links = 0;
     struct bad_link bad = {0};
     while ((rc = NEXT(d, &r, span_f, &f)) > 0) {
+        if ((f.num == 11 || f.num == 13) && !counted) {
+            uint32_t counts[CN_ARRAY_LEN(span_f)] = {0};
+            if ((rc = count_fields(d, p, len, span_f, CN_ARRAY_LEN(span_f), counts)) != 0)
+                return rc;
+            counted = 1;
+            ev_cap = CN_MIN(counts[11], d->max_events);
+            link_cap = CN_MIN(counts[13], d->max_links);
+            if (ev_cap && !(s->events = alloc_array(d, ev_cap, sizeof(*s->events))))
+                return nomem(d);
+            if (link_cap && !(s->links = alloc_array(d, link_cap, sizeof(*s->links))))
+                return nomem(d);
+        }
         int sub = 0;
         switch (f.num) {
         case 1:
@@ -1143,7 +1227,12 @@ static int decode_span(struct dec *d, const struct cn_resource *res, const struc
             s->end_ns = f.v;
             break;
         case 9:
-            sub = decode_kv(d, &s->attrs, attr_cap, &f, n_attr++, NULL);
+            if (attrs.num == d->kv_cap && attrs.num < d->max_attrs) {
+                if (kv_buf_grow(d) != 0)
+                    return nomem(d);
+                attrs.items = d->kv_buf;
+            }
+            sub = decode_kv(d, &attrs, CN_MIN(d->kv_cap, d->max_attrs), &f, n_attr++, NULL);
             break;
         case 10:
             drop_attrs = (uint32_t)f.v;
@@ -1174,7 +1263,13 @@ static int decode_span(struct dec *d, const struct cn_resource *res, const struc
     }
     if (rc < 0)
         return rc;
-    s->attrs.dropped = sat_add32(s->attrs.dropped, drop_attrs);
+    if (attrs.num) {
+        if (!(s->attrs.items = alloc_array(d, attrs.num, sizeof(*attrs.items))))
+            return nomem(d);
+        memcpy(s->attrs.items, attrs.items, attrs.num * sizeof(*attrs.items));
+    }
+    s->attrs.num = attrs.num;
+    s->attrs.dropped = sat_add32(attrs.dropped, drop_attrs);
     s->dropped_events = sat_add32(s->dropped_events, drop_events);
     s->dropped_links = sat_add32(s->dropped_links, drop_links);
     s->kind = (uint8_t)kind;
@@ -1408,6 +1503,8 @@ static void dec_init(struct dec *d, struct cn_tel_batch *b, const struct cn_tel_
     d->max_links = lim && lim->max_links ? lim->max_links : UINT32_MAX;
     d->max_value = lim && lim->max_attr_value_bytes ? lim->max_attr_value_bytes : SIZE_MAX;
     d->cap = 0;
+    d->kv_buf = NULL;
+    d->kv_cap = 0;
     d->err = err;
     d->err_len = err_len;
     d->depth = 0;
@@ -1443,6 +1540,7 @@ int cn_otlp_pb_decode_traces(struct cn_tel_batch *b, const uint8_t *buf, size_t 
         rc = nomem(&d);
     if (rc == 0)
         rc = walk(&d, &traces_shape, buf, len);
+    free(d.kv_buf);
     if (rc) {
         b->spans = NULL;
         b->num_spans = 0;
