@@ -14,23 +14,6 @@
 #include <curl/curl.h>
 #include <pthread.h>
 
-#define REC_STR 192 /* bytes kept of each string of a record */
-
-struct gw_rec {
-    uint8_t trace_id[16], span_id[8], parent_id[8];
-    uint8_t flags, has_parent, sampled;
-    uint64_t start_ns, end_ns;
-    int status;
-    char method[24], path[REC_STR], host[128], ip[48], route[REC_STR], cluster[REC_STR],
-        endpoint[REC_STR];
-};
-
-struct gw_batch {
-    struct gw_batch *next;
-    size_t n, cap;
-    struct gw_rec recs[];
-};
-
 /* Per worker: the batch being filled and its flush timer. */
 struct gw_tel_w {
     uv_timer_t timer; /* first: on_timer_closed frees the struct from it */
@@ -56,218 +39,302 @@ struct gw_tel {
     int access_log;
     uint64_t timeout_ms;
     atomic_uint_fast64_t spans, logs, dropped_spans, dropped_logs, export_errors;
+    /* The exporter thread's own (OTLP/HTTP): its libcurl handle and the body buffer. */
+    CURL *curl;
+    struct curl_slist *curl_hdrs;
+    struct cn_buf body;
 };
+
+#define EXPORT_BODY_MAX (64u << 20) /* bytes of one encoded export request at most */
 
 /* ---- protobuf writer --------------------------------------------------------------------------
- */
+ *
+ * Each record is written into room reserved up front for its worst case (REC_PB_MAX), so a
+ * field is a few stores: no capacity check and no call per field. The lengths of the
+ * attribute messages are computed before they are written (exact varints); a record's own
+ * message gets a 2-byte padded length (it is shorter than 2^14, REC_PB_MAX), the wrappers
+ * around all the records a 5-byte one. Protobuf decoders accept padded varints. */
 
-struct pb {
-    struct cn_buf b;
-    int err;
-};
+/* Worst case of one encoded record: its strings (at most sizeof(struct gw_rec) bytes, each
+ * written once in the attributes, the route, method and path a second time in the span name
+ * or the log line) plus the constant keys, tags and lengths (under 1 KiB). */
+#define REC_PB_MAX (3 * sizeof(struct gw_rec) + 1024)
 
-static void pb_raw(struct pb *p, const void *d, size_t n)
+static size_t varint_len(uint64_t v)
 {
-    if (!p->err && cn_buf_append(&p->b, d, n) != 0)
-        p->err = 1;
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
 }
 
-static void pb_varint(struct pb *p, uint64_t v)
+static uint8_t *w_varint(uint8_t *p, uint64_t v)
 {
-    uint8_t t[10];
-    size_t n = 0;
     while (v >= 0x80) {
-        t[n++] = (uint8_t)(v | 0x80);
+        *p++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
-    t[n++] = (uint8_t)v;
-    pb_raw(p, t, n);
+    *p++ = (uint8_t)v;
+    return p;
 }
 
-static void pb_tag(struct pb *p, unsigned field, unsigned wt)
+static uint8_t *w_tag(uint8_t *p, unsigned field, unsigned wt)
 {
-    pb_varint(p, (uint64_t)field << 3 | wt);
+    return w_varint(p, (uint64_t)field << 3 | wt);
 }
 
-static void pb_bytes(struct pb *p, unsigned field, const void *d, size_t n)
+static uint8_t *w_bytes(uint8_t *p, unsigned field, const void *d, size_t n)
 {
-    pb_tag(p, field, 2);
-    pb_varint(p, n);
-    pb_raw(p, d, n);
+    p = w_tag(p, field, 2);
+    p = w_varint(p, n);
+    memcpy(p, d, n);
+    return p + n;
 }
 
-static void pb_str(struct pb *p, unsigned field, const char *s)
+static uint8_t *w_fixed64(uint8_t *p, unsigned field, uint64_t v)
 {
-    pb_bytes(p, field, s, strlen(s));
-}
-
-static void pb_fixed64(struct pb *p, unsigned field, uint64_t v)
-{
-    uint8_t t[8];
+    p = w_tag(p, field, 1);
     for (int i = 0; i < 8; i++)
-        t[i] = (uint8_t)(v >> (8 * i));
-    pb_tag(p, field, 1);
-    pb_raw(p, t, 8);
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
 }
 
-static void pb_fixed32(struct pb *p, unsigned field, uint32_t v)
+static uint8_t *w_fixed32(uint8_t *p, unsigned field, uint32_t v)
 {
-    uint8_t t[4];
+    p = w_tag(p, field, 5);
     for (int i = 0; i < 4; i++)
-        t[i] = (uint8_t)(v >> (8 * i));
-    pb_tag(p, field, 5);
-    pb_raw(p, t, 4);
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
 }
 
-/* A nested message: its length is written as a 5-byte varint (padded, which protobuf
- * decoders accept) once the message is complete. */
-static size_t pb_begin(struct pb *p, unsigned field)
+/* A KeyValue {key, AnyValue {string_value}} as field `field`. */
+static uint8_t *w_kv_str(uint8_t *p, unsigned field, struct cn_slice k, const char *v, size_t vl)
 {
-    pb_tag(p, field, 2);
-    size_t at = p->b.len;
-    pb_raw(p, "\x80\x80\x80\x80\x00", 5);
-    return at;
+    size_t any = 1 + varint_len(vl) + vl;
+    p = w_tag(p, field, 2);
+    p = w_varint(p, 1 + varint_len(k.len) + k.len + 1 + varint_len(any) + any);
+    p = w_bytes(p, 1, k.ptr, k.len);
+    p = w_tag(p, 2, 2);
+    p = w_varint(p, any);
+    return w_bytes(p, 1, v, vl);
 }
 
-static void pb_end(struct pb *p, size_t at)
+/* A KeyValue {key, AnyValue {int_value}} (non-negative values only). */
+static uint8_t *w_kv_uint(uint8_t *p, unsigned field, struct cn_slice k, uint64_t v)
 {
-    if (p->err)
-        return;
-    uint64_t n = p->b.len - at - 5;
-    uint8_t *d = (uint8_t *)p->b.ptr + at;
+    size_t any = 1 + varint_len(v);
+    p = w_tag(p, field, 2);
+    p = w_varint(p, 1 + varint_len(k.len) + k.len + 1 + varint_len(any) + any);
+    p = w_bytes(p, 1, k.ptr, k.len);
+    p = w_tag(p, 2, 2);
+    p = w_varint(p, any);
+    p = w_tag(p, 3, 0);
+    return w_varint(p, v);
+}
+
+#define KV(p, f, key, v, vl) w_kv_str(p, f, CN_SLICE_LIT(key), v, vl)
+
+/* Opens a record's message: its tag, then 2 bytes for its length (rec_end). */
+static uint8_t *rec_begin(uint8_t *p, unsigned field, uint8_t **out_at)
+{
+    p = w_tag(p, field, 2);
+    *out_at = p;
+    return p + 2;
+}
+
+static void rec_end(uint8_t *at, const uint8_t *p)
+{
+    size_t n = (size_t)(p - at - 2);
+    CN_BUG_ON(n >= (1u << 14));
+    at[0] = (uint8_t)(0x80 | (n & 0x7f));
+    at[1] = (uint8_t)(n >> 7);
+}
+
+/* Decimal digits of v (at most 20) at p. */
+static uint8_t *w_dec(uint8_t *p, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = (uint8_t)t[--n];
+    return p;
+}
+
+static uint8_t *rec_attrs(uint8_t *p, unsigned field, const struct gw_rec *r)
+{
+    p = KV(p, field, "http.request.method", r->method, r->method_len);
+    p = KV(p, field, "url.path", r->path, r->path_len);
+    if (r->host_len)
+        p = KV(p, field, "server.address", r->host, r->host_len);
+    if (r->ip_len)
+        p = KV(p, field, "client.address", r->ip, r->ip_len);
+    if (r->status)
+        p = w_kv_uint(p, field, CN_SLICE_LIT("http.response.status_code"), (uint64_t)r->status);
+    else
+        p = KV(p, field, "cairn.gateway.outcome", "aborted", 7);
+    p = KV(p, field, "http.route", r->route, r->route_len);
+    if (r->cluster_len)
+        p = KV(p, field, "cairn.gateway.cluster", r->cluster, r->cluster_len);
+    if (r->endpoint_len)
+        p = KV(p, field, "cairn.gateway.endpoint", r->endpoint, r->endpoint_len);
+    return p;
+}
+
+/* A Span (ScopeSpans field 2). */
+static uint8_t *w_span(uint8_t *p, const struct gw_rec *r)
+{
+    uint8_t *at;
+    p = rec_begin(p, 2, &at);
+    p = w_bytes(p, 1, r->trace_id, 16);
+    p = w_bytes(p, 2, r->span_id, 8);
+    if (r->has_parent)
+        p = w_bytes(p, 4, r->parent_id, 8);
+    /* name: "METHOD route" */
+    p = w_tag(p, 5, 2);
+    p = w_varint(p, (size_t)r->method_len + 1 + r->route_len);
+    memcpy(p, r->method, r->method_len);
+    p += r->method_len;
+    *p++ = ' ';
+    memcpy(p, r->route, r->route_len);
+    p += r->route_len;
+    p = w_tag(p, 6, 0);
+    p = w_varint(p, 2); /* SPAN_KIND_SERVER */
+    p = w_fixed64(p, 7, r->start_ns);
+    p = w_fixed64(p, 8, r->end_ns);
+    p = rec_attrs(p, 9, r);
+    if (r->status >= 500) {
+        /* Status {message "HTTP nnn", code STATUS_CODE_ERROR} */
+        uint8_t msg[32];
+        memcpy(msg, "HTTP ", 5);
+        size_t ml = (size_t)(w_dec(msg + 5, (uint64_t)r->status) - msg);
+        p = w_tag(p, 15, 2);
+        p = w_varint(p, 2 + ml + 2);
+        p = w_bytes(p, 2, msg, ml);
+        p = w_tag(p, 3, 0);
+        p = w_varint(p, 2);
+    }
+    p = w_fixed32(p, 16, r->flags);
+    rec_end(at, p);
+    return p;
+}
+
+/* A LogRecord (ScopeLogs field 2); its body is "METHOD path status|aborted D.DDDms". */
+static uint8_t *w_log(uint8_t *p, const struct gw_rec *r)
+{
+    int warn = r->status >= 500 || r->status == 0;
+    uint8_t *at;
+    p = rec_begin(p, 2, &at);
+    p = w_fixed64(p, 1, r->end_ns);
+    p = w_tag(p, 2, 0);
+    p = w_varint(p, warn ? 13 : 9); /* WARN / INFO */
+    p = warn ? w_bytes(p, 3, "WARN", 4) : w_bytes(p, 3, "INFO", 4);
+    uint8_t line[2 * GW_REC_STR + 64], *l = line;
+    memcpy(l, r->method, r->method_len);
+    l += r->method_len;
+    *l++ = ' ';
+    memcpy(l, r->path, r->path_len);
+    l += r->path_len;
+    *l++ = ' ';
+    if (r->status) {
+        l = w_dec(l, (uint64_t)r->status);
+    } else {
+        memcpy(l, "aborted", 7);
+        l += 7;
+    }
+    *l++ = ' ';
+    /* milliseconds with 3 decimals, rounded to the microsecond */
+    uint64_t us = (r->end_ns - r->start_ns + 500) / 1000;
+    l = w_dec(l, us / 1000);
+    *l++ = '.';
+    *l++ = (uint8_t)('0' + us / 100 % 10);
+    *l++ = (uint8_t)('0' + us / 10 % 10);
+    *l++ = (uint8_t)('0' + us % 10);
+    memcpy(l, "ms", 2);
+    l += 2;
+    size_t ll = (size_t)(l - line);
+    p = w_tag(p, 5, 2); /* AnyValue {string_value} */
+    p = w_varint(p, 1 + varint_len(ll) + ll);
+    p = w_bytes(p, 1, line, ll);
+    p = rec_attrs(p, 6, r);
+    p = w_fixed32(p, 8, r->flags);
+    p = w_bytes(p, 9, r->trace_id, 16);
+    p = w_bytes(p, 10, r->span_id, 8);
+    p = w_fixed64(p, 11, r->end_ns);
+    rec_end(at, p);
+    return p;
+}
+
+/* Opens a wrapper message around the records: its tag and 5 bytes for its length. */
+static size_t wrap_begin(struct cn_buf *o, unsigned field)
+{
+    uint8_t *p = (uint8_t *)o->ptr + o->len;
+    p = w_tag(p, field, 2);
+    o->len += 1 + 5;
+    return o->len - 5;
+}
+
+static void wrap_end(struct cn_buf *o, size_t at)
+{
+    uint64_t n = o->len - at - 5;
+    uint8_t *d = (uint8_t *)o->ptr + at;
     for (int i = 0; i < 5; i++) {
         d[i] = (uint8_t)((n & 0x7f) | (i < 4 ? 0x80 : 0));
         n >>= 7;
     }
 }
 
-static void kv_str(struct pb *p, unsigned field, const char *k, const char *v)
-{
-    size_t kv = pb_begin(p, field);
-    pb_str(p, 1, k);
-    size_t av = pb_begin(p, 2);
-    pb_str(p, 1, v);
-    pb_end(p, av);
-    pb_end(p, kv);
-}
-
-static void kv_int(struct pb *p, unsigned field, const char *k, int64_t v)
-{
-    size_t kv = pb_begin(p, field);
-    pb_str(p, 1, k);
-    size_t av = pb_begin(p, 2);
-    pb_tag(p, 3, 0);
-    pb_varint(p, (uint64_t)v);
-    pb_end(p, av);
-    pb_end(p, kv);
-}
-
-static void rec_attrs(struct pb *p, unsigned field, const struct gw_rec *r)
-{
-    kv_str(p, field, "http.request.method", r->method);
-    kv_str(p, field, "url.path", r->path);
-    if (r->host[0])
-        kv_str(p, field, "server.address", r->host);
-    if (r->ip[0])
-        kv_str(p, field, "client.address", r->ip);
-    if (r->status)
-        kv_int(p, field, "http.response.status_code", r->status);
-    else
-        kv_str(p, field, "cairn.gateway.outcome", "aborted");
-    kv_str(p, field, "http.route", r->route);
-    if (r->cluster[0])
-        kv_str(p, field, "cairn.gateway.cluster", r->cluster);
-    if (r->endpoint[0])
-        kv_str(p, field, "cairn.gateway.endpoint", r->endpoint);
-}
-
-static void resource(struct pb *p, const char *service)
-{
-    size_t res = pb_begin(p, 1);
-    kv_str(p, 1, "service.name", service);
-    pb_end(p, res);
-}
-
-/* ExportTraceServiceRequest of the batch's sampled records; 0 spans: nothing written. */
-static size_t encode_spans(struct pb *p, const struct gw_batch *b, const char *service)
+int gw_tel_encode(struct cn_buf *out, const struct gw_batch *b, struct cn_slice service, int logs)
 {
     size_t n = 0;
-    size_t rs = pb_begin(p, 1);
-    resource(p, service);
-    size_t ss = pb_begin(p, 2);
-    size_t sc = pb_begin(p, 1);
-    pb_str(p, 1, "cairn-gateway");
-    pb_end(p, sc);
+    for (size_t i = 0; i < b->n; i++)
+        n += logs || b->recs[i].sampled;
+    if (n == 0)
+        return 0;
+    if (service.len > 4096)
+        service.len = 4096; /* the configuration keeps it far shorter */
+    /* The wrappers: 3 opened (6 bytes each), the resource (under 64 bytes besides the
+     * name), the scope's name. */
+    int rc = cn_buf_reserve(out, 3 * 6 + 64 + service.len + 64);
+    if (rc)
+        return rc;
+    size_t outer = wrap_begin(out, 1); /* ResourceSpans / ResourceLogs */
+    uint8_t *p = (uint8_t *)out->ptr + out->len;
+    /* Resource {attributes [service.name]} */
+    size_t kv = 1 + 1 + 12 + 1 + varint_len(1 + varint_len(service.len) + service.len) + 1 +
+                varint_len(service.len) + service.len;
+    p = w_tag(p, 1, 2);
+    p = w_varint(p, 1 + varint_len(kv) + kv);
+    p = KV(p, 1, "service.name", service.ptr, service.len);
+    out->len = (size_t)(p - (uint8_t *)out->ptr);
+    size_t scoped = wrap_begin(out, 2); /* ScopeSpans / ScopeLogs */
+    p = (uint8_t *)out->ptr + out->len;
+    /* InstrumentationScope {name} */
+    struct cn_slice scope =
+        logs ? CN_SLICE_LIT("cairn-gateway.access") : CN_SLICE_LIT("cairn-gateway");
+    p = w_tag(p, 1, 2);
+    p = w_varint(p, 2 + scope.len);
+    p = w_bytes(p, 1, scope.ptr, scope.len);
+    out->len = (size_t)(p - (uint8_t *)out->ptr);
     for (size_t i = 0; i < b->n; i++) {
         const struct gw_rec *r = &b->recs[i];
-        if (!r->sampled)
+        if (!logs && !r->sampled)
             continue;
-        n++;
-        size_t sp = pb_begin(p, 2);
-        pb_bytes(p, 1, r->trace_id, 16);
-        pb_bytes(p, 2, r->span_id, 8);
-        if (r->has_parent)
-            pb_bytes(p, 4, r->parent_id, 8);
-        char name[REC_STR + 32];
-        snprintf(name, sizeof(name), "%s %s", r->method, r->route);
-        pb_str(p, 5, name);
-        pb_tag(p, 6, 0);
-        pb_varint(p, 2); /* SPAN_KIND_SERVER */
-        pb_fixed64(p, 7, r->start_ns);
-        pb_fixed64(p, 8, r->end_ns);
-        rec_attrs(p, 9, r);
-        if (r->status >= 500) {
-            size_t st = pb_begin(p, 15);
-            char msg[32];
-            snprintf(msg, sizeof(msg), "HTTP %d", r->status);
-            pb_str(p, 2, msg);
-            pb_tag(p, 3, 0);
-            pb_varint(p, 2); /* STATUS_CODE_ERROR */
-            pb_end(p, st);
-        }
-        pb_fixed32(p, 16, r->flags);
-        pb_end(p, sp);
+        if ((rc = cn_buf_reserve(out, REC_PB_MAX)) != 0)
+            return rc;
+        uint8_t *start = (uint8_t *)out->ptr + out->len;
+        p = logs ? w_log(start, r) : w_span(start, r);
+        CN_BUG_ON((size_t)(p - start) > REC_PB_MAX);
+        out->len += (size_t)(p - start);
     }
-    pb_end(p, ss);
-    pb_end(p, rs);
-    return n;
-}
-
-static size_t encode_logs(struct pb *p, const struct gw_batch *b, const char *service)
-{
-    size_t rl = pb_begin(p, 1);
-    resource(p, service);
-    size_t sl = pb_begin(p, 2);
-    size_t sc = pb_begin(p, 1);
-    pb_str(p, 1, "cairn-gateway.access");
-    pb_end(p, sc);
-    for (size_t i = 0; i < b->n; i++) {
-        const struct gw_rec *r = &b->recs[i];
-        size_t lr = pb_begin(p, 2);
-        pb_fixed64(p, 1, r->end_ns);
-        pb_tag(p, 2, 0);
-        pb_varint(p, r->status >= 500 || r->status == 0 ? 13 : 9); /* WARN / INFO */
-        pb_str(p, 3, r->status >= 500 || r->status == 0 ? "WARN" : "INFO");
-        char line[REC_STR * 2];
-        if (r->status)
-            snprintf(line, sizeof(line), "%s %s %d %.3fms", r->method, r->path, r->status,
-                     (double)(r->end_ns - r->start_ns) / 1e6);
-        else
-            snprintf(line, sizeof(line), "%s %s aborted %.3fms", r->method, r->path,
-                     (double)(r->end_ns - r->start_ns) / 1e6);
-        size_t body = pb_begin(p, 5);
-        pb_str(p, 1, line);
-        pb_end(p, body);
-        rec_attrs(p, 6, r);
-        pb_fixed32(p, 8, r->flags);
-        pb_bytes(p, 9, r->trace_id, 16);
-        pb_bytes(p, 10, r->span_id, 8);
-        pb_fixed64(p, 11, r->end_ns);
-        pb_end(p, lr);
-    }
-    pb_end(p, sl);
-    pb_end(p, rl);
-    return b->n;
+    wrap_end(out, scoped);
+    wrap_end(out, outer);
+    return (int)n;
 }
 
 /* ---- the exporter thread ----------------------------------------------------------------------
@@ -332,6 +399,9 @@ static size_t discard(char *p, size_t size, size_t n, void *ctx)
     return size * n;
 }
 
+/* POSTs body to endpoint + path over the exporter's one libcurl handle, which keeps its
+ * connection to the collector alive between exports (a new connection per batch cost a
+ * connect, a TIME_WAIT socket and curl's setup each time). On the exporter's thread. */
 static int to_otlp(struct gw_tel *t, const char *endpoint, const char *path, const void *body,
                    size_t len)
 {
@@ -340,29 +410,46 @@ static int to_otlp(struct gw_tel *t, const char *endpoint, const char *path, con
     while (el && endpoint[el - 1] == '/')
         el--;
     snprintf(url, sizeof(url), "%.*s%s", (int)el, endpoint, path);
-    CURL *c = curl_easy_init();
-    if (!c)
-        return -1;
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-protobuf");
+    if (!t->curl) {
+        if (!(t->curl = curl_easy_init()))
+            return -1;
+        /* "Expect:" off: libcurl would wait up to a second for a 100 Continue before a body
+         * past 1 MiB (a large batch_size), which collectors need not send. */
+        struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-protobuf");
+        if (h && !(t->curl_hdrs = curl_slist_append(h, "Expect:")))
+            curl_slist_free_all(h);
+        if (!t->curl_hdrs) {
+            curl_easy_cleanup(t->curl);
+            t->curl = NULL;
+            return -1;
+        }
+        curl_easy_setopt(t->curl, CURLOPT_HTTPHEADER, t->curl_hdrs);
+        curl_easy_setopt(t->curl, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(t->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(t->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    }
+    CURL *c = t->curl;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)t->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
     if (rc != CURLE_OK || status / 100 != 2) {
         cn_warn("gateway", "otlp export failed", "url=\"%s\" status=%ld error=\"%s\"", url, status,
                 rc != CURLE_OK ? curl_easy_strerror(rc) : "status");
         return -1;
     }
     return 0;
+}
+
+static size_t num_recs(const struct gw_batch *b, int logs)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++)
+        n += logs || b->recs[i].sampled;
+    return n;
 }
 
 static void export_batch(struct gw_tel *t, struct gw_batch *b)
@@ -376,29 +463,32 @@ static void export_batch(struct gw_tel *t, struct gw_batch *b)
     for (int logs = 0; logs < 2; logs++) {
         if (logs && !access_log)
             break;
-        struct pb p = {.err = 0};
-        cn_buf_init(&p.b, 64u << 20);
-        size_t n = logs ? encode_logs(&p, b, service) : encode_spans(&p, b, service);
+        size_t n = num_recs(b, logs);
+        if (n == 0)
+            continue;
         atomic_uint_fast64_t *ok = logs ? &t->logs : &t->spans;
         atomic_uint_fast64_t *dropped = logs ? &t->dropped_logs : &t->dropped_spans;
         int rc = -1;
-        if (n == 0) {
-            cn_buf_release(&p.b);
-            continue;
-        }
-        if (!p.err && t->store) {
-            uint8_t *body = (uint8_t *)p.b.ptr;
-            size_t len = p.b.len;
-            p.b.ptr = NULL; /* moved into the submission */
-            p.b.len = p.b.cap = 0;
-            rc = to_store(t, body, len, logs ? CN_BODY_LOGS_PB : CN_BODY_TRACES_PB);
-        } else if (!p.err && endpoint[0]) {
-            rc = to_otlp(t, endpoint, logs ? "/v1/logs" : "/v1/traces", p.b.ptr, p.b.len);
+        if (t->store) {
+            /* The body moves into the store's submission: a buffer of its own. */
+            struct cn_buf body;
+            cn_buf_init(&body, EXPORT_BODY_MAX);
+            if (gw_tel_encode(&body, b, cn_slice_of(service), logs) > 0) {
+                rc = to_store(t, (uint8_t *)body.ptr, body.len,
+                              logs ? CN_BODY_LOGS_PB : CN_BODY_TRACES_PB);
+                body.ptr = NULL; /* owned by to_store from here */
+            }
+            cn_buf_release(&body);
+        } else if (endpoint[0]) {
+            /* One buffer kept for every export: no growth nor page faults per batch. */
+            cn_buf_reset(&t->body);
+            if (gw_tel_encode(&t->body, b, cn_slice_of(service), logs) > 0)
+                rc = to_otlp(t, endpoint, logs ? "/v1/logs" : "/v1/traces", t->body.ptr,
+                             t->body.len);
             if (rc)
                 atomic_fetch_add(&t->export_errors, 1);
         }
         atomic_fetch_add(rc == 0 ? ok : dropped, n);
-        cn_buf_release(&p.b);
     }
 }
 
@@ -439,6 +529,7 @@ static struct gw_tel *tel_new(void)
         return NULL;
     }
     pthread_mutex_init(&t->lock, NULL);
+    cn_buf_init(&t->body, EXPORT_BODY_MAX);
     uv_async_init(&t->loop, &t->kick, on_kick);
     t->kick.data = t;
     cn_mailbox_init(&t->mailbox, &t->loop);
@@ -448,6 +539,7 @@ static struct gw_tel *tel_new(void)
         uv_run(&t->loop, UV_RUN_DEFAULT);
         uv_loop_close(&t->loop);
         pthread_mutex_destroy(&t->lock);
+        cn_buf_release(&t->body);
         free(t);
         return NULL;
     }
@@ -493,6 +585,11 @@ void gw_tel_free(struct cn_gw *gw)
         t->head = b->next;
         free(b);
     }
+    /* The exporter's thread has ended: its handle and buffer are ours. */
+    if (t->curl)
+        curl_easy_cleanup(t->curl);
+    curl_slist_free_all(t->curl_hdrs);
+    cn_buf_release(&t->body);
     pthread_mutex_destroy(&t->lock);
     free(t);
     gw->tel = NULL;
@@ -547,12 +644,17 @@ static void on_flush(uv_timer_t *timer)
     push_batch(w);
 }
 
-static void copy(char *dst, size_t cap, struct cn_slice s)
+/* Copies s, cut to cap bytes, into dst; returns the length kept. */
+static uint8_t copy(char *dst, size_t cap, struct cn_slice s)
 {
-    size_t n = CN_MIN(s.len, cap - 1);
+    size_t n = CN_MIN(s.len, cap);
     memcpy(dst, s.ptr, n);
-    dst[n] = '\0';
+    return (uint8_t)n;
 }
+
+_Static_assert(GW_REC_STR <= UINT8_MAX && sizeof(((struct gw_rec *)0)->host) <= UINT8_MAX,
+               "a record's string lengths are kept in one byte");
+#define COPY(r, field, s) ((r)->field##_len = copy((r)->field, sizeof((r)->field), (s)))
 
 void gw_tel_record(struct gw_worker *w, const struct gw_req_done *d)
 {
@@ -582,17 +684,17 @@ void gw_tel_record(struct gw_worker *w, const struct gw_req_done *d)
     r->start_ns = st->start_wall_ns;
     r->end_ns = st->start_wall_ns + d->duration_ns;
     r->status = d->status;
-    copy(r->route, sizeof(r->route), d->route);
-    copy(r->cluster, sizeof(r->cluster), d->cluster);
-    copy(r->endpoint, sizeof(r->endpoint), d->endpoint);
-    r->method[0] = r->path[0] = r->host[0] = r->ip[0] = '\0';
+    COPY(r, route, d->route);
+    COPY(r, cluster, d->cluster);
+    COPY(r, endpoint, d->endpoint);
+    r->method_len = r->path_len = r->host_len = r->ip_len = 0;
     if (d->creq) {
-        copy(r->method, sizeof(r->method), d->creq->method_name);
-        copy(r->path, sizeof(r->path), d->creq->path);
+        COPY(r, method, d->creq->method_name);
+        COPY(r, path, d->creq->path);
         const struct cn_slice *h = cn_http_req_header(d->creq, "host");
         if (h)
-            copy(r->host, sizeof(r->host), *h);
-        snprintf(r->ip, sizeof(r->ip), "%s", cn_http_req_peer_ip((struct cn_http_req *)d->creq));
+            COPY(r, host, *h);
+        COPY(r, ip, cn_slice_of(cn_http_req_peer_ip((struct cn_http_req *)d->creq)));
     }
     if (tw->cur->n == tw->cur->cap) {
         if (tw->timer_armed) {

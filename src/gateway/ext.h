@@ -214,6 +214,33 @@ struct gw_req_done {
     uint64_t duration_ns;
 };
 
+/* One finished request as the exporter encodes it: fixed-size copies (the request and the
+ * snapshot it names may be gone when the batch is encoded), each string cut to its array
+ * and its length kept (no NUL). */
+#define GW_REC_STR 192 /* bytes kept of the path, route, cluster and endpoint names */
+struct gw_rec {
+    uint8_t trace_id[16], span_id[8], parent_id[8];
+    uint8_t flags, has_parent, sampled;
+    uint8_t method_len, path_len, host_len, ip_len, route_len, cluster_len, endpoint_len;
+    int status; /* 0: aborted */
+    uint64_t start_ns, end_ns;
+    char method[24], path[GW_REC_STR], host[128], ip[48], route[GW_REC_STR], cluster[GW_REC_STR],
+        endpoint[GW_REC_STR];
+};
+
+/* A worker's batch, handed whole to the exporter. n <= cap. */
+struct gw_batch {
+    struct gw_batch *next;
+    size_t n, cap;
+    struct gw_rec recs[];
+};
+
+/* Appends to out an OTLP ExportTraceServiceRequest of b's sampled records (logs == 0) or an
+ * ExportLogsServiceRequest of all its records (logs == 1), under a resource whose
+ * service.name is service. Returns the number of records written (0: out unchanged), or
+ * CN_ELIMIT / CN_ENOMEM when out cannot hold them (out's contents are then unspecified). */
+int gw_tel_encode(struct cn_buf *out, const struct gw_batch *b, struct cn_slice service, int logs);
+
 /* Records a finished request in the worker's batch (never blocks; a full queue drops and
  * counts). */
 void gw_tel_record(struct gw_worker *w, const struct gw_req_done *d);
