@@ -26,6 +26,9 @@ static const unsigned char tchar[256] = {
     ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
+/* Bytes a field value may hold besides its end (CR): HTAB, VCHAR, obs-text. */
+static const unsigned char vchar[256] = {['\t'] = 1, [0x20 ... 0x7e] = 1, [0x80 ... 0xff] = 1};
+
 static enum cn_head_result bad(struct cn_head_scan *s, size_t pos, const char *reason)
 {
     s->pos = pos;
@@ -38,6 +41,11 @@ enum cn_head_result cn_head_scan(struct cn_head_scan *s, const char *buf, size_t
 {
     size_t i = s->pos;
     int st = s->state;
+    /* Where the runs of plain bytes below stop: the end of the input or the first byte the
+     * size limit refuses (i - skip >= max_header_bytes), which the loop's check reports. A
+     * later skip only moves that byte further: a run that stops early changes nothing. */
+    size_t end =
+        lim->max_header_bytes < len - CN_MIN(s->skip, len) ? s->skip + lim->max_header_bytes : len;
     for (; i < len; i++) {
         unsigned char c = (unsigned char)buf[i];
         /* Bytes of the head proper (after skipped empty lines) count against the limit. */
@@ -131,6 +139,9 @@ enum cn_head_result cn_head_scan(struct cn_head_scan *s, const char *buf, size_t
             }
             break;
         case S_NAME:
+            /* Runs of plain bytes in one loop (most of a head is names and values). */
+            while (tchar[c] && i + 1 < end)
+                c = (unsigned char)buf[++i];
             if (c == ':')
                 st = S_VALUE;
             else if (!tchar[c])
@@ -139,6 +150,8 @@ enum cn_head_result cn_head_scan(struct cn_head_scan *s, const char *buf, size_t
                                                  : "invalid character in a header field name");
             break;
         case S_VALUE:
+            while (vchar[c] && i + 1 < end)
+                c = (unsigned char)buf[++i];
             if (c == '\r')
                 st = S_VALUE_CR;
             else if (c == '\n')

@@ -100,6 +100,24 @@ static void header_limits_edge(void **state)
     snprintf(head, sizeof(head), "%s%.*s\r\n\r\n", pre, (int)fill + 1,
              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     assert_int_equal(scan_all(head, &st), CN_HEAD_TOO_LARGE);
+    /* The same with empty lines skipped first (they do not count), and with the limit met
+     * inside a field name: whole or byte by byte, the same answers. */
+    const char *xs = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    snprintf(head, sizeof(head), "\r\n\r\n%s%.*s\r\n\r\n", pre, (int)fill, xs);
+    assert_int_equal(scan_all(head, &st), CN_HEAD_DONE);
+    assert_int_equal(st.pos, 4 + 64);
+    assert_int_equal(scan_bytewise(head, &st), CN_HEAD_DONE);
+    snprintf(head, sizeof(head), "\r\n\r\n%s%.*s\r\n\r\n", pre, (int)fill + 1, xs);
+    assert_int_equal(scan_all(head, &st), CN_HEAD_TOO_LARGE);
+    assert_int_equal(scan_bytewise(head, &st), CN_HEAD_TOO_LARGE);
+    snprintf(head, sizeof(head), "GET / HTTP/1.1\r\n%.*s: 1\r\n\r\n", 64 - 16 - 7, xs);
+    assert_int_equal(scan_all(head, &st), CN_HEAD_DONE);
+    snprintf(head, sizeof(head), "GET / HTTP/1.1\r\n%.*s: 1\r\n\r\n", 64 - 16 - 6, xs);
+    assert_int_equal(scan_all(head, &st), CN_HEAD_TOO_LARGE);
+    assert_int_equal(scan_bytewise(head, &st), CN_HEAD_TOO_LARGE);
+    snprintf(head, sizeof(head), "GET / HTTP/1.1\r\n%.*s", 64 - 16 + 1, xs);
+    assert_int_equal(scan_all(head, &st), CN_HEAD_TOO_LARGE);
+    assert_int_equal(st.pos, 64);
     /* Three fields: accepted; four: 431. */
     assert_int_equal(scan_all("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &st), CN_HEAD_DONE);
     assert_int_equal(scan_all("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", &st),
