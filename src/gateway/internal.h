@@ -371,13 +371,10 @@ enum gw_resp_mode { GW_RM_NONE = 0, GW_RM_LENGTH, GW_RM_CHUNKED, GW_RM_CLOSE };
 /* Parser of the response heads of one upstream connection. hdrs (hdr_cap slots, owned by the
  * caller) receive the fields of the last head; slices point into the caller's buffer. */
 struct gw_resp {
-    llhttp_t parser;
     struct cn_head_scan scan;
     struct cn_http_limits lim;
     struct cn_http_header *hdrs;
     size_t num_hdrs, hdr_cap;
-    int last_cb;
-    int msg_done;
     int status;
     int keep_alive;
     size_t head_len;

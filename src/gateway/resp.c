@@ -1,61 +1,21 @@
-/* Upstream response heads: the strict head scanner (status-line mode) first, then llhttp for
- * the fields; framing chosen by us with the server core's strictness: one Content-Length,
- * one Transfer-Encoding (chunked only), never both. */
+/* Upstream response heads: the strict head scanner (status-line mode) first; then, the head
+ * being known well formed, its status line is read and its fields split here (one memchr
+ * for the colon and one for the CR of each line: llhttp walking the same bytes again cost
+ * more than all the rest of the response's handling). Framing is chosen by us with the
+ * server core's strictness: one Content-Length, one Transfer-Encoding (chunked only), never
+ * both. */
 #include "gateway/internal.h"
 
-static struct gw_resp *resp_of(llhttp_t *p)
+static struct cn_slice trim(struct cn_slice s)
 {
-    return p->data;
-}
-
-static void extend(struct cn_slice *s, const char *at, size_t len)
-{
-    if (!s->ptr)
-        *s = (struct cn_slice){at, len};
-    else
-        s->len = (size_t)(at + len - s->ptr);
-}
-
-static int on_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct gw_resp *r = resp_of(p);
-    if (r->last_cb != 1) {
-        if (r->num_hdrs == r->hdr_cap)
-            return -1; /* the scanner counted them: cannot happen */
-        r->hdrs[r->num_hdrs++] = (struct cn_http_header){{NULL, 0}, {NULL, 0}};
-        r->last_cb = 1;
+    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
+        s.ptr++;
+        s.len--;
     }
-    extend(&r->hdrs[r->num_hdrs - 1].name, at, len);
-    return 0;
+    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
+        s.len--;
+    return s;
 }
-
-static int on_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct gw_resp *r = resp_of(p);
-    r->last_cb = 2;
-    if (r->num_hdrs)
-        extend(&r->hdrs[r->num_hdrs - 1].value, at, len);
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    (void)p;
-    return 1; /* the body is framed by us */
-}
-
-static int on_complete(llhttp_t *p)
-{
-    resp_of(p)->msg_done = 1;
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t settings = {
-    .on_header_field = on_field,
-    .on_header_value = on_value,
-    .on_headers_complete = on_headers_complete,
-    .on_message_complete = on_complete,
-};
 
 void gw_resp_init(struct gw_resp *r, struct cn_http_header *hdrs, size_t hdr_cap,
                   uint64_t max_head_bytes)
@@ -66,8 +26,6 @@ void gw_resp_init(struct gw_resp *r, struct cn_http_header *hdrs, size_t hdr_cap
     r->lim = (struct cn_http_limits){.max_url_bytes = max_head_bytes,
                                      .max_header_bytes = max_head_bytes,
                                      .max_headers = hdr_cap};
-    llhttp_init(&r->parser, HTTP_RESPONSE, &settings);
-    r->parser.data = r;
     cn_head_scan_init_response(&r->scan);
 }
 
@@ -75,6 +33,88 @@ void gw_resp_reset(struct gw_resp *r)
 {
     cn_head_scan_init_response(&r->scan);
     r->num_hdrs = 0;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The Connection (or Proxy-Connection) tokens that decide keep-alive. */
+enum { CONN_CLOSE = 1, CONN_KEEP_ALIVE = 2 };
+
+static unsigned conn_flags(struct cn_slice v)
+{
+    unsigned f = 0;
+    const char *p = v.ptr, *end = v.ptr + v.len;
+    while (p < end) {
+        const char *c = memchr(p, ',', (size_t)(end - p));
+        const char *e = c ? c : end;
+        struct cn_slice t = trim((struct cn_slice){p, (size_t)(e - p)});
+        if (cn_slice_case_eq(t, CN_SLICE_LIT("close")))
+            f |= CONN_CLOSE;
+        else if (cn_slice_case_eq(t, CN_SLICE_LIT("keep-alive")))
+            f |= CONN_KEEP_ALIVE;
+        p = c ? c + 1 : end;
+    }
+    return f;
+}
+
+/* Reads the status line and splits the fields of buf[0..head_len), a head the scanner passed
+ * (so every field line is "name:value" CRLF with a token name and no CR, LF or other control
+ * character but HTAB in the value, and the head ends with an empty line). */
+static int split_head(struct gw_resp *r, const char *buf, size_t head_len, const char **out_reason)
+{
+    /* status-line = "HTTP/" DIGIT "." DIGIT SP 3DIGIT SP reason-phrase CRLF */
+    if (head_len < 17 || memcmp(buf, "HTTP/", 5) != 0 || !is_digit(buf[5]) || buf[6] != '.' ||
+        !is_digit(buf[7]) || buf[8] != ' ') {
+        *out_reason = "upstream sent a malformed response head";
+        return CN_ESYNTAX;
+    }
+    if (buf[5] != '1') {
+        *out_reason = "upstream answered with an HTTP version other than 1.x";
+        return CN_ESYNTAX;
+    }
+    if (buf[7] > '1') {
+        *out_reason = "upstream sent a malformed response head"; /* no HTTP/1.2 and up */
+        return CN_ESYNTAX;
+    }
+    if (!is_digit(buf[9]) || !is_digit(buf[10]) || !is_digit(buf[11]) || buf[12] != ' ') {
+        *out_reason = "upstream sent an invalid status code"; /* three digits */
+        return CN_ESYNTAX;
+    }
+    r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    if (r->status < 100 || r->status > 599) {
+        *out_reason = "upstream sent an invalid status code";
+        return CN_ESYNTAX;
+    }
+    const char *end = buf + head_len - 2; /* the final empty line */
+    const char *p = memchr(buf + 13, '\r', (size_t)(end - buf - 13));
+    if (CN_NEVER(!p)) {
+        *out_reason = "upstream sent a malformed response head";
+        return CN_ESYNTAX;
+    }
+    p += 2;
+    unsigned conn = 0;
+    r->num_hdrs = 0;
+    while (p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *cr = colon ? memchr(colon, '\r', (size_t)(end - colon)) : NULL;
+        if (CN_NEVER(!cr) || CN_NEVER(r->num_hdrs == r->hdr_cap)) {
+            *out_reason = "upstream sent a malformed response head";
+            return CN_ESYNTAX;
+        }
+        struct cn_http_header *h = &r->hdrs[r->num_hdrs++];
+        h->name = (struct cn_slice){p, (size_t)(colon - p)};
+        h->value = trim((struct cn_slice){colon + 1, (size_t)(cr - colon - 1)});
+        if ((h->name.len == 10 && cn_slice_case_eq(h->name, CN_SLICE_LIT("connection"))) ||
+            (h->name.len == 16 && cn_slice_case_eq(h->name, CN_SLICE_LIT("proxy-connection"))))
+            conn |= conn_flags(h->value);
+        p = cr + 2;
+    }
+    /* HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive" (RFC 9112 9.3). */
+    r->keep_alive = buf[7] == '1' ? !(conn & CONN_CLOSE) : (conn & CONN_KEEP_ALIVE) != 0;
+    return 0;
 }
 
 int gw_resp_head(struct gw_resp *r, const char *buf, size_t len, const char **out_reason)
@@ -90,40 +130,12 @@ int gw_resp_head(struct gw_resp *r, const char *buf, size_t len, const char **ou
         return hr == CN_HEAD_TOO_LARGE ? CN_ELIMIT : CN_ESYNTAX;
     }
     r->head_len = r->scan.pos;
-    r->num_hdrs = 0;
-    r->last_cb = 0;
-    r->msg_done = 0;
-    llhttp_reset(&r->parser);
-    llhttp_errno_t err = llhttp_execute(&r->parser, buf, r->head_len);
-    if ((err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) || !r->msg_done) {
-        *out_reason = "upstream sent a malformed response head";
-        return CN_ESYNTAX;
-    }
-    if (r->parser.http_major != 1) {
-        *out_reason = "upstream answered with an HTTP version other than 1.x";
-        return CN_ESYNTAX;
-    }
-    r->status = r->parser.status_code;
-    if (r->status < 100 || r->status > 599) {
-        /* llhttp takes "20" or "2000": a status code is three digits, 1xx to 5xx */
-        *out_reason = "upstream sent an invalid status code";
-        return CN_ESYNTAX;
-    }
-    r->keep_alive = llhttp_should_keep_alive(&r->parser);
+    int rc = split_head(r, buf, r->head_len, out_reason);
+    if (rc)
+        return rc;
     /* Ready for the next head (after an interim response). */
     cn_head_scan_init_response(&r->scan);
     return 0;
-}
-
-static struct cn_slice trim(struct cn_slice s)
-{
-    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
-        s.ptr++;
-        s.len--;
-    }
-    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
-        s.len--;
-    return s;
 }
 
 const char *gw_resp_framing(const struct gw_resp *r, int head_req, enum gw_resp_mode *out_mode,
