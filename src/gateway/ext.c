@@ -179,11 +179,11 @@ int gw_ext_request(struct gw_worker *w, const struct cn_gw_snapshot *s, const st
 int gw_ext_drops(const struct gw_ext_state *st, const struct cn_gw_snapshot *s,
                  struct cn_slice name)
 {
-    if (s->tracing.enabled && (cn_slice_case_eq(name, CN_SLICE_LIT("traceparent")) ||
-                               cn_slice_case_eq(name, CN_SLICE_LIT("tracestate"))))
+    if (s->tracing.enabled && (gw_lit_eq(name, CN_SLICE_LIT("traceparent")) ||
+                               gw_lit_eq(name, CN_SLICE_LIT("tracestate"))))
         return 1;
     if (st->jwt) {
-        if (!st->jwt->forward && cn_slice_case_eq(name, CN_SLICE_LIT("authorization")))
+        if (!st->jwt->forward && gw_lit_eq(name, CN_SLICE_LIT("authorization")))
             return 1;
         /* A client cannot send a field the gateway writes from the verified token. */
         for (size_t i = 0; i < st->jwt->num_claims_to_headers; i++)

@@ -128,19 +128,17 @@ int gw_is_hop_by_hop(struct cn_slice n)
 {
     switch (n.len) {
     case 2:
-        return cn_slice_case_eq(n, CN_SLICE_LIT("te"));
+        return gw_lit_eq(n, CN_SLICE_LIT("te"));
     case 7:
-        return cn_slice_case_eq(n, CN_SLICE_LIT("trailer")) ||
-               cn_slice_case_eq(n, CN_SLICE_LIT("upgrade"));
+        return gw_lit_eq(n, CN_SLICE_LIT("trailer")) || gw_lit_eq(n, CN_SLICE_LIT("upgrade"));
     case 10:
-        return cn_slice_case_eq(n, CN_SLICE_LIT("connection")) ||
-               cn_slice_case_eq(n, CN_SLICE_LIT("keep-alive"));
+        return gw_lit_eq(n, CN_SLICE_LIT("connection")) || gw_lit_eq(n, CN_SLICE_LIT("keep-alive"));
     case 17:
-        if (cn_slice_case_eq(n, CN_SLICE_LIT("transfer-encoding")))
+        if (gw_lit_eq(n, CN_SLICE_LIT("transfer-encoding")))
             return 1;
         break;
     default:
         break;
     }
-    return n.len > 6 && cn_slice_case_eq((struct cn_slice){n.ptr, 6}, CN_SLICE_LIT("proxy-"));
+    return n.len > 6 && gw_lit_eq((struct cn_slice){n.ptr, 6}, CN_SLICE_LIT("proxy-"));
 }

@@ -364,6 +364,22 @@ int gw_header_mod_drops(const struct gw_header_mod *hm, struct cn_slice name);
 /* Hop-by-hop: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*. */
 int gw_is_hop_by_hop(struct cn_slice name);
 
+/* Whether s equals lit ignoring ASCII case, for lit a lower-case literal of letters, digits
+ * and '-' (a field name, a Connection token) and s a field name or value as the strict head
+ * scanners pass them. OR-ing 0x20 folds A-Z onto a-z; the only other bytes it folds onto
+ * such a character are control bytes, which no name holds and no value but HTAB (folded
+ * onto ')', in no literal). One OR and one compare per byte where cn_slice_case_eq folds
+ * both sides: it was a tenth of the proxy's user-space instructions. */
+static inline int gw_lit_eq(struct cn_slice s, struct cn_slice lit)
+{
+    if (s.len != lit.len)
+        return 0;
+    for (size_t i = 0; i < s.len; i++)
+        if (((unsigned char)s.ptr[i] | 0x20) != (unsigned char)lit.ptr[i])
+            return 0;
+    return 1;
+}
+
 /* ---- upstream responses (resp.c) ------------------------------------------------------------ */
 
 enum gw_resp_mode { GW_RM_NONE = 0, GW_RM_LENGTH, GW_RM_CHUNKED, GW_RM_CLOSE };

@@ -446,20 +446,20 @@ static int reply_head(struct gw_req *r, int status, int64_t length)
     struct cn_slice toks[MAX_CONN_TOKENS];
     size_t nt = 0;
     for (size_t i = 0; i < up->resp.num_hdrs; i++)
-        if (cn_slice_case_eq(up->hdrs[i].name, CN_SLICE_LIT("connection")))
+        if (gw_lit_eq(up->hdrs[i].name, CN_SLICE_LIT("connection")))
             nt = conn_tokens(up->hdrs[i].value, toks, MAX_CONN_TOKENS, nt);
     size_t n = 0;
     for (size_t i = 0; i < up->resp.num_hdrs; i++) {
         struct cn_http_header h = up->hdrs[i];
         h.value = trim(h.value);
         struct cn_slice nm = h.name;
-        int keep_upgrade = status == 101 && cn_slice_case_eq(nm, CN_SLICE_LIT("upgrade"));
+        int keep_upgrade = status == 101 && gw_lit_eq(nm, CN_SLICE_LIT("upgrade"));
         if (gw_is_hop_by_hop(nm)) {
             if (!keep_upgrade)
                 continue;
-        } else if ((nm.len == 14 && cn_slice_case_eq(nm, CN_SLICE_LIT("content-length"))) ||
-                   (nm.len == 4 && cn_slice_case_eq(nm, CN_SLICE_LIT("date"))) ||
-                   (nm.len == 6 && cn_slice_case_eq(nm, CN_SLICE_LIT("server")))) {
+        } else if ((nm.len == 14 && gw_lit_eq(nm, CN_SLICE_LIT("content-length"))) ||
+                   (nm.len == 4 && gw_lit_eq(nm, CN_SLICE_LIT("date"))) ||
+                   (nm.len == 6 && gw_lit_eq(nm, CN_SLICE_LIT("server")))) {
             continue;
         }
         if (nt && !keep_upgrade && named_by(nm, toks, nt))
@@ -1039,27 +1039,27 @@ static int build_head(struct gw_req *r, struct gw_upconn *up)
         total += h->name.len + h->value.len + 4;
         switch (h->name.len) {
         case 4:
-            if (cn_slice_case_eq(h->name, CN_SLICE_LIT("host")))
+            if (gw_lit_eq(h->name, CN_SLICE_LIT("host")))
                 host = h->value;
             break;
         case 7:
-            if (cn_slice_case_eq(h->name, CN_SLICE_LIT("upgrade")))
+            if (gw_lit_eq(h->name, CN_SLICE_LIT("upgrade")))
                 upgrade = h->value;
             break;
         case 10:
-            if (cn_slice_case_eq(h->name, CN_SLICE_LIT("connection")))
+            if (gw_lit_eq(h->name, CN_SLICE_LIT("connection")))
                 nt = conn_tokens(h->value, toks, MAX_CONN_TOKENS, nt);
             break;
         case 12:
-            if (cn_slice_case_eq(h->name, CN_SLICE_LIT("x-request-id")))
+            if (gw_lit_eq(h->name, CN_SLICE_LIT("x-request-id")))
                 has_rid = 1;
             break;
         case 14:
-            if (cn_slice_case_eq(h->name, CN_SLICE_LIT("content-length")))
+            if (gw_lit_eq(h->name, CN_SLICE_LIT("content-length")))
                 r->has_cl = 1;
             break;
         case 15:
-            if (cn_slice_case_eq(h->name, CN_SLICE_LIT("x-forwarded-for")))
+            if (gw_lit_eq(h->name, CN_SLICE_LIT("x-forwarded-for")))
                 xff = h->value;
             break;
         default:
@@ -1117,27 +1117,27 @@ static int build_head(struct gw_req *r, struct gw_upconn *up)
             continue;
         switch (nm.len) {
         case 4:
-            if (cn_slice_case_eq(nm, CN_SLICE_LIT("host")))
+            if (gw_lit_eq(nm, CN_SLICE_LIT("host")))
                 continue;
             break;
         case 6:
-            if (cn_slice_case_eq(nm, CN_SLICE_LIT("expect")))
+            if (gw_lit_eq(nm, CN_SLICE_LIT("expect")))
                 continue; /* 100-continue was answered by us */
             break;
         case 14:
-            if (cn_slice_case_eq(nm, CN_SLICE_LIT("content-length")))
+            if (gw_lit_eq(nm, CN_SLICE_LIT("content-length")))
                 continue;
             break;
         case 15:
-            if (cn_slice_case_eq(nm, CN_SLICE_LIT("x-forwarded-for")))
+            if (gw_lit_eq(nm, CN_SLICE_LIT("x-forwarded-for")))
                 continue;
             break;
         case 16:
-            if (cn_slice_case_eq(nm, CN_SLICE_LIT("x-forwarded-host")))
+            if (gw_lit_eq(nm, CN_SLICE_LIT("x-forwarded-host")))
                 continue;
             break;
         case 17:
-            if (cn_slice_case_eq(nm, CN_SLICE_LIT("x-forwarded-proto")))
+            if (gw_lit_eq(nm, CN_SLICE_LIT("x-forwarded-proto")))
                 continue;
             break;
         default:
@@ -1265,7 +1265,7 @@ static const char *hash_key(const struct gw_cluster *cl, struct cn_http_req *cre
             }
             continue;
         }
-        if (!cn_slice_case_eq(h->name, CN_SLICE_LIT("cookie")))
+        if (!gw_lit_eq(h->name, CN_SLICE_LIT("cookie")))
             continue;
         /* Cookie: a=1; b=2 */
         const char *p = h->value.ptr, *end = p + h->value.len;

@@ -51,9 +51,9 @@ static unsigned conn_flags(struct cn_slice v)
         const char *c = memchr(p, ',', (size_t)(end - p));
         const char *e = c ? c : end;
         struct cn_slice t = trim((struct cn_slice){p, (size_t)(e - p)});
-        if (cn_slice_case_eq(t, CN_SLICE_LIT("close")))
+        if (gw_lit_eq(t, CN_SLICE_LIT("close")))
             f |= CONN_CLOSE;
-        else if (cn_slice_case_eq(t, CN_SLICE_LIT("keep-alive")))
+        else if (gw_lit_eq(t, CN_SLICE_LIT("keep-alive")))
             f |= CONN_KEEP_ALIVE;
         p = c ? c + 1 : end;
     }
@@ -107,8 +107,8 @@ static int split_head(struct gw_resp *r, const char *buf, size_t head_len, const
         struct cn_http_header *h = &r->hdrs[r->num_hdrs++];
         h->name = (struct cn_slice){p, (size_t)(colon - p)};
         h->value = trim((struct cn_slice){colon + 1, (size_t)(cr - colon - 1)});
-        if ((h->name.len == 10 && cn_slice_case_eq(h->name, CN_SLICE_LIT("connection"))) ||
-            (h->name.len == 16 && cn_slice_case_eq(h->name, CN_SLICE_LIT("proxy-connection"))))
+        if ((h->name.len == 10 && gw_lit_eq(h->name, CN_SLICE_LIT("connection"))) ||
+            (h->name.len == 16 && gw_lit_eq(h->name, CN_SLICE_LIT("proxy-connection"))))
             conn |= conn_flags(h->value);
         p = cr + 2;
     }
@@ -146,15 +146,15 @@ const char *gw_resp_framing(const struct gw_resp *r, int head_req, enum gw_resp_
     int status = r->status;
     for (size_t i = 0; i < r->num_hdrs; i++) {
         struct cn_slice nm = r->hdrs[i].name;
-        if (nm.len == 14 && cn_slice_case_eq(nm, CN_SLICE_LIT("content-length"))) {
+        if (nm.len == 14 && gw_lit_eq(nm, CN_SLICE_LIT("content-length"))) {
             if (++ncl > 1)
                 return "upstream sent more than one Content-Length";
             if (cn_slice_to_u64(trim(r->hdrs[i].value), &cl) != 0 || cl > (uint64_t)INT64_MAX)
                 return "upstream sent an invalid Content-Length";
-        } else if (nm.len == 17 && cn_slice_case_eq(nm, CN_SLICE_LIT("transfer-encoding"))) {
+        } else if (nm.len == 17 && gw_lit_eq(nm, CN_SLICE_LIT("transfer-encoding"))) {
             if (++nte > 1)
                 return "upstream sent more than one Transfer-Encoding";
-            if (!cn_slice_case_eq(trim(r->hdrs[i].value), CN_SLICE_LIT("chunked")))
+            if (!gw_lit_eq(trim(r->hdrs[i].value), CN_SLICE_LIT("chunked")))
                 return "upstream sent a Transfer-Encoding other than chunked";
         }
     }
