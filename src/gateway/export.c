@@ -60,8 +60,13 @@ struct gw_tel {
  * or the log line) plus the constant keys, tags and lengths (under 1 KiB). */
 #define REC_PB_MAX (3 * sizeof(struct gw_rec) + 1024)
 
-static size_t varint_len(uint64_t v)
+/* The helpers below are forced inline: as calls they were half of the encoder's work. */
+#define ENC static inline __attribute__((always_inline))
+
+ENC size_t varint_len(uint64_t v)
 {
+    if (v < 0x80)
+        return 1;
     size_t n = 1;
     while (v >= 0x80) {
         v >>= 7;
@@ -70,8 +75,12 @@ static size_t varint_len(uint64_t v)
     return n;
 }
 
-static uint8_t *w_varint(uint8_t *p, uint64_t v)
+ENC uint8_t *w_varint(uint8_t *p, uint64_t v)
 {
+    if (v < 0x80) {
+        *p = (uint8_t)v;
+        return p + 1;
+    }
     while (v >= 0x80) {
         *p++ = (uint8_t)(v | 0x80);
         v >>= 7;
@@ -80,12 +89,12 @@ static uint8_t *w_varint(uint8_t *p, uint64_t v)
     return p;
 }
 
-static uint8_t *w_tag(uint8_t *p, unsigned field, unsigned wt)
+ENC uint8_t *w_tag(uint8_t *p, unsigned field, unsigned wt)
 {
     return w_varint(p, (uint64_t)field << 3 | wt);
 }
 
-static uint8_t *w_bytes(uint8_t *p, unsigned field, const void *d, size_t n)
+ENC uint8_t *w_bytes(uint8_t *p, unsigned field, const void *d, size_t n)
 {
     p = w_tag(p, field, 2);
     p = w_varint(p, n);
@@ -93,7 +102,7 @@ static uint8_t *w_bytes(uint8_t *p, unsigned field, const void *d, size_t n)
     return p + n;
 }
 
-static uint8_t *w_fixed64(uint8_t *p, unsigned field, uint64_t v)
+ENC uint8_t *w_fixed64(uint8_t *p, unsigned field, uint64_t v)
 {
     p = w_tag(p, field, 1);
     for (int i = 0; i < 8; i++)
@@ -101,7 +110,7 @@ static uint8_t *w_fixed64(uint8_t *p, unsigned field, uint64_t v)
     return p;
 }
 
-static uint8_t *w_fixed32(uint8_t *p, unsigned field, uint32_t v)
+ENC uint8_t *w_fixed32(uint8_t *p, unsigned field, uint32_t v)
 {
     p = w_tag(p, field, 5);
     for (int i = 0; i < 4; i++)
@@ -110,7 +119,7 @@ static uint8_t *w_fixed32(uint8_t *p, unsigned field, uint32_t v)
 }
 
 /* A KeyValue {key, AnyValue {string_value}} as field `field`. */
-static uint8_t *w_kv_str(uint8_t *p, unsigned field, struct cn_slice k, const char *v, size_t vl)
+ENC uint8_t *w_kv_str(uint8_t *p, unsigned field, struct cn_slice k, const char *v, size_t vl)
 {
     size_t any = 1 + varint_len(vl) + vl;
     p = w_tag(p, field, 2);
