@@ -301,7 +301,11 @@ void cn_derive__pending_release(struct pending *p);
 size_t cn_derive__pending_bytes(const struct pending *p);
 
 /* derive-spans.c */
-void cn_derive__span_name(struct cn_derive *d, uint16_t svc, uint8_t kind, struct cn_slice name);
+/* name is raw cut by cn_derive__cut, h its cn_derive__span_name_hash: the same hash as the RED
+ * series of (svc, kind, name), so a span's name is hashed once for both. */
+uint64_t cn_derive__span_name_hash(uint16_t svc, uint8_t kind, struct cn_slice name);
+void cn_derive__span_name(struct cn_derive *d, uint16_t svc, uint8_t kind, struct cn_slice raw,
+                          struct cn_slice name, uint64_t h);
 void cn_derive__span_names_release(struct cn_derive *d);
 size_t cn_derive__span_names_bytes(const struct cn_derive *d);
 

@@ -28,10 +28,14 @@ static int known(const struct cn_derive *d, uint16_t svc, uint8_t kind, struct c
     return 0;
 }
 
-void cn_derive__span_name(struct cn_derive *d, uint16_t svc, uint8_t kind, struct cn_slice raw)
+uint64_t cn_derive__span_name_hash(uint16_t svc, uint8_t kind, struct cn_slice name)
 {
-    struct cn_slice name = cn_derive__cut(d, raw);
-    uint64_t h = spname_hash(svc, kind, name);
+    return spname_hash(svc, kind, name);
+}
+
+void cn_derive__span_name(struct cn_derive *d, uint16_t svc, uint8_t kind, struct cn_slice raw,
+                          struct cn_slice name, uint64_t h)
+{
     if (known(d, svc, kind, name, h))
         return;
     struct service *sv = &d->services[svc];

@@ -329,7 +329,7 @@ static uint16_t service_of(struct cn_derive *d, const struct cn_resource *res, s
 
 static uint64_t op_hash(uint16_t svc, uint8_t kind, struct cn_slice op)
 {
-    return XXH3_64bits_withSeed(op.ptr, op.len, (uint64_t)svc << 3 | kind);
+    return cn_derive__span_name_hash(svc, kind, op);
 }
 
 static uint32_t lookup_series(const struct cn_derive *d, uint16_t svc, uint8_t kind,
@@ -382,10 +382,10 @@ static uint32_t service_series(struct cn_derive *d, uint16_t svc, uint8_t kind)
     return *slot;
 }
 
-static uint32_t op_series(struct cn_derive *d, uint16_t svc, uint8_t kind, struct cn_slice raw)
+/* op is raw cut, h its op_hash. */
+static uint32_t op_series(struct cn_derive *d, uint16_t svc, uint8_t kind, struct cn_slice raw,
+                          struct cn_slice op, uint64_t h)
 {
-    struct cn_slice op = cut(d, raw);
-    uint64_t h = op_hash(svc, kind, op);
     uint32_t idx = lookup_series(d, svc, kind, op, h);
     if (idx != IDX_NONE)
         return idx;
@@ -707,6 +707,8 @@ static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_ca
     if (svc == SVC_NONE) {
         d->st.services_dropped++;
     } else {
+        struct cn_slice op = cut(d, s->name);
+        uint64_t oh = op_hash(svc, kind, op);
         if ((d->o.red_kinds >> kind & 1) || (root && d->o.red_roots)) {
             struct bucket *b = NULL;
             if (s->start_ns > d->now && s->start_ns - d->now > d->o.max_future_ns)
@@ -714,7 +716,7 @@ static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_ca
             else if (!(b = cn_derive__bucket_for(d, s->start_ns)))
                 d->st.spans_too_old++;
             uint32_t ss = service_series(d, svc, kind);
-            uint32_t os = op_series(d, svc, kind, s->name);
+            uint32_t os = op_series(d, svc, kind, s->name, op, oh);
             /* One logarithm for both sketches. */
             int32_t key = dur ? cn_sketch_key(&d->skc, (double)dur) : 0;
             red_add(d, b, ss, (double)dur, key, err);
@@ -722,7 +724,7 @@ static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_ca
             d->st.red_spans++;
         }
         cn_derive__pair(d, s, svc, dur, err);
-        cn_derive__span_name(d, svc, kind, s->name);
+        cn_derive__span_name(d, svc, kind, s->name, op, oh);
     }
     cn_derive__trace_add(d, s, svc, err, &cache->trace);
 }

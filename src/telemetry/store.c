@@ -222,8 +222,12 @@ static int head_add(struct head *h, uint8_t *body, size_t len, struct cn_tel_bat
     en->batch = *b;
     en->lsn = lsn;
     en->bytes = len + b->arena.used;
+    struct slot *s = NULL;
     for (size_t i = 0; i < en->batch.num_spans; i++) {
-        struct slot *s = slot_for(h, en->batch.spans[i].trace_id);
+        /* Spans of a trace mostly come one after the other: no hashing for those. */
+        const uint8_t *id = en->batch.spans[i].trace_id;
+        if (!s || memcmp(s->id, id, 16) != 0)
+            s = slot_for(h, id);
         uint32_t r = (uint32_t)h->num_span_refs++;
         h->span_refs[r] = (struct ref){e, (uint32_t)i, NO_REF};
         if (s->span_last == NO_REF)
@@ -2008,12 +2012,15 @@ void cn_store_limit_traces(struct cn_store *st, struct cn_tel_batch *b)
     struct tcount *t = calloc(cap, sizeof(*t));
     if (!t)
         return; /* the limit is a guard, not a correctness need: skip it rather than fail */
-    size_t kept = 0;
+    size_t kept = 0, j = 0;
     for (size_t i = 0; i < b->num_spans; i++) {
         const uint8_t *id = b->spans[i].trace_id;
-        size_t j = hash_id(id) & (cap - 1);
-        while (t[j].used && memcmp(t[j].id, id, 16) != 0)
-            j = (j + 1) & (cap - 1);
+        /* Spans of a trace mostly come one after the other: no hashing for those. */
+        if (!(i && t[j].used && memcmp(t[j].id, id, 16) == 0)) {
+            j = hash_id(id) & (cap - 1);
+            while (t[j].used && memcmp(t[j].id, id, 16) != 0)
+                j = (j + 1) & (cap - 1);
+        }
         if (!t[j].used) {
             t[j].used = 1;
             memcpy(t[j].id, id, 16);
