@@ -1235,18 +1235,37 @@ static void freeze_turn(struct cn_store *st)
 
 /* ---- writer thread --------------------------------------------------------------------- */
 
+/* Group commit. Each commit's fdatasync costs ~0.1-0.2 ms of CPU in the kernel whatever
+ * it writes, so the writer lets a commit gather the requests it can expect soon: those of
+ * the clients the previous commit answered (each tends to send its next request at once)
+ * on top of the ones already waiting then. It waits for them at most GROUP_WAIT_NS, and not
+ * once GROUP_BYTES are queued. A lone client is never waited for: the previous commit
+ * answered one request, and its next one is what woke the writer. */
+#define GROUP_WAIT_NS (2 * 1000000ull)
+#define GROUP_BYTES   (8u << 20)
+
 static void writer_main(void *arg)
 {
     struct cn_store *st = arg;
     pthread_setname_np(pthread_self(), "cn-wal");
     struct cn_store_sub **batch = NULL;
     size_t cap = 0;
+    size_t expect = 0; /* requests the next commit may wait for (see GROUP_WAIT_NS) */
     for (;;) {
         uv_mutex_lock(&st->qlock);
         while (st->qlen == 0 && !st->stopping) {
             /* Wake up now and then to seal an old head even without traffic. */
             if (uv_cond_timedwait(&st->qcond, &st->qlock, 200 * 1000000ull) != 0)
                 break;
+        }
+        if (st->qlen && st->qlen < expect) {
+            uint64_t until = uv_hrtime() + GROUP_WAIT_NS;
+            while (st->qlen < expect && !st->stopping &&
+                   atomic_load(&st->stats.queue_bytes) < GROUP_BYTES) {
+                uint64_t now = uv_hrtime();
+                if (now >= until || uv_cond_timedwait(&st->qcond, &st->qlock, until - now) != 0)
+                    break;
+            }
         }
         int stopping = st->stopping;
         struct cn_store_sub **tmp = batch;
@@ -1338,6 +1357,9 @@ static void writer_main(void *arg)
         atomic_fetch_sub(&st->stats.queue_bytes, bytes);
         for (size_t i = 0; i < n; i++)
             cn_mailbox_post(batch[i]->mailbox, &batch[i]->mail);
+        uv_mutex_lock(&st->qlock);
+        expect = st->qlen + n;
+        uv_mutex_unlock(&st->qlock);
         freeze_turn(st);
     }
     free(batch);
