@@ -700,9 +700,7 @@ void gw_tel_record(struct gw_worker *w, const struct gw_req_done *d)
     if (d->creq) {
         COPY(r, method, d->creq->method_name);
         COPY(r, path, d->creq->path);
-        const struct cn_slice *h = cn_http_req_header(d->creq, "host");
-        if (h)
-            COPY(r, host, *h);
+        COPY(r, host, d->host);
         COPY(r, ip, cn_slice_of(cn_http_req_peer_ip((struct cn_http_req *)d->creq)));
     }
     if (tw->cur->n == tw->cur->cap) {

@@ -209,6 +209,7 @@ size_t gw_ext_reply_headers(const struct gw_ext_state *st, struct cn_http_header
 struct gw_req_done {
     const struct gw_ext_state *st;
     const struct cn_http_req *creq; /* NULL when the client went away */
+    struct cn_slice host;           /* the Host value (into creq), used when creq is set */
     struct cn_slice route, cluster, endpoint;
     int status; /* 0: aborted */
     uint64_t duration_ns;

@@ -55,6 +55,7 @@ struct gw_req {
     const struct gw_cluster *cl;
     uint32_t ep;
     struct cn_http_req *creq;
+    struct cn_slice host; /* the request's Host value (into creq), "" when none */
     struct gw_upconn *up;
     uint64_t start_ns;
     struct gw_timeouts t;
@@ -126,6 +127,7 @@ static void record(struct gw_req *r, int status)
         const struct gw_endpoint *ep = r->cl ? &r->cl->eps[r->ep] : NULL;
         struct gw_req_done d = {&r->ext,
                                 r->creq,
+                                r->host,
                                 r->route->name,
                                 r->cl ? r->cl->name : CN_SLICE_LIT(""),
                                 ep ? ep->name : CN_SLICE_LIT(""),
@@ -1446,7 +1448,18 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
         return;
     }
     const struct cn_gw_snapshot *s = v->snap;
-    const struct cn_slice *hostv = cn_http_req_header(creq, "host");
+    /* Host, Upgrade and Connection in one pass over the fields (the first of each, as
+     * cn_http_req_header finds them). */
+    const struct cn_slice *hostv = NULL, *upg = NULL, *conn = NULL;
+    for (size_t i = 0; i < creq->num_headers; i++) {
+        const struct cn_http_header *h = &creq->headers[i];
+        if (!hostv && gw_lit_eq(h->name, CN_SLICE_LIT("host")))
+            hostv = &h->value;
+        else if (!upg && gw_lit_eq(h->name, CN_SLICE_LIT("upgrade")))
+            upg = &h->value;
+        else if (!conn && gw_lit_eq(h->name, CN_SLICE_LIT("connection")))
+            conn = &h->value;
+    }
     char host[GW_MAX_HOST + 1];
     int hl = hostv ? gw_host_normalize(*hostv, host) : 0;
     struct gw_req_view rv = {
@@ -1493,8 +1506,6 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
         gw_stats_record(rt->stats, w->id, st, (uv_hrtime() - t0) / 1000);
         return;
     }
-    const struct cn_slice *upg = cn_http_req_header(creq, "upgrade");
-    const struct cn_slice *conn = cn_http_req_header(creq, "connection");
     int upgrade = upg && conn && has_token(*conn, "upgrade");
     if (upgrade && creq->content_length != 0) {
         gw_ext_release(&ext);
@@ -1514,6 +1525,7 @@ void cn_gw_handle(struct cn_http_req *creq, void *ctx)
     r->route = rt;
     r->match = m;
     r->creq = creq;
+    r->host = hostv ? *hostv : CN_SLICE_LIT("");
     r->upgrade = upgrade;
     r->head_req = creq->method == HTTP_HEAD;
     r->body_done = creq->content_length == 0;
