@@ -555,9 +555,9 @@ static int write_checkpoint(struct cn_store *st, uint64_t lsn)
 }
 
 /* DIR/SEALING names the segments a seal is about to write and the WAL position they cover
- * ("LSN\nPATH\n..."), written before them and removed after CHECKPOINT moved past that
- * position. A kill in between would otherwise leave segments whose records the WAL replays
- * again at the next start (served twice). */
+ * ("LSN\nPATH\n..."), written before them and renamed to CHECKPOINT once they are durable
+ * (commit_seal_manifest). A kill in between would otherwise leave segments whose records the WAL
+ * replays again at the next start (served twice). */
 static int write_seal_manifest(struct cn_store *st, uint64_t end_lsn, const struct written *w,
                                size_t nw)
 {
@@ -568,6 +568,26 @@ static int write_seal_manifest(struct cn_store *st, uint64_t end_lsn, const stru
     if (n < 0 || (size_t)n >= sizeof(text))
         return CN_ELIMIT;
     return write_small_file(st->dir, "SEALING", text, (size_t)n);
+}
+
+/* Makes the seal's manifest the checkpoint: DIR/SEALING, durable since before the segments
+ * were written, is renamed to DIR/CHECKPOINT (its first line is the LSN read_checkpoint
+ * wants; the segment paths after it are not read), and the directory synced, as
+ * write_small_file does. One rename instead of a new file written and synced. Returns 0 or
+ * -errno (then SEALING is still there and CHECKPOINT unchanged). */
+static int commit_seal_manifest(struct cn_store *st)
+{
+    char from[4096], to[4096];
+    snprintf(from, sizeof(from), "%s/SEALING", st->dir);
+    snprintf(to, sizeof(to), "%s/CHECKPOINT", st->dir);
+    if (rename(from, to) != 0)
+        return -errno;
+    int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
 }
 
 static void remove_seal_manifest(struct cn_store *st)
@@ -688,8 +708,9 @@ static int seal_frozen(struct cn_store *st)
     size_t nw = 0;
     uint64_t t0 = uv_hrtime();
     int rc = write_head(st, &st->frozen, &w, &nw);
+    /* A seal that wrote segments has its manifest to become the checkpoint. */
     if (!rc)
-        rc = write_checkpoint(st, st->frozen.end_lsn);
+        rc = nw ? commit_seal_manifest(st) : write_checkpoint(st, st->frozen.end_lsn);
     if (rc) {
         if (w) {
             written_drop(w, nw, 1);
@@ -699,7 +720,6 @@ static int seal_frozen(struct cn_store *st)
         atomic_fetch_add(&st->stats.seal_errors, 1);
         return rc;
     }
-    remove_seal_manifest(st);
     uint64_t end = st->frozen.end_lsn, bytes = st->frozen.bytes;
     size_t entries = st->frozen.num_entries;
     struct head old;

@@ -214,7 +214,7 @@ class Sealing(unittest.TestCase):
         srv.wait(scaled(10))
         tel = os.path.join(self.dir, "telemetry")
         with open(os.path.join(tel, "CHECKPOINT")) as f:
-            lsn = int(f.read())
+            lsn = int(f.readline())  # "LSN\n" then the paths of the last seal
         segs = sorted(glob.glob(os.path.join(tel, "parts/*/*.spans")))
         self.assertTrue(segs)
         with open(os.path.join(tel, "CHECKPOINT"), "w") as f:
