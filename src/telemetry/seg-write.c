@@ -463,9 +463,12 @@ static void put_ints(struct enc *e, const int64_t *v, size_t n)
         g = gcd(v[i] < 0 ? 0 - (uint64_t)v[i] : (uint64_t)v[i], g);
     if (g == 0)
         g = 1;
+    /* The zigzagged quotients, computed once (a division each unless g is 1), in chunks. */
+    enum { CHUNK = 256 };
+    uint64_t zz[CHUNK];
     uint64_t max = 0;
     for (size_t i = 0; i < n; i++)
-        max |= zz_div(v[i], g);
+        max |= g == 1 ? cn_seg__zigzag(v[i]) : zz_div(v[i], g);
     uint8_t width = 0;
     while (width < 8 && (max >> (8 * width)))
         width++;
@@ -475,12 +478,16 @@ static void put_ints(struct enc *e, const int64_t *v, size_t n)
         e->err = e->err ? e->err : CN_ELIMIT;
         return;
     }
-    for (uint8_t p = 0; p < width; p++) {
-        uint8_t *dst = (uint8_t *)e->b.ptr + e->b.len;
-        for (size_t i = 0; i < n; i++)
-            dst[i] = (uint8_t)(zz_div(v[i], g) >> (8 * p));
-        e->b.len += n;
+    uint8_t *dst = (uint8_t *)e->b.ptr + e->b.len;
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        size_t m = CN_MIN((size_t)CHUNK, n - i0);
+        for (size_t i = 0; i < m; i++)
+            zz[i] = g == 1 ? cn_seg__zigzag(v[i0 + i]) : zz_div(v[i0 + i], g);
+        for (uint8_t p = 0; p < width; p++)
+            for (size_t i = 0; i < m; i++)
+                dst[(size_t)p * n + i0 + i] = (uint8_t)(zz[i] >> (8 * p));
     }
+    e->b.len += n * width;
 }
 
 /* Strings as a dictionary (first-occurrence order) and one id per value. */
