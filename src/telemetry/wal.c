@@ -12,8 +12,13 @@
 
 struct wal_file {
     uint64_t start; /* LSN of its first byte */
-    uint64_t size;
+    uint64_t size;  /* bytes of records; a recycled file may be longer (stale bytes after) */
+    int ours;       /* created or recycled by this process: holds version-2 records only */
 };
+
+/* The spare: a file whose records are all in segments, kept to be reused by the next roll
+ * instead of being unlinked (see roll). Its name does not match the log's files. */
+#define SPARE_NAME "spare.wal"
 
 /* States: files[] sorted by start, the last one open for append as fd, its end == end.
  * Queued records wait in q until cn_wal_commit. */
@@ -33,6 +38,7 @@ struct cn_wal {
     uint64_t q_bytes;
     uint64_t q_lsn; /* LSN of the first queued byte */
     int replayed;
+    int spare; /* DIR/SPARE_NAME exists, one of ours */
 };
 
 static void wal_path(const struct cn_wal *w, uint64_t start, char *dst, size_t len)
@@ -103,9 +109,11 @@ int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *e
             goto fail;
         }
         w->files = f;
-        w->files[w->num_files++] = (struct wal_file){start, (uint64_t)st.st_size};
+        w->files[w->num_files++] = (struct wal_file){start, (uint64_t)st.st_size, 0};
     }
     closedir(d);
+    /* A spare left by an earlier run: unlinked, as its content is not known here. */
+    unlinkat(w->dirfd, SPARE_NAME, 0);
     if (w->num_files > 1)
         qsort(w->files, w->num_files, sizeof(*w->files), cmp_files);
     if (w->num_files) {
@@ -131,8 +139,12 @@ void cn_wal_close(struct cn_wal *w)
 {
     if (!w)
         return;
-    if (w->fd >= 0)
+    if (w->fd >= 0) {
+        /* A recycled file's stale bytes past the records go: a clean start finds none. */
+        if (w->num_files && w->files[w->num_files - 1].ours)
+            (void)ftruncate(w->fd, (off_t)w->files[w->num_files - 1].size);
         close(w->fd);
+    }
     if (w->dirfd >= 0)
         close(w->dirfd);
     free(w->hdrs);
@@ -142,9 +154,15 @@ void cn_wal_close(struct cn_wal *w)
     free(w);
 }
 
-static uint32_t checksum(uint8_t type, const void *p, size_t n)
+/* Record formats, byte 9 of the header. Version 1 (0): the checksum is seeded with the
+ * type. Version 2 (1): seeded with the type and the record's LSN, so that a record left in
+ * a recycled file by its earlier use (another LSN) fails its check and ends the log. */
+enum { FORMAT_1 = 0, FORMAT_2 = 1 };
+
+static uint32_t checksum(uint8_t format, uint8_t type, uint64_t lsn, const void *p, size_t n)
 {
-    return (uint32_t)XXH3_64bits_withSeed(p, n, type);
+    uint64_t seed = format == FORMAT_2 ? lsn << 8 | type : type;
+    return (uint32_t)XXH3_64bits_withSeed(p, n, seed);
 }
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -158,6 +176,22 @@ static void put_u32(uint8_t *p, uint32_t v)
 static uint32_t get_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Whether the record at off of fd (LSN lsn) is whole and verifies: the test that tells a
+ * corrupt record in the middle of the log (the next one verifies) from the end of the
+ * records in a recycled file (what follows is stale and does not). buf holds max_record. */
+static int record_ok_at(const struct cn_wal *w, int fd, uint64_t off, uint64_t lsn, uint8_t *buf)
+{
+    uint8_t h[CN_WAL_HEADER];
+    if (pread(fd, h, sizeof(h), (off_t)off) != (ssize_t)sizeof(h))
+        return 0;
+    uint32_t len = get_u32(h);
+    if (len > w->opts.max_record || h[9] > FORMAT_2 || h[10] || h[11])
+        return 0;
+    if (pread(fd, buf, len, (off_t)(off + CN_WAL_HEADER)) != (ssize_t)len)
+        return 0;
+    return checksum(h[9], h[8], lsn, buf, len) == get_u32(h + 4);
 }
 
 /* Reads exactly n bytes unless the file ends; returns bytes read or -errno. */
@@ -196,6 +230,7 @@ int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
         }
         st.files++;
         uint64_t off = 0;
+        int seen2 = 0; /* a version-2 record was read from this file */
         for (;;) {
             uint8_t h[CN_WAL_HEADER];
             ssize_t n = read_full(fd, h, sizeof(h));
@@ -207,14 +242,21 @@ int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
                 bad = "torn header";
             } else {
                 len = get_u32(h);
-                if (len > w->opts.max_record || h[9] || h[10] || h[11])
+                if (len > w->opts.max_record || h[9] > FORMAT_2 || h[10] || h[11])
                     bad = "bad header";
                 else if (read_full(fd, buf, len) != (ssize_t)len)
                     bad = "torn record";
-                else if (checksum(h[8], buf, len) != get_u32(h + 4))
+                else if (checksum(h[9], h[8], f->start + off, buf, len) != get_u32(h + 4))
                     bad = "checksum mismatch";
             }
-            if (bad && bad[0] == 'c' && !(last && off + CN_WAL_HEADER + len == f->size)) {
+            /* In the last file written in version 2, a record failing its check ends the log
+             * unless the record after it verifies: past the last record of a recycled file
+             * lie the stale bytes of its earlier use. */
+            if (bad && bad[0] == 'c' && last && (h[9] == FORMAT_2 || seen2) &&
+                !record_ok_at(w, fd, off + CN_WAL_HEADER + len,
+                              f->start + off + CN_WAL_HEADER + len, buf))
+                bad = "end of records";
+            else if (bad && bad[0] == 'c' && !(last && off + CN_WAL_HEADER + len == f->size)) {
                 /* The framing held: skip this one record, keep the rest of the file. */
                 cn_error("wal", "corrupt record skipped", "file=%s offset=%llu bytes=%u", path,
                          (unsigned long long)off, (unsigned)(CN_WAL_HEADER + len));
@@ -244,6 +286,7 @@ int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
                 }
                 break;
             }
+            seen2 |= h[9] == FORMAT_2;
             st.records++;
             st.bytes += len;
             int r = cb ? cb(ctx, f->start + off, h[8], buf, len) : 0;
@@ -283,12 +326,14 @@ int cn_wal_append(struct cn_wal *w, uint8_t type, const void *data, size_t len, 
         w->q_bytes = 0;
     }
     uint8_t *h = w->hdrs[w->q_num];
+    uint64_t lsn = w->q_lsn + w->q_bytes;
     memset(h, 0, CN_WAL_HEADER);
     put_u32(h, (uint32_t)len);
-    put_u32(h + 4, checksum(type, data, len));
+    put_u32(h + 4, checksum(FORMAT_2, type, lsn, data, len));
     h[8] = type;
+    h[9] = FORMAT_2;
     if (out_lsn)
-        *out_lsn = w->q_lsn + w->q_bytes;
+        *out_lsn = lsn;
     w->iov[2 * w->q_num] = (struct iovec){h, CN_WAL_HEADER};
     w->iov[2 * w->q_num + 1] = (struct iovec){(void *)data, len};
     w->q_num++;
@@ -323,10 +368,18 @@ static int pwrite_all(int fd, struct iovec *iov, size_t n, uint64_t off)
     return 0;
 }
 
+/* Starts a new file at the log's end. It is the spare when there is one: renamed into
+ * place and written over from its start, so that the commits into it write data only, not
+ * the file's size or new blocks (fdatasync then has no metadata to write), and the file left
+ * behind is first cut to its records, so that only the last file can hold stale bytes. */
 static int roll(struct cn_wal *w)
 {
     if (w->fd >= 0) {
+        struct wal_file *cur = &w->files[w->num_files - 1];
         if (w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fdatasync(w->fd) != 0)
+            return -errno;
+        if (cur->ours && (ftruncate(w->fd, (off_t)cur->size) != 0 ||
+                          (w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fsync(w->fd) != 0)))
             return -errno;
         close(w->fd);
         w->fd = -1;
@@ -335,11 +388,29 @@ static int roll(struct cn_wal *w)
     if (!f)
         return CN_ENOMEM;
     w->files = f;
-    int fd = open_file(w, w->end, 1);
+    int fd = -1;
+    if (w->spare) {
+        char name[32];
+        snprintf(name, sizeof(name), "%016llx.wal", (unsigned long long)w->end);
+        w->spare = 0;
+        if (renameat(w->dirfd, SPARE_NAME, w->dirfd, name) == 0) {
+            fd = open_file(w, w->end, 0);
+            if (fd >= 0 && fsync(w->dirfd) != 0) {
+                close(fd);
+                fd = -errno;
+            }
+            if (fd < 0)
+                return fd;
+        } else {
+            unlinkat(w->dirfd, SPARE_NAME, 0);
+        }
+    }
+    if (fd < 0)
+        fd = open_file(w, w->end, 1);
     if (fd < 0)
         return fd;
     w->fd = fd;
-    w->files[w->num_files++] = (struct wal_file){w->end, 0};
+    w->files[w->num_files++] = (struct wal_file){w->end, 0, 1};
     return 0;
 }
 
@@ -379,14 +450,32 @@ int cn_wal_commit(struct cn_wal *w)
     return 0;
 }
 
+/* Removes the file at start, or keeps it as the spare when it is one of ours and there is
+ * none yet. Returns 0 or -errno. */
+static int drop_file(struct cn_wal *w, const struct wal_file *f)
+{
+    char path[4096];
+    wal_path(w, f->start, path, sizeof(path));
+    if (f->ours && !w->spare) {
+        char name[32];
+        snprintf(name, sizeof(name), "%016llx.wal", (unsigned long long)f->start);
+        if (renameat(w->dirfd, name, w->dirfd, SPARE_NAME) == 0) {
+            w->spare = 1;
+            return 0;
+        }
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
 int cn_wal_truncate_before(struct cn_wal *w, uint64_t lsn)
 {
     size_t keep = 0;
     while (keep + 1 < w->num_files && w->files[keep + 1].start <= lsn) {
-        char path[4096];
-        wal_path(w, w->files[keep].start, path, sizeof(path));
-        if (unlink(path) != 0 && errno != ENOENT)
-            return -errno;
+        int rc = drop_file(w, &w->files[keep]);
+        if (rc)
+            return rc;
         keep++;
     }
     if (keep) {
@@ -396,14 +485,13 @@ int cn_wal_truncate_before(struct cn_wal *w, uint64_t lsn)
     /* Everything written is covered: the last file goes too, and the next commit starts a
      * new one at the same LSN, so a quiet store keeps no log behind its segments. */
     if (w->num_files == 1 && lsn >= w->end && w->q_num == 0 && w->files[0].size > 0) {
-        char path[4096];
-        wal_path(w, w->files[0].start, path, sizeof(path));
         if (w->fd >= 0) {
             close(w->fd);
             w->fd = -1;
         }
-        if (unlink(path) != 0 && errno != ENOENT)
-            return -errno;
+        int rc = drop_file(w, &w->files[0]);
+        if (rc)
+            return rc;
         w->num_files = 0;
         keep = 1;
     }

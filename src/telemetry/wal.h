@@ -1,8 +1,16 @@
 /* Write-ahead log of the telemetry store: every ingested body is appended here before it is
  * acknowledged. Files `<16 hex digits of the first LSN>.wal` in one directory; an LSN is the
  * byte offset of a record in the log as a whole. Record: a 12-byte header (payload length
- * u32 LE, low 32 bits of XXH3-64 of the payload seeded with the type, type u8, 3 zero
- * bytes) and the payload. Not thread-safe: one writer thread owns it. */
+ * u32 LE, low 32 bits of XXH3-64 of the payload, type u8, format u8, 2 zero bytes) and the
+ * payload. Format 1 (byte 0, written by earlier versions) seeds the checksum with the type,
+ * format 2 (byte 1) with the type and the record's LSN (lsn << 8 | type); both are read.
+ *
+ * A file whose records are all in segments is not unlinked but kept as DIR/spare.wal (one at
+ * most), and the next file the log needs is the spare renamed and written over: commits
+ * into it change no file size and allocate no blocks, so fdatasync writes data only. The
+ * stale records after the last one fail their check (another LSN), which ends the log in
+ * the last file; a file the log leaves is cut to its records first. Not thread-safe: one
+ * writer thread owns it. */
 #ifndef CN_TELEMETRY_WAL_H
 #define CN_TELEMETRY_WAL_H
 

@@ -222,6 +222,103 @@ static void continues_after_checkpoint(void **state)
     cn_wal_close(w);
 }
 
+static int spare_exists(void)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/spare.wal", dir);
+    return access(p, F_OK) == 0;
+}
+
+/* Appends and commits "<prefix>-<i>" padded to 40 bytes; returns its LSN. */
+static uint64_t put_rec(struct cn_wal *w, char (*bufs)[48], const char *prefix, int i)
+{
+    uint64_t lsn;
+    int n = snprintf(bufs[i], 48, "%s-%02d-padding-padding-padding-padding", prefix, i);
+    assert_int_equal(cn_wal_append(w, 1, bufs[i], (size_t)CN_MIN(n, 40), &lsn), 0);
+    assert_int_equal(cn_wal_commit(w), 0);
+    return lsn;
+}
+
+/* A file whose records are all sealed becomes the spare, and the next file is the spare
+ * written over: a restart without a clean close (kill -9) reads the new records up to the
+ * stale ones of its earlier use, counts nothing corrupt, and appends after them. */
+static void recycled_file_ends_at_its_records(void **state)
+{
+    (void)state;
+    static char bufs[32][48];
+    struct cn_wal *w = open_wal(200); /* 4 records of 50 bytes a file */
+    assert_int_equal(cn_wal_replay(w, NULL, NULL, NULL), 0);
+    uint64_t lsn[12];
+    for (int i = 0; i < 12; i++)
+        lsn[i] = put_rec(w, bufs, "old", i);
+    /* The first two files are sealed: one is kept as the spare, the other unlinked. */
+    assert_int_equal(cn_wal_truncate_before(w, lsn[8]), 0);
+    assert_true(spare_exists());
+    static char nbufs[32][48];
+    put_rec(w, nbufs, "new", 0); /* the third file is full: the spare, renamed, holds it */
+    assert_false(spare_exists());
+    uint64_t l1 = put_rec(w, nbufs, "new", 1);
+
+    /* kill -9: another process opens the log while this one never closed it. */
+    struct cn_wal *w2 = open_wal(200);
+    struct seen s = {0};
+    struct cn_wal_replay_stats st;
+    assert_int_equal(cn_wal_replay(w2, collect, &s, &st), 0);
+    assert_int_equal(st.corrupt, 0);
+    assert_int_equal(s.n, 6); /* old-08..old-11, new-00, new-01 */
+    assert_string_equal(s.data[4], "new-00-padding-padding-padding-padding");
+    assert_string_equal(s.data[5], "new-01-padding-padding-padding-padding");
+    assert_int_equal(s.lsns[5], l1);
+    assert_true(st.truncated > 0); /* the stale records of the spare's earlier use */
+    cn_wal_close(w); /* the killed process's memory, gone: the file ends where w2 found */
+    uint64_t l2;
+    assert_int_equal(cn_wal_append(w2, 1, "after", 5, &l2), 0);
+    assert_int_equal(cn_wal_commit(w2), 0);
+    assert_int_equal(l2, l1 + CN_WAL_HEADER + strlen(nbufs[1]));
+    cn_wal_close(w2);
+
+    w = open_wal(200);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(cn_wal_replay(w, collect, &s, &st), 0);
+    assert_int_equal(st.corrupt, 0);
+    assert_int_equal(s.n, 7);
+    assert_string_equal(s.data[6], "after");
+    cn_wal_close(w);
+}
+
+/* In a recycled file, a damaged record followed by a good one is skipped and counted, not
+ * taken for the end of the records. */
+static void recycled_file_skips_a_damaged_record(void **state)
+{
+    (void)state;
+    static char bufs[32][48], nbufs[32][48];
+    struct cn_wal *w = open_wal(200);
+    assert_int_equal(cn_wal_replay(w, NULL, NULL, NULL), 0);
+    uint64_t lsn[8];
+    for (int i = 0; i < 8; i++)
+        lsn[i] = put_rec(w, bufs, "old", i);
+    assert_int_equal(cn_wal_truncate_before(w, lsn[4]), 0);
+    assert_true(spare_exists());
+    for (int i = 0; i < 3; i++)
+        put_rec(w, nbufs, "new", i); /* the second file is full: all three go to the spare */
+    assert_false(spare_exists());
+    cn_wal_close(w);
+    char path[1024];
+    last_file_of(path, sizeof(path));
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "X", 1, CN_WAL_HEADER + 3), 1); /* new-00's payload */
+    close(fd);
+    w = open_wal(200);
+    struct seen s = {0};
+    struct cn_wal_replay_stats st;
+    assert_int_equal(cn_wal_replay(w, collect, &s, &st), 0);
+    assert_int_equal(st.corrupt, 1);
+    assert_int_equal(s.n, 6); /* old-04..old-07, new-01, new-02 */
+    assert_string_equal(s.data[5], "new-02-padding-padding-padding-padding");
+    cn_wal_close(w);
+}
+
 static void record_limit(void **state)
 {
     (void)state;
@@ -243,6 +340,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(flipped_byte_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(record_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(continues_after_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(recycled_file_ends_at_its_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(recycled_file_skips_a_damaged_record, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
