@@ -157,15 +157,15 @@ static int smap_rehash(struct smap *m)
     return 0;
 }
 
-/* Finds p[0..len) or adds it. Returns 1 when added, 0 when found, CN_ENOMEM. */
-static int smap_add(struct smap *m, const void *p, size_t len, uint32_t *out_id)
+/* Finds p[0..len), whose XXH3_64bits is h, or adds it. Returns 1 when added, 0 when found,
+ * CN_ENOMEM. */
+static int smap_add_hashed(struct smap *m, const void *p, size_t len, uint64_t h, uint32_t *out_id)
 {
     if (!m->tab || (m->n + 1) * 2 > m->mask + 1) {
         int rc = smap_rehash(m);
         if (rc)
             return rc;
     }
-    uint64_t h = XXH3_64bits(p, len);
     uint32_t i = (uint32_t)h & m->mask;
     for (; m->tab[i]; i = (i + 1) & m->mask) {
         uint32_t id = m->tab[i] - 1;
@@ -191,6 +191,12 @@ static int smap_add(struct smap *m, const void *p, size_t len, uint32_t *out_id)
     m->tab[i] = m->n + 1;
     *out_id = m->n++;
     return 1;
+}
+
+/* Finds p[0..len) or adds it. Returns 1 when added, 0 when found, CN_ENOMEM. */
+static int smap_add(struct smap *m, const void *p, size_t len, uint32_t *out_id)
+{
+    return smap_add_hashed(m, p, len, XXH3_64bits(p, len), out_id);
 }
 
 /* Set of 64-bit hashes (the distinct tokens); 0 is kept aside as the empty-slot marker. */
@@ -275,11 +281,14 @@ struct w {
     uint8_t *zbuf;
     size_t zcap;
     int fd;
-    uint64_t off;           /* file offset of the next byte emitted */
-    struct cn_buf out;      /* emitted, not yet written */
-    struct enc blk;         /* the block being encoded */
-    struct enc foot;        /* the footer being built */
-    struct hset tokens;     /* token hashes for the token bloom */
+    uint64_t off;       /* file offset of the next byte emitted */
+    struct cn_buf out;  /* emitted, not yet written */
+    struct enc blk;     /* the block being encoded */
+    struct enc foot;    /* the footer being built */
+    struct hset tokens; /* token hashes for the token bloom */
+    /* String attribute values whose tokens are in tokens already: a value repeated in many
+     * row groups (a route, a user ID over a trace's spans) is tokenized once. */
+    struct smap indexed;
     struct spanmap spanmap; /* spans: (ordinal, span ID) -> row, to reference parents */
     const char *path;
     char *err;
@@ -527,11 +536,23 @@ static void add_token(void *ctx, uint64_t h)
         w->blk.err = CN_ENOMEM; /* reported with the block */
 }
 
-/* Indexes a distinct string-like value for the token bloom. */
-static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole)
+/* Indexes a distinct string-like value for the token bloom. h: its XXH3_64bits when the
+ * caller has it, else NULL. */
+static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole, const uint64_t *h)
 {
     if (type == CN_VAL_BYTES)
         return;
+    if (type == CN_VAL_STR && whole) {
+        uint32_t id;
+        int rc =
+            smap_add_hashed(&w->indexed, s.ptr, s.len, h ? *h : XXH3_64bits(s.ptr, s.len), &id);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            w->blk.err = CN_ENOMEM; /* reported with the block */
+            return;
+        }
+    }
     cn_seg__tokens(s.ptr, s.len, add_token, w);
     if (whole && type == CN_VAL_STR && s.len > 0 && s.len <= CN_SEG_MAX_TOKEN)
         add_token(w, cn_seg__token_hash(s.ptr, s.len));
@@ -597,11 +618,12 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
             all += s.len + var_len(s.len);
             continue;
         }
-        rc = smap_add(&m, s.ptr, s.len, &ids[i]);
+        uint64_t h = XXH3_64bits(s.ptr, s.len);
+        rc = smap_add_hashed(&m, s.ptr, s.len, h, &ids[i]);
         all += s.len + var_len(s.len);
         if (rc == 1) {
             distinct += s.len + var_len(s.len);
-            index_value(w, type, s, attr);
+            index_value(w, type, s, attr, &h);
         }
     }
     if (rc < 0) {
@@ -615,7 +637,7 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
                 __builtin_prefetch(v[k + 4]->u.s.ptr);
             struct cn_slice s = v[k]->u.s;
             if (!(s.len == v[k - 1]->u.s.len && same_bytes(s.ptr, v[k - 1]->u.s.ptr, s.len)))
-                index_value(w, type, s, attr);
+                index_value(w, type, s, attr, NULL);
         }
         put_u8(e, CN_SEG__INLINE);
         for (size_t k = 0; k < n; k++)
@@ -1823,6 +1845,7 @@ done:
     free(w->trefs);
     free(w->tstart);
     free(w->tokens.tab);
+    smap_release(&w->indexed);
     free(w->spanmap.tab);
     cn_buf_release(&w->blk.b);
     cn_buf_release(&w->foot.b);
