@@ -95,31 +95,49 @@ uint64_t cn_seg__token_hash(const void *p, size_t len)
     return XXH3_64bits_withSeed(p, len, SEED_TOKEN);
 }
 
-static inline int is_alnum(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+/* Token bytes: ASCII letters and digits map to their lowercase, every other byte to 0. */
+static const unsigned char tok_byte[256] = {
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   48,  49,  50,  51,  52,  53,  54,  55,  56,
+    57,  0,   0,   0,   0,   0,   0,   0,   97,  98,  99,  100, 101, 102, 103, 104, 105, 106, 107,
+    108, 109, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 0,   0,   0,   0,
+    0,   0,   97,  98,  99,  100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113,
+    114, 115, 116, 117, 118, 119, 120, 121, 122, 0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,
+    0,   0,   0,   0,   0,   0,   0,   0,   0,
+};
 
 size_t cn_seg__tokens(const char *p, size_t len, cn_seg__token_cb cb, void *ctx)
 {
+    const unsigned char *u = (const unsigned char *)p;
     char tok[CN_SEG_MAX_TOKEN];
     size_t count = 0, i = 0;
     while (i < len) {
-        if (!is_alnum((unsigned char)p[i])) {
+        if (!tok_byte[u[i]]) {
             i++;
             continue;
         }
         size_t j = i;
-        while (j < len && is_alnum((unsigned char)p[j]))
-            j++;
+        unsigned upper = 0;
+        for (unsigned char c; j < len && (c = tok_byte[u[j]]) != 0; j++)
+            upper |= c != u[j];
         size_t n = j - i;
         if (n >= 2 && n <= CN_SEG_MAX_TOKEN) {
-            for (size_t k = 0; k < n; k++) {
-                char c = p[i + k];
-                tok[k] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+            /* Hashed in place unless a letter must be lowercased first. */
+            const char *t = p + i;
+            if (upper) {
+                for (size_t k = 0; k < n; k++)
+                    tok[k] = (char)tok_byte[u[i + k]];
+                t = tok;
             }
             if (cb)
-                cb(ctx, cn_seg__token_hash(tok, n));
+                cb(ctx, cn_seg__token_hash(t, n));
             count++;
         }
         i = j;
