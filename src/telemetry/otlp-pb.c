@@ -1232,6 +1232,17 @@ static int decode_span(struct dec *d, const struct cn_resource *res, const struc
                     return nomem(d);
                 attrs.items = d->kv_buf;
             }
+            /* The common attribute right here; decode_kv for every other case. */
+            if (attrs.num < CN_MIN(d->kv_cap, d->max_attrs)) {
+                struct cn_kv *kv = &attrs.items[attrs.num];
+                memset(&kv->val.u, 0, sizeof(kv->val.u));
+                if (kv_fast(f.p, f.len, kv)) {
+                    cut_value(d, &kv->val, 1);
+                    attrs.num++;
+                    n_attr++;
+                    break;
+                }
+            }
             sub = decode_kv(d, &attrs, CN_MIN(d->kv_cap, d->max_attrs), &f, n_attr++, NULL);
             break;
         case 10:
