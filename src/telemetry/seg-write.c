@@ -193,6 +193,19 @@ static int smap_add_hashed(struct smap *m, const void *p, size_t len, uint64_t h
     return 1;
 }
 
+/* The id of p[0..len), whose XXH3_64bits is h, or -1. */
+static int64_t smap_find_hashed(const struct smap *m, const void *p, size_t len, uint64_t h)
+{
+    if (!m->tab)
+        return -1;
+    for (uint32_t i = (uint32_t)h & m->mask; m->tab[i]; i = (i + 1) & m->mask) {
+        uint32_t id = m->tab[i] - 1;
+        if (m->hashes[id] == h && m->keys[id].len == len && same_bytes(m->keys[id].ptr, p, len))
+            return id;
+    }
+    return -1;
+}
+
 /* Finds p[0..len) or adds it. Returns 1 when added, 0 when found, CN_ENOMEM. */
 static int smap_add(struct smap *m, const void *p, size_t len, uint32_t *out_id)
 {
@@ -287,8 +300,10 @@ struct w {
     struct enc foot;    /* the footer being built */
     struct hset tokens; /* token hashes for the token bloom */
     /* String attribute values whose tokens are in tokens already: a value repeated in many
-     * row groups (a route, a user ID over a trace's spans) is tokenized once. */
+     * row groups (a route, a user ID over a trace's spans) is tokenized once. Its keys are
+     * copies in indexed_bytes, read back without touching the records' scattered memory. */
     struct smap indexed;
+    struct cn_arena indexed_bytes;
     struct spanmap spanmap; /* spans: (ordinal, span ID) -> row, to reference parents */
     const char *path;
     char *err;
@@ -543,12 +558,12 @@ static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole,
     if (type == CN_VAL_BYTES)
         return;
     if (type == CN_VAL_STR && whole) {
-        uint32_t id;
-        int rc =
-            smap_add_hashed(&w->indexed, s.ptr, s.len, h ? *h : XXH3_64bits(s.ptr, s.len), &id);
-        if (rc == 0)
+        uint64_t hv = h ? *h : XXH3_64bits(s.ptr, s.len);
+        if (smap_find_hashed(&w->indexed, s.ptr, s.len, hv) >= 0)
             return;
-        if (rc < 0) {
+        struct cn_slice copy = cn_arena_dup(&w->indexed_bytes, s.ptr, s.len);
+        uint32_t id;
+        if (!copy.ptr || smap_add_hashed(&w->indexed, copy.ptr, copy.len, hv, &id) < 0) {
             w->blk.err = CN_ENOMEM; /* reported with the block */
             return;
         }
@@ -1755,6 +1770,8 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
     uint64_t created = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     enc_init(&w->blk);
     enc_init(&w->foot);
+    /* The distinct string values of a segment: bounded by its records' own bytes. */
+    cn_arena_init(&w->indexed_bytes, 64 << 10, SIZE_MAX);
     cn_buf_init(&w->out, FLUSH_BYTES * 2);
     /* Blocks gather here until a flush: room for them all up front, not grown (and copied)
      * by doubling. */
@@ -1846,6 +1863,7 @@ done:
     free(w->tstart);
     free(w->tokens.tab);
     smap_release(&w->indexed);
+    cn_arena_release(&w->indexed_bytes);
     free(w->spanmap.tab);
     cn_buf_release(&w->blk.b);
     cn_buf_release(&w->foot.b);
