@@ -461,9 +461,10 @@ struct gw_watch {
     char *registry, *ns, *group, *service, *clusters;
     int local, protect;
     uint64_t interval_ms, timeout_ms, max_bytes;
-    int used;         /* by the current template */
-    int dirty;        /* read it now */
-    uint64_t next_ms; /* monotonic: the next read */
+    int used;          /* by the current template */
+    int dirty;         /* read it now */
+    uint64_t dirty_ns; /* uv_hrtime() of the registry change that set dirty (0: none) */
+    uint64_t next_ms;  /* monotonic: the next read */
     struct gw_disc_set set;
     int have; /* set holds a successful read */
     uint64_t updates, unreachable, bad_response;
@@ -675,8 +676,11 @@ void cn_gw_endpoints_changed(struct cn_gw *gw, const char *ns, const char *group
     uv_mutex_lock(&d->mu);
     for (struct gw_watch *w = d->watches; w; w = w->next)
         if (w->local && w->used && strcmp(w->service, service) == 0 &&
-            strcmp(w->group, group) == 0 && strcmp(w->ns, ns) == 0)
+            strcmp(w->group, group) == 0 && strcmp(w->ns, ns) == 0) {
+            if (!w->dirty)
+                w->dirty_ns = uv_hrtime();
             w->dirty = any = 1;
+        }
     uv_mutex_unlock(&d->mu);
     if (any)
         wake_thread(d);
@@ -881,7 +885,8 @@ static int read_watch(struct gw_disc *d, const struct job *j)
 
 /* One round: frees unused watches, reads the due ones (new watches are due at once). Returns
  * 1 when a set changed. */
-static int round_once(struct gw_disc *d)
+/* *since: the earliest change among the watches read because of one (0: none). */
+static int round_once(struct gw_disc *d, uint64_t *since)
 {
     uint64_t now = mono_ms();
     int changed = 0;
@@ -898,7 +903,10 @@ static int round_once(struct gw_disc *d)
             }
             if (!due && (w->dirty || w->next_ms <= now)) {
                 due = w;
+                if (w->dirty && w->dirty_ns && (!*since || w->dirty_ns < *since))
+                    *since = w->dirty_ns;
                 w->dirty = 0;
+                w->dirty_ns = 0;
             }
             pp = &w->next;
         }
@@ -931,11 +939,11 @@ static int next_wait(struct gw_disc *d)
     return next <= now ? 0 : (int)CN_MIN(next - now, (uint64_t)3600000);
 }
 
-void gw_republish(struct cn_gw *gw);
+void gw_republish(struct cn_gw *gw, uint64_t since_ns);
 
-static void publish_and_wake(struct gw_disc *d)
+static void publish_and_wake(struct gw_disc *d, uint64_t since_ns)
 {
-    gw_republish(d->gw);
+    gw_republish(d->gw, since_ns);
     uv_mutex_lock(&d->mu);
     void (*wake)(void *) = d->wake;
     void *ctx = d->wake_ctx;
@@ -970,8 +978,11 @@ static void on_push(struct gw_disc *d)
             }
             uv_mutex_lock(&d->mu);
             for (struct gw_watch *w = d->watches; w; w = w->next)
-                if (!w->local && w->used)
+                if (!w->local && w->used) {
+                    if (!w->dirty)
+                        w->dirty_ns = uv_hrtime();
                     w->dirty = 1;
+                }
             uv_mutex_unlock(&d->mu);
         }
         json_decref(j);
@@ -982,8 +993,9 @@ static void disc_main(void *arg)
 {
     struct gw_disc *d = arg;
     while (!atomic_load(&d->stop)) {
-        if (round_once(d))
-            publish_and_wake(d);
+        uint64_t since = 0;
+        if (round_once(d, &since))
+            publish_and_wake(d, since);
         struct pollfd p[2] = {{d->efd, POLLIN, 0}, {d->udp_fd, POLLIN, 0}};
         int np = d->udp_fd >= 0 ? 2 : 1;
         int rc = poll(p, (nfds_t)np, next_wait(d));
@@ -1042,8 +1054,9 @@ int cn_gw_discovery_start(struct cn_gw *gw)
     open_udp(d); /* also when no remote registry yet: a reload may add one */
     atomic_store(&d->stop, 0);
     /* The first reads before the workers start: they begin with the discovered endpoints. */
-    if (round_once(d))
-        gw_republish(gw);
+    uint64_t since = 0;
+    if (round_once(d, &since))
+        gw_republish(gw, 0);
     if (uv_thread_create(&d->thread, disc_main, d) != 0)
         return CN_EIO;
     d->running = 1;

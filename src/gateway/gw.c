@@ -82,7 +82,7 @@ static struct gw_stats *stats_for(struct cn_gw *gw, int kind, struct cn_slice na
 
 /* Under publish_lock: makes snap current; tmpl (NULL: unchanged) becomes the template. */
 static uint64_t swap(struct cn_gw *gw, struct cn_gw_snapshot *snap, struct cn_gw_snapshot *tmpl,
-                     int reload)
+                     int reload, uint64_t since_ns)
 {
     uv_mutex_lock(&gw->lock);
     struct cn_gw_snapshot *old_tmpl = NULL;
@@ -100,7 +100,10 @@ static uint64_t swap(struct cn_gw *gw, struct cn_gw_snapshot *snap, struct cn_gw
         gw_gov_inherit(snap, old); /* health, ejections, breaker counts, rate limit buckets */
     gw->current = cn_gw_snapshot_ref(snap);
     snap->generation = ++gw->generation;
-    snap->published_ns = uv_hrtime();
+    /* A discovered change counts from when the registry changed, so the workers' adopt lag
+     * covers reading and deriving it too. */
+    uint64_t now = uv_hrtime();
+    snap->published_ns = since_ns && since_ns < now ? since_ns : now;
     uint64_t gen = gw->generation;
     if (old && reload)
         atomic_fetch_add_explicit(&gw->reloads, 1, memory_order_relaxed);
@@ -122,15 +125,15 @@ uint64_t cn_gw_publish(struct cn_gw *gw, struct cn_gw_snapshot *snap)
     if (!eff)
         cn_error("gateway", "out of memory applying discovered endpoints", "generation=%llu",
                  (unsigned long long)gw->generation + 1);
-    uint64_t gen = swap(gw, eff ? eff : snap, tmpl, 1);
+    uint64_t gen = swap(gw, eff ? eff : snap, tmpl, 1, 0);
     cn_gw_snapshot_unref(eff);
     uv_mutex_unlock(&gw->publish_lock);
     return gen;
 }
 
 /* A discovered set changed (the discovery thread): the template again with the sets. */
-void gw_republish(struct cn_gw *gw);
-void gw_republish(struct cn_gw *gw)
+void gw_republish(struct cn_gw *gw, uint64_t since_ns);
+void gw_republish(struct cn_gw *gw, uint64_t since_ns)
 {
     uv_mutex_lock(&gw->publish_lock);
     uv_mutex_lock(&gw->lock);
@@ -138,7 +141,7 @@ void gw_republish(struct cn_gw *gw)
     uv_mutex_unlock(&gw->lock);
     struct cn_gw_snapshot *eff = tmpl ? gw_disc_apply(gw, tmpl) : NULL;
     if (eff)
-        swap(gw, eff, NULL, 0);
+        swap(gw, eff, NULL, 0, since_ns);
     else if (tmpl)
         cn_error("gateway", "out of memory applying discovered endpoints, the old ones stay", NULL);
     cn_gw_snapshot_unref(eff);
@@ -402,7 +405,8 @@ int cn_gw_metrics_write(struct cn_buf *b, struct cn_gw *gw)
     for (int k = 0; k < 2; k++) {
         cn_buf_printf(b,
                       "# HELP cairn_gateway_worker_config_adopt_%s_seconds From a configuration's "
-                      "publication to the worker running it: the %s (reloads only).\n"
+                      "publication (for endpoints discovered in the registry: from the registry's "
+                      "change) to the worker running it: the %s (reloads only).\n"
                       "# TYPE cairn_gateway_worker_config_adopt_%s_seconds gauge\n",
                       lag_names[k], k ? "longest so far" : "last one", lag_names[k]);
         for (int i = 0; i < gw->nworkers; i++)

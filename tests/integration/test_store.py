@@ -205,11 +205,17 @@ class Sealing(unittest.TestCase):
         seal had written first (with extra_path, a segment it never got to write)."""
         srv = self.start()
         t0 = time.time_ns()
+        # One request, so one seal holds every span: posted one by one, they could straddle
+        # two seals, and the first seal's WAL records may be gone by the kill (sealed and
+        # checkpointed for real), so undoing "the" seal could not bring them back.
+        body = {"resourceSpans": []}
         for i, tid in enumerate(TRACES[:5]):
-            post(srv.otlp_port, trace_body(tid, "svc", 4, t0 + i * 1000000))
+            body["resourceSpans"] += trace_body(tid, "svc", 4, t0 + i * 1000000)["resourceSpans"]
+        post(srv.otlp_port, body)
         wait_metric(srv, "cairn_telemetry_seals_total", 1, result="ok")
         poll_until(lambda: srv.metric("cairn_telemetry_head_bytes") == 0, scaled(10),
                    what="head sealed")
+        self.assertEqual(srv.metric("cairn_telemetry_seals_total", result="ok"), 1)
         srv.send_signal(signal.SIGKILL)
         srv.wait(scaled(10))
         tel = os.path.join(self.dir, "telemetry")
