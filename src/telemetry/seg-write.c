@@ -285,7 +285,15 @@ struct w {
     int level;
     int uncompressed;
     uint32_t *order; /* row -> input index */
-    uint32_t *ord;   /* row -> trace ordinal + 1, 0 for none */
+    /* Spans: each row's (service rank, name rank) as service rank * nnames + name rank, and
+     * the strings by rank, so the service and name columns need no string compared or
+     * hashed again (see put_ranked). */
+    uint64_t *grp;
+    uint64_t nnames;
+    struct cn_slice *svc_by_rank, *name_by_rank;
+    uint32_t *rank_loc, *rank_stamp; /* per group: rank -> local id while stamped */
+    uint32_t rank_gen, nranks;
+    uint32_t *ord; /* row -> trace ordinal + 1, 0 for none */
     struct tref *trefs;
     size_t ntrefs;
     uint32_t *tstart; /* distinct trace k occupies trefs[tstart[k]..tstart[k+1]) */
@@ -542,6 +550,38 @@ static int put_dict(struct w *w, struct enc *e, const struct cn_slice *vals, siz
     free(ids);
     smap_release(&m);
     return 0;
+}
+
+/* The service (names 0) or name (names 1) column of rows [r0, r0 + n) of a span segment:
+ * the bytes put_dict writes for them, from the ranks plan gave each row. */
+static void put_ranked(struct w *w, struct enc *e, size_t r0, size_t n, int names, uint32_t *ids)
+{
+    const struct cn_slice *by_rank = names ? w->name_by_rank : w->svc_by_rank;
+    uint32_t gen = ++w->rank_gen, m = 0;
+    if (gen == 0) { /* wrapped: no stale stamp may match */
+        memset(w->rank_stamp, 0, (size_t)CN_MAX(w->nranks, 1) * sizeof(*w->rank_stamp));
+        gen = w->rank_gen = 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t g = w->grp[r0 + i];
+        uint32_t rank = (uint32_t)(names ? g % w->nnames : g / w->nnames);
+        if (w->rank_stamp[rank] != gen) {
+            w->rank_stamp[rank] = gen;
+            w->rank_loc[rank] = m++;
+        }
+        ids[i] = rank;
+    }
+    put_var(e, m);
+    /* The dictionary in first-occurrence order: walk the rows again for each new rank. */
+    uint32_t next = 0;
+    for (size_t i = 0; i < n && next < m; i++) {
+        if (w->rank_loc[ids[i]] == next) {
+            put_str(e, by_rank[ids[i]]);
+            next++;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        put_var(e, w->rank_loc[ids[i]]);
 }
 
 static void add_token(void *ctx, uint64_t h)
@@ -1102,13 +1142,9 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
     for (size_t i = 0; i < n; i++)
         put(e, sp[i]->span_id, 8);
     EMIT(CN_SEG__S_SPAN_ID, 1);
-    for (size_t i = 0; i < n; i++)
-        s->sl[i] = sp[i]->resource->service;
-    CHECK(put_dict(w, e, s->sl, n));
+    put_ranked(w, e, r0, n, 0, (uint32_t *)s->iv);
     EMIT(CN_SEG__S_SERVICE, 1);
-    for (size_t i = 0; i < n; i++)
-        s->sl[i] = sp[i]->name;
-    CHECK(put_dict(w, e, s->sl, n));
+    put_ranked(w, e, r0, n, 1, (uint32_t *)s->iv);
     EMIT(CN_SEG__S_NAME, 1);
     for (size_t i = 0; i < n; i++)
         put_u8(e, sp[i]->kind);
@@ -1292,7 +1328,8 @@ static int rank_cmp(const void *pa, const void *pb, void *arg)
 
 /* Interns vals[0..n) into m (ids[i] = dense id of vals[i]), then replaces each id by the
  * rank of its string in byte order, so rows compare by integers instead of memcmp. */
-static int rank_strings(struct smap *m, const struct cn_slice *vals, size_t n, uint32_t *ids)
+static int rank_strings(struct smap *m, const struct cn_slice *vals, size_t n, uint32_t *ids,
+                        struct cn_slice **out_by_rank)
 {
     for (size_t i = 0; i < n; i++) {
         /* Rows of one batch repeat the previous row's string most of the time (the same
@@ -1319,9 +1356,19 @@ static int rank_strings(struct smap *m, const struct cn_slice *vals, size_t n, u
         rank[by[k]] = k;
     for (size_t i = 0; i < n; i++)
         ids[i] = rank[ids[i]];
+    int rc = 0;
+    if (out_by_rank) {
+        *out_by_rank = malloc((m->n ? m->n : 1) * sizeof(**out_by_rank));
+        if (*out_by_rank) {
+            for (uint32_t k = 0; k < m->n; k++)
+                (*out_by_rank)[k] = m->keys[by[k]];
+        } else {
+            rc = CN_ENOMEM;
+        }
+    }
     free(by);
     free(rank);
-    return 0;
+    return rc;
 }
 
 /* Sort key of a row: (service rank, name rank) as one integer, then time, then input index
@@ -1475,12 +1522,12 @@ static int plan(struct w *w)
             sl[i] = w->kind == CN_SEG_SPANS ? w->spans[i]->resource->service
                                             : w->logs[i]->resource->service;
         }
-        rc = rank_strings(&svc, sl, w->n, sr);
+        rc = rank_strings(&svc, sl, w->n, sr, w->kind == CN_SEG_SPANS ? &w->svc_by_rank : NULL);
     }
     if (rc == 0) {
         for (size_t i = 0; i < w->n; i++)
             sl[i] = w->kind == CN_SEG_SPANS ? w->spans[i]->name : (struct cn_slice){NULL, 0};
-        rc = rank_strings(&names, sl, w->n, nr);
+        rc = rank_strings(&names, sl, w->n, nr, w->kind == CN_SEG_SPANS ? &w->name_by_rank : NULL);
     }
     uint64_t nnames = names.n ? names.n : 1;
     if (rc == 0) {
@@ -1493,6 +1540,7 @@ static int plan(struct w *w)
     free(sl);
     free(sr);
     free(nr);
+    uint32_t nranks = CN_MAX(svc.n, names.n);
     smap_release(&svc);
     smap_release(&names);
     if (rc) {
@@ -1501,6 +1549,19 @@ static int plan(struct w *w)
     }
     for (size_t r = 0; r < w->n; r++)
         w->order[r] = keys[r].idx;
+    if (w->kind == CN_SEG_SPANS) {
+        w->nnames = nnames;
+        w->nranks = nranks;
+        w->grp = malloc(n1 * sizeof(*w->grp));
+        w->rank_loc = malloc((nranks ? nranks : 1) * sizeof(*w->rank_loc));
+        w->rank_stamp = calloc(nranks ? nranks : 1, sizeof(*w->rank_stamp));
+        if (!w->grp || !w->rank_loc || !w->rank_stamp) {
+            free(keys);
+            return fail(w, CN_ENOMEM, "out of memory");
+        }
+        for (size_t r = 0; r < w->n; r++)
+            w->grp[r] = keys[r].g;
+    }
     free(keys);
 
     /* The records are read in input order from here on (where they lie in memory), rows
@@ -1858,6 +1919,11 @@ done:
     ZSTD_freeCCtx(w->zc);
     free(w->zbuf);
     free(w->order);
+    free(w->grp);
+    free(w->svc_by_rank);
+    free(w->name_by_rank);
+    free(w->rank_loc);
+    free(w->rank_stamp);
     free(w->ord);
     free(w->trefs);
     free(w->tstart);
