@@ -270,6 +270,18 @@ struct spanmap {
     size_t mask;
 };
 
+/* The distinct resources (or scopes) of a segment, found once per segment rather than once
+ * per row group: each record's pointer maps to a content id (equal content, equal id), kept
+ * with the first pointer seen for it; a group maps content ids to its own entries. */
+struct ptab {
+    struct smap byptr, bycontent;
+    struct cn_arena keys;  /* the pointers and the serialized contents the maps point to */
+    uint32_t *ptr_cid;     /* pointer id -> content id */
+    const void **rep;      /* content id -> a pointer with that content */
+    uint32_t *loc, *stamp; /* content id -> entry in the group being written, while stamped */
+    uint32_t cap_ptrs, cap_cids, gen;
+};
+
 /* A row's trace ID, for building the index. */
 struct tref {
     const uint8_t *id;
@@ -312,6 +324,7 @@ struct w {
      * copies in indexed_bytes, read back without touching the records' scattered memory. */
     struct smap indexed;
     struct cn_arena indexed_bytes;
+    struct ptab resources, scopes;
     struct spanmap spanmap; /* spans: (ordinal, span ID) -> row, to reference parents */
     const char *path;
     char *err;
@@ -876,60 +889,121 @@ static void ser_kvs(struct enc *e, const struct cn_kvs *kvs)
     }
 }
 
+static void ptab_release(struct ptab *t)
+{
+    smap_release(&t->byptr);
+    smap_release(&t->bycontent);
+    cn_arena_release(&t->keys);
+    free(t->ptr_cid);
+    free(t->rep);
+    free(t->loc);
+    free(t->stamp);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Grows *arr (elem bytes each, *cap of them) to hold index i. Returns 0 or CN_ENOMEM. */
+static int ptab_room(void **arr, uint32_t cap, uint32_t i, size_t elem)
+{
+    if (i < cap)
+        return 0;
+    void *p = realloc(*arr, (size_t)(cap ? cap * 2 : 64) * elem);
+    if (!p)
+        return CN_ENOMEM;
+    *arr = p;
+    return 0;
+}
+
+/* The content id of the resource (scope) at ptr, found or made. Returns it, or a negative
+ * CN_E* code. */
+static int64_t ptab_cid(struct ptab *t, struct enc *ser, const void *ptr, int scope)
+{
+    uint32_t pid;
+    int rc = smap_add(&t->byptr, &ptr, sizeof(ptr), &pid);
+    if (rc == 0)
+        return t->ptr_cid[pid];
+    if (rc < 0)
+        return rc;
+    /* The map's key must outlive this call: it points at a copy of the pointer. */
+    struct cn_slice pk = cn_arena_dup(&t->keys, &ptr, sizeof(ptr));
+    if (!pk.ptr)
+        return CN_ENOMEM;
+    t->byptr.keys[pid] = pk;
+    ser->b.len = 0;
+    if (scope) {
+        const struct cn_scope *s = ptr;
+        put_str(ser, s->name);
+        put_str(ser, s->version);
+        ser_kvs(ser, &s->attrs);
+    } else {
+        const struct cn_resource *r = ptr;
+        put_str(ser, r->service);
+        put_str(ser, r->schema_url);
+        ser_kvs(ser, &r->attrs);
+    }
+    if (ser->err)
+        return ser->err;
+    struct cn_slice key = cn_arena_dup(&t->keys, ser->b.ptr, ser->b.len);
+    if (!key.ptr)
+        return CN_ENOMEM;
+    uint32_t cid;
+    rc = smap_add(&t->bycontent, key.ptr, key.len, &cid);
+    if (rc < 0)
+        return rc;
+    if (ptab_room((void **)&t->ptr_cid, t->cap_ptrs, pid, sizeof(*t->ptr_cid)))
+        return CN_ENOMEM;
+    if (pid >= t->cap_ptrs)
+        t->cap_ptrs = t->cap_ptrs ? t->cap_ptrs * 2 : 64;
+    t->ptr_cid[pid] = cid;
+    if (rc == 1) {
+        if (ptab_room((void **)&t->rep, t->cap_cids, cid, sizeof(*t->rep)) ||
+            ptab_room((void **)&t->loc, t->cap_cids, cid, sizeof(*t->loc)) ||
+            ptab_room((void **)&t->stamp, t->cap_cids, cid, sizeof(*t->stamp)))
+            return CN_ENOMEM;
+        if (cid >= t->cap_cids) {
+            uint32_t old = t->cap_cids;
+            t->cap_cids = old ? old * 2 : 64;
+            memset(t->stamp + old, 0, (t->cap_cids - old) * sizeof(*t->stamp));
+        }
+        t->rep[cid] = ptr;
+    }
+    return cid;
+}
+
 /* A table of the distinct resources (kind 0) or scopes (kind 1) of rows, then the entry of
- * each row. Equal content, not only equal pointers, shares an entry. */
+ * each row. Equal content, not only equal pointers, shares an entry; entries are in the
+ * order of their first row. */
 static int put_table(struct w *w, struct enc *e, const void *const *ptrs, size_t n, int scope)
 {
-    struct smap byptr = {0}, bycontent = {0};
-    struct cn_arena keys;
-    cn_arena_init(&keys, 16 << 10, SIZE_MAX);
+    struct ptab *t = scope ? &w->scopes : &w->resources;
     struct enc ser;
     enc_init(&ser);
     uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
     const void **ents = malloc((n ? n : 1) * sizeof(*ents));
-    uint32_t *ptr_ent = malloc((n ? n : 1) * sizeof(*ptr_ent)); /* pointer id -> entry */
-    int rc = ids && ents && ptr_ent ? 0 : CN_ENOMEM;
-    uint32_t nent = 0;
+    int64_t rc = ids && ents ? 0 : CN_ENOMEM;
+    uint32_t nent = 0, gen = ++t->gen;
+    if (gen == 0) { /* wrapped: no stale stamp may match */
+        memset(t->stamp, 0, (size_t)t->cap_cids * sizeof(*t->stamp));
+        gen = t->gen = 1;
+    }
     for (size_t i = 0; i < n && rc >= 0; i++) {
-        uint32_t pid;
-        rc = smap_add(&byptr, &ptrs[i], sizeof(ptrs[i]), &pid);
-        if (rc == 0) {
-            ids[i] = ptr_ent[pid];
+        /* Rows of one batch share their resource and scope: no lookup for a repeat. */
+        if (i && ptrs[i] == ptrs[i - 1]) {
+            ids[i] = ids[i - 1];
             continue;
         }
+        rc = ptab_cid(t, &ser, ptrs[i], scope);
         if (rc < 0)
             break;
-        ser.b.len = 0;
-        if (scope) {
-            const struct cn_scope *s = ptrs[i];
-            put_str(&ser, s->name);
-            put_str(&ser, s->version);
-            ser_kvs(&ser, &s->attrs);
-        } else {
-            const struct cn_resource *r = ptrs[i];
-            put_str(&ser, r->service);
-            put_str(&ser, r->schema_url);
-            ser_kvs(&ser, &r->attrs);
+        uint32_t cid = (uint32_t)rc;
+        if (t->stamp[cid] != gen) {
+            t->stamp[cid] = gen;
+            t->loc[cid] = nent;
+            ents[nent++] = t->rep[cid];
         }
-        if (ser.err) {
-            rc = ser.err;
-            break;
-        }
-        struct cn_slice key = cn_arena_dup(&keys, ser.b.ptr, ser.b.len);
-        if (!key.ptr) {
-            rc = CN_ENOMEM;
-            break;
-        }
-        uint32_t eid;
-        rc = smap_add(&bycontent, key.ptr, key.len, &eid);
-        if (rc < 0)
-            break;
-        if (rc == 1)
-            ents[nent++] = ptrs[i];
-        ptr_ent[pid] = eid;
-        ids[i] = eid;
+        ids[i] = t->loc[cid];
     }
     if (rc >= 0) {
+        rc = 0;
         put_var(e, nent);
         const struct cn_kvs **attrs = malloc((nent ? nent : 1) * sizeof(*attrs));
         if (!attrs)
@@ -954,15 +1028,11 @@ static int put_table(struct w *w, struct enc *e, const void *const *ptrs, size_t
             put_var(e, ids[i]);
     }
     if (rc == CN_ENOMEM)
-        rc = fail(w, rc, "out of memory");
+        rc = fail(w, (int)rc, "out of memory");
     free(ids);
     free(ents);
-    free(ptr_ent);
     cn_buf_release(&ser.b);
-    cn_arena_release(&keys);
-    smap_release(&byptr);
-    smap_release(&bycontent);
-    return rc < 0 ? rc : 0;
+    return rc < 0 ? (int)rc : 0;
 }
 
 /* Per-group scratch, sized for group_rows. */
@@ -1174,7 +1244,7 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
     CHECK(put_dict(w, e, s->sl, n));
     EMIT(CN_SEG__S_TRACE_STATE, 1);
 
-    const void **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
+    const void **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
     if (!ptrs)
         return fail(w, CN_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
@@ -1287,7 +1357,7 @@ static int log_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scratc
         put_var(e, lg[i]->flags);
     EMIT(CN_SEG__L_FLAGS, 1);
 
-    const void **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
+    const void **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
     if (!ptrs)
         return fail(w, CN_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
@@ -1833,6 +1903,8 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
     enc_init(&w->foot);
     /* The distinct string values of a segment: bounded by its records' own bytes. */
     cn_arena_init(&w->indexed_bytes, 64 << 10, SIZE_MAX);
+    cn_arena_init(&w->resources.keys, 16 << 10, SIZE_MAX);
+    cn_arena_init(&w->scopes.keys, 16 << 10, SIZE_MAX);
     cn_buf_init(&w->out, FLUSH_BYTES * 2);
     /* Blocks gather here until a flush: room for them all up front, not grown (and copied)
      * by doubling. */
@@ -1929,6 +2001,8 @@ done:
     free(w->tstart);
     free(w->tokens.tab);
     smap_release(&w->indexed);
+    ptab_release(&w->resources);
+    ptab_release(&w->scopes);
     cn_arena_release(&w->indexed_bytes);
     free(w->spanmap.tab);
     cn_buf_release(&w->blk.b);
