@@ -145,8 +145,11 @@ void cn_wal_close(struct cn_wal *w)
             (void)ftruncate(w->fd, (off_t)w->files[w->num_files - 1].size);
         close(w->fd);
     }
-    if (w->dirfd >= 0)
+    if (w->dirfd >= 0) {
+        if (w->spare)
+            unlinkat(w->dirfd, SPARE_NAME, 0); /* never reused by another run */
         close(w->dirfd);
+    }
     free(w->hdrs);
     free(w->iov);
     free(w->files);
@@ -489,9 +492,13 @@ int cn_wal_truncate_before(struct cn_wal *w, uint64_t lsn)
             close(w->fd);
             w->fd = -1;
         }
-        int rc = drop_file(w, &w->files[0]);
-        if (rc)
-            return rc;
+        /* Nor a spare: ingest has paused, and the next file is made when it resumes. */
+        char path[4096];
+        wal_path(w, w->files[0].start, path, sizeof(path));
+        if (unlink(path) != 0 && errno != ENOENT)
+            return -errno;
+        if (w->spare && unlinkat(w->dirfd, SPARE_NAME, 0) == 0)
+            w->spare = 0;
         w->num_files = 0;
         keep = 1;
     }

@@ -5,12 +5,13 @@
  * payload. Format 1 (byte 0, written by earlier versions) seeds the checksum with the type,
  * format 2 (byte 1) with the type and the record's LSN (lsn << 8 | type); both are read.
  *
- * A file whose records are all in segments is not unlinked but kept as DIR/spare.wal (one at
- * most), and the next file the log needs is the spare renamed and written over: commits
- * into it change no file size and allocate no blocks, so fdatasync writes data only. The
- * stale records after the last one fail their check (another LSN), which ends the log in
- * the last file; a file the log leaves is cut to its records first. Not thread-safe: one
- * writer thread owns it. */
+ * While ingest goes on, a file whose records are all in segments is not unlinked but kept
+ * as DIR/spare.wal (one at most), and the next file the log needs is the spare renamed and
+ * written over: no page cache to drop and blocks to free when it goes, no blocks to allocate
+ * as it fills. The stale records after the last one fail their check (another LSN), which
+ * ends the log in the last file; a file the log leaves is cut to its records first. When
+ * every record is in segments (ingest paused) and at close, the spare is unlinked too. Not
+ * thread-safe: one writer thread owns it. */
 #ifndef CN_TELEMETRY_WAL_H
 #define CN_TELEMETRY_WAL_H
 

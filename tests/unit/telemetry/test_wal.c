@@ -39,6 +39,8 @@ static int teardown(void **state)
     return 0;
 }
 
+static int spare_exists(void);
+
 static struct cn_wal *open_wal(uint64_t segment_bytes)
 {
     struct cn_wal_opts o = {dir, segment_bytes, 1024, CN_WAL_FSYNC_ALWAYS, 0};
@@ -201,6 +203,7 @@ static void continues_after_checkpoint(void **state)
     uint64_t end = cn_wal_end(w);
     assert_int_equal(cn_wal_truncate_before(w, end), 0);
     assert_int_equal(cn_wal_size(w), 0);
+    assert_false(spare_exists()); /* a paused log keeps nothing on disk */
     cn_wal_close(w);
     struct cn_wal_opts o = {dir, 1 << 20, 1024, CN_WAL_FSYNC_ALWAYS, end};
     char err[256];
