@@ -13,25 +13,59 @@ void cn_form_release(struct cn_form *f)
     f->num = 0;
 }
 
+/* Percent-decodes n bytes at p into dst (room for n); '+' is a space when plus_space.
+ * Returns the bytes written, or -1 for a malformed escape. Locals only in the loop: a store
+ * through a char pointer into a buffer struct would make the compiler reload it every byte. */
+static long decode(char *dst, const char *p, size_t n, int plus_space)
+{
+    const char *e = p + n;
+    char *d = dst;
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (p < e) {
+        /* Eight bytes at a time while none is '%' or '+' (a zero byte of w ^ pattern marks
+         * one: the classic has-zero-byte test); */
+        while (e - p >= 8) {
+            uint64_t w, x, y;
+            memcpy(&w, p, 8);
+            x = w ^ (ones * '%');
+            y = w ^ (ones * '+');
+            if (((x - ones) & ~x & highs) | ((y - ones) & ~y & highs))
+                break;
+            memcpy(d, p, 8);
+            d += 8;
+            p += 8;
+        }
+        /* then byte by byte up to and through the next escape. */
+        while (p < e) {
+            char c = *p++;
+            if (c == '%') {
+                if (e - p < 2)
+                    return -1;
+                int h = cn_hexval(p[0]), l = cn_hexval(p[1]);
+                if (h < 0 || l < 0)
+                    return -1;
+                *d++ = (char)(h * 16 + l);
+                p += 2;
+                break;
+            }
+            if (c == '+' && plus_space) {
+                *d++ = ' ';
+                break;
+            }
+            *d++ = c;
+        }
+    }
+    return d - dst;
+}
+
 int cn_url_decode(struct cn_buf *out, struct cn_slice s, int plus_space)
 {
     if (cn_buf_reserve(out, s.len) != 0)
         return CN_ELIMIT;
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.ptr[i];
-        if (c == '%') {
-            if (i + 2 >= s.len)
-                return CN_ESYNTAX;
-            int h = cn_hexval(s.ptr[i + 1]), l = cn_hexval(s.ptr[i + 2]);
-            if (h < 0 || l < 0)
-                return CN_ESYNTAX;
-            c = (char)(h * 16 + l);
-            i += 2;
-        } else if (c == '+' && plus_space) {
-            c = ' ';
-        }
-        out->ptr[out->len++] = c;
-    }
+    long n = decode(out->ptr + out->len, s.ptr, s.len, plus_space);
+    if (n < 0)
+        return CN_ESYNTAX;
+    out->len += (size_t)n;
     return 0;
 }
 
@@ -40,51 +74,59 @@ int cn_form_parse(struct cn_form *f, struct cn_slice s)
     size_t base = f->text.len;
     if (s.len > UINT32_MAX || cn_buf_reserve(&f->text, s.len) != 0)
         return CN_ELIMIT;
-    size_t i = 0;
-    while (i < s.len) {
-        size_t e = i;
-        while (e < s.len && s.ptr[e] != '&')
-            e++;
-        if (e > i) {
-            const char *eq = memchr(s.ptr + i, '=', e - i);
-            size_t nlen = eq ? (size_t)(eq - (s.ptr + i)) : e - i;
-            struct cn_slice n = {s.ptr + i, nlen};
-            struct cn_slice v = eq ? (struct cn_slice){eq + 1, (size_t)(s.ptr + e - eq - 1)}
-                                   : (struct cn_slice){s.ptr + e, 0};
-            size_t n0 = f->text.len;
-            int rc = cn_url_decode(&f->text, n, 1);
-            if (rc)
-                return rc;
-            size_t v0 = f->text.len;
-            rc = cn_url_decode(&f->text, v, 1);
-            if (rc)
-                return rc;
-            struct cn_slice dn = {f->text.ptr + n0, v0 - n0};
+    /* Decoding never grows: the reserve above holds every parameter. */
+    char *text = f->text.ptr;
+    size_t len = f->text.len;
+    const char *p = s.ptr, *end = s.ptr + s.len;
+    int rc = 0;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        if (e > p) {
+            const char *eq = memchr(p, '=', (size_t)(e - p));
+            const char *ne = eq ? eq : e;
+            long nl = decode(text + len, p, (size_t)(ne - p), 1);
+            long vl = nl < 0 ? -1
+                      : eq   ? decode(text + len + nl, eq + 1, (size_t)(e - eq - 1), 1)
+                             : 0;
+            if (vl < 0) {
+                rc = CN_ESYNTAX;
+                break;
+            }
+            const char *dn = text + len;
             int dup = 0;
             for (size_t k = 0; k < f->num && !dup; k++)
-                dup = cn_slice_eq((struct cn_slice){f->text.ptr + f->noff[k], f->nlen[k]}, dn);
+                dup = f->nlen[k] == (uint32_t)nl &&
+                      (nl == 0 || (text[f->noff[k]] == dn[0] &&
+                                   memcmp(text + f->noff[k], dn, (size_t)nl) == 0));
             if (!dup) {
-                if (f->num >= CN_FORM_MAX_PARAMS)
-                    return CN_ELIMIT;
-                f->noff[f->num] = (uint32_t)n0;
-                f->nlen[f->num] = (uint32_t)(v0 - n0);
-                f->voff[f->num] = (uint32_t)v0;
-                f->vlen[f->num] = (uint32_t)(f->text.len - v0);
+                if (f->num >= CN_FORM_MAX_PARAMS) {
+                    rc = CN_ELIMIT;
+                    break;
+                }
+                f->noff[f->num] = (uint32_t)len;
+                f->nlen[f->num] = (uint32_t)nl;
+                f->voff[f->num] = (uint32_t)(len + (size_t)nl);
+                f->vlen[f->num] = (uint32_t)vl;
                 f->num++;
+                len += (size_t)(nl + vl);
             }
         }
-        i = e + 1;
+        p = e + 1;
     }
+    f->text.len = len;
     CN_BUG_ON(f->text.len - base > s.len);
-    return 0;
+    return rc;
 }
 
 int cn_form_get(const struct cn_form *f, const char *name, struct cn_slice *out)
 {
-    struct cn_slice n = cn_slice_of(name);
+    size_t n = strlen(name);
+    const char *text = f->text.ptr;
     for (size_t i = 0; i < f->num; i++)
-        if (cn_slice_eq((struct cn_slice){f->text.ptr + f->noff[i], f->nlen[i]}, n)) {
-            *out = (struct cn_slice){f->text.ptr + f->voff[i], f->vlen[i]};
+        if (f->nlen[i] == n &&
+            (n == 0 || (text[f->noff[i]] == name[0] && memcmp(text + f->noff[i], name, n) == 0))) {
+            *out = (struct cn_slice){text + f->voff[i], f->vlen[i]};
             return 1;
         }
     return 0;

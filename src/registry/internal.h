@@ -15,9 +15,13 @@
  * last slot reads under the writer lock instead (correct, only slower). */
 #define REG_MAX_READERS 256
 
-/* An instance as the writer side keeps it (under reg->lock). */
+/* An instance as the writer side keeps it (under reg->lock). cluster, ip, metadata and
+ * health_path are NUL-terminated strings in one allocation that starts at cluster (freed
+ * with it); key is the hash of (cluster, ip, port) that the service's index files it under. */
 struct inst {
     char *cluster, *ip, *metadata;
+    uint32_t cluster_len, ip_len;
+    uint64_t key;
     uint16_t port;
     double weight;
     uint8_t healthy, enabled, ephemeral;
@@ -36,40 +40,61 @@ struct inst {
     uint8_t frag_healthy;
 };
 
-/* One host of a snapshot: its pre-rendered JSON object text[off, off+len), whose "healthy"
- * value sits at text[hoff, hoff+hlen) ("true" or "false"). */
+/* One host of a snapshot: its pre-rendered JSON object host_text[off, off+len), whose
+ * "healthy" value sits at host_text[hoff, hoff+hlen) ("true" or "false"). */
 struct snap_host {
     uint32_t off, len, hoff, hlen;
     const char *cluster; /* NUL-terminated, inside the snapshot's allocation */
     uint8_t healthy, enabled;
 };
 
-/* An immutable view of a service's instances, swapped whole on every change. States:
- * published (svc->snap points to it) -> retired (replaced; freed when no reader holds it). */
+/* An immutable view of a service's instances, replaced whole when it is rebuilt. States:
+ * published (svc->snap points to it) -> retired (replaced; freed when no reader holds it).
+ * One allocation: header, hosts, cluster names, text, tail.
+ *
+ * text is the common instance list answer (every host, no cluster filter) up to its time:
+ * {"name":...,"hosts":[ then the host objects joined by ',' (host_text, host_len bytes, where
+ * the hosts' offsets point), then ],"lastRefTime": — and tail is what follows the time. */
 struct snap {
     uint64_t revision;
-    uint64_t changed_ms;
     double protect_threshold;
     size_t num, num_healthy, num_enabled;
     struct snap_host *hosts;
-    char *text; /* host objects joined by ',' */
-    size_t text_len;
+    const char *text, *host_text, *tail;
+    size_t text_len, host_len, tail_len;
     char checksum[33];
 };
 
 /* A service. Its names never change after creation; the rest is the writer's. Linked into a
- * bucket chain while it exists; unlinked services are retired like snapshots. */
+ * bucket chain while it exists; unlinked services are retired like snapshots.
+ *
+ * Snapshots are built lazily: a write changes the instances, sets stale and tells the
+ * watchers; the first reader that finds stale set takes reg->lock and builds the snapshot
+ * (clearing stale), so a run of writes with no read between them costs no copy of the
+ * service's hosts. A reader that finds stale clear serves snap without a lock. */
 struct svc {
     _Atomic(struct svc *) next;
     uint64_t hash;
-    char *ns, *group, *name, *grouped; /* grouped: "group@@name" */
+    /* In the service's own allocation; grouped: "group@@name" */
+    char *ns, *group, *name, *grouped;
+    uint32_t ns_len, group_len, name_len;
     _Atomic(struct snap *) snap;
+    _Atomic int stale; /* the instances changed after snap was built */
     /* writer side */
-    struct inst *insts;
+    struct inst *insts; /* in registration order */
     size_t num, cap;
+    /* Open-addressing index of insts by inst.key: a slot holds position + 1, 0 when empty.
+     * index_cap is a power of two at least twice num (0 with no table). */
+    uint32_t *index;
+    size_t index_cap;
+    /* No local ephemeral instance of the service can expire at or before this time:
+     * cn_reg_tick skips the service until then (lowered by every write, recomputed by the
+     * tick's scan). */
+    uint64_t due_ms;
     double protect_threshold;
     char *metadata;
-    int explicit_; /* created by the service API: stays when empty */
+    int explicit_;    /* created by the service API: stays when empty */
+    unsigned pending; /* persistent writes in flight for it (struct reg_pw): it stays meanwhile */
     uint64_t revision;
     uint64_t svc_rev, seen; /* shared store: as struct inst's rev and seen, for the service key */
 };
@@ -112,6 +137,17 @@ struct cn_reg {
     atomic_int num_slots;
 
     uv_mutex_t store_lock; /* store calls; taken after lock or cfg_lock, never before */
+    /* Persistent instance writes in flight on an embedded store (naming.c, "group commit"):
+     * pw_head..pw_tail in seq order, from pw_queued on not yet being committed. The list
+     * under pw_lock (taken after lock, never before; never with store_lock); pw_seq and
+     * pw_applied under lock. */
+    uv_mutex_t pw_lock;
+    uv_cond_t pw_done; /* a batch was committed (with pw_lock) */
+    uv_cond_t pw_turn; /* a write was applied (with lock) */
+    struct reg_pw *pw_head, *pw_tail, *pw_queued;
+    int pw_committing;   /* a writer is committing a batch */
+    uint64_t pw_seq;     /* the last seq given */
+    uint64_t pw_applied; /* every write up to this seq is applied (or failed) */
     /* Shared store: set (under lock) while applying a change that came from the store, so
      * that nothing is written back. */
     int applying;
@@ -136,6 +172,76 @@ struct cn_reg {
 uint64_t reg_hash(const char *parts[], const size_t lens[], size_t n);
 /* Copies a slice into a NUL-terminated heap string; NULL on allocation failure. */
 char *reg_strdup(struct cn_slice s);
+
+/* ---- naming's shared helpers (naming.c); all but reg_seterr and reg_inst_key under lock --- */
+
+void reg_seterr(struct cn_reg_error *err, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Frees what no reader can hold any more. */
+void reg_reclaim(struct cn_reg *reg);
+/* Frees an instance's strings and fragment (not the struct). */
+void reg_inst_release(struct inst *in);
+/* Also inside a read section. */
+struct svc *reg_find_svc(struct cn_reg *reg, struct cn_slice ns, struct cn_slice group,
+                         struct cn_slice name);
+/* Finds or creates a service. NULL with err set (may be NULL) on a limit or no memory. */
+struct svc *reg_get_svc(struct cn_reg *reg, struct cn_slice ns, struct cn_slice group,
+                        struct cn_slice name, struct cn_reg_error *err);
+/* Unlinks s and retires it; its watchers learn it is gone. */
+void reg_drop_svc(struct cn_reg *reg, struct svc *s);
+/* The hash an instance is indexed by. */
+uint64_t reg_inst_key(struct cn_slice cluster, struct cn_slice ip, uint16_t port);
+struct inst *reg_find_inst(struct svc *s, struct cn_slice cluster, struct cn_slice ip,
+                           uint16_t port);
+/* Files insts[pos] in s's index (room made by reg_index_reserve). */
+void reg_index_put(struct svc *s, size_t pos);
+/* Refiles every instance after insts moved (no allocation). */
+void reg_index_rebuild(struct svc *s);
+/* Room in s's instance array and index for n instances: 0 or CN_ENOMEM. */
+int reg_index_reserve(struct svc *s, size_t n);
+/* After s changed: marks its snapshot stale and tells the watchers. */
+void reg_publish(struct cn_reg *reg, struct svc *s);
+/* Removes instance i of s; drops s when it empties, is implicit and has no write pending. */
+void reg_remove_inst(struct cn_reg *reg, struct svc *s, size_t i);
+/* Checks an instance's fields: 0 or CN_EINVAL with err set. */
+int reg_check_instance(const struct cn_reg_instance *in, struct cn_reg_error *err);
+/* Writes in to the store when it goes there (not while applying the store's own change). */
+int reg_store_inst(struct cn_reg *reg, const struct svc *s, struct inst *in,
+                   struct cn_reg_error *err);
+/* Adds or replaces an instance, storing it first when it goes to the store. */
+int reg_put_locked(struct cn_reg *reg, const struct cn_reg_instance *in, int must_exist,
+                   uint64_t now_ms, struct cn_reg_error *err);
+
+/* ---- persistent writes on the embedded store: group commit (commit.c) -------------------- */
+
+enum { PW_QUEUED, PW_COMMITTING, PW_DONE };
+
+/* One persistent write in flight; lives on its writer's stack. States (under pw_lock):
+ * QUEUED (waits for a commit) -> COMMITTING -> DONE (rc says how it went); between
+ * reg_pw_enqueue and reg_pw_apply it is in reg->pw_head's list and s->pending counts it. */
+struct reg_pw {
+    struct reg_pw *next;
+    uint64_t seq;
+    struct svc *s; /* kept from being dropped by s->pending */
+    int del;
+    struct inst n; /* put: the new instance (owned until applied); del: its key only */
+    char *del_key; /* del: copy of cluster and ip, which n points into (freed by apply) */
+    int state, rc;
+    char err[256];
+};
+
+/* Whether a write of an instance (ephemeral or not) takes the group commit path. */
+int reg_deferred(const struct cn_reg *reg, int ephemeral);
+/* Under the lock: 1 when a put of s's instance (cluster, ip, port) is in flight. */
+int reg_put_pending(struct cn_reg *reg, const struct svc *s, struct cn_slice cluster,
+                    struct cn_slice ip, uint16_t port);
+/* Under the lock: w (its s, n, del and del_key set) joins the writes in flight. */
+void reg_pw_enqueue(struct cn_reg *reg, struct reg_pw *w);
+/* Without any lock: returns once w, and every write enqueued before it, is durable or failed. */
+void reg_pw_wait(struct cn_reg *reg, struct reg_pw *w);
+/* Under the lock (released while waiting for w's turn): applies w to memory when it was
+ * stored and takes it out of the list. Returns w->rc, with err set on failure. */
+int reg_pw_apply(struct cn_reg *reg, struct reg_pw *w, struct cn_reg_error *err);
 
 /* configs.c: loading and freeing configuration items. */
 int reg_cfg_init(struct cn_reg *reg);

@@ -20,6 +20,10 @@
 #define NACOS_MIN_HOLD_MS    10000
 #define NACOS_TICK_MS        100
 #define NACOS_MAX_TOKENS     4096
+/* An instance list answer: at most LIST_BUF_MAX bytes; a worker keeps a buffer of up to
+ * LIST_BUF_KEEP bytes for the next one. */
+#define LIST_BUF_MAX  (64u << 20)
+#define LIST_BUF_KEEP (256u << 10)
 
 struct cn_nacos_token {
     char token[33];
@@ -209,16 +213,48 @@ static int parse_u64(struct cn_http_req *req, const char *name, struct cn_slice 
     return 0;
 }
 
+/* v as strtod reads it when v is [digits][.digits] with 1 to 15 digits in all (what clients
+ * send: "1", "1.0", "0.5"): the digits as an integer m < 2^53 over 10^k (k <= 15), both exact
+ * doubles, so the one division rounds as strtod does. 0, or -1 for any other shape. */
+static int plain_decimal(struct cn_slice v, double *out)
+{
+    static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    uint64_t m = 0;
+    size_t digits = 0, frac = 0;
+    int dot = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        char c = v.ptr[i];
+        if (c == '.' && !dot) {
+            dot = 1;
+        } else if (c >= '0' && c <= '9' && digits < 15) {
+            m = m * 10 + (uint64_t)(c - '0');
+            digits++;
+            frac += (size_t)dot;
+        } else {
+            return -1;
+        }
+    }
+    if (!digits)
+        return -1;
+    *out = (double)m / pow10[frac];
+    return 0;
+}
+
 static int parse_double(struct cn_http_req *req, const char *name, struct cn_slice v, double *out)
 {
     char t[64];
     char *end = NULL;
     if (v.len == 0 || v.len >= sizeof(t))
         goto fail;
-    memcpy(t, v.ptr, v.len);
-    t[v.len] = '\0';
-    *out = strtod(t, &end);
-    if (*end || *out != *out || *out > 1e9 || *out < -1e9)
+    if (plain_decimal(v, out) != 0) {
+        memcpy(t, v.ptr, v.len);
+        t[v.len] = '\0';
+        *out = strtod(t, &end);
+        if (*end)
+            goto fail;
+    }
+    if (*out != *out || *out > 1e9 || *out < -1e9)
         goto fail;
     return 0;
 fail:
@@ -427,9 +463,9 @@ static int instance_params(struct call *c, struct cn_reg_instance *in)
  * fsync. It runs on libuv's thread pool so the worker's loop keeps serving other requests;
  * the answer is sent from the loop when it is done. */
 
-enum job_kind { JOB_PUBLISH, JOB_CFG_DELETE, JOB_REGISTER, JOB_UPDATE };
+enum job_kind { JOB_PUBLISH, JOB_CFG_DELETE, JOB_REGISTER, JOB_UPDATE, JOB_DEREGISTER };
 
-struct job {
+struct cn_nacos_job {
     uv_work_t work;
     struct cn_nacos *n;
     struct cn_http_req *req;
@@ -438,7 +474,10 @@ struct job {
     struct params p; /* owns the decoded bytes the slices below point into */
     struct cn_reg_cfg_key k;
     struct cn_slice content, type;
-    struct cn_reg_instance in;
+    struct cn_reg_put put; /* JOB_REGISTER, JOB_UPDATE: run in a batch (struct put_batch) */
+    struct cn_slice svc_group, svc_name, cluster, ip; /* JOB_DEREGISTER (and ns in k.ns) */
+    uint16_t port;
+    struct cn_nacos_job *next; /* in its worker's waiting list or its batch */
     char who[96];
     uint64_t now;
     int rc;
@@ -447,7 +486,7 @@ struct job {
 
 static void job_work(uv_work_t *w)
 {
-    struct job *j = w->data;
+    struct cn_nacos_job *j = w->data;
     struct cn_reg *reg = j->n->reg;
     switch (j->kind) {
     case JOB_PUBLISH:
@@ -456,25 +495,28 @@ static void job_work(uv_work_t *w)
     case JOB_CFG_DELETE:
         j->rc = cn_reg_cfg_delete(reg, &j->k, j->who, j->now, &j->e);
         break;
+    case JOB_DEREGISTER:
+        j->rc = cn_reg_deregister(reg, j->k.ns, j->svc_group, j->svc_name, j->cluster, j->ip,
+                                  j->port, 0, j->now, &j->e);
+        break;
     case JOB_REGISTER:
-        j->rc = cn_reg_register(reg, &j->in, j->now, &j->e);
-        break;
     case JOB_UPDATE:
-        j->rc = cn_reg_update(reg, &j->in, j->now, &j->e);
-        break;
+        break; /* in batches (put_batch_work) */
     }
 }
 
-static void job_done(uv_work_t *w, int status)
+/* Answers j (unless its connection went away) and frees it. */
+static void job_finish(struct cn_nacos_job *j, int status)
 {
-    struct job *j = w->data;
     if (!j->aborted) {
         struct cn_http_req *req = j->req;
         req->abort_cb = NULL;
         if (status != 0)
             bad(req, 500, "the write was cancelled");
-        else if (j->kind != JOB_PUBLISH && j->kind != JOB_CFG_DELETE)
-            reply_write(req, j->rc, &j->e, j->kind == JOB_UPDATE);
+        else if (j->kind == JOB_REGISTER || j->kind == JOB_UPDATE)
+            reply_write(req, j->put.rc, &j->put.err, j->kind == JOB_UPDATE);
+        else if (j->kind == JOB_DEREGISTER)
+            reply_write(req, j->rc, &j->e, 0);
         else if (j->rc)
             reg_fail(req, j->rc, &j->e);
         else
@@ -484,16 +526,21 @@ static void job_done(uv_work_t *w, int status)
     free(j);
 }
 
+static void job_done(uv_work_t *w, int status)
+{
+    job_finish(w->data, status);
+}
+
 static void on_job_abort(struct cn_http_req *req)
 {
-    struct job *j = req->data;
+    struct cn_nacos_job *j = req->data;
     j->aborted = 1;
 }
 
 /* A job of kind for c, taking over its parameters (c->kept); NULL when out of memory. */
-static struct job *job_new(struct call *c, enum job_kind kind)
+static struct cn_nacos_job *job_new(struct call *c, enum job_kind kind)
 {
-    struct job *j = calloc(1, sizeof(*j));
+    struct cn_nacos_job *j = calloc(1, sizeof(*j));
     if (j) {
         j->n = c->n;
         j->kind = kind;
@@ -505,7 +552,7 @@ static struct job *job_new(struct call *c, enum job_kind kind)
 }
 
 /* Queues j. On failure answers 500 itself. */
-static void job_start(struct cn_http_req *req, struct job *j)
+static void job_start(struct cn_http_req *req, struct cn_nacos_job *j)
 {
     j->req = req;
     j->work.data = j;
@@ -517,6 +564,96 @@ static void job_start(struct cn_http_req *req, struct job *j)
         cn_form_release(&j->p.f);
         free(j);
     }
+}
+
+/* Persistent registers and updates wait for the store: a worker runs them in batches, one
+ * at a time, each batch holding every one that arrived while the one before ran, so that they
+ * share one sync to disk (cn_reg_put_batch). */
+struct put_batch {
+    uv_work_t work;
+    struct cn_nacos_worker *w;
+    struct cn_nacos_job *jobs;
+    size_t num;
+};
+
+static void put_batch_work(uv_work_t *work)
+{
+    struct put_batch *b = work->data;
+    struct cn_reg_put *one[1] = {NULL}, **puts = b->num > 1 ? calloc(b->num, sizeof(*puts)) : one;
+    size_t i = 0;
+    for (struct cn_nacos_job *j = b->jobs; j; j = j->next) {
+        if (puts) {
+            puts[i++] = &j->put;
+        } else { /* out of memory: one at a time */
+            struct cn_reg_put *p = &j->put;
+            cn_reg_put_batch(b->w->n->reg, &p, 1, j->now);
+        }
+    }
+    if (puts)
+        cn_reg_put_batch(b->w->n->reg, puts, i, b->jobs->now);
+    if (puts != one)
+        free(puts);
+}
+
+static void put_batch_start(struct cn_nacos_worker *w, uv_loop_t *loop);
+
+static void put_batch_done(uv_work_t *work, int status)
+{
+    struct put_batch *b = work->data;
+    struct cn_nacos_worker *w = b->w;
+    for (struct cn_nacos_job *j = b->jobs, *next; j; j = next) {
+        next = j->next;
+        job_finish(j, status);
+    }
+    w->put_running = 0;
+    if (w->put_waiting)
+        put_batch_start(w, work->loop);
+    free(b);
+}
+
+/* Starts a batch of the worker's waiting jobs; on failure answers them 500. */
+static void put_batch_start(struct cn_nacos_worker *w, uv_loop_t *loop)
+{
+    struct put_batch *b = calloc(1, sizeof(*b));
+    struct cn_nacos_job *jobs = w->put_waiting;
+    w->put_waiting = w->put_last = NULL;
+    if (b) {
+        b->w = w;
+        b->jobs = jobs;
+        for (struct cn_nacos_job *j = jobs; j; j = j->next)
+            b->num++;
+        b->work.data = b;
+        if (uv_queue_work(loop, &b->work, put_batch_work, put_batch_done) == 0) {
+            w->put_running = 1;
+            return;
+        }
+        free(b);
+    }
+    for (struct cn_nacos_job *j = jobs, *next; j; j = next) {
+        next = j->next;
+        if (!j->aborted) {
+            j->req->abort_cb = NULL;
+            bad(j->req, 500, "cannot queue the write");
+        }
+        cn_form_release(&j->p.f);
+        free(j);
+    }
+}
+
+/* Queues a persistent register or update (j->put set) on its request's worker. */
+static void put_job_start(struct cn_http_req *req, struct cn_nacos_job *j)
+{
+    struct cn_nacos_worker *w = &j->n->workers[req->worker->id];
+    j->req = req;
+    req->data = j;
+    req->abort_cb = on_job_abort;
+    if (w->put_last)
+        w->put_last->next = j;
+    else
+        w->put_waiting = j;
+    w->put_last = j;
+    if (!w->put_running)
+        put_batch_start(w, req->worker->loop);
 }
 
 /* GET /nacos/v1/ns/instance: one instance as JSON. */
@@ -565,7 +702,8 @@ static void instance_get(struct call *c)
     cn_reg_instances_free(iv, num);
 }
 
-/* DELETE /nacos/v1/ns/instance: deregisters. */
+/* DELETE /nacos/v1/ns/instance: deregisters. A persistent instance's (as the client says:
+ * ephemeral=false) waits for the store: off the loop. */
 static void instance_delete(struct call *c)
 {
     struct cn_slice ip, ns, group, service;
@@ -574,6 +712,17 @@ static void instance_delete(struct call *c)
     if (ns_service(c, &ns, &group, &service) || addr_params(c, &ip, &port) ||
         opt_bool(c, "ephemeral", &eph))
         return;
+    struct cn_nacos_job *j = eph ? NULL : job_new(c, JOB_DEREGISTER);
+    if (j) {
+        j->k.ns = ns;
+        j->svc_group = group;
+        j->svc_name = service;
+        j->cluster = opt(c, "clusterName", CN_REG_DEFAULT_CLUSTER);
+        j->ip = ip;
+        j->port = port;
+        job_start(c->req, j);
+        return;
+    }
     struct cn_reg_error e = {0};
     int rc = cn_reg_deregister(c->n->reg, ns, group, service,
                                opt(c, "clusterName", CN_REG_DEFAULT_CLUSTER), ip, port, eph,
@@ -590,10 +739,11 @@ static void instance_put(struct call *c)
     if (instance_params(c, &in))
         return;
     if (!in.ephemeral) {
-        struct job *j = job_new(c, update ? JOB_UPDATE : JOB_REGISTER);
+        struct cn_nacos_job *j = job_new(c, update ? JOB_UPDATE : JOB_REGISTER);
         if (j) {
-            j->in = in;
-            job_start(c->req, j);
+            j->put.in = in;
+            j->put.must_exist = update;
+            put_job_start(c->req, j);
             return;
         }
     }
@@ -763,10 +913,15 @@ static void h_list(struct call *c)
         return;
     if (udp_port && n->udp_fd >= 0)
         subscribe(n, &q, cn_http_req_peer_ip(c->req), (uint16_t)udp_port);
-    struct cn_buf b;
-    cn_buf_init(&b, 64u << 20);
-    reply_built(c->req, cn_reg_list_json(n->reg, &q, now_ms(), &b), &b, "instance list too large");
-    cn_buf_release(&b);
+    /* The worker's answer buffer, kept between lists (the reply copies it out): a list
+     * costs no allocation. One grown past LIST_BUF_KEEP bytes is freed after its answer. */
+    struct cn_buf *b = &n->workers[c->req->worker->id].list_buf;
+    cn_buf_reset(b);
+    reply_built(c->req, cn_reg_list_json(n->reg, &q, now_ms(), b), b, "instance list too large");
+    if (b->cap > LIST_BUF_KEEP) {
+        cn_buf_release(b);
+        cn_buf_init(b, LIST_BUF_MAX);
+    }
 }
 
 /* The instance a beat's JSON parameter carries into in; its metadata (re-serialised) into
@@ -987,7 +1142,8 @@ static void h_configs(struct call *c)
     }
     if (c->req->method != HTTP_DELETE && req_param(c, "content", &content))
         return;
-    struct job *j = job_new(c, c->req->method == HTTP_DELETE ? JOB_CFG_DELETE : JOB_PUBLISH);
+    struct cn_nacos_job *j =
+        job_new(c, c->req->method == HTTP_DELETE ? JOB_CFG_DELETE : JOB_PUBLISH);
     if (!j) {
         bad(c->req, 500, "out of memory");
         return;
@@ -1349,6 +1505,7 @@ struct cn_nacos *cn_nacos_new(struct cn_reg *reg, const struct cn_nacos_opts *op
         n->workers[i].n = n;
         n->workers[i].id = i;
         n->workers[i].mail.cb = on_wake;
+        cn_buf_init(&n->workers[i].list_buf, LIST_BUF_MAX);
     }
     uv_mutex_init(&n->wlock);
     uv_mutex_init(&n->tlock);
@@ -1370,6 +1527,8 @@ void cn_nacos_free(struct cn_nacos *n)
     for (size_t i = 0; i < n->num_subs; i++)
         sub_release(&n->subs[i]);
     free(n->subs);
+    for (int i = 0; i < n->nworkers; i++)
+        cn_buf_release(&n->workers[i].list_buf);
     if (n->udp_fd >= 0)
         close(n->udp_fd);
     uv_mutex_destroy(&n->slock);
@@ -1407,6 +1566,7 @@ void cn_nacos_worker_stop(struct cn_nacos *n, int id)
     uv_mutex_unlock(&n->wlock);
     uv_close((uv_handle_t *)&w->timer, NULL);
     cn_mailbox_close(&w->mb);
+    cn_buf_release(&w->list_buf);
 }
 
 int cn_nacos_routes(struct cn_nacos *n, struct cn_router *r)

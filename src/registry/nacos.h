@@ -38,6 +38,8 @@ struct cn_nacos_parked;
 
 struct cn_nacos_bound;
 
+struct cn_nacos_job;
+
 /* A worker's part: its mailbox and parked listeners. Touched only on its loop, except
  * pending (any thread). */
 struct cn_nacos_worker {
@@ -51,6 +53,11 @@ struct cn_nacos_worker {
     struct cn_nacos_parked *parked;
     size_t num_parked;
     uint64_t wakes;
+    struct cn_buf list_buf; /* instance list answers, reused (nacos.c h_list) */
+    /* Persistent registers and updates (nacos.c put_batch): those waiting for the batch that
+     * runs to end, and whether one runs. */
+    struct cn_nacos_job *put_waiting, *put_last;
+    int put_running;
 };
 
 struct cn_nacos {

@@ -19,9 +19,7 @@ static _Thread_local struct {
     int slot;
 } tl_reader;
 
-static void seterr(struct cn_reg_error *err, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(struct cn_reg_error *err, const char *param, const char *fmt, ...)
+void reg_seterr(struct cn_reg_error *err, const char *param, const char *fmt, ...)
 {
     if (!err)
         return;
@@ -112,7 +110,7 @@ static void retire(struct cn_reg *reg, void *ptr, void (*free_fn)(void *))
 }
 
 /* Under reg->lock: frees what no reader can hold any more. */
-static void reclaim(struct cn_reg *reg)
+void reg_reclaim(struct cn_reg *reg)
 {
     if (!reg->num_retired)
         return;
@@ -138,29 +136,23 @@ static void reclaim(struct cn_reg *reg)
 
 static void snap_free(void *p)
 {
-    free(p); /* one allocation: header, hosts, cluster names, text */
+    free(p); /* one allocation: header, hosts, cluster names, text, tail */
 }
 
-static void inst_release(struct inst *in)
+void reg_inst_release(struct inst *in)
 {
     free(in->frag);
-    free(in->cluster);
-    free(in->ip);
-    free(in->metadata);
-    free(in->health_path);
+    free(in->cluster); /* and ip, metadata, health_path: one allocation */
 }
 
 static void svc_free(void *p)
 {
     struct svc *s = p;
     for (size_t i = 0; i < s->num; i++)
-        inst_release(&s->insts[i]);
+        reg_inst_release(&s->insts[i]);
     free(s->insts);
-    free(s->ns);
-    free(s->group);
-    free(s->name);
-    free(s->grouped);
-    free(s->metadata);
+    free(s->index);
+    free(s->metadata); /* the names live in s's own allocation */
     snap_free(atomic_load(&s->snap));
     free(s);
 }
@@ -175,13 +167,14 @@ static uint64_t svc_hash(struct cn_slice ns, struct cn_slice group, struct cn_sl
 static int svc_is(const struct svc *s, uint64_t h, struct cn_slice ns, struct cn_slice group,
                   struct cn_slice name)
 {
-    return s->hash == h && cn_slice_eq(cn_slice_of(s->name), name) &&
-           cn_slice_eq(cn_slice_of(s->group), group) && cn_slice_eq(cn_slice_of(s->ns), ns);
+    return s->hash == h && s->name_len == name.len && s->group_len == group.len &&
+           s->ns_len == ns.len && memcmp(s->name, name.ptr, name.len) == 0 &&
+           memcmp(s->group, group.ptr, group.len) == 0 && memcmp(s->ns, ns.ptr, ns.len) == 0;
 }
 
 /* Inside a read section or under the lock. */
-static struct svc *find_svc(struct cn_reg *reg, struct cn_slice ns, struct cn_slice group,
-                            struct cn_slice name)
+struct svc *reg_find_svc(struct cn_reg *reg, struct cn_slice ns, struct cn_slice group,
+                         struct cn_slice name)
 {
     ns = cn_reg_ns(ns);
     uint64_t h = svc_hash(ns, group, name);
@@ -190,6 +183,101 @@ static struct svc *find_svc(struct cn_reg *reg, struct cn_slice ns, struct cn_sl
         s = atomic_load_explicit(&s->next, memory_order_acquire);
     return s;
 }
+
+/* ---- a service's instance index ---------------------------------------------------------- */
+
+uint64_t reg_inst_key(struct cn_slice cluster, struct cn_slice ip, uint16_t port)
+{
+    const char *p[] = {cluster.ptr, ip.ptr};
+    size_t l[] = {cluster.len, ip.len};
+    return reg_hash(p, l, 2) ^ ((uint64_t)port * 0x9e3779b97f4a7c15ull);
+}
+
+/* Files insts[pos] in s's index; the table has room (index_reserve). */
+void reg_index_put(struct svc *s, size_t pos)
+{
+    size_t mask = s->index_cap - 1;
+    size_t i = (size_t)s->insts[pos].key & mask;
+    while (s->index[i])
+        i = (i + 1) & mask;
+    s->index[i] = (uint32_t)(pos + 1);
+}
+
+/* Refiles every instance (after insts moved) in the table as it is. */
+void reg_index_rebuild(struct svc *s)
+{
+    if (!s->index_cap)
+        return;
+    memset(s->index, 0, s->index_cap * sizeof(*s->index));
+    for (size_t i = 0; i < s->num; i++)
+        reg_index_put(s, i);
+}
+
+/* Room in s's index (and its instance array) for n instances. 0 or CN_ENOMEM (nothing
+ * changed then). */
+int reg_index_reserve(struct svc *s, size_t n)
+{
+    if (n > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4;
+        while (cap < n)
+            cap *= 2;
+        struct inst *a = realloc(s->insts, cap * sizeof(*a));
+        if (!a)
+            return CN_ENOMEM;
+        s->insts = a;
+        s->cap = cap;
+    }
+    if (2 * n <= s->index_cap)
+        return 0;
+    size_t cap = s->index_cap ? s->index_cap : 8;
+    while (cap < 2 * n)
+        cap *= 2;
+    uint32_t *t = calloc(cap, sizeof(*t));
+    if (!t)
+        return CN_ENOMEM;
+    free(s->index);
+    s->index = t;
+    s->index_cap = cap;
+    reg_index_rebuild(s);
+    return 0;
+}
+
+struct inst *reg_find_inst(struct svc *s, struct cn_slice cluster, struct cn_slice ip,
+                           uint16_t port)
+{
+    if (!s->index_cap)
+        return NULL;
+    uint64_t key = reg_inst_key(cluster, ip, port);
+    size_t mask = s->index_cap - 1;
+    for (size_t i = (size_t)key & mask; s->index[i]; i = (i + 1) & mask) {
+        struct inst *in = &s->insts[s->index[i] - 1];
+        if (in->key == key && in->port == port && in->ip_len == ip.len &&
+            in->cluster_len == cluster.len && memcmp(in->ip, ip.ptr, ip.len) == 0 &&
+            memcmp(in->cluster, cluster.ptr, cluster.len) == 0)
+            return in;
+    }
+    return NULL;
+}
+
+/* When expiry may next change in (UINT64_MAX: never; persistent and remote instances are
+ * not this node's to expire). As cn_reg_tick decides: removed once silent past its delete
+ * timeout, unhealthy once silent past its beat timeout. */
+static uint64_t inst_due(const struct inst *in)
+{
+    if (!in->ephemeral || in->remote)
+        return UINT64_MAX;
+    uint64_t t =
+        in->healthy ? CN_MIN(in->beat_timeout_ms, in->delete_timeout_ms) : in->delete_timeout_ms;
+    return in->last_beat_ms + t;
+}
+
+/* Under the lock, after in changed: the tick must look at s by in's due time. */
+static void due_note(struct svc *s, const struct inst *in)
+{
+    s->due_ms = CN_MIN(s->due_ms, inst_due(in));
+}
+
+/* ---- snapshots --------------------------------------------------------------------------- */
 
 /* Renders one host; records where its healthy value is. */
 static int render_host(struct cn_buf *b, const struct svc *s, const struct inst *in,
@@ -204,7 +292,7 @@ static int render_host(struct cn_buf *b, const struct svc *s, const struct inst 
     rc |= cn_reg_json_str(b, id.ptr, id.len);
     cn_buf_release(&id);
     rc |= cn_buf_puts(b, ",\"ip\":");
-    rc |= cn_reg_json_str(b, in->ip, strlen(in->ip));
+    rc |= cn_reg_json_str(b, in->ip, in->ip_len);
     rc |= cn_buf_puts(b, ",\"port\":");
     rc |= cn_buf_append(b, num, cn_u64_to_dec(num, in->port));
     rc |= cn_buf_puts(b, ",\"weight\":");
@@ -216,9 +304,9 @@ static int render_host(struct cn_buf *b, const struct svc *s, const struct inst 
     rc |= cn_buf_puts(b, in->enabled ? ",\"enabled\":true" : ",\"enabled\":false");
     rc |= cn_buf_puts(b, in->ephemeral ? ",\"ephemeral\":true" : ",\"ephemeral\":false");
     rc |= cn_buf_puts(b, ",\"clusterName\":");
-    rc |= cn_reg_json_str(b, in->cluster, strlen(in->cluster));
+    rc |= cn_reg_json_str(b, in->cluster, in->cluster_len);
     rc |= cn_buf_puts(b, ",\"serviceName\":");
-    rc |= cn_reg_json_str(b, s->grouped, strlen(s->grouped));
+    rc |= cn_reg_json_str(b, s->grouped, s->group_len + 2 + s->name_len);
     rc |= cn_buf_puts(b, ",\"metadata\":");
     rc |= cn_buf_puts(b, in->metadata);
     rc |= cn_buf_printf(b,
@@ -251,6 +339,112 @@ static int ensure_frag(const struct svc *s, struct inst *in)
     return 0;
 }
 
+/* The head of s's common list answer, {"name":...,"hosts":[, into b. */
+static int render_head(struct cn_reg *reg, const struct svc *s, struct cn_buf *b)
+{
+    char num[24];
+    int rc = cn_buf_puts(b, "{\"name\":");
+    rc |= cn_reg_json_str(b, s->grouped, s->group_len + 2 + s->name_len);
+    rc |= cn_buf_puts(b, ",\"groupName\":");
+    rc |= cn_reg_json_str(b, s->group, s->group_len);
+    rc |= cn_buf_puts(b, ",\"clusters\":\"\",\"cacheMillis\":");
+    rc |= cn_buf_append(b, num, cn_u64_to_dec(num, reg->opts.cache_millis));
+    rc |= cn_buf_puts(b, ",\"hosts\":[");
+    return rc ? CN_ENOMEM : 0;
+}
+
+/* Where a list answer's time goes, and what follows it. */
+#define LIST_TIME "],\"lastRefTime\":"
+#define LIST_TAIL_FMT                                                                              \
+    ",\"checksum\":\"%s\",\"allIPs\":false,\"reachProtectionThreshold\":%s,\"valid\":true}"
+#define LIST_TAIL_MAX 128
+
+/* Under the lock: when s is stale, builds its snapshot from the instances and publishes it,
+ * retiring the old one. On allocation failure the old snapshot stays (readers see the state
+ * before the writes; the next reader tries again). The hosts' JSON comes from their cached
+ * fragments: a build costs one copy of the service's text, not a rendering of every host. */
+static int build(struct cn_reg *reg, struct svc *s)
+{
+    if (!atomic_load_explicit(&s->stale, memory_order_relaxed))
+        return 0;
+    size_t names = 0, host_len = 0, healthy = 0, enabled = 0;
+    for (size_t i = 0; i < s->num; i++) {
+        if (ensure_frag(s, &s->insts[i]) != 0)
+            return CN_ENOMEM;
+        names += s->insts[i].cluster_len + 1;
+        host_len += s->insts[i].frag_len + (i ? 1 : 0);
+        healthy += s->insts[i].healthy;
+        enabled += s->insts[i].enabled;
+    }
+    struct cn_buf head;
+    cn_buf_init(&head, SIZE_MAX);
+    if (render_head(reg, s, &head) != 0) {
+        cn_buf_release(&head);
+        return CN_ENOMEM;
+    }
+    size_t text_len = head.len + host_len + sizeof(LIST_TIME) - 1;
+    size_t sz =
+        sizeof(struct snap) + s->num * sizeof(struct snap_host) + names + text_len + LIST_TAIL_MAX;
+    struct snap *sn = malloc(sz);
+    if (!sn) {
+        cn_buf_release(&head);
+        return CN_ENOMEM;
+    }
+    sn->revision = s->revision;
+    sn->protect_threshold = s->protect_threshold;
+    sn->num = s->num;
+    sn->num_healthy = healthy;
+    sn->num_enabled = enabled;
+    sn->hosts = (struct snap_host *)(sn + 1);
+    char *p = (char *)(sn->hosts + s->num);
+    for (size_t i = 0; i < s->num; i++) {
+        size_t l = s->insts[i].cluster_len + 1;
+        memcpy(p, s->insts[i].cluster, l);
+        sn->hosts[i].cluster = p;
+        p += l;
+    }
+    sn->text = p;
+    memcpy(p, head.ptr, head.len);
+    p += head.len;
+    cn_buf_release(&head);
+    sn->host_text = p;
+    for (size_t i = 0; i < s->num; i++) {
+        const struct inst *in = &s->insts[i];
+        if (i)
+            *p++ = ',';
+        struct snap_host *h = &sn->hosts[i];
+        h->off = (uint32_t)(p - sn->host_text);
+        h->len = in->frag_len;
+        h->hoff = h->off + in->frag_hoff;
+        h->hlen = in->healthy ? 4 : 5;
+        h->healthy = in->healthy;
+        h->enabled = in->enabled;
+        memcpy(p, in->frag, in->frag_len);
+        p += in->frag_len;
+    }
+    sn->host_len = host_len;
+    memcpy(p, LIST_TIME, sizeof(LIST_TIME) - 1);
+    p += sizeof(LIST_TIME) - 1;
+    sn->text_len = text_len;
+    /* A change marker for clients (Nacos sends an MD5 here; nothing checks its value). */
+    XXH128_hash_t x = XXH3_128bits(sn->host_text, host_len);
+    snprintf(sn->checksum, sizeof(sn->checksum), "%016llx%016llx", (unsigned long long)x.high64,
+             (unsigned long long)x.low64);
+    /* The common answer's protection: every host counts (all enabled, no cluster filter). */
+    int reach = s->num && enabled == s->num && s->protect_threshold > 0 &&
+                (double)healthy / (double)s->num < s->protect_threshold;
+    int tail_len =
+        snprintf(p, LIST_TAIL_MAX, LIST_TAIL_FMT, sn->checksum, reach ? "true" : "false");
+    CN_BUG_ON(tail_len < 0 || tail_len >= LIST_TAIL_MAX);
+    sn->tail = p;
+    sn->tail_len = (size_t)tail_len;
+    struct snap *old = atomic_exchange_explicit(&s->snap, sn, memory_order_acq_rel);
+    /* After the snapshot: a reader that sees stale clear then finds this one or a later. */
+    atomic_store_explicit(&s->stale, 0, memory_order_release);
+    retire(reg, old, snap_free);
+    return 0;
+}
+
 /* Under the lock: tells the service-change callbacks that s changed. */
 static void notify(struct cn_reg *reg, const struct svc *s)
 {
@@ -261,65 +455,13 @@ static void notify(struct cn_reg *reg, const struct svc *s)
             reg->svc_more[i].cb(reg->svc_more[i].ctx, s->ns, s->group, s->name);
 }
 
-/* Under the lock: builds and publishes a new snapshot of s, retiring the old one. On
- * allocation failure the old snapshot stays (readers see the previous state). The hosts'
- * JSON comes from their cached fragments: a change costs one copy of the service's text,
- * not a rendering of every host. */
-static int publish(struct cn_reg *reg, struct svc *s, uint64_t now_ms)
+/* Under the lock, after s's instances or attributes changed: marks its snapshot stale (the
+ * next reader rebuilds it) and tells the watchers. */
+void reg_publish(struct cn_reg *reg, struct svc *s)
 {
-    size_t names = 0, text_len = 0, healthy = 0, enabled = 0;
-    for (size_t i = 0; i < s->num; i++) {
-        if (ensure_frag(s, &s->insts[i]) != 0)
-            return CN_ENOMEM;
-        names += strlen(s->insts[i].cluster) + 1;
-        text_len += s->insts[i].frag_len + (i ? 1 : 0);
-    }
-    size_t sz = sizeof(struct snap) + s->num * sizeof(struct snap_host) + names + text_len + 1;
-    struct snap *sn = malloc(sz);
-    if (!sn)
-        return CN_ENOMEM;
-    sn->revision = ++s->revision;
-    sn->changed_ms = now_ms;
-    sn->protect_threshold = s->protect_threshold;
-    sn->num = s->num;
-    sn->hosts = (struct snap_host *)(sn + 1);
-    char *p = (char *)(sn->hosts + s->num);
-    for (size_t i = 0; i < s->num; i++) {
-        size_t l = strlen(s->insts[i].cluster) + 1;
-        memcpy(p, s->insts[i].cluster, l);
-        sn->hosts[i].cluster = p;
-        p += l;
-    }
-    sn->text = p;
-    for (size_t i = 0; i < s->num; i++) {
-        const struct inst *in = &s->insts[i];
-        if (i)
-            *p++ = ',';
-        struct snap_host *h = &sn->hosts[i];
-        h->off = (uint32_t)(p - sn->text);
-        h->len = in->frag_len;
-        h->hoff = h->off + in->frag_hoff;
-        h->hlen = in->healthy ? 4 : 5;
-        h->healthy = in->healthy;
-        h->enabled = in->enabled;
-        memcpy(p, in->frag, in->frag_len);
-        p += in->frag_len;
-        healthy += in->healthy;
-        enabled += in->enabled;
-    }
-    *p = '\0';
-    sn->text_len = text_len;
-    sn->num_healthy = healthy;
-    sn->num_enabled = enabled;
-    /* A change marker for clients (Nacos sends an MD5 here; nothing checks its value). */
-    XXH128_hash_t x = XXH3_128bits(sn->text, text_len);
-    snprintf(sn->checksum, sizeof(sn->checksum), "%016llx%016llx", (unsigned long long)x.high64,
-             (unsigned long long)x.low64);
-    struct snap *old = atomic_exchange_explicit(&s->snap, sn, memory_order_acq_rel);
-    retire(reg, old, snap_free);
-    if (old)
-        notify(reg, s);
-    return 0;
+    s->revision++;
+    atomic_store_explicit(&s->stale, 1, memory_order_release);
+    notify(reg, s);
 }
 
 void cn_reg_set_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, void *ctx)
@@ -352,31 +494,42 @@ void cn_reg_remove_svc_change_cb(struct cn_reg *reg, cn_reg_svc_change_cb cb, vo
 }
 
 /* Under the lock: finds or creates a service. NULL with err set on a limit or no memory. */
-static struct svc *get_svc(struct cn_reg *reg, struct cn_slice ns, struct cn_slice group,
-                           struct cn_slice name, uint64_t now_ms, struct cn_reg_error *err)
+struct svc *reg_get_svc(struct cn_reg *reg, struct cn_slice ns, struct cn_slice group,
+                        struct cn_slice name, struct cn_reg_error *err)
 {
     ns = cn_reg_ns(ns);
-    struct svc *s = find_svc(reg, ns, group, name);
+    struct svc *s = reg_find_svc(reg, ns, group, name);
     if (s)
         return s;
     if (reg->num_services >= reg->opts.max_services) {
-        seterr(err, "serviceName", "too many services: registry.max_services is %llu",
-               (unsigned long long)reg->opts.max_services);
+        reg_seterr(err, "serviceName", "too many services: registry.max_services is %llu",
+                   (unsigned long long)reg->opts.max_services);
         return NULL;
     }
-    s = calloc(1, sizeof(*s));
+    /* One allocation with its names: a lookup compares them next to the header. */
+    s = calloc(1, sizeof(*s) + ns.len + group.len + name.len + group.len + name.len + 6);
     if (!s)
         goto nomem;
     s->hash = svc_hash(ns, group, name);
-    s->ns = reg_strdup(ns);
-    s->group = reg_strdup(group);
-    s->name = reg_strdup(name);
-    s->grouped = malloc(group.len + name.len + 3);
+    s->ns = (char *)(s + 1);
+    memcpy(s->ns, ns.ptr, ns.len);
+    s->group = s->ns + ns.len + 1;
+    memcpy(s->group, group.ptr, group.len);
+    s->name = s->group + group.len + 1;
+    memcpy(s->name, name.ptr, name.len);
+    s->grouped = s->name + name.len + 1;
+    memcpy(s->grouped, group.ptr, group.len);
+    memcpy(s->grouped + group.len, "@@", 2);
+    memcpy(s->grouped + group.len + 2, name.ptr, name.len);
+    s->ns_len = (uint32_t)ns.len;
+    s->group_len = (uint32_t)group.len;
+    s->name_len = (uint32_t)name.len;
     s->metadata = strdup("{}");
-    if (!s->ns || !s->group || !s->name || !s->grouped || !s->metadata)
+    if (!s->metadata)
         goto nomem;
-    sprintf(s->grouped, "%s@@%s", s->group, s->name);
-    if (publish(reg, s, now_ms) != 0)
+    /* Readers find it with its (empty) snapshot; nobody watches it yet. */
+    atomic_store_explicit(&s->stale, 1, memory_order_relaxed);
+    if (build(reg, s) != 0)
         goto nomem;
     struct svc *head = atomic_load(&reg->buckets[s->hash % REG_BUCKETS]);
     atomic_store_explicit(&s->next, head, memory_order_relaxed);
@@ -386,13 +539,13 @@ static struct svc *get_svc(struct cn_reg *reg, struct cn_slice ns, struct cn_sli
 nomem:
     if (s)
         svc_free(s);
-    seterr(err, NULL, "out of memory");
+    reg_seterr(err, NULL, "out of memory");
     return NULL;
 }
 
 /* Under the lock: unlinks s and retires it. Its watchers learn it is gone (a list finds no
  * service now, so no instance). */
-static void drop_svc(struct cn_reg *reg, struct svc *s)
+void reg_drop_svc(struct cn_reg *reg, struct svc *s)
 {
     _Atomic(struct svc *) *pp = &reg->buckets[s->hash % REG_BUCKETS];
     struct svc *c;
@@ -407,40 +560,28 @@ static void drop_svc(struct cn_reg *reg, struct svc *s)
     retire(reg, s, svc_free);
 }
 
-static struct inst *find_inst(struct svc *s, struct cn_slice cluster, struct cn_slice ip,
-                              uint16_t port)
-{
-    for (size_t i = 0; i < s->num; i++) {
-        struct inst *in = &s->insts[i];
-        if (in->port == port && cn_slice_eq(cn_slice_of(in->ip), ip) &&
-            cn_slice_eq(cn_slice_of(in->cluster), cluster))
-            return in;
-    }
-    return NULL;
-}
-
-static int check_instance(const struct cn_reg_instance *in, struct cn_reg_error *err)
+int reg_check_instance(const struct cn_reg_instance *in, struct cn_reg_error *err)
 {
     if (in->ns.len && cn_reg_check_name(in->ns) != 0)
-        return seterr(err, "namespaceId", "Param 'namespaceId' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "namespaceId", "Param 'namespaceId' is illegal"), CN_EINVAL;
     if (cn_reg_check_name(in->group) != 0)
-        return seterr(err, "groupName", "Param 'groupName' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "groupName", "Param 'groupName' is illegal"), CN_EINVAL;
     if (cn_reg_check_name(in->service) != 0)
-        return seterr(err, "serviceName", "Param 'serviceName' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "serviceName", "Param 'serviceName' is illegal"), CN_EINVAL;
     if (cn_reg_check_name(in->cluster) != 0)
-        return seterr(err, "clusterName", "Param 'clusterName' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "clusterName", "Param 'clusterName' is illegal"), CN_EINVAL;
     if (in->ip.len == 0 || in->ip.len > CN_REG_MAX_IP_BYTES)
-        return seterr(err, "ip", "Param 'ip' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "ip", "Param 'ip' is illegal"), CN_EINVAL;
     for (size_t i = 0; i < in->ip.len; i++) {
         char c = in->ip.ptr[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
               c == '.' || c == ':' || c == '-' || c == '_' || c == '%' || c == '[' || c == ']'))
-            return seterr(err, "ip", "Param 'ip' is illegal"), CN_EINVAL;
+            return reg_seterr(err, "ip", "Param 'ip' is illegal"), CN_EINVAL;
     }
     if (in->port == 0)
-        return seterr(err, "port", "Param 'port' is illegal: 1..65535"), CN_EINVAL;
+        return reg_seterr(err, "port", "Param 'port' is illegal: 1..65535"), CN_EINVAL;
     if (!(in->weight >= 0 && in->weight <= 10000))
-        return seterr(err, "weight", "Param 'weight' is illegal: 0..10000"), CN_EINVAL;
+        return reg_seterr(err, "weight", "Param 'weight' is illegal: 0..10000"), CN_EINVAL;
     return 0;
 }
 
@@ -453,8 +594,8 @@ static int stores(const struct cn_reg *reg, const struct inst *in)
 }
 
 /* Writes in to the store; on success in->rev is the write's revision (shared stores). */
-static int store_inst(struct cn_reg *reg, const struct svc *s, struct inst *in,
-                      struct cn_reg_error *err)
+int reg_store_inst(struct cn_reg *reg, const struct svc *s, struct inst *in,
+                   struct cn_reg_error *err)
 {
     if (!stores(reg, in))
         return 0;
@@ -469,7 +610,7 @@ static int store_inst(struct cn_reg *reg, const struct svc *s, struct inst *in,
     uv_mutex_unlock(&reg->store_lock);
     if (rc) {
         cn_error("registry", "store failed", "op=instance_put error=\"%s\"", e);
-        seterr(err, NULL, "storage failed: %s", e);
+        reg_seterr(err, NULL, "storage failed: %s", e);
         return CN_EIO;
     }
     return 0;
@@ -487,20 +628,17 @@ static int unstore_inst(struct cn_reg *reg, const struct svc *s, const struct in
     uv_mutex_unlock(&reg->store_lock);
     if (rc) {
         cn_error("registry", "store failed", "op=instance_del error=\"%s\"", e);
-        seterr(err, NULL, "storage failed: %s", e);
+        reg_seterr(err, NULL, "storage failed: %s", e);
         return CN_EIO;
     }
     return 0;
 }
 
-/* Fills an instance's fields from in (metadata already canonical). */
+/* Fills an instance's fields from in; metadata is canonical JSON, NUL-terminated. */
 static int fill_inst(struct cn_reg *reg, struct inst *d, const struct cn_reg_instance *in,
-                     const char *metadata)
+                     const char *metadata, size_t metadata_len)
 {
     struct inst n = {0};
-    n.cluster = reg_strdup(in->cluster);
-    n.ip = reg_strdup(in->ip);
-    n.metadata = strdup(metadata);
     n.port = in->port;
     n.weight = in->weight;
     n.healthy = in->healthy ? 1 : 0;
@@ -509,6 +647,7 @@ static int fill_inst(struct cn_reg *reg, struct inst *d, const struct cn_reg_ins
     n.beat_interval_ms = reg->opts.beat_interval_ms;
     n.beat_timeout_ms = reg->opts.beat_timeout_ms;
     n.delete_timeout_ms = reg->opts.delete_timeout_ms;
+    char *path = NULL;
     if (strstr(metadata, "preserved.")) { /* parse only when an override may be there */
         n.beat_interval_ms =
             cn_reg_meta_ms(metadata, "preserved.heart.beat.interval", n.beat_interval_ms);
@@ -516,111 +655,183 @@ static int fill_inst(struct cn_reg *reg, struct inst *d, const struct cn_reg_ins
             cn_reg_meta_ms(metadata, "preserved.heart.beat.timeout", n.beat_timeout_ms);
         n.delete_timeout_ms =
             cn_reg_meta_ms(metadata, "preserved.ip.delete.timeout", n.delete_timeout_ms);
-        n.health_path = cn_reg_meta_str(metadata, "preserved.health.checker.path");
-    } else {
-        n.health_path = strdup("");
+        path = cn_reg_meta_str(metadata, "preserved.health.checker.path");
+        if (!path)
+            return CN_ENOMEM;
     }
-    if (!n.cluster || !n.ip || !n.metadata || !n.health_path) {
-        inst_release(&n);
+    size_t path_len = path ? strlen(path) : 0;
+    char *p = malloc(in->cluster.len + in->ip.len + metadata_len + path_len + 4);
+    if (!p) {
+        free(path);
         return CN_ENOMEM;
     }
+    n.cluster = p;
+    memcpy(p, in->cluster.ptr, in->cluster.len);
+    p[in->cluster.len] = '\0';
+    n.cluster_len = (uint32_t)in->cluster.len;
+    p += in->cluster.len + 1;
+    n.ip = p;
+    memcpy(p, in->ip.ptr, in->ip.len);
+    p[in->ip.len] = '\0';
+    n.ip_len = (uint32_t)in->ip.len;
+    p += in->ip.len + 1;
+    n.metadata = p;
+    memcpy(p, metadata, metadata_len + 1);
+    p += metadata_len + 1;
+    n.health_path = p;
+    if (path_len)
+        memcpy(p, path, path_len);
+    p[path_len] = '\0';
+    free(path);
+    n.key = reg_inst_key(in->cluster, in->ip, in->port);
     *d = n;
     return 0;
 }
 
-/* Under the lock: adds or replaces. */
-static int put_locked(struct cn_reg *reg, const struct cn_reg_instance *in, int must_exist,
-                      uint64_t now_ms, struct cn_reg_error *err)
+/* ---- registering --------------------------------------------------------------------------- */
+
+/* Under the lock: checks in against the registry (service, limits, the instance it replaces)
+ * and fills *out_n (the caller's on success) for service *out_s, replacing *out_old (NULL
+ * for a new instance; room for one is made). */
+static int prepare_put(struct cn_reg *reg, const struct cn_reg_instance *in, int must_exist,
+                       struct svc **out_s, struct inst **out_old, struct inst *out_n,
+                       struct cn_reg_error *err)
 {
     struct cn_buf meta;
     cn_buf_init(&meta, CN_REG_MAX_METADATA_BYTES + 64);
-    int rc = cn_reg_parse_metadata(in->metadata, &meta);
-    if (rc == 0)
-        rc = cn_buf_append(&meta, "", 1);
-    if (rc) {
-        cn_buf_release(&meta);
-        seterr(err, "metadata",
-               rc == CN_ELIMIT ? "Param 'metadata' is too large (max %d bytes)"
-                               : "Param 'metadata' is illegal: a JSON object or k=v,k2=v2",
-               CN_REG_MAX_METADATA_BYTES);
-        return CN_EINVAL;
+    const char *metadata = "{}";
+    size_t metadata_len = 2;
+    if (in->metadata.len && !cn_slice_eq(in->metadata, CN_SLICE_LIT("{}"))) {
+        /* Not the common empty metadata: canonical JSON (the empty case's is "{}"). */
+        int rc = cn_reg_parse_metadata(in->metadata, &meta);
+        if (rc == 0)
+            rc = cn_buf_append(&meta, "", 1);
+        if (rc) {
+            cn_buf_release(&meta);
+            reg_seterr(err, "metadata",
+                       rc == CN_ELIMIT ? "Param 'metadata' is too large (max %d bytes)"
+                                       : "Param 'metadata' is illegal: a JSON object or k=v,k2=v2",
+                       CN_REG_MAX_METADATA_BYTES);
+            return CN_EINVAL;
+        }
+        metadata = meta.ptr;
+        metadata_len = meta.len - 1;
     }
-    struct svc *s = must_exist ? find_svc(reg, in->ns, in->group, in->service)
-                               : get_svc(reg, in->ns, in->group, in->service, now_ms, err);
+    struct svc *s = must_exist ? reg_find_svc(reg, in->ns, in->group, in->service)
+                               : reg_get_svc(reg, in->ns, in->group, in->service, err);
     if (!s) {
         cn_buf_release(&meta);
         if (must_exist) {
-            seterr(err, "serviceName", "service not found: %.*s@@%.*s", (int)in->group.len,
-                   in->group.ptr, (int)in->service.len, in->service.ptr);
+            reg_seterr(err, "serviceName", "service not found: %.*s@@%.*s", (int)in->group.len,
+                       in->group.ptr, (int)in->service.len, in->service.ptr);
             return CN_ENOENT;
         }
         return CN_ELIMIT;
     }
-    struct inst *old = find_inst(s, in->cluster, in->ip, in->port);
+    struct inst *old = reg_find_inst(s, in->cluster, in->ip, in->port);
     if (must_exist && !old) {
         cn_buf_release(&meta);
-        seterr(err, "ip", "instance not found: %.*s:%u", (int)in->ip.len, in->ip.ptr, in->port);
+        reg_seterr(err, "ip", "instance not found: %.*s:%u", (int)in->ip.len, in->ip.ptr, in->port);
         return CN_ENOENT;
     }
-    if (old && old->ephemeral != (in->ephemeral ? 1 : 0)) {
+    /* An ephemeral one whose persistent put is in flight: refused as once that is applied. */
+    int persistent_pending = !old && in->ephemeral && reg->pw_head &&
+                             reg_put_pending(reg, s, in->cluster, in->ip, in->port);
+    if ((old && old->ephemeral != (in->ephemeral ? 1 : 0)) || persistent_pending) {
         cn_buf_release(&meta);
-        seterr(err, "ephemeral",
-               "instance %.*s:%u is already registered as %s; deregister it first", (int)in->ip.len,
-               in->ip.ptr, in->port, old->ephemeral ? "ephemeral" : "persistent");
+        int eph = old ? old->ephemeral : 0;
+        reg_seterr(err, "ephemeral",
+                   "instance %.*s:%u is already registered as %s; deregister it first",
+                   (int)in->ip.len, in->ip.ptr, in->port, eph ? "ephemeral" : "persistent");
         return CN_EINVAL;
     }
     if (!old && s->num >= reg->opts.max_instances_per_service) {
         cn_buf_release(&meta);
-        seterr(err, "ip",
-               "too many instances in service: registry.max_instances_per_service is %llu",
-               (unsigned long long)reg->opts.max_instances_per_service);
+        reg_seterr(err, "ip",
+                   "too many instances in service: registry.max_instances_per_service is %llu",
+                   (unsigned long long)reg->opts.max_instances_per_service);
         return CN_ELIMIT;
     }
-    struct inst n;
-    if (fill_inst(reg, &n, in, meta.ptr) != 0) {
+    /* Room first: once the store has it, nothing may fail. */
+    size_t old_pos = old ? (size_t)(old - s->insts) : 0;
+    if ((!old && reg_index_reserve(s, s->num + 1) != 0) ||
+        fill_inst(reg, out_n, in, metadata, metadata_len) != 0) {
         cn_buf_release(&meta);
-        seterr(err, NULL, "out of memory");
+        reg_seterr(err, NULL, "out of memory");
         return CN_ENOMEM;
     }
     cn_buf_release(&meta);
+    *out_s = s;
+    *out_old = old ? &s->insts[old_pos] : NULL; /* the array may have moved */
+    return 0;
+}
+
+/* Under the lock: adds or replaces, storing first when the instance goes to the store. */
+int reg_put_locked(struct cn_reg *reg, const struct cn_reg_instance *in, int must_exist,
+                   uint64_t now_ms, struct cn_reg_error *err)
+{
+    struct svc *s;
+    struct inst *old, n;
+    int rc = prepare_put(reg, in, must_exist, &s, &old, &n, err);
+    if (rc)
+        return rc;
     n.last_beat_ms = now_ms;
     if (!n.ephemeral && old)
         n.healthy = old->healthy; /* the checker owns a persistent instance's health */
-    if (store_inst(reg, s, &n, err) != 0) {
-        inst_release(&n);
+    if (reg_store_inst(reg, s, &n, err) != 0) {
+        reg_inst_release(&n);
         return CN_EIO;
     }
     if (old) {
-        inst_release(old);
+        reg_inst_release(old);
         *old = n;
     } else {
-        if (s->num == s->cap) {
-            size_t cap = s->cap ? s->cap * 2 : 4;
-            struct inst *a = realloc(s->insts, cap * sizeof(*a));
-            if (!a) {
-                inst_release(&n);
-                seterr(err, NULL, "out of memory");
-                return CN_ENOMEM;
-            }
-            s->insts = a;
-            s->cap = cap;
-        }
-        s->insts[s->num++] = n;
+        s->insts[s->num] = n;
+        reg_index_put(s, s->num++);
     }
-    publish(reg, s, now_ms);
+    due_note(s, &n);
+    reg_publish(reg, s);
     return 0;
+}
+
+/* A register or update (must_exist). */
+static int put(struct cn_reg *reg, const struct cn_reg_instance *in, int must_exist,
+               uint64_t now_ms, struct cn_reg_error *err)
+{
+    int rc = reg_check_instance(in, err);
+    if (rc)
+        return rc;
+    uv_mutex_lock(&reg->lock);
+    if (!reg_deferred(reg, in->ephemeral)) {
+        rc = reg_put_locked(reg, in, must_exist, now_ms, err);
+        reg_reclaim(reg);
+        uv_mutex_unlock(&reg->lock);
+        return rc;
+    }
+    struct reg_pw w = {0};
+    struct inst *old;
+    rc = prepare_put(reg, in, must_exist, &w.s, &old, &w.n, err);
+    if (rc) {
+        uv_mutex_unlock(&reg->lock);
+        return rc;
+    }
+    w.n.last_beat_ms = now_ms;
+    if (old)
+        w.n.healthy = old->healthy; /* as stored; applied from the one it replaces then */
+    reg_pw_enqueue(reg, &w);
+    uv_mutex_unlock(&reg->lock);
+    reg_pw_wait(reg, &w);
+    uv_mutex_lock(&reg->lock);
+    rc = reg_pw_apply(reg, &w, err);
+    reg_reclaim(reg);
+    uv_mutex_unlock(&reg->lock);
+    return rc;
 }
 
 int cn_reg_register(struct cn_reg *reg, const struct cn_reg_instance *in, uint64_t now_ms,
                     struct cn_reg_error *err)
 {
-    int rc = check_instance(in, err);
-    if (rc)
-        return rc;
-    uv_mutex_lock(&reg->lock);
-    rc = put_locked(reg, in, 0, now_ms, err);
-    reclaim(reg);
-    uv_mutex_unlock(&reg->lock);
+    int rc = put(reg, in, 0, now_ms, err);
     if (rc == 0)
         atomic_fetch_add_explicit(&reg->n_registers, 1, memory_order_relaxed);
     return rc;
@@ -629,25 +840,68 @@ int cn_reg_register(struct cn_reg *reg, const struct cn_reg_instance *in, uint64
 int cn_reg_update(struct cn_reg *reg, const struct cn_reg_instance *in, uint64_t now_ms,
                   struct cn_reg_error *err)
 {
-    int rc = check_instance(in, err);
-    if (rc)
-        return rc;
+    return put(reg, in, 1, now_ms, err);
+}
+
+void cn_reg_put_batch(struct cn_reg *reg, struct cn_reg_put *const puts[], size_t num,
+                      uint64_t now_ms)
+{
+    struct reg_pw *w = calloc(num ? num : 1, sizeof(*w));
+    if (!w) { /* one by one, each with its own sync */
+        for (size_t i = 0; i < num; i++) {
+            struct cn_reg_put *p = puts[i];
+            p->rc = p->must_exist ? cn_reg_update(reg, &p->in, now_ms, &p->err)
+                                  : cn_reg_register(reg, &p->in, now_ms, &p->err);
+        }
+        return;
+    }
+    struct reg_pw *last = NULL;
     uv_mutex_lock(&reg->lock);
-    rc = put_locked(reg, in, 1, now_ms, err);
+    for (size_t i = 0; i < num; i++) {
+        struct cn_reg_put *p = puts[i];
+        struct inst *old;
+        p->rc = reg_check_instance(&p->in, &p->err);
+        if (p->rc)
+            continue;
+        if (!reg_deferred(reg, p->in.ephemeral)) {
+            p->rc = reg_put_locked(reg, &p->in, p->must_exist, now_ms, &p->err);
+            continue;
+        }
+        p->rc = prepare_put(reg, &p->in, p->must_exist, &w[i].s, &old, &w[i].n, &p->err);
+        if (p->rc)
+            continue;
+        w[i].n.last_beat_ms = now_ms;
+        if (old)
+            w[i].n.healthy = old->healthy;
+        reg_pw_enqueue(reg, &w[i]);
+        last = &w[i];
+    }
     uv_mutex_unlock(&reg->lock);
-    return rc;
+    if (last)
+        reg_pw_wait(reg, last); /* committed in order: every earlier one is done too */
+    uv_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < num; i++)
+        if (w[i].seq)
+            puts[i]->rc = reg_pw_apply(reg, &w[i], &puts[i]->err);
+    reg_reclaim(reg);
+    uv_mutex_unlock(&reg->lock);
+    for (size_t i = 0; i < num; i++)
+        if (puts[i]->rc == 0 && !puts[i]->must_exist)
+            atomic_fetch_add_explicit(&reg->n_registers, 1, memory_order_relaxed);
+    free(w);
 }
 
 /* Under the lock: removes instance i of s; drops s when it empties and is implicit. */
-static void remove_inst(struct cn_reg *reg, struct svc *s, size_t i, uint64_t now_ms)
+void reg_remove_inst(struct cn_reg *reg, struct svc *s, size_t i)
 {
-    inst_release(&s->insts[i]);
+    reg_inst_release(&s->insts[i]);
     memmove(&s->insts[i], &s->insts[i + 1], (s->num - i - 1) * sizeof(s->insts[0]));
     s->num--;
-    if (s->num == 0 && !s->explicit_)
-        drop_svc(reg, s);
+    reg_index_rebuild(s);
+    if (s->num == 0 && !s->explicit_ && !s->pending)
+        reg_drop_svc(reg, s);
     else
-        publish(reg, s, now_ms);
+        reg_publish(reg, s);
 }
 
 int cn_reg_deregister(struct cn_reg *reg, struct cn_slice ns, struct cn_slice group,
@@ -655,16 +909,36 @@ int cn_reg_deregister(struct cn_reg *reg, struct cn_slice ns, struct cn_slice gr
                       uint16_t port, int ephemeral, uint64_t now_ms, struct cn_reg_error *err)
 {
     (void)ephemeral; /* an instance is found by its address whatever the flag says */
+    (void)now_ms;
     uv_mutex_lock(&reg->lock);
     int rc = 0;
-    struct svc *s = find_svc(reg, ns, group, service);
-    struct inst *in = s ? find_inst(s, cluster, ip, port) : NULL;
-    if (in) {
+    struct svc *s = reg_find_svc(reg, ns, group, service);
+    struct inst *in = s ? reg_find_inst(s, cluster, ip, port) : NULL;
+    if (in && reg_deferred(reg, in->ephemeral)) {
+        struct reg_pw w = {.s = s, .del = 1};
+        w.del_key = malloc(in->cluster_len + in->ip_len + 2);
+        if (!w.del_key) {
+            uv_mutex_unlock(&reg->lock);
+            reg_seterr(err, NULL, "out of memory");
+            return CN_ENOMEM;
+        }
+        w.n = *in;
+        w.n.cluster = w.del_key;
+        memcpy(w.n.cluster, in->cluster, in->cluster_len + 1);
+        w.n.ip = w.del_key + in->cluster_len + 1;
+        memcpy(w.n.ip, in->ip, in->ip_len + 1);
+        w.n.metadata = w.n.health_path = w.n.frag = NULL;
+        reg_pw_enqueue(reg, &w);
+        uv_mutex_unlock(&reg->lock);
+        reg_pw_wait(reg, &w);
+        uv_mutex_lock(&reg->lock);
+        rc = reg_pw_apply(reg, &w, err);
+    } else if (in) {
         rc = unstore_inst(reg, s, in, err);
         if (rc == 0)
-            remove_inst(reg, s, (size_t)(in - s->insts), now_ms);
+            reg_remove_inst(reg, s, (size_t)(in - s->insts));
     }
-    reclaim(reg);
+    reg_reclaim(reg);
     uv_mutex_unlock(&reg->lock);
     if (rc == 0)
         atomic_fetch_add_explicit(&reg->n_deregisters, 1, memory_order_relaxed);
@@ -676,8 +950,8 @@ int cn_reg_beat(struct cn_reg *reg, const struct cn_reg_instance *in, int reg_if
 {
     atomic_fetch_add_explicit(&reg->n_beats, 1, memory_order_relaxed);
     uv_mutex_lock(&reg->lock);
-    struct svc *s = find_svc(reg, in->ns, in->group, in->service);
-    struct inst *i = s ? find_inst(s, in->cluster, in->ip, in->port) : NULL;
+    struct svc *s = reg_find_svc(reg, in->ns, in->group, in->service);
+    struct inst *i = s ? reg_find_inst(s, in->cluster, in->ip, in->port) : NULL;
     if (i) {
         i->last_beat_ms = now_ms;
         *out_interval_ms = i->beat_interval_ms;
@@ -686,13 +960,14 @@ int cn_reg_beat(struct cn_reg *reg, const struct cn_reg_instance *in, int reg_if
              * key moves under this node's lease). */
             i->remote = 0;
             i->healthy = 1;
-            store_inst(reg, s, i, NULL);
-            publish(reg, s, now_ms);
+            reg_store_inst(reg, s, i, NULL);
+            reg_publish(reg, s);
         } else if (!i->healthy && i->ephemeral) {
             i->healthy = 1;
-            store_inst(reg, s, i, NULL); /* a shared store carries the health */
-            publish(reg, s, now_ms);
+            reg_store_inst(reg, s, i, NULL); /* a shared store carries the health */
+            reg_publish(reg, s);
         }
+        due_note(s, i);
         uv_mutex_unlock(&reg->lock);
         return 0;
     }
@@ -703,11 +978,51 @@ int cn_reg_beat(struct cn_reg *reg, const struct cn_reg_instance *in, int reg_if
     if (rc)
         return rc;
     uv_mutex_lock(&reg->lock);
-    s = find_svc(reg, in->ns, in->group, in->service);
-    i = s ? find_inst(s, in->cluster, in->ip, in->port) : NULL;
+    s = reg_find_svc(reg, in->ns, in->group, in->service);
+    i = s ? reg_find_inst(s, in->cluster, in->ip, in->port) : NULL;
     *out_interval_ms = i ? i->beat_interval_ms : reg->opts.beat_interval_ms;
     uv_mutex_unlock(&reg->lock);
     return 0;
+}
+
+/* Under the lock: expires s's silent instances. Returns how many changed state. */
+static size_t expire_svc(struct cn_reg *reg, struct svc *s, uint64_t now_ms)
+{
+    size_t changed = 0, keep = 0, removed = 0;
+    uint64_t due = UINT64_MAX;
+    for (size_t i = 0; i < s->num; i++) {
+        struct inst *in = &s->insts[i];
+        uint64_t silent = now_ms > in->last_beat_ms ? now_ms - in->last_beat_ms : 0;
+        if (in->ephemeral && !in->remote && silent > in->delete_timeout_ms) {
+            cn_info("registry", "instance removed: no heartbeat",
+                    "service=\"%s\" ip=%s port=%u silent_ms=%llu", s->grouped, in->ip, in->port,
+                    (unsigned long long)silent);
+            unstore_inst(reg, s, in, NULL); /* shared store: other nodes drop it too */
+            reg_inst_release(in);
+            removed++;
+            changed++;
+            atomic_fetch_add_explicit(&reg->n_removed, 1, memory_order_relaxed);
+            continue;
+        }
+        if (in->ephemeral && !in->remote && in->healthy && silent > in->beat_timeout_ms) {
+            cn_info("registry", "instance unhealthy: no heartbeat",
+                    "service=\"%s\" ip=%s port=%u silent_ms=%llu", s->grouped, in->ip, in->port,
+                    (unsigned long long)silent);
+            in->healthy = 0;
+            reg_store_inst(reg, s, in, NULL);
+            changed++;
+            atomic_fetch_add_explicit(&reg->n_unhealthy, 1, memory_order_relaxed);
+        }
+        due = CN_MIN(due, inst_due(in));
+        if (keep != i)
+            s->insts[keep] = *in;
+        keep++;
+    }
+    s->num = keep;
+    s->due_ms = due;
+    if (removed)
+        reg_index_rebuild(s);
+    return changed;
 }
 
 size_t cn_reg_tick(struct cn_reg *reg, uint64_t now_ms)
@@ -718,47 +1033,16 @@ size_t cn_reg_tick(struct cn_reg *reg, uint64_t now_ms)
         struct svc *s = atomic_load(&reg->buckets[b]);
         while (s) {
             struct svc *next = atomic_load(&s->next);
-            int dirty = 0;
-            for (size_t i = 0; i < s->num;) {
-                struct inst *in = &s->insts[i];
-                uint64_t silent = now_ms > in->last_beat_ms ? now_ms - in->last_beat_ms : 0;
-                if (in->remote) { /* its owner expires it */
-                    i++;
-                    continue;
-                }
-                if (in->ephemeral && silent > in->delete_timeout_ms) {
-                    cn_info("registry", "instance removed: no heartbeat",
-                            "service=\"%s\" ip=%s port=%u silent_ms=%llu", s->grouped, in->ip,
-                            in->port, (unsigned long long)silent);
-                    unstore_inst(reg, s, in, NULL); /* shared store: other nodes drop it too */
-                    inst_release(in);
-                    memmove(in, in + 1, (s->num - i - 1) * sizeof(*in));
-                    s->num--;
-                    dirty = 1;
-                    changed++;
-                    atomic_fetch_add_explicit(&reg->n_removed, 1, memory_order_relaxed);
-                    continue;
-                }
-                if (in->ephemeral && in->healthy && silent > in->beat_timeout_ms) {
-                    cn_info("registry", "instance unhealthy: no heartbeat",
-                            "service=\"%s\" ip=%s port=%u silent_ms=%llu", s->grouped, in->ip,
-                            in->port, (unsigned long long)silent);
-                    in->healthy = 0;
-                    store_inst(reg, s, in, NULL);
-                    dirty = 1;
-                    changed++;
-                    atomic_fetch_add_explicit(&reg->n_unhealthy, 1, memory_order_relaxed);
-                }
-                i++;
-            }
-            if (s->num == 0 && !s->explicit_ && dirty)
-                drop_svc(reg, s);
-            else if (dirty)
-                publish(reg, s, now_ms);
+            size_t n = now_ms > s->due_ms ? expire_svc(reg, s, now_ms) : 0;
+            if (n && s->num == 0 && !s->explicit_ && !s->pending)
+                reg_drop_svc(reg, s);
+            else if (n)
+                reg_publish(reg, s);
+            changed += n;
             s = next;
         }
     }
-    reclaim(reg);
+    reg_reclaim(reg);
     uv_mutex_unlock(&reg->lock);
     return changed;
 }
@@ -781,12 +1065,30 @@ static int in_clusters(struct cn_slice clusters, const char *cluster)
     return 0;
 }
 
+/* The answer to q from sn (NULL: no such service). */
 static int list_body(struct cn_reg *reg, const struct cn_reg_query *q, const struct snap *sn,
                      uint64_t now_ms, struct cn_buf *out)
 {
     char num[24];
+    size_t num_len = cn_u64_to_dec(num, now_ms);
+    if (sn && q->clusters.len == 0 && sn->num_enabled == sn->num &&
+        (sn->num_healthy == sn->num ||
+         (!q->healthy_only &&
+          !(sn->protect_threshold > 0 &&
+            (double)sn->num_healthy / (double)sn->num < sn->protect_threshold)))) {
+        /* The common answer, ready in the snapshot but for its time: every host as it is
+         * (none filtered out by healthyOnly, none made healthy by protection). */
+        if (cn_buf_reserve(out, sn->text_len + num_len + sn->tail_len) != 0)
+            return CN_ELIMIT;
+        char *p = out->ptr + out->len;
+        memcpy(p, sn->text, sn->text_len);
+        memcpy(p + sn->text_len, num, num_len);
+        memcpy(p + sn->text_len + num_len, sn->tail, sn->tail_len);
+        out->len += sn->text_len + num_len + sn->tail_len;
+        return 0;
+    }
     /* Room for the common answer at once: the hosts' text and the fields around it. */
-    if (cn_buf_reserve(out, (sn ? sn->text_len : 0) + 2 * (q->group.len + q->service.len) +
+    if (cn_buf_reserve(out, (sn ? sn->host_len : 0) + 2 * (q->group.len + q->service.len) +
                                 q->clusters.len + 320) != 0)
         return CN_ELIMIT;
     int rc = cn_buf_puts(out, "{\"name\":");
@@ -830,7 +1132,7 @@ static int list_body(struct cn_reg *reg, const struct cn_reg_query *q, const str
         reach = total && sn->protect_threshold > 0 &&
                 (double)healthy / (double)total < sn->protect_threshold;
         if (all && (reach ? healthy == total : (!q->healthy_only || healthy == total))) {
-            rc = cn_buf_append(out, sn->text, sn->text_len);
+            rc = cn_buf_append(out, sn->host_text, sn->host_len);
         } else {
             int first = 1;
             for (size_t i = 0; i < sn->num && !rc; i++) {
@@ -842,11 +1144,11 @@ static int list_body(struct cn_reg *reg, const struct cn_reg_query *q, const str
                 if (!first)
                     rc |= cn_buf_append(out, ",", 1);
                 first = 0;
-                const char *t = sn->text + h->off;
+                const char *t = sn->host_text + h->off;
                 if (reach && !h->healthy) {
                     rc |= cn_buf_append(out, t, h->hoff - h->off);
                     rc |= cn_buf_puts(out, "true");
-                    rc |= cn_buf_append(out, sn->text + h->hoff + h->hlen,
+                    rc |= cn_buf_append(out, sn->host_text + h->hoff + h->hlen,
                                         h->off + h->len - h->hoff - h->hlen);
                 } else {
                     rc |= cn_buf_append(out, t, h->len);
@@ -869,7 +1171,21 @@ int cn_reg_list_json(struct cn_reg *reg, const struct cn_reg_query *q, uint64_t 
                      struct cn_buf *out)
 {
     int slot = read_begin(reg);
-    struct svc *s = find_svc(reg, q->ns, q->group, q->service);
+    struct svc *s = reg_find_svc(reg, q->ns, q->group, q->service);
+    if (s && atomic_load_explicit(&s->stale, memory_order_acquire)) {
+        /* Changed since its snapshot was built: build it under the writer lock, and answer
+         * from it there (the lock keeps it from being freed). The read section ends first:
+         * a writer may wait for readers (retire, out of memory) while holding the lock. */
+        read_end(reg, slot);
+        uv_mutex_lock(&reg->lock);
+        s = reg_find_svc(reg, q->ns, q->group, q->service);
+        if (s)
+            build(reg, s); /* out of memory: the previous snapshot answers */
+        int rc = list_body(reg, q, s ? atomic_load(&s->snap) : NULL, now_ms, out);
+        reg_reclaim(reg);
+        uv_mutex_unlock(&reg->lock);
+        return rc;
+    }
     const struct snap *sn = s ? atomic_load_explicit(&s->snap, memory_order_acquire) : NULL;
     int rc = list_body(reg, q, sn, now_ms, out);
     read_end(reg, slot);
@@ -881,7 +1197,7 @@ long cn_reg_instances(struct cn_reg *reg, struct cn_slice ns, struct cn_slice gr
 {
     *out = NULL;
     uv_mutex_lock(&reg->lock);
-    struct svc *s = find_svc(reg, ns, group, service);
+    struct svc *s = reg_find_svc(reg, ns, group, service);
     long n = s ? (long)s->num : 0;
     struct cn_reg_inst_view *v = calloc(n ? (size_t)n : 1, sizeof(*v));
     if (!v) {
@@ -928,32 +1244,33 @@ int cn_reg_service_put(struct cn_reg *reg, const struct cn_reg_service *sv, int 
                        struct cn_reg_error *err)
 {
     if (sv->ns.len && cn_reg_check_name(sv->ns) != 0)
-        return seterr(err, "namespaceId", "Param 'namespaceId' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "namespaceId", "Param 'namespaceId' is illegal"), CN_EINVAL;
     if (cn_reg_check_name(sv->group) != 0)
-        return seterr(err, "groupName", "Param 'groupName' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "groupName", "Param 'groupName' is illegal"), CN_EINVAL;
     if (cn_reg_check_name(sv->service) != 0)
-        return seterr(err, "serviceName", "Param 'serviceName' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "serviceName", "Param 'serviceName' is illegal"), CN_EINVAL;
     if (!(sv->protect_threshold >= 0 && sv->protect_threshold <= 1))
-        return seterr(err, "protectThreshold", "Param 'protectThreshold' is illegal: 0..1"),
+        return reg_seterr(err, "protectThreshold", "Param 'protectThreshold' is illegal: 0..1"),
                CN_EINVAL;
     struct cn_buf meta;
     cn_buf_init(&meta, CN_REG_MAX_METADATA_BYTES + 64);
     if (cn_reg_parse_metadata(sv->metadata, &meta) != 0 || cn_buf_append(&meta, "", 1) != 0) {
         cn_buf_release(&meta);
-        return seterr(err, "metadata", "Param 'metadata' is illegal"), CN_EINVAL;
+        return reg_seterr(err, "metadata", "Param 'metadata' is illegal"), CN_EINVAL;
     }
     uv_mutex_lock(&reg->lock);
     int rc = 0;
-    struct svc *s = find_svc(reg, sv->ns, sv->group, sv->service);
+    struct svc *s = reg_find_svc(reg, sv->ns, sv->group, sv->service);
     if (update && !s) {
-        seterr(err, "serviceName", "service %.*s not found", (int)sv->service.len, sv->service.ptr);
+        reg_seterr(err, "serviceName", "service %.*s not found", (int)sv->service.len,
+                   sv->service.ptr);
         rc = CN_ENOENT;
     } else if (!update && s && s->explicit_) {
-        seterr(err, "serviceName", "specified service %.*s already exists", (int)sv->service.len,
-               sv->service.ptr);
+        reg_seterr(err, "serviceName", "specified service %.*s already exists",
+                   (int)sv->service.len, sv->service.ptr);
         rc = CN_EINVAL;
     } else {
-        s = s ? s : get_svc(reg, sv->ns, sv->group, sv->service, 0, err);
+        s = s ? s : reg_get_svc(reg, sv->ns, sv->group, sv->service, err);
         char *m = strdup(meta.ptr);
         if (!s || !m) {
             free(m);
@@ -968,7 +1285,7 @@ int cn_reg_service_put(struct cn_reg *reg, const struct cn_reg_service *sv, int 
                     s->svc_rev = reg->store->last_rev;
                 uv_mutex_unlock(&reg->store_lock);
                 if (rc) {
-                    seterr(err, NULL, "storage failed: %s", e);
+                    reg_seterr(err, NULL, "storage failed: %s", e);
                     rc = CN_EIO;
                 }
             }
@@ -977,7 +1294,7 @@ int cn_reg_service_put(struct cn_reg *reg, const struct cn_reg_service *sv, int 
                 s->metadata = m;
                 s->protect_threshold = sv->protect_threshold;
                 s->explicit_ = 1;
-                publish(reg, s, 0);
+                reg_publish(reg, s);
             } else {
                 free(m);
             }
@@ -993,15 +1310,15 @@ int cn_reg_service_delete(struct cn_reg *reg, struct cn_slice ns, struct cn_slic
 {
     uv_mutex_lock(&reg->lock);
     int rc = 0;
-    struct svc *s = find_svc(reg, ns, group, service);
+    struct svc *s = reg_find_svc(reg, ns, group, service);
     if (!s) {
-        seterr(err, "serviceName", "specified service not exist, serviceName : %.*s",
-               (int)service.len, service.ptr);
+        reg_seterr(err, "serviceName", "specified service not exist, serviceName : %.*s",
+                   (int)service.len, service.ptr);
         rc = CN_ENOENT;
-    } else if (s->num) {
-        seterr(err, "serviceName",
-               "service %s is not empty, can't be delete. Please unregister instance first",
-               s->grouped);
+    } else if (s->num || s->pending) {
+        reg_seterr(err, "serviceName",
+                   "service %s is not empty, can't be delete. Please unregister instance first",
+                   s->grouped);
         rc = CN_EINVAL;
     } else {
         if (reg->store) {
@@ -1010,12 +1327,12 @@ int cn_reg_service_delete(struct cn_reg *reg, struct cn_slice ns, struct cn_slic
             rc = reg->store->ops->svc_del(reg->store, s->ns, s->group, s->name, e, sizeof(e));
             uv_mutex_unlock(&reg->store_lock);
             if (rc) {
-                seterr(err, NULL, "storage failed: %s", e);
+                reg_seterr(err, NULL, "storage failed: %s", e);
                 rc = CN_EIO;
             }
         }
         if (rc == 0)
-            drop_svc(reg, s);
+            reg_drop_svc(reg, s);
     }
     uv_mutex_unlock(&reg->lock);
     return rc;
@@ -1025,7 +1342,7 @@ int cn_reg_service_json(struct cn_reg *reg, struct cn_slice ns, struct cn_slice 
                         struct cn_slice service, struct cn_buf *out)
 {
     uv_mutex_lock(&reg->lock);
-    struct svc *s = find_svc(reg, ns, group, service);
+    struct svc *s = reg_find_svc(reg, ns, group, service);
     if (!s) {
         uv_mutex_unlock(&reg->lock);
         return CN_ENOENT;
@@ -1214,189 +1531,20 @@ void cn_reg_checks_free(struct cn_reg_check *c, long n)
 void cn_reg_set_health(struct cn_reg *reg, const struct cn_reg_check *c, int healthy,
                        uint64_t now_ms)
 {
+    (void)now_ms; /* a change marks the snapshot stale; nothing keeps its time */
     uv_mutex_lock(&reg->lock);
     struct svc *s =
-        find_svc(reg, cn_slice_of(c->ns), cn_slice_of(c->group), cn_slice_of(c->service));
-    struct inst *in = s ? find_inst(s, cn_slice_of(c->cluster), cn_slice_of(c->ip), c->port) : NULL;
+        reg_find_svc(reg, cn_slice_of(c->ns), cn_slice_of(c->group), cn_slice_of(c->service));
+    struct inst *in =
+        s ? reg_find_inst(s, cn_slice_of(c->cluster), cn_slice_of(c->ip), c->port) : NULL;
     if (in && !in->ephemeral && in->healthy != (healthy ? 1 : 0)) {
         in->healthy = healthy ? 1 : 0;
         cn_info("registry",
                 healthy ? "instance healthy: check passed" : "instance unhealthy: check failed",
                 "service=\"%s\" ip=%s port=%u", s->grouped, in->ip, in->port);
-        publish(reg, s, now_ms);
+        reg_publish(reg, s);
     }
-    reclaim(reg);
-    uv_mutex_unlock(&reg->lock);
-}
-
-/* ---- changes from a shared store --------------------------------------------------------- */
-
-static int same_inst(const struct inst *in, const struct cn_reg_inst_rec *r, int remote)
-{
-    return in->weight == r->weight && in->enabled == (r->enabled ? 1 : 0) &&
-           in->ephemeral == (r->ephemeral ? 1 : 0) && in->remote == (remote ? 1 : 0) &&
-           (!in->ephemeral || in->healthy == (r->healthy ? 1 : 0)) &&
-           strcmp(in->metadata, r->metadata) == 0;
-}
-
-int reg_apply_inst(struct cn_reg *reg, const struct cn_reg_inst_rec *r, int remote, uint64_t rev,
-                   uint64_t sync, uint64_t now_ms)
-{
-    struct cn_reg_instance in = {cn_slice_of(r->ns),
-                                 cn_slice_of(r->group),
-                                 cn_slice_of(r->service),
-                                 cn_slice_of(r->cluster),
-                                 cn_slice_of(r->ip),
-                                 r->port,
-                                 r->weight,
-                                 r->healthy,
-                                 r->enabled,
-                                 r->ephemeral,
-                                 cn_slice_of(r->metadata)};
-    struct cn_reg_error e = {0};
-    int rc = check_instance(&in, &e);
-    if (rc)
-        return rc;
-    uv_mutex_lock(&reg->lock);
-    struct svc *s = find_svc(reg, in.ns, in.group, in.service);
-    struct inst *old = s ? find_inst(s, in.cluster, in.ip, in.port) : NULL;
-    if (old) {
-        if (sync)
-            old->seen = sync;
-        if (old->rev >= rev || same_inst(old, r, remote)) {
-            old->rev = CN_MAX(old->rev, rev);
-            uv_mutex_unlock(&reg->lock);
-            return 0;
-        }
-        if (old->ephemeral != (r->ephemeral ? 1 : 0)) /* re-registered as the other kind */
-            remove_inst(reg, s, (size_t)(old - s->insts), now_ms);
-    }
-    reg->applying = 1;
-    rc = put_locked(reg, &in, 0, now_ms, &e);
-    reg->applying = 0;
-    s = rc == 0 ? find_svc(reg, in.ns, in.group, in.service) : NULL;
-    struct inst *n = s ? find_inst(s, in.cluster, in.ip, in.port) : NULL;
-    if (n) {
-        n->rev = rev;
-        n->seen = sync ? sync : n->seen;
-        if (n->remote != (remote ? 1 : 0)) {
-            n->remote = remote ? 1 : 0;
-            publish(reg, s, now_ms);
-        }
-    } else if (rc) {
-        cn_warn("registry", "cannot apply a stored instance",
-                "service=\"%s@@%s\" ip=%s port=%u error=\"%s\"", r->group, r->service, r->ip,
-                r->port, e.message);
-    }
-    reclaim(reg);
-    uv_mutex_unlock(&reg->lock);
-    return rc;
-}
-
-int reg_apply_inst_del(struct cn_reg *reg, const char *ns, const char *group, const char *service,
-                       const char *cluster, const char *ip, uint16_t port, uint64_t rev,
-                       uint64_t now_ms)
-{
-    uv_mutex_lock(&reg->lock);
-    struct svc *s = find_svc(reg, cn_slice_of(ns), cn_slice_of(group), cn_slice_of(service));
-    struct inst *in = s ? find_inst(s, cn_slice_of(cluster), cn_slice_of(ip), port) : NULL;
-    if (in && in->rev < rev)
-        remove_inst(reg, s, (size_t)(in - s->insts), now_ms);
-    reclaim(reg);
-    uv_mutex_unlock(&reg->lock);
-    return 0;
-}
-
-int reg_apply_svc(struct cn_reg *reg, const struct cn_reg_svc_rec *r, uint64_t rev, uint64_t sync)
-{
-    if (cn_reg_check_name(cn_slice_of(r->group)) || cn_reg_check_name(cn_slice_of(r->service)) ||
-        (r->ns[0] && cn_reg_check_name(cn_slice_of(r->ns))) ||
-        !(r->protect_threshold >= 0 && r->protect_threshold <= 1))
-        return CN_EINVAL;
-    uv_mutex_lock(&reg->lock);
-    int rc = 0;
-    struct svc *s =
-        get_svc(reg, cn_slice_of(r->ns), cn_slice_of(r->group), cn_slice_of(r->service), 0, NULL);
-    if (!s) {
-        rc = CN_ELIMIT;
-    } else {
-        if (sync)
-            s->seen = sync;
-        if (s->svc_rev < rev && (!s->explicit_ || s->protect_threshold != r->protect_threshold ||
-                                 strcmp(s->metadata, r->metadata) != 0)) {
-            char *m = strdup(r->metadata);
-            if (!m) {
-                rc = CN_ENOMEM;
-            } else {
-                free(s->metadata);
-                s->metadata = m;
-                s->protect_threshold = r->protect_threshold;
-                s->explicit_ = 1;
-                publish(reg, s, 0);
-            }
-        }
-        if (rc == 0)
-            s->svc_rev = CN_MAX(s->svc_rev, rev);
-    }
-    uv_mutex_unlock(&reg->lock);
-    return rc;
-}
-
-int reg_apply_svc_del(struct cn_reg *reg, const char *ns, const char *group, const char *service,
-                      uint64_t rev)
-{
-    uv_mutex_lock(&reg->lock);
-    struct svc *s = find_svc(reg, cn_slice_of(ns), cn_slice_of(group), cn_slice_of(service));
-    if (s && s->explicit_ && s->svc_rev < rev) {
-        s->explicit_ = 0;
-        if (s->num == 0)
-            drop_svc(reg, s);
-    }
-    reclaim(reg);
-    uv_mutex_unlock(&reg->lock);
-    return 0;
-}
-
-void reg_sync_sweep(struct cn_reg *reg, uint64_t sync, uint64_t upto, uint64_t now_ms)
-{
-    uv_mutex_lock(&reg->lock);
-    for (size_t b = 0; b < REG_BUCKETS; b++) {
-        struct svc *s = atomic_load(&reg->buckets[b]);
-        while (s) {
-            struct svc *next = atomic_load(&s->next);
-            int dirty = 0;
-            for (size_t i = 0; i < s->num;) {
-                struct inst *in = &s->insts[i];
-                if (in->seen == sync || in->rev > upto) {
-                    i++;
-                    continue;
-                }
-                if (in->ephemeral && !in->remote) {
-                    /* Ours, alive by its beats, missing from the store: our lease was lost
-                     * (this node was cut off longer than its TTL). Write it again. */
-                    cn_info("registry", "instance stored again", "service=\"%s\" ip=%s port=%u",
-                            s->grouped, in->ip, in->port);
-                    store_inst(reg, s, in, NULL);
-                    i++;
-                    continue;
-                }
-                cn_info("registry", "instance gone from the store", "service=\"%s\" ip=%s port=%u",
-                        s->grouped, in->ip, in->port);
-                inst_release(in);
-                memmove(in, in + 1, (s->num - i - 1) * sizeof(*in));
-                s->num--;
-                dirty = 1;
-            }
-            if (s->explicit_ && s->seen != sync && s->svc_rev <= upto)
-                s->explicit_ = 0;
-            if (s->num == 0 && !s->explicit_)
-                drop_svc(reg, s);
-            else if (dirty)
-                publish(reg, s, now_ms);
-            s = next;
-        }
-    }
-    reclaim(reg);
+    reg_reclaim(reg);
     uv_mutex_unlock(&reg->lock);
 }
 
@@ -1406,7 +1554,7 @@ static int load_svc(void *ctx, const struct cn_reg_svc_rec *r)
 {
     struct cn_reg *reg = ctx;
     struct svc *s =
-        get_svc(reg, cn_slice_of(r->ns), cn_slice_of(r->group), cn_slice_of(r->service), 0, NULL);
+        reg_get_svc(reg, cn_slice_of(r->ns), cn_slice_of(r->group), cn_slice_of(r->service), NULL);
     char *m = strdup(r->metadata);
     if (!s || !m) {
         free(m);
@@ -1416,7 +1564,8 @@ static int load_svc(void *ctx, const struct cn_reg_svc_rec *r)
     s->metadata = m;
     s->protect_threshold = r->protect_threshold;
     s->explicit_ = 1;
-    return publish(reg, s, 0);
+    reg_publish(reg, s);
+    return 0;
 }
 
 static int load_inst(void *ctx, const struct cn_reg_inst_rec *r)
@@ -1437,7 +1586,7 @@ static int load_inst(void *ctx, const struct cn_reg_inst_rec *r)
     /* No store during load: the record is already there. */
     struct cn_reg_store *st = reg->store;
     reg->store = NULL;
-    int rc = put_locked(reg, &in, 0, 0, &e);
+    int rc = reg_put_locked(reg, &in, 0, 0, &e);
     reg->store = st;
     return rc;
 }
@@ -1457,6 +1606,9 @@ struct cn_reg *cn_reg_new(const struct cn_reg_opts *opts, struct cn_reg_store *s
     uv_mutex_init(&reg->lock);
     uv_mutex_init(&reg->cfg_lock);
     uv_mutex_init(&reg->store_lock);
+    uv_mutex_init(&reg->pw_lock);
+    uv_cond_init(&reg->pw_done);
+    uv_cond_init(&reg->pw_turn);
     if (reg_cfg_init(reg) != 0) {
         snprintf(err, err_len, "out of memory");
         cn_reg_free(reg);
@@ -1504,5 +1656,8 @@ void cn_reg_free(struct cn_reg *reg)
     uv_mutex_destroy(&reg->lock);
     uv_mutex_destroy(&reg->cfg_lock);
     uv_mutex_destroy(&reg->store_lock);
+    uv_mutex_destroy(&reg->pw_lock);
+    uv_cond_destroy(&reg->pw_done);
+    uv_cond_destroy(&reg->pw_turn);
     free(reg);
 }

@@ -2,12 +2,15 @@
  * configuration center, shared by every worker thread of a process.
  *
  * Threads. One cn_reg is shared by all workers. Writers (register, deregister, beat, expiry,
- * config publish) serialise on a mutex; naming reads (instance lists, the hot path) never
+ * config publish) serialise on a mutex; naming reads (instance lists, the hot path) do not
  * lock: each service publishes an immutable snapshot of its instances, pre-rendered as
  * Nacos JSON, through an atomic pointer, and readers pin snapshots with epoch-based
  * reclamation (a per-thread slot holding the epoch it entered at; a retired snapshot is freed
- * once every reader that could have seen it has left). Configuration reads take a short
- * mutex (their rate is that of client start-ups and change notifications, not requests).
+ * once every reader that could have seen it has left). A write only marks the snapshot
+ * stale: the first read after it builds the new one under the mutex. Persistent instance
+ * writes on the embedded store sync to disk outside the mutex, several in one commit (group
+ * commit). Configuration reads take a short mutex (their rate is that of client start-ups and
+ * change notifications, not requests).
  *
  * Time. Every call that depends on time takes now_ms (milliseconds on the wall clock): the
  * caller owns the clock, so tests drive expiry with an injected one.
@@ -82,12 +85,28 @@ struct cn_reg_error {
 
 /* Registers (or replaces) an instance. A persistent instance is stored before this returns.
  * Returns 0, CN_EINVAL (bad field: err says which), CN_ELIMIT (a limit: err says which),
- * CN_EIO (the store failed). */
+ * CN_EIO (the store failed). Persistent writes in flight at once may pass
+ * max_instances_per_service by their number (each is checked against memory before any of
+ * them is applied). */
 int cn_reg_register(struct cn_reg *reg, const struct cn_reg_instance *in, uint64_t now_ms,
                     struct cn_reg_error *err);
 /* Updates the fields of an existing instance (PUT). CN_ENOENT when it does not exist. */
 int cn_reg_update(struct cn_reg *reg, const struct cn_reg_instance *in, uint64_t now_ms,
                   struct cn_reg_error *err);
+/* One write of cn_reg_put_batch: in (slices valid until the call returns), whether it is an
+ * update (must_exist), and its result as cn_reg_register or cn_reg_update gives it. */
+struct cn_reg_put {
+    struct cn_reg_instance in;
+    int must_exist;
+    int rc;                  /* out */
+    struct cn_reg_error err; /* out, when rc != 0 */
+};
+/* Registers or updates each of puts[0..num) as cn_reg_register / cn_reg_update called one
+ * after the other would (concurrent with each other: an update does not see a register of
+ * the same batch), each with its own result; the persistent ones reach the embedded store
+ * together, durable with one sync to disk. */
+void cn_reg_put_batch(struct cn_reg *reg, struct cn_reg_put *const puts[], size_t num,
+                      uint64_t now_ms);
 /* Removes an instance (graceful deregistration). 0 also when it was absent, as Nacos. */
 int cn_reg_deregister(struct cn_reg *reg, struct cn_slice ns, struct cn_slice group,
                       struct cn_slice service, struct cn_slice cluster, struct cn_slice ip,
@@ -112,7 +131,9 @@ struct cn_reg_query {
 };
 
 /* Appends the Nacos v1 /instance/list JSON for q into out (see docs/registry.md for the
- * fields). Lock-free. Returns 0, CN_ELIMIT when out's maximum is too small, CN_ENOMEM. */
+ * fields). Lock-free, but for the first list of a service after it changed, which builds its
+ * snapshot under the writer mutex. Returns 0, CN_ELIMIT when out's maximum is too small,
+ * CN_ENOMEM. */
 int cn_reg_list_json(struct cn_reg *reg, const struct cn_reg_query *q, uint64_t now_ms,
                      struct cn_buf *out);
 

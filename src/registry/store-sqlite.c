@@ -278,6 +278,27 @@ static int sq_inst_del(struct cn_reg_store *base, const char *ns, const char *gr
     return step_done(st) == 0 ? 0 : fail(s, err, err_len, "instance delete");
 }
 
+static int sq_txn_begin(struct cn_reg_store *base, char *err, size_t err_len)
+{
+    struct sq_store *s = (struct sq_store *)base;
+    return exec(s, "BEGIN IMMEDIATE") == SQLITE_OK ? 0 : fail(s, err, err_len, "begin");
+}
+
+static int sq_txn_commit(struct cn_reg_store *base, char *err, size_t err_len)
+{
+    struct sq_store *s = (struct sq_store *)base;
+    if (exec(s, "COMMIT") == SQLITE_OK)
+        return 0;
+    fail(s, err, err_len, "commit");
+    exec(s, "ROLLBACK");
+    return CN_EIO;
+}
+
+static void sq_txn_rollback(struct cn_reg_store *base)
+{
+    exec((struct sq_store *)base, "ROLLBACK");
+}
+
 static void sq_close(struct cn_reg_store *base)
 {
     struct sq_store *s = (struct sq_store *)base;
@@ -299,6 +320,9 @@ static const struct cn_reg_store_ops sq_ops = {
     .svc_del = sq_svc_del,
     .inst_put = sq_inst_put,
     .inst_del = sq_inst_del,
+    .txn_begin = sq_txn_begin,
+    .txn_commit = sq_txn_commit,
+    .txn_rollback = sq_txn_rollback,
     .close = sq_close,
 };
 

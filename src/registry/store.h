@@ -5,7 +5,9 @@
  *
  * Contract: every call returns 0 or a negative CN_E* code with a message in err; a call that
  * returned 0 is durable (on disk, or acknowledged by the cluster's quorum). The registry calls
- * the store under its writer lock, so a store needs no locking of its own. */
+ * the store under its store lock (and its naming writer lock, but for the embedded store's
+ * persistent instance writes, committed in groups without it), so a store needs no locking of
+ * its own. */
 #ifndef CN_REG_STORE_H
 #define CN_REG_STORE_H
 
@@ -72,6 +74,12 @@ struct cn_reg_store_ops {
                     size_t err_len);
     int (*inst_del)(struct cn_reg_store *s, const char *ns, const char *group, const char *service,
                     const char *cluster, const char *ip, uint16_t port, char *err, size_t err_len);
+    /* Optional (group commit): inst_put and inst_del calls between txn_begin and txn_commit
+     * are one transaction, durable together when txn_commit returns 0 (one sync to disk for
+     * all); after a failed call, txn_rollback undoes them. */
+    int (*txn_begin)(struct cn_reg_store *s, char *err, size_t err_len);
+    int (*txn_commit)(struct cn_reg_store *s, char *err, size_t err_len);
+    void (*txn_rollback)(struct cn_reg_store *s);
     /* Optional (NULL for the embedded store). Called once at the end of cn_reg_new, after
      * load: a shared store reads the cluster's state into reg through the reg_apply_* calls
      * (internal.h) and keeps it current from then on (watch, reconciliation) until close. */

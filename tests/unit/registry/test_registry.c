@@ -571,6 +571,178 @@ static void test_concurrent_reads(void **state)
     cn_reg_free(x.r);
 }
 
+/* A service of many instances: each found by its address after others left (the index),
+ * a register of a known address replacing it, and expiry finding them all on time although
+ * it skips services until their earliest expiry. */
+static void test_many_instances(void **state)
+{
+    (void)state;
+    struct cn_reg *r = new_reg();
+    struct cn_reg_error e = {0};
+    char ip[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 100, i % 100);
+        struct cn_reg_instance in = inst("m", ip, (uint16_t)(1000 + i % 3), "");
+        assert_int_equal(cn_reg_register(r, &in, (uint64_t)i, &e), 0);
+    }
+    for (int i = 1; i < 300; i += 2) {
+        snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 100, i % 100);
+        assert_int_equal(cn_reg_deregister(r, cn_slice_of(""), CN_SLICE_LIT("DEFAULT_GROUP"),
+                                           CN_SLICE_LIT("m"), CN_SLICE_LIT("DEFAULT"),
+                                           cn_slice_of(ip), (uint16_t)(1000 + i % 3), 1, 0, &e),
+                         0);
+    }
+    uint64_t interval;
+    for (int i = 0; i < 300; i++) {
+        snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 100, i % 100);
+        struct cn_reg_instance in = inst("m", ip, (uint16_t)(1000 + i % 3), "");
+        assert_int_equal(cn_reg_beat(r, &in, 0, 1000, &interval, &e), i % 2 ? CN_ENOENT : 0);
+        in.port = (uint16_t)(1000 + (i + 1) % 3); /* same ip, another port: unknown */
+        assert_int_equal(cn_reg_beat(r, &in, 0, 1000, &interval, &e), CN_ENOENT);
+    }
+    for (int i = 0; i < 300; i += 2) {
+        snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 100, i % 100);
+        struct cn_reg_instance in = inst("m", ip, (uint16_t)(1000 + i % 3), "");
+        in.weight = 7;
+        assert_int_equal(cn_reg_register(r, &in, 2000, &e), 0);
+    }
+    json_t *j = list(r, "m", "", 0);
+    assert_int_equal(num_hosts(j), 150);
+    for (size_t i = 0; i < 150; i++) {
+        snprintf(ip, sizeof(ip), "10.0.%zu.%zu", 2 * i / 100, 2 * i % 100);
+        assert_string_equal(json_string_value(json_object_get(host(j, i), "ip")), ip);
+        assert_true(json_real_value(json_object_get(host(j, i), "weight")) == 7.0);
+    }
+    json_decref(j);
+    /* Registered again at 2000: unhealthy past 17000, removed past 32000, not before. */
+    assert_int_equal(cn_reg_tick(r, 17000), 0);
+    assert_int_equal(cn_reg_tick(r, 17001), 150);
+    assert_int_equal(cn_reg_tick(r, 32000), 0);
+    assert_int_equal(cn_reg_tick(r, 32001), 150);
+    j = list(r, "m", "", 0);
+    assert_int_equal(num_hosts(j), 0);
+    json_decref(j);
+    cn_reg_free(r);
+}
+
+/* Persistent writes on the SQLite store from several threads at once (group commit): each
+ * answered, memory and store agreeing after a reopen, the last of two writes of one instance
+ * winning in both, an ephemeral register of an instance whose persistent put is in flight
+ * refused. */
+struct pwriter {
+    struct cn_reg *r;
+    int id, del;
+    atomic_int failures;
+};
+
+static void pwriter(void *arg)
+{
+    struct pwriter *w = arg;
+    struct cn_reg_error e = {0};
+    for (int i = 0; i < 100; i++) {
+        char ip[32];
+        snprintf(ip, sizeof(ip), "10.%d.0.%d", w->id, i);
+        struct cn_reg_instance in = inst("p", ip, 80, "");
+        in.ephemeral = 0;
+        int rc = w->del ? cn_reg_deregister(w->r, in.ns, in.group, in.service, in.cluster, in.ip,
+                                            80, 0, 0, &e)
+                        : cn_reg_register(w->r, &in, 0, &e);
+        if (rc)
+            atomic_fetch_add(&w->failures, 1);
+    }
+}
+
+static void test_persistent_group_commit(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cairn-reg-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    struct cn_reg_opts o;
+    cn_reg_opts_default(&o);
+    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    assert_non_null(st);
+    struct cn_reg *r = cn_reg_new(&o, st, 0, err, sizeof(err));
+    assert_non_null(r);
+    /* Four writers of 100 each, then two of them again removing theirs, while ephemeral
+     * registers and lists of the same service go on. */
+    for (int round = 0; round < 2; round++) {
+        struct pwriter w[4];
+        uv_thread_t t[4];
+        for (int i = 0; i < 4; i++) {
+            w[i] = (struct pwriter){.r = r, .id = i, .del = round == 1 && i < 2};
+            if (round == 0 || i < 2)
+                uv_thread_create(&t[i], pwriter, &w[i]);
+        }
+        struct cn_reg_error e = {0};
+        for (int i = 0; i < 200; i++) {
+            char ip[32];
+            snprintf(ip, sizeof(ip), "10.9.%d.%d", round, i);
+            struct cn_reg_instance in = inst("p", ip, 80, "");
+            assert_int_equal(cn_reg_register(r, &in, 0, &e), 0);
+            json_decref(list(r, "p", "", 0));
+        }
+        for (int i = 0; i < 4; i++)
+            if (round == 0 || i < 2) {
+                uv_thread_join(&t[i]);
+                assert_int_equal(atomic_load(&w[i].failures), 0);
+            }
+    }
+    json_t *j = list(r, "p", "", 0);
+    assert_int_equal(num_hosts(j), 200 + 400 + 200 - 200);
+    json_decref(j);
+    /* One batch: two puts of one instance (the last wins), an ephemeral one of it while they
+     * are in flight (refused), an update of an instance only this batch registers (not found:
+     * the batch's writes are concurrent), a bad one. */
+    struct cn_reg_put p[5];
+    struct cn_reg_put *pp[5];
+    for (int i = 0; i < 5; i++) {
+        memset(&p[i], 0, sizeof(p[i]));
+        p[i].in = inst("q", "10.1.1.1", 81, "");
+        p[i].in.ephemeral = 0;
+        pp[i] = &p[i];
+    }
+    p[0].in.weight = 2;
+    p[1].in.weight = 3;
+    p[2].in.ephemeral = 1;
+    p[3].in = inst("q", "10.1.1.2", 81, "");
+    p[3].in.ephemeral = 0;
+    p[3].must_exist = 1;
+    p[4].in.port = 0;
+    cn_reg_put_batch(r, pp, 5, 0);
+    assert_int_equal(p[0].rc, 0);
+    assert_int_equal(p[1].rc, 0);
+    assert_int_equal(p[2].rc, CN_EINVAL);
+    assert_string_equal(p[2].err.param, "ephemeral");
+    assert_int_equal(p[3].rc, CN_ENOENT);
+    assert_int_equal(p[4].rc, CN_EINVAL);
+    j = list(r, "q", "", 0);
+    assert_int_equal(num_hosts(j), 1);
+    assert_true(json_real_value(json_object_get(host(j, 0), "weight")) == 3.0);
+    json_decref(j);
+    cn_reg_free(r);
+    /* What was stored: the persistent ones left (writers 2 and 3's), q's at weight 3. */
+    st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    assert_non_null(st);
+    r = cn_reg_new(&o, st, 0, err, sizeof(err));
+    assert_non_null(r);
+    j = list(r, "p", "", 0);
+    assert_int_equal(num_hosts(j), 200);
+    for (size_t i = 0; i < num_hosts(j); i++) {
+        const char *ip = json_string_value(json_object_get(host(j, i), "ip"));
+        assert_true(strncmp(ip, "10.2.0.", 7) == 0 || strncmp(ip, "10.3.0.", 7) == 0);
+    }
+    json_decref(j);
+    j = list(r, "q", "", 0);
+    assert_int_equal(num_hosts(j), 1);
+    assert_true(json_real_value(json_object_get(host(j, 0), "weight")) == 3.0);
+    json_decref(j);
+    cn_reg_free(r);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +757,8 @@ int main(void)
         cmocka_unit_test(test_forms_and_encoding),
         cmocka_unit_test(test_config_store_history_rollback),
         cmocka_unit_test(test_concurrent_reads),
+        cmocka_unit_test(test_many_instances),
+        cmocka_unit_test(test_persistent_group_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
