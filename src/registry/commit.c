@@ -38,6 +38,7 @@ void reg_pw_enqueue(struct cn_reg *reg, struct reg_pw *w)
 {
     w->seq = ++reg->pw_seq;
     w->s->pending++;
+    w->s->growing += w->grows ? 1u : 0u;
     w->state = PW_QUEUED;
     w->next = NULL;
     uv_mutex_lock(&reg->pw_lock);
@@ -181,6 +182,7 @@ int reg_pw_apply(struct cn_reg *reg, struct reg_pw *w, struct cn_reg_error *err)
     uv_mutex_unlock(&reg->pw_lock);
     reg->pw_applied = w->seq;
     uv_cond_broadcast(&reg->pw_turn);
+    s->growing -= w->grows ? 1u : 0u;
     if (--s->pending == 0 && s->num == 0 && !s->explicit_)
         reg_drop_svc(reg, s);
     free(w->del_key);

@@ -95,6 +95,8 @@ struct svc {
     char *metadata;
     int explicit_;    /* created by the service API: stays when empty */
     unsigned pending; /* persistent writes in flight for it (struct reg_pw): it stays meanwhile */
+    unsigned growing; /* those of them adding an instance it did not have: they count against
+                       * max_instances_per_service as if applied */
     uint64_t revision;
     uint64_t svc_rev, seen; /* shared store: as struct inst's rev and seen, for the service key */
 };
@@ -224,6 +226,7 @@ struct reg_pw {
     uint64_t seq;
     struct svc *s; /* kept from being dropped by s->pending */
     int del;
+    int grows;     /* a put of an instance s did not have when it was checked (s->growing) */
     struct inst n; /* put: the new instance (owned until applied); del: its key only */
     char *del_key; /* del: copy of cluster and ip, which n points into (freed by apply) */
     int state, rc;

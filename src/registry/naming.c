@@ -745,7 +745,9 @@ static int prepare_put(struct cn_reg *reg, const struct cn_reg_instance *in, int
                    (int)in->ip.len, in->ip.ptr, in->port, eph ? "ephemeral" : "persistent");
         return CN_EINVAL;
     }
-    if (!old && s->num >= reg->opts.max_instances_per_service) {
+    /* Persistent puts in flight that add an instance count as added: concurrent writers
+     * cannot pass the limit together. */
+    if (!old && (uint64_t)s->num + s->growing >= reg->opts.max_instances_per_service) {
         cn_buf_release(&meta);
         reg_seterr(err, "ip",
                    "too many instances in service: registry.max_instances_per_service is %llu",
@@ -818,6 +820,7 @@ static int put(struct cn_reg *reg, const struct cn_reg_instance *in, int must_ex
     w.n.last_beat_ms = now_ms;
     if (old)
         w.n.healthy = old->healthy; /* as stored; applied from the one it replaces then */
+    w.grows = !old;
     reg_pw_enqueue(reg, &w);
     uv_mutex_unlock(&reg->lock);
     reg_pw_wait(reg, &w);
@@ -873,6 +876,7 @@ void cn_reg_put_batch(struct cn_reg *reg, struct cn_reg_put *const puts[], size_
         w[i].n.last_beat_ms = now_ms;
         if (old)
             w[i].n.healthy = old->healthy;
+        w[i].grows = !old;
         reg_pw_enqueue(reg, &w[i]);
         last = &w[i];
     }

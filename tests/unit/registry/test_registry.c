@@ -652,6 +652,60 @@ static void pwriter(void *arg)
     }
 }
 
+/* max_instances_per_service with persistent puts in flight: those adding an instance count
+ * as added, so one batch (writes committed together) cannot pass the limit either. */
+static void test_persistent_limit_at_edge(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cairn-reg-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char err[256];
+    struct cn_reg_opts o;
+    cn_reg_opts_default(&o);
+    o.max_instances_per_service = 3;
+    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    assert_non_null(st);
+    struct cn_reg *r = cn_reg_new(&o, st, 0, err, sizeof(err));
+    assert_non_null(r);
+    struct cn_reg_error e = {0};
+    struct cn_reg_instance in = inst("lim", "10.3.0.1", 80, "");
+    in.ephemeral = 0;
+    assert_int_equal(cn_reg_register(r, &in, 0, &e), 0);
+    /* A batch of four: a new one fills the service, a replacement of the one there is still
+     * taken, the two other new ones are refused. */
+    struct cn_reg_put p[4];
+    struct cn_reg_put *pp[4];
+    for (int i = 0; i < 4; i++) {
+        memset(&p[i], 0, sizeof(p[i]));
+        p[i].in = inst("lim", "10.3.0.2", 80, "");
+        p[i].in.ephemeral = 0;
+        pp[i] = &p[i];
+    }
+    p[1].in.ip = cn_slice_of("10.3.0.3");
+    p[2].in.ip = cn_slice_of("10.3.0.1");
+    p[2].in.weight = 5;
+    p[3].in.ip = cn_slice_of("10.3.0.4");
+    cn_reg_put_batch(r, pp, 4, 0);
+    assert_int_equal(p[0].rc, 0);
+    assert_int_equal(p[1].rc, 0);
+    assert_int_equal(p[2].rc, 0);
+    assert_int_equal(p[3].rc, CN_ELIMIT);
+    assert_string_equal(p[3].err.param, "ip");
+    json_t *j = list(r, "lim", "", 0);
+    assert_int_equal(num_hosts(j), 3);
+    json_decref(j);
+    /* Applied: nothing counts twice; one leaving makes room for exactly one. */
+    in = inst("lim", "10.3.0.9", 80, "");
+    assert_int_equal(cn_reg_register(r, &in, 0, &e), CN_ELIMIT);
+    assert_int_equal(cn_reg_deregister(r, in.ns, in.group, in.service, in.cluster,
+                                       cn_slice_of("10.3.0.2"), 80, 0, 0, &e),
+                     0);
+    assert_int_equal(cn_reg_register(r, &in, 0, &e), 0);
+    in.port = 81;
+    assert_int_equal(cn_reg_register(r, &in, 0, &e), CN_ELIMIT);
+    cn_reg_free(r);
+}
+
 static void test_persistent_group_commit(void **state)
 {
     (void)state;
@@ -759,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_reads),
         cmocka_unit_test(test_many_instances),
         cmocka_unit_test(test_persistent_group_commit),
+        cmocka_unit_test(test_persistent_limit_at_edge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
