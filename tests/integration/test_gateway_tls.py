@@ -118,7 +118,7 @@ class TlsConn(Conn):
         self.timeout = timeout if timeout is not None else scaled(10)
         raw = socket.create_connection(("127.0.0.1", port), self.timeout)
         self.sock = (ctx or client_ctx(alpn)).wrap_socket(raw, server_hostname=sni)
-        self.buf = b""
+        self.buf = bytearray()  # as Conn's: see there
         self.eof = False
 
     def fingerprint(self):
