@@ -259,17 +259,6 @@ struct bref {
     uint8_t codec;
 };
 
-/* Spans by (trace ordinal, span ID) -> row + 1 (0: empty slot), open addressing. */
-struct spanmap_ent {
-    uint64_t sid;
-    uint32_t ord;
-    uint32_t row;
-};
-struct spanmap {
-    struct spanmap_ent *tab;
-    size_t mask;
-};
-
 /* The distinct resources (or scopes) of a segment, found once per segment rather than once
  * per row group: each record's pointer maps to a content id (equal content, equal id), kept
  * with the first pointer seen for it; a group maps content ids to its own entries. */
@@ -325,38 +314,15 @@ struct w {
     struct smap indexed;
     struct cn_arena indexed_bytes;
     struct ptab resources, scopes;
-    struct spanmap spanmap; /* spans: (ordinal, span ID) -> row, to reference parents */
+    /* Spans: the row of each row's parent when it is a span of this segment (its trace's span
+     * of that ID, the first row of duplicates), NO_ROW otherwise. */
+    uint32_t *parent_row;
     const char *path;
     char *err;
     size_t err_len;
 };
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
-static size_t spanmap_slot(const struct spanmap *m, uint32_t ord, uint64_t sid)
-{
-    size_t i = mix64(sid ^ ((uint64_t)ord << 32 | ord)) & m->mask;
-    while (m->tab[i].row && (m->tab[i].sid != sid || m->tab[i].ord != ord))
-        i = (i + 1) & m->mask;
-    return i;
-}
-
-/* Row of the span (ordinal, span ID) in this segment, or -1. */
-static int64_t spanmap_find(const struct spanmap *m, uint32_t ord, const uint8_t sid[8])
-{
-    uint64_t v;
-    memcpy(&v, sid, 8);
-    size_t i = spanmap_slot(m, ord, v);
-    return m->tab[i].row ? (int64_t)m->tab[i].row - 1 : -1;
-}
+#define NO_ROW UINT32_MAX
 
 static int fail(struct w *w, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -1100,8 +1066,7 @@ static int put_parents(struct w *w, struct enc *e, const struct cn_span *const *
             codes[i] = 0;
             continue;
         }
-        int64_t r =
-            w->ord[r0 + i] ? spanmap_find(&w->spanmap, w->ord[r0 + i], sp[i]->parent_id) : -1;
+        int64_t r = w->parent_row[r0 + i] == NO_ROW ? -1 : (int64_t)w->parent_row[r0 + i];
         codes[i] = r >= 0 ? 2 : 1;
         if (r >= 0) {
             refs[nrefs++] = (int64_t)((uint64_t)r - prev);
@@ -1573,6 +1538,84 @@ static int sort_trace_keys(struct tkey *k, size_t n)
     return 0;
 }
 
+/* A span's ID as the key of find_parents' sort. */
+struct pkey {
+    uint64_t sid;
+    uint32_t row;
+};
+
+static int pkey_cmp(const void *pa, const void *pb)
+{
+    const struct pkey *a = pa, *b = pb;
+    if (a->sid != b->sid)
+        return a->sid < b->sid ? -1 : 1;
+    return a->row < b->row ? -1 : a->row > b->row;
+}
+
+/* Fills w->parent_row, trace by trace: a parent is looked for among the spans of its own
+ * trace (the rows of tk[tstart[k] .. tstart[k + 1]), in row order), whose records lie close
+ * together in the batches, rather than in a map of every span of the segment. A trace of
+ * up to 32 spans is searched directly; a larger one through its span IDs sorted. */
+static int find_parents(struct w *w, const struct tkey *tk)
+{
+    size_t n1 = w->n ? w->n : 1;
+    w->parent_row = malloc(n1 * sizeof(*w->parent_row));
+    struct pkey *keys = NULL;
+    size_t keys_cap = 0;
+    if (!w->parent_row)
+        return fail(w, CN_ENOMEM, "out of memory");
+    for (size_t r = 0; r < w->n; r++)
+        w->parent_row[r] = NO_ROW;
+    for (size_t k = 0; k < w->ntids; k++) {
+        uint32_t a = w->tstart[k], b = w->tstart[k + 1];
+        if (b - a <= 32) {
+            for (uint32_t i = a; i < b; i++) {
+                const uint8_t *pid = w->spans[tk[i].idx]->parent_id;
+                if (cn_id_is_zero(pid, 8))
+                    continue;
+                for (uint32_t j = a; j < b; j++) {
+                    if (memcmp(w->spans[tk[j].idx]->span_id, pid, 8) == 0) {
+                        w->parent_row[tk[i].row] = tk[j].row;
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if (b - a > keys_cap) {
+            free(keys);
+            keys_cap = b - a;
+            keys = malloc(keys_cap * sizeof(*keys));
+            if (!keys)
+                return fail(w, CN_ENOMEM, "out of memory");
+        }
+        for (uint32_t j = a; j < b; j++) {
+            keys[j - a].row = tk[j].row;
+            memcpy(&keys[j - a].sid, w->spans[tk[j].idx]->span_id, 8);
+        }
+        qsort(keys, b - a, sizeof(*keys), pkey_cmp);
+        for (uint32_t i = a; i < b; i++) {
+            const uint8_t *pid = w->spans[tk[i].idx]->parent_id;
+            if (cn_id_is_zero(pid, 8))
+                continue;
+            uint64_t want;
+            memcpy(&want, pid, 8);
+            size_t lo = 0, hi = b - a; /* the first key >= want */
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (keys[mid].sid < want)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < b - a && keys[lo].sid == want)
+                w->parent_row[tk[i].row] = keys[lo].row;
+        }
+    }
+    free(keys);
+    return 0;
+}
+
 /* Sorts the rows, then builds the trace-ID table and every row's ordinal. */
 static int plan(struct w *w)
 {
@@ -1675,36 +1718,11 @@ static int plan(struct w *w)
             w->tstart[w->ntids++] = (uint32_t)i;
         w->ord[w->trefs[i].row] = (uint32_t)w->ntids;
     }
-    free(tk);
     w->tstart[w->ntids] = (uint32_t)w->ntrefs;
-    if (w->kind != CN_SEG_SPANS) {
-        free(rowof);
-        return 0;
-    }
-    size_t size = 16;
-    while (size < 2 * w->n)
-        size *= 2;
-    w->spanmap.tab = calloc(size, sizeof(*w->spanmap.tab));
-    if (!w->spanmap.tab) {
-        free(rowof);
-        return fail(w, CN_ENOMEM, "out of memory");
-    }
-    w->spanmap.mask = size - 1;
-    for (size_t i = 0; i < w->n; i++) {
-        if (i + 8 < w->n)
-            __builtin_prefetch(w->spans[i + 8]);
-        uint32_t r = rowof[i];
-        if (!w->ord[r])
-            continue;
-        uint64_t sid;
-        memcpy(&sid, w->spans[i]->span_id, 8);
-        size_t k = spanmap_slot(&w->spanmap, w->ord[r], sid);
-        /* A duplicate (same trace and span ID) keeps its first row. */
-        if (!w->spanmap.tab[k].row || w->spanmap.tab[k].row > r + 1)
-            w->spanmap.tab[k] = (struct spanmap_ent){sid, w->ord[r], r + 1};
-    }
     free(rowof);
-    return 0;
+    int rc2 = w->kind == CN_SEG_SPANS ? find_parents(w, tk) : 0;
+    free(tk);
+    return rc2;
 }
 
 static int index_pages(struct w *w)
@@ -2004,7 +2022,7 @@ done:
     ptab_release(&w->resources);
     ptab_release(&w->scopes);
     cn_arena_release(&w->indexed_bytes);
-    free(w->spanmap.tab);
+    free(w->parent_row);
     cn_buf_release(&w->blk.b);
     cn_buf_release(&w->foot.b);
     cn_buf_release(&w->out);
