@@ -758,8 +758,12 @@ static int seal_frozen(struct cn_store *st)
  * (else every segment sealed for size would be written twice). */
 #define COMPACT_SMALL_BYTES (1u << 20)
 
-/* DIR/COMPACTING lists the inputs a merged segment replaces while they are removed: a crash
- * in between must not leave both served (their spans would come back twice). */
+/* DIR/COMPACTING names the merged segment ("merged:PATH") and lists the inputs it replaces.
+ * It is durable before the merged segment appears and removed once the inputs are gone, so a
+ * crash anywhere in between never leaves both served (their spans would come back twice):
+ * at the next start the inputs go if the merged segment is there, else the inputs stay. A
+ * manifest without the "merged:" line (older versions wrote it once the merged segment was
+ * there) lists inputs to remove. */
 static void compact_manifest_path(const struct cn_store *st, char *dst, size_t len)
 {
     snprintf(dst, len, "%s/COMPACTING", st->dir);
@@ -774,9 +778,20 @@ static void compact_recover(struct cn_store *st)
     if (!f)
         return;
     char line[4200];
+    int first = 1, keep_inputs = 0;
     while (fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\n")] = '\0';
-        if (line[0] && unlink(line) == 0)
+        if (first && strncmp(line, "merged:", 7) == 0) {
+            first = 0;
+            /* The merged segment never landed (cn_seg_write renames it into place whole):
+             * its inputs are still the data. */
+            keep_inputs = access(line + 7, F_OK) != 0;
+            if (keep_inputs)
+                cn_info("telemetry", "compaction cut short, its inputs kept", "file=%s", line + 7);
+            continue;
+        }
+        first = 0;
+        if (!keep_inputs && line[0] && unlink(line) == 0)
             cn_info("telemetry", "compacted segment removed after a restart", "file=%s", line);
     }
     fclose(f);
@@ -1065,10 +1080,35 @@ static int compact_once(struct cn_store *st, uint8_t kind)
     if (kind == CN_SEG_SPANS)
         o.group_rows = SPAN_GROUP_ROWS;
     char err[512] = "";
-    rc = kind == CN_SEG_SPANS ? cn_seg_write_spans_opts(w.path, (const struct cn_span *const *)sp,
-                                                        nrec, &o, NULL, err, sizeof(err))
-                              : cn_seg_write_logs_opts(w.path, (const struct cn_log *const *)sp,
-                                                       nrec, &o, NULL, err, sizeof(err));
+    /* The manifest names the merged segment and its inputs before the segment appears. */
+    char mpath[4096], mtmp[4200];
+    compact_manifest_path(st, mpath, sizeof(mpath));
+    snprintf(mtmp, sizeof(mtmp), "%s.tmp", mpath);
+    FILE *mf = fopen(mtmp, "w");
+    rc = mf ? 0 : -errno;
+    if (mf) {
+        fprintf(mf, "merged:%s\n", w.path);
+        for (size_t k = 0; k < n; k++)
+            fprintf(mf, "%s\n", st->segs[idx[k]].path);
+        if (fflush(mf) != 0 || fsync(fileno(mf)) != 0)
+            rc = -errno;
+        fclose(mf);
+        if (!rc && rename(mtmp, mpath) != 0)
+            rc = -errno;
+        if (!rc) {
+            int dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0) {
+                fsync(dfd);
+                close(dfd);
+            }
+        }
+    }
+    if (!rc)
+        rc = kind == CN_SEG_SPANS
+                 ? cn_seg_write_spans_opts(w.path, (const struct cn_span *const *)sp, nrec, &o,
+                                           NULL, err, sizeof(err))
+                 : cn_seg_write_logs_opts(w.path, (const struct cn_log *const *)sp, nrec, &o, NULL,
+                                          err, sizeof(err));
     free(sp);
     free(lc.logs);
     free(lc.spans);
@@ -1077,27 +1117,12 @@ static int compact_once(struct cn_store *st, uint8_t kind)
         rc = CN_ENOMEM;
     if (!rc)
         rc = cn_seg_open(&w.seg, w.path, err, sizeof(err));
-    /* The manifest names the inputs before any is removed. */
-    char mpath[4096], mtmp[4200];
-    compact_manifest_path(st, mpath, sizeof(mpath));
-    snprintf(mtmp, sizeof(mtmp), "%s.tmp", mpath);
-    FILE *mf = rc ? NULL : fopen(mtmp, "w");
-    if (!rc && !mf)
-        rc = -errno;
-    for (size_t k = 0; mf && k < n; k++)
-        fprintf(mf, "%s\n", st->segs[idx[k]].path);
-    if (mf) {
-        if (fflush(mf) != 0 || fsync(fileno(mf)) != 0)
-            rc = -errno;
-        fclose(mf);
-        if (!rc && rename(mtmp, mpath) != 0)
-            rc = -errno;
-    }
     if (rc) {
         cn_error("telemetry", "compaction failed, the inputs stay", "error=\"%s\"",
                  err[0] ? err : cn_strerror(rc));
         cn_seg_close(w.seg);
-        unlink(w.path);
+        unlink(w.path); /* before the manifest: a crash between them keeps the inputs */
+        unlink(mpath);
         unlink(mtmp);
         free(w.ids.ids);
         return 0;

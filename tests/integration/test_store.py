@@ -321,6 +321,26 @@ class Sealing(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.dir, "telemetry/COMPACTING")))
         self.assertIsNone(get_trace(srv2.port, TRACES[0]))
 
+    def test_compaction_cut_before_its_segment_keeps_the_inputs(self):
+        # A crash after the manifest was written, before the merged segment appeared: the
+        # next start keeps the inputs (the manifest's merged segment is not there) and serves
+        # each span once.
+        srv = self.start()
+        post(srv.otlp_port, trace_body(TRACES[0], "a", 2, time.time_ns()))
+        wait_metric(srv, "cairn_telemetry_seals_total", 1, result="ok")
+        before = get_trace(srv.port, TRACES[0])
+        self.assertEqual(srv.stop(), 0)
+        segs = glob.glob(os.path.join(self.dir, "telemetry/parts/*/*.spans"))
+        self.assertEqual(len(segs), 1)
+        merged = os.path.join(os.path.dirname(segs[0]), "00000000000000ff.spans")
+        with open(os.path.join(self.dir, "telemetry/COMPACTING"), "w") as f:
+            f.write("merged:%s\n%s\n" % (merged, segs[0]))
+        srv2 = self.start()
+        srv2.wait_log(r"info telemetry \"compaction cut short, its inputs kept\"")
+        self.assertTrue(os.path.exists(segs[0]))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "telemetry/COMPACTING")))
+        self.assertEqual(get_trace(srv2.port, TRACES[0]), before)
+
     def test_disk_budget_removes_whole_oldest_segments(self):
         srv = self.start(**{"telemetry.disk_budget": "1"})
         t0 = time.time_ns()
