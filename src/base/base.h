@@ -70,6 +70,18 @@ static inline int cn_slice_eq(struct cn_slice a, struct cn_slice b)
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
 }
 
+/* Without the spaces and tabs at either end (HTTP's optional whitespace, OWS). */
+static inline struct cn_slice cn_slice_trim_ows(struct cn_slice s)
+{
+    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
+        s.ptr++;
+        s.len--;
+    }
+    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}
+
 /* ASCII case-insensitive equality, as header names need. */
 int cn_slice_case_eq(struct cn_slice a, struct cn_slice b);
 

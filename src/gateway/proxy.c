@@ -379,17 +379,6 @@ static void up_flush(struct gw_upconn *up)
 
 /* ---- the response ------------------------------------------------------------------------ */
 
-static struct cn_slice trim(struct cn_slice s)
-{
-    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
-        s.ptr++;
-        s.len--;
-    }
-    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
-        s.len--;
-    return s;
-}
-
 /* Splits a Connection value into its tokens (lower case compare later). Returns the count. */
 static size_t conn_tokens(struct cn_slice v, struct cn_slice *out, size_t max, size_t n)
 {
@@ -397,7 +386,7 @@ static size_t conn_tokens(struct cn_slice v, struct cn_slice *out, size_t max, s
     while (p < end && n < max) {
         const char *c = memchr(p, ',', (size_t)(end - p));
         const char *e = c ? c : end;
-        struct cn_slice t = trim((struct cn_slice){p, (size_t)(e - p)});
+        struct cn_slice t = cn_slice_trim_ows((struct cn_slice){p, (size_t)(e - p)});
         if (t.len)
             out[n++] = t;
         p = c ? c + 1 : end;
@@ -453,7 +442,7 @@ static int reply_head(struct gw_req *r, int status, int64_t length)
     size_t n = 0;
     for (size_t i = 0; i < up->resp.num_hdrs; i++) {
         struct cn_http_header h = up->hdrs[i];
-        h.value = trim(h.value);
+        h.value = cn_slice_trim_ows(h.value);
         struct cn_slice nm = h.name;
         int keep_upgrade = status == 101 && gw_lit_eq(nm, CN_SLICE_LIT("upgrade"));
         if (gw_is_hop_by_hop(nm)) {

@@ -8,17 +8,6 @@
  * more than all the rest of the response's handling. */
 #include "gateway/internal.h"
 
-static struct cn_slice trim(struct cn_slice s)
-{
-    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
-        s.ptr++;
-        s.len--;
-    }
-    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
-        s.len--;
-    return s;
-}
-
 void gw_resp_init(struct gw_resp *r, struct cn_http_header *hdrs, size_t hdr_cap,
                   uint64_t max_head_bytes)
 {
@@ -52,7 +41,7 @@ static unsigned conn_flags(struct cn_slice v)
     while (p < end) {
         const char *c = memchr(p, ',', (size_t)(end - p));
         const char *e = c ? c : end;
-        struct cn_slice t = trim((struct cn_slice){p, (size_t)(e - p)});
+        struct cn_slice t = cn_slice_trim_ows((struct cn_slice){p, (size_t)(e - p)});
         if (gw_lit_eq(t, CN_SLICE_LIT("close")))
             f |= CONN_CLOSE;
         else if (gw_lit_eq(t, CN_SLICE_LIT("keep-alive")))
@@ -150,7 +139,8 @@ static int parse_head(struct gw_resp *r, const char *buf, size_t head_len, const
             return too_large(out_reason);
         struct cn_http_header *h = &r->hdrs[r->num_hdrs++];
         h->name = (struct cn_slice){(const char *)name, (size_t)(colon - name)};
-        h->value = trim((struct cn_slice){(const char *)colon + 1, (size_t)(p - colon - 1)});
+        h->value =
+            cn_slice_trim_ows((struct cn_slice){(const char *)colon + 1, (size_t)(p - colon - 1)});
         if ((h->name.len == 10 && gw_lit_eq(h->name, CN_SLICE_LIT("connection"))) ||
             (h->name.len == 16 && gw_lit_eq(h->name, CN_SLICE_LIT("proxy-connection"))))
             conn |= conn_flags(h->value);
@@ -215,12 +205,13 @@ const char *gw_resp_framing(const struct gw_resp *r, int head_req, enum gw_resp_
         if (nm.len == 14 && gw_lit_eq(nm, CN_SLICE_LIT("content-length"))) {
             if (++ncl > 1)
                 return "upstream sent more than one Content-Length";
-            if (cn_slice_to_u64(trim(r->hdrs[i].value), &cl) != 0 || cl > (uint64_t)INT64_MAX)
+            if (cn_slice_to_u64(cn_slice_trim_ows(r->hdrs[i].value), &cl) != 0 ||
+                cl > (uint64_t)INT64_MAX)
                 return "upstream sent an invalid Content-Length";
         } else if (nm.len == 17 && gw_lit_eq(nm, CN_SLICE_LIT("transfer-encoding"))) {
             if (++nte > 1)
                 return "upstream sent more than one Transfer-Encoding";
-            if (!gw_lit_eq(trim(r->hdrs[i].value), CN_SLICE_LIT("chunked")))
+            if (!gw_lit_eq(cn_slice_trim_ows(r->hdrs[i].value), CN_SLICE_LIT("chunked")))
                 return "upstream sent a Transfer-Encoding other than chunked";
         }
     }

@@ -779,17 +779,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static struct cn_slice trim(struct cn_slice s)
-{
-    while (s.len && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
-        s.ptr++;
-        s.len--;
-    }
-    while (s.len && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
-        s.len--;
-    return s;
-}
-
 /* "WHAT (SETTING)" naming the body limit of this connection's server. */
 static const char *body_limit_reason(struct cn_http_conn *c, const char *what)
 {
@@ -830,7 +819,7 @@ static int on_headers_complete(llhttp_t *p)
     c->gzip = 0;
     for (size_t i = 0; i < r->num_headers; i++) {
         struct cn_http_header *h = &r->headers[i];
-        h->value = trim(h->value);
+        h->value = cn_slice_trim_ows(h->value);
         if (cn_slice_case_eq(h->name, CN_SLICE_LIT("host"))) {
             hosts++;
         } else if (cn_slice_case_eq(h->name, CN_SLICE_LIT("transfer-encoding"))) {

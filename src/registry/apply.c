@@ -12,20 +12,25 @@ static int same_inst(const struct inst *in, const struct cn_reg_inst_rec *r, int
            strcmp(in->metadata, r->metadata) == 0;
 }
 
+struct cn_reg_instance reg_inst_of_rec(const struct cn_reg_inst_rec *r)
+{
+    return (struct cn_reg_instance){cn_slice_of(r->ns),
+                                    cn_slice_of(r->group),
+                                    cn_slice_of(r->service),
+                                    cn_slice_of(r->cluster),
+                                    cn_slice_of(r->ip),
+                                    r->port,
+                                    r->weight,
+                                    r->healthy,
+                                    r->enabled,
+                                    r->ephemeral,
+                                    cn_slice_of(r->metadata)};
+}
+
 int reg_apply_inst(struct cn_reg *reg, const struct cn_reg_inst_rec *r, int remote, uint64_t rev,
                    uint64_t sync, uint64_t now_ms)
 {
-    struct cn_reg_instance in = {cn_slice_of(r->ns),
-                                 cn_slice_of(r->group),
-                                 cn_slice_of(r->service),
-                                 cn_slice_of(r->cluster),
-                                 cn_slice_of(r->ip),
-                                 r->port,
-                                 r->weight,
-                                 r->healthy,
-                                 r->enabled,
-                                 r->ephemeral,
-                                 cn_slice_of(r->metadata)};
+    struct cn_reg_instance in = reg_inst_of_rec(r);
     struct cn_reg_error e = {0};
     int rc = reg_check_instance(&in, &e);
     if (rc)

@@ -251,6 +251,9 @@ int reg_cfg_init(struct cn_reg *reg);
 void reg_cfg_release(struct cn_reg *reg);
 int reg_cfg_load(void *ctx, const struct cn_reg_cfg_rec *r);
 
+/* The instance a stored record describes (its strings point into r). */
+struct cn_reg_instance reg_inst_of_rec(const struct cn_reg_inst_rec *r);
+
 /* ---- applying a shared store's changes (store-etcd.c) ------------------------------------
  * Changes made by other nodes (or read back by a reconciliation) go into memory without a
  * write back, and fire the service- and config-change callbacks exactly as local writes do.

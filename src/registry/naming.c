@@ -1575,17 +1575,8 @@ static int load_svc(void *ctx, const struct cn_reg_svc_rec *r)
 static int load_inst(void *ctx, const struct cn_reg_inst_rec *r)
 {
     struct cn_reg *reg = ctx;
-    struct cn_reg_instance in = {cn_slice_of(r->ns),
-                                 cn_slice_of(r->group),
-                                 cn_slice_of(r->service),
-                                 cn_slice_of(r->cluster),
-                                 cn_slice_of(r->ip),
-                                 r->port,
-                                 r->weight,
-                                 r->healthy,
-                                 r->enabled,
-                                 0,
-                                 cn_slice_of(r->metadata)};
+    struct cn_reg_instance in = reg_inst_of_rec(r);
+    in.ephemeral = 0;
     struct cn_reg_error e;
     /* No store during load: the record is already there. */
     struct cn_reg_store *st = reg->store;
