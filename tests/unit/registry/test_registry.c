@@ -420,20 +420,27 @@ static void on_change(void *ctx, const struct cn_reg_cfg_key *k)
     snprintf(c->last, sizeof(c->last), "%.*s", (int)k->data_id.len, k->data_id.ptr);
 }
 
+/* A registry on an SQLite store in dir (made or reopened). */
+static struct cn_reg *stored_reg(const char *dir, const struct cn_reg_opts *o)
+{
+    char err[256];
+    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
+    assert_non_null(st);
+    struct cn_reg *r = cn_reg_new(o, st, 0, err, sizeof(err));
+    assert_non_null(r);
+    return r;
+}
+
 static void test_config_store_history_rollback(void **state)
 {
     (void)state;
     char dir[] = "/tmp/cairn-reg-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    char err[256];
     struct cn_reg_opts o;
     cn_reg_opts_default(&o);
     o.max_history = 3;
     o.max_config_bytes = 8;
-    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
-    assert_non_null(st);
-    struct cn_reg *r = cn_reg_new(&o, st, 0, err, sizeof(err));
-    assert_non_null(r);
+    struct cn_reg *r = stored_reg(dir, &o);
     struct ctr c = {0};
     cn_reg_set_cfg_change_cb(r, on_change, &c);
     struct cn_reg_cfg_key k = {CN_SLICE_LIT("public"), CN_SLICE_LIT("G"), CN_SLICE_LIT("app.yaml")};
@@ -487,10 +494,7 @@ static void test_config_store_history_rollback(void **state)
 
     /* Reopen: configuration, pruned history (3 rows), the persistent instance; not the
      * ephemeral one. */
-    st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
-    assert_non_null(st);
-    r = cn_reg_new(&o, st, 0, err, sizeof(err));
-    assert_non_null(r);
+    r = stored_reg(dir, &o);
     cn_buf_reset(&b);
     assert_int_equal(cn_reg_cfg_get(r, &k, &b, md5, type, NULL, NULL), 0);
     assert_memory_equal(b.ptr, "a: 4", 4);
@@ -511,8 +515,7 @@ static void test_config_store_history_rollback(void **state)
     assert_int_equal(cn_reg_cfg_delete(r, &k, "bob", 600, &e), 0);
     assert_int_equal(cn_reg_cfg_get(r, &k, NULL, md5, NULL, NULL, NULL), CN_ENOENT);
     cn_reg_free(r);
-    st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
-    r = cn_reg_new(&o, st, 0, err, sizeof(err));
+    r = stored_reg(dir, &o);
     assert_int_equal(cn_reg_cfg_get(r, &k, NULL, md5, NULL, NULL, NULL), CN_ENOENT);
     cn_reg_free(r);
     cn_buf_release(&b);
@@ -659,14 +662,10 @@ static void test_persistent_limit_at_edge(void **state)
     (void)state;
     char dir[] = "/tmp/cairn-reg-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    char err[256];
     struct cn_reg_opts o;
     cn_reg_opts_default(&o);
     o.max_instances_per_service = 3;
-    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
-    assert_non_null(st);
-    struct cn_reg *r = cn_reg_new(&o, st, 0, err, sizeof(err));
-    assert_non_null(r);
+    struct cn_reg *r = stored_reg(dir, &o);
     struct cn_reg_error e = {0};
     struct cn_reg_instance in = inst("lim", "10.3.0.1", 80, "");
     in.ephemeral = 0;
@@ -711,13 +710,9 @@ static void test_persistent_group_commit(void **state)
     (void)state;
     char dir[] = "/tmp/cairn-reg-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    char err[256];
     struct cn_reg_opts o;
     cn_reg_opts_default(&o);
-    struct cn_reg_store *st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
-    assert_non_null(st);
-    struct cn_reg *r = cn_reg_new(&o, st, 0, err, sizeof(err));
-    assert_non_null(r);
+    struct cn_reg *r = stored_reg(dir, &o);
     /* Four writers of 100 each, then two of them again removing theirs, while ephemeral
      * registers and lists of the same service go on. */
     for (int round = 0; round < 2; round++) {
@@ -776,10 +771,7 @@ static void test_persistent_group_commit(void **state)
     json_decref(j);
     cn_reg_free(r);
     /* What was stored: the persistent ones left (writers 2 and 3's), q's at weight 3. */
-    st = cn_reg_store_sqlite_open(dir, err, sizeof(err));
-    assert_non_null(st);
-    r = cn_reg_new(&o, st, 0, err, sizeof(err));
-    assert_non_null(r);
+    r = stored_reg(dir, &o);
     j = list(r, "p", "", 0);
     assert_int_equal(num_hosts(j), 200);
     for (size_t i = 0; i < num_hosts(j); i++) {
