@@ -6,7 +6,9 @@
 #   A: proxy and upstream on core 0, wrk on core 1
 #   B: proxy alone on core 0, upstream and wrk on core 1
 # Rounds alternate the order of the proxies so drift on a shared machine hits all alike;
-# ratios are medians of per-round ratios against nginx.
+# ratios are medians of per-round ratios against nginx. Each row also shows how busy cores 0
+# and 1 were: in layout B, core 1 (wrk and the upstream) saturates before a fast proxy's core 0
+# does, and then the row measures the load side (see "load core alone").
 #
 #   bench/proxy.sh                          # 5 rounds of 5 s, 50 connections, both layouts
 #   ROUNDS=3 SECONDS_PER_ROUND=3 LAYOUTS=A bench/proxy.sh
@@ -204,16 +206,27 @@ pin() { taskset -a -p -c "$2" "$1" >/dev/null; }
 # CPU time (user + system, clock ticks) of a process and its threads.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# wrk on core $1 against port $2 (proxy pid $3): prints "REQ_PER_SEC P50_MS P99_MS CPU_US"
-# where CPU_US is the proxy's CPU time per request in microseconds. On a shared machine
-# throughput moves with whatever else runs on the core; CPU time per request much less.
+# Busy (not idle, not iowait) clock ticks and all ticks of cores 0 and 1: "B0 T0 B1 T1".
+core_ticks() {
+  awk '/^cpu[01] / { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; printf "%d %d ", b, t }' /proc/stat
+}
+
+# wrk on core $1 against port $2 (proxy pid $3): prints "REQ_PER_SEC P50_MS P99_MS CPU_US
+# CORE0 CORE1" where CPU_US is the proxy's CPU time per request in microseconds and CORE0/1 how
+# busy each core was (%, everything on it, not only this bench). On a shared machine throughput
+# moves with whatever else runs on the core; CPU time per request much less. A load core near
+# 100% busy means the rate is what wrk (and, in layout B, the upstream beside it) can drive, not
+# what the proxy can serve.
 wrk_run() {
-  local t0 t1 out
+  local t0 t1 c0 c1 out
   t0=$(cpu_ticks "$3")
+  c0=$(core_ticks)
   out=$(wrk_raw "$1" "$2" "${4:-http}" "${5:-/}")
+  c1=$(core_ticks)
   t1=$(cpu_ticks "$3")
-  echo "$out" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECS" \
-    '{ printf "%s %s %s %.2f\n", $1, $2, $3, ($1 > 0 ? t / hz * 1e6 / ($1 * s) : 0) }'
+  echo "$out $c0 $c1" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECS" \
+    '{ printf "%s %s %s %.2f %.0f %.0f\n", $1, $2, $3, ($1 > 0 ? t / hz * 1e6 / ($1 * s) : 0),
+              100 * ($8 - $4) / ($9 - $5 + ($9 == $5)), 100 * ($10 - $6) / ($11 - $7 + ($11 == $7)) }'
 }
 
 wrk_raw() {
@@ -243,10 +256,15 @@ for layout in $LAYOUTS; do
   echo "layout $layout: proxies on core 0, upstream on core $up_core, wrk -t1 -c$CONNS -d${SECS}s on core $load_core"
   if [ "$layout" = A ]; then
     direct=$(wrk_run "$load_core" "$up_port" "$up_pid")
-    echo "upstream direct: $direct (req/s, p50 ms, p99 ms, upstream CPU us/request)"
+    echo "upstream direct: $direct (req/s, p50 ms, p99 ms, upstream CPU us/request, core0 %, core1 %)"
+  else
+    # What core 1 can drive with no proxy at all: wrk and the upstream alone on it. When the
+    # proxies' rows show core 1 ~100% busy and core 0 not, layout B measures this side.
+    direct=$(wrk_run "$load_core" "$up_port" "$up_pid")
+    echo "load core alone (wrk -> upstream, both on core 1, no proxy): $direct (req/s, p50 ms, p99 ms, upstream CPU us/request, core0 %, core1 %)"
   fi
   for s in "${proxies[@]}"; do wrk_raw "$load_core" "${port[$s]}" http "${path[$s]}" >/dev/null; done # warm up
-  printf '%-6s %-8s %10s %8s %8s %12s\n' round proxy 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req'
+  printf '%-6s %-8s %10s %8s %8s %12s %8s %8s\n' round proxy 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req' 'core0 %' 'core1 %'
   for s in "${proxies[@]}"; do : > "$tmp/$layout.$s"; done
   for r in $(seq 1 "$ROUNDS"); do
     k=$((r % ${#proxies[@]}))
@@ -254,20 +272,22 @@ for layout in $LAYOUTS; do
     for s in "${order[@]}"; do
       res=$(wrk_run "$load_core" "${port[$s]}" "${ppid[$s]}" http "${path[$s]}")
       echo "$res" >> "$tmp/$layout.$s"
-      printf '%-6s %-8s %10s %8s %8s %12s\n' "$r" "$s" $res
+      printf '%-6s %-8s %10s %8s %8s %12s %8s %8s\n' "$r" "$s" $res
     done
   done
   echo "median:"
   for s in "${proxies[@]}"; do
-    printf '  %-8s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %.2f us/req\n' "$s" \
+    printf '  %-8s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %.2f us/req  core0 %.0f%%  core1 %.0f%%\n' "$s" \
       "$(awk '{print $1}' "$tmp/$layout.$s" | median)" \
       "$(awk '{print $2}' "$tmp/$layout.$s" | median)" \
       "$(awk '{print $3}' "$tmp/$layout.$s" | median)" \
-      "$(awk '{print $4}' "$tmp/$layout.$s" | median)"
+      "$(awk '{print $4}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $5}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $6}' "$tmp/$layout.$s" | median)"
   done
   for s in haproxy cairn cairn50; do
     paste "$tmp/$layout.$s" "$tmp/$layout.nginx" |
-      awk '{ print $1 / $5, $3 / $7, ($4 > 0 ? $8 / $4 : 0) }' > "$tmp/$layout.$s.ratio"
+      awk '{ print $1 / $7, $3 / $9, ($4 > 0 ? $10 / $4 : 0) }' > "$tmp/$layout.$s.ratio"
     printf 'layout %s ratio %s/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better), requests per CPU second %.2fx\n' \
       "$layout" "$s" "$(awk '{print $1}' "$tmp/$layout.$s.ratio" | median)" \
       "$(awk '{print $2}' "$tmp/$layout.$s.ratio" | median)" \
@@ -276,7 +296,7 @@ for layout in $LAYOUTS; do
   [ "$TLS" = 1 ] || continue
   echo "layout $layout, TLS: nginx and cairn terminating TLS (same certificate), keep-alive, wrk over https"
   for s in "${tls_proxies[@]}"; do wrk_raw "$load_core" "${port[$s]}" https >/dev/null; done # warm up
-  printf '%-6s %-10s %10s %8s %8s %12s\n' round proxy 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req'
+  printf '%-6s %-10s %10s %8s %8s %12s %8s %8s\n' round proxy 'req/s' 'p50 ms' 'p99 ms' 'cpu us/req' 'core0 %' 'core1 %'
   for s in "${tls_proxies[@]}"; do : > "$tmp/$layout.$s"; done
   for r in $(seq 1 "$ROUNDS"); do
     k=$((r % 2))
@@ -284,19 +304,21 @@ for layout in $LAYOUTS; do
     for s in "${order[@]}"; do
       res=$(wrk_run "$load_core" "${port[$s]}" "${ppid[$s]}" https)
       echo "$res" >> "$tmp/$layout.$s"
-      printf '%-6s %-10s %10s %8s %8s %12s\n' "$r" "$s" $res
+      printf '%-6s %-10s %10s %8s %8s %12s %8s %8s\n' "$r" "$s" $res
     done
   done
   echo "median:"
   for s in "${tls_proxies[@]}"; do
-    printf '  %-10s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %.2f us/req\n' "$s" \
+    printf '  %-10s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %.2f us/req  core0 %.0f%%  core1 %.0f%%\n' "$s" \
       "$(awk '{print $1}' "$tmp/$layout.$s" | median)" \
       "$(awk '{print $2}' "$tmp/$layout.$s" | median)" \
       "$(awk '{print $3}' "$tmp/$layout.$s" | median)" \
-      "$(awk '{print $4}' "$tmp/$layout.$s" | median)"
+      "$(awk '{print $4}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $5}' "$tmp/$layout.$s" | median)" \
+      "$(awk '{print $6}' "$tmp/$layout.$s" | median)"
   done
   paste "$tmp/$layout.cairn-tls" "$tmp/$layout.nginx-tls" |
-    awk '{ print $1 / $5, $3 / $7, ($4 > 0 ? $8 / $4 : 0) }' > "$tmp/$layout.tls.ratio"
+    awk '{ print $1 / $7, $3 / $9, ($4 > 0 ? $10 / $4 : 0) }' > "$tmp/$layout.tls.ratio"
   printf 'layout %s TLS ratio cairn/nginx (median of per-round ratios): req/s %.2fx, p99 %.2fx (lower is better), requests per CPU second %.2fx\n' \
     "$layout" "$(awk '{print $1}' "$tmp/$layout.tls.ratio" | median)" \
     "$(awk '{print $2}' "$tmp/$layout.tls.ratio" | median)" \
