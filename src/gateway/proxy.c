@@ -26,6 +26,7 @@ struct gw_upconn {
     uv_connect_t connect_req;
     uv_timer_t timer;
     uv_write_t wreq;
+    uv_shutdown_t sreq; /* a tunnel's half-close */
     struct gw_worker *w;
     struct gw_pool *pool;
     struct gw_upconn *next_idle;
@@ -33,7 +34,7 @@ struct gw_upconn {
     struct gw_req *req;
     int handles;
     int fd;
-    unsigned connected : 1, reading : 1, writing : 1, closing : 1, idle : 1, pending : 1;
+    unsigned connected : 1, reading : 1, writing : 1, closing : 1, idle : 1, pending : 1, shut : 1;
     struct gw_cl_state *cst; /* circuit breaker counts (connections, pending) */
     uint64_t served;         /* responses completed on this connection */
     uint64_t idle_until;     /* loop ms: idle connection expires */
@@ -63,7 +64,7 @@ struct gw_req {
     int status;
     unsigned upgrade : 1, body_done : 1, resp_started : 1, head_seen : 1, tunnel : 1,
         client_paused : 1, up_paused : 1, retried : 1, req_chunked : 1, head_req : 1, no_reuse : 1,
-        has_cl : 1, client_eof : 1, cb_counted : 1, retrying : 1;
+        has_cl : 1, client_eof : 1, cb_counted : 1, retrying : 1, up_eof : 1;
     uint32_t attempts;     /* upstream attempts so far (retries) */
     size_t head_out;       /* bytes of the upstream head in up->out (a retry resends the rest) */
     const char *cb_reason; /* the circuit breaker limit that refused a connection */
@@ -85,6 +86,7 @@ static int retry_budget(struct gw_req *r);
 static int retry_start(struct gw_req *r, struct gw_upconn *old);
 static int retry_on_status(struct gw_req *r, struct gw_upconn *up, int status);
 static void tunnel_finish(struct gw_req *r);
+static void tunnel_step(struct gw_req *r);
 
 static uint64_t now_ms(struct gw_worker *w)
 {
@@ -341,8 +343,8 @@ static void on_up_write(uv_write_t *wr, int status)
     struct gw_req *r = up->req;
     if (!r || up->closing)
         return;
-    if (r->tunnel && r->client_eof && up_pending(up) == 0) {
-        tunnel_finish(r);
+    if (r->tunnel && r->client_eof) {
+        tunnel_step(r);
         return;
     }
     client_resume_if_drained(r);
@@ -558,6 +560,34 @@ static void tunnel_finish(struct gw_req *r)
     req_free(r);
 }
 
+static void on_up_shutdown(uv_shutdown_t *sr, int status)
+{
+    struct gw_upconn *up = sr->data;
+    if (status < 0 && !up->closing)
+        up_fail(up, GW_ERR_RESET, "upstream shutdown failed");
+}
+
+/* Half-close. Each direction ends with its reader's EOF: the client's shuts the upstream's
+ * write side once what the client sent is written (here), the upstream's shuts the client's
+ * once what the upstream sent is written (the server core, cn_http_tunnel_shutdown). The
+ * tunnel ends when both have; a reset or a timeout ends it at once. */
+static void tunnel_step(struct gw_req *r)
+{
+    struct gw_upconn *up = r->up;
+    if (!up || !r->client_eof || up_pending(up) != 0)
+        return;
+    if (r->up_eof) {
+        tunnel_finish(r); /* what is queued for the client is written before it closes */
+        return;
+    }
+    if (!up->shut) {
+        up->shut = 1;
+        up->sreq.data = up;
+        if (uv_shutdown(&up->sreq, (uv_stream_t *)&up->tcp, on_up_shutdown) != 0)
+            up_fail(up, GW_ERR_RESET, "upstream shutdown failed");
+    }
+}
+
 static void on_client_tunnel(struct cn_http_req *creq, const char *data, ssize_t len)
 {
     struct gw_req *r = creq->data;
@@ -565,13 +595,12 @@ static void on_client_tunnel(struct cn_http_req *creq, const char *data, ssize_t
         return;
     struct gw_upconn *up = r->up;
     if (len < 0) {
-        /* The client is done: what it sent goes out, then both sides close. */
-        if (up && up_pending(up) == 0) {
-            tunnel_finish(r);
+        if (len != UV_EOF) {
+            tunnel_finish(r); /* a reset or read error: both sides close */
             return;
         }
-        r->client_eof = 1; /* the tunnel ends when the upstream's output drained */
-        cn_http_req_body_pause(creq);
+        r->client_eof = 1;
+        tunnel_step(r);
         return;
     }
     if (!up)
@@ -582,7 +611,7 @@ static void on_client_tunnel(struct cn_http_req *creq, const char *data, ssize_t
         return;
     }
     up_flush(up);
-    if (up_pending(up) > GW_HIGH_WATER) {
+    if (!up->closing && up_pending(up) > GW_HIGH_WATER) { /* (closing: r is gone) */
         r->client_paused = 1;
         cn_http_req_body_pause(creq);
     }
@@ -604,14 +633,21 @@ static void start_tunnel(struct gw_req *r, size_t head_len)
     r->fb_at = 0;
     up->rpos += head_len;
     struct cn_slice early;
-    cn_http_tunnel_start(r->creq, on_client_tunnel, &early);
+    /* 1: the client half-closed before the 101; its early bytes go first, then its end */
+    r->client_eof = cn_http_tunnel_start(r->creq, on_client_tunnel, &early);
     r->creq->drain_cb = on_client_drain;
-    if (early.len && cn_buf_append(&up->out, early.ptr, early.len) == 0)
-        up_flush(up);
+    int rc = early.len ? cn_buf_append(&up->out, early.ptr, early.len) : 0;
     if (up->rpos < up->rlen)
         cn_http_reply_data(r->creq, up->rbuf + up->rpos, up->rlen - up->rpos);
     up->rpos = up->rlen = 0;
     client_push(r);
+    if (rc) {
+        up_fail(up, GW_ERR_RESET, "tunnel overflow");
+        return;
+    }
+    up_flush(up);
+    if (!up->closing) /* (else r is gone) */
+        tunnel_step(r);
 }
 
 /* Parses what the upstream sent. */
@@ -756,7 +792,14 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         uv_read_stop(s);
         up->reading = 0;
         if (r->tunnel) {
-            tunnel_finish(r);
+            if (nread != UV_EOF) {
+                up_fail(up, GW_ERR_RESET, "upstream reset the tunnel");
+                return;
+            }
+            r->up_eof = 1;
+            cn_http_tunnel_shutdown(r->creq);
+            if (r->client_eof)
+                tunnel_step(r);
             return;
         }
         if (nread == UV_EOF && r->head_seen && r->resp_mode == GW_RM_CLOSE) {

@@ -81,6 +81,13 @@ struct cn_http_conn {
     char peer_ip[48];            /* cn_http_req_peer_ip, filled on first use */
     int handles;                 /* open libuv handles; freed at 0 */
     uint64_t id;
+
+    /* Tunnels: cn_http_tunnel_shutdown asked for the write side to end (tun_shut), which
+     * happens once out is written (wr_shut: uv_shutdown issued, after TLS's close_notify);
+     * eof_in_wait: the client's input ended while its reply was awaited (that alone set
+     * close_after), for cn_http_tunnel_start. */
+    unsigned tun_shut : 1, wr_shut : 1, eof_in_wait : 1;
+
     /* TLS listeners only (NULL otherwise): the session between the socket and rbuf/out. With
      * TLS, rbuf holds plaintext as it does without; out accumulates plaintext and wout holds
      * the ciphertext being written. */
@@ -122,6 +129,9 @@ size_t cn_http__tls_out_pending(const struct cn_http_conn *c);
 /* Before a lingering close: queues and flushes close_notify once. 1 when it did (the
  * written callback comes again), 0 when there was nothing to do. */
 int cn_http__tls_close_notify(struct cn_http_conn *c);
+/* A tunnel's half-close: queues and flushes close_notify once, reading goes on. 1 when it is
+ * being written (the written callback comes again), 0 when it is out. */
+int cn_http__tls_half_close(struct cn_http_conn *c);
 /* The handshake has not finished: the idle deadline is the handshake timeout. */
 int cn_http__tls_handshaking(const struct cn_http_conn *c);
 void cn_http__tls_timeout(struct cn_http_conn *c);

@@ -300,6 +300,20 @@ int cn_http__tls_close_notify(struct cn_http_conn *c)
     return 0;
 }
 
+int cn_http__tls_half_close(struct cn_http_conn *c)
+{
+    struct http_tls *t = c->tls;
+    if (t->established && !t->notify_sent) {
+        t->notify_sent = 1;
+        cn_tls_conn_close_notify(t->s);
+        if (cn_tls_conn_out_pending(t->s)) {
+            cn_http__flush(c);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int cn_http__tls_handshaking(const struct cn_http_conn *c)
 {
     return !c->tls->established && !c->tls->failed;

@@ -209,6 +209,26 @@ static int put_head(struct cn_http_conn *c, struct cn_http_req *req, int status,
     return rc;
 }
 
+static void on_tunnel_shut(uv_shutdown_t *sr, int status)
+{
+    struct cn_http_conn *c = sr->data;
+    if (status < 0 && !c->closing)
+        conn_close(c);
+}
+
+/* A tunnel's write side ends (everything queued is written): TLS's close_notify first. */
+static void tunnel_shut(struct cn_http_conn *c)
+{
+    if (c->wr_shut || c->closing)
+        return;
+    if (CN_UNLIKELY(c->tls) && cn_http__tls_half_close(c))
+        return; /* close_notify is being written: after_written comes again */
+    c->wr_shut = 1;
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_tunnel_shut) != 0)
+        conn_close(c);
+}
+
 static void after_written(struct cn_http_conn *c)
 {
     if (c->closing)
@@ -216,6 +236,11 @@ static void after_written(struct cn_http_conn *c)
     if (c->phase == P_TUNNEL && c->close_after) {
         conn_close(c);
         return;
+    }
+    if (c->phase == P_TUNNEL && c->tun_shut && !c->wr_shut) {
+        tunnel_shut(c);
+        if (c->closing)
+            return;
     }
     if (c->req.drain_cb && c->req.replied && !c->req.done) {
         c->req.drain_cb(&c->req);
@@ -618,7 +643,7 @@ void cn_http_req_body_resume(struct cn_http_req *req)
     }
 }
 
-void cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb, struct cn_slice *out_early)
+int cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb, struct cn_slice *out_early)
 {
     struct cn_http_conn *c = req->conn;
     CN_BUG_ON(c->phase != P_WAIT || c->streaming_body);
@@ -627,8 +652,16 @@ void cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb, struct 
     req->tunnel_cb = cb;
     *out_early = (struct cn_slice){c->rbuf + c->rpos, c->rlen - c->rpos};
     c->rpos = c->rlen = 0;
-    if (!c->read_eof)
+    if (!c->read_eof) {
         conn_read_start(c);
+        return 0;
+    }
+    if (c->eof_in_wait && !req->close && !c->w->draining) {
+        /* Only the client's half-close meant to close: the tunnel carries it instead. */
+        c->close_after = 0;
+        return 1;
+    }
+    return 0;
 }
 
 int cn_http_req_tls(const struct cn_http_req *req)
@@ -665,6 +698,19 @@ void cn_http_tunnel_end(struct cn_http_req *req)
         conn_close(c);
     else
         conn_flush(c);
+}
+
+void cn_http_tunnel_shutdown(struct cn_http_req *req)
+{
+    struct cn_http_conn *c = req->conn;
+    CN_BUG_ON(c->phase != P_TUNNEL);
+    if (c->closing || c->tun_shut)
+        return;
+    c->tun_shut = 1;
+    if (c->writing || c->out.len || (CN_UNLIKELY(c->tls) && cn_http__tls_out_pending(c)))
+        conn_flush(c); /* after_written shuts it */
+    else
+        tunnel_shut(c);
 }
 
 #define CORE_ERROR_BODY 4096
@@ -1393,6 +1439,7 @@ HOT void input(struct cn_http_conn *c, ssize_t nread)
         }
         if (c->phase == P_WAIT && !c->req.done) {
             /* Half-closed by the client: the reply can still go out; nothing more comes. */
+            c->eof_in_wait = !c->close_after;
             c->close_after = 1;
             return;
         }

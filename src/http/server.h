@@ -120,14 +120,19 @@ void cn_http_req_reset(struct cn_http_req *req);
 /* After a 101 reply head: the connection becomes a raw tunnel. Client bytes go to cb
  * (paused and resumed with cn_http_req_body_pause/_resume); bytes to the client go out with
  * cn_http_reply_data + cn_http_req_flush. Bytes the client sent after the request head are
- * returned in *out_early (valid until the next loop iteration) for the caller to forward. */
-void cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb,
-                          struct cn_slice *out_early);
+ * returned in *out_early (valid until the next loop iteration) for the caller to forward.
+ * Returns 1 when the client's input already ended cleanly after them (a half-close while
+ * the reply was awaited): cb will not be called, the caller takes it as cb's UV_EOF. */
+int cn_http_tunnel_start(struct cn_http_req *req, cn_http_tunnel_cb cb, struct cn_slice *out_early);
 /* The client's IP address as text ("127.0.0.1", "::1"), looked up once per connection;
  * "" when unknown. Valid while the connection is. */
 const char *cn_http_req_peer_ip(const struct cn_http_req *req);
 /* Ends a tunnel: what is queued is written, then the connection closes. req is done. */
 void cn_http_tunnel_end(struct cn_http_req *req);
+/* Half-closes a tunnel: once what is queued is written, the write side ends (TLS: a
+ * close_notify, then shutdown(SHUT_WR) of the socket); the client's bytes keep coming to the
+ * tunnel callback until its end. Nothing more may be sent; cn_http_tunnel_end still ends it. */
+void cn_http_tunnel_shutdown(struct cn_http_req *req);
 /* Whether the request came over TLS (a listener with cn_http_server.tls_get). */
 int cn_http_req_tls(const struct cn_http_req *req);
 

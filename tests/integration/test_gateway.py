@@ -7,6 +7,7 @@ Run: CAIRN_BIN=build/release/cairn python3 tests/integration/test_gateway.py
 import base64
 import hashlib
 import os
+import queue
 import re
 import signal
 import socket
@@ -20,7 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cairn import (BIN, SANITIZER_RE, Conn, _Stream, clean_env, metrics,  # noqa: E402
+from cairn import (BIN, SANITIZER_RE, SCALE, Conn, _Stream, clean_env, metrics,  # noqa: E402
                    poll_until, scaled)
 
 # ---- upstream -------------------------------------------------------------------------
@@ -73,7 +74,8 @@ class Upstream:
     /slow?ms=M: waits, then answers; /kill: closes without answering;
     /cut: a head promising 1000 bytes, 10 sent, then close; /bad/<case>: malformed framing;
     /upload: reads the body (slowly with ?slow=1), answers its length and sha256;
-    /ws: WebSocket handshake then echo of every frame."""
+    /ws: WebSocket handshake then echo of every frame;
+    /tun/<mode>: 101, then a raw tunnel (see _tunnel); its outcome goes to self.tunnel."""
 
     def __init__(self, name="u"):
         self.name = name
@@ -86,6 +88,8 @@ class Upstream:
         self.connections = 0
         self.lock = threading.Lock()
         self.closed = False
+        self.tunnel = queue.Queue()
+        self.release = threading.Event()  # ends /tun/hold
         threading.Thread(target=self._accept, daemon=True).start()
 
     def addr(self):
@@ -164,6 +168,34 @@ class Upstream:
         body = ("%d %s" % (n[0], h.hexdigest())).encode()
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
+    def _tunnel(self, c, f, mode, q):
+        """echo: echoes until EOF, then writes "bye" and closes. first: writes "hello from
+        upstream", shuts its write side, reads until EOF, puts what it read. hold: reads
+        until EOF, puts it, keeps the connection open until self.release is set. reset: writes "ready",
+        reads until "boom", then closes with a reset."""
+        got = bytearray()
+        if mode == "first":
+            c.sendall(b"hello from upstream")
+            c.shutdown(socket.SHUT_WR)
+        elif mode == "reset":
+            c.sendall(b"ready")
+        while True:
+            d = f.read1(65536)
+            if not d:
+                break
+            if mode == "echo":
+                c.sendall(d)
+            got += d
+            if mode == "reset" and got.endswith(b"boom"):
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.tunnel.put("reset")
+                return
+        if mode == "echo":
+            c.sendall(b"bye")
+        self.tunnel.put(bytes(got))
+        if mode == "hold":
+            self.release.wait()
+
     def _answer(self, c, f, method, path, q, headers, body):
         if path == "/kill":
             return False
@@ -188,6 +220,11 @@ class Upstream:
             return True
         if path.endswith("/slow"):
             time.sleep(int(q.get("ms", "100")) / 1000)
+        if path.startswith("/tun/"):
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-raw\r\n"
+                      b"Connection: Upgrade\r\n\r\n")
+            self._tunnel(c, f, path[5:], q)
+            return False
         if path == "/ws":
             key = hget(headers, "sec-websocket-key")
             acc = base64.b64encode(hashlib.sha1(
@@ -662,6 +699,118 @@ class Streaming(GatewayTest):
         s.sendall(ws_frame(8, b"\x03\xe8"))
         self.assertEqual(ws_read(f), (8, b"\x03\xe8"))
         self.assertEqual(f.read(1), b"")
+
+
+class Tunnels(GatewayTest):
+    """TCP half-close through Upgrade tunnels: each direction ends on its own."""
+
+    def setUp(self):
+        self.u = self.upstream()
+        self.g = self.gateway(cfg(
+            "  - {name: r, backendRefs: [{name: c}]}\n",
+            "  - {name: c, endpoints: [%s], timeouts: {idle: %dms}}\n"
+            % (self.u.addr(), int(1500 * SCALE))))
+
+    def open_tunnel(self, path):
+        s = socket.create_connection(("127.0.0.1", self.g.port))
+        s.settimeout(scaled(30))
+        self.addCleanup(s.close)
+        s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nUpgrade: x-raw\r\nConnection: Upgrade\r\n"
+                   "\r\n" % path).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(4096)
+            self.assertTrue(d, "closed before the 101: %r" % buf)
+            buf += d
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        return s, bytearray(rest)
+
+    def read_to_eof(self, s, got):
+        while True:
+            d = s.recv(262144)
+            if not d:
+                return bytes(got)
+            got += d
+
+    def recorded(self, code="1xx", n=1):
+        key = ("cairn_gateway_route_requests_total", (("code", code), ("route", "r")))
+        poll_until(lambda: self.g.metrics().get(key) == n, scaled(10),
+                   what="%d %s tunnel(s) recorded" % (n, code))
+
+    def test_client_shuts_first_gets_echo_and_trailer(self):
+        s, got = self.open_tunnel("/tun/echo")
+        data = os.urandom(3 << 20)  # well past the high water mark, both ways
+
+        def send():
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        got = self.read_to_eof(s, got)
+        t.join(scaled(30))
+        self.assertEqual(len(got), len(data) + 3)
+        self.assertTrue(got == data + b"bye", "echo or trailer differs")
+        self.assertEqual(self.u.tunnel.get(timeout=scaled(10)), data)
+        self.recorded()
+
+    def test_client_shuts_before_the_101(self):
+        # The client's end comes with its request (before the upstream answered): its early
+        # bytes and then its end still go through, and the upstream's answer comes back.
+        s = socket.create_connection(("127.0.0.1", self.g.port))
+        s.settimeout(scaled(30))
+        self.addCleanup(s.close)
+        s.sendall(b"GET /tun/echo HTTP/1.1\r\nHost: t\r\nUpgrade: x-raw\r\n"
+                  b"Connection: Upgrade\r\n\r\nearly bytes")
+        s.shutdown(socket.SHUT_WR)
+        got = self.read_to_eof(s, bytearray())
+        self.assertTrue(got.startswith(b"HTTP/1.1 101 "), got)
+        self.assertTrue(got.endswith(b"\r\n\r\nearly bytesbye"), got)
+        self.assertEqual(self.u.tunnel.get(timeout=scaled(10)), b"early bytes")
+        self.recorded()
+
+    def test_upstream_shuts_first_client_still_sends(self):
+        s, got = self.open_tunnel("/tun/first")
+        self.assertEqual(self.read_to_eof(s, got), b"hello from upstream")
+        data = os.urandom(2 << 20)
+        s.sendall(data)  # after its EOF the client's side still goes through
+        s.shutdown(socket.SHUT_WR)
+        self.assertTrue(self.u.tunnel.get(timeout=scaled(30)) == data, "upstream got other bytes")
+        self.recorded()
+        self.assertEqual(s.recv(1), b"")
+
+    def test_upstream_reset_closes_client(self):
+        s, got = self.open_tunnel("/tun/reset")
+        while not got.endswith(b"ready"):
+            d = s.recv(4096)
+            self.assertTrue(d)
+            got += d
+        s.sendall(b"boom")
+        self.assertEqual(self.u.tunnel.get(timeout=scaled(10)), "reset")
+        try:
+            rest = self.read_to_eof(s, bytearray())
+        except ConnectionResetError:
+            rest = b""
+        self.assertEqual(rest, b"")
+        self.recorded()
+        self.assertEqual(self.g.metrics()[("cairn_gateway_upstream_errors_total",
+                                           (("cluster", "c"), ("kind", "reset")))], 1)
+
+    def test_half_closed_tunnel_idle_timeout(self):
+        # The client is done, the upstream keeps its side open and silent: the idle timeout
+        # still ends the tunnel, closing both connections.
+        self.addCleanup(self.u.release.set)
+        s, got = self.open_tunnel("/tun/hold")
+        s.sendall(b"last words")
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(self.u.tunnel.get(timeout=scaled(10)), b"last words")
+        t0 = time.monotonic()
+        self.assertEqual(self.read_to_eof(s, got), b"")
+        self.assertGreater(time.monotonic() - t0, 1.0 * SCALE)  # not before the timeout
+        self.recorded()
+        self.assertEqual(self.g.metrics()[("cairn_gateway_upstream_errors_total",
+                                           (("cluster", "c"), ("kind", "timeout")))], 1)
 
 
 class Protocol(GatewayTest):

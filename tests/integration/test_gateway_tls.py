@@ -306,6 +306,32 @@ class Tls(GatewayTest):
             c.send(ws_frame(8, b""))
             self.assertEqual(ws_read(f), (8, b""))
 
+    def test_tunnel_half_close_over_tls(self):
+        # The upstream ends its side first: the client reads its bytes, then a close_notify
+        # (its EOF), and still sends; the upstream gets those bytes, then the client's end.
+        g, port, _ = self.start()
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            ctx = client_ctx()
+            ctx.minimum_version = ctx.maximum_version = version
+            with TlsConn(port, "a.example.com", ctx=ctx, timeout=scaled(30)) as c:
+                c.send(b"GET /tun/first HTTP/1.1\r\nHost: a.example.com\r\n"
+                       b"Upgrade: x-raw\r\nConnection: Upgrade\r\n\r\n")
+                self.assertEqual(c.read_response().status, 101)
+                got = bytearray(c.buf)
+                while True:
+                    d = c.sock.recv(65536)
+                    if not d:
+                        break
+                    got += d
+                self.assertEqual(bytes(got), b"hello from upstream", version)
+                data = os.urandom(1 << 20)
+                c.sock.sendall(data)
+                raw = c.sock.unwrap()  # our close_notify (theirs came already)
+                self.assertTrue(self.u.tunnel.get(timeout=scaled(30)) == data, version)
+                self.assertEqual(raw.recv(1), b"")  # then the gateway closes
+        poll_until(lambda: metric(g.admin, "cairn_gateway_route_requests_total", route="all",
+                                  code="1xx") == 2, scaled(10), what="2 tunnels recorded")
+
     def test_plain_http_on_the_tls_port(self):
         g, port, _ = self.start()
         s = socket.create_connection(("127.0.0.1", port), scaled(5))
