@@ -133,6 +133,66 @@ class TlsConn(Conn):
         return self.read_response(method)
 
 
+class HalfCloseTls:
+    """A TLS client over memory BIOs, which (unlike ssl.SSLSocket) can send its close_notify
+    and go on reading."""
+
+    def __init__(self, port, version):
+        ctx = client_ctx()
+        ctx.minimum_version = ctx.maximum_version = version
+        self.sock = socket.create_connection(("127.0.0.1", port), scaled(30))
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_hostname="a.example.com")
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._feed():
+                    raise AssertionError("closed during the handshake")
+        self._flush()
+
+    def _flush(self):
+        d = self.out.read()
+        if d:
+            self.sock.sendall(d)
+
+    def _feed(self):
+        d = self.sock.recv(65536)
+        if d:
+            self.inc.write(d)
+        else:
+            self.inc.write_eof()
+        return d
+
+    def send(self, data):
+        self.tls.write(data)
+        self._flush()
+
+    def close_notify(self):
+        try:
+            self.tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass  # sent; the peer's is not here yet
+        self._flush()
+
+    def recv(self):
+        """Plaintext; b"" at the peer's close_notify (or a bare TCP end)."""
+        while True:
+            try:
+                return self.tls.read(65536)
+            except ssl.SSLZeroReturnError:
+                return b""
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._feed():
+                    return b""
+
+    def close(self):
+        self.sock.close()
+
+
 def served(port, sni):
     """The fingerprint of the certificate served for an SNI name (None: no SNI)."""
     with TlsConn(port, sni) as c:
@@ -329,6 +389,36 @@ class Tls(GatewayTest):
                 raw = c.sock.unwrap()  # our close_notify (theirs came already)
                 self.assertTrue(self.u.tunnel.get(timeout=scaled(30)) == data, version)
                 self.assertEqual(raw.recv(1), b"")  # then the gateway closes
+        poll_until(lambda: metric(g.admin, "cairn_gateway_route_requests_total", route="all",
+                                  code="1xx") == 2, scaled(10), what="2 tunnels recorded")
+
+    def test_tunnel_client_half_close_over_tls(self):
+        # The client ends its side first with a close_notify and keeps reading: the echo of
+        # what it sent and the upstream's last words still come, then the gateway's end.
+        g, port, _ = self.start()
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            c = HalfCloseTls(port, version)
+            self.addCleanup(c.close)
+            c.send(b"GET /tun/echo HTTP/1.1\r\nHost: a.example.com\r\n"
+                   b"Upgrade: x-raw\r\nConnection: Upgrade\r\n\r\n")
+            got = bytearray()
+            while b"\r\n\r\n" not in got:
+                d = c.recv()
+                self.assertTrue(d, version)
+                got += d
+            head, rest = bytes(got).split(b"\r\n\r\n", 1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+            data = os.urandom(64 << 10)
+            c.send(data)
+            c.close_notify()
+            got = bytearray(rest)
+            while True:
+                d = c.recv()
+                if not d:
+                    break
+                got += d
+            self.assertTrue(got == data + b"bye", (version, len(got)))
+            self.assertEqual(self.u.tunnel.get(timeout=scaled(30)), data)
         poll_until(lambda: metric(g.admin, "cairn_gateway_route_requests_total", route="all",
                                   code="1xx") == 2, scaled(10), what="2 tunnels recorded")
 
