@@ -34,6 +34,7 @@ struct gw_upconn {
     struct gw_req *req;
     int handles;
     int fd;
+    struct cn_sendq_ent sqe; /* out queued on the client worker's sendq */
     unsigned connected : 1, reading : 1, writing : 1, closing : 1, idle : 1, pending : 1, shut : 1;
     struct gw_cl_state *cst; /* circuit breaker counts (connections, pending) */
     uint64_t served;         /* responses completed on this connection */
@@ -239,6 +240,7 @@ static void up_close(struct gw_upconn *up)
     if (up->closing)
         return;
     pool_remove(up);
+    cn_sendq_cancel(&up->sqe);
     up->closing = 1;
     up->req = NULL;
     uv_close((uv_handle_t *)&up->tcp, on_up_closed);
@@ -350,12 +352,18 @@ static void on_up_write(uv_write_t *wr, int status)
     client_resume_if_drained(r);
 }
 
-static void up_flush(struct gw_upconn *up)
+/* What a send of out did (bytes, or a negative errno): all gone, the rest handed to
+ * uv_write, or the connection failed. Bytes appended after a queued send was submitted
+ * stay in out and go next. */
+static void up_sent(struct gw_upconn *up, ssize_t sent, size_t sub_len)
 {
-    if (up->writing || up->closing || !up->connected || up->out.len == 0)
+    if (sent > 0 && (size_t)sent == sub_len && up->out.len > sub_len) {
+        /* More was appended after the queued send was submitted: it goes next. */
+        cn_buf_consume(&up->out, sub_len);
+        up_flush(up);
         return;
-    ssize_t sent = send(up->fd, up->out.ptr, up->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    }
+    if (sent < 0 && sent != -EAGAIN && sent != -EWOULDBLOCK) {
         up_fail(up, GW_ERR_RESET, "upstream write failed");
         return;
     }
@@ -377,6 +385,36 @@ static void up_flush(struct gw_upconn *up)
         return;
     }
     up->writing = 1;
+}
+
+static void on_up_queued_sent(struct cn_sendq_ent *e, ssize_t res)
+{
+    struct gw_upconn *up = (struct gw_upconn *)((char *)e - offsetof(struct gw_upconn, sqe));
+    if (up->writing || up->closing)
+        return;
+    up_sent(up, res, e->sub_len);
+}
+
+/* A request's head and body are queued on the client worker's send queue and go out with
+ * the other upstream sends of the loop iteration, in one io_uring_enter after the poll phase
+ * (ev/sendq.h): the upstream, when it shares the core, is woken once for all instead of
+ * preempting the proxy at every send. Tunnels, and requests whose client is gone, send at
+ * once. */
+static void up_flush(struct gw_upconn *up)
+{
+    if (up->writing || up->closing || !up->connected || up->out.len == 0 || up->sqe.state)
+        return;
+    struct gw_req *r = up->req;
+    struct cn_sendq *q = r && !r->tunnel && r->creq ? cn_http_req_sendq(r->creq) : NULL;
+    if (q) {
+        up->sqe.fd = up->fd;
+        up->sqe.buf = &up->out;
+        up->sqe.done = on_up_queued_sent;
+        cn_sendq_add(q, &up->sqe);
+        return;
+    }
+    ssize_t sent = send(up->fd, up->out.ptr, up->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    up_sent(up, sent >= 0 ? sent : -errno, up->out.len);
 }
 
 /* ---- the response ------------------------------------------------------------------------ */

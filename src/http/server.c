@@ -603,6 +603,18 @@ void cn_http_req_flush(struct cn_http_req *req)
         conn_flush(c);
 }
 
+struct cn_sendq *cn_http_req_sendq(const struct cn_http_req *req)
+{
+    struct cn_http_worker *w = req->conn->w;
+    if (CN_UNLIKELY(w->sendq_state == 0)) {
+        /* Set up at first use: only the gateway's workers send on other sockets. */
+        w->sendq_state = !w->draining && cn_sendq_init(&w->sendq, w->loop) == 0 ? 1 : 2;
+        if (w->sendq_state == 2)
+            cn_debug("http", "batched sends unavailable, sending directly", "worker=%d", w->id);
+    }
+    return w->sendq_state == 1 ? &w->sendq : NULL;
+}
+
 size_t cn_http_req_out_pending(const struct cn_http_req *req)
 {
     const struct cn_http_conn *c = req->conn;
@@ -1805,6 +1817,11 @@ void cn_http_worker_set_limits(struct cn_http_worker *w, const struct cn_http_li
 void cn_http_worker_drain(struct cn_http_worker *w)
 {
     w->draining = 1;
+    if (w->sendq_state == 1) {
+        /* What is queued goes now; sockets send directly from here on. */
+        cn_sendq_close(&w->sendq);
+    }
+    w->sendq_state = 2;
     if (w->spin_handles) {
         w->spin_handles = 0;
         w->spin_ns = 0;
@@ -1834,6 +1851,9 @@ void cn_http_worker_close_all(struct cn_http_worker *w)
 
 void cn_http_worker_release(struct cn_http_worker *w)
 {
+    if (w->sendq_state == 1)
+        cn_sendq_close(&w->sendq);
+    w->sendq_state = 2;
     while (w->rbuf_pool_len)
         free(w->rbuf_pool[--w->rbuf_pool_len]);
     cn_free(&w->rbuf_pool);

@@ -8,6 +8,7 @@
 #include "base/buf.h"
 #include "http/http-t.h"
 #include "http/router.h"
+#include "ev/sendq.h"
 
 #include <stdatomic.h>
 #include <uv.h>
@@ -98,6 +99,10 @@ const char *cn_http_status_text(int status);
 /* Stops reading the request body (or tunnel bytes) until cn_http_req_body_resume. */
 void cn_http_req_body_pause(struct cn_http_req *req);
 void cn_http_req_body_resume(struct cn_http_req *req);
+
+/* The worker's batched-send queue (ev/sendq.h) for other sockets of the same loop, such as
+ * the request's upstream connection; NULL when batching is off. */
+struct cn_sendq *cn_http_req_sendq(const struct cn_http_req *req);
 
 #define CN_HTTP_LEN_CHUNKED (-1) /* chunked to HTTP/1.1 clients, until close to HTTP/1.0 */
 #define CN_HTTP_LEN_CLOSE   (-2) /* no framing header: until close (or none, for 101) */
@@ -234,6 +239,8 @@ struct cn_http_worker {
     struct cn_http_route_stats *route_stats; /* [cn_router_num_routes + 1], last: unmatched */
     struct cn_tls_ctx *tls; /* TLS listeners: the set new connections start with (a ref) */
     char *tls_rbuf;         /* TLS listeners: ciphertext read from a socket, then fed */
+    struct cn_sendq sendq;  /* sends batched per loop iteration (cn_http_req_sendq) */
+    int sendq_state;        /* 0: not set up yet, 1: active, 2: off (no io_uring, draining) */
 };
 
 /* Initialises a worker on loop and starts listening on srv->addr (SO_REUSEPORT; the first
