@@ -1424,9 +1424,42 @@ static int skey_cmp(const void *pa, const void *pb)
     return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
+/* Sorts k[0..n), whose idx ascend, by (t, idx): a bottom-up merge of its ascending runs of t.
+ * A group's rows come from batches that each arrive in time order, so the runs are few and
+ * long (a qsort of the whole group ignored them). tmp has room for n keys. */
+static void sort_by_time(struct skey *k, size_t n, struct skey *tmp)
+{
+    struct skey *src = k, *dst = tmp;
+    for (size_t merges = 2; merges > 1;) {
+        merges = 0;
+        for (size_t a = 0; a < n; merges++) {
+            /* Two adjacent ascending runs, src[a..m) and src[m..b). Each run covers whole
+             * runs of the previous pass, so every idx of the left one is below the right's. */
+            size_t m = a + 1, b;
+            while (m < n && src[m].t >= src[m - 1].t)
+                m++;
+            for (b = m < n ? m + 1 : m; b < n && src[b].t >= src[b - 1].t;)
+                b++;
+            size_t i = a, j = m, o = a;
+            while (i < m && j < b) /* on equal t the left key first: its idx is smaller */
+                dst[o++] = src[j].t < src[i].t ? src[j++] : src[i++];
+            while (i < m)
+                dst[o++] = src[i++];
+            while (j < b)
+                dst[o++] = src[j++];
+            a = b;
+        }
+        struct skey *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != k)
+        memcpy(k, src, n * sizeof(*k));
+}
+
 /* Sorts keys[0..n) by (g, t, idx). Groups (service, name) are few: a counting sort by g
  * (stable, so each group stays in input order), then each group by time, which is usually
- * sorted already (batches arrive roughly in time order). */
+ * sorted already or made of a few sorted runs (batches arrive roughly in time order). */
 static int sort_rows(struct skey *keys, size_t n, uint64_t ngroups)
 {
     if (ngroups > 4 * (uint64_t)n + 1024) {
@@ -1447,16 +1480,16 @@ static int sort_rows(struct skey *keys, size_t n, uint64_t ngroups)
     for (size_t i = 0; i < n; i++)
         tmp[start[keys[i].g]++] = keys[i];
     memcpy(keys, tmp, n * sizeof(*keys));
-    free(tmp);
     for (size_t a = 0; a < n;) {
         size_t b = a + 1, sorted = 1;
         for (; b < n && keys[b].g == keys[a].g; b++)
             if (keys[b].t < keys[b - 1].t)
                 sorted = 0;
-        if (!sorted) /* indices ascend within the run, so (t, idx) order is total */
-            qsort(keys + a, b - a, sizeof(*keys), skey_cmp);
+        if (!sorted) /* indices ascend within the group, so (t, idx) order is total */
+            sort_by_time(keys + a, b - a, tmp);
         a = b;
     }
+    free(tmp);
     free(start);
     return 0;
 }
@@ -1569,13 +1602,19 @@ static int find_parents(struct w *w, const struct tkey *tk)
     for (size_t k = 0; k < w->ntids; k++) {
         uint32_t a = w->tstart[k], b = w->tstart[k + 1];
         if (b - a <= 32) {
+            /* The trace's span and parent IDs read once, then compared as integers. */
+            uint64_t sid[32], pid[32];
             for (uint32_t i = a; i < b; i++) {
-                const uint8_t *pid = w->spans[tk[i].idx]->parent_id;
-                if (cn_id_is_zero(pid, 8))
+                const struct cn_span *sp = w->spans[tk[i].idx];
+                memcpy(&sid[i - a], sp->span_id, 8);
+                memcpy(&pid[i - a], sp->parent_id, 8);
+            }
+            for (uint32_t i = 0; i < b - a; i++) {
+                if (pid[i] == 0) /* a root */
                     continue;
-                for (uint32_t j = a; j < b; j++) {
-                    if (memcmp(w->spans[tk[j].idx]->span_id, pid, 8) == 0) {
-                        w->parent_row[tk[i].row] = tk[j].row;
+                for (uint32_t j = 0; j < b - a; j++) {
+                    if (sid[j] == pid[i]) {
+                        w->parent_row[tk[a + i].row] = tk[a + j].row;
                         break;
                     }
                 }
