@@ -12,7 +12,8 @@ set -euo pipefail
 
 build_pkgs=(gcc g++ make cmake ninja-build pkg-config git
             libuv1-dev node-llhttp libssl-dev zlib1g-dev libjansson-dev libyaml-dev
-            libcmocka-dev libxxhash-dev libzstd-dev libcurl4-openssl-dev libsqlite3-dev)
+            libcmocka-dev libxxhash-dev libzstd-dev libcurl4-openssl-dev libsqlite3-dev
+            liburing-dev)
 test_pkgs=(python3 clang libclang-rt-14-dev curl procps chromium openssl)
 bench_pkgs=(nginx-light haproxy wrk util-linux clickhouse-server etcd-server etcd-client)
 

@@ -1,26 +1,11 @@
 #include "ev/sendq.h"
 
 #include <errno.h>
-#include <linux/io_uring.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #define SENDQ_ENTRIES 256
-
-static int uring_setup(unsigned entries, struct io_uring_params *p)
-{
-    return (int)syscall(__NR_io_uring_setup, entries, p);
-}
-
-static int uring_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags)
-{
-    return (int)syscall(__NR_io_uring_enter, fd, submit, min_complete, flags, NULL, 0);
-}
 
 static void on_check(uv_check_t *h)
 {
@@ -32,75 +17,28 @@ static void on_prepare(uv_prepare_t *h)
     cn_sendq_flush(h->data);
 }
 
-static void unmap_all(struct cn_sendq *q)
-{
-    if (q->sqe_map)
-        munmap(q->sqe_map, q->sqe_map_len);
-    if (q->cq_map && q->cq_map != q->sq_map)
-        munmap(q->cq_map, q->cq_map_len);
-    if (q->sq_map)
-        munmap(q->sq_map, q->sq_map_len);
-    q->sqe_map = q->cq_map = q->sq_map = NULL;
-}
-
 int cn_sendq_init(struct cn_sendq *q, uv_loop_t *loop)
 {
     memset(q, 0, sizeof(*q));
-    q->ring_fd = -1;
     q->head.next = q->head.prev = &q->head;
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
+    /* SUBMIT_ALL: one send that fails does not stop the ones after it (Linux 5.18). */
     p.flags = IORING_SETUP_SUBMIT_ALL;
-    int fd = uring_setup(SENDQ_ENTRIES, &p);
-    if (fd < 0)
-        return -errno;
-    if (!(p.features & IORING_FEAT_NODROP)) {
-        close(fd);
+    int rc = io_uring_queue_init_params(SENDQ_ENTRIES, &q->ring, &p);
+    if (rc < 0)
+        return rc == -ENOMEM ? CN_ENOMEM : CN_EINVAL;
+    if (!(p.features & IORING_FEAT_NODROP)) { /* a completion is never lost (Linux 5.5) */
+        io_uring_queue_exit(&q->ring);
         return CN_EINVAL;
     }
-    q->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    q->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-    int single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
-    if (single && q->cq_map_len > q->sq_map_len)
-        q->sq_map_len = q->cq_map_len;
-    q->sq_map = mmap(NULL, q->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
-                     IORING_OFF_SQ_RING);
-    if (q->sq_map == MAP_FAILED) {
-        q->sq_map = NULL;
-        goto fail;
-    }
-    if (single) {
-        q->cq_map = q->sq_map;
-    } else {
-        q->cq_map = mmap(NULL, q->cq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
-                         IORING_OFF_CQ_RING);
-        if (q->cq_map == MAP_FAILED) {
-            q->cq_map = NULL;
-            goto fail;
-        }
-    }
-    q->sqe_map_len = p.sq_entries * sizeof(struct io_uring_sqe);
-    q->sqe_map = mmap(NULL, q->sqe_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
-                      IORING_OFF_SQES);
-    if (q->sqe_map == MAP_FAILED) {
-        q->sqe_map = NULL;
-        goto fail;
-    }
-    char *sq = q->sq_map, *cq = q->cq_map;
-    q->sq_head = (unsigned *)(sq + p.sq_off.head);
-    q->sq_tail = (unsigned *)(sq + p.sq_off.tail);
-    q->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
-    q->sq_array = (unsigned *)(sq + p.sq_off.array);
-    q->cq_head = (unsigned *)(cq + p.cq_off.head);
-    q->cq_tail = (unsigned *)(cq + p.cq_off.tail);
-    q->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
-    q->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
-    q->sqes = q->sqe_map;
     q->entries = p.sq_entries;
     q->batch = calloc(q->entries, sizeof(*q->batch));
-    if (!q->batch)
-        goto fail;
-    q->ring_fd = fd;
+    if (!q->batch) {
+        io_uring_queue_exit(&q->ring);
+        return CN_ENOMEM;
+    }
+    q->on = 1;
     uv_check_init(loop, &q->check);
     q->check.data = q;
     uv_check_start(&q->check, on_check);
@@ -110,10 +48,6 @@ int cn_sendq_init(struct cn_sendq *q, uv_loop_t *loop)
     uv_prepare_start(&q->prepare, on_prepare);
     uv_unref((uv_handle_t *)&q->prepare);
     return 0;
-fail:
-    unmap_all(q);
-    close(fd);
-    return CN_ENOMEM;
 }
 
 void cn_sendq_add(struct cn_sendq *q, struct cn_sendq_ent *e)
@@ -139,12 +73,38 @@ void cn_sendq_cancel(struct cn_sendq_ent *e)
     e->state = 0;
 }
 
+/* Hands every queued entry back unsent (-EAGAIN): the owner writes it another way. */
+static void drain_list(struct cn_sendq *q)
+{
+    while (q->head.next != &q->head) {
+        struct cn_sendq_ent *e = q->head.next;
+        cn_sendq_cancel(e);
+        e->sub_len = e->buf->len;
+        e->done(e, -EAGAIN);
+    }
+}
+
+static void hand_back(struct cn_sendq *q, unsigned from, unsigned n, ssize_t res)
+{
+    for (unsigned i = from; i < n; i++) {
+        struct cn_sendq_ent *e = q->batch[i];
+        q->batch[i] = NULL;
+        if (e) {
+            e->state = 0;
+            e->done(e, res);
+        }
+    }
+}
+
 /* Submits up to q->entries queued sends, waits for their completions (MSG_DONTWAIT: they
  * complete inside the call) and runs the callbacks. */
 static void flush_some(struct cn_sendq *q)
 {
-    unsigned tail = *q->sq_tail, mask = *q->sq_mask, n = 0;
+    unsigned n = 0;
     while (q->head.next != &q->head && n < q->entries) {
+        struct io_uring_sqe *s = io_uring_get_sqe(&q->ring);
+        if (!s)
+            break;
         struct cn_sendq_ent *e = q->head.next;
         e->prev->next = e->next;
         e->next->prev = e->prev;
@@ -152,60 +112,33 @@ static void flush_some(struct cn_sendq *q)
         e->slot = n;
         e->sub_len = e->buf->len;
         q->batch[n] = e;
-        unsigned i = (tail + n) & mask;
-        struct io_uring_sqe *s = &q->sqes[i];
-        memset(s, 0, sizeof(*s));
-        s->opcode = IORING_OP_SEND;
-        s->fd = e->fd;
-        s->addr = (uint64_t)(uintptr_t)e->buf->ptr;
-        s->len = (uint32_t)(e->sub_len < (1u << 30) ? e->sub_len : (1u << 30));
-        s->msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
-        s->user_data = n;
-        q->sq_array[i] = i;
+        io_uring_prep_send(s, e->fd, e->buf->ptr, e->sub_len < (1u << 30) ? e->sub_len : (1u << 30),
+                           MSG_DONTWAIT | MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(s, n);
         n++;
     }
     if (n == 0)
         return;
-    atomic_store_explicit((_Atomic unsigned *)q->sq_tail, tail + n, memory_order_release);
-    unsigned done = 0, submitted = 0;
-    for (int tries = 0; submitted < n && tries < 4; tries++) {
-        int rc = uring_enter(q->ring_fd, n - submitted, n - submitted, IORING_ENTER_GETEVENTS);
-        if (rc > 0)
-            submitted += (unsigned)rc;
-        else if (rc == 0 || (errno != EINTR && errno != EAGAIN && errno != EBUSY))
-            break;
-    }
-    if (submitted < n) {
-        /* The kernel did not take the rest: withdraw them from the ring (it consumes entries
-         * in order, only inside io_uring_enter) and hand them back unsent below. */
-        atomic_store_explicit((_Atomic unsigned *)q->sq_tail, tail + submitted,
-                              memory_order_release);
-        for (unsigned i = submitted; i < n; i++) {
-            struct cn_sendq_ent *e = q->batch[i];
-            q->batch[i] = NULL;
-            if (e) {
-                e->state = 0;
-                e->done(e, -EAGAIN);
-            }
-        }
-    }
-    /* Completions: every submitted send has one (NODROP; GETEVENTS waited for them). */
-    unsigned *ch = q->cq_head;
-    for (;;) {
-        unsigned h = *ch;
-        unsigned t = atomic_load_explicit((_Atomic unsigned *)q->cq_tail, memory_order_acquire);
-        if (h == t) {
-            if (done >= submitted)
+    int rc;
+    do
+        rc = io_uring_submit_and_wait(&q->ring, n);
+    while (rc == -EINTR);
+    unsigned submitted = rc > 0 ? (unsigned)rc : 0;
+    unsigned done = 0;
+    /* Completions: every submitted send has one (NODROP), posted inside the submit. */
+    while (done < submitted) {
+        struct io_uring_cqe *cqe;
+        if (io_uring_peek_cqe(&q->ring, &cqe) != 0) {
+            do
+                rc = io_uring_wait_cqe(&q->ring, &cqe);
+            while (rc == -EINTR);
+            if (rc < 0)
                 break;
-            if (uring_enter(q->ring_fd, 0, submitted - done, IORING_ENTER_GETEVENTS) < 0 &&
-                errno != EINTR)
-                break;
-            continue;
         }
-        struct io_uring_cqe cqe = q->cqes[h & *q->cq_mask];
-        atomic_store_explicit((_Atomic unsigned *)ch, h + 1, memory_order_release);
+        uint64_t slot = io_uring_cqe_get_data64(cqe);
+        ssize_t res = cqe->res;
+        io_uring_cqe_seen(&q->ring, cqe);
         done++;
-        uint64_t slot = cqe.user_data;
         if (slot >= n)
             continue;
         struct cn_sendq_ent *e = q->batch[slot];
@@ -213,47 +146,41 @@ static void flush_some(struct cn_sendq *q)
         if (!e)
             continue;
         e->state = 0;
-        e->done(e, cqe.res);
+        e->done(e, res);
     }
-    /* Submitted but without a completion (a failed wait): the outcome is unknown. */
-    for (unsigned i = 0; i < n; i++) {
-        struct cn_sendq_ent *e = q->batch[i];
-        if (!e)
-            continue;
-        q->batch[i] = NULL;
-        e->state = 0;
-        e->done(e, -EIO);
+    if (submitted < n || done < submitted) {
+        /* The kernel refused part of the submission (out of memory) or a wait failed: the
+         * ring's state is no longer known, so the queue turns itself off. Sends it did not
+         * take are handed back unsent (-EAGAIN), and the owners write them another way;
+         * a submitted send whose completion is unknown reports -EIO. */
+        q->on = 0;
+        hand_back(q, submitted, n, -EAGAIN);
+        hand_back(q, 0, submitted, -EIO);
+        drain_list(q);
     }
 }
 
 void cn_sendq_flush(struct cn_sendq *q)
 {
-    if (q->ring_fd < 0)
+    if (!q->on)
         return;
     /* Callbacks may queue more (a pipelined request answered at once): bounded rounds. */
-    for (int round = 0; round < 8 && q->head.next != &q->head; round++)
+    for (int round = 0; round < 8 && q->on && q->head.next != &q->head; round++)
         flush_some(q);
 }
 
 void cn_sendq_close(struct cn_sendq *q)
 {
-    if (q->ring_fd < 0)
-        return;
+    if (!q->batch)
+        return; /* never set up */
     cn_sendq_flush(q);
-    int fd = q->ring_fd;
-    q->ring_fd = -1; /* callbacks below see the queue off and send directly */
-    while (q->head.next != &q->head) {
-        struct cn_sendq_ent *e = q->head.next;
-        cn_sendq_cancel(e);
-        e->sub_len = e->buf->len;
-        e->done(e, -EAGAIN); /* nothing went: the owner writes it another way */
-    }
+    q->on = 0; /* callbacks below see the queue off and send directly */
+    drain_list(q);
     if (!uv_is_closing((uv_handle_t *)&q->check))
         uv_close((uv_handle_t *)&q->check, NULL);
     if (!uv_is_closing((uv_handle_t *)&q->prepare))
         uv_close((uv_handle_t *)&q->prepare, NULL);
-    unmap_all(q);
-    close(fd);
+    io_uring_queue_exit(&q->ring);
     free(q->batch);
     q->batch = NULL;
 }

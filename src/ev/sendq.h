@@ -1,6 +1,6 @@
 /* Batched socket sends: connections queue a send during a loop iteration and the queue
- * submits them all in one io_uring_enter(2) after the poll phase (and before it, for what
- * timers and libuv's deferred callbacks queued), instead of one send(2) each. Every send is
+ * submits them all in one io_uring_enter(2) (liburing) after the poll phase (and before it, for
+ * what timers and libuv's deferred callbacks queued), instead of one send(2) each. Every send is
  * MSG_DONTWAIT: it completes (or fails with EAGAIN) inside the submit, so the entries' callbacks
  * run before cn_sendq_flush returns and nothing stays in flight.
  *
@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 
+#include <liburing.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -35,20 +36,17 @@ struct cn_sendq_ent {
 struct cn_sendq {
     uv_check_t check;     /* after the poll phase: what its callbacks queued */
     uv_prepare_t prepare; /* before it: what timers and deferred write callbacks queued */
-    int ring_fd;
-    unsigned entries;
-    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
-    unsigned *cq_head, *cq_tail, *cq_mask;
-    struct io_uring_sqe *sqes;
-    struct io_uring_cqe *cqes;
-    void *sq_map, *cq_map, *sqe_map;
-    size_t sq_map_len, cq_map_len, sqe_map_len;
+    struct io_uring ring;
+    int on;                      /* the ring is set up and usable */
+    unsigned entries;            /* submission queue entries: the most sends in one submit */
     struct cn_sendq_ent head;    /* list sentinel */
     struct cn_sendq_ent **batch; /* the entries of the submission being reaped */
 };
 
 /* Sets up the ring and the check handle (unreferenced) on loop. Returns 0, or a CN_E* code
- * when io_uring is not available (then the queue must not be used; cn_sendq_close is safe). */
+ * when io_uring is not available (then the queue must not be used; cn_sendq_close is safe).
+ * A queue turns itself off (cn_sendq_active 0) when the kernel refuses a submission: what it
+ * did not take is handed back with -EAGAIN, and callers send directly from then on. */
 int cn_sendq_init(struct cn_sendq *q, uv_loop_t *loop);
 /* Queues e (fd, buf and done set by the caller); no-op when queued, and when submitted and its
  * callback has yet to run (the callback sees the buffer as it is then). */
@@ -62,7 +60,7 @@ void cn_sendq_close(struct cn_sendq *q);
 
 static inline int cn_sendq_active(const struct cn_sendq *q)
 {
-    return q->ring_fd >= 0;
+    return q->on;
 }
 
 #endif

@@ -390,12 +390,19 @@ static int load_timeouts(struct ld *l, const yaml_node_t *map, struct gw_timeout
 
 static int load_limits(struct ld *l, const yaml_node_t *map)
 {
-    static const char *const keys[] = {"max_url_bytes",        "max_header_bytes",
-                                       "max_headers",          "max_body_bytes",
-                                       "header_timeout",       "idle_timeout",
-                                       "send_timeout",         "max_connections",
-                                       "busy_poll_us",         "max_response_header_bytes",
-                                       "max_response_headers", NULL};
+    static const char *const keys[] = {"max_url_bytes",
+                                       "max_header_bytes",
+                                       "max_headers",
+                                       "max_body_bytes",
+                                       "header_timeout",
+                                       "idle_timeout",
+                                       "send_timeout",
+                                       "max_connections",
+                                       "busy_poll_us",
+                                       "max_response_header_bytes",
+                                       "max_response_headers",
+                                       "batch_upstream_sends",
+                                       NULL};
     int rc = want_map(l, map);
     if (!rc)
         rc = check_keys(l, map, keys);
@@ -414,6 +421,7 @@ static int load_limits(struct ld *l, const yaml_node_t *map)
     OPT(v, "busy_poll_us", want_u64(l, v, 0, 10000, &h->busy_poll_us));
     OPT(v, "max_response_header_bytes", want_size(l, v, 256, MIB, &g->max_response_header_bytes));
     OPT(v, "max_response_headers", want_u64(l, v, 1, 10000, &g->max_response_headers));
+    OPT(v, "batch_upstream_sends", want_bool(l, v, &g->batch_upstream_sends));
     if (h->max_url_bytes > h->max_header_bytes)
         return fail_at(l, map, "max_url_bytes is larger than max_header_bytes");
     return 0;
@@ -1597,6 +1605,7 @@ struct cn_gw_snapshot *cn_gw_config_load_buffer(const char *name, const char *da
     };
     s->limits.max_response_header_bytes = 32 * KIB;
     s->limits.max_response_headers = 100;
+    s->limits.batch_upstream_sends = 1;
     struct ld l = {.snap = s, .file = name, .err = err, .err_len = err_len};
     l.path[0] = '\0';
     yaml_parser_t parser;

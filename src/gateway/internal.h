@@ -233,6 +233,7 @@ struct gw_limits {
     struct cn_http_limits http;
     uint64_t max_response_header_bytes;
     uint64_t max_response_headers;
+    int batch_upstream_sends; /* queue upstream sends per loop iteration (ev/sendq.h) */
 };
 
 struct gw_tls; /* tls.h */

@@ -405,7 +405,9 @@ static void up_flush(struct gw_upconn *up)
     if (up->writing || up->closing || !up->connected || up->out.len == 0 || up->sqe.state)
         return;
     struct gw_req *r = up->req;
-    struct cn_sendq *q = r && !r->tunnel && r->creq ? cn_http_req_sendq(r->creq) : NULL;
+    struct cn_sendq *q = r && !r->tunnel && r->creq && r->view->snap->limits.batch_upstream_sends
+                             ? cn_http_req_sendq(r->creq)
+                             : NULL;
     if (q) {
         up->sqe.fd = up->fd;
         up->sqe.buf = &up->out;

@@ -612,7 +612,8 @@ struct cn_sendq *cn_http_req_sendq(const struct cn_http_req *req)
         if (w->sendq_state == 2)
             cn_debug("http", "batched sends unavailable, sending directly", "worker=%d", w->id);
     }
-    return w->sendq_state == 1 ? &w->sendq : NULL;
+    /* (a queue that turned itself off: cn_sendq_active 0) */
+    return w->sendq_state == 1 && cn_sendq_active(&w->sendq) ? &w->sendq : NULL;
 }
 
 size_t cn_http_req_out_pending(const struct cn_http_req *req)

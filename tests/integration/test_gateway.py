@@ -701,6 +701,17 @@ class Streaming(GatewayTest):
         self.assertEqual(f.read(1), b"")
 
 
+class StreamingDirectSends(Streaming):
+    """Streaming again with the upstream sends made one send(2) each (the path a kernel
+    without io_uring takes) instead of batched per loop iteration."""
+
+    def setUp(self):
+        self.u = self.upstream()
+        self.g = self.gateway(cfg("  - {name: r, backendRefs: [{name: c}]}\n",
+                                  "  - {name: c, endpoints: [%s]}\n" % self.u.addr(),
+                                  "limits: {max_body_bytes: 1g, batch_upstream_sends: false}\n"))
+
+
 class Tunnels(GatewayTest):
     """TCP half-close through Upgrade tunnels: each direction ends on its own."""
 
