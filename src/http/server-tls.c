@@ -281,14 +281,8 @@ size_t cn_http__tls_out_pending(const struct cn_http_conn *c)
 int cn_http__tls_close_notify(struct cn_http_conn *c)
 {
     struct http_tls *t = c->tls;
-    if (t->established && !t->notify_sent) {
-        t->notify_sent = 1;
-        cn_tls_conn_close_notify(t->s);
-        if (cn_tls_conn_out_pending(t->s)) {
-            cn_http__flush(c);
-            return 1;
-        }
-    }
+    if (cn_http__tls_half_close(c))
+        return 1;
     /* Entering the lingering close: input not yet read is dropped, the socket read (and
      * dropped) until its end, which may have come already. */
     cn_tls_conn_drop_input(t->s);
