@@ -284,6 +284,16 @@ struct cn_demo *cn_demo_new(const struct cn_demo_opts *o, const char *data_dir,
                  o->dir ? o->dir : "./demo or beside the binary");
         goto fail;
     }
+    /* The processes run in the demo directory: a relative path (./demo, the usual case from
+     * a checkout) would be resolved from there again. */
+    char abs[PATH_MAX];
+    errno = 0;
+    if (!realpath(d->dir, abs) || strlen(abs) >= sizeof(d->dir)) {
+        snprintf(err, err_len, "--demo: cannot resolve the demo directory %s: %s", d->dir,
+                 strerror(errno ? errno : ENAMETOOLONG));
+        goto fail;
+    }
+    snprintf(d->dir, sizeof(d->dir), "%s", abs);
     if (!is_file(d->dir, "node_modules/@opentelemetry/sdk-trace-base/package.json") ||
         !is_file(d->dir, "node_modules/nacos/package.json")) {
         snprintf(err, err_len,

@@ -59,10 +59,10 @@ def q(params):
 
 
 class DemoTest(CairnTestCase):
-    def start_demo(self, rps=20):
+    def start_demo(self, rps=20, demo_dir=DEMO_DIR):
         need_demo()
         srv = self.start(settings={"registry.listen": "127.0.0.1:0"},
-                         args=["--demo", "--demo-dir", DEMO_DIR, "--demo-gateway", "127.0.0.1:0",
+                         args=["--demo", "--demo-dir", demo_dir, "--demo-gateway", "127.0.0.1:0",
                                "--demo-rps", str(rps)], workers=2)
         srv.wait_log(STARTED_RE, scaled(10))
         return srv
@@ -157,8 +157,21 @@ class DemoTest(CairnTestCase):
                    "every demo process to be gone")
         self.assertIn("info demo stopped processes=7", srv.logs())
 
+    def topology_nodes(self, srv):
+        st, doc = self.api(srv, "/api/v1/topology")
+        self.assertEqual(st, 200, doc)
+        return {n["service"] for n in doc["nodes"]}
+
     def test_restart_and_parent_death(self):
-        srv = self.start_demo(rps=5)
+        # A relative demo directory, as `make run` finds ./demo from the checkout: the
+        # services run in that directory and must still find their scripts (they did not:
+        # "Cannot find module demo/demo/service.mjs", every service restarting forever).
+        # cairn runs in its own temporary directory under tempfile.gettempdir().
+        rel = os.path.relpath(DEMO_DIR, os.path.join(tempfile.gettempdir(), "cairn-it-x"))
+        srv = self.start_demo(rps=5, demo_dir=rel)
+        poll_until(lambda: SERVICES <= self.topology_nodes(srv), scaled(30), 0.5,
+                   "every demo service to send traces")
+        self.assertNotIn("process exited", srv.logs())
         before = self.processes(srv)
         os.kill(before["inventory"]["pid"], signal.SIGKILL)
 
