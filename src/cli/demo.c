@@ -209,6 +209,21 @@ static int find_dir(const char *flag, const char *self_exe, char *out, size_t ou
     return CN_ENOENT;
 }
 
+/* The processes run in the demo directory: a relative path (./demo and ./cairn-data, the
+ * usual case from a checkout) would be resolved from there again. */
+static int make_absolute(char *path, size_t cap, const char *what, char *err, size_t err_len)
+{
+    char abs[PATH_MAX];
+    errno = 0;
+    if (!realpath(path, abs) || strlen(abs) >= cap) {
+        snprintf(err, err_len, "--demo: cannot resolve %s %s: %s", what, path,
+                 strerror(errno ? errno : ENAMETOOLONG));
+        return CN_EINVAL;
+    }
+    snprintf(path, cap, "%s", abs);
+    return 0;
+}
+
 /* A listening TCP socket on 127.0.0.1 with a kernel-chosen port. */
 static int listen_any(uint16_t *out_port)
 {
@@ -284,16 +299,8 @@ struct cn_demo *cn_demo_new(const struct cn_demo_opts *o, const char *data_dir,
                  o->dir ? o->dir : "./demo or beside the binary");
         goto fail;
     }
-    /* The processes run in the demo directory: a relative path (./demo, the usual case from
-     * a checkout) would be resolved from there again. */
-    char abs[PATH_MAX];
-    errno = 0;
-    if (!realpath(d->dir, abs) || strlen(abs) >= sizeof(d->dir)) {
-        snprintf(err, err_len, "--demo: cannot resolve the demo directory %s: %s", d->dir,
-                 strerror(errno ? errno : ENAMETOOLONG));
+    if (make_absolute(d->dir, sizeof(d->dir), "the demo directory", err, err_len) != 0)
         goto fail;
-    }
-    snprintf(d->dir, sizeof(d->dir), "%s", abs);
     if (!is_file(d->dir, "node_modules/@opentelemetry/sdk-trace-base/package.json") ||
         !is_file(d->dir, "node_modules/nacos/package.json")) {
         snprintf(err, err_len,
@@ -304,6 +311,9 @@ struct cn_demo *cn_demo_new(const struct cn_demo_opts *o, const char *data_dir,
         snprintf(err, err_len, "--demo: cannot create %s: %s", d->data_dir, strerror(errno));
         goto fail;
     }
+    if (make_absolute(d->data_dir, sizeof(d->data_dir), "the demo's data directory", err,
+                      err_len) != 0)
+        goto fail;
     pathf(d->gw_yaml, sizeof(d->gw_yaml), "%s/gateway.yaml", d->data_dir);
     cn_ev_parse_addr(o->gateway, &d->gw_addr);
     if ((d->gw_fd = reserve(&d->gw_addr)) < 0) {

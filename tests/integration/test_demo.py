@@ -59,9 +59,9 @@ def q(params):
 
 
 class DemoTest(CairnTestCase):
-    def start_demo(self, rps=20, demo_dir=DEMO_DIR):
+    def start_demo(self, rps=20, demo_dir=DEMO_DIR, settings=None):
         need_demo()
-        srv = self.start(settings={"registry.listen": "127.0.0.1:0"},
+        srv = self.start(settings=dict({"registry.listen": "127.0.0.1:0"}, **(settings or {})),
                          args=["--demo", "--demo-dir", demo_dir, "--demo-gateway", "127.0.0.1:0",
                                "--demo-rps", str(rps)], workers=2)
         srv.wait_log(STARTED_RE, scaled(10))
@@ -163,15 +163,20 @@ class DemoTest(CairnTestCase):
         return {n["service"] for n in doc["nodes"]}
 
     def test_restart_and_parent_death(self):
-        # A relative demo directory, as `make run` finds ./demo from the checkout: the
-        # services run in that directory and must still find their scripts (they did not:
-        # "Cannot find module demo/demo/service.mjs", every service restarting forever).
-        # cairn runs in its own temporary directory under tempfile.gettempdir().
+        # Relative demo and data directories, as `make run` has them (./demo, ./cairn-data):
+        # the services run in the demo directory and must still find their scripts (they did
+        # not: "Cannot find module demo/demo/service.mjs", every service restarting forever)
+        # and put the Nacos client's cache under the data directory, not under demo/.
+        # cairn runs in its own temporary directory (srv.data_dir's parent) under
+        # tempfile.gettempdir().
         rel = os.path.relpath(DEMO_DIR, os.path.join(tempfile.gettempdir(), "cairn-it-x"))
-        srv = self.start_demo(rps=5, demo_dir=rel)
+        srv = self.start_demo(rps=5, demo_dir=rel, settings={"data_dir": "data"})
         poll_until(lambda: SERVICES <= self.topology_nodes(srv), scaled(30), 0.5,
                    "every demo service to send traces")
         self.assertNotIn("process exited", srv.logs())
+        cache = os.path.join(srv.data_dir, "demo", "nacos-cache")
+        poll_until(lambda: os.path.isdir(cache), scaled(10), 0.1, "the Nacos cache in data_dir")
+        self.assertFalse(os.path.exists(os.path.join(DEMO_DIR, "data")))
         before = self.processes(srv)
         os.kill(before["inventory"]["pid"], signal.SIGKILL)
 
