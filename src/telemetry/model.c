@@ -48,11 +48,3 @@ int cn_hex_decode(uint8_t *dst, size_t n, struct cn_slice hex)
     }
     return 0;
 }
-
-int cn_id_is_zero(const uint8_t *id, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (id[i])
-            return 0;
-    return 1;
-}

@@ -770,10 +770,11 @@ static int decode_value(struct dec *d, struct cn_val *val, const uint8_t *p, siz
     return 0;
 }
 
-/* Cuts a string (at a UTF-8 boundary) or bytes value to max_value; counts it when keep. */
-static void cut_value(struct dec *d, struct cn_val *val, int keep)
+/* Cuts a string (at a UTF-8 boundary) or bytes value to max_value; counts it when keep. A
+ * value within the limit (nearly every one) costs one comparison. */
+static inline void cut_value(struct dec *d, struct cn_val *val, int keep)
 {
-    if (val->type != CN_VAL_STR && val->type != CN_VAL_BYTES)
+    if ((val->type != CN_VAL_STR && val->type != CN_VAL_BYTES) || val->u.s.len <= d->max_value)
         return;
     size_t n = val->type == CN_VAL_STR
                    ? cn_utf8_cut((const uint8_t *)val->u.s.ptr, val->u.s.len, d->max_value)
