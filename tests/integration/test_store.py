@@ -251,6 +251,90 @@ class Sealing(unittest.TestCase):
         self.assertGreater(srv2.metric("cairn_telemetry_wal_replayed_total"), 0)
         self.assertFalse(any(os.path.exists(p) for p in segs))
 
+    def seal_one(self, srv, tid, n):
+        """Posts one trace and waits until the seal that holds it is written."""
+        post(srv.otlp_port, trace_body(tid, "svc", 4, time.time_ns()))
+        wait_metric(srv, "cairn_telemetry_seals_total", n, result="ok")
+        poll_until(lambda: srv.metric("cairn_telemetry_head_bytes") == 0, scaled(10),
+                   what="head sealed")
+
+    def test_checkpoint_and_manifest_are_rewritten_in_place(self):
+        """After a process's first seal, CHECKPOINT and SEALING are rewritten in place (same
+        file, same size, an fdatasync): no new file, rename or directory sync per seal. The
+        manifest of the last seal stays while the store runs (its LSN is the checkpoint's:
+        a finished seal) and goes at a clean stop."""
+        srv = self.start()
+        tel = os.path.join(self.dir, "telemetry")
+        cp, sm = os.path.join(tel, "CHECKPOINT"), os.path.join(tel, "SEALING")
+
+        def lsn(path):
+            with open(path) as f:
+                return int(f.readline().split()[0])
+
+        self.seal_one(srv, TRACES[0], 1)
+        first = (os.stat(cp), os.stat(sm))
+        self.assertEqual(first[0].st_size, 64)
+        self.assertEqual(lsn(sm), lsn(cp))
+        lsn1 = lsn(cp)
+        self.seal_one(srv, TRACES[1], 2)
+        self.seal_one(srv, TRACES[2], 3)
+        self.assertEqual(os.stat(cp).st_ino, first[0].st_ino)
+        self.assertEqual(os.stat(sm).st_ino, first[1].st_ino)
+        self.assertEqual(os.stat(cp).st_size, 64)
+        self.assertEqual(os.stat(sm).st_size, first[1].st_size)
+        self.assertGreater(lsn(cp), lsn1)
+        self.assertEqual(lsn(sm), lsn(cp))
+        with open(cp) as f:
+            self.assertRegex(f.read(), r"^\d+\nsum=[0-9a-f]{16}\n+$")
+        self.assertEqual(srv.stop(), 0)
+        self.assertFalse(os.path.exists(sm))
+        srv2 = self.start()
+        self.assertEqual(srv2.metric("cairn_telemetry_wal_replayed_total"), 0)
+        for tid in TRACES[:3]:
+            self.assertEqual(len(get_trace(srv2.port, tid)["spans"]), 4, tid)
+
+    def test_finished_seal_manifest_leaves_segments_alone(self):
+        """A kill -9 leaves the last seal's manifest behind, finished (its LSN is the
+        checkpoint's). A segment it names may be gone since (compacted, removed by retention):
+        nothing is undone for that, and nothing is replayed."""
+        srv = self.start()
+        self.seal_one(srv, TRACES[0], 1)
+        srv.send_signal(signal.SIGKILL)
+        srv.wait(scaled(10))
+        tel = os.path.join(self.dir, "telemetry")
+        with open(os.path.join(tel, "CHECKPOINT")) as f:
+            lsn = int(f.readline())
+        segs = sorted(glob.glob(os.path.join(tel, "parts/*/*.spans")))
+        self.assertEqual(len(segs), 1)
+        with open(os.path.join(tel, "SEALING")) as f:
+            self.assertEqual(int(f.readline().split()[0]), lsn)
+        gone = os.path.join(tel, "parts/x.logs")
+        with open(os.path.join(tel, "SEALING"), "w") as f:
+            f.write("%d\n%s\n%s\n" % (lsn, segs[0], gone))
+        srv2 = self.start()
+        self.assertEqual(len(get_trace(srv2.port, TRACES[0])["spans"]), 4)
+        self.assertTrue(os.path.exists(segs[0]))
+        self.assertEqual(srv2.metric("cairn_telemetry_wal_replayed_total"), 0)
+        self.assertFalse(os.path.exists(os.path.join(tel, "SEALING")))
+        self.assertNotRegex(srv2.logs(), r"interrupted seal")
+
+    def test_torn_seal_manifest_is_ignored(self):
+        """A manifest whose checksum fails was cut short while being written, before its
+        seal wrote any segment: ignored (the WAL still holds everything after the
+        checkpoint)."""
+        srv = self.start(**{"telemetry.seal_interval": "1h"})
+        post(srv.otlp_port, trace_body(TRACES[0], "svc", 4, time.time_ns()))
+        srv.send_signal(signal.SIGKILL)
+        srv.wait(scaled(10))
+        tel = os.path.join(self.dir, "telemetry")
+        with open(os.path.join(tel, "SEALING"), "w") as f:
+            f.write("%d sum=0000000000000000\n%s\n" % (1 << 40, os.path.join(tel, "parts/y.spans")))
+        srv2 = self.start()
+        srv2.wait_log(r"warn telemetry \"SEALING fails its checksum, ignored\"")
+        self.assertEqual(len(get_trace(srv2.port, TRACES[0])["spans"]), 4)
+        self.assertGreater(srv2.metric("cairn_telemetry_wal_replayed_total"), 0)
+        self.assertFalse(os.path.exists(os.path.join(tel, "SEALING")))
+
     def test_small_segments_are_compacted(self):
         srv = self.start()
         t0 = time.time_ns()
