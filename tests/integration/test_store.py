@@ -1,12 +1,14 @@
 """The telemetry store past its head: sealing into segment files, serving traces from
 them across restarts, damaged segments, retention by disk budget."""
 import glob
+import http.client
 import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -334,6 +336,47 @@ class Sealing(unittest.TestCase):
         self.assertEqual(len(get_trace(srv2.port, TRACES[0])["spans"]), 4)
         self.assertGreater(srv2.metric("cairn_telemetry_wal_replayed_total"), 0)
         self.assertFalse(os.path.exists(os.path.join(tel, "SEALING")))
+
+    def test_answered_spans_are_in_the_derived_tables(self):
+        """A client that had its answer finds its spans in the derived tables (services, the
+        spans-per-trace limit's count) however soon it asks: six clients at once, so that
+        group commits hold several batches."""
+        srv = self.start(**{"telemetry.max_spans_per_trace": "6"})
+        errors = []
+
+        def client(c):
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=scaled(10))
+            try:
+                for i in range(15):
+                    svc = "rw-%d-%d" % (c, i)
+                    body = trace_body("%032x" % 0, svc, 5, time.time_ns())
+                    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    body["resourceSpans"][0]["scopeSpans"][0]["spans"] = [
+                        dict(sp, traceId="%032x" % (0xbeef000000 + c * 100000 + i * 1000 + k))
+                        for k in range(100) for sp in spans]
+                    post(srv.otlp_port, body)
+                    conn.request("GET", "/api/v1/services")
+                    names = [x["name"] if isinstance(x, dict) else x
+                             for x in json.loads(conn.getresponse().read())["services"]]
+                    if svc not in names:
+                        errors.append(svc)
+                    # The spans-per-trace limit counts the 5 just answered: 1 of 3 more fits.
+                    tid = "%032x" % (0xbeef000000 + c * 100000 + i * 1000)
+                    more = trace_body(tid, svc, 3, time.time_ns())
+                    for k, sp in enumerate(more["resourceSpans"][0]["scopeSpans"][0]["spans"]):
+                        sp["spanId"] = "%016x" % (0x100 + k)
+                    if post(srv.otlp_port, more).get("partialSuccess", {}).get(
+                            "rejectedSpans") != "2":
+                        errors.append(tid)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
 
     def test_small_segments_are_compacted(self):
         srv = self.start()
