@@ -66,6 +66,25 @@ static inline void put_var(struct enc *e, uint64_t v)
     put_slow(e, t, cn_seg__var_put(t, v));
 }
 
+/* put_var of each of a[0..n): room for the largest reserved once, then no check per value.
+ * Near the block's limit, where that room is not there, each value as put_var puts it. */
+static void put_vars(struct enc *e, const uint32_t *a, size_t n)
+{
+    if (!e->err && cn_buf_reserve(&e->b, n * 5) == 0) {
+        uint8_t *d0 = (uint8_t *)e->b.ptr + e->b.len, *d = d0;
+        for (size_t i = 0; i < n; i++) {
+            if (a[i] < 0x80) /* most: ids and counts */
+                *d++ = (uint8_t)a[i];
+            else
+                d += cn_seg__var_put(d, a[i]);
+        }
+        e->b.len += (size_t)(d - d0);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        put_var(e, a[i]);
+}
+
 static void put_str(struct enc *e, struct cn_slice s)
 {
     put_var(e, s.len);
@@ -137,6 +156,23 @@ static void smap_release(struct smap *m)
     free(m->keys);
     free(m->hashes);
     memset(m, 0, sizeof(*m));
+}
+
+/* Empties m, keeping its memory for the next use: only the slots in use are cleared unless
+ * they are many. */
+static void smap_clear(struct smap *m)
+{
+    if (m->n * 8 > m->mask + 1) {
+        memset(m->tab, 0, ((size_t)m->mask + 1) * sizeof(*m->tab));
+    } else {
+        for (uint32_t id = 0; id < m->n; id++) {
+            uint32_t i = (uint32_t)m->hashes[id] & m->mask;
+            while (m->tab[i] != id + 1) /* present: the probe ends */
+                i = (i + 1) & m->mask;
+            m->tab[i] = 0;
+        }
+    }
+    m->n = 0;
 }
 
 static int smap_rehash(struct smap *m)
@@ -271,6 +307,77 @@ struct ptab {
     uint32_t cap_ptrs, cap_cids, gen;
 };
 
+/* A value without its type, copied out of its record: the values of a column are read
+ * from one array rather than through a pointer each into the records' scattered memory. */
+union vu {
+    struct cn_slice s;
+    int64_t i;
+    double d;
+    int b;
+};
+_Static_assert(sizeof(union vu) == sizeof(((struct cn_val *)0)->u), "union vu is cn_val's u");
+
+/* Grows the array whose pointer is at pp, *cap elements of elem bytes, to hold need; the
+ * pointer is read and written with memcpy, whatever its type. Returns 0 or CN_ENOMEM (the
+ * array unchanged). */
+static int grow(void *pp, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = CN_MAX(need, *cap * 2);
+    void *p;
+    memcpy(&p, pp, sizeof(p));
+    p = realloc(p, c * elem);
+    if (!p)
+        return CN_ENOMEM;
+    memcpy(pp, &p, sizeof(p));
+    *cap = c;
+    return 0;
+}
+
+/* An attribute set's (key, type) pair, in put_kvs. */
+struct pair {
+    uint32_t key;
+    uint8_t type;
+    uint32_t nvals;
+    size_t first;
+};
+
+/* Scratch of put_kvs (kv_) and of put_vals and put_dict (v_), which run for every column
+ * of every row group: kept from call to call rather than allocated and freed each time.
+ * Maps are empty and kv_kpair all zero between calls. */
+struct cols {
+    struct smap kv_keys;
+    uint32_t *kv_kpair; /* key id * 8 + type -> pair + 1 */
+    struct pair *kv_pairs;
+    uint32_t *kv_item_pair;
+    union vu *kv_item_val, *kv_vals;
+    uint32_t *kv_vidx;
+    uint32_t *kv_rows; /* each row's num, then each row's dropped */
+    size_t kv_kpair_cap, kv_pairs_cap, kv_items_cap, kv_vals_cap;
+    size_t kv_vidx_cap, kv_rows_cap;
+    struct smap v_map;
+    uint32_t *v_ids;
+    int64_t *v_iv;
+    size_t v_ids_cap, v_iv_cap;
+};
+
+static void cols_release(struct cols *c)
+{
+    smap_release(&c->kv_keys);
+    free(c->kv_kpair);
+    free(c->kv_pairs);
+    free(c->kv_item_pair);
+    free(c->kv_item_val);
+    free(c->kv_vals);
+    free(c->kv_vidx);
+    free(c->kv_rows);
+    smap_release(&c->v_map);
+    free(c->v_ids);
+    free(c->v_iv);
+    memset(c, 0, sizeof(*c));
+}
+
 /* A row's trace ID, for building the index. */
 struct tref {
     const uint8_t *id;
@@ -314,6 +421,8 @@ struct w {
     struct smap indexed;
     struct cn_arena indexed_bytes;
     struct ptab resources, scopes;
+    struct cols cols;
+    uint64_t tmin, tmax; /* of the records' times */
     /* Spans: the row of each row's parent when it is a span of this segment (its trace's span
      * of that ID, the first row of duplicates), NO_ROW otherwise. */
     uint32_t *parent_row;
@@ -466,20 +575,22 @@ static uint64_t zz_div(int64_t v, uint64_t g)
  * the largest v / g zigzagged, then w byte planes (all low bytes, then all second bytes...).
  * Timestamps with microsecond precision lose their three zero digits; planes put the
  * random low bytes and the repetitive high bytes in separate runs, which zstd compresses
- * better than interleaved varints. */
-static void put_ints(struct enc *e, const int64_t *v, size_t n)
+ * better than interleaved varints. The caller's v[0..n) is scratch: it is overwritten with
+ * the zigzagged quotients. */
+static void put_ints(struct enc *e, int64_t *v, size_t n)
 {
     uint64_t g = 0;
     for (size_t i = 0; i < n && g != 1; i++)
         g = gcd(v[i] < 0 ? 0 - (uint64_t)v[i] : (uint64_t)v[i], g);
     if (g == 0)
         g = 1;
-    /* The zigzagged quotients, computed once (a division each unless g is 1), in chunks. */
-    enum { CHUNK = 256 };
-    uint64_t zz[CHUNK];
+    /* The zigzagged quotients, computed once (a division each unless g is 1), in place. */
+    uint64_t *zz = (uint64_t *)v; /* same size and alignment; read as uint64_t below only */
     uint64_t max = 0;
-    for (size_t i = 0; i < n; i++)
-        max |= g == 1 ? cn_seg__zigzag(v[i]) : zz_div(v[i], g);
+    for (size_t i = 0; i < n; i++) {
+        zz[i] = g == 1 ? cn_seg__zigzag(v[i]) : zz_div(v[i], g);
+        max |= zz[i];
+    }
     uint8_t width = 0;
     while (width < 8 && (max >> (8 * width)))
         width++;
@@ -490,23 +601,19 @@ static void put_ints(struct enc *e, const int64_t *v, size_t n)
         return;
     }
     uint8_t *dst = (uint8_t *)e->b.ptr + e->b.len;
-    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
-        size_t m = CN_MIN((size_t)CHUNK, n - i0);
-        for (size_t i = 0; i < m; i++)
-            zz[i] = g == 1 ? cn_seg__zigzag(v[i0 + i]) : zz_div(v[i0 + i], g);
-        for (uint8_t p = 0; p < width; p++)
-            for (size_t i = 0; i < m; i++)
-                dst[(size_t)p * n + i0 + i] = (uint8_t)(zz[i] >> (8 * p));
-    }
+    for (uint8_t p = 0; p < width; p++, dst += n)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (uint8_t)(zz[i] >> (8 * p));
     e->b.len += n * width;
 }
 
 /* Strings as a dictionary (first-occurrence order) and one id per value. */
 static int put_dict(struct w *w, struct enc *e, const struct cn_slice *vals, size_t n)
 {
-    struct smap m = {0};
-    uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
-    int rc = ids ? 0 : CN_ENOMEM;
+    struct cols *c = &w->cols;
+    struct smap *m = &c->v_map;
+    int rc = grow(&c->v_ids, &c->v_ids_cap, n, sizeof(*c->v_ids));
+    uint32_t *ids = c->v_ids;
     for (size_t i = 0; i < n && rc >= 0; i++) {
         /* Sorted rows mostly repeat the previous row's service, name, status message. */
         if (i && vals[i].len == vals[i - 1].len &&
@@ -514,20 +621,17 @@ static int put_dict(struct w *w, struct enc *e, const struct cn_slice *vals, siz
             ids[i] = ids[i - 1];
             continue;
         }
-        rc = smap_add(&m, vals[i].ptr, vals[i].len, &ids[i]);
+        rc = smap_add(m, vals[i].ptr, vals[i].len, &ids[i]);
     }
     if (rc < 0) {
-        free(ids);
-        smap_release(&m);
+        smap_clear(m);
         return fail(w, rc, "out of memory");
     }
-    put_var(e, m.n);
-    for (uint32_t k = 0; k < m.n; k++)
-        put_str(e, m.keys[k]);
-    for (size_t i = 0; i < n; i++)
-        put_var(e, ids[i]);
-    free(ids);
-    smap_release(&m);
+    put_var(e, m->n);
+    for (uint32_t k = 0; k < m->n; k++)
+        put_str(e, m->keys[k]);
+    put_vars(e, ids, n);
+    smap_clear(m);
     return 0;
 }
 
@@ -560,7 +664,8 @@ static void put_ranked(struct w *w, struct enc *e, size_t r0, size_t n, int name
         }
     }
     for (size_t i = 0; i < n; i++)
-        put_var(e, w->rank_loc[ids[i]]);
+        ids[i] = w->rank_loc[ids[i]];
+    put_vars(e, ids, n);
 }
 
 static void add_token(void *ctx, uint64_t h)
@@ -596,64 +701,68 @@ static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole,
  * dictionary pays (more than 7 in 8 distinct by then: it does not). */
 #define DICT_PROBE_VALUES 256
 
+static inline union vu val_u(const struct cn_val *v)
+{
+    union vu u;
+    memcpy(&u, &v->u, sizeof(u));
+    return u;
+}
+
 /* The values of one type, in order (see seg.h). attr: they are attribute values (whole
  * short strings go into the token bloom too). */
-static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_val *const *v,
-                    size_t n, int attr)
+static int put_vals(struct w *w, struct enc *e, uint8_t type, const union vu *v, size_t n, int attr)
 {
     switch (type) {
     case CN_VAL_EMPTY:
         return 0;
     case CN_VAL_BOOL:
         for (size_t i = 0; i < n; i++)
-            put_u8(e, v[i]->u.b != 0);
+            put_u8(e, v[i].b != 0);
         return 0;
     case CN_VAL_DOUBLE:
         for (size_t i = 0; i < n; i++) {
             uint64_t bits;
-            memcpy(&bits, &v[i]->u.d, 8);
+            memcpy(&bits, &v[i].d, 8);
             put_le64(e, bits);
         }
         return 0;
     case CN_VAL_INT: {
-        int64_t *iv = malloc((n ? n : 1) * sizeof(*iv));
-        if (!iv)
+        if (grow(&w->cols.v_iv, &w->cols.v_iv_cap, n, sizeof(*w->cols.v_iv)))
             return fail(w, CN_ENOMEM, "out of memory");
+        int64_t *iv = w->cols.v_iv;
         for (size_t i = 0; i < n; i++)
-            iv[i] = v[i]->u.i;
+            iv[i] = v[i].i;
         put_ints(e, iv, n);
-        free(iv);
         return 0;
     }
     default:
         break;
     }
     /* String-like: a dictionary when it is smaller than the values inline. */
-    struct smap m = {0};
-    uint32_t *ids = malloc((n ? n : 1) * sizeof(*ids));
-    int rc = ids ? 0 : CN_ENOMEM;
+    struct cols *c = &w->cols;
+    struct smap *m = &c->v_map;
+    int rc = grow(&c->v_ids, &c->v_ids_cap, n, sizeof(*c->v_ids));
+    uint32_t *ids = c->v_ids;
     uint64_t all = 0, distinct = 0;
     size_t i = 0;
     for (; i < n && rc >= 0; i++) {
         /* Values nearly all distinct (request IDs, user IDs): the dictionary cannot pay, so
          * stop hashing them for it and write them inline. Every value is still indexed for
          * the token bloom (its set of tokens is the same as the distinct values'). */
-        if (i == DICT_PROBE_VALUES && m.n * 8 > i * 7)
+        if (i == DICT_PROBE_VALUES && m->n * 8 > i * 7)
             break;
-        /* The values and their bytes are scattered over the batches' memory: fetch ahead. */
-        if (i + 8 < n)
-            __builtin_prefetch(v[i + 8]);
+        /* The values' bytes are scattered over the batches' memory: fetch ahead. */
         if (i + 4 < n)
-            __builtin_prefetch(v[i + 4]->u.s.ptr);
-        struct cn_slice s = v[i]->u.s;
+            __builtin_prefetch(v[i + 4].s.ptr);
+        struct cn_slice s = v[i].s;
         /* Rows sorted by service and name often repeat the previous value: no hashing. */
-        if (i && s.len == v[i - 1]->u.s.len && same_bytes(s.ptr, v[i - 1]->u.s.ptr, s.len)) {
+        if (i && s.len == v[i - 1].s.len && same_bytes(s.ptr, v[i - 1].s.ptr, s.len)) {
             ids[i] = ids[i - 1];
             all += s.len + var_len(s.len);
             continue;
         }
         uint64_t h = XXH3_64bits(s.ptr, s.len);
-        rc = smap_add_hashed(&m, s.ptr, s.len, h, &ids[i]);
+        rc = smap_add_hashed(m, s.ptr, s.len, h, &ids[i]);
         all += s.len + var_len(s.len);
         if (rc == 1) {
             distinct += s.len + var_len(s.len);
@@ -661,35 +770,32 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
         }
     }
     if (rc < 0) {
-        free(ids);
-        smap_release(&m);
+        smap_clear(m);
         return fail(w, rc, "out of memory");
     }
     if (i < n) {
         for (size_t k = i; k < n; k++) {
             if (k + 4 < n)
-                __builtin_prefetch(v[k + 4]->u.s.ptr);
-            struct cn_slice s = v[k]->u.s;
-            if (!(s.len == v[k - 1]->u.s.len && same_bytes(s.ptr, v[k - 1]->u.s.ptr, s.len)))
+                __builtin_prefetch(v[k + 4].s.ptr);
+            struct cn_slice s = v[k].s;
+            if (!(s.len == v[k - 1].s.len && same_bytes(s.ptr, v[k - 1].s.ptr, s.len)))
                 index_value(w, type, s, attr, NULL);
         }
         put_u8(e, CN_SEG__INLINE);
         for (size_t k = 0; k < n; k++)
-            put_str(e, v[k]->u.s);
-    } else if (distinct + n * var_len(m.n) < all) {
+            put_str(e, v[k].s);
+    } else if (distinct + n * var_len(m->n) < all) {
         put_u8(e, CN_SEG__DICT);
-        put_var(e, m.n);
-        for (uint32_t k = 0; k < m.n; k++)
-            put_str(e, m.keys[k]);
-        for (size_t i = 0; i < n; i++)
-            put_var(e, ids[i]);
+        put_var(e, m->n);
+        for (uint32_t k = 0; k < m->n; k++)
+            put_str(e, m->keys[k]);
+        put_vars(e, ids, n);
     } else {
         put_u8(e, CN_SEG__INLINE);
         for (size_t i = 0; i < n; i++)
-            put_str(e, v[i]->u.s);
+            put_str(e, v[i].s);
     }
-    free(ids);
-    smap_release(&m);
+    smap_clear(m);
     return 0;
 }
 
@@ -697,28 +803,23 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const struct cn_va
  * then each pair's values. */
 static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows, size_t n)
 {
-    struct pair {
-        uint32_t key;
-        uint8_t type;
-        uint32_t nvals;
-        size_t first;
-    };
-    struct smap keys = {0};
+    struct cols *c = &w->cols;
+    struct smap *keys = &c->kv_keys;
     enum { KSEEN = 32 };
     struct kseen {
         struct cn_slice key;
         uint32_t id;
-    } seen[KSEEN] = {0};    /* the key last seen at each position of a row */
-    uint32_t *kpair = NULL; /* key id * 8 + type -> pair + 1 */
-    size_t kpair_cap = 0;
-    struct pair *pairs = NULL;
-    uint32_t npairs = 0, pairs_cap = 0;
-    size_t total = 0;
-    for (size_t r = 0; r < n; r++)
-        total += rows[r]->num;
-    uint32_t *item_pair = malloc((total ? total : 1) * sizeof(*item_pair));
-    const struct cn_val **vals = malloc((total ? total : 1) * sizeof(*vals));
-    int rc = item_pair && vals ? 0 : CN_ENOMEM;
+        uint32_t pair; /* of key and type */
+        uint8_t type;
+    } seen[KSEEN] = {0}; /* the key (and type) last seen at each position of a row */
+    uint32_t npairs = 0, *kpair = c->kv_kpair;
+    size_t kpair_cap = c->kv_kpair_cap;
+    struct pair *pairs = c->kv_pairs;
+    /* Each row's count and dropped, each item's pair and value in item order, then the
+     * items grouped by pair, then each pair's values gathered: the rows are read once, in
+     * the loop below, not again for counts or for each pair's values. */
+    int rc = grow(&c->kv_rows, &c->kv_rows_cap, 2 * n, sizeof(*c->kv_rows));
+    uint32_t *rnum = rc ? NULL : c->kv_rows, *rdropped = rc ? NULL : c->kv_rows + n;
     size_t j = 0;
     for (size_t r = 0; r < n && rc >= 0; r++) {
         /* Rows are scattered over the batches: fetch a row's items (several cache lines)
@@ -736,7 +837,21 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
                 for (; p <= end; p += 64)
                     __builtin_prefetch(p);
         }
-        for (uint32_t i = 0; i < rows[r]->num && rc >= 0; i++, j++) {
+        uint32_t num = rows[r]->num;
+        rnum[r] = num;
+        rdropped[r] = rows[r]->dropped;
+        if (j + num > c->kv_items_cap) {
+            size_t cap = c->kv_items_cap, cap2 = cap;
+            if (grow(&c->kv_item_pair, &cap, j + num, sizeof(*c->kv_item_pair)) ||
+                grow(&c->kv_item_val, &cap2, j + num, sizeof(*c->kv_item_val))) {
+                rc = CN_ENOMEM;
+                break;
+            }
+            c->kv_items_cap = cap;
+        }
+        uint32_t *item_pair = c->kv_item_pair;
+        union vu *item_val = c->kv_item_val;
+        for (uint32_t i = 0; i < num && rc >= 0; i++, j++) {
             const struct cn_kv *kv = &rows[r]->items[i];
             if (kv->val.type > CN_VAL_KVLIST) {
                 rc = fail(w, CN_EINVAL, "attribute \"%.*s\" has unknown value type %u",
@@ -744,84 +859,96 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
                           kv->val.type);
                 break;
             }
-            /* Rows mostly list the same keys in the same order as the row before. */
+            /* Rows mostly list the same keys with the same types in the same order as the
+             * row before. */
             uint32_t kid;
             struct kseen *ks = i < KSEEN ? &seen[i] : NULL;
             if (ks && ks->key.len == kv->key.len && ks->key.ptr &&
                 same_bytes(ks->key.ptr, kv->key.ptr, kv->key.len)) {
+                if (ks->type == kv->val.type) {
+                    item_pair[j] = ks->pair;
+                    item_val[j] = val_u(&kv->val);
+                    pairs[ks->pair].nvals++;
+                    continue;
+                }
                 kid = ks->id;
             } else {
-                rc = smap_add(&keys, kv->key.ptr, kv->key.len, &kid);
+                rc = smap_add(keys, kv->key.ptr, kv->key.len, &kid);
                 if (rc < 0)
                     break;
-                if (ks)
-                    *ks = (struct kseen){kv->key, kid};
             }
             if ((size_t)kid * 8 + 8 > kpair_cap) {
-                size_t cap = kpair_cap ? kpair_cap * 2 : 128;
-                uint32_t *k = realloc(kpair, cap * sizeof(*k));
-                if (!k) {
+                if (grow(&c->kv_kpair, &c->kv_kpair_cap, CN_MAX((size_t)kid * 8 + 8, 128),
+                         sizeof(*c->kv_kpair))) {
                     rc = CN_ENOMEM;
                     break;
                 }
-                memset(k + kpair_cap, 0, (cap - kpair_cap) * sizeof(*k));
-                kpair = k;
-                kpair_cap = cap;
+                kpair = c->kv_kpair;
+                memset(kpair + kpair_cap, 0, (c->kv_kpair_cap - kpair_cap) * sizeof(*kpair));
+                kpair_cap = c->kv_kpair_cap;
             }
             uint32_t *slot = &kpair[(size_t)kid * 8 + kv->val.type];
             if (!*slot) {
-                if (npairs == pairs_cap) {
-                    uint32_t cap = pairs_cap ? pairs_cap * 2 : 16;
-                    struct pair *p = realloc(pairs, cap * sizeof(*p));
-                    if (!p) {
-                        rc = CN_ENOMEM;
-                        break;
-                    }
-                    pairs = p;
-                    pairs_cap = cap;
+                if (grow(&c->kv_pairs, &c->kv_pairs_cap, (size_t)npairs + 1,
+                         sizeof(*c->kv_pairs))) {
+                    rc = CN_ENOMEM;
+                    break;
                 }
+                pairs = c->kv_pairs;
                 pairs[npairs] = (struct pair){kid, kv->val.type, 0, 0};
                 *slot = ++npairs;
             }
             item_pair[j] = *slot - 1;
+            item_val[j] = val_u(&kv->val);
             pairs[*slot - 1].nvals++;
+            if (ks)
+                *ks = (struct kseen){kv->key, kid, *slot - 1, kv->val.type};
         }
     }
+    size_t total = j;
+    if (rc >= 0 && grow(&c->kv_vidx, &c->kv_vidx_cap, total, sizeof(*c->kv_vidx)))
+        rc = CN_ENOMEM;
+    const uint32_t *item_pair = c->kv_item_pair;
+    const union vu *item_val = c->kv_item_val;
+    uint32_t *vidx = c->kv_vidx;
     if (rc >= 0) {
-        size_t first = 0;
+        size_t first = 0, most = 0;
         for (uint32_t p = 0; p < npairs; p++) {
             pairs[p].first = first;
             first += pairs[p].nvals;
+            most = CN_MAX(most, pairs[p].nvals);
             pairs[p].nvals = 0;
         }
-        j = 0;
-        for (size_t r = 0; r < n; r++)
-            for (uint32_t i = 0; i < rows[r]->num; i++, j++) {
-                struct pair *p = &pairs[item_pair[j]];
-                vals[p->first + p->nvals++] = &rows[r]->items[i].val;
-            }
+        if (grow(&c->kv_vals, &c->kv_vals_cap, most, sizeof(*c->kv_vals)))
+            rc = fail(w, CN_ENOMEM, "out of memory");
+        for (j = 0; j < total; j++) {
+            struct pair *p = &pairs[item_pair[j]];
+            vidx[p->first + p->nvals++] = (uint32_t)j;
+        }
         put_var(e, n);
         put_var(e, npairs);
         for (uint32_t p = 0; p < npairs; p++) {
-            put_str(e, keys.keys[pairs[p].key]);
+            put_str(e, keys->keys[pairs[p].key]);
             put_u8(e, pairs[p].type);
         }
-        for (size_t r = 0; r < n; r++)
-            put_var(e, rows[r]->num);
-        for (size_t r = 0; r < n; r++)
-            put_var(e, rows[r]->dropped);
-        for (j = 0; j < total; j++)
-            put_var(e, item_pair[j]);
-        for (uint32_t p = 0; p < npairs && rc >= 0; p++)
-            rc = put_vals(w, e, pairs[p].type, vals + pairs[p].first, pairs[p].nvals, 1);
+        put_vars(e, rnum, n);
+        put_vars(e, rdropped, n);
+        put_vars(e, item_pair, total);
+        for (uint32_t p = 0; p < npairs && rc >= 0; p++) {
+            const uint32_t *x = vidx + pairs[p].first;
+            union vu *v = c->kv_vals;
+            uint32_t nv = pairs[p].nvals;
+            for (uint32_t k = 0; k < nv; k++)
+                v[k] = item_val[x[k]];
+            rc = put_vals(w, e, pairs[p].type, v, nv, 1);
+        }
     } else if (rc == CN_ENOMEM) {
         rc = fail(w, rc, "out of memory");
     }
-    free(item_pair);
-    free(vals);
-    free(kpair);
-    free(pairs);
-    smap_release(&keys);
+    /* Back to all zero for the next call: the slots of this call's keys. */
+    for (uint32_t k = 0; k < keys->n && (size_t)k * 8 < c->kv_kpair_cap; k++)
+        memset(c->kv_kpair + (size_t)k * 8, 0, 8 * sizeof(*c->kv_kpair));
+    smap_clear(keys);
     return rc < 0 ? rc : 0;
 }
 
@@ -990,8 +1117,8 @@ static int put_table(struct w *w, struct enc *e, const void *const *ptrs, size_t
         if (rc >= 0)
             rc = put_kvs(w, e, attrs, nent);
         free(attrs);
-        for (size_t i = 0; i < n && rc >= 0; i++)
-            put_var(e, ids[i]);
+        if (rc >= 0)
+            put_vars(e, ids, n);
     }
     if (rc == CN_ENOMEM)
         rc = fail(w, (int)rc, "out of memory");
@@ -1171,8 +1298,7 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
         st->amax = CN_MAX(st->amax, d);
     }
 
-    for (size_t i = 0; i < n; i++)
-        put_var(e, w->ord[r0 + i]);
+    put_vars(e, w->ord + r0, n);
     EMIT(CN_SEG__S_TRACE, 1);
     for (size_t i = 0; i < n; i++)
         put(e, sp[i]->span_id, 8);
@@ -1239,7 +1365,7 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
 /* A typed value per row (log bodies): the type of each row, then the values of each type. */
 static int put_body(struct w *w, struct enc *e, const struct cn_log *const *lg, size_t n)
 {
-    const struct cn_val **v = malloc((n ? n : 1) * sizeof(*v));
+    union vu *v = malloc((n ? n : 1) * sizeof(*v));
     if (!v)
         return fail(w, CN_ENOMEM, "out of memory");
     int rc = 0;
@@ -1253,7 +1379,7 @@ static int put_body(struct w *w, struct enc *e, const struct cn_log *const *lg, 
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
             if (lg[i]->body.type == t)
-                v[k++] = &lg[i]->body;
+                v[k++] = val_u(&lg[i]->body);
         rc = put_vals(w, e, t, v, k, 0);
     }
     free(v);
@@ -1276,8 +1402,7 @@ static int log_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scratc
         st->amax = CN_MAX(st->amax, lg[i]->severity_number);
     }
 
-    for (size_t i = 0; i < n; i++)
-        put_var(e, w->ord[r0 + i]);
+    put_vars(e, w->ord + r0, n);
     EMIT(CN_SEG__L_TRACE, 1);
     for (size_t i = 0; i < n; i++)
         put_u8(e, !cn_id_is_zero(lg[i]->span_id, 8));
@@ -1361,22 +1486,26 @@ static int rank_cmp(const void *pa, const void *pb, void *arg)
     return slice_cmp(m->keys[*(const uint32_t *)pa], m->keys[*(const uint32_t *)pb]);
 }
 
-/* Interns vals[0..n) into m (ids[i] = dense id of vals[i]), then replaces each id by the
- * rank of its string in byte order, so rows compare by integers instead of memcmp. */
-static int rank_strings(struct smap *m, const struct cn_slice *vals, size_t n, uint32_t *ids,
-                        struct cn_slice **out_by_rank)
+/* Interns s, the string of row i, into m: ids[i] = its dense id. prev: the string last
+ * hashed, whose id is ids[i - 1] (rows of one batch repeat the previous row's string most of
+ * the time: the same resource's service; span names equal but apart in the body). Returns
+ * 0 or CN_ENOMEM. */
+static inline int intern(struct smap *m, struct cn_slice s, struct cn_slice *prev, uint32_t *ids,
+                         size_t i)
 {
-    for (size_t i = 0; i < n; i++) {
-        /* Rows of one batch repeat the previous row's string most of the time (the same
-         * resource's service; span names equal but apart in the body). */
-        if (i && vals[i].len == vals[i - 1].len &&
-            same_bytes(vals[i].ptr, vals[i - 1].ptr, vals[i].len)) {
-            ids[i] = ids[i - 1];
-            continue;
-        }
-        if (smap_add(m, vals[i].ptr, vals[i].len, &ids[i]) < 0)
-            return CN_ENOMEM;
+    if (i && s.len == prev->len && same_bytes(s.ptr, prev->ptr, s.len)) {
+        ids[i] = ids[i - 1];
+        return 0;
     }
+    *prev = s;
+    return smap_add(m, s.ptr, s.len, &ids[i]) < 0 ? CN_ENOMEM : 0;
+}
+
+/* Replaces each of ids[0..n), dense ids in m, by the rank of its string in byte order, so
+ * rows compare by integers instead of memcmp; *out_by_rank (when wanted, freed by the
+ * caller) gets the strings by rank. Returns 0 or CN_ENOMEM. */
+static int rank_ids(const struct smap *m, uint32_t *ids, size_t n, struct cn_slice **out_by_rank)
+{
     uint32_t *by = malloc((m->n ? m->n : 1) * sizeof(*by));
     uint32_t *rank = malloc((m->n ? m->n : 1) * sizeof(*rank));
     if (!by || !rank) {
@@ -1386,7 +1515,7 @@ static int rank_strings(struct smap *m, const struct cn_slice *vals, size_t n, u
     }
     for (uint32_t k = 0; k < m->n; k++)
         by[k] = k;
-    qsort_r(by, m->n, sizeof(*by), rank_cmp, m);
+    qsort_r(by, m->n, sizeof(*by), rank_cmp, (void *)m);
     for (uint32_t k = 0; k < m->n; k++)
         rank[by[k]] = k;
     for (size_t i = 0; i < n; i++)
@@ -1519,37 +1648,35 @@ static int tkey_cmp(const void *pa, const void *pb)
 }
 
 /* Sorts k[0..n) (in any order on entry) by (hi, lo, row): a stable LSD radix sort
- * on the top 32 bits of hi, then each run of equal top bits (mostly the spans of one trace)
- * by the whole key. */
+ * on the top 32 bits of hi, a byte per pass (256 counters: a segment's keys are far fewer
+ * than the 65536 of 16-bit digits, which cost more to clear and sum than the keys to
+ * move), then each run of equal top bits (mostly the spans of one trace) by the whole key. */
 static int sort_trace_keys(struct tkey *k, size_t n)
 {
     struct tkey *tmp = malloc((n ? n : 1) * sizeof(*tmp));
-    uint32_t *cnt = malloc(65536 * sizeof(*cnt));
-    if (!tmp || !cnt) {
-        free(tmp);
-        free(cnt);
+    if (!tmp)
         return CN_ENOMEM;
-    }
+    uint32_t cnt[4][256] = {{0}};
+    for (size_t i = 0; i < n; i++) /* the counts of all four digits in one pass */
+        for (unsigned d = 0; d < 4; d++)
+            cnt[d][(k[i].hi >> (32 + 8 * d)) & 0xff]++;
     struct tkey *src = k, *dst = tmp;
-    for (unsigned shift = 32; shift < 64; shift += 16) {
-        memset(cnt, 0, 65536 * sizeof(*cnt));
-        for (size_t i = 0; i < n; i++)
-            cnt[(src[i].hi >> shift) & 0xffff]++;
+    for (unsigned d = 0; d < 4; d++) {
         uint32_t sum = 0;
-        for (size_t d = 0; d < 65536; d++) {
-            uint32_t c = cnt[d];
-            cnt[d] = sum;
+        for (size_t b = 0; b < 256; b++) {
+            uint32_t c = cnt[d][b];
+            cnt[d][b] = sum;
             sum += c;
         }
+        unsigned shift = 32 + 8 * d;
         for (size_t i = 0; i < n; i++)
-            dst[cnt[(src[i].hi >> shift) & 0xffff]++] = src[i];
+            dst[cnt[d][(src[i].hi >> shift) & 0xff]++] = src[i];
         struct tkey *t = src;
         src = dst;
         dst = t;
     }
-    /* Two passes: the result is back in k. */
+    /* Four passes: the result is back in k. */
     free(tmp);
-    free(cnt);
     for (size_t a = 0; a < n;) {
         size_t b = a + 1;
         while (b < n && k[b].hi >> 32 == k[a].hi >> 32)
@@ -1659,37 +1786,72 @@ static int find_parents(struct w *w, const struct tkey *tk)
 static int plan(struct w *w)
 {
     size_t n1 = w->n ? w->n : 1;
+    int spans = w->kind == CN_SEG_SPANS;
     struct skey *keys = malloc(n1 * sizeof(*keys));
-    struct cn_slice *sl = malloc(n1 * sizeof(*sl));
     uint32_t *sr = malloc(n1 * sizeof(*sr)), *nr = malloc(n1 * sizeof(*nr));
+    struct tkey *tk = malloc(n1 * sizeof(*tk));
     w->order = malloc(n1 * sizeof(*w->order));
     w->ord = calloc(n1, sizeof(*w->ord));
     w->trefs = malloc(n1 * sizeof(*w->trefs));
     struct smap svc = {0}, names = {0};
-    int rc = keys && sl && sr && nr && w->order && w->ord && w->trefs ? 0 : CN_ENOMEM;
-    if (rc == 0) {
-        for (size_t i = 0; i < w->n; i++) {
-            if (w->kind == CN_SEG_SPANS && i + 8 < w->n) /* scattered records: fetch ahead */
-                __builtin_prefetch(w->spans[i + 8]);
-            sl[i] = w->kind == CN_SEG_SPANS ? w->spans[i]->resource->service
-                                            : w->logs[i]->resource->service;
+    int rc = keys && sr && nr && tk && w->order && w->ord && w->trefs ? 0 : CN_ENOMEM;
+    /* Everything plan needs of the records but the span IDs (find_parents), in one pass in
+     * input order, where they lie in memory: they are scattered over the batches, and a
+     * pass per field missed the cache on every record each time. Services and names are
+     * interned on the way, then replaced by their ranks. */
+    struct cn_slice psvc = {NULL, 0}, pname = {NULL, 0};
+    size_t nt = 0;
+    w->tmin = w->n ? UINT64_MAX : 0;
+    w->tmax = 0;
+    for (size_t i = 0; i < w->n && rc == 0; i++) {
+        if (spans && i + 8 < w->n) { /* fetch ahead: the lines of a span read below */
+            const char *p = (const char *)w->spans[i + 8];
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + sizeof(struct cn_span) - 1);
         }
-        rc = rank_strings(&svc, sl, w->n, sr, w->kind == CN_SEG_SPANS ? &w->svc_by_rank : NULL);
+        const struct cn_resource *res;
+        const void *scope;
+        const uint8_t *tid;
+        struct cn_slice name = {NULL, 0};
+        uint64_t t;
+        if (spans) {
+            const struct cn_span *sp = w->spans[i];
+            res = sp->resource;
+            scope = sp->scope;
+            tid = sp->trace_id;
+            name = sp->name;
+            t = sp->start_ns;
+        } else {
+            const struct cn_log *lg = w->logs[i];
+            res = lg->resource;
+            scope = lg->scope;
+            tid = lg->trace_id;
+            t = lg->time_ns;
+        }
+        if (!res || !scope) {
+            rc = fail(w, CN_EINVAL, "record %zu has no %s", i, res ? "scope" : "resource");
+            break;
+        }
+        rc = intern(&svc, res->service, &psvc, sr, i);
+        if (rc == 0)
+            rc = intern(&names, name, &pname, nr, i);
+        keys[i].t = t;
+        keys[i].idx = (uint32_t)i;
+        w->tmin = CN_MIN(w->tmin, t);
+        w->tmax = CN_MAX(w->tmax, t);
+        if (!cn_id_is_zero(tid, 16))
+            tk[nt++] = (struct tkey){be64(tid), be64(tid + 8), 0, (uint32_t)i};
     }
-    if (rc == 0) {
-        for (size_t i = 0; i < w->n; i++)
-            sl[i] = w->kind == CN_SEG_SPANS ? w->spans[i]->name : (struct cn_slice){NULL, 0};
-        rc = rank_strings(&names, sl, w->n, nr, w->kind == CN_SEG_SPANS ? &w->name_by_rank : NULL);
-    }
+    if (rc == 0 && (rank_ids(&svc, sr, w->n, spans ? &w->svc_by_rank : NULL) != 0 ||
+                    rank_ids(&names, nr, w->n, spans ? &w->name_by_rank : NULL) != 0))
+        rc = CN_ENOMEM;
     uint64_t nnames = names.n ? names.n : 1;
     if (rc == 0) {
-        for (size_t i = 0; i < w->n; i++) {
-            uint64_t t = w->kind == CN_SEG_SPANS ? w->spans[i]->start_ns : w->logs[i]->time_ns;
-            keys[i] = (struct skey){sr[i] * nnames + nr[i], t, (uint32_t)i};
-        }
+        for (size_t i = 0; i < w->n; i++)
+            keys[i].g = sr[i] * nnames + nr[i];
         rc = sort_rows(keys, w->n, (svc.n ? svc.n : 1) * nnames);
     }
-    free(sl);
     free(sr);
     free(nr);
     uint32_t nranks = CN_MAX(svc.n, names.n);
@@ -1697,11 +1859,12 @@ static int plan(struct w *w)
     smap_release(&names);
     if (rc) {
         free(keys);
-        return fail(w, rc, "out of memory");
+        free(tk);
+        return rc == CN_ENOMEM ? fail(w, rc, "out of memory") : rc;
     }
     for (size_t r = 0; r < w->n; r++)
         w->order[r] = keys[r].idx;
-    if (w->kind == CN_SEG_SPANS) {
+    if (spans) {
         w->nnames = nnames;
         w->nranks = nranks;
         w->grp = malloc(n1 * sizeof(*w->grp));
@@ -1709,6 +1872,7 @@ static int plan(struct w *w)
         w->rank_stamp = calloc(nranks ? nranks : 1, sizeof(*w->rank_stamp));
         if (!w->grp || !w->rank_loc || !w->rank_stamp) {
             free(keys);
+            free(tk);
             return fail(w, CN_ENOMEM, "out of memory");
         }
         for (size_t r = 0; r < w->n; r++)
@@ -1716,28 +1880,19 @@ static int plan(struct w *w)
     }
     free(keys);
 
-    /* The records are read in input order from here on (where they lie in memory), rows
-     * found through rowof, not in row order through order (a scattered read each). */
-    struct tkey *tk = malloc(n1 * sizeof(*tk));
+    /* The trace keys were taken in input order; each gets its row now. */
     uint32_t *rowof = malloc(n1 * sizeof(*rowof));
-    if (!tk || !rowof) {
+    if (!rowof) {
         free(tk);
-        free(rowof);
         return fail(w, CN_ENOMEM, "out of memory");
     }
     for (size_t r = 0; r < w->n; r++)
         rowof[w->order[r]] = (uint32_t)r;
-    size_t nt = 0;
-    for (size_t i = 0; i < w->n; i++) {
-        if (w->kind == CN_SEG_SPANS && i + 8 < w->n)
-            __builtin_prefetch(w->spans[i + 8]);
-        const uint8_t *id = rec_trace(w, i);
-        if (!cn_id_is_zero(id, 16))
-            tk[nt++] = (struct tkey){be64(id), be64(id + 8), rowof[i], (uint32_t)i};
-    }
+    for (size_t k = 0; k < nt; k++)
+        tk[k].row = rowof[tk[k].idx];
+    free(rowof);
     if (sort_trace_keys(tk, nt) != 0) {
         free(tk);
-        free(rowof);
         return fail(w, CN_ENOMEM, "out of memory");
     }
     /* Only the first ref of each trace has its ID read (index, bloom, trace_cb). */
@@ -1749,7 +1904,6 @@ static int plan(struct w *w)
     w->tstart = malloc((w->ntrefs + 1) * sizeof(*w->tstart));
     if (!w->tstart) {
         free(tk);
-        free(rowof);
         return fail(w, CN_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < w->ntrefs; i++) {
@@ -1758,8 +1912,7 @@ static int plan(struct w *w)
         w->ord[w->trefs[i].row] = (uint32_t)w->ntids;
     }
     w->tstart[w->ntids] = (uint32_t)w->ntrefs;
-    free(rowof);
-    int rc2 = w->kind == CN_SEG_SPANS ? find_parents(w, tk) : 0;
+    int rc2 = spans ? find_parents(w, tk) : 0;
     free(tk);
     return rc2;
 }
@@ -1941,14 +2094,6 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
         return fail(w, CN_EINVAL, "zstd level %d out of range", w->level);
     if (n > CN_SEG_MAX_ROWS)
         return fail(w, CN_EINVAL, "%zu records: more than %u per segment", n, CN_SEG_MAX_ROWS);
-    for (size_t i = 0; i < n; i++) {
-        const void *res = kind == CN_SEG_SPANS ? (const void *)w->spans[i]->resource
-                                               : (const void *)w->logs[i]->resource;
-        const void *scope = kind == CN_SEG_SPANS ? (const void *)w->spans[i]->scope
-                                                 : (const void *)w->logs[i]->scope;
-        if (!res || !scope)
-            return fail(w, CN_EINVAL, "record %zu has no %s", i, res ? "scope" : "resource");
-    }
 
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
@@ -1968,6 +2113,7 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
     int oom = cn_buf_reserve(&w->out, FLUSH_BYTES);
     w->zc = oom ? NULL : ZSTD_createCCtx();
     int made_tmp = 0;
+    /* plan reads the records first: a record without a resource or scope fails there. */
     int rc = w->zc ? plan(w) : fail(w, CN_ENOMEM, "out of memory");
     if (rc)
         goto done;
@@ -1985,12 +2131,7 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
     hdr[10] = (uint8_t)kind;
     rc = out_bytes(w, hdr, sizeof(hdr));
 
-    uint64_t tmin = 0, tmax = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t t = kind == CN_SEG_SPANS ? w->spans[i]->start_ns : w->logs[i]->time_ns;
-        tmin = i == 0 || t < tmin ? t : tmin;
-        tmax = i == 0 || t > tmax ? t : tmax;
-    }
+    uint64_t tmin = w->tmin, tmax = w->tmax; /* found by plan */
     put_u8(&w->foot, (uint8_t)kind);
     put_var(&w->foot, CN_SEG_VERSION);
     put_var(&w->foot, created);
@@ -2058,6 +2199,7 @@ done:
     free(w->tstart);
     free(w->tokens.tab);
     smap_release(&w->indexed);
+    cols_release(&w->cols);
     ptab_release(&w->resources);
     ptab_release(&w->scopes);
     cn_arena_release(&w->indexed_bytes);
