@@ -173,6 +173,9 @@ struct traces {
     uint32_t svc_cap; /* max_trace_services: the length of every ext array */
     uint32_t head;    /* next position written */
     uint32_t num;
+    uint32_t hwm; /* positions ever handed out: [0, hwm) hold summaries or zeros, the rest of
+                   * the ring was never touched (not even zeroed: untouched pages cost no
+                   * memory, and a page fault here costs ~14 us) */
     struct itab idx;
     struct tblock *blocks;
     uint32_t num_blocks;

@@ -512,7 +512,7 @@ int cn_derive_traces(struct cn_derive *d, struct cn_derive_trace **out_traces, s
             continue;
         if (h.n == h.max && hi < h.ring[h.pos[0]].start_ns)
             continue;
-        uint32_t end = CN_MIN(t->cap, (bi + 1) << TBLOCK_SHIFT);
+        uint32_t end = CN_MIN(t->hwm, (bi + 1) << TBLOCK_SHIFT);
         for (uint32_t p = bi << TBLOCK_SHIFT; p < end; p++) {
             const struct tsum *ts = &t->ring[p];
             if ((ts->flags & TS_USED) && ts->start_ns >= from_ns && ts->start_ns < to_ns)

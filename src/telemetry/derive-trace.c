@@ -34,14 +34,14 @@ static void tsum_clear(struct traces *t, struct tsum *ts)
 
 void cn_derive__traces_release(struct traces *t)
 {
-    for (uint32_t i = 0; t->ring && i < t->cap; i++) {
+    for (uint32_t i = 0; t->ring && i < t->hwm; i++) {
         if (t->ring[i].flags & TS_USED)
             tsum_clear(t, &t->ring[i]);
     }
     cn_free(&t->ring);
     cn_free(&t->idx.slots);
     cn_free(&t->blocks);
-    t->cap = t->num = 0;
+    t->cap = t->num = t->hwm = 0;
 }
 
 size_t cn_derive__traces_bytes(const struct traces *t)
@@ -103,7 +103,6 @@ static uint32_t new_pos(struct cn_derive *d)
         struct tsum *ring = realloc(t->ring, (size_t)cap * sizeof(*ring));
         if (!ring)
             goto nomem;
-        memset(ring + t->cap, 0, (size_t)(cap - t->cap) * sizeof(*ring));
         t->ring = ring;
         t->cap = cap;
     }
@@ -122,6 +121,10 @@ static uint32_t new_pos(struct cn_derive *d)
             t->blocks[left].prev_min = UINT64_MAX;
             t->blocks[left].prev_max = 0;
         }
+    }
+    if (pos >= t->hwm) { /* first use of this position: zeroed now, not when allocated */
+        memset(&t->ring[pos], 0, sizeof(t->ring[pos]));
+        t->hwm = pos + 1;
     }
     t->head = pos + 1 == t->max ? 0 : pos + 1;
     t->num++;
