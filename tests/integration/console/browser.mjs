@@ -31,10 +31,37 @@ export async function session(script, base, artifacts, timeoutMs) {
   // Every API path the pages ask for, printed by finish() as one line "API [...]" so the test
   // can check the console uses only the documented public API.
   const apiPaths = new Set();
+  // For a failed check's report: the API requests still waiting for an answer, and the last
+  // answers (status, path and query), to tell a slow or failing server from a page that
+  // rendered nothing.
+  const pending = new Set();
+  const answers = [];
   page.on('request', (r) => {
     const u = new URL(r.url());
-    if (u.pathname.startsWith('/api/')) apiPaths.add(u.pathname);
+    if (u.pathname.startsWith('/api/')) {
+      apiPaths.add(u.pathname);
+      pending.add(r);
+    }
   });
+  page.on('requestfinished', (r) => pending.delete(r));
+  page.on('requestfailed', (r) => pending.delete(r));
+  page.on('response', (r) => {
+    const u = new URL(r.url());
+    if (!u.pathname.startsWith('/api/')) return;
+    answers.push(`${r.status()} ${u.pathname}${u.search}`);
+    if (answers.length > 12) answers.shift();
+  });
+  async function pageState() {
+    try {
+      const text = await page.evaluate(() => (document.body ? document.body.innerText : ''));
+      const waiting = [...pending].map((r) => new URL(r.url())).map((u) => u.pathname + u.search);
+      return `\npage ${page.url()}:\n${text.slice(0, 1500)}\nAPI requests unanswered: ${
+        JSON.stringify(waiting)}\nlast API answers:\n${answers.join('\n')}\nproblems: ${
+        JSON.stringify(problems)}`;
+    } catch (e) {
+      return `\n(page state unavailable: ${e})`;
+    }
+  }
   let failed = 0;
 
   function report(name, ok, detail = '') {
@@ -48,7 +75,7 @@ export async function session(script, base, artifacts, timeoutMs) {
       try {
         report(name, true, (await fn()) || '');
       } catch (e) {
-        report(name, false, e && e.stack ? e.stack : e);
+        report(name, false, (e && e.stack ? e.stack : e) + (await pageState()));
       }
     },
     /* Navigates to path and waits for selector; returns the milliseconds it took. Problems
