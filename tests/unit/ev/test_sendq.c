@@ -74,43 +74,51 @@ static size_t drain(int fd, char *dst, size_t cap)
     return n;
 }
 
-static int setup_q(struct cn_sendq *q, uv_loop_t *loop)
+/* What every test starts from: a loop, its send queue and a connected TCP pair a. Not a
+ * cmocka fixture: cancel_and_loop asserts after the queue is closed. */
+struct rig {
+    uv_loop_t loop;
+    struct cn_sendq q;
+    int a[2];
+};
+
+/* Returns 0, or -1 when the kernel has no io_uring for the queue (the test skips). */
+static int rig_open(struct rig *r)
 {
-    assert_int_equal(uv_loop_init(loop), 0);
-    if (cn_sendq_init(q, loop) != 0) {
-        uv_loop_close(loop);
+    assert_int_equal(uv_loop_init(&r->loop), 0);
+    if (cn_sendq_init(&r->q, &r->loop) != 0) {
+        uv_loop_close(&r->loop);
         return -1;
     }
+    tcp_pair(r->a);
     return 0;
 }
 
-static void teardown_q(struct cn_sendq *q, uv_loop_t *loop)
+static void rig_close(struct rig *r)
 {
-    cn_sendq_close(q);
-    uv_run(loop, UV_RUN_NOWAIT);
-    assert_int_equal(uv_loop_close(loop), 0);
+    cn_sendq_close(&r->q);
+    uv_run(&r->loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&r->loop), 0);
 }
 
 /* Two sockets' sends go out in one flush; bytes appended after queueing go with them. */
 static void batch_and_append(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    struct cn_sendq q;
-    if (setup_q(&q, &loop) != 0)
+    struct rig r;
+    if (rig_open(&r) != 0)
         skip();
-    int a[2], b[2];
-    tcp_pair(a);
+    int *a = r.a, b[2];
     tcp_pair(b);
     struct ent x, y;
-    ent_init(&x, &q, a[0], "GET / HTTP/1.1\r\n");
-    ent_init(&y, &q, b[0], "second");
-    cn_sendq_add(&q, &x.e);
-    cn_sendq_add(&q, &y.e);
-    cn_sendq_add(&q, &x.e); /* already queued: no second send */
+    ent_init(&x, &r.q, a[0], "GET / HTTP/1.1\r\n");
+    ent_init(&y, &r.q, b[0], "second");
+    cn_sendq_add(&r.q, &x.e);
+    cn_sendq_add(&r.q, &y.e);
+    cn_sendq_add(&r.q, &x.e); /* already queued: no second send */
     assert_int_equal(cn_buf_puts(&x.b, "Host: h\r\n\r\n"), 0);
     assert_int_equal(x.calls, 0);
-    cn_sendq_flush(&q);
+    cn_sendq_flush(&r.q);
     assert_int_equal(x.calls, 1);
     assert_int_equal(y.calls, 1);
     assert_int_equal(x.res, 27);
@@ -124,11 +132,11 @@ static void batch_and_append(void **state)
     assert_int_equal(n, 6);
     /* A callback that queues another entry: it goes in the same flush. */
     struct ent z;
-    ent_init(&z, &q, b[0], "third");
+    ent_init(&z, &r.q, b[0], "third");
     assert_int_equal(cn_buf_puts(&x.b, "again"), 0);
     x.then = &z;
-    cn_sendq_add(&q, &x.e);
-    cn_sendq_flush(&q);
+    cn_sendq_add(&r.q, &x.e);
+    cn_sendq_flush(&r.q);
     assert_int_equal(x.calls, 2);
     assert_int_equal(z.calls, 1);
     assert_int_equal(z.res, 5);
@@ -137,7 +145,7 @@ static void batch_and_append(void **state)
     cn_buf_release(&y.b);
     cn_buf_release(&z.b);
     close(a[0]), close(a[1]), close(b[0]), close(b[1]);
-    teardown_q(&q, &loop);
+    rig_close(&r);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -149,24 +157,22 @@ static void on_timer(uv_timer_t *t)
 static void cancel_and_loop(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    struct cn_sendq q;
-    if (setup_q(&q, &loop) != 0)
+    struct rig r;
+    if (rig_open(&r) != 0)
         skip();
-    int a[2];
-    tcp_pair(a);
+    int *a = r.a;
     struct ent x, y;
-    ent_init(&x, &q, a[0], "dropped");
-    ent_init(&y, &q, a[0], "kept");
-    cn_sendq_add(&q, &x.e);
-    cn_sendq_add(&q, &y.e);
+    ent_init(&x, &r.q, a[0], "dropped");
+    ent_init(&y, &r.q, a[0], "kept");
+    cn_sendq_add(&r.q, &x.e);
+    cn_sendq_add(&r.q, &y.e);
     cn_sendq_cancel(&x.e);
     cn_sendq_cancel(&x.e); /* idle: no-op */
     /* The queue's handles are unreferenced: something else keeps the loop running. */
     uv_timer_t t;
-    uv_timer_init(&loop, &t);
+    uv_timer_init(&r.loop, &t);
     uv_timer_start(&t, on_timer, 0, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
     assert_int_equal(x.calls, 0);
     assert_int_equal(y.calls, 1);
     assert_int_equal(y.res, 4);
@@ -175,13 +181,13 @@ static void cancel_and_loop(void **state)
     assert_memory_equal(got, "kept", 4);
     /* Closing with something queued hands it back unsent. */
     cn_buf_release(&x.b);
-    ent_init(&x, &q, a[0], "late");
-    cn_sendq_add(&q, &x.e);
+    ent_init(&x, &r.q, a[0], "late");
+    cn_sendq_add(&r.q, &x.e);
     cn_sendq_cancel(&x.e);
-    cn_sendq_add(&q, &x.e);
+    cn_sendq_add(&r.q, &x.e);
     cn_buf_release(&y.b);
     close(a[0]), close(a[1]);
-    teardown_q(&q, &loop);
+    rig_close(&r);
     /* close flushed it first: the socket was closed above, so the send failed */
     assert_int_equal(x.calls, 1);
     assert_true(x.res < 0);
@@ -192,12 +198,10 @@ static void cancel_and_loop(void **state)
 static void full_socket(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    struct cn_sendq q;
-    if (setup_q(&q, &loop) != 0)
+    struct rig r;
+    if (rig_open(&r) != 0)
         skip();
-    int a[2];
-    tcp_pair(a);
+    int *a = r.a;
     int small = 4096;
     setsockopt(a[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     setsockopt(a[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -207,25 +211,25 @@ static void full_socket(void **state)
         ;
     assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
     struct ent x;
-    ent_init(&x, &q, a[0], NULL);
+    ent_init(&x, &r.q, a[0], NULL);
     assert_int_equal(cn_buf_append(&x.b, chunk, sizeof(chunk)), 0);
-    cn_sendq_add(&q, &x.e);
-    cn_sendq_flush(&q);
+    cn_sendq_add(&r.q, &x.e);
+    cn_sendq_flush(&r.q);
     assert_int_equal(x.calls, 1);
     assert_true(x.res == -EAGAIN || (x.res >= 0 && x.res < (ssize_t)sizeof(chunk)));
     /* A closed socket's send fails with its errno. */
     struct ent y;
-    ent_init(&y, &q, a[1], "x");
+    ent_init(&y, &r.q, a[1], "x");
     close(a[0]);
     shutdown(a[1], SHUT_WR);
-    cn_sendq_add(&q, &y.e);
-    cn_sendq_flush(&q);
+    cn_sendq_add(&r.q, &y.e);
+    cn_sendq_flush(&r.q);
     assert_int_equal(y.calls, 1);
     assert_true(y.res == -EPIPE || y.res == -ECONNRESET);
     cn_buf_release(&x.b);
     cn_buf_release(&y.b);
     close(a[1]);
-    teardown_q(&q, &loop);
+    rig_close(&r);
 }
 
 int main(void)
