@@ -1413,12 +1413,15 @@ static void writer_main(void *arg)
         /* Everything queued goes out in one group commit. */
         uint64_t bytes = 0;
         int rc = 0;
-        for (size_t i = 0; i < n && !rc; i++) {
+        for (size_t i = 0; i < n; i++) {
             struct cn_store_sub *sub = batch[i];
-            rc = cn_wal_append(st->wal, (uint8_t)sub->kind, sub->body, sub->len, &sub->lsn);
-            bytes += sub->len;
+            if (!rc)
+                rc = cn_wal_append(st->wal, (uint8_t)sub->kind, sub->body, sub->len, &sub->lsn);
+            bytes += sub->len; /* leaves the queue either way */
         }
-        if (!rc)
+        if (rc)
+            cn_wal_abort(st->wal); /* the group is refused: none of it in a later commit */
+        else
             rc = cn_wal_commit(st->wal);
         if (rc) {
             atomic_fetch_add(&st->stats.wal_errors, 1);

@@ -417,6 +417,11 @@ static int roll(struct cn_wal *w)
     return 0;
 }
 
+void cn_wal_abort(struct cn_wal *w)
+{
+    w->q_num = 0; /* nothing of the queue is written before cn_wal_commit */
+}
+
 int cn_wal_commit(struct cn_wal *w)
 {
     CN_BUG_ON(!w->replayed);

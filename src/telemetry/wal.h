@@ -62,6 +62,10 @@ int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
 /* Queues a record; out_lsn receives its LSN. data is referenced, not copied: it must stay
  * unchanged until cn_wal_commit returns. Nothing is durable before cn_wal_commit. */
 int cn_wal_append(struct cn_wal *w, uint8_t type, const void *data, size_t len, uint64_t *out_lsn);
+/* Drops the queued records: a caller that refuses a group whose append failed midway calls
+ * it, so that the records appended before the failure are not written by the next commit
+ * (their data may be gone by then). */
+void cn_wal_abort(struct cn_wal *w);
 /* Writes the queued records and syncs them per the fsync policy. On failure (disk full:
  * -ENOSPC) the file is cut back to the last committed record, the queue is dropped, and the
  * caller refuses those records; the log stays consistent and usable. */

@@ -335,6 +335,31 @@ static void record_limit(void **state)
     cn_wal_close(w);
 }
 
+/* A group refused because one append failed leaves nothing queued for the next commit. */
+static void abort_drops_the_queue(void **state)
+{
+    (void)state;
+    struct cn_wal *w = open_wal(1 << 20);
+    assert_int_equal(cn_wal_replay(w, NULL, NULL, NULL), 0);
+    char big[1025];
+    memset(big, 'x', sizeof(big));
+    uint64_t lsn_a, lsn_c;
+    assert_int_equal(cn_wal_append(w, 1, "refused-a", 9, &lsn_a), 0);
+    assert_int_equal(cn_wal_append(w, 1, big, sizeof(big), NULL), CN_ELIMIT);
+    cn_wal_abort(w);
+    assert_int_equal(cn_wal_append(w, 2, "kept-c", 6, &lsn_c), 0);
+    assert_int_equal(lsn_c, lsn_a); /* the refused record took no place in the log */
+    assert_int_equal(cn_wal_commit(w), 0);
+    cn_wal_close(w);
+    w = open_wal(1 << 20);
+    struct seen s = {0};
+    assert_int_equal(cn_wal_replay(w, collect, &s, NULL), 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.data[0], "kept-c");
+    assert_int_equal(s.lsns[0], lsn_c);
+    cn_wal_close(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +367,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(torn_tail_is_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(flipped_byte_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(record_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(abort_drops_the_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(continues_after_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(recycled_file_ends_at_its_records, setup, teardown),
         cmocka_unit_test_setup_teardown(recycled_file_skips_a_damaged_record, setup, teardown),
