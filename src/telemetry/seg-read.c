@@ -8,6 +8,7 @@
 #include "base/log.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -55,22 +56,56 @@ struct cn_seg {
     struct cn_arena blooms;
     atomic_uchar *bad; /* per block: found damaged (and logged) */
     atomic_uint_fast64_t corrupt;
-    _Atomic(ZSTD_DCtx *) spare; /* a decompression context kept between calls */
 };
 
-/* A decompression context: the segment's spare one when no other call holds it (its
- * buffers are warm), a new one otherwise. */
-static ZSTD_DCtx *dctx_get(struct cn_seg *seg)
+/* Decompression contexts (~94 KiB each) are kept between calls per thread, not per segment:
+ * one kept in each segment a search had read stayed for as long as the segment was open,
+ * 94 KiB times every segment of the retention. A thread keeps one; a second one in use at
+ * once (two cursors) is freed when put back. */
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+static int dctx_key_ok;
+static atomic_size_t dctx_live;
+
+static void dctx_free(void *p)
 {
-    ZSTD_DCtx *dc = atomic_exchange(&seg->spare, NULL);
-    return dc ? dc : ZSTD_createDCtx();
+    if (p) {
+        ZSTD_freeDCtx(p);
+        atomic_fetch_sub(&dctx_live, 1);
+    }
 }
 
-static void dctx_put(struct cn_seg *seg, ZSTD_DCtx *dc)
+static void dctx_key_init(void)
 {
-    ZSTD_DCtx *none = NULL;
-    if (dc && !atomic_compare_exchange_strong(&seg->spare, &none, dc))
-        ZSTD_freeDCtx(dc);
+    dctx_key_ok = pthread_key_create(&dctx_key, dctx_free) == 0;
+}
+
+static ZSTD_DCtx *dctx_get(void)
+{
+    pthread_once(&dctx_once, dctx_key_init);
+    ZSTD_DCtx *dc = dctx_key_ok ? pthread_getspecific(dctx_key) : NULL;
+    if (dc) {
+        pthread_setspecific(dctx_key, NULL);
+        return dc;
+    }
+    dc = ZSTD_createDCtx();
+    if (dc)
+        atomic_fetch_add(&dctx_live, 1);
+    return dc;
+}
+
+static void dctx_put(ZSTD_DCtx *dc)
+{
+    if (!dc)
+        return;
+    if (dctx_key_ok && !pthread_getspecific(dctx_key) && pthread_setspecific(dctx_key, dc) == 0)
+        return;
+    dctx_free(dc);
+}
+
+size_t cn_seg_dctx_live(void)
+{
+    return atomic_load(&dctx_live);
 }
 
 static void *alloc(struct cn_arena *a, uint64_t count, size_t size)
@@ -465,7 +500,6 @@ static struct cn_seg *seg_new(const char *path)
     seg->path = strdup(path);
     cn_arena_init(&seg->blooms, 64 << 10, SIZE_MAX);
     atomic_init(&seg->corrupt, 0);
-    atomic_init(&seg->spare, NULL);
     if (!seg->path) {
         free(seg);
         return NULL;
@@ -522,7 +556,6 @@ void cn_seg_close(struct cn_seg *seg)
     if (seg->fd >= 0)
         close(seg->fd);
     cn_arena_release(&seg->blooms);
-    ZSTD_freeDCtx(atomic_load(&seg->spare));
     free(seg->path);
     free(seg->groups);
     free(seg->pages);
@@ -684,7 +717,7 @@ static int rctx_init(struct rctx *x, struct cn_seg *seg)
     memset(x, 0, sizeof(*x));
     x->seg = seg;
     cn_arena_init(&x->arena, 64 << 10, SIZE_MAX);
-    x->dc = dctx_get(seg);
+    x->dc = dctx_get();
     x->pages = calloc(seg->npages + 1, sizeof(*x->pages));
     x->pages_failed = calloc(seg->npages + 1, 1);
     x->sids = calloc(seg->info.num_groups + 1, sizeof(*x->sids));
@@ -694,7 +727,7 @@ static int rctx_init(struct rctx *x, struct cn_seg *seg)
 
 static void rctx_release(struct rctx *x)
 {
-    dctx_put(x->seg, x->dc);
+    dctx_put(x->dc);
     cn_arena_release(&x->arena);
     free(x->pages);
     free(x->pages_failed);
@@ -1061,7 +1094,7 @@ int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *
 
 int cn_seg_trace_ids(struct cn_seg *seg, cn_seg_trace_id_cb cb, void *ctx)
 {
-    ZSTD_DCtx *dc = dctx_get(seg);
+    ZSTD_DCtx *dc = dctx_get();
     if (!dc)
         return CN_ENOMEM;
     int rc = 0, eio = 0;
@@ -1078,7 +1111,7 @@ int cn_seg_trace_ids(struct cn_seg *seg, cn_seg_trace_id_cb cb, void *ctx)
             rc = 0;
         }
     }
-    dctx_put(seg, dc);
+    dctx_put(dc);
     return rc ? rc : eio ? CN_EIO : 0;
 }
 
@@ -1329,14 +1362,14 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
     memset(out, 0, sizeof(*out));
     out->blocks = 1 + seg->nblocks; /* the footer was checked by the open */
     out->groups = seg->info.num_groups;
-    ZSTD_DCtx *dc = dctx_get(seg);
+    ZSTD_DCtx *dc = dctx_get();
     uint32_t *ords = malloc((seg->info.rows ? seg->info.rows : 1) * sizeof(*ords));
     struct pref {
         uint64_t row, ref;
     } *prefs = malloc((seg->info.rows ? seg->info.rows : 1) * sizeof(*prefs));
     uint64_t prefs_n = 0;
     if (!dc || !ords || !prefs) {
-        dctx_put(seg, dc);
+        dctx_put(dc);
         free(ords);
         free(prefs);
         return CN_ENOMEM;
@@ -1405,7 +1438,7 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
             note(out, "%s bloom: damaged", t ? "token" : "trace");
         }
     }
-    dctx_put(seg, dc);
+    dctx_put(dc);
     free(ords);
     free(prefs);
     if (rc == CN_ENOMEM)

@@ -138,6 +138,9 @@ int cn_seg_open_mem(struct cn_seg **out_seg, const void *data, size_t len, unsig
                     char *err, size_t err_len);
 /* Closes the file and frees everything; NULL does nothing. */
 void cn_seg_close(struct cn_seg *seg);
+/* Decompression contexts alive: each thread that read a compressed block keeps one (freed
+ * when it exits), and each cursor holds one while open, whatever the number of segments. */
+size_t cn_seg_dctx_live(void);
 
 const struct cn_seg_info *cn_seg_info(const struct cn_seg *seg);
 /* The path given to cn_seg_open, or "<memory>". */

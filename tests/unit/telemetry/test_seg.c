@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -706,6 +707,48 @@ static void row_groups(void **state)
     assert_int_equal(cn_seg_scan(seg, 0, UINT64_MAX, NULL, count_rows, &n), 0);
     assert_int_equal(n, 9000);
     cn_seg_close(seg);
+    spanset_release(&ss);
+}
+
+static void *scan_on_a_thread(void *seg)
+{
+    size_t n = 0;
+    int rc = cn_seg_scan(seg, 0, UINT64_MAX, NULL, count_rows, &n);
+    return (void *)(uintptr_t)(rc == 0 && n == 300);
+}
+
+/* Reading many segments leaves one decompression context (~94 KiB) per thread, not one in
+ * each segment read for as long as it stays open; a thread's goes when it exits. */
+static void dctx_per_thread(void **state)
+{
+    (void)state;
+    struct spanset ss;
+    spanset_build(&ss, 300);
+    struct cn_seg_info info;
+    write_spans(&ss, 64, &info);
+    enum { NSEGS = 40 };
+    struct cn_seg *segs[NSEGS];
+    size_t before = cn_seg_dctx_live();
+    for (int i = 0; i < NSEGS; i++) {
+        segs[i] = open_ok(path);
+        size_t n = 0;
+        assert_int_equal(cn_seg_scan(segs[i], 0, UINT64_MAX, NULL, count_rows, &n), 0);
+        assert_int_equal(n, 300);
+        struct cn_tel_batch b;
+        cn_tel_batch_init(&b, 64 << 20);
+        assert_int_equal(cn_seg_trace(segs[i], ss.tids[i % NTRACES], &b), 0);
+        assert_true(b.num_spans > 0);
+        cn_tel_batch_release(&b);
+    }
+    assert_in_range(cn_seg_dctx_live(), before, before + 1);
+    pthread_t t;
+    void *ok = NULL;
+    assert_int_equal(pthread_create(&t, NULL, scan_on_a_thread, segs[NSEGS - 1]), 0);
+    assert_int_equal(pthread_join(t, &ok), 0);
+    assert_non_null(ok);
+    assert_in_range(cn_seg_dctx_live(), before, before + 1);
+    for (int i = 0; i < NSEGS; i++)
+        cn_seg_close(segs[i]);
     spanset_release(&ss);
 }
 
@@ -2236,6 +2279,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(spans_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(row_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(dctx_per_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(time_runs_order, setup, teardown),
         cmocka_unit_test_setup_teardown(time_scan_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(scan_filtered, setup, teardown),
