@@ -66,3 +66,19 @@ int cn_proc_stats_read(struct cn_proc_stats *out)
         out->max_fds = rl.rlim_cur;
     return 0;
 }
+
+int cn_proc_raise_nofile(uint64_t *from, uint64_t *to)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -errno;
+    *from = *to = rl.rlim_cur;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return -errno;
+        *to = want;
+    }
+    return 0;
+}

@@ -1,6 +1,7 @@
 /* cairn up: every part in one process. Today: the API port with health, readiness and
  * metrics on N worker threads; signals drain (SIGTERM/SIGINT) and reload (SIGHUP). */
 #include "base/log.h"
+#include "base/proc.h"
 #include "cli/cmd.h"
 #include "cli/demo.h"
 #include "cli/up.h"
@@ -663,6 +664,17 @@ int cmd_up(int argc, char **argv)
      * faulting fresh zeroed pages in for the next request (measured: 5x fewer page faults). */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
+    /* Every open segment holds a file descriptor, and a store near its disk budget holds
+     * thousands (~18k of 1.1 MB at the default 20g): the soft limit, 1024 for many service
+     * managers, goes up to the hard one, as nginx's worker_rlimit_nofile or Go's runtime do. */
+    uint64_t nofile_from = 0, nofile_to = 0;
+    int nofile_rc = cn_proc_raise_nofile(&nofile_from, &nofile_to);
+    if (nofile_rc)
+        cn_warn("up", "cannot raise the open files limit", "soft=%llu error=\"%s\"",
+                (unsigned long long)nofile_from, cn_strerror(nofile_rc));
+    else if (nofile_to != nofile_from)
+        cn_debug("up", "open files limit raised", "from=%llu to=%llu",
+                 (unsigned long long)nofile_from, (unsigned long long)nofile_to);
     uv_mutex_init(&up->lock);
     atomic_init(&up->generation, 1);
 

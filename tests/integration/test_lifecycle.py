@@ -5,6 +5,7 @@ Run: CAIRN_BIN=build/cairn python3 tests/integration/test_lifecycle.py
 """
 
 import os
+import resource
 import signal
 import socket
 import sys
@@ -322,6 +323,27 @@ class Settings(CairnTestCase):
         srv = self.start(test_routes=False)
         self.assertEqual(get(srv.port, "/debug/hello").status, 404)
         self.assertEqual(get(srv.port, "/healthz").status, 200)
+
+
+class OpenFiles(CairnTestCase):
+    """Every open segment holds a file descriptor: `cairn up` raises its soft limit of open
+    files to the hard one instead of failing at the first 1024."""
+
+    def test_soft_limit_raised_to_hard(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        if want <= 256:
+            self.skipTest("hard limit of open files %d leaves nothing to raise" % hard)
+        # The server inherits a low soft limit from this process, for as long as it starts.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        try:
+            srv = self.start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        self.assertEqual(metric(srv.port, "process_max_fds"), want)
+        with open("/proc/%d/limits" % srv.pid) as f:
+            line = next(ln for ln in f if ln.startswith("Max open files"))
+        self.assertEqual(line.split()[3:5], [str(want), str(hard)], line)
 
 
 if __name__ == "__main__":
