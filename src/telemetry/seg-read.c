@@ -17,12 +17,16 @@
 
 #define WINDOW_MAX (64u << 20) /* largest read of a row group's blocks at once */
 
+/* 16 bytes: an open segment keeps one per block (~17 per 1024 spans), so they are most of
+ * what it holds in memory besides its blooms. get_ref checks the bounds that make the
+ * fields fit (a block decodes to at most CN_SEG__MAX_BLOCK). */
 struct bref {
     uint64_t off;
-    uint64_t len; /* stored, checksum included */
-    uint64_t raw;
-    uint8_t codec;
+    uint32_t len; /* stored, checksum included */
+    unsigned raw : 31;
+    unsigned codec : 1;
 };
+_Static_assert(CN_SEG__MAX_BLOCK < (1u << 31) && CN_SEG__ZSTD <= 1, "struct bref's widths");
 
 struct rgroup {
     uint32_t rows;
@@ -278,14 +282,15 @@ static int open_fail(char *err, size_t err_len, int rc, const char *path, const 
 
 static int get_ref(struct cn_seg__cur *c, uint64_t limit, struct bref *r)
 {
-    r->off = cn_seg__get_var(c);
-    r->len = cn_seg__get_var(c);
-    r->raw = cn_seg__get_var(c);
-    r->codec = cn_seg__get_u8(c);
-    if (c->bad || r->off < CN_SEG_HEADER || r->len < 8 || r->off > limit ||
-        r->len > limit - r->off || r->raw > CN_SEG__MAX_BLOCK || r->codec > CN_SEG__ZSTD ||
-        (r->codec == CN_SEG__RAW && r->raw != r->len - 8))
+    uint64_t off = cn_seg__get_var(c), len = cn_seg__get_var(c), raw = cn_seg__get_var(c);
+    uint8_t codec = cn_seg__get_u8(c);
+    /* Stored bytes are at most the decoded ones (a block compressed is written only when
+     * that made it smaller), so both fit the widths of struct bref. */
+    if (c->bad || off < CN_SEG_HEADER || len < 8 || off > limit || len > limit - off ||
+        raw > CN_SEG__MAX_BLOCK || len - 8 > CN_SEG__MAX_BLOCK || codec > CN_SEG__ZSTD ||
+        (codec == CN_SEG__RAW && raw != len - 8))
         return -1;
+    *r = (struct bref){off, (uint32_t)len, (unsigned)raw, codec};
     return 0;
 }
 
