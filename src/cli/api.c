@@ -103,7 +103,15 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         "# HELP cairn_telemetry_derive_rebuild_segments Span segments the derived tables (RED, "
         "edges, trace summaries) still read after a restart.\n"
         "# TYPE cairn_telemetry_derive_rebuild_segments gauge\n"
-        "cairn_telemetry_derive_rebuild_segments %llu\n",
+        "cairn_telemetry_derive_rebuild_segments %llu\n"
+        "# HELP cairn_telemetry_trace_map_entries Entries of the in-memory map from trace IDs to "
+        "the segments holding them (one per trace and segment; those of removed segments until "
+        "they are half of the map).\n"
+        "# TYPE cairn_telemetry_trace_map_entries gauge\n"
+        "cairn_telemetry_trace_map_entries %llu\n"
+        "# HELP cairn_telemetry_trace_map_bytes Memory of that map.\n"
+        "# TYPE cairn_telemetry_trace_map_bytes gauge\n"
+        "cairn_telemetry_trace_map_bytes %llu\n",
         LD(st->spans), LD(st->logs), LD(st->rejected_spans), LD(st->rejected_logs),
         LD(st->truncated_attrs), LD(st->truncated_values), LD(st->truncated_events),
         LD(st->truncated_links), LD(rc->requests), LD(rc->bad_requests), LD(rc->refused),
@@ -111,7 +119,7 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         LD(st->queue_bytes), LD(st->replayed_records), LD(st->replay_corrupt), LD(st->segments),
         LD(st->segment_bytes), LD(st->seals), LD(st->seal_errors), LD(st->retention_removed),
         LD(st->corrupt_segments), corrupt_blocks, LD(st->compactions), LD(st->read_errors),
-        LD(st->rebuild_segments_left));
+        LD(st->rebuild_segments_left), LD(st->trace_map_entries), LD(st->trace_map_bytes));
 }
 
 /* The derived tables' span-name lists (the compatibility APIs' operation lists). */

@@ -71,6 +71,7 @@ struct segref {
     uint8_t kind;
     uint32_t day; /* days since the epoch */
     uint64_t bytes;
+    size_t nmap; /* entries it put in the trace map */
 };
 
 /* Multimap trace-ID hash -> segment index; key 0 marks an empty cell. A hash collision
@@ -126,6 +127,7 @@ struct cn_store {
     struct segref *segs;
     size_t num_segs, cap_segs;
     struct tmap tmap;
+    size_t tmap_dead; /* entries of removed segments; sealer thread, like every map change */
 
     /* Ingest hook (cn_store_set_ingest_cb): set before the first submission. */
     cn_store_ingest_cb ingest_cb;
@@ -328,6 +330,7 @@ static int tmap_grow(struct tmap *m)
     return 0;
 }
 
+/* Returns 1 when added, 0 when there already, CN_ENOMEM. */
 static int tmap_add(struct tmap *m, const uint8_t *id, uint32_t seg)
 {
     if ((m->used + 1) * 4 > m->cap * 3 && tmap_grow(m) != 0)
@@ -342,7 +345,61 @@ static int tmap_add(struct tmap *m, const uint8_t *id, uint32_t seg)
     m->keys[j] = k;
     m->segs[j] = seg;
     m->used++;
-    return 0;
+    return 1;
+}
+
+static void tmap_stats(struct cn_store *st)
+{
+    atomic_store(&st->stats.trace_map_entries, st->tmap.used); /* removed segments' too */
+    atomic_store(&st->stats.trace_map_bytes,
+                 st->tmap.cap * (sizeof(*st->tmap.keys) + sizeof(*st->tmap.segs)));
+}
+
+/* Entries of removed segments pruned at once when there are at least this many. */
+#define TMAP_PRUNE_MIN 1024
+
+/* Drops the trace map's entries of removed segments (retention, compaction) once they are
+ * half of it: the map would otherwise keep every trace ever sealed. Sealer thread, the only
+ * one changing the map and which segments are alive, so it reads both without the lock and
+ * takes it only to swap the new map in. */
+static void tmap_prune(struct cn_store *st)
+{
+    struct tmap *m = &st->tmap;
+    if (st->tmap_dead < TMAP_PRUNE_MIN || st->tmap_dead * 2 < m->used)
+        return;
+    size_t live = m->used - st->tmap_dead, cap = 0;
+    struct tmap n = {NULL, NULL, 0, 0};
+    if (live) {
+        for (cap = 4096; live * 2 > cap;)
+            cap *= 2;
+        n.keys = calloc(cap, sizeof(*n.keys));
+        n.segs = calloc(cap, sizeof(*n.segs));
+        if (!n.keys || !n.segs) { /* tried again after the next removal */
+            free(n.keys);
+            free(n.segs);
+            return;
+        }
+        n.cap = cap;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->keys[i] || !st->segs[m->segs[i]].seg)
+                continue;
+            size_t j = m->keys[i] & (cap - 1);
+            while (n.keys[j])
+                j = (j + 1) & (cap - 1);
+            n.keys[j] = m->keys[i];
+            n.segs[j] = m->segs[i];
+            n.used++;
+        }
+    }
+    uv_rwlock_wrlock(&st->hlock);
+    struct tmap old = *m;
+    *m = n;
+    st->tmap_dead = 0;
+    uv_rwlock_wrunlock(&st->hlock);
+    free(old.keys);
+    free(old.segs);
+    tmap_stats(st);
+    cn_debug("telemetry", "trace map pruned", "entries=%zu dropped=%zu", n.used, old.used - n.used);
 }
 
 /* Calls fn for each segment that may hold id. */
@@ -404,11 +461,18 @@ static int register_seg(struct cn_store *st, struct cn_seg *seg, const char *pat
     r->kind = kind;
     r->day = (uint32_t)(info->created_ns / DAY_NS); /* the ingest day it was sealed on */
     r->bytes = info->bytes;
-    for (size_t i = 0; i < ids->num; i++)
-        if (tmap_add(&st->tmap, ids->ids[i], idx) != 0)
-            return CN_ENOMEM;
+    r->nmap = 0;
     atomic_fetch_add(&st->stats.segments, 1);
     atomic_fetch_add(&st->stats.segment_bytes, r->bytes);
+    for (size_t i = 0; i < ids->num; i++) {
+        int added = tmap_add(&st->tmap, ids->ids[i], idx);
+        if (added < 0) {
+            tmap_stats(st);
+            return CN_ENOMEM;
+        }
+        r->nmap += (size_t)added;
+    }
+    tmap_stats(st);
     return 0;
 }
 
@@ -746,6 +810,7 @@ static void enforce_retention(struct cn_store *st)
             paths[nv++] = r->path;
             r->seg = NULL;
             r->path = NULL;
+            st->tmap_dead += r->nmap;
             atomic_fetch_sub(&st->stats.segments, 1);
             atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
             if (one)
@@ -1214,6 +1279,7 @@ static int compact_once(struct cn_store *st, uint8_t kind)
             free(r->path);
         r->seg = NULL;
         r->path = NULL;
+        st->tmap_dead += r->nmap;
         atomic_fetch_sub(&st->stats.segments, 1);
         atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
     }
@@ -1296,6 +1362,7 @@ static void sealer_main(void *arg)
             enforce_retention(st);
             while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
                 ;
+            tmap_prune(st);
         }
         uv_mutex_lock(&st->slock);
         st->seal_pending = 0;

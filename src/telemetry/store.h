@@ -54,6 +54,7 @@ struct cn_store_stats {
     atomic_uint_fast64_t segments, segment_bytes, seals, seal_errors, retention_removed;
     atomic_uint_fast64_t corrupt_segments, read_errors, compactions;
     atomic_uint_fast64_t rebuild_segments_left; /* segments the derived tables still need */
+    atomic_uint_fast64_t trace_map_entries, trace_map_bytes; /* trace ID -> segment map */
 };
 
 /* One submission. The submitter fills body/kind/batch/mailbox/done_cb and keeps nothing else

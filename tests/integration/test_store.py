@@ -468,6 +468,34 @@ class Sealing(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.dir, "telemetry/COMPACTING")))
         self.assertEqual(get_trace(srv2.port, TRACES[0]), before)
 
+    def test_trace_map_forgets_compacted_segments(self):
+        """The map from trace IDs to segments drops the entries of segments compaction (or
+        retention) removed, instead of holding every trace ever sealed, and keeps the rest."""
+        srv = self.start()
+        t0 = time.time_ns()
+        tids = []
+        for k in range(5):
+            spans = []
+            for i in range(300):
+                tid = "%032x" % (0xfeed0000 + k * 1000 + i)
+                tids.append(tid)
+                spans += trace_body(tid, "svc-%d" % k, 1, t0 + i)["resourceSpans"][0][
+                    "scopeSpans"][0]["spans"]
+            body = trace_body(tids[-1], "svc-%d" % k, 1, t0)
+            body["resourceSpans"][0]["scopeSpans"][0]["spans"] = spans
+            post(srv.otlp_port, body)
+            wait_metric(srv, "cairn_telemetry_seals_total", k + 1, result="ok")
+        wait_metric(srv, "cairn_telemetry_compactions_total", 1)
+        # 4 segments of 300 traces merged: their 1200 entries were dropped, the merged
+        # segment's 1200 and the fifth segment's 300 stay.
+        poll_until(lambda: srv.metric("cairn_telemetry_trace_map_entries") == 1500, scaled(10),
+                   what="trace map entries at 1500, were %s"
+                   % srv.metric("cairn_telemetry_trace_map_entries"))
+        self.assertLessEqual(srv.metric("cairn_telemetry_trace_map_bytes"), 4096 * 12)
+        for tid in tids[::29] + tids[-1:]:
+            t = get_trace(srv.port, tid)
+            self.assertIsNotNone(t, tid)
+
     def test_disk_budget_removes_whole_oldest_segments(self):
         srv = self.start(**{"telemetry.disk_budget": "1"})
         t0 = time.time_ns()
@@ -477,6 +505,7 @@ class Sealing(unittest.TestCase):
         srv.wait_log(r"info telemetry \"segment removed by retention\".*reason=disk_budget")
         self.assertEqual(srv.metric("cairn_telemetry_segments"), 0)
         self.assertEqual(glob.glob(os.path.join(self.dir, "telemetry/parts/*/*.spans")), [])
+        self.assertEqual(srv.metric("cairn_telemetry_trace_map_entries"), 1)  # under 1024
 
 
 if __name__ == "__main__":
