@@ -1330,22 +1330,43 @@ static void rebuild_step(struct cn_store *st)
     st->rebuild_num = st->rebuild_next = 0;
 }
 
+/* How often an idle sealer applies retention and compaction: they follow each seal, but a
+ * store that receives nothing seals nothing, and its old data must go all the same (and a
+ * restart with a smaller disk budget apply at once). */
+#define IDLE_LIFECYCLE_NS (5 * 1000000000ull)
+
+/* Retention, then compaction, then the trace map's pruning. Sealer thread, not while the
+ * derived tables are rebuilt from segments (the rebuild holds segment pointers). */
+static void lifecycle(struct cn_store *st)
+{
+    enforce_retention(st);
+    while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
+        ;
+    tmap_prune(st);
+}
+
 static void sealer_main(void *arg)
 {
     struct cn_store *st = arg;
     pthread_setname_np(pthread_self(), "cn-seal");
+    int idle = 1; /* at start: what retention removes while the store was down goes now */
     for (;;) {
         uv_mutex_lock(&st->slock);
-        while (!st->seal_pending && !st->stopping && !st->rebuild)
-            uv_cond_wait(&st->scond, &st->slock);
+        while (!idle && !st->seal_pending && !st->stopping && !st->rebuild)
+            idle = uv_cond_timedwait(&st->scond, &st->slock, IDLE_LIFECYCLE_NS) != 0;
         int pending = st->seal_pending, stopping = st->stopping;
         uv_mutex_unlock(&st->slock);
         if (!pending && stopping)
             break;
         if (!pending) {
-            rebuild_step(st);
+            if (st->rebuild)
+                rebuild_step(st);
+            else if (idle)
+                lifecycle(st);
+            idle = 0;
             continue;
         }
+        idle = 0;
         if (seal_frozen(st) != 0) {
             /* Disk full or another failure: try again in a second; ingest goes on into the
              * head until its budget refuses more. */
@@ -1358,12 +1379,8 @@ static void sealer_main(void *arg)
                 break;
             continue;
         }
-        if (!st->rebuild) { /* the rebuild holds segment pointers */
-            enforce_retention(st);
-            while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
-                ;
-            tmap_prune(st);
-        }
+        if (!st->rebuild)
+            lifecycle(st);
         uv_mutex_lock(&st->slock);
         st->seal_pending = 0;
         st->seal_failed = 0;

@@ -468,6 +468,21 @@ class Sealing(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.dir, "telemetry/COMPACTING")))
         self.assertEqual(get_trace(srv2.port, TRACES[0]), before)
 
+    def test_retention_applies_without_ingest(self):
+        """Retention follows each seal, but a store that receives nothing seals nothing: a
+        restart with a smaller disk budget removes what is over it at once, idle."""
+        srv = self.start()
+        t0 = time.time_ns()
+        for i in range(2):
+            post(srv.otlp_port, trace_body(TRACES[i], "idle-%d" % i, 3, t0 + i))
+            wait_metric(srv, "cairn_telemetry_seals_total", i + 1, result="ok")
+        self.assertEqual(srv.stop(), 0)
+        srv2 = self.start(**{"telemetry.disk_budget": "1"})
+        wait_metric(srv2, "cairn_telemetry_retention_removed_total", 2)
+        self.assertEqual(srv2.metric("cairn_telemetry_segments"), 0)
+        self.assertEqual(srv2.metric("cairn_telemetry_seals_total", result="ok"), 0)
+        self.assertEqual(glob.glob(os.path.join(self.dir, "telemetry/parts/*/*.spans")), [])
+
     def test_trace_map_forgets_compacted_segments(self):
         """The map from trace IDs to segments drops the entries of segments compaction (or
         retention) removed, instead of holding every trace ever sealed, and keeps the rest."""
