@@ -128,6 +128,7 @@ struct cn_store {
     size_t num_segs, cap_segs;
     struct tmap tmap;
     size_t tmap_dead; /* entries of removed segments; sealer thread, like every map change */
+    size_t segs_dead; /* slots of removed segments in segs; sealer thread too */
 
     /* Ingest hook (cn_store_set_ingest_cb): set before the first submission. */
     cn_store_ingest_cb ingest_cb;
@@ -357,16 +358,39 @@ static void tmap_stats(struct cn_store *st)
 
 /* Entries of removed segments pruned at once when there are at least this many. */
 #define TMAP_PRUNE_MIN 1024
+/* Removed segments' slots in the segment table dropped at once when at least this many. */
+#define SEGS_PRUNE_MIN 16
 
-/* Drops the trace map's entries of removed segments (retention, compaction) once they are
- * half of it: the map would otherwise keep every trace ever sealed. Sealer thread, the only
- * one changing the map and which segments are alive, so it reads both without the lock and
- * takes it only to swap the new map in. */
-static void tmap_prune(struct cn_store *st)
+/* Drops what removed segments (retention, compaction) leave behind once it is half of its
+ * table: their entries in the trace map, which would otherwise keep every trace ever sealed,
+ * and their slots in the segment table, which every seal's retention and compaction and
+ * every scan walk. Dropping slots renumbers the segments, so the map is built anew then too.
+ * Sealer thread, the only one changing either table, so it reads both without the lock and
+ * takes it only to swap the new ones in (segment numbers are held only under the lock, and
+ * the derived tables' rebuild, which holds segment pointers, is not running). */
+static void prune_removed(struct cn_store *st)
 {
     struct tmap *m = &st->tmap;
-    if (st->tmap_dead < TMAP_PRUNE_MIN || st->tmap_dead * 2 < m->used)
+    int map = st->tmap_dead >= TMAP_PRUNE_MIN && st->tmap_dead * 2 >= m->used;
+    int refs = st->segs_dead >= SEGS_PRUNE_MIN && st->segs_dead * 2 >= st->num_segs;
+    if (!map && !refs)
         return;
+    uint32_t *renum = NULL; /* old segment number -> new */
+    struct segref *segs = st->segs;
+    size_t nsegs = st->num_segs, capsegs = st->cap_segs;
+    if (refs) {
+        renum = malloc((st->num_segs ? st->num_segs : 1) * sizeof(*renum));
+        segs = malloc((st->num_segs - st->segs_dead + 1) * sizeof(*segs));
+        if (!renum || !segs)
+            goto nomem;
+        nsegs = 0;
+        for (size_t i = 0; i < st->num_segs; i++) {
+            renum[i] = (uint32_t)nsegs;
+            if (st->segs[i].seg)
+                segs[nsegs++] = st->segs[i];
+        }
+        capsegs = st->num_segs - st->segs_dead + 1;
+    }
     size_t live = m->used - st->tmap_dead, cap = 0;
     struct tmap n = {NULL, NULL, 0, 0};
     if (live) {
@@ -374,11 +398,8 @@ static void tmap_prune(struct cn_store *st)
             cap *= 2;
         n.keys = calloc(cap, sizeof(*n.keys));
         n.segs = calloc(cap, sizeof(*n.segs));
-        if (!n.keys || !n.segs) { /* tried again after the next removal */
-            free(n.keys);
-            free(n.segs);
-            return;
-        }
+        if (!n.keys || !n.segs)
+            goto nomem;
         n.cap = cap;
         for (size_t i = 0; i < m->cap; i++) {
             if (!m->keys[i] || !st->segs[m->segs[i]].seg)
@@ -387,7 +408,7 @@ static void tmap_prune(struct cn_store *st)
             while (n.keys[j])
                 j = (j + 1) & (cap - 1);
             n.keys[j] = m->keys[i];
-            n.segs[j] = m->segs[i];
+            n.segs[j] = renum ? renum[m->segs[i]] : m->segs[i];
             n.used++;
         }
     }
@@ -395,11 +416,32 @@ static void tmap_prune(struct cn_store *st)
     struct tmap old = *m;
     *m = n;
     st->tmap_dead = 0;
+    struct segref *old_segs = st->segs;
+    size_t dropped = st->num_segs - nsegs;
+    if (refs) {
+        st->segs = segs;
+        st->num_segs = nsegs;
+        st->cap_segs = capsegs;
+        st->segs_dead = 0;
+    }
     uv_rwlock_wrunlock(&st->hlock);
     free(old.keys);
     free(old.segs);
+    if (refs)
+        free(old_segs);
+    free(renum);
     tmap_stats(st);
-    cn_debug("telemetry", "trace map pruned", "entries=%zu dropped=%zu", n.used, old.used - n.used);
+    cn_debug("telemetry", "removed segments pruned",
+             "map_entries=%zu map_dropped=%zu segments=%zu "
+             "slots_dropped=%zu",
+             n.used, old.used - n.used, nsegs, dropped);
+    return;
+nomem: /* tried again after the next removal */
+    free(renum);
+    if (refs)
+        free(segs);
+    free(n.keys);
+    free(n.segs);
 }
 
 /* Calls fn for each segment that may hold id. */
@@ -811,6 +853,7 @@ static void enforce_retention(struct cn_store *st)
             r->seg = NULL;
             r->path = NULL;
             st->tmap_dead += r->nmap;
+            st->segs_dead++;
             atomic_fetch_sub(&st->stats.segments, 1);
             atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
             if (one)
@@ -1280,6 +1323,7 @@ static int compact_once(struct cn_store *st, uint8_t kind)
         r->seg = NULL;
         r->path = NULL;
         st->tmap_dead += r->nmap;
+        st->segs_dead++;
         atomic_fetch_sub(&st->stats.segments, 1);
         atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
     }
@@ -1335,14 +1379,14 @@ static void rebuild_step(struct cn_store *st)
  * restart with a smaller disk budget apply at once). */
 #define IDLE_LIFECYCLE_NS (5 * 1000000000ull)
 
-/* Retention, then compaction, then the trace map's pruning. Sealer thread, not while the
- * derived tables are rebuilt from segments (the rebuild holds segment pointers). */
+/* Retention, then compaction, then dropping what removed segments left behind. Sealer thread, not
+ * while the derived tables are rebuilt from segments (the rebuild holds segment pointers). */
 static void lifecycle(struct cn_store *st)
 {
     enforce_retention(st);
     while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
         ;
-    tmap_prune(st);
+    prune_removed(st);
 }
 
 static void sealer_main(void *arg)

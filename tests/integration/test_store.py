@@ -511,6 +511,29 @@ class Sealing(unittest.TestCase):
             t = get_trace(srv.port, tid)
             self.assertIsNotNone(t, tid)
 
+    def test_segments_renumbered_after_many_compactions(self):
+        """Slots of compacted segments are dropped from the segment table once they are half
+        of it, and the trace map renumbered with it: every trace is still found by ID."""
+        srv = self.start(**{"log.level": "debug"})
+        t0 = time.time_ns()
+        before = {}
+        for i in range(24):
+            tid = "%032x" % (0xdead0000 + i)
+            post(srv.otlp_port, trace_body(tid, "renum-%d" % (i % 3), 2, t0 + i))
+            before[tid] = get_trace(srv.port, tid)
+            self.assertIsNotNone(before[tid], tid)
+            wait_metric(srv, "cairn_telemetry_seals_total", i + 1, result="ok")
+        m = srv.wait_log(r"debug telemetry \"removed segments pruned\" .*slots_dropped=(\d+)")
+        self.assertGreaterEqual(int(m.group(1)), 16)
+        for tid, want in before.items():
+            self.assertEqual(get_trace(srv.port, tid), want, tid)
+        # A segment sealed after the renumbering is found too.
+        post(srv.otlp_port, trace_body(TRACES[0], "after", 2, t0 + 100))
+        wait_metric(srv, "cairn_telemetry_seals_total", 25, result="ok")
+        self.assertIsNotNone(get_trace(srv.port, TRACES[0]))
+        for tid, want in before.items():
+            self.assertEqual(get_trace(srv.port, tid), want, tid)
+
     def test_disk_budget_removes_whole_oldest_segments(self):
         srv = self.start(**{"telemetry.disk_budget": "1"})
         t0 = time.time_ns()
