@@ -482,6 +482,14 @@ static int open_any(struct cn_seg *seg, uint64_t size, char *err, size_t err_len
                          "footer malformed: %s", why);
     }
     seg->info.bytes = size;
+    /* The blooms stay for as long as the segment is open: one chunk of their size, not a
+     * 64 KiB one (of which a long-running process's reused heap would hold every page). */
+    size_t need = 0;
+    for (int t = 0; t < 2; t++) {
+        const struct bref *r = &seg->refs[bloom_block(seg, t)];
+        need += (r->codec == CN_SEG__RAW ? r->len : r->raw) + 16;
+    }
+    cn_arena_init(&seg->blooms, need, SIZE_MAX);
     rc = 0;
     for (int t = 0; t < 2 && rc != CN_ENOMEM; t++) {
         const uint8_t *bits;
