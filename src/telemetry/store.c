@@ -74,10 +74,12 @@ struct segref {
     size_t nmap; /* entries it put in the trace map */
 };
 
-/* Multimap trace-ID hash -> segment index; key 0 marks an empty cell. A hash collision
- * costs one bloom check of a segment, never a wrong answer (the segment is asked). */
+/* Multimap trace-ID hash -> segment index, 8 bytes a cell: the key (32 bits of the ID's hash,
+ * which also place it) and the segment. Key 0 marks an empty cell. A collision costs one
+ * bloom check of a segment, never a wrong answer (the segment is asked): with 57 million
+ * traces mapped, about one lookup in 75 checks one segment more. */
 struct tmap {
-    uint64_t *keys;
+    uint32_t *keys;
     uint32_t *segs;
     size_t cap, used;
 };
@@ -150,6 +152,11 @@ static uint64_t wall_ns(void)
 static uint64_t hash_id(const uint8_t *id)
 {
     return XXH3_64bits(id, 16);
+}
+
+static uint32_t tmap_key(const uint8_t *id)
+{
+    return (uint32_t)(hash_id(id) >> 32) | 1; /* never 0 */
 }
 
 /* ---- head ------------------------------------------------------------------------------ */
@@ -307,7 +314,7 @@ static size_t head_trace_logs(const struct head *h, const uint8_t *id, cn_store_
 static int tmap_grow(struct tmap *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 4096;
-    uint64_t *keys = calloc(cap, sizeof(*keys));
+    uint32_t *keys = calloc(cap, sizeof(*keys));
     uint32_t *segs = calloc(cap, sizeof(*segs));
     if (!keys || !segs) {
         free(keys);
@@ -336,7 +343,7 @@ static int tmap_add(struct tmap *m, const uint8_t *id, uint32_t seg)
 {
     if ((m->used + 1) * 4 > m->cap * 3 && tmap_grow(m) != 0)
         return CN_ENOMEM;
-    uint64_t k = hash_id(id) | 1; /* never 0 */
+    uint32_t k = tmap_key(id);
     size_t j = k & (m->cap - 1);
     while (m->keys[j]) {
         if (m->keys[j] == k && m->segs[j] == seg)
@@ -450,7 +457,7 @@ static void tmap_each(const struct tmap *m, const uint8_t *id, void (*fn)(void *
 {
     if (!m->cap)
         return;
-    uint64_t k = hash_id(id) | 1;
+    uint32_t k = tmap_key(id);
     for (size_t j = k & (m->cap - 1); m->keys[j]; j = (j + 1) & (m->cap - 1))
         if (m->keys[j] == k)
             fn(ctx, m->segs[j]);
