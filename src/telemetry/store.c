@@ -311,30 +311,45 @@ static size_t head_trace_logs(const struct head *h, const uint8_t *id, cn_store_
 
 /* ---- trace map ------------------------------------------------------------------------- */
 
-static int tmap_grow(struct tmap *m)
+static void tmap_release(struct tmap *m)
 {
-    size_t cap = m->cap ? m->cap * 2 : 4096;
-    uint32_t *keys = calloc(cap, sizeof(*keys));
-    uint32_t *segs = calloc(cap, sizeof(*segs));
-    if (!keys || !segs) {
-        free(keys);
-        free(segs);
-        return CN_ENOMEM;
-    }
-    for (size_t i = 0; i < m->cap; i++) {
-        if (!m->keys[i])
-            continue;
-        size_t j = m->keys[i] & (cap - 1);
-        while (keys[j])
-            j = (j + 1) & (cap - 1);
-        keys[j] = m->keys[i];
-        segs[j] = m->segs[i];
-    }
     free(m->keys);
     free(m->segs);
-    m->keys = keys;
-    m->segs = segs;
-    m->cap = cap;
+    *m = (struct tmap){NULL, NULL, 0, 0};
+}
+
+/* An empty map of cap cells, a power of two. Returns 0 or CN_ENOMEM (m empty). */
+static int tmap_init(struct tmap *m, size_t cap)
+{
+    *m = (struct tmap){calloc(cap, sizeof(uint32_t)), calloc(cap, sizeof(uint32_t)), cap, 0};
+    if (!m->keys || !m->segs) {
+        tmap_release(m);
+        return CN_ENOMEM;
+    }
+    return 0;
+}
+
+/* Puts (k, seg) in the first free cell from k's; the caller knows it is not there. */
+static void tmap_put(struct tmap *m, uint32_t k, uint32_t seg)
+{
+    size_t j = k & (m->cap - 1);
+    while (m->keys[j])
+        j = (j + 1) & (m->cap - 1);
+    m->keys[j] = k;
+    m->segs[j] = seg;
+    m->used++;
+}
+
+static int tmap_grow(struct tmap *m)
+{
+    struct tmap n;
+    if (tmap_init(&n, m->cap ? m->cap * 2 : 4096) != 0)
+        return CN_ENOMEM;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->keys[i])
+            tmap_put(&n, m->keys[i], m->segs[i]);
+    tmap_release(m);
+    *m = n;
     return 0;
 }
 
@@ -345,12 +360,10 @@ static int tmap_add(struct tmap *m, const uint8_t *id, uint32_t seg)
         return CN_ENOMEM;
     uint32_t k = tmap_key(id);
     size_t j = k & (m->cap - 1);
-    while (m->keys[j]) {
+    for (; m->keys[j]; j = (j + 1) & (m->cap - 1))
         if (m->keys[j] == k && m->segs[j] == seg)
             return 0;
-        j = (j + 1) & (m->cap - 1);
-    }
-    m->keys[j] = k;
+    m->keys[j] = k; /* the free cell tmap_put would find */
     m->segs[j] = seg;
     m->used++;
     return 1;
@@ -398,26 +411,17 @@ static void prune_removed(struct cn_store *st)
         }
         capsegs = st->num_segs - st->segs_dead + 1;
     }
-    size_t live = m->used - st->tmap_dead, cap = 0;
+    size_t live = m->used - st->tmap_dead;
     struct tmap n = {NULL, NULL, 0, 0};
     if (live) {
-        for (cap = 4096; live * 2 > cap;)
+        size_t cap = 4096;
+        while (live * 2 > cap)
             cap *= 2;
-        n.keys = calloc(cap, sizeof(*n.keys));
-        n.segs = calloc(cap, sizeof(*n.segs));
-        if (!n.keys || !n.segs)
+        if (tmap_init(&n, cap) != 0)
             goto nomem;
-        n.cap = cap;
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->keys[i] || !st->segs[m->segs[i]].seg)
-                continue;
-            size_t j = m->keys[i] & (cap - 1);
-            while (n.keys[j])
-                j = (j + 1) & (cap - 1);
-            n.keys[j] = m->keys[i];
-            n.segs[j] = renum ? renum[m->segs[i]] : m->segs[i];
-            n.used++;
-        }
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->keys[i] && st->segs[m->segs[i]].seg)
+                tmap_put(&n, m->keys[i], renum ? renum[m->segs[i]] : m->segs[i]);
     }
     uv_rwlock_wrlock(&st->hlock);
     struct tmap old = *m;
@@ -432,8 +436,8 @@ static void prune_removed(struct cn_store *st)
         st->segs_dead = 0;
     }
     uv_rwlock_wrunlock(&st->hlock);
-    free(old.keys);
-    free(old.segs);
+    size_t map_dropped = old.used - n.used;
+    tmap_release(&old);
     if (refs)
         free(old_segs);
     free(renum);
@@ -441,14 +445,13 @@ static void prune_removed(struct cn_store *st)
     cn_debug("telemetry", "removed segments pruned",
              "map_entries=%zu map_dropped=%zu segments=%zu "
              "slots_dropped=%zu",
-             n.used, old.used - n.used, nsegs, dropped);
+             n.used, map_dropped, nsegs, dropped);
     return;
 nomem: /* tried again after the next removal */
     free(renum);
     if (refs)
         free(segs);
-    free(n.keys);
-    free(n.segs);
+    tmap_release(&n);
 }
 
 /* Calls fn for each segment that may hold id. */
@@ -1897,8 +1900,7 @@ void cn_store_close(struct cn_store *st)
         free(st->segs[i].path);
     }
     free(st->segs);
-    free(st->tmap.keys);
-    free(st->tmap.segs);
+    tmap_release(&st->tmap);
     cn_derive_free(st->derive);
     free(st->q);
     free(st->rebuild);
