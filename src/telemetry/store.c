@@ -124,6 +124,7 @@ struct cn_store {
 
     /* Guarded by hlock: the writer and the sealer take it exclusive, readers shared. */
     uv_rwlock_t hlock;
+    uint64_t epoch; /* see pin; bumped by the sealer thread, hlock exclusive */
     struct head head;
     struct head frozen;
     struct segref *segs;
@@ -131,6 +132,11 @@ struct cn_store {
     struct tmap tmap;
     size_t tmap_dead; /* entries of removed segments; sealer thread, like every map change */
     size_t segs_dead; /* slots of removed segments in segs; sealer thread too */
+
+    /* Readers pinned in each epoch, by its parity (see pin). Guarded by plock. */
+    uv_mutex_t plock;
+    uv_cond_t pcond;
+    size_t pins[2];
 
     /* Ingest hook (cn_store_set_ingest_cb): set before the first submission. */
     cn_store_ingest_cb ingest_cb;
@@ -269,6 +275,48 @@ static int head_add(struct head *h, uint8_t *body, size_t len, struct cn_tel_bat
     return 0;
 }
 
+/* Readers do not hold hlock while they read. Under it, shared and briefly, they take what they
+ * will read (struct snap: the segments, and the record arrays of the heads' batches or one
+ * trace's records in them) and pin the epoch; then they let go of it, read, and unpin. A long
+ * search thus holds back neither the writer, which takes hlock exclusive after every group
+ * commit to add to the head, nor the sealer. What leaves the tables (a sealed head's records,
+ * a segment removed by retention or compaction) leaves under hlock exclusive with the epoch
+ * bumped (retire), and is freed only once every reader pinned before has unpinned
+ * (retire_wait). Only the sealer thread retires, and it waits before it retires again, so
+ * readers of two epochs at most are about: counted by the epoch's parity. */
+static uint64_t pin(struct cn_store *st)
+{
+    uint64_t e = st->epoch; /* hlock held */
+    uv_mutex_lock(&st->plock);
+    st->pins[e & 1]++;
+    uv_mutex_unlock(&st->plock);
+    return e;
+}
+
+static void unpin(struct cn_store *st, uint64_t e)
+{
+    uv_mutex_lock(&st->plock);
+    if (--st->pins[e & 1] == 0)
+        uv_cond_broadcast(&st->pcond);
+    uv_mutex_unlock(&st->plock);
+}
+
+/* hlock held exclusive, sealer thread (or before the threads start). Returns the epoch that
+ * ends, for retire_wait. */
+static uint64_t retire(struct cn_store *st)
+{
+    return st->epoch++;
+}
+
+/* Without hlock: returns once the readers pinned in epoch e are done. */
+static void retire_wait(struct cn_store *st, uint64_t e)
+{
+    uv_mutex_lock(&st->plock);
+    while (st->pins[e & 1])
+        uv_cond_wait(&st->pcond, &st->plock);
+    uv_mutex_unlock(&st->plock);
+}
+
 static void head_release(struct head *h)
 {
     for (size_t i = 0; i < h->num_entries; i++) {
@@ -280,33 +328,6 @@ static void head_release(struct head *h)
     free(h->log_refs);
     free(h->slots);
     memset(h, 0, sizeof(*h));
-}
-
-static size_t head_trace(const struct head *h, const uint8_t *id, cn_store_span_cb cb, void *ctx)
-{
-    size_t n = 0;
-    if (!h->num_slots)
-        return 0;
-    const struct slot *s = find_slot(h->slots, h->num_slots, id);
-    for (uint32_t r = s->used ? s->span_first : NO_REF; r != NO_REF; r = h->span_refs[r].next) {
-        cb(ctx, &h->entries[h->span_refs[r].entry].batch.spans[h->span_refs[r].idx]);
-        n++;
-    }
-    return n;
-}
-
-static size_t head_trace_logs(const struct head *h, const uint8_t *id, cn_store_log_cb cb,
-                              void *ctx)
-{
-    size_t n = 0;
-    if (!h->num_slots)
-        return 0;
-    const struct slot *s = find_slot(h->slots, h->num_slots, id);
-    for (uint32_t r = s->used ? s->log_first : NO_REF; r != NO_REF; r = h->log_refs[r].next) {
-        cb(ctx, &h->entries[h->log_refs[r].entry].batch.logs[h->log_refs[r].idx]);
-        n++;
-    }
-    return n;
 }
 
 /* ---- trace map ------------------------------------------------------------------------- */
@@ -869,7 +890,9 @@ static void enforce_retention(struct cn_store *st)
             if (one)
                 break;
         }
+        uint64_t e = retire(st);
         uv_rwlock_wrunlock(&st->hlock);
+        retire_wait(st, e);
         for (size_t i = 0; i < nv; i++) {
             cn_info("telemetry", "segment removed by retention", "file=%s reason=%s", paths[i],
                     over_age ? "age" : "disk_budget");
@@ -924,7 +947,9 @@ static int seal_frozen(struct cn_store *st)
     }
     old = st->frozen;
     memset(&st->frozen, 0, sizeof(st->frozen));
+    uint64_t e = retire(st);
     uv_rwlock_wrunlock(&st->hlock);
+    retire_wait(st, e);
     atomic_fetch_sub(&st->stats.head_bytes, bytes);
     head_release(&old);
     written_drop(w, nw, 0);
@@ -1337,7 +1362,9 @@ static int compact_once(struct cn_store *st, uint8_t kind)
         atomic_fetch_sub(&st->stats.segments, 1);
         atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
     }
+    uint64_t e = retire(st);
     uv_rwlock_wrunlock(&st->hlock);
+    retire_wait(st, e);
     for (size_t k = 0; k < n; k++) {
         if (old)
             cn_seg_close(old[k]);
@@ -1792,6 +1819,8 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
     uv_cond_init(&st->scond);
     uv_cond_init(&st->sdone);
     uv_rwlock_init(&st->hlock);
+    uv_mutex_init(&st->plock);
+    uv_cond_init(&st->pcond);
     struct cn_derive_opts dopts;
     cn_derive_opts_default(&dopts);
     st->derive = cn_derive_new(&dopts);
@@ -1906,6 +1935,8 @@ void cn_store_close(struct cn_store *st)
     free(st->rebuild);
     free(st->dir);
     uv_rwlock_destroy(&st->hlock);
+    uv_cond_destroy(&st->pcond);
+    uv_mutex_destroy(&st->plock);
     uv_cond_destroy(&st->scond);
     uv_cond_destroy(&st->sdone);
     uv_mutex_destroy(&st->slock);
@@ -1958,63 +1989,158 @@ void cn_store_sub_free(struct cn_store_sub *sub)
 
 /* ---- read ------------------------------------------------------------------------------ */
 
-struct seg_visit {
+/* What a reader reads, taken under hlock (see pin): segments, then records of the heads, as
+ * the arrays of each batch (scans) or one by one (a trace's). */
+struct snap {
     struct cn_store *st;
-    const uint8_t *id;
-    uint8_t kind;
-    cn_store_span_cb span_cb;
-    cn_store_log_cb log_cb;
-    void *ctx;
-    size_t n;
-    uint32_t seen[64];
-    size_t num_seen;
+    uint64_t epoch;
+    struct cn_seg **segs;
+    size_t nsegs, cap_segs;
+    struct part {
+        const struct cn_span *spans;
+        const struct cn_log *logs;
+        size_t nspans, nlogs;
+    } * parts;
+    size_t nparts, cap_parts;
+    const void **recs; /* spans or logs, per the read */
+    size_t nrecs, cap_recs;
+    int oom;
 };
 
-static void visit_seg(void *ctx, uint32_t idx)
+/* Takes hlock shared and pins the epoch; snap_unlock lets go of hlock, snap_release unpins. */
+static void snap_lock(struct cn_store *st, struct snap *sn)
 {
-    struct seg_visit *v = ctx;
-    struct segref *r = &v->st->segs[idx];
-    if (!r->seg || r->kind != v->kind || !cn_seg_may_contain_trace(r->seg, v->id))
+    memset(sn, 0, sizeof(*sn));
+    sn->st = st;
+    uv_rwlock_rdlock(&st->hlock);
+    sn->epoch = pin(st);
+}
+
+/* What could not be taken (out of memory) is not read: counted as a read error. */
+static void snap_unlock(struct snap *sn)
+{
+    uv_rwlock_rdunlock(&sn->st->hlock);
+    if (sn->oom) {
+        atomic_fetch_add(&sn->st->stats.read_errors, 1);
+        cn_error("telemetry", "out of memory: a read left records out", NULL);
+    }
+}
+
+static void snap_release(struct snap *sn)
+{
+    unpin(sn->st, sn->epoch);
+    free(sn->segs);
+    free(sn->parts);
+    free(sn->recs);
+}
+
+static void snap_seg(struct snap *sn, struct cn_seg *seg)
+{
+    if (reserve((void **)&sn->segs, &sn->cap_segs, sn->nsegs + 1, sizeof(*sn->segs)) == 0)
+        sn->segs[sn->nsegs++] = seg;
+    else
+        sn->oom = 1;
+}
+
+static void snap_head(struct snap *sn, const struct head *h)
+{
+    if (reserve((void **)&sn->parts, &sn->cap_parts, sn->nparts + h->num_entries,
+                sizeof(*sn->parts)) != 0) {
+        sn->oom = 1;
         return;
-    for (size_t i = 0; i < v->num_seen; i++)
-        if (v->seen[i] == idx)
+    }
+    for (size_t e = 0; e < h->num_entries; e++) {
+        const struct cn_tel_batch *b = &h->entries[e].batch;
+        sn->parts[sn->nparts++] = (struct part){b->spans, b->logs, b->num_spans, b->num_logs};
+    }
+}
+
+static void snap_rec(struct snap *sn, const void *rec)
+{
+    if (reserve((void **)&sn->recs, &sn->cap_recs, sn->nrecs + 1, sizeof(*sn->recs)) == 0)
+        sn->recs[sn->nrecs++] = rec;
+    else
+        sn->oom = 1;
+}
+
+/* The records of trace id in h: spans, or logs. */
+static void snap_head_trace(struct snap *sn, const struct head *h, const uint8_t *id, int logs)
+{
+    if (!h->num_slots)
+        return;
+    const struct slot *s = find_slot(h->slots, h->num_slots, id);
+    if (!s->used)
+        return;
+    const struct ref *refs = logs ? h->log_refs : h->span_refs;
+    for (uint32_t r = logs ? s->log_first : s->span_first; r != NO_REF; r = refs[r].next) {
+        const struct cn_tel_batch *b = &h->entries[refs[r].entry].batch;
+        snap_rec(sn, logs ? (const void *)&b->logs[refs[r].idx] : &b->spans[refs[r].idx]);
+    }
+}
+
+struct trace_segs {
+    struct snap *sn;
+    const struct segref *segs;
+    uint8_t kind;
+};
+
+/* tmap_each: a segment that may hold the trace, once. */
+static void collect_seg(void *ctx, uint32_t idx)
+{
+    struct trace_segs *t = ctx;
+    struct cn_seg *seg = t->segs[idx].seg;
+    if (!seg || t->segs[idx].kind != t->kind)
+        return;
+    for (size_t i = 0; i < t->sn->nsegs; i++)
+        if (t->sn->segs[i] == seg)
             return;
-    if (v->num_seen < CN_ARRAY_LEN(v->seen))
-        v->seen[v->num_seen++] = idx;
-    struct cn_tel_batch b;
-    cn_tel_batch_init(&b, 256u << 20);
-    int rc = cn_seg_trace(r->seg, v->id, &b);
-    if (rc == CN_EIO)
-        atomic_fetch_add(&v->st->stats.read_errors, 1);
-    for (size_t i = 0; i < b.num_spans; i++, v->n++)
-        v->span_cb(v->ctx, &b.spans[i]);
-    for (size_t i = 0; i < b.num_logs; i++, v->n++)
-        v->log_cb(v->ctx, &b.logs[i]);
-    cn_tel_batch_release(&b);
+    snap_seg(t->sn, seg);
+}
+
+static size_t store_trace(struct cn_store *st, const uint8_t *id, uint8_t kind,
+                          cn_store_span_cb span_cb, cn_store_log_cb log_cb, void *ctx)
+{
+    struct snap sn;
+    snap_lock(st, &sn);
+    struct trace_segs t = {&sn, st->segs, kind};
+    tmap_each(&st->tmap, id, collect_seg, &t);
+    snap_head_trace(&sn, &st->frozen, id, kind == CN_SEG_LOGS);
+    snap_head_trace(&sn, &st->head, id, kind == CN_SEG_LOGS);
+    snap_unlock(&sn);
+    size_t n = 0;
+    for (size_t i = 0; i < sn.nsegs; i++) {
+        if (!cn_seg_may_contain_trace(sn.segs[i], id))
+            continue;
+        struct cn_tel_batch b;
+        cn_tel_batch_init(&b, 256u << 20);
+        if (cn_seg_trace(sn.segs[i], id, &b) == CN_EIO)
+            atomic_fetch_add(&st->stats.read_errors, 1);
+        for (size_t k = 0; k < b.num_spans; k++, n++)
+            span_cb(ctx, &b.spans[k]);
+        for (size_t k = 0; k < b.num_logs; k++, n++)
+            log_cb(ctx, &b.logs[k]);
+        cn_tel_batch_release(&b);
+    }
+    for (size_t i = 0; i < sn.nrecs; i++, n++) {
+        if (kind == CN_SEG_SPANS)
+            span_cb(ctx, sn.recs[i]);
+        else
+            log_cb(ctx, sn.recs[i]);
+    }
+    snap_release(&sn);
+    return n;
 }
 
 size_t cn_store_trace(struct cn_store *st, const uint8_t trace_id[16], cn_store_span_cb cb,
                       void *ctx)
 {
-    struct seg_visit v = {st, trace_id, CN_SEG_SPANS, cb, NULL, ctx, 0, {0}, 0};
-    uv_rwlock_rdlock(&st->hlock);
-    tmap_each(&st->tmap, trace_id, visit_seg, &v);
-    v.n += head_trace(&st->frozen, trace_id, cb, ctx);
-    v.n += head_trace(&st->head, trace_id, cb, ctx);
-    uv_rwlock_rdunlock(&st->hlock);
-    return v.n;
+    return store_trace(st, trace_id, CN_SEG_SPANS, cb, NULL, ctx);
 }
 
 size_t cn_store_trace_logs(struct cn_store *st, const uint8_t trace_id[16], cn_store_log_cb cb,
                            void *ctx)
 {
-    struct seg_visit v = {st, trace_id, CN_SEG_LOGS, NULL, cb, ctx, 0, {0}, 0};
-    uv_rwlock_rdlock(&st->hlock);
-    tmap_each(&st->tmap, trace_id, visit_seg, &v);
-    v.n += head_trace_logs(&st->frozen, trace_id, cb, ctx);
-    v.n += head_trace_logs(&st->head, trace_id, cb, ctx);
-    uv_rwlock_rdunlock(&st->hlock);
-    return v.n;
+    return store_trace(st, trace_id, CN_SEG_LOGS, NULL, cb, ctx);
 }
 
 struct scan_ctx {
@@ -2037,14 +2163,31 @@ static int scan_rec(void *ctx, const struct cn_span *span, const struct cn_log *
     return s->limit && s->n >= s->limit;
 }
 
-static void scan_head(const struct head *h, uint64_t from, uint64_t to, struct scan_ctx *s)
+/* The segments of kind whose records' times meet [from, to), and the heads' batches. */
+static void snap_range(struct snap *sn, uint8_t kind, uint64_t from, uint64_t to)
 {
-    for (size_t e = 0; e < h->num_entries && (!s->limit || s->n < s->limit); e++) {
-        const struct cn_tel_batch *b = &h->entries[e].batch;
-        for (size_t i = 0; s->span_cb && i < b->num_spans && (!s->limit || s->n < s->limit); i++)
+    const struct cn_store *st = sn->st;
+    for (size_t i = 0; i < st->num_segs; i++) {
+        const struct segref *r = &st->segs[i];
+        if (!r->seg || r->kind != kind)
+            continue;
+        const struct cn_seg_info *info = cn_seg_info(r->seg);
+        if (info->rows == 0 || info->max_ns < from || info->min_ns >= to)
+            continue;
+        snap_seg(sn, r->seg);
+    }
+    snap_head(sn, &st->frozen);
+    snap_head(sn, &st->head);
+}
+
+static void scan_parts(const struct snap *sn, uint64_t from, uint64_t to, struct scan_ctx *s)
+{
+    for (size_t p = 0; p < sn->nparts && (!s->limit || s->n < s->limit); p++) {
+        const struct part *b = &sn->parts[p];
+        for (size_t i = 0; s->span_cb && i < b->nspans && (!s->limit || s->n < s->limit); i++)
             if (b->spans[i].start_ns >= from && b->spans[i].start_ns < to)
                 scan_rec(s, &b->spans[i], NULL);
-        for (size_t i = 0; s->log_cb && i < b->num_logs && (!s->limit || s->n < s->limit); i++)
+        for (size_t i = 0; s->log_cb && i < b->nlogs && (!s->limit || s->n < s->limit); i++)
             if (b->logs[i].time_ns >= from && b->logs[i].time_ns < to)
                 scan_rec(s, NULL, &b->logs[i]);
     }
@@ -2054,20 +2197,15 @@ static size_t scan(struct cn_store *st, uint8_t kind, uint64_t from, uint64_t to
                    struct scan_ctx *s)
 {
     s->limit = limit;
-    uv_rwlock_rdlock(&st->hlock);
-    for (size_t i = 0; i < st->num_segs && (!limit || s->n < limit); i++) {
-        struct segref *r = &st->segs[i];
-        if (!r->seg || r->kind != kind)
-            continue;
-        const struct cn_seg_info *info = cn_seg_info(r->seg);
-        if (info->rows == 0 || info->max_ns < from || info->min_ns >= to)
-            continue;
-        if (cn_seg_scan(r->seg, from, to, NULL, scan_rec, s) == CN_EIO)
+    struct snap sn;
+    snap_lock(st, &sn);
+    snap_range(&sn, kind, from, to);
+    snap_unlock(&sn);
+    for (size_t i = 0; i < sn.nsegs && (!limit || s->n < limit); i++)
+        if (cn_seg_scan(sn.segs[i], from, to, NULL, scan_rec, s) == CN_EIO)
             atomic_fetch_add(&st->stats.read_errors, 1);
-    }
-    scan_head(&st->frozen, from, to, s);
-    scan_head(&st->head, from, to, s);
-    uv_rwlock_rdunlock(&st->hlock);
+    scan_parts(&sn, from, to, s);
+    snap_release(&sn);
     return s->n;
 }
 
@@ -2163,16 +2301,16 @@ static void fscan_trace(struct cn_store *st, struct cn_seg *seg, uint64_t from, 
     cn_tel_batch_release(&b);
 }
 
-static void fscan_head(const struct head *h, uint64_t from, uint64_t to, struct fscan *x)
+static void fscan_parts(const struct snap *sn, uint64_t from, uint64_t to, struct fscan *x)
 {
     struct scan_ctx *s = &x->s;
-    for (size_t e = 0; e < h->num_entries && (!s->limit || s->n < s->limit); e++) {
-        const struct cn_tel_batch *b = &h->entries[e].batch;
-        for (size_t i = 0; s->span_cb && i < b->num_spans && (!s->limit || s->n < s->limit); i++)
+    for (size_t p = 0; p < sn->nparts && (!s->limit || s->n < s->limit); p++) {
+        const struct part *b = &sn->parts[p];
+        for (size_t i = 0; s->span_cb && i < b->nspans && (!s->limit || s->n < s->limit); i++)
             if (b->spans[i].start_ns >= from && b->spans[i].start_ns < to &&
                 span_passes(x->f, &b->spans[i]))
                 scan_rec(s, &b->spans[i], NULL);
-        for (size_t i = 0; s->log_cb && i < b->num_logs && (!s->limit || s->n < s->limit); i++)
+        for (size_t i = 0; s->log_cb && i < b->nlogs && (!s->limit || s->n < s->limit); i++)
             if (b->logs[i].time_ns >= from && b->logs[i].time_ns < to &&
                 log_passes(x->f, &b->logs[i]))
                 scan_rec(s, NULL, &b->logs[i]);
@@ -2222,27 +2360,24 @@ static size_t fscan(struct cn_store *st, uint64_t from, uint64_t to, size_t limi
         sf.min_stat = f->min_severity;
     }
     x->s.limit = limit;
-    uv_rwlock_rdlock(&st->hlock);
-    for (size_t i = 0; i < st->num_segs && (!limit || x->s.n < limit); i++) {
-        struct segref *r = &st->segs[i];
-        if (!r->seg || r->kind != kind)
-            continue;
-        const struct cn_seg_info *info = cn_seg_info(r->seg);
-        if (info->rows == 0 || info->max_ns < from || info->min_ns >= to)
-            continue;
+    struct snap sn;
+    snap_lock(st, &sn);
+    snap_range(&sn, kind, from, to);
+    snap_unlock(&sn);
+    for (size_t i = 0; i < sn.nsegs && (!limit || x->s.n < limit); i++) {
+        struct cn_seg *seg = sn.segs[i];
         stats->segments++;
-        if (!seg_may_pass(r->seg, x)) {
+        if (!seg_may_pass(seg, x)) {
             stats->segments_skipped++;
             continue;
         }
         if (f->trace_id)
-            fscan_trace(st, r->seg, from, to, x);
-        else if (cn_seg_scan_where(r->seg, from, to, &sf, filter_row, scan_rec, x) == CN_EIO)
+            fscan_trace(st, seg, from, to, x);
+        else if (cn_seg_scan_where(seg, from, to, &sf, filter_row, scan_rec, x) == CN_EIO)
             atomic_fetch_add(&st->stats.read_errors, 1);
     }
-    fscan_head(&st->frozen, from, to, x);
-    fscan_head(&st->head, from, to, x);
-    uv_rwlock_rdunlock(&st->hlock);
+    fscan_parts(&sn, from, to, x);
+    snap_release(&sn);
     for (size_t i = 0; x->terms && i < f->num_terms; i++)
         free(x->terms[i]);
     free(x->terms);

@@ -1,7 +1,8 @@
 /* The embedded telemetry store. Receivers decode a body on their own loop and submit it;
  * one writer thread appends submitted bodies to the WAL (group commit), then adds their
  * decoded records to the in-memory head, then posts the outcome back to the submitter's
- * mailbox. Readers (queries, any thread) see the head under a read lock.
+ * mailbox. Readers (queries, any thread) take what they will read under a read lock, briefly,
+ * and read it without: a long search holds back neither ingest nor sealing.
  *
  * The head keeps each ingested batch whole (the body its slices point into, and the arena)
  * and indexes spans and logs by trace ID. Its memory is bounded by head_max_bytes: past it,
@@ -88,7 +89,11 @@ int cn_store_submit(struct cn_store *s, struct cn_store_sub *sub, struct cn_mail
 /* Frees a submission the store handed back (or one never submitted). */
 void cn_store_sub_free(struct cn_store_sub *sub);
 
-/* Read interface. The callbacks run under the head's read lock: copy what you keep. */
+/* Read interface. A read sees the store as it was when it began: the segments and head records
+ * of that moment stay readable (whatever is sealed, merged or removed meanwhile) until it
+ * returns, and the callbacks run without the store's lock. Copy what you keep. A callback must
+ * not wait for a seal (cn_store_seal): sealing frees the records a read began with only
+ * after it returns. */
 typedef void (*cn_store_span_cb)(void *ctx, const struct cn_span *span);
 typedef void (*cn_store_log_cb)(void *ctx, const struct cn_log *log);
 /* Spans of one trace, in ingest order; returns how many. No time range needed. */
@@ -166,7 +171,8 @@ typedef void (*cn_store_ingest_cb)(void *ctx, const struct cn_tel_batch *b);
  * flight. */
 void cn_store_set_ingest_cb(struct cn_store *s, cn_store_ingest_cb cb, void *ctx);
 /* Seals the head into segment files now and waits for it (tests, shutdown tools). Returns
- * 0, or CN_EAGAIN when it did not finish within 6 s. */
+ * 0, or CN_EAGAIN when it did not finish within 6 s (a read in progress holds the end of a
+ * seal back, until the read returns). */
 int cn_store_seal(struct cn_store *s);
 
 #endif

@@ -1,0 +1,309 @@
+/* Reads of the telemetry store while it ingests and seals: a read takes what it reads under
+ * the store's lock and reads it without, so a callback that takes its time holds back
+ * neither the writer nor the sealer, and still sees what was there when the read began. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "ev/mailbox.h"
+#include "telemetry/otlp-json.h"
+#include "telemetry/store.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/cairn-test-store-read-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- submitting, from the test thread's loop ---- */
+
+static uv_loop_t loop;
+static struct cn_mailbox mailbox;
+static int answered, answered_status;
+
+static void on_answer(struct cn_mail *m)
+{
+    struct cn_store_sub *sub = (struct cn_store_sub *)m;
+    answered++;
+    answered_status = sub->status;
+    cn_store_sub_free(sub);
+}
+
+/* Submits one trace of n spans (trace ID byte tid, service svc) and returns at once. */
+static void submit(struct cn_store *st, uint8_t tid, const char *svc, int n)
+{
+    char *json = malloc(64 * 1024);
+    assert_non_null(json);
+    uint64_t t0 = now_ns();
+    int k = snprintf(json, 64 * 1024,
+                     "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service."
+                     "name\",\"value\":{\"stringValue\":\"%s\"}}]},\"scopeSpans\":[{\"spans\":[",
+                     svc);
+    for (int i = 0; i < n; i++)
+        k += snprintf(json + k, 64 * 1024 - (size_t)k,
+                      "%s{\"traceId\":\"%02x%030d\",\"spanId\":\"%016x\",\"name\":\"op\","
+                      "\"kind\":2,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\"}",
+                      i ? "," : "", tid, 1, i + 1, (unsigned long long)(t0 + (uint64_t)i),
+                      (unsigned long long)(t0 + (uint64_t)i + 1000));
+    k += snprintf(json + k, 64 * 1024 - (size_t)k, "]}]}]}");
+    struct cn_store_sub *sub = calloc(1, sizeof(*sub));
+    assert_non_null(sub);
+    sub->body = (uint8_t *)json;
+    sub->len = (size_t)k;
+    sub->kind = CN_BODY_TRACES_JSON;
+    sub->mail.cb = on_answer;
+    cn_tel_batch_init(&sub->batch, 1u << 20);
+    struct cn_tel_limits lim = {128, 4096, 128, 128};
+    char err[256];
+    assert_int_equal(
+        cn_otlp_json_decode_traces(&sub->batch, json, (size_t)k, &lim, err, sizeof(err)), 0);
+    assert_int_equal((int)sub->batch.num_spans, n);
+    assert_int_equal(cn_store_submit(st, sub, &mailbox), 0);
+}
+
+/* Runs the loop until `want` submissions were answered, or ms pass. Returns the count. */
+static int wait_answers(int want, uint64_t ms)
+{
+    uint64_t until = mono_ms() + ms;
+    while (answered < want && mono_ms() < until) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    return answered;
+}
+
+static struct cn_store *open_store(void)
+{
+    struct cn_store_opts o = {
+        .dir = dir,
+        .head_max_bytes = 64u << 20,
+        .queue_max_bytes = 64u << 20,
+        .wal_segment_bytes = 8u << 20,
+        .max_body_bytes = 1u << 20,
+        .fsync = CN_WAL_FSYNC_ALWAYS,
+        .seal_interval_ms = 3600 * 1000, /* sealed when the test asks */
+    };
+    struct cn_store *st = NULL;
+    char err[512];
+    assert_int_equal(cn_store_open(&st, &o, err, sizeof(err)), 0);
+    return st;
+}
+
+/* ---- a read that waits in its callback ---- */
+
+struct slow_read {
+    struct cn_store *st;
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    int started, go;   /* the callback is waiting; it may return */
+    size_t spans[256]; /* by the first byte of the trace ID */
+    size_t total;
+    int trace; /* 0: a time-range scan; else trace-by-ID of this first byte */
+};
+
+static void slow_span(void *ctx, const struct cn_span *s)
+{
+    struct slow_read *r = ctx;
+    uv_mutex_lock(&r->lock);
+    if (!r->started) {
+        r->started = 1;
+        uv_cond_broadcast(&r->cond);
+        uint64_t until = mono_ms() + 20000; /* the test fails long before */
+        while (!r->go && mono_ms() < until)
+            uv_cond_timedwait(&r->cond, &r->lock, 10 * 1000000ull);
+    }
+    r->spans[s->trace_id[0]]++;
+    uv_mutex_unlock(&r->lock);
+}
+
+static void slow_main(void *arg)
+{
+    struct slow_read *r = arg;
+    if (r->trace) {
+        uint8_t id[16] = {0};
+        id[0] = (uint8_t)r->trace;
+        id[15] = 1;
+        r->total = cn_store_trace(r->st, id, slow_span, r);
+    } else {
+        r->total = cn_store_scan_spans(r->st, 0, UINT64_MAX, 0, slow_span, r);
+    }
+}
+
+static void slow_start(struct slow_read *r, uv_thread_t *th)
+{
+    uv_mutex_init(&r->lock);
+    uv_cond_init(&r->cond);
+    assert_int_equal(uv_thread_create(th, slow_main, r), 0);
+    uv_mutex_lock(&r->lock);
+    while (!r->started)
+        uv_cond_wait(&r->cond, &r->lock);
+    uv_mutex_unlock(&r->lock);
+}
+
+static void slow_finish(struct slow_read *r, uv_thread_t *th)
+{
+    uv_mutex_lock(&r->lock);
+    r->go = 1;
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->lock);
+    uv_thread_join(th);
+    uv_cond_destroy(&r->cond);
+    uv_mutex_destroy(&r->lock);
+}
+
+static void seal_main(void *arg)
+{
+    assert_int_equal(cn_store_seal(arg), 0);
+}
+
+/* While a scan waits in its callback (on a sealed span), a submission is answered and a seal
+ * swaps the head for its segment; the scan then still returns the head's spans of the moment
+ * it began (freed only after it returned: ASan checks), and none submitted after. */
+static void test_scan_holds_back_neither_ingest_nor_sealing(void **state)
+{
+    (void)state;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(cn_mailbox_init(&mailbox, &loop), 0);
+    answered = 0;
+    struct cn_store *st = open_store();
+    const struct cn_store_stats *stats = cn_store_stats(st);
+
+    submit(st, 0xa1, "sealed", 5);
+    assert_int_equal(wait_answers(1, 10000), 1);
+    assert_int_equal(cn_store_seal(st), 0);
+    assert_int_equal((int)atomic_load(&stats->segments), 1);
+    submit(st, 0xb2, "head", 7);
+    assert_int_equal(wait_answers(2, 10000), 2);
+
+    struct slow_read r = {.st = st};
+    uv_thread_t th;
+    slow_start(&r, &th); /* waiting in its first span: one of the segment's */
+
+    submit(st, 0xc3, "late", 3);
+    assert_int_equal(wait_answers(3, 5000), 3); /* the writer was not held back */
+    assert_int_equal(answered_status, 0);
+
+    uv_thread_t sealer;
+    assert_int_equal(uv_thread_create(&sealer, seal_main, st), 0);
+    uint64_t until = mono_ms() + 5000;
+    while (atomic_load(&stats->segments) < 2 && mono_ms() < until)
+        usleep(1000);
+    assert_int_equal((int)atomic_load(&stats->segments), 2); /* the seal swapped in */
+
+    slow_finish(&r, &th);
+    uv_thread_join(&sealer);
+    assert_int_equal((int)r.total, 12);
+    assert_int_equal((int)r.spans[0xa1], 5);
+    assert_int_equal((int)r.spans[0xb2], 7);
+    assert_int_equal((int)r.spans[0xc3], 0);
+
+    /* After the read, the sealed head's spans come from its segment. */
+    struct slow_read r2 = {.st = st, .go = 1, .started = 1};
+    uv_mutex_init(&r2.lock);
+    uv_cond_init(&r2.cond);
+    assert_int_equal((int)cn_store_scan_spans(st, 0, UINT64_MAX, 0, slow_span, &r2), 15);
+    assert_int_equal((int)r2.spans[0xc3], 3);
+    uv_cond_destroy(&r2.cond);
+    uv_mutex_destroy(&r2.lock);
+
+    cn_store_close(st);
+    cn_mailbox_close(&mailbox);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* The same for a lookup by trace ID whose spans lie in a segment and in the head. */
+static void test_trace_lookup_holds_back_neither_ingest_nor_sealing(void **state)
+{
+    (void)state;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(cn_mailbox_init(&mailbox, &loop), 0);
+    answered = 0;
+    struct cn_store *st = open_store();
+    const struct cn_store_stats *stats = cn_store_stats(st);
+
+    submit(st, 0xd4, "first", 4);
+    assert_int_equal(wait_answers(1, 10000), 1);
+    assert_int_equal(cn_store_seal(st), 0);
+    submit(st, 0xd4, "second", 6); /* the same trace, in the head */
+    assert_int_equal(wait_answers(2, 10000), 2);
+
+    struct slow_read r = {.st = st, .trace = 0xd4};
+    uv_thread_t th;
+    slow_start(&r, &th);
+    submit(st, 0xd4, "third", 2);
+    assert_int_equal(wait_answers(3, 5000), 3);
+    uv_thread_t sealer;
+    assert_int_equal(uv_thread_create(&sealer, seal_main, st), 0);
+    uint64_t until = mono_ms() + 5000;
+    while (atomic_load(&stats->segments) < 2 && mono_ms() < until)
+        usleep(1000);
+    assert_int_equal((int)atomic_load(&stats->segments), 2);
+    slow_finish(&r, &th);
+    uv_thread_join(&sealer);
+    assert_int_equal((int)r.total, 10);
+
+    struct slow_read r2 = {.st = st, .go = 1, .started = 1};
+    uv_mutex_init(&r2.lock);
+    uv_cond_init(&r2.cond);
+    uint8_t id[16] = {0xd4};
+    id[15] = 1;
+    assert_int_equal((int)cn_store_trace(st, id, slow_span, &r2), 12);
+    uv_cond_destroy(&r2.cond);
+    uv_mutex_destroy(&r2.lock);
+
+    cn_store_close(st);
+    cn_mailbox_close(&mailbox);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_scan_holds_back_neither_ingest_nor_sealing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_trace_lookup_holds_back_neither_ingest_nor_sealing,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
