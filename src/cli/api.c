@@ -7,6 +7,7 @@
 #include "http/json.h"
 #include "http/metrics.h"
 #include "telemetry/render.h"
+#include "telemetry/seg.h"
 #include "version.h"
 
 static void h_healthz(struct cn_http_req *req, void *ctx)
@@ -32,6 +33,8 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
 {
     const struct cn_store_stats *st = cn_store_stats(store);
     unsigned long long corrupt_blocks = (unsigned long long)cn_store_corrupt_blocks(store);
+    struct cn_seg_bloom_cache_stats bc;
+    cn_seg_bloom_cache_stats(&bc);
     cn_buf_printf(
         b,
         "# HELP cairn_telemetry_records_total Spans and log records stored.\n"
@@ -111,7 +114,17 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         "cairn_telemetry_trace_map_entries %llu\n"
         "# HELP cairn_telemetry_trace_map_bytes Memory of that map.\n"
         "# TYPE cairn_telemetry_trace_map_bytes gauge\n"
-        "cairn_telemetry_trace_map_bytes %llu\n",
+        "cairn_telemetry_trace_map_bytes %llu\n"
+        "# HELP cairn_telemetry_bloom_cache_bytes Memory of the segments' bloom filters kept "
+        "(telemetry.bloom_cache).\n"
+        "# TYPE cairn_telemetry_bloom_cache_bytes gauge\n"
+        "cairn_telemetry_bloom_cache_bytes %llu\n"
+        "# HELP cairn_telemetry_bloom_cache_loads_total Bloom filters read from segment files.\n"
+        "# TYPE cairn_telemetry_bloom_cache_loads_total counter\n"
+        "cairn_telemetry_bloom_cache_loads_total %llu\n"
+        "# HELP cairn_telemetry_bloom_cache_evictions_total Bloom filters dropped for room.\n"
+        "# TYPE cairn_telemetry_bloom_cache_evictions_total counter\n"
+        "cairn_telemetry_bloom_cache_evictions_total %llu\n",
         LD(st->spans), LD(st->logs), LD(st->rejected_spans), LD(st->rejected_logs),
         LD(st->truncated_attrs), LD(st->truncated_values), LD(st->truncated_events),
         LD(st->truncated_links), LD(rc->requests), LD(rc->bad_requests), LD(rc->refused),
@@ -119,7 +132,9 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         LD(st->queue_bytes), LD(st->replayed_records), LD(st->replay_corrupt), LD(st->segments),
         LD(st->segment_bytes), LD(st->seals), LD(st->seal_errors), LD(st->retention_removed),
         LD(st->corrupt_segments), corrupt_blocks, LD(st->compactions), LD(st->read_errors),
-        LD(st->rebuild_segments_left), LD(st->trace_map_entries), LD(st->trace_map_bytes));
+        LD(st->rebuild_segments_left), LD(st->trace_map_entries), LD(st->trace_map_bytes),
+        (unsigned long long)bc.bytes, (unsigned long long)bc.loads,
+        (unsigned long long)bc.evictions);
 }
 
 /* The derived tables' span-name lists (the compatibility APIs' operation lists). */

@@ -131,6 +131,8 @@ static const struct setting settings[] = {
      S_RESTART, "whole days of segments older than this are removed; 0 keeps everything"},
     {"telemetry.disk_budget", T_SIZE, AT(telemetry.disk_budget), "20g", 0, 1024 * 1024 * GIB,
      S_RESTART, "segment bytes kept at most, oldest removed first; 0 = no budget"},
+    {"telemetry.bloom_cache", T_SIZE, AT(telemetry.bloom_cache), "64m", MIB, 64 * GIB, S_RESTART,
+     "memory for the bloom filters of segment files, least recently used dropped past it"},
     {"telemetry.max_spans_per_trace", T_UINT, AT(telemetry.max_spans_per_trace), "100000", 0,
      10000000, S_RESTART, "spans of one trace kept; past it they are refused; 0 = no limit"},
     {"telemetry.code_links", T_LINKS, AT(telemetry.code_links), "{}", 0, 64 * KIB, 0,

@@ -1,7 +1,8 @@
-/* Segment reader: open (trailer, footer, blooms), trace lookup, time scans and the full
+/* Segment reader: open (trailer, footer), blooms, trace lookup, time scans and the full
  * check. Blocks are read with pread (the cheap columns of a row group in one read, the
  * others in another), checked, and decoded into a per-row-group arena (seg.c); nothing but
- * the footer's tables and the blooms stays in memory between calls. */
+ * the footer's tables stays in memory between calls, and the blooms that the bloom cache
+ * keeps. */
 #define CN_SEG_INTERNAL
 #include "telemetry/seg.h"
 
@@ -38,9 +39,20 @@ struct rpage {
     uint32_t count;
 };
 
-/* After open everything here is read-only but the atomic flags and counter, so reads may run
- * concurrently. Blocks are numbered: column c of group g is g * ncols + c, then the IDs and
- * postings blocks of each page (two per page), then the trace bloom and the token bloom. */
+/* A bloom of an open segment: read at its first check, kept while the bloom cache has room.
+ * Guarded by the cache's lock. */
+struct sbloom {
+    struct cn_arena mem; /* the bits, when in memory */
+    const uint8_t *bits; /* NULL: not in memory */
+    size_t bytes;
+    struct sbloom *prev, *next; /* the cache's list, most recently used first */
+    int damaged;                /* failed its check: every answer is "may" */
+};
+
+/* After open everything here is read-only but the atomic flags and counter and the blooms
+ * (under the bloom cache's lock), so reads may run concurrently. Blocks are numbered: column c of
+ * group g is g * ncols + c, then the IDs and postings blocks of each page (two per page), then the
+ * trace bloom and the token bloom. */
 struct cn_seg {
     char *path;
     int fd;             /* -1 for an image in memory */
@@ -56,9 +68,8 @@ struct cn_seg {
     size_t nblocks;
     uint64_t tbits, kbits;
     unsigned tk, kk;
-    const uint8_t *tbloom, *kbloom; /* NULL when damaged */
-    struct cn_arena blooms;
-    atomic_uchar *bad; /* per block: found damaged (and logged) */
+    struct sbloom bl[2]; /* the trace bloom, the token bloom */
+    atomic_uchar *bad;   /* per block: found damaged (and logged) */
     atomic_uint_fast64_t corrupt;
 };
 
@@ -482,27 +493,11 @@ static int open_any(struct cn_seg *seg, uint64_t size, char *err, size_t err_len
                          "footer malformed: %s", why);
     }
     seg->info.bytes = size;
-    /* The blooms stay for as long as the segment is open: one chunk of their size, not a
-     * 64 KiB one (of which a long-running process's reused heap would hold every page). */
-    size_t need = 0;
-    for (int t = 0; t < 2; t++) {
-        const struct bref *r = &seg->refs[bloom_block(seg, t)];
-        need += (r->codec == CN_SEG__RAW ? r->len : r->raw) + 16;
-    }
-    cn_arena_init(&seg->blooms, need, SIZE_MAX);
-    rc = 0;
-    for (int t = 0; t < 2 && rc != CN_ENOMEM; t++) {
-        const uint8_t *bits;
-        size_t len;
-        rc = load_block(seg, bloom_block(seg, t), dc, &seg->blooms, NULL, &bits, &len);
-        if (rc == 0)
-            *(t ? &seg->kbloom : &seg->tbloom) = bits;
-    }
     ZSTD_freeDCtx(dc);
-    if (rc == CN_ENOMEM)
-        return open_fail(err, err_len, rc, path, "out of memory");
     return 0;
 }
+
+static void bloom_forget(struct cn_seg *seg);
 
 static struct cn_seg *seg_new(const char *path)
 {
@@ -511,7 +506,6 @@ static struct cn_seg *seg_new(const char *path)
         return NULL;
     seg->fd = -1;
     seg->path = strdup(path);
-    cn_arena_init(&seg->blooms, 64 << 10, SIZE_MAX);
     atomic_init(&seg->corrupt, 0);
     if (!seg->path) {
         free(seg);
@@ -568,7 +562,7 @@ void cn_seg_close(struct cn_seg *seg)
         return;
     if (seg->fd >= 0)
         close(seg->fd);
-    cn_arena_release(&seg->blooms);
+    bloom_forget(seg);
     free(seg->path);
     free(seg->groups);
     free(seg->pages);
@@ -606,42 +600,171 @@ int cn_seg_block(const struct cn_seg *seg, size_t i, struct cn_seg_block *out)
 
 /* ---- blooms ------------------------------------------------------------------------------ */
 
+/* The blooms in memory, of every open segment: a segment's two are read at their first
+ * check and kept, most recently used first, while their bytes stay within the budget; past
+ * it the least recently used go (read again when next checked). One lock, held for a check's
+ * few probes too. */
+static struct {
+    pthread_mutex_t lock;
+    struct sbloom *head, *tail;
+    size_t bytes, budget;
+    uint64_t loads, evictions;
+} bcache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, CN_SEG_BLOOM_CACHE, 0, 0};
+
+static void lru_unlink(struct sbloom *b)
+{
+    *(b->prev ? &b->prev->next : &bcache.head) = b->next;
+    *(b->next ? &b->next->prev : &bcache.tail) = b->prev;
+    b->prev = b->next = NULL;
+}
+
+static void lru_push(struct sbloom *b)
+{
+    b->prev = NULL;
+    b->next = bcache.head;
+    *(bcache.head ? &bcache.head->prev : &bcache.tail) = b;
+    bcache.head = b;
+}
+
+static void bloom_drop(struct sbloom *b)
+{
+    lru_unlink(b);
+    bcache.bytes -= b->bytes;
+    cn_arena_release(&b->mem);
+    b->bits = NULL;
+    b->bytes = 0;
+}
+
+/* Cache lock held: drops the least recently used until the budget holds, but keep. */
+static void bloom_trim(const struct sbloom *keep)
+{
+    while (bcache.bytes > bcache.budget && bcache.tail && bcache.tail != keep) {
+        bloom_drop(bcache.tail);
+        bcache.evictions++;
+    }
+}
+
+static void bloom_forget(struct cn_seg *seg)
+{
+    pthread_mutex_lock(&bcache.lock);
+    for (int t = 0; t < 2; t++)
+        if (seg->bl[t].bits)
+            bloom_drop(&seg->bl[t]);
+    pthread_mutex_unlock(&bcache.lock);
+}
+
+void cn_seg_set_bloom_cache(size_t bytes)
+{
+    pthread_mutex_lock(&bcache.lock);
+    bcache.budget = bytes;
+    bloom_trim(NULL);
+    pthread_mutex_unlock(&bcache.lock);
+}
+
+void cn_seg_bloom_cache_stats(struct cn_seg_bloom_cache_stats *out)
+{
+    pthread_mutex_lock(&bcache.lock);
+    out->bytes = bcache.bytes;
+    out->budget = bcache.budget;
+    out->loads = bcache.loads;
+    out->evictions = bcache.evictions;
+    pthread_mutex_unlock(&bcache.lock);
+}
+
+/* Returns with the cache's lock held and bloom t of seg in memory, or NULL when it is damaged
+ * or cannot be read now (out of memory): "may contain". */
+static const struct sbloom *bloom_lock(const struct cn_seg *cseg, int t)
+{
+    struct cn_seg *seg = (struct cn_seg *)cseg;
+    struct sbloom *b = &seg->bl[t];
+    pthread_mutex_lock(&bcache.lock);
+    if (b->bits) {
+        if (bcache.head != b) {
+            lru_unlink(b);
+            lru_push(b);
+        }
+        return b;
+    }
+    if (b->damaged)
+        return NULL;
+    pthread_mutex_unlock(&bcache.lock);
+    /* Read without the lock; another thread may read it meanwhile: the first one in stays. */
+    size_t blk = bloom_block(seg, t);
+    const struct bref *r = &seg->refs[blk];
+    size_t need = (r->codec == CN_SEG__RAW ? r->len : r->raw) + 16;
+    struct cn_arena mem;
+    cn_arena_init(&mem, need, SIZE_MAX);
+    const uint8_t *bits = NULL;
+    size_t len = 0;
+    ZSTD_DCtx *dc = r->codec == CN_SEG__RAW ? NULL : dctx_get();
+    int rc = r->codec == CN_SEG__RAW || dc ? load_block(seg, blk, dc, &mem, NULL, &bits, &len)
+                                           : CN_ENOMEM;
+    dctx_put(dc);
+    pthread_mutex_lock(&bcache.lock);
+    if (rc == 0 && !b->bits) {
+        b->mem = mem;
+        b->bits = bits;
+        b->bytes = need;
+        bcache.bytes += need;
+        bcache.loads++;
+        lru_push(b);
+        bloom_trim(b);
+        return b;
+    }
+    cn_arena_release(&mem);
+    if (b->bits)
+        return b;
+    if (rc != CN_ENOMEM)
+        b->damaged = 1; /* counted and logged by load_block */
+    return NULL;
+}
+
 int cn_seg_may_contain_trace(const struct cn_seg *seg, const uint8_t id[16])
 {
     if (cn_id_is_zero(id, 16) || seg->info.num_traces == 0)
         return 0;
-    if (!seg->tbloom)
-        return 1;
-    return cn_seg__bloom_has(seg->tbloom, seg->tbits, seg->tk, cn_seg__trace_hash(id));
+    const struct sbloom *b = bloom_lock(seg, 0);
+    int may = !b || cn_seg__bloom_has(b->bits, seg->tbits, seg->tk, cn_seg__trace_hash(id));
+    pthread_mutex_unlock(&bcache.lock);
+    return may;
 }
 
 struct tokq {
     const struct cn_seg *seg;
+    const uint8_t *bits;
     int missing;
 };
 
 static void token_probe(void *ctx, uint64_t h)
 {
     struct tokq *q = ctx;
-    if (!cn_seg__bloom_has(q->seg->kbloom, q->seg->kbits, q->seg->kk, h))
+    if (!cn_seg__bloom_has(q->bits, q->seg->kbits, q->seg->kk, h))
         q->missing = 1;
 }
 
-int cn_seg_may_contain_token(const struct cn_seg *seg, const char *token)
+static int token_may(const struct cn_seg *seg, const uint8_t *bits, const char *token, size_t len)
 {
-    size_t len = strlen(token);
-    if (!seg->kbloom || len == 0)
-        return 1; /* every row holds the empty term */
     if (len <= CN_SEG_MAX_TOKEN &&
-        cn_seg__bloom_has(seg->kbloom, seg->kbits, seg->kk, cn_seg__token_hash(token, len)))
+        cn_seg__bloom_has(bits, seg->kbits, seg->kk, cn_seg__token_hash(token, len)))
         return 1;
-    struct tokq q = {seg, 0};
+    struct tokq q = {seg, bits, 0};
     size_t n = cn_seg__tokens(token, len, token_probe, &q);
     if (n)
         return !q.missing;
     /* No token to test: only a whole value could match, and those past CN_SEG_MAX_TOKEN
      * bytes are not in the filter. */
     return len > CN_SEG_MAX_TOKEN;
+}
+
+int cn_seg_may_contain_token(const struct cn_seg *seg, const char *token)
+{
+    size_t len = strlen(token);
+    if (len == 0)
+        return 1; /* every row holds the empty term */
+    const struct sbloom *b = bloom_lock(seg, 1);
+    int may = !b || token_may(seg, b->bits, token, len);
+    pthread_mutex_unlock(&bcache.lock);
+    return may;
 }
 
 /* ---- row groups -------------------------------------------------------------------------- */
@@ -1354,9 +1477,7 @@ static int check_page(struct cn_seg *seg, ZSTD_DCtx *dc, uint32_t p, const uint3
         }
         if (c.bad)
             why = "malformed postings";
-        if (!why && rc == 0 && seg->tbloom &&
-            !cn_seg__bloom_has(seg->tbloom, seg->tbits, seg->tk,
-                               cn_seg__trace_hash(ids + 16 * (size_t)k)))
+        if (!why && rc == 0 && !cn_seg_may_contain_trace(seg, ids + 16 * (size_t)k))
             why = "trace bloom misses a trace of the index";
     }
     if (prc == 0 && !why && c.p != c.e)
@@ -1446,7 +1567,9 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
         note(out, "%llu rows belong to a trace, the index lists %llu",
              (unsigned long long)with_trace, (unsigned long long)linked);
     for (int t = 0; t < 2; t++) {
-        if (!(t ? seg->kbloom : seg->tbloom)) {
+        int ok = bloom_lock(seg, t) != NULL;
+        pthread_mutex_unlock(&bcache.lock);
+        if (!ok) {
             out->bad_blocks++;
             note(out, "%s bloom: damaged", t ? "token" : "trace");
         }

@@ -142,14 +142,28 @@ void cn_seg_close(struct cn_seg *seg);
  * when it exits), and each cursor holds one while open, whatever the number of segments. */
 size_t cn_seg_dctx_live(void);
 
+/* The bloom cache: blooms of open segments kept in memory after their first check, the least
+ * recently used dropped past the budget (CN_SEG_BLOOM_CACHE bytes until set) and read again
+ * at their next check. The bloom being checked is kept whatever its size. Process-wide. */
+#define CN_SEG_BLOOM_CACHE (64u << 20)
+struct cn_seg_bloom_cache_stats {
+    size_t bytes, budget;
+    uint64_t loads;     /* blooms read from their segment */
+    uint64_t evictions; /* dropped for room */
+};
+void cn_seg_set_bloom_cache(size_t bytes);
+void cn_seg_bloom_cache_stats(struct cn_seg_bloom_cache_stats *out);
+
 const struct cn_seg_info *cn_seg_info(const struct cn_seg *seg);
 /* The path given to cn_seg_open, or "<memory>". */
 const char *cn_seg_path(const struct cn_seg *seg);
 /* Blocks found corrupt so far (each counted once). */
 uint64_t cn_seg_corrupt_blocks(const struct cn_seg *seg);
 
-/* Bloom checks, answered from memory: 0 when the segment surely holds no span (log) of that
- * trace, 1 when it may. A zero ID is in no trace: 0. */
+/* Bloom checks: 0 when the segment surely holds no span (log) of that trace, 1 when it may.
+ * A zero ID is in no trace: 0. A segment's blooms are read (and checked) at their first use
+ * and kept in the bloom cache, shared by every open segment; a damaged one is counted as a
+ * corrupt block and answers "may contain" from then on. */
 int cn_seg_may_contain_trace(const struct cn_seg *seg, const uint8_t id[16]);
 /* 0 when no row of the segment holds term: not as a whole string attribute value, and not
  * as a run of tokens (some token of term is absent). 1 when one may, and for the empty

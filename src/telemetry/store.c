@@ -1806,6 +1806,7 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
     if (!st)
         return CN_ENOMEM;
     st->opts = *opts;
+    cn_seg_set_bloom_cache(opts->bloom_cache_bytes ? opts->bloom_cache_bytes : CN_SEG_BLOOM_CACHE);
     if (!st->opts.seal_bytes)
         st->opts.seal_bytes = 16u << 20;
     if (!st->opts.seal_interval_ms)

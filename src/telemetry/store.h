@@ -41,6 +41,8 @@ struct cn_store_opts {
     uint64_t seal_interval_ms;    /* or when its oldest batch is this old (0: 10 s) */
     uint64_t retention_ms;        /* segments of days older than this are removed (0: keep) */
     uint64_t disk_budget;         /* segment bytes kept at most (0: no budget) */
+    uint64_t bloom_cache_bytes;   /* blooms of segments kept in memory, process-wide
+                                     (cn_seg_set_bloom_cache; 0: CN_SEG_BLOOM_CACHE) */
     uint32_t max_spans_per_trace; /* spans past it are refused (0: no limit) */
 };
 

@@ -752,6 +752,67 @@ static void dctx_per_thread(void **state)
     spanset_release(&ss);
 }
 
+/* The blooms of open segments are kept within the bloom cache's budget: read at their first
+ * check, dropped least recently used first, read again when checked after. */
+static void bloom_cache_budget(void **state)
+{
+    (void)state;
+    struct spanset ss;
+    spanset_build(&ss, 300);
+    write_spans(&ss, 64, NULL);
+    enum { NSEGS = 12 };
+    struct cn_seg *segs[NSEGS];
+    for (int i = 0; i < NSEGS; i++)
+        segs[i] = open_ok(path);
+    struct cn_seg_bloom_cache_stats st, st0;
+    cn_seg_bloom_cache_stats(&st0);
+    assert_int_equal(st0.bytes, 0); /* opening reads none */
+    /* One segment's two blooms: their bytes. */
+    assert_int_equal(cn_seg_may_contain_trace(segs[0], ss.tids[0]), 1);
+    assert_int_equal(cn_seg_may_contain_token(segs[0], "cart"), 1);
+    cn_seg_bloom_cache_stats(&st);
+    assert_int_equal(st.loads, st0.loads + 2);
+    size_t one = st.bytes;
+    assert_true(one > 0);
+    /* Room for three segments' blooms: the twelve checked keep three in memory. */
+    cn_seg_set_bloom_cache(3 * one);
+    for (int i = 0; i < NSEGS; i++) {
+        assert_int_equal(cn_seg_may_contain_trace(segs[i], ss.tids[i % NTRACES]), 1);
+        assert_int_equal(cn_seg_may_contain_token(segs[i], "cart"), 1);
+        cn_seg_bloom_cache_stats(&st);
+        assert_true(st.bytes <= 3 * one);
+    }
+    assert_int_equal(st.bytes, 3 * one);
+    assert_int_equal(st.loads, st0.loads + 2 * NSEGS);
+    assert_int_equal(st.evictions, st0.evictions + 2 * (NSEGS - 3));
+    /* The most recent are kept; the first was dropped and is read again, rightly. */
+    assert_int_equal(cn_seg_may_contain_token(segs[NSEGS - 1], "cart"), 1);
+    cn_seg_bloom_cache_stats(&st0);
+    assert_int_equal(st0.loads, st.loads);
+    uint8_t absent[16] = {9, 9, 9};
+    assert_int_equal(cn_seg_may_contain_trace(segs[0], absent), 0);
+    assert_int_equal(cn_seg_may_contain_token(segs[0], "kangaroo"), 0);
+    cn_seg_bloom_cache_stats(&st);
+    assert_int_equal(st.loads, st0.loads + 2);
+    assert_true(st.bytes <= 3 * one);
+    /* The edge: a budget of 0 keeps only the bloom being checked. */
+    cn_seg_set_bloom_cache(0);
+    cn_seg_bloom_cache_stats(&st);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(cn_seg_may_contain_trace(segs[1], ss.tids[1]), 1);
+    cn_seg_bloom_cache_stats(&st);
+    assert_true(st.bytes > 0 && st.bytes < one);
+    assert_int_equal(cn_seg_may_contain_trace(segs[1], absent), 0);
+    /* Closing a segment frees its blooms. */
+    cn_seg_set_bloom_cache(CN_SEG_BLOOM_CACHE);
+    for (int i = 0; i < NSEGS; i++)
+        cn_seg_close(segs[i]);
+    cn_seg_bloom_cache_stats(&st);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(st.budget, CN_SEG_BLOOM_CACHE);
+    spanset_release(&ss);
+}
+
 static int stop_at_3(void *ctx, const struct cn_span *s, const struct cn_log *l)
 {
     (void)s;
@@ -1344,12 +1405,20 @@ static void corrupt_index_and_blooms(void **state)
     flip_byte(path, tb.off + 1);
     flip_byte(path, kb.off);
     cn_log_set_fd(open("/dev/null", O_WRONLY));
-    seg = open_ok(path); /* damaged blooms do not fail the open */
-    assert_int_equal(cn_seg_corrupt_blocks(seg), 2);
+    seg = open_ok(path); /* blooms are read at their first check */
+    assert_int_equal(cn_seg_corrupt_blocks(seg), 0);
     /* Without blooms every answer is "may contain". */
     uint8_t absent[16] = {9, 9, 9};
     assert_int_equal(cn_seg_may_contain_trace(seg, absent), 1);
     assert_int_equal(cn_seg_may_contain_token(seg, "kangaroo"), 1);
+    assert_int_equal(cn_seg_corrupt_blocks(seg), 2);
+    /* Known damaged: not read again. */
+    struct cn_seg_bloom_cache_stats bs0, bs1;
+    cn_seg_bloom_cache_stats(&bs0);
+    assert_int_equal(cn_seg_may_contain_trace(seg, absent), 1);
+    assert_int_equal(cn_seg_may_contain_token(seg, "kangaroo"), 1);
+    cn_seg_bloom_cache_stats(&bs1);
+    assert_int_equal(bs1.loads, bs0.loads);
     struct cn_tel_batch b;
     cn_tel_batch_init(&b, 1 << 20);
     assert_int_equal(cn_seg_trace(seg, ss.tids[0], &b), CN_EIO);
@@ -2280,6 +2349,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(logs_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(row_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(dctx_per_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(bloom_cache_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(time_runs_order, setup, teardown),
         cmocka_unit_test_setup_teardown(time_scan_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(scan_filtered, setup, teardown),
