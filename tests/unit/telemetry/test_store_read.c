@@ -195,106 +195,94 @@ static void seal_main(void *arg)
     assert_int_equal(cn_store_seal(arg), 0);
 }
 
-/* While a scan waits in its callback (on a sealed span), a submission is answered and a seal
- * swaps the head for its segment; the scan then still returns the head's spans of the moment
- * it began (freed only after it returned: ASan checks), and none submitted after. */
-static void test_scan_holds_back_neither_ingest_nor_sealing(void **state)
+/* A loop for the answers and a store holding one trace of an spans (ID byte a) sealed in a
+ * segment and one of bn spans (ID byte b) in the head. */
+static struct cn_store *begin(uint8_t a, int an, uint8_t b, int bn)
 {
-    (void)state;
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(cn_mailbox_init(&mailbox, &loop), 0);
     answered = 0;
     struct cn_store *st = open_store();
-    const struct cn_store_stats *stats = cn_store_stats(st);
-
-    submit(st, 0xa1, "sealed", 5);
+    submit(st, a, "sealed", an);
     assert_int_equal(wait_answers(1, 10000), 1);
     assert_int_equal(cn_store_seal(st), 0);
-    assert_int_equal((int)atomic_load(&stats->segments), 1);
-    submit(st, 0xb2, "head", 7);
+    assert_int_equal((int)atomic_load(&cn_store_stats(st)->segments), 1);
+    submit(st, b, "head", bn);
     assert_int_equal(wait_answers(2, 10000), 2);
+    return st;
+}
 
-    struct slow_read r = {.st = st};
-    uv_thread_t th;
-    slow_start(&r, &th); /* waiting in its first span: one of the segment's */
-
-    submit(st, 0xc3, "late", 3);
+/* Starts r; while it waits in its first record (one of the segment's), a trace of cn spans
+ * (ID byte c) is submitted and answered, and a seal swaps the head for its segment (its end,
+ * freeing the head, waits for r). Then lets r finish. */
+static void ingest_and_seal_during(struct cn_store *st, struct slow_read *r, uint8_t c, int cn)
+{
+    uv_thread_t th, sealer;
+    slow_start(r, &th);
+    submit(st, c, "late", cn);
     assert_int_equal(wait_answers(3, 5000), 3); /* the writer was not held back */
     assert_int_equal(answered_status, 0);
-
-    uv_thread_t sealer;
     assert_int_equal(uv_thread_create(&sealer, seal_main, st), 0);
+    const struct cn_store_stats *stats = cn_store_stats(st);
     uint64_t until = mono_ms() + 5000;
     while (atomic_load(&stats->segments) < 2 && mono_ms() < until)
         usleep(1000);
     assert_int_equal((int)atomic_load(&stats->segments), 2); /* the seal swapped in */
-
-    slow_finish(&r, &th);
+    slow_finish(r, &th);
     uv_thread_join(&sealer);
-    assert_int_equal((int)r.total, 12);
-    assert_int_equal((int)r.spans[0xa1], 5);
-    assert_int_equal((int)r.spans[0xb2], 7);
-    assert_int_equal((int)r.spans[0xc3], 0);
+}
 
-    /* After the read, the sealed head's spans come from its segment. */
-    struct slow_read r2 = {.st = st, .go = 1, .started = 1};
-    uv_mutex_init(&r2.lock);
-    uv_cond_init(&r2.cond);
-    assert_int_equal((int)cn_store_scan_spans(st, 0, UINT64_MAX, 0, slow_span, &r2), 15);
-    assert_int_equal((int)r2.spans[0xc3], 3);
-    uv_cond_destroy(&r2.cond);
-    uv_mutex_destroy(&r2.lock);
-
+static void end(struct cn_store *st)
+{
     cn_store_close(st);
     cn_mailbox_close(&mailbox);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A read that does not wait, into r (zeroed first). */
+static size_t read_now(struct cn_store *st, struct slow_read *r, int trace)
+{
+    *r = (struct slow_read){.st = st, .go = 1, .started = 1, .trace = trace};
+    uv_mutex_init(&r->lock);
+    uv_cond_init(&r->cond);
+    slow_main(r);
+    uv_cond_destroy(&r->cond);
+    uv_mutex_destroy(&r->lock);
+    return r->total;
+}
+
+/* While a scan waits in its callback, a submission is answered and a seal swaps the head for
+ * its segment; the scan then still returns the head's spans of the moment it began (freed only
+ * after it returned: ASan checks), and none submitted after. */
+static void test_scan_holds_back_neither_ingest_nor_sealing(void **state)
+{
+    (void)state;
+    struct cn_store *st = begin(0xa1, 5, 0xb2, 7);
+    struct slow_read r = {.st = st};
+    ingest_and_seal_during(st, &r, 0xc3, 3);
+    assert_int_equal((int)r.total, 12);
+    assert_int_equal((int)r.spans[0xa1], 5);
+    assert_int_equal((int)r.spans[0xb2], 7);
+    assert_int_equal((int)r.spans[0xc3], 0);
+    /* After the read, the sealed head's spans come from its segment. */
+    struct slow_read r2;
+    assert_int_equal((int)read_now(st, &r2, 0), 15);
+    assert_int_equal((int)r2.spans[0xc3], 3);
+    end(st);
+}
+
 /* The same for a lookup by trace ID whose spans lie in a segment and in the head. */
 static void test_trace_lookup_holds_back_neither_ingest_nor_sealing(void **state)
 {
     (void)state;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(cn_mailbox_init(&mailbox, &loop), 0);
-    answered = 0;
-    struct cn_store *st = open_store();
-    const struct cn_store_stats *stats = cn_store_stats(st);
-
-    submit(st, 0xd4, "first", 4);
-    assert_int_equal(wait_answers(1, 10000), 1);
-    assert_int_equal(cn_store_seal(st), 0);
-    submit(st, 0xd4, "second", 6); /* the same trace, in the head */
-    assert_int_equal(wait_answers(2, 10000), 2);
-
+    struct cn_store *st = begin(0xd4, 4, 0xd4, 6);
     struct slow_read r = {.st = st, .trace = 0xd4};
-    uv_thread_t th;
-    slow_start(&r, &th);
-    submit(st, 0xd4, "third", 2);
-    assert_int_equal(wait_answers(3, 5000), 3);
-    uv_thread_t sealer;
-    assert_int_equal(uv_thread_create(&sealer, seal_main, st), 0);
-    uint64_t until = mono_ms() + 5000;
-    while (atomic_load(&stats->segments) < 2 && mono_ms() < until)
-        usleep(1000);
-    assert_int_equal((int)atomic_load(&stats->segments), 2);
-    slow_finish(&r, &th);
-    uv_thread_join(&sealer);
+    ingest_and_seal_during(st, &r, 0xd4, 2);
     assert_int_equal((int)r.total, 10);
-
-    struct slow_read r2 = {.st = st, .go = 1, .started = 1};
-    uv_mutex_init(&r2.lock);
-    uv_cond_init(&r2.cond);
-    uint8_t id[16] = {0xd4};
-    id[15] = 1;
-    assert_int_equal((int)cn_store_trace(st, id, slow_span, &r2), 12);
-    uv_cond_destroy(&r2.cond);
-    uv_mutex_destroy(&r2.lock);
-
-    cn_store_close(st);
-    cn_mailbox_close(&mailbox);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    struct slow_read r2;
+    assert_int_equal((int)read_now(st, &r2, 0xd4), 12);
+    end(st);
 }
 
 int main(void)
