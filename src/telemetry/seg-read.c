@@ -704,8 +704,8 @@ static const struct sbloom *bloom_lock(const struct cn_seg *cseg, int t)
     if (rc == 0 && !b->bits) {
         b->mem = mem;
         b->bits = bits;
-        b->bytes = need;
-        bcache.bytes += need;
+        b->bytes = mem.used; /* 0 for an image in memory: the bits are the image's */
+        bcache.bytes += b->bytes;
         bcache.loads++;
         lru_push(b);
         bloom_trim(b);
