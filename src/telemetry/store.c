@@ -84,6 +84,17 @@ struct tmap {
     size_t cap, used;
 };
 
+/* What left the tables in an epoch: a sealed head (its records), removed segments. */
+struct retired {
+    uint64_t epoch;
+    struct head head;
+    uint64_t head_bytes; /* counted in stats.head_bytes until freed */
+    struct cn_seg **segs;
+    size_t nsegs;
+};
+
+#define EPOCH_SLOTS 64
+
 struct cn_store {
     struct cn_store_opts opts;
     char *dir;
@@ -133,10 +144,14 @@ struct cn_store {
     size_t tmap_dead; /* entries of removed segments; sealer thread, like every map change */
     size_t segs_dead; /* slots of removed segments in segs; sealer thread too */
 
-    /* Readers pinned in each epoch, by its parity (see pin). Guarded by plock. */
+    /* Readers pinned in each epoch, by the epoch modulo EPOCH_SLOTS (see pin), and what left
+     * the tables waiting for them, oldest first. Guarded by plock. */
     uv_mutex_t plock;
     uv_cond_t pcond;
-    size_t pins[2];
+    size_t pins[EPOCH_SLOTS];
+    struct retired *retired;
+    size_t num_retired, cap_retired;
+    int reap_wanted; /* guarded by slock: a reader left, the sealer may free */
 
     /* Ingest hook (cn_store_set_ingest_cb): set before the first submission. */
     cn_store_ingest_cb ingest_cb;
@@ -275,20 +290,23 @@ static int head_add(struct head *h, uint8_t *body, size_t len, struct cn_tel_bat
     return 0;
 }
 
+static void head_release(struct head *h);
+
 /* Readers do not hold hlock while they read. Under it, shared and briefly, they take what they
  * will read (struct snap: the segments, and the record arrays of the heads' batches or one
  * trace's records in them) and pin the epoch; then they let go of it, read, and unpin. A long
  * search thus holds back neither the writer, which takes hlock exclusive after every group
  * commit to add to the head, nor the sealer. What leaves the tables (a sealed head's records,
  * a segment removed by retention or compaction) leaves under hlock exclusive with the epoch
- * bumped (retire), and is freed only once every reader pinned before has unpinned
- * (retire_wait). Only the sealer thread retires, and it waits before it retires again, so
- * readers of two epochs at most are about: counted by the epoch's parity. */
+ * ended (retire), and is freed once no reader pinned in that epoch or before is left (reap):
+ * the sealer goes on meanwhile, and a sealed head's memory stays counted against the head's
+ * budget until then. Only the sealer thread ends epochs; it waits before reusing the slot of
+ * a reader pinned EPOCH_SLOTS epochs ago (retire_room). */
 static uint64_t pin(struct cn_store *st)
 {
     uint64_t e = st->epoch; /* hlock held */
     uv_mutex_lock(&st->plock);
-    st->pins[e & 1]++;
+    st->pins[e % EPOCH_SLOTS]++;
     uv_mutex_unlock(&st->plock);
     return e;
 }
@@ -296,25 +314,93 @@ static uint64_t pin(struct cn_store *st)
 static void unpin(struct cn_store *st, uint64_t e)
 {
     uv_mutex_lock(&st->plock);
-    if (--st->pins[e & 1] == 0)
+    int last = --st->pins[e % EPOCH_SLOTS] == 0;
+    int waiting = st->num_retired > 0;
+    if (last)
         uv_cond_broadcast(&st->pcond);
+    uv_mutex_unlock(&st->plock);
+    if (last && waiting) {
+        uv_mutex_lock(&st->slock);
+        st->reap_wanted = 1;
+        uv_cond_signal(&st->scond);
+        uv_mutex_unlock(&st->slock);
+    }
+}
+
+/* plock held: no reader is pinned in epoch e or before. Sealer thread (reads st->epoch). */
+static int epochs_done(const struct cn_store *st, uint64_t e)
+{
+    uint64_t lo = st->epoch >= EPOCH_SLOTS ? st->epoch - EPOCH_SLOTS + 1 : 0;
+    for (uint64_t x = lo; x <= e && x <= st->epoch; x++)
+        if (st->pins[x % EPOCH_SLOTS])
+            return 0;
+    return 1;
+}
+
+/* Sealer thread, before taking hlock exclusive to retire: waits for the readers (if any)
+ * pinned EPOCH_SLOTS - 1 epochs ago, whose slot the next epoch takes. */
+static void retire_room(struct cn_store *st)
+{
+    uv_mutex_lock(&st->plock);
+    while (st->pins[(st->epoch + 1) % EPOCH_SLOTS])
+        uv_cond_wait(&st->pcond, &st->plock);
     uv_mutex_unlock(&st->plock);
 }
 
-/* hlock held exclusive, sealer thread (or before the threads start). Returns the epoch that
- * ends, for retire_wait. */
+/* hlock held exclusive, sealer thread (or before the threads start), after retire_room.
+ * Ends the epoch; returns it, for retire_later. */
 static uint64_t retire(struct cn_store *st)
 {
     return st->epoch++;
 }
 
-/* Without hlock: returns once the readers pinned in epoch e are done. */
-static void retire_wait(struct cn_store *st, uint64_t e)
+static void retired_free(struct cn_store *st, struct retired *r)
 {
+    head_release(&r->head);
+    atomic_fetch_sub(&st->stats.head_bytes, r->head_bytes);
+    for (size_t i = 0; i < r->nsegs; i++)
+        cn_seg_close(r->segs[i]);
+    free(r->segs);
+}
+
+/* Sealer thread: frees what no reader may still read (all of it when force: closing). */
+static void reap(struct cn_store *st, int force)
+{
+    for (;;) {
+        struct retired r;
+        uv_mutex_lock(&st->plock);
+        int ready = st->num_retired && (force || epochs_done(st, st->retired[0].epoch));
+        if (ready) {
+            r = st->retired[0];
+            memmove(st->retired, st->retired + 1, --st->num_retired * sizeof(*st->retired));
+        }
+        uv_mutex_unlock(&st->plock);
+        if (!ready)
+            return;
+        retired_free(st, &r);
+    }
+}
+
+/* Without hlock, sealer thread: what left the tables in epoch e (head may be NULL; segs is
+ * taken) is freed once its readers are done. */
+static void retire_later(struct cn_store *st, uint64_t e, struct head *head, uint64_t head_bytes,
+                         struct cn_seg **segs, size_t nsegs)
+{
+    struct retired r = {e, {0}, head_bytes, segs, nsegs};
+    if (head)
+        r.head = *head;
     uv_mutex_lock(&st->plock);
-    while (st->pins[e & 1])
-        uv_cond_wait(&st->pcond, &st->plock);
+    int queued = reserve((void **)&st->retired, &st->cap_retired, st->num_retired + 1,
+                         sizeof(*st->retired)) == 0;
+    if (queued)
+        st->retired[st->num_retired++] = r;
+    else /* out of memory: wait for the readers here */
+        while (!epochs_done(st, e))
+            uv_cond_wait(&st->pcond, &st->plock);
     uv_mutex_unlock(&st->plock);
+    if (!queued)
+        retired_free(st, &r);
+    reap(st, 0);
 }
 
 static void head_release(struct head *h)
@@ -852,6 +938,7 @@ static void enforce_retention(struct cn_store *st)
         cutoff_day = cut / DAY_NS; /* a day ending before the cutoff goes */
     }
     for (;;) {
+        retire_room(st);
         uv_rwlock_wrlock(&st->hlock);
         uint64_t total = 0;
         uint32_t oldest = UINT32_MAX, newest = 0;
@@ -892,11 +979,10 @@ static void enforce_retention(struct cn_store *st)
         }
         uint64_t e = retire(st);
         uv_rwlock_wrunlock(&st->hlock);
-        retire_wait(st, e);
+        /* Unlinked now; closed once the reads that hold them are done. */
         for (size_t i = 0; i < nv; i++) {
             cn_info("telemetry", "segment removed by retention", "file=%s reason=%s", paths[i],
                     over_age ? "age" : "disk_budget");
-            cn_seg_close(segs[i]);
             unlink(paths[i]);
             char *slash = strrchr(paths[i], '/');
             if (slash) {
@@ -907,7 +993,7 @@ static void enforce_retention(struct cn_store *st)
             atomic_fetch_add(&st->stats.retention_removed, 1);
         }
         free(paths);
-        free(segs);
+        retire_later(st, e, NULL, 0, segs, nv);
         if (nv == 0)
             return;
     }
@@ -936,6 +1022,7 @@ static int seal_frozen(struct cn_store *st)
     uint64_t end = st->frozen.end_lsn, bytes = st->frozen.bytes;
     size_t entries = st->frozen.num_entries;
     struct head old;
+    retire_room(st);
     uv_rwlock_wrlock(&st->hlock);
     for (size_t i = 0; i < nw; i++) {
         if (register_seg(st, w[i].seg, w[i].path, w[i].kind, &w[i].ids) != 0) {
@@ -949,9 +1036,7 @@ static int seal_frozen(struct cn_store *st)
     memset(&st->frozen, 0, sizeof(st->frozen));
     uint64_t e = retire(st);
     uv_rwlock_wrunlock(&st->hlock);
-    retire_wait(st, e);
-    atomic_fetch_sub(&st->stats.head_bytes, bytes);
-    head_release(&old);
+    retire_later(st, e, &old, bytes, NULL, 0);
     written_drop(w, nw, 0);
     free(w);
     atomic_store(&st->truncate_lsn, end);
@@ -1344,6 +1429,7 @@ static int compact_once(struct cn_store *st, uint8_t kind)
     }
     char **paths = calloc(n, sizeof(char *));
     struct cn_seg **old = calloc(n, sizeof(*old));
+    retire_room(st);
     uv_rwlock_wrlock(&st->hlock);
     if (register_seg(st, w.seg, w.path, kind, &w.ids) != 0)
         cn_error("telemetry", "trace map full, segment not indexed", "file=%s", w.path);
@@ -1364,18 +1450,13 @@ static int compact_once(struct cn_store *st, uint8_t kind)
     }
     uint64_t e = retire(st);
     uv_rwlock_wrunlock(&st->hlock);
-    retire_wait(st, e);
-    for (size_t k = 0; k < n; k++) {
-        if (old)
-            cn_seg_close(old[k]);
-        if (paths) {
-            unlink(paths[k]);
-            free(paths[k]);
-        }
+    for (size_t k = 0; paths && k < n; k++) {
+        unlink(paths[k]);
+        free(paths[k]);
     }
     unlink(mpath);
     free(paths);
-    free(old);
+    retire_later(st, e, NULL, 0, old, old ? n : 0);
     free(w.ids.ids);
     atomic_fetch_add(&st->stats.compactions, 1);
     cn_info("telemetry", "segments compacted", "inputs=%zu rows=%llu file=%s", n,
@@ -1433,10 +1514,12 @@ static void sealer_main(void *arg)
     int idle = 1; /* at start: what retention removes while the store was down goes now */
     for (;;) {
         uv_mutex_lock(&st->slock);
-        while (!idle && !st->seal_pending && !st->stopping && !st->rebuild)
+        while (!idle && !st->seal_pending && !st->stopping && !st->rebuild && !st->reap_wanted)
             idle = uv_cond_timedwait(&st->scond, &st->slock, IDLE_LIFECYCLE_NS) != 0;
         int pending = st->seal_pending, stopping = st->stopping;
+        st->reap_wanted = 0;
         uv_mutex_unlock(&st->slock);
+        reap(st, 0);
         if (!pending && stopping)
             break;
         if (!pending) {
@@ -1923,6 +2006,8 @@ void cn_store_close(struct cn_store *st)
     cn_wal_close(st->wal);
     if (st->lock_fd >= 0)
         close(st->lock_fd);
+    reap(st, 1);
+    free(st->retired);
     head_release(&st->head);
     head_release(&st->frozen);
     for (size_t i = 0; i < st->num_segs; i++) {

@@ -213,8 +213,8 @@ static struct cn_store *begin(uint8_t a, int an, uint8_t b, int bn)
 }
 
 /* Starts r; while it waits in its first record (one of the segment's), a trace of cn spans
- * (ID byte c) is submitted and answered, and a seal swaps the head for its segment (its end,
- * freeing the head, waits for r). Then lets r finish. */
+ * (ID byte c) is submitted and answered, and a seal swaps the head for its segment and
+ * finishes; the sealed head's memory stays, counted, until r is done. Then lets r finish. */
 static void ingest_and_seal_during(struct cn_store *st, struct slow_read *r, uint8_t c, int cn)
 {
     uv_thread_t th, sealer;
@@ -223,13 +223,15 @@ static void ingest_and_seal_during(struct cn_store *st, struct slow_read *r, uin
     assert_int_equal(wait_answers(3, 5000), 3); /* the writer was not held back */
     assert_int_equal(answered_status, 0);
     assert_int_equal(uv_thread_create(&sealer, seal_main, st), 0);
+    uv_thread_join(&sealer); /* nor the sealer */
     const struct cn_store_stats *stats = cn_store_stats(st);
-    uint64_t until = mono_ms() + 5000;
-    while (atomic_load(&stats->segments) < 2 && mono_ms() < until)
-        usleep(1000);
-    assert_int_equal((int)atomic_load(&stats->segments), 2); /* the seal swapped in */
+    assert_int_equal((int)atomic_load(&stats->segments), 2);
+    assert_true(atomic_load(&stats->head_bytes) > 0); /* the head r may still read */
     slow_finish(r, &th);
-    uv_thread_join(&sealer);
+    uint64_t until = mono_ms() + 5000;
+    while (atomic_load(&stats->head_bytes) > 0 && mono_ms() < until)
+        usleep(1000);
+    assert_int_equal((int)atomic_load(&stats->head_bytes), 0); /* freed once r was done */
 }
 
 static void end(struct cn_store *st)
@@ -285,6 +287,36 @@ static void test_trace_lookup_holds_back_neither_ingest_nor_sealing(void **state
     end(st);
 }
 
+/* Five seals while one read waits: each sealed head (and each segment merged away) waits in
+ * turn for the read, then all are freed, oldest first. */
+static void test_seals_queue_behind_a_read(void **state)
+{
+    (void)state;
+    struct cn_store *st = begin(0xe5, 3, 0xe6, 4);
+    const struct cn_store_stats *stats = cn_store_stats(st);
+    struct slow_read r = {.st = st};
+    uv_thread_t th;
+    slow_start(&r, &th);
+    for (int i = 0; i < 5; i++) {
+        submit(st, (uint8_t)(0x10 + i), "late", 2);
+        assert_int_equal(wait_answers(3 + i, 5000), 3 + i);
+        assert_int_equal(cn_store_seal(st), 0);
+    }
+    assert_int_equal((int)atomic_load(&stats->seals), 6);
+    /* The small segments were merged meanwhile (the read's one too: closed after it). */
+    assert_true(atomic_load(&stats->compactions) > 0);
+    assert_true(atomic_load(&stats->head_bytes) > 0);
+    slow_finish(&r, &th);
+    uint64_t until = mono_ms() + 5000;
+    while (atomic_load(&stats->head_bytes) > 0 && mono_ms() < until)
+        usleep(1000);
+    assert_int_equal((int)atomic_load(&stats->head_bytes), 0);
+    assert_int_equal((int)r.total, 7);
+    struct slow_read r2;
+    assert_int_equal((int)read_now(st, &r2, 0), 17);
+    end(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +324,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_trace_lookup_holds_back_neither_ingest_nor_sealing,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seals_queue_behind_a_read, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
