@@ -19,8 +19,15 @@
 # get the same number. "busy" is the server's CPU time while the loader sent, over the
 # sending time: how close it came to its one core.
 #
+# The page cache may matter on this VM: right after writing (and syncing) this script's 3.5 GB
+# of input, with 3 GB more cached, the Cairn half took 12-23% more CPU per span than without
+# those files in two paired rounds, and the same in two others. The script prints the page
+# cache before each server's run; DROP_CACHES=1 (root) syncs and drops it before each, for
+# both servers alike.
+#
 #   bench/ingest.sh                      # 3,000,000 spans, 500 per request, 8 connections
 #   SPANS=200000 CONNS=2 bench/ingest.sh
+#   DROP_CACHES=1 bench/ingest.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
@@ -51,7 +58,17 @@ echo "generating $SPANS spans..."
 "$tmp/otlpgen" "$SPANS" "$PER_BODY" "$tmp/bodies.bin" "$tmp/spans.jsonl" | tee "$tmp/gen.txt"
 otlp_bps=$(sed -E 's/.*bytes_per_span=([0-9]+).*/\1/' "$tmp/gen.txt")
 
+# Before each server: the page cache (dropped first with DROP_CACHES=1).
+settle() {
+  if [ "${DROP_CACHES:-0}" = 1 ]; then
+    sync
+    echo 1 > /proc/sys/vm/drop_caches || { echo "bench: DROP_CACHES=1 needs root" >&2; exit 1; }
+  fi
+  echo "$1: page cache before the run: $(awk '/^Cached:/ {printf "%d", $2 / 1024}' /proc/meminfo) MiB"
+}
+
 # ---- Cairn ----
+settle cairn
 api_port=$(free_port)
 otlp_port=$(free_port)
 taskset -c "$SERVER_CORE" "$CAIRN" up --workers 1 --api-listen "127.0.0.1:$api_port" \
@@ -90,6 +107,7 @@ wait "$cairn_pid" || true
 c_disk=$(du -sb "$tmp/cairn/telemetry" | awk '{print $1}')
 
 # ---- ClickHouse ----
+settle clickhouse
 ch_http=$(free_port)
 ch_tcp=$(free_port)
 mkdir -p "$tmp/ch"/{data,tmp,log,user_files,format_schemas}
