@@ -92,10 +92,9 @@ int cn_store_submit(struct cn_store *s, struct cn_store_sub *sub, struct cn_mail
 void cn_store_sub_free(struct cn_store_sub *sub);
 
 /* Read interface. A read sees the store as it was when it began: the segments and head records
- * of that moment stay readable (whatever is sealed, merged or removed meanwhile) until it
- * returns, and the callbacks run without the store's lock. Copy what you keep. A callback must
- * not wait for a seal (cn_store_seal): sealing frees the records a read began with only
- * after it returns. */
+ * of that moment stay readable (whatever is sealed, merged or removed meanwhile; their memory
+ * is freed after it returns) and the callbacks run without the store's lock. Copy what you
+ * keep. */
 typedef void (*cn_store_span_cb)(void *ctx, const struct cn_span *span);
 typedef void (*cn_store_log_cb)(void *ctx, const struct cn_log *log);
 /* Spans of one trace, in ingest order; returns how many. No time range needed. */
@@ -173,8 +172,7 @@ typedef void (*cn_store_ingest_cb)(void *ctx, const struct cn_tel_batch *b);
  * flight. */
 void cn_store_set_ingest_cb(struct cn_store *s, cn_store_ingest_cb cb, void *ctx);
 /* Seals the head into segment files now and waits for it (tests, shutdown tools). Returns
- * 0, or CN_EAGAIN when it did not finish within 6 s (a read in progress holds the end of a
- * seal back, until the read returns). */
+ * 0, or CN_EAGAIN when it did not finish within 6 s. */
 int cn_store_seal(struct cn_store *s);
 
 #endif
