@@ -292,6 +292,7 @@ static void test_trace_lookup_holds_back_neither_ingest_nor_sealing(void **state
 static void test_seals_queue_behind_a_read(void **state)
 {
     (void)state;
+    uint64_t day = now_ns() / (86400 * 1000000000ull);
     struct cn_store *st = begin(0xe5, 3, 0xe6, 4);
     const struct cn_store_stats *stats = cn_store_stats(st);
     struct slow_read r = {.st = st};
@@ -303,8 +304,10 @@ static void test_seals_queue_behind_a_read(void **state)
         assert_int_equal(cn_store_seal(st), 0);
     }
     assert_int_equal((int)atomic_load(&stats->seals), 6);
-    /* The small segments were merged meanwhile (the read's one too: closed after it). */
-    assert_true(atomic_load(&stats->compactions) > 0);
+    /* The small segments were merged meanwhile (the read's one too: closed after it), unless
+     * they lie in two days' partitions (the test ran across midnight UTC). */
+    if (now_ns() / (86400 * 1000000000ull) == day)
+        assert_true(atomic_load(&stats->compactions) > 0);
     assert_true(atomic_load(&stats->head_bytes) > 0);
     slow_finish(&r, &th);
     uint64_t until = mono_ms() + 5000;
