@@ -59,17 +59,20 @@ static uint64_t mono_ms(void)
 static uv_loop_t loop;
 static struct cn_mailbox mailbox;
 static int answered, answered_status;
+static atomic_int acked; /* answered, for other threads */
 
 static void on_answer(struct cn_mail *m)
 {
     struct cn_store_sub *sub = (struct cn_store_sub *)m;
     answered++;
+    atomic_store(&acked, answered);
     answered_status = sub->status;
     cn_store_sub_free(sub);
 }
 
-/* Submits one trace of n spans (trace ID byte tid, service svc) and returns at once. */
-static void submit(struct cn_store *st, uint8_t tid, const char *svc, int n)
+/* Submits one trace of n spans (trace ID: byte tid, then serial's 30 decimal digits as hex,
+ * service svc) and returns at once. */
+static void submit_serial(struct cn_store *st, uint8_t tid, unsigned serial, const char *svc, int n)
 {
     char *json = malloc(64 * 1024);
     assert_non_null(json);
@@ -80,9 +83,9 @@ static void submit(struct cn_store *st, uint8_t tid, const char *svc, int n)
                      svc);
     for (int i = 0; i < n; i++)
         k += snprintf(json + k, 64 * 1024 - (size_t)k,
-                      "%s{\"traceId\":\"%02x%030d\",\"spanId\":\"%016x\",\"name\":\"op\","
+                      "%s{\"traceId\":\"%02x%030u\",\"spanId\":\"%016x\",\"name\":\"op\","
                       "\"kind\":2,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\"}",
-                      i ? "," : "", tid, 1, i + 1, (unsigned long long)(t0 + (uint64_t)i),
+                      i ? "," : "", tid, serial, i + 1, (unsigned long long)(t0 + (uint64_t)i),
                       (unsigned long long)(t0 + (uint64_t)i + 1000));
     k += snprintf(json + k, 64 * 1024 - (size_t)k, "]}]}]}");
     struct cn_store_sub *sub = calloc(1, sizeof(*sub));
@@ -98,6 +101,23 @@ static void submit(struct cn_store *st, uint8_t tid, const char *svc, int n)
         cn_otlp_json_decode_traces(&sub->batch, json, (size_t)k, &lim, err, sizeof(err)), 0);
     assert_int_equal((int)sub->batch.num_spans, n);
     assert_int_equal(cn_store_submit(st, sub, &mailbox), 0);
+}
+
+static void submit(struct cn_store *st, uint8_t tid, const char *svc, int n)
+{
+    submit_serial(st, tid, 1, svc, n);
+}
+
+/* The binary trace ID submit_serial gives. */
+static void trace_id(uint8_t tid, unsigned serial, uint8_t id[16])
+{
+    char hex[33];
+    snprintf(hex, sizeof(hex), "%02x%030u", tid, serial);
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        id[i] = (uint8_t)v;
+    }
 }
 
 /* Runs the loop until `want` submissions were answered, or ms pass. Returns the count. */
@@ -320,6 +340,101 @@ static void test_seals_queue_behind_a_read(void **state)
     end(st);
 }
 
+/* Readers on two threads while batches stream in and heads are sealed (and small segments
+ * merged) every few batches: each scan sees at least every span answered before it began and
+ * at most those submitted, and every answered trace comes back whole by its ID. Under ASan
+ * this is the race test of the epochs: a record or segment freed under a reader fails it. */
+enum { STRESS_SPANS = 20, STRESS_TID = 0x77 };
+static atomic_int stress_stop, stress_submitted, stress_reads;
+static atomic_int stress_bad;
+static char stress_why[256];
+
+static void stress_fail(const char *fmt, long a, long b)
+{
+    if (atomic_fetch_add(&stress_bad, 1) == 0)
+        snprintf(stress_why, sizeof(stress_why), fmt, a, b);
+}
+
+static void count_ours(void *ctx, const struct cn_span *s)
+{
+    if (s->trace_id[0] == STRESS_TID)
+        ++*(long *)ctx;
+}
+
+static void stress_reader(void *arg)
+{
+    struct cn_store *st = arg;
+    unsigned k = 0;
+    while (!atomic_load(&stress_stop)) {
+        long before = atomic_load(&acked), n = 0;
+        cn_store_scan_spans(st, 0, UINT64_MAX, 0, count_ours, &n);
+        long most = atomic_load(&stress_submitted);
+        if (n < before * STRESS_SPANS)
+            stress_fail("a scan saw %ld spans, %ld were answered before it", n,
+                        before * STRESS_SPANS);
+        if (n > most * STRESS_SPANS)
+            stress_fail("a scan saw %ld spans, %ld were submitted", n, most * STRESS_SPANS);
+        if (before > 0) {
+            uint8_t id[16];
+            unsigned serial = (k++ * 7919u) % (unsigned)before;
+            trace_id(STRESS_TID, serial, id);
+            long m = 0;
+            cn_store_trace(st, id, count_ours, &m);
+            if (m != STRESS_SPANS)
+                stress_fail("trace %ld came back with %ld spans", (long)serial, m);
+        }
+        atomic_fetch_add(&stress_reads, 1);
+    }
+}
+
+static void test_reads_race_ingest_and_sealing(void **state)
+{
+    (void)state;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(cn_mailbox_init(&mailbox, &loop), 0);
+    answered = 0;
+    atomic_store(&acked, 0);
+    struct cn_store_opts o = {
+        .dir = dir,
+        .head_max_bytes = 64u << 20,
+        .queue_max_bytes = 64u << 20,
+        .wal_segment_bytes = 1u << 20,
+        .max_body_bytes = 1u << 20,
+        .fsync = CN_WAL_FSYNC_NEVER,
+        .seal_interval_ms = 20, /* small heads: small segments, merged */
+    };
+    struct cn_store *st = NULL;
+    char err[512];
+    assert_int_equal(cn_store_open(&st, &o, err, sizeof(err)), 0);
+    uv_thread_t readers[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(uv_thread_create(&readers[i], stress_reader, st), 0);
+    uint64_t until = mono_ms() + 1500;
+    int sent = 0;
+    while (mono_ms() < until) {
+        while (sent - answered < 8) {
+            atomic_store(&stress_submitted, sent + 1); /* before it can be seen */
+            submit_serial(st, STRESS_TID, (unsigned)sent, "stress", STRESS_SPANS);
+            sent++;
+        }
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(200);
+    }
+    assert_int_equal(wait_answers(sent, 10000), sent);
+    atomic_store(&stress_stop, 1);
+    for (int i = 0; i < 2; i++)
+        uv_thread_join(&readers[i]);
+    const struct cn_store_stats *stats = cn_store_stats(st);
+    print_message("%d batches, %d reads, %d seals, %d merges\n", sent, atomic_load(&stress_reads),
+                  (int)atomic_load(&stats->seals), (int)atomic_load(&stats->compactions));
+    if (atomic_load(&stress_bad))
+        fail_msg("%d failed checks; the first: %s", atomic_load(&stress_bad), stress_why);
+    assert_true(atomic_load(&stats->seals) >= 5);
+    assert_true(atomic_load(&stats->compactions) >= 1);
+    assert_true(atomic_load(&stress_reads) >= 4);
+    end(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +443,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trace_lookup_holds_back_neither_ingest_nor_sealing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_seals_queue_behind_a_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_race_ingest_and_sealing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
