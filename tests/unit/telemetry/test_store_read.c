@@ -409,9 +409,13 @@ static void test_reads_race_ingest_and_sealing(void **state)
     uv_thread_t readers[2];
     for (int i = 0; i < 2; i++)
         assert_int_equal(uv_thread_create(&readers[i], stress_reader, st), 0);
-    uint64_t until = mono_ms() + 1500;
+    /* 1.5 s, and on (up to 15 s) until there were 5 seals and a merge at least. */
+    const struct cn_store_stats *stats = cn_store_stats(st);
+    uint64_t t0 = mono_ms();
     int sent = 0;
-    while (mono_ms() < until) {
+    while (mono_ms() < t0 + 1500 ||
+           ((atomic_load(&stats->seals) < 5 || atomic_load(&stats->compactions) < 1) &&
+            mono_ms() < t0 + 15000)) {
         while (sent - answered < 8) {
             atomic_store(&stress_submitted, sent + 1); /* before it can be seen */
             submit_serial(st, STRESS_TID, (unsigned)sent, "stress", STRESS_SPANS);
@@ -424,7 +428,6 @@ static void test_reads_race_ingest_and_sealing(void **state)
     atomic_store(&stress_stop, 1);
     for (int i = 0; i < 2; i++)
         uv_thread_join(&readers[i]);
-    const struct cn_store_stats *stats = cn_store_stats(st);
     print_message("%d batches, %d reads, %d seals, %d merges\n", sent, atomic_load(&stress_reads),
                   (int)atomic_load(&stats->seals), (int)atomic_load(&stats->compactions));
     if (atomic_load(&stress_bad))
