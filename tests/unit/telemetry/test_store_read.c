@@ -131,16 +131,21 @@ static int wait_answers(int want, uint64_t ms)
     return answered;
 }
 
-static struct cn_store *open_store(void)
+/* The loop the answers come to, then a store (heads sealed past seal_interval_ms). */
+static struct cn_store *open_store(uint64_t seal_interval_ms, enum cn_wal_fsync fsync)
 {
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(cn_mailbox_init(&mailbox, &loop), 0);
+    answered = 0;
+    atomic_store(&acked, 0);
     struct cn_store_opts o = {
         .dir = dir,
         .head_max_bytes = 64u << 20,
         .queue_max_bytes = 64u << 20,
-        .wal_segment_bytes = 8u << 20,
+        .wal_segment_bytes = 1u << 20,
         .max_body_bytes = 1u << 20,
-        .fsync = CN_WAL_FSYNC_ALWAYS,
-        .seal_interval_ms = 3600 * 1000, /* sealed when the test asks */
+        .fsync = fsync,
+        .seal_interval_ms = seal_interval_ms,
     };
     struct cn_store *st = NULL;
     char err[512];
@@ -219,10 +224,7 @@ static void seal_main(void *arg)
  * segment and one of bn spans (ID byte b) in the head. */
 static struct cn_store *begin(uint8_t a, int an, uint8_t b, int bn)
 {
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(cn_mailbox_init(&mailbox, &loop), 0);
-    answered = 0;
-    struct cn_store *st = open_store();
+    struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS); /* sealed when asked */
     submit(st, a, "sealed", an);
     assert_int_equal(wait_answers(1, 10000), 1);
     assert_int_equal(cn_store_seal(st), 0);
@@ -390,22 +392,8 @@ static void stress_reader(void *arg)
 static void test_reads_race_ingest_and_sealing(void **state)
 {
     (void)state;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(cn_mailbox_init(&mailbox, &loop), 0);
-    answered = 0;
-    atomic_store(&acked, 0);
-    struct cn_store_opts o = {
-        .dir = dir,
-        .head_max_bytes = 64u << 20,
-        .queue_max_bytes = 64u << 20,
-        .wal_segment_bytes = 1u << 20,
-        .max_body_bytes = 1u << 20,
-        .fsync = CN_WAL_FSYNC_NEVER,
-        .seal_interval_ms = 20, /* small heads: small segments, merged */
-    };
-    struct cn_store *st = NULL;
-    char err[512];
-    assert_int_equal(cn_store_open(&st, &o, err, sizeof(err)), 0);
+    /* Small heads: small segments, merged. */
+    struct cn_store *st = open_store(20, CN_WAL_FSYNC_NEVER);
     uv_thread_t readers[2];
     for (int i = 0; i < 2; i++)
         assert_int_equal(uv_thread_create(&readers[i], stress_reader, st), 0);
