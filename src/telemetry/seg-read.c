@@ -42,9 +42,8 @@ struct rpage {
 /* A bloom of an open segment: read at its first check, kept while the bloom cache has room.
  * Guarded by the cache's lock. */
 struct sbloom {
-    struct cn_arena mem; /* the bits, when in memory */
-    const uint8_t *bits; /* NULL: not in memory */
-    size_t bytes;
+    struct cn_arena mem;        /* the bits, when in memory (mem.used: the bytes counted) */
+    const uint8_t *bits;        /* NULL: not in memory */
     struct sbloom *prev, *next; /* the cache's list, most recently used first */
     int damaged;                /* failed its check: every answer is "may" */
 };
@@ -629,10 +628,9 @@ static void lru_push(struct sbloom *b)
 static void bloom_drop(struct sbloom *b)
 {
     lru_unlink(b);
-    bcache.bytes -= b->bytes;
+    bcache.bytes -= b->mem.used;
     cn_arena_release(&b->mem);
     b->bits = NULL;
-    b->bytes = 0;
 }
 
 /* Cache lock held: drops the least recently used until the budget holds, but keep. */
@@ -704,8 +702,7 @@ static const struct sbloom *bloom_lock(const struct cn_seg *cseg, int t)
     if (rc == 0 && !b->bits) {
         b->mem = mem;
         b->bits = bits;
-        b->bytes = mem.used; /* 0 for an image in memory: the bits are the image's */
-        bcache.bytes += b->bytes;
+        bcache.bytes += mem.used; /* 0 for an image in memory: the bits are the image's */
         bcache.loads++;
         lru_push(b);
         bloom_trim(b);
