@@ -108,13 +108,23 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         "# TYPE cairn_telemetry_derive_rebuild_segments gauge\n"
         "cairn_telemetry_derive_rebuild_segments %llu\n"
         "# HELP cairn_telemetry_trace_map_entries Entries of the in-memory map from trace IDs to "
-        "the segments holding them (one per trace and segment; those of removed segments until "
-        "they are half of the map).\n"
+        "the segments holding them (one per trace and segment of the recent partitions; those of "
+        "removed segments until they are half of the map).\n"
         "# TYPE cairn_telemetry_trace_map_entries gauge\n"
         "cairn_telemetry_trace_map_entries %llu\n"
         "# HELP cairn_telemetry_trace_map_bytes Memory of that map.\n"
         "# TYPE cairn_telemetry_trace_map_bytes gauge\n"
         "cairn_telemetry_trace_map_bytes %llu\n"
+        "# HELP cairn_telemetry_trace_map_files Older partitions' trace map files.\n"
+        "# TYPE cairn_telemetry_trace_map_files gauge\n"
+        "cairn_telemetry_trace_map_files %llu\n"
+        "# HELP cairn_telemetry_trace_map_file_bytes Bytes of those files on disk.\n"
+        "# TYPE cairn_telemetry_trace_map_file_bytes gauge\n"
+        "cairn_telemetry_trace_map_file_bytes %llu\n"
+        "# HELP cairn_telemetry_trace_map_file_memory_bytes Memory their lookups keep (segment "
+        "lists, each block's first key).\n"
+        "# TYPE cairn_telemetry_trace_map_file_memory_bytes gauge\n"
+        "cairn_telemetry_trace_map_file_memory_bytes %llu\n"
         "# HELP cairn_telemetry_bloom_cache_bytes Memory of the segments' bloom filters kept "
         "(telemetry.bloom_cache).\n"
         "# TYPE cairn_telemetry_bloom_cache_bytes gauge\n"
@@ -133,6 +143,7 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         LD(st->segment_bytes), LD(st->seals), LD(st->seal_errors), LD(st->retention_removed),
         LD(st->corrupt_segments), corrupt_blocks, LD(st->compactions), LD(st->read_errors),
         LD(st->rebuild_segments_left), LD(st->trace_map_entries), LD(st->trace_map_bytes),
+        LD(st->trace_map_files), LD(st->trace_map_file_bytes), LD(st->trace_map_file_mem),
         (unsigned long long)bc.bytes, (unsigned long long)bc.loads,
         (unsigned long long)bc.evictions);
 }

@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "telemetry/derive.h"
 #include "telemetry/seg.h"
+#include "telemetry/tmapf.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -71,7 +72,17 @@ struct segref {
     uint8_t kind;
     uint32_t day; /* days since the epoch */
     uint64_t bytes;
-    size_t nmap; /* entries it put in the trace map */
+    size_t nmap;   /* entries it put in the in-memory trace map */
+    uint32_t pday; /* its partition's day (its directory), UINT32_MAX when not one */
+    uint32_t seq;  /* its sequence number (file name), UINT32_MAX when past 32 bits */
+    int filed;     /* its trace IDs are in its partition's trace map file, not in memory */
+};
+
+/* A partition's trace map file (tmapf.h), guarded by hlock like the segment table. Readers
+ * search it without the lock: a replaced or removed one is retired like a segment. */
+struct daymap {
+    uint32_t pday;
+    struct cn_tmapf *f;
 };
 
 /* Multimap trace-ID hash -> segment index, 8 bytes a cell: the key (32 bits of the ID's hash,
@@ -91,6 +102,7 @@ struct retired {
     uint64_t head_bytes; /* counted in stats.head_bytes until freed */
     struct cn_seg **segs;
     size_t nsegs;
+    struct cn_tmapf *map;
 };
 
 #define EPOCH_SLOTS 64
@@ -141,7 +153,9 @@ struct cn_store {
     struct segref *segs;
     size_t num_segs, cap_segs;
     struct tmap tmap;
-    size_t tmap_dead; /* entries of removed segments; sealer thread, like every map change */
+    size_t tmap_dead;    /* entries of removed segments; sealer thread, like every map change */
+    struct daymap *days; /* trace map files of older partitions, by pday */
+    size_t num_days, cap_days;
     size_t segs_dead; /* slots of removed segments in segs; sealer thread too */
 
     /* Readers pinned in each epoch, by the epoch modulo EPOCH_SLOTS (see pin), and what left
@@ -361,6 +375,7 @@ static void retired_free(struct cn_store *st, struct retired *r)
     for (size_t i = 0; i < r->nsegs; i++)
         cn_seg_close(r->segs[i]);
     free(r->segs);
+    cn_tmapf_close(r->map);
 }
 
 /* Sealer thread: frees what no reader may still read (all of it when force: closing). */
@@ -381,14 +396,11 @@ static void reap(struct cn_store *st, int force)
     }
 }
 
-/* Without hlock, sealer thread: what left the tables in epoch e (head may be NULL; segs is
- * taken) is freed once its readers are done. */
-static void retire_later(struct cn_store *st, uint64_t e, struct head *head, uint64_t head_bytes,
-                         struct cn_seg **segs, size_t nsegs)
+/* Without hlock, sealer thread: what left the tables in epoch e is freed once its readers
+ * are done. */
+static void queue_retired(struct cn_store *st, struct retired r)
 {
-    struct retired r = {e, {0}, head_bytes, segs, nsegs};
-    if (head)
-        r.head = *head;
+    uint64_t e = r.epoch;
     uv_mutex_lock(&st->plock);
     int queued = reserve((void **)&st->retired, &st->cap_retired, st->num_retired + 1,
                          sizeof(*st->retired)) == 0;
@@ -401,6 +413,23 @@ static void retire_later(struct cn_store *st, uint64_t e, struct head *head, uin
     if (!queued)
         retired_free(st, &r);
     reap(st, 0);
+}
+
+/* queue_retired of a sealed head and removed segments (head may be NULL; segs is taken). */
+static void retire_later(struct cn_store *st, uint64_t e, struct head *head, uint64_t head_bytes,
+                         struct cn_seg **segs, size_t nsegs)
+{
+    struct retired r = {e, {0}, head_bytes, segs, nsegs, NULL};
+    if (head)
+        r.head = *head;
+    queue_retired(st, r);
+}
+
+/* queue_retired of a trace map file replaced or removed (NULL: nothing). */
+static void retire_map_later(struct cn_store *st, uint64_t e, struct cn_tmapf *map)
+{
+    if (map)
+        queue_retired(st, (struct retired){e, {0}, 0, NULL, 0, map});
 }
 
 static void head_release(struct head *h)
@@ -606,6 +635,43 @@ static void collect_id(void *ctx, const uint8_t id[16])
     memcpy(c->ids[c->num++], id, 16);
 }
 
+/* The day (since the epoch) of a partition directory's name, YYYY-MM-DD; UINT32_MAX when it
+ * is not one. */
+static uint32_t parse_day(const char *name, size_t len)
+{
+    if (len != 10 || name[4] != '-' || name[7] != '-')
+        return UINT32_MAX;
+    int v[3] = {0, 0, 0}, at[3] = {0, 5, 8}, width[3] = {4, 2, 2};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < width[k]; i++) {
+            char c = name[at[k] + i];
+            if (c < '0' || c > '9')
+                return UINT32_MAX;
+            v[k] = v[k] * 10 + (c - '0');
+        }
+    struct tm tm = {.tm_year = v[0] - 1900, .tm_mon = v[1] - 1, .tm_mday = v[2]};
+    time_t t = timegm(&tm);
+    struct tm back;
+    if (t < 0 || !gmtime_r(&t, &back) || back.tm_mday != v[2] || back.tm_mon != v[1] - 1)
+        return UINT32_MAX;
+    return (uint32_t)(t / 86400);
+}
+
+/* A segment's partition day and sequence number, from its path DIR/YYYY-MM-DD/SEQ.kind. */
+static void path_ids(const char *path, uint32_t *pday, uint32_t *seq)
+{
+    const char *slash = strrchr(path, '/');
+    unsigned long long q = strtoull(slash ? slash + 1 : path, NULL, 16);
+    *seq = q < UINT32_MAX ? (uint32_t)q : UINT32_MAX;
+    *pday = UINT32_MAX;
+    if (slash) {
+        const char *p = slash;
+        while (p > path && p[-1] != '/')
+            p--;
+        *pday = parse_day(p, (size_t)(slash - p));
+    }
+}
+
 /* Registers an open segment and its trace IDs (hlock exclusive). */
 static int register_seg(struct cn_store *st, struct cn_seg *seg, const char *path, uint8_t kind,
                         const struct collect_ids *ids)
@@ -621,6 +687,8 @@ static int register_seg(struct cn_store *st, struct cn_seg *seg, const char *pat
     r->day = (uint32_t)(info->created_ns / DAY_NS); /* the ingest day it was sealed on */
     r->bytes = info->bytes;
     r->nmap = 0;
+    r->filed = 0;
+    path_ids(path, &r->pday, &r->seq);
     atomic_fetch_add(&st->stats.segments, 1);
     atomic_fetch_add(&st->stats.segment_bytes, r->bytes);
     for (size_t i = 0; i < ids->num; i++) {
@@ -928,6 +996,190 @@ static void seal_recover(struct cn_store *st)
     unlink(path);
 }
 
+/* ---- trace map files ------------------------------------------------------------------ */
+
+static void map_path(const struct cn_store *st, uint32_t pday, char *dst, size_t len)
+{
+    char dir[4096];
+    day_dir(st, pday, dir, sizeof(dir));
+    snprintf(dst, len, "%s/%s", dir, CN_TMAPF_NAME);
+}
+
+/* hlock held, or the sealer thread (the only one changing the list). */
+static struct daymap *find_daymap(const struct cn_store *st, uint32_t pday)
+{
+    for (size_t i = 0; i < st->num_days; i++)
+        if (st->days[i].pday == pday)
+            return &st->days[i];
+    return NULL;
+}
+
+static void daymap_stats(struct cn_store *st)
+{
+    uint64_t bytes = 0, mem = 0;
+    for (size_t i = 0; i < st->num_days; i++) {
+        bytes += cn_tmapf_file_bytes(st->days[i].f);
+        mem += cn_tmapf_mem_bytes(st->days[i].f);
+    }
+    atomic_store(&st->stats.trace_map_files, st->num_days);
+    atomic_store(&st->stats.trace_map_file_bytes, bytes);
+    atomic_store(&st->stats.trace_map_file_mem, mem);
+}
+
+/* Whether partition pday's trace IDs belong in its file (opts.trace_map_mem_days). */
+static int map_filed_day(const struct cn_store *st, uint32_t pday)
+{
+    if (pday == UINT32_MAX)
+        return 0;
+    int64_t keep =
+        st->opts.trace_map_mem_days ? st->opts.trace_map_mem_days : CN_STORE_MAP_MEM_DAYS;
+    return keep < 0 || (int64_t)pday + keep <= (int64_t)(wall_ns() / DAY_NS);
+}
+
+static int u32_cmp(const void *pa, const void *pb)
+{
+    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+    return a < b ? -1 : a > b;
+}
+
+struct spill {
+    struct cn_tmapf_entry *e;
+    size_t n, cap;
+    const uint32_t *live; /* sorted */
+    size_t nlive;
+    int oom;
+};
+
+static void spill_add(struct spill *sp, uint32_t key, uint32_t seq)
+{
+    if (sp->oom || reserve((void **)&sp->e, &sp->cap, sp->n + 1, sizeof(*sp->e)) != 0) {
+        sp->oom = 1;
+        return;
+    }
+    sp->e[sp->n++] = (struct cn_tmapf_entry){key, seq};
+}
+
+/* cn_tmapf_each: an entry of the old file stays when its segment is still there. */
+static void spill_keep(void *ctx, const struct cn_tmapf_entry *e)
+{
+    struct spill *sp = ctx;
+    if (bsearch(&e->seq, sp->live, sp->nlive, sizeof(*sp->live), u32_cmp))
+        spill_add(sp, e->key, e->seq);
+}
+
+/* A segment whose trace IDs go to its partition's file. */
+static int spillable(const struct segref *r, uint32_t pday)
+{
+    return r->seg && r->pday == pday && r->seq != UINT32_MAX;
+}
+
+/* Moves partition pday's entries of the in-memory trace map into its file, merged with those
+ * of the file it had for segments still there (compaction and retention remove some), and
+ * swaps the file in. Sealer thread, the only one changing the map, the segment table and
+ * the files: it reads them without the lock. Returns 0 or an error (nothing changed). */
+static int spill_day(struct cn_store *st, uint32_t pday)
+{
+    struct spill sp = {0};
+    uint32_t *live = malloc((st->num_segs + 1) * sizeof(*live));
+    struct tmap *m = &st->tmap, n = {NULL, NULL, 0, 0};
+    char path[4300], err[512] = "";
+    struct cn_tmapf *f = NULL;
+    int rc = live ? 0 : CN_ENOMEM;
+    size_t nlive = 0, keep = 0;
+    for (size_t i = 0; !rc && i < st->num_segs; i++)
+        if (spillable(&st->segs[i], pday))
+            live[nlive++] = st->segs[i].seq;
+    if (!rc)
+        qsort(live, nlive, sizeof(*live), u32_cmp);
+    sp.live = live;
+    sp.nlive = nlive;
+    for (size_t i = 0; !rc && i < m->cap; i++) {
+        if (!m->keys[i] || !st->segs[m->segs[i]].seg)
+            continue;
+        const struct segref *r = &st->segs[m->segs[i]];
+        if (spillable(r, pday))
+            spill_add(&sp, m->keys[i], r->seq);
+        else
+            keep++;
+    }
+    struct daymap *dm = find_daymap(st, pday);
+    if (!rc && dm)
+        rc = cn_tmapf_each(dm->f, spill_keep, &sp);
+    if (!rc && sp.oom)
+        rc = CN_ENOMEM;
+    map_path(st, pday, path, sizeof(path));
+    if (!rc)
+        rc = cn_tmapf_write(path, sp.e, sp.n, live, nlive, err, sizeof(err));
+    if (!rc)
+        rc = cn_tmapf_open(&f, path, err, sizeof(err));
+    /* The in-memory map without the moved entries (nor those of removed segments). */
+    if (!rc && keep) {
+        size_t cap = 4096;
+        while (keep * 2 > cap)
+            cap *= 2;
+        rc = tmap_init(&n, cap);
+        for (size_t i = 0; !rc && i < m->cap; i++)
+            if (m->keys[i] && st->segs[m->segs[i]].seg && !spillable(&st->segs[m->segs[i]], pday))
+                tmap_put(&n, m->keys[i], m->segs[i]);
+    }
+    if (!rc && !dm &&
+        reserve((void **)&st->days, &st->cap_days, st->num_days + 1, sizeof(*st->days)) != 0)
+        rc = CN_ENOMEM;
+    free(sp.e);
+    free(live);
+    if (rc) {
+        cn_tmapf_close(f);
+        tmap_release(&n);
+        cn_error("telemetry", "trace map not moved to its file, kept in memory",
+                 "file=%s error=\"%s\"", path, err[0] ? err : cn_strerror(rc));
+        return rc;
+    }
+    retire_room(st);
+    uv_rwlock_wrlock(&st->hlock);
+    struct tmap old = *m;
+    *m = n;
+    st->tmap_dead = 0;
+    for (size_t i = 0; i < st->num_segs; i++) {
+        struct segref *r = &st->segs[i];
+        if (spillable(r, pday)) {
+            r->filed = 1;
+            r->nmap = 0;
+        }
+    }
+    struct cn_tmapf *replaced = NULL;
+    if (dm) {
+        replaced = dm->f;
+        dm->f = f;
+    } else {
+        st->days[st->num_days++] = (struct daymap){pday, f};
+    }
+    uint64_t e = retire(st);
+    uv_rwlock_wrunlock(&st->hlock);
+    tmap_release(&old);
+    retire_map_later(st, e, replaced);
+    tmap_stats(st);
+    daymap_stats(st);
+    cn_info("telemetry", "trace map of a partition moved to its file",
+            "file=%s entries=%zu segments=%zu", path, cn_tmapf_entries(f), nlive);
+    return 0;
+}
+
+/* Moves the in-memory trace map entries of every partition past trace_map_mem_days into the
+ * partition's file. Sealer thread. */
+static void spill_maps(struct cn_store *st)
+{
+    for (;;) {
+        uint32_t pday = UINT32_MAX;
+        for (size_t i = 0; i < st->num_segs && pday == UINT32_MAX; i++) {
+            const struct segref *r = &st->segs[i];
+            if (r->seg && !r->filed && r->seq != UINT32_MAX && map_filed_day(st, r->pday))
+                pday = r->pday;
+        }
+        if (pday == UINT32_MAX || spill_day(st, pday) != 0)
+            return; /* done, or tried again after the next seal */
+    }
+}
+
 /* Removes whole partitions older than the retention, then the oldest partitions (or, in
  * the last one, the oldest segments) while over the disk budget. Sealer thread. */
 static void enforce_retention(struct cn_store *st)
@@ -951,6 +1203,8 @@ static void enforce_retention(struct cn_store *st)
             newest = CN_MAX(newest, st->segs[i].day);
             live++;
         }
+        for (size_t d = 0; d < st->num_days; d++)
+            total += cn_tmapf_file_bytes(st->days[d].f); /* they count against the budget too */
         int over_age = live && st->opts.retention_ms && (uint64_t)oldest + 1 <= cutoff_day;
         int over_disk = live && st->opts.disk_budget && total > st->opts.disk_budget;
         if (!over_age && !over_disk) {
@@ -977,8 +1231,31 @@ static void enforce_retention(struct cn_store *st)
             if (one)
                 break;
         }
+        /* A partition's trace map file goes with its last segment. */
+        struct daymap *gone = calloc(st->num_days + 1, sizeof(*gone));
+        size_t ngone = 0;
+        for (size_t d = 0; gone && d < st->num_days;) {
+            int any = 0;
+            for (size_t i = 0; i < st->num_segs && !any; i++)
+                any = st->segs[i].seg && st->segs[i].pday == st->days[d].pday;
+            if (any) {
+                d++;
+                continue;
+            }
+            gone[ngone++] = st->days[d];
+            st->days[d] = st->days[--st->num_days];
+        }
         uint64_t e = retire(st);
         uv_rwlock_wrunlock(&st->hlock);
+        for (size_t d = 0; d < ngone; d++) {
+            char mp[4300];
+            map_path(st, gone[d].pday, mp, sizeof(mp));
+            unlink(mp);
+            retire_map_later(st, e, gone[d].f);
+        }
+        if (ngone)
+            daymap_stats(st);
+        free(gone);
         /* Unlinked now; closed once the reads that hold them are done. */
         for (size_t i = 0; i < nv; i++) {
             cn_info("telemetry", "segment removed by retention", "file=%s reason=%s", paths[i],
@@ -1505,6 +1782,7 @@ static void lifecycle(struct cn_store *st)
     while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
         ;
     prune_removed(st);
+    spill_maps(st);
 }
 
 static void sealer_main(void *arg)
@@ -1750,6 +2028,28 @@ static int load_segments(struct cn_store *st)
             continue;
         char day[8192];
         snprintf(day, sizeof(day), "%s/%s", parts, e->d_name);
+        /* The partition's trace map file: its segments' trace IDs are not read again. A
+         * damaged one is removed, and its segments indexed from their own trace indexes. */
+        uint32_t pday = parse_day(e->d_name, strlen(e->d_name));
+        char mp[8448];
+        snprintf(mp, sizeof(mp), "%s/%s", day, CN_TMAPF_NAME);
+        struct cn_tmapf *mf = NULL;
+        char merr[512];
+        int mrc = pday == UINT32_MAX ? CN_ENOENT : cn_tmapf_open(&mf, mp, merr, sizeof(merr));
+        if (mrc == 0 &&
+            reserve((void **)&st->days, &st->cap_days, st->num_days + 1, sizeof(*st->days)) != 0) {
+            cn_tmapf_close(mf);
+            closedir(d);
+            return CN_ENOMEM;
+        }
+        if (mrc == 0) {
+            st->days[st->num_days++] = (struct daymap){pday, mf};
+        } else if (mrc != CN_ENOENT) {
+            cn_error("telemetry", "trace map file not used, its segments indexed instead",
+                     "error=\"%s\"", merr);
+            atomic_fetch_add(&st->stats.read_errors, 1);
+            unlink(mp);
+        }
         DIR *dd = opendir(day);
         struct dirent *f;
         while (dd && (f = readdir(dd)) != NULL) {
@@ -1777,7 +2077,10 @@ static int load_segments(struct cn_store *st)
                 continue;
             }
             struct collect_ids ids = {0};
-            int rc = cn_seg_trace_ids(seg, collect_id, &ids);
+            uint32_t seg_pday, seq32;
+            path_ids(path, &seg_pday, &seq32);
+            int filed = mf && seg_pday == pday && seq32 != UINT32_MAX && cn_tmapf_covers(mf, seq32);
+            int rc = filed ? 0 : cn_seg_trace_ids(seg, collect_id, &ids);
             if (rc == CN_EIO)
                 cn_error("telemetry", "segment trace index damaged, partly indexed", "file=%s",
                          path);
@@ -1789,6 +2092,7 @@ static int load_segments(struct cn_store *st)
                 closedir(d);
                 return CN_ENOMEM;
             }
+            st->segs[st->num_segs - 1].filed = filed;
             free(ids.ids);
         }
         if (dd)
@@ -1935,6 +2239,7 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         cn_store_close(st);
         return rc;
     }
+    daymap_stats(st);
     plan_rebuild(st);
     uint64_t checkpoint = read_checkpoint(opts->dir);
     struct cn_wal_opts wo = {waldir, opts->wal_segment_bytes, opts->max_body_bytes, opts->fsync,
@@ -2016,6 +2321,9 @@ void cn_store_close(struct cn_store *st)
     }
     free(st->segs);
     tmap_release(&st->tmap);
+    for (size_t i = 0; i < st->num_days; i++)
+        cn_tmapf_close(st->days[i].f);
+    free(st->days);
     cn_derive_free(st->derive);
     free(st->q);
     free(st->rebuild);
@@ -2183,6 +2491,59 @@ static void collect_seg(void *ctx, uint32_t idx)
     snap_seg(t->sn, seg);
 }
 
+/* Segments of a partition's trace map file that may hold a trace. */
+struct file_hits {
+    struct hit {
+        uint32_t pday, seq;
+    } * hits;
+    size_t n, cap;
+    uint32_t pday;
+    int oom;
+};
+
+static void file_hit(void *ctx, uint32_t seq)
+{
+    struct file_hits *h = ctx;
+    if (reserve((void **)&h->hits, &h->cap, h->n + 1, sizeof(*h->hits)) != 0) {
+        h->oom = 1;
+        return;
+    }
+    h->hits[h->n++] = (struct hit){h->pday, seq};
+}
+
+/* Adds to sn the segments of the partitions' trace map files that may hold id. Without
+ * hlock: sn's pin keeps the files open; the segments are taken under it once more. */
+static void snap_file_segs(struct cn_store *st, struct snap *sn, const struct daymap *days,
+                           size_t ndays, const uint8_t *id, uint8_t kind)
+{
+    struct file_hits h = {0};
+    uint32_t key = tmap_key(id);
+    for (size_t d = 0; d < ndays; d++) {
+        h.pday = days[d].pday;
+        if (cn_tmapf_find(days[d].f, key, file_hit, &h) != 0)
+            atomic_fetch_add(&st->stats.read_errors, 1);
+    }
+    if (h.oom) {
+        atomic_fetch_add(&st->stats.read_errors, 1);
+        cn_error("telemetry", "out of memory: a read left records out", NULL);
+    }
+    if (h.n) {
+        uv_rwlock_rdlock(&st->hlock);
+        for (size_t i = 0; i < st->num_segs; i++) {
+            const struct segref *r = &st->segs[i];
+            if (!r->seg || !r->filed || r->kind != kind)
+                continue;
+            for (size_t k = 0; k < h.n; k++)
+                if (h.hits[k].pday == r->pday && h.hits[k].seq == r->seq) {
+                    snap_seg(sn, r->seg);
+                    break;
+                }
+        }
+        uv_rwlock_rdunlock(&st->hlock);
+    }
+    free(h.hits);
+}
+
 static size_t store_trace(struct cn_store *st, const uint8_t *id, uint8_t kind,
                           cn_store_span_cb span_cb, cn_store_log_cb log_cb, void *ctx)
 {
@@ -2192,7 +2553,16 @@ static size_t store_trace(struct cn_store *st, const uint8_t *id, uint8_t kind,
     tmap_each(&st->tmap, id, collect_seg, &t);
     snap_head_trace(&sn, &st->frozen, id, kind == CN_SEG_LOGS);
     snap_head_trace(&sn, &st->head, id, kind == CN_SEG_LOGS);
+    size_t ndays = st->num_days;
+    struct daymap *days = ndays ? malloc(ndays * sizeof(*days)) : NULL;
+    if (days)
+        memcpy(days, st->days, ndays * sizeof(*days));
+    else if (ndays)
+        sn.oom = 1;
     snap_unlock(&sn);
+    if (days)
+        snap_file_segs(st, &sn, days, ndays, id, kind);
+    free(days);
     size_t n = 0;
     for (size_t i = 0; i < sn.nsegs; i++) {
         if (!cn_seg_may_contain_trace(sn.segs[i], id))

@@ -44,7 +44,13 @@ struct cn_store_opts {
     uint64_t bloom_cache_bytes;   /* blooms of segments kept in memory, process-wide
                                      (cn_seg_set_bloom_cache; 0: CN_SEG_BLOOM_CACHE) */
     uint32_t max_spans_per_trace; /* spans past it are refused (0: no limit) */
+    /* Days of partitions (today the first) whose trace IDs the trace map keeps in memory;
+     * an older partition's go into its trace map file (tmapf.h). 0: CN_STORE_MAP_MEM_DAYS;
+     * negative: none, today's go to a file too (tests). */
+    int32_t trace_map_mem_days;
 };
+
+#define CN_STORE_MAP_MEM_DAYS 2
 
 struct cn_store_stats {
     atomic_uint_fast64_t spans, logs, batches;
@@ -58,6 +64,8 @@ struct cn_store_stats {
     atomic_uint_fast64_t corrupt_segments, read_errors, compactions;
     atomic_uint_fast64_t rebuild_segments_left; /* segments the derived tables still need */
     atomic_uint_fast64_t trace_map_entries, trace_map_bytes; /* trace ID -> segment map */
+    /* Older partitions' trace map files: how many, their bytes on disk, the memory they hold. */
+    atomic_uint_fast64_t trace_map_files, trace_map_file_bytes, trace_map_file_mem;
 };
 
 /* One submission. The submitter fills body/kind/batch/mailbox/done_cb and keeps nothing else

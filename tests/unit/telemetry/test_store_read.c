@@ -1,6 +1,8 @@
 /* Reads of the telemetry store while it ingests and seals: a read takes what it reads under
  * the store's lock and reads it without, so a callback that takes its time holds back
- * neither the writer nor the sealer, and still sees what was there when the read began. */
+ * neither the writer nor the sealer, and still sees what was there when the read began.
+ * And trace lookups through the partitions' trace map files (tmapf.h), which the sealer
+ * writes, merges, replaces and removes meanwhile. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +12,7 @@
 #include "telemetry/otlp-json.h"
 #include "telemetry/store.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,8 @@
 #include <unistd.h>
 
 static char dir[256];
+static int32_t map_mem_days; /* open_store's telemetry.trace_map_mem_days */
+static uint64_t disk_budget; /* and disk budget */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -30,6 +35,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 static int setup(void **state)
 {
     (void)state;
+    map_mem_days = 0;
+    disk_budget = 0;
     snprintf(dir, sizeof(dir), "/tmp/cairn-test-store-read-XXXXXX");
     return mkdtemp(dir) ? 0 : -1;
 }
@@ -146,6 +153,8 @@ static struct cn_store *open_store(uint64_t seal_interval_ms, enum cn_wal_fsync 
         .max_body_bytes = 1u << 20,
         .fsync = fsync,
         .seal_interval_ms = seal_interval_ms,
+        .disk_budget = disk_budget,
+        .trace_map_mem_days = map_mem_days,
     };
     struct cn_store *st = NULL;
     char err[512];
@@ -389,9 +398,8 @@ static void stress_reader(void *arg)
     }
 }
 
-static void test_reads_race_ingest_and_sealing(void **state)
+static void reads_race_ingest_and_sealing(void)
 {
-    (void)state;
     /* Small heads: small segments, merged. */
     struct cn_store *st = open_store(20, CN_WAL_FSYNC_NEVER);
     uv_thread_t readers[2];
@@ -423,6 +431,167 @@ static void test_reads_race_ingest_and_sealing(void **state)
     assert_true(atomic_load(&stats->seals) >= 5);
     assert_true(atomic_load(&stats->compactions) >= 1);
     assert_true(atomic_load(&stress_reads) >= 4);
+    if (map_mem_days < 0)
+        assert_true(atomic_load(&stats->trace_map_files) >= 1);
+    end(st);
+}
+
+static void test_reads_race_ingest_and_sealing(void **state)
+{
+    (void)state;
+    reads_race_ingest_and_sealing();
+}
+
+/* The same with every seal moving the trace map into today's file (merged with the file
+ * before, which is replaced under the lookups: ASan checks it is closed after them). */
+static void test_reads_race_trace_map_files(void **state)
+{
+    (void)state;
+    map_mem_days = -1;
+    stress_stop = stress_submitted = stress_reads = stress_bad = 0;
+    reads_race_ingest_and_sealing();
+}
+
+/* ---- trace map files ---- */
+
+static void today_map(char *dst, size_t len)
+{
+    time_t t = (time_t)(now_ns() / 1000000000ull);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(dst, len, "%s/parts/%04d-%02d-%02d/traces.map", dir, tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday);
+}
+
+/* Spans of the trace submit() gave ID byte tid. */
+static int trace_spans(struct cn_store *st, uint8_t tid)
+{
+    struct slow_read r;
+    return (int)read_now(st, &r, tid);
+}
+
+/* Submits a trace of n spans (ID byte tid) and seals it into a segment of its own. */
+static void seal_trace(struct cn_store *st, uint8_t tid, int n)
+{
+    int want = answered + 1;
+    submit(st, tid, "svc", n);
+    assert_int_equal(wait_answers(want, 10000), want);
+    assert_int_equal(answered_status, 0);
+    assert_int_equal(cn_store_seal(st), 0);
+}
+
+/* Reopens the store (same loop and mailbox). */
+static struct cn_store *reopen(struct cn_store *st)
+{
+    end(st);
+    return open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+}
+
+/* A partition past trace_map_mem_days has its trace IDs in its file, not in memory: each seal
+ * merges the new segment's into it; lookups find every trace through it, before and after a
+ * restart (which reads the file, not the segments' IDs); a damaged file is reported, removed,
+ * and its segments indexed from their own trace indexes. */
+static void test_trace_map_files(void **state)
+{
+    (void)state;
+    if (now_ns() % (86400 * 1000000000ull) > 86390 * 1000000000ull)
+        skip();        /* seconds before midnight UTC: the partition would change under the test */
+    map_mem_days = -1; /* today's partition too */
+    struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    const struct cn_store_stats *stats = cn_store_stats(st);
+    seal_trace(st, 0x31, 3);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 0);
+    assert_true(atomic_load(&stats->trace_map_file_bytes) > 0);
+    char path[512];
+    today_map(path, sizeof(path));
+    assert_int_equal(access(path, F_OK), 0);
+    uint64_t one = atomic_load(&stats->trace_map_file_bytes);
+    seal_trace(st, 0x32, 4);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 0);
+    assert_true(atomic_load(&stats->trace_map_file_bytes) > one); /* merged: both traces */
+    assert_int_equal(trace_spans(st, 0x31), 3);
+    assert_int_equal(trace_spans(st, 0x32), 4);
+    assert_int_equal(trace_spans(st, 0x33), 0);
+
+    /* A restart takes the file: nothing of the partition goes to memory. */
+    st = reopen(st);
+    stats = cn_store_stats(st);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 0);
+    assert_int_equal(trace_spans(st, 0x31), 3);
+    assert_int_equal(trace_spans(st, 0x32), 4);
+
+    /* With the default (today and yesterday in memory), the file still serves what it holds,
+     * and a new segment of today's goes to memory. */
+    map_mem_days = 0;
+    st = reopen(st);
+    stats = cn_store_stats(st);
+    seal_trace(st, 0x34, 2);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 1);
+    assert_int_equal(trace_spans(st, 0x31), 3);
+    assert_int_equal(trace_spans(st, 0x34), 2);
+
+    /* A byte flipped in the file: reported, removed, and the segments indexed instead. */
+    end(st);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, 40), 1);
+    b ^= 0x40;
+    assert_int_equal(pwrite(fd, &b, 1, 40), 1);
+    close(fd);
+    st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    stats = cn_store_stats(st);
+    assert_int_equal((int)atomic_load(&stats->read_errors), 1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 3);
+    assert_int_equal(trace_spans(st, 0x31), 3);
+    assert_int_equal(trace_spans(st, 0x32), 4);
+    assert_int_equal(trace_spans(st, 0x34), 2);
+    end(st);
+}
+
+/* Compaction merges filed segments: the file then lists the merged one only, so each trace
+ * comes back once. Retention removing a partition's last segment removes its file, and the
+ * partition's directory. */
+static void test_trace_map_files_follow_compaction_and_retention(void **state)
+{
+    (void)state;
+    if (now_ns() % (86400 * 1000000000ull) > 86390 * 1000000000ull)
+        skip();
+    map_mem_days = -1;
+    struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    const struct cn_store_stats *stats = cn_store_stats(st);
+    for (int i = 0; i < 4; i++)
+        seal_trace(st, (uint8_t)(0x41 + i), 2 + i);
+    assert_true(atomic_load(&stats->compactions) >= 1);
+    assert_int_equal((int)atomic_load(&stats->segments), 1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(trace_spans(st, (uint8_t)(0x41 + i)), 2 + i);
+
+    /* Over a one-byte disk budget at the next start: everything goes, the file too. */
+    char path[512];
+    today_map(path, sizeof(path));
+    assert_int_equal(access(path, F_OK), 0);
+    disk_budget = 1;
+    st = reopen(st);
+    stats = cn_store_stats(st);
+    uint64_t until = mono_ms() + 10000;
+    while ((atomic_load(&stats->segments) > 0 || atomic_load(&stats->trace_map_files) > 0) &&
+           mono_ms() < until)
+        usleep(1000);
+    assert_int_equal((int)atomic_load(&stats->segments), 0);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    *strrchr(path, '/') = '\0';
+    assert_int_equal(access(path, F_OK), -1); /* the partition's directory */
+    assert_int_equal(trace_spans(st, 0x41), 0);
     end(st);
 }
 
@@ -435,6 +604,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_seals_queue_behind_a_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_race_ingest_and_sealing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_race_trace_map_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trace_map_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trace_map_files_follow_compaction_and_retention, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
