@@ -33,8 +33,9 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
 {
     const struct cn_store_stats *st = cn_store_stats(store);
     unsigned long long corrupt_blocks = (unsigned long long)cn_store_corrupt_blocks(store);
-    struct cn_seg_bloom_cache_stats bc;
+    struct cn_seg_cache_stats bc, fc;
     cn_seg_bloom_cache_stats(&bc);
+    cn_seg_footer_cache_stats(&fc);
     cn_buf_printf(
         b,
         "# HELP cairn_telemetry_records_total Spans and log records stored.\n"
@@ -134,7 +135,18 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         "cairn_telemetry_bloom_cache_loads_total %llu\n"
         "# HELP cairn_telemetry_bloom_cache_evictions_total Bloom filters dropped for room.\n"
         "# TYPE cairn_telemetry_bloom_cache_evictions_total counter\n"
-        "cairn_telemetry_bloom_cache_evictions_total %llu\n",
+        "cairn_telemetry_bloom_cache_evictions_total %llu\n"
+        "# HELP cairn_telemetry_footer_cache_bytes Memory of the segments' footer tables kept "
+        "(telemetry.footer_cache).\n"
+        "# TYPE cairn_telemetry_footer_cache_bytes gauge\n"
+        "cairn_telemetry_footer_cache_bytes %llu\n"
+        "# HELP cairn_telemetry_footer_cache_loads_total Footer tables read again from segment "
+        "files after they were dropped.\n"
+        "# TYPE cairn_telemetry_footer_cache_loads_total counter\n"
+        "cairn_telemetry_footer_cache_loads_total %llu\n"
+        "# HELP cairn_telemetry_footer_cache_evictions_total Footer tables dropped for room.\n"
+        "# TYPE cairn_telemetry_footer_cache_evictions_total counter\n"
+        "cairn_telemetry_footer_cache_evictions_total %llu\n",
         LD(st->spans), LD(st->logs), LD(st->rejected_spans), LD(st->rejected_logs),
         LD(st->truncated_attrs), LD(st->truncated_values), LD(st->truncated_events),
         LD(st->truncated_links), LD(rc->requests), LD(rc->bad_requests), LD(rc->refused),
@@ -145,7 +157,8 @@ static void write_store_metrics(struct cn_buf *b, struct cn_store *store, struct
         LD(st->rebuild_segments_left), LD(st->trace_map_entries), LD(st->trace_map_bytes),
         LD(st->trace_map_files), LD(st->trace_map_file_bytes), LD(st->trace_map_file_mem),
         (unsigned long long)bc.bytes, (unsigned long long)bc.loads,
-        (unsigned long long)bc.evictions);
+        (unsigned long long)bc.evictions, (unsigned long long)fc.bytes,
+        (unsigned long long)fc.loads, (unsigned long long)fc.evictions);
 }
 
 /* The derived tables' span-name lists (the compatibility APIs' operation lists). */

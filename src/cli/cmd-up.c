@@ -727,6 +727,7 @@ int cmd_up(int argc, char **argv)
         .retention_ms = c->telemetry.retention_ms,
         .disk_budget = c->telemetry.disk_budget,
         .bloom_cache_bytes = c->telemetry.bloom_cache,
+        .footer_cache_bytes = c->telemetry.footer_cache,
         .max_spans_per_trace = (uint32_t)c->telemetry.max_spans_per_trace,
         .limits = {(uint32_t)c->telemetry.max_attributes,
                    (uint32_t)c->telemetry.max_attribute_value_bytes,

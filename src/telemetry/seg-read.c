@@ -61,14 +61,25 @@ struct cn_seg {
     uint32_t ncols;
     uint32_t group_rows;
     uint32_t npages;
+    /* The footer's tables: in memory while a read uses them (ft_users), and after it while
+     * the footer cache has room (see foot_get). Always for an image in memory. */
     struct rgroup *groups;
     struct rpage *pages;
     struct bref *refs;
     size_t nblocks;
     uint64_t tbits, kbits;
     unsigned tk, kk;
-    struct sbloom bl[2]; /* the trace bloom, the token bloom */
-    atomic_uchar *bad;   /* per block: found damaged (and logged) */
+    struct bref bloom_refs[2]; /* kept: a bloom is read without the footer's tables */
+    uint64_t foff, fsum;       /* the footer, to read it again */
+    uint32_t flen, fraw;
+    /* Guarded by the footer cache's lock: */
+    size_t ft_bytes;                  /* the tables' bytes */
+    unsigned ft_users;                /* reads using them now */
+    struct cn_seg *ft_prev, *ft_next; /* the cache's list while in memory and not an image */
+    int ft_in;                        /* the tables are in the cache (counted, listed) */
+    int ft_failed;                    /* reading them again failed (logged once) */
+    struct sbloom bl[2];              /* the trace bloom, the token bloom */
+    _Atomic(atomic_uchar *) bad;      /* per block: found damaged (and logged); NULL until one is */
     atomic_uint_fast64_t corrupt;
 };
 
@@ -146,6 +157,34 @@ static size_t bloom_block(const struct cn_seg *seg, int token)
     return (size_t)seg->info.num_groups * seg->ncols + 2 * (size_t)seg->npages + (token ? 1 : 0);
 }
 
+/* Block b's place: the blooms' are kept apart from the footer's tables. */
+static const struct bref *ref_of(const struct cn_seg *seg, size_t b)
+{
+    size_t first = bloom_block(seg, 0);
+    return b >= first ? &seg->bloom_refs[b - first] : &seg->refs[b];
+}
+
+/* The damaged-block flags, made at the first damaged block. NULL: out of memory. */
+static atomic_uchar *bad_flags(struct cn_seg *seg)
+{
+    atomic_uchar *f = atomic_load(&seg->bad);
+    if (f)
+        return f;
+    atomic_uchar *n = calloc(seg->nblocks ? seg->nblocks : 1, sizeof(*n));
+    atomic_uchar *none = NULL;
+    if (n && !atomic_compare_exchange_strong(&seg->bad, &none, n)) {
+        free(n);
+        return none; /* another thread's */
+    }
+    return n;
+}
+
+static int is_bad(const struct cn_seg *seg, size_t b)
+{
+    atomic_uchar *f = atomic_load(&((struct cn_seg *)seg)->bad);
+    return f && atomic_load(&f[b]);
+}
+
 static uint64_t block_seed(const struct cn_seg *seg, size_t b)
 {
     size_t ng = (size_t)seg->info.num_groups * seg->ncols;
@@ -178,12 +217,13 @@ static void block_name(const struct cn_seg *seg, size_t b, char *dst, size_t len
 /* Marks block b damaged: counted and logged the first time. Returns CN_EIO. */
 static int damaged(struct cn_seg *seg, size_t b, const char *why)
 {
-    if (atomic_exchange(&seg->bad[b], 1) == 0) {
+    atomic_uchar *f = bad_flags(seg); /* without it (out of memory), counted each time */
+    if (!f || atomic_exchange(&f[b], 1) == 0) {
         atomic_fetch_add(&seg->corrupt, 1);
         char name[64];
         block_name(seg, b, name, sizeof(name));
         cn_error("telemetry", "corrupt segment block", "file=%s block=%s offset=%llu error=\"%s\"",
-                 seg->path, name, (unsigned long long)seg->refs[b].off, why);
+                 seg->path, name, (unsigned long long)ref_of(seg, b)->off, why);
     }
     return CN_EIO;
 }
@@ -218,9 +258,9 @@ struct window {
 static int load_block(struct cn_seg *seg, size_t b, ZSTD_DCtx *dc, struct cn_arena *a,
                       const struct window *win, const uint8_t **out_p, size_t *out_len)
 {
-    if (atomic_load(&seg->bad[b]))
+    if (is_bad(seg, b))
         return CN_EIO;
-    const struct bref *r = &seg->refs[b];
+    const struct bref *r = ref_of(seg, b);
     const uint8_t *stored;
     uint8_t *tmp = NULL;
     if (seg->mem) {
@@ -345,9 +385,10 @@ static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len
     seg->groups = calloc(ngroups ? ngroups : 1, sizeof(*seg->groups));
     seg->pages = calloc(npages ? npages : 1, sizeof(*seg->pages));
     seg->refs = calloc(seg->nblocks, sizeof(*seg->refs));
-    seg->bad = calloc(seg->nblocks, sizeof(*seg->bad));
-    if (!seg->groups || !seg->pages || !seg->refs || !seg->bad)
+    if (!seg->groups || !seg->pages || !seg->refs)
         return "out of memory";
+    seg->ft_bytes = (ngroups ? ngroups : 1) * sizeof(*seg->groups) +
+                    (npages ? npages : 1) * sizeof(*seg->pages) + seg->nblocks * sizeof(*seg->refs);
     for (uint32_t g = 0; g < ngroups; g++) {
         struct rgroup *gr = &seg->groups[g];
         uint64_t rows = cn_seg__get_var(&c);
@@ -397,6 +438,7 @@ static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len
         unsigned k = cn_seg__get_u8(&c);
         if (bits == 0 || bits % 64 || r->raw != bits / 8 || k == 0 || k > 16)
             return "bad bloom filter";
+        seg->bloom_refs[t] = *r;
         if (t) {
             seg->kbits = bits;
             seg->kk = k;
@@ -412,6 +454,57 @@ static const char *parse_footer(struct cn_seg *seg, const uint8_t *p, size_t len
         return "trailing bytes";
     return NULL;
 }
+
+/* Reads, checks and parses the footer that src's trailer points to (src->foff...) into dst
+ * (src itself at open; a scratch segment when the tables are read again). */
+static int read_footer(const struct cn_seg *src, struct cn_seg *dst, char *err, size_t err_len)
+{
+    const char *path = src->path;
+    uint32_t flen = src->flen, fraw = src->fraw;
+    int rc = 0;
+    uint8_t *fz = NULL, *fd = malloc(fraw ? fraw : 1);
+    const uint8_t *stored;
+    if (src->mem) {
+        stored = src->mem + src->foff;
+    } else {
+        fz = malloc(flen);
+        rc = fz ? pread_all(src->fd, fz, flen, src->foff) : CN_ENOMEM;
+        stored = fz;
+    }
+    if (!fd)
+        rc = CN_ENOMEM;
+    if (rc) {
+        free(fz);
+        free(fd);
+        return open_fail(err, err_len, rc, path, "cannot read the footer: %s", cn_strerror(rc));
+    }
+    uint64_t sum = cn_seg__sum(stored, flen, cn_seg__seed(CN_SEG__SEC_FOOTER, 0, 0));
+    if (!(src->flags & CN_SEG_OPEN_UNVERIFIED) && sum != src->fsum) {
+        free(fz);
+        free(fd);
+        return open_fail(err, err_len, CN_EIO, path,
+                         "footer checksum mismatch (stored %016llx, computed %016llx)",
+                         (unsigned long long)src->fsum, (unsigned long long)sum);
+    }
+    ZSTD_DCtx *dc = dctx_get();
+    size_t n = dc ? ZSTD_decompressDCtx(dc, fd, fraw, stored, flen) : 0;
+    free(fz);
+    dctx_put(dc);
+    if (!dc || ZSTD_isError(n) || n != fraw) {
+        free(fd);
+        return open_fail(err, err_len, dc ? CN_EIO : CN_ENOMEM, path,
+                         "footer cannot be decoded%s%s", dc && ZSTD_isError(n) ? ": " : "",
+                         dc && ZSTD_isError(n) ? ZSTD_getErrorName(n) : "");
+    }
+    const char *why = parse_footer(dst, fd, fraw, src->foff, src->info.kind);
+    free(fd);
+    if (why)
+        return open_fail(err, err_len, strcmp(why, "out of memory") ? CN_EIO : CN_ENOMEM, path,
+                         "footer malformed: %s", why);
+    return 0;
+}
+
+static void foot_cached(struct cn_seg *seg);
 
 static int open_any(struct cn_seg *seg, uint64_t size, char *err, size_t err_len)
 {
@@ -443,57 +536,189 @@ static int open_any(struct cn_seg *seg, uint64_t size, char *err, size_t err_len
                          "trailer magic missing: file truncated or not fully written");
     uint64_t foff = cn_seg__le64(tr);
     uint32_t flen = cn_seg__le32(tr + 8), fraw = cn_seg__le32(tr + 12);
-    uint64_t fsum = cn_seg__le64(tr + 16);
     uint64_t limit = size - CN_SEG_TRAILER;
     if (foff < CN_SEG_HEADER || foff > limit || limit - foff != flen || flen == 0 ||
         flen > CN_SEG__MAX_FOOTER || fraw > CN_SEG__MAX_FOOTER)
         return open_fail(err, err_len, CN_EIO, path,
                          "footer out of bounds (offset %llu, %u bytes, file %llu bytes)",
                          (unsigned long long)foff, flen, (unsigned long long)size);
-    uint8_t *fz = NULL, *fd = malloc(fraw ? fraw : 1);
-    const uint8_t *stored;
-    if (seg->mem) {
-        stored = seg->mem + foff;
-    } else {
-        fz = malloc(flen);
-        rc = fz ? pread_all(seg->fd, fz, flen, foff) : CN_ENOMEM;
-        stored = fz;
-    }
-    if (!fd)
-        rc = CN_ENOMEM;
-    if (rc) {
-        free(fz);
-        free(fd);
-        return open_fail(err, err_len, rc, path, "cannot read the footer: %s", cn_strerror(rc));
-    }
-    uint64_t sum = cn_seg__sum(stored, flen, cn_seg__seed(CN_SEG__SEC_FOOTER, 0, 0));
-    if (!(seg->flags & CN_SEG_OPEN_UNVERIFIED) && sum != fsum) {
-        free(fz);
-        free(fd);
-        return open_fail(err, err_len, CN_EIO, path,
-                         "footer checksum mismatch (stored %016llx, computed %016llx)",
-                         (unsigned long long)fsum, (unsigned long long)sum);
-    }
-    ZSTD_DCtx *dc = ZSTD_createDCtx();
-    size_t n = dc ? ZSTD_decompressDCtx(dc, fd, fraw, stored, flen) : 0;
-    free(fz);
-    if (!dc || ZSTD_isError(n) || n != fraw) {
-        ZSTD_freeDCtx(dc);
-        free(fd);
-        return open_fail(err, err_len, dc ? CN_EIO : CN_ENOMEM, path,
-                         "footer cannot be decoded%s%s", dc && ZSTD_isError(n) ? ": " : "",
-                         dc && ZSTD_isError(n) ? ZSTD_getErrorName(n) : "");
-    }
-    const char *why = parse_footer(seg, fd, fraw, foff, kind);
-    free(fd);
-    if (why) {
-        ZSTD_freeDCtx(dc);
-        return open_fail(err, err_len, strcmp(why, "out of memory") ? CN_EIO : CN_ENOMEM, path,
-                         "footer malformed: %s", why);
-    }
+    seg->foff = foff;
+    seg->flen = flen;
+    seg->fraw = fraw;
+    seg->fsum = cn_seg__le64(tr + 16);
+    seg->info.kind = (uint8_t)kind;
+    rc = read_footer(seg, seg, err, err_len);
+    if (rc)
+        return rc;
     seg->info.bytes = size;
-    ZSTD_freeDCtx(dc);
+    foot_cached(seg);
     return 0;
+}
+
+/* ---- footer cache ------------------------------------------------------------------------ */
+
+/* The footer's tables of every open segment (not images in memory), most recently used
+ * first: read at open, then dropped past the budget when no read uses them, and read again
+ * (checked as at open) by the next read that needs them. */
+static struct {
+    pthread_mutex_t lock;
+    struct cn_seg *head, *tail;
+    size_t bytes, budget;
+    uint64_t loads, evictions;
+} fcache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, CN_SEG_FOOTER_CACHE, 0, 0};
+
+static void ft_unlink(struct cn_seg *s)
+{
+    *(s->ft_prev ? &s->ft_prev->ft_next : &fcache.head) = s->ft_next;
+    *(s->ft_next ? &s->ft_next->ft_prev : &fcache.tail) = s->ft_prev;
+    s->ft_prev = s->ft_next = NULL;
+}
+
+static void ft_push(struct cn_seg *s)
+{
+    s->ft_prev = NULL;
+    s->ft_next = fcache.head;
+    *(fcache.head ? &fcache.head->ft_prev : &fcache.tail) = s;
+    fcache.head = s;
+}
+
+static void ft_free_tables(struct cn_seg *s)
+{
+    free(s->groups);
+    free(s->pages);
+    free(s->refs);
+    s->groups = NULL;
+    s->pages = NULL;
+    s->refs = NULL;
+}
+
+/* Cache lock held: drops the least recently used tables no read uses until the budget holds. */
+static void ft_trim(void)
+{
+    for (struct cn_seg *s = fcache.tail, *prev; s && fcache.bytes > fcache.budget; s = prev) {
+        prev = s->ft_prev;
+        if (s->ft_users)
+            continue;
+        ft_unlink(s);
+        fcache.bytes -= s->ft_bytes;
+        s->ft_in = 0;
+        ft_free_tables(s);
+        fcache.evictions++;
+    }
+}
+
+/* At open: the tables just read join the cache. */
+static void foot_cached(struct cn_seg *seg)
+{
+    if (seg->mem)
+        return;
+    pthread_mutex_lock(&fcache.lock);
+    fcache.bytes += seg->ft_bytes;
+    seg->ft_in = 1;
+    ft_push(seg);
+    ft_trim();
+    pthread_mutex_unlock(&fcache.lock);
+}
+
+/* Makes the footer's tables of seg usable until foot_put: reads them again when they were
+ * dropped. Returns 0, CN_EIO (the footer no longer reads as at open: logged once, counted),
+ * CN_ENOMEM. */
+static int foot_get(struct cn_seg *seg)
+{
+    if (seg->mem)
+        return 0;
+    pthread_mutex_lock(&fcache.lock);
+    if (seg->refs) {
+        seg->ft_users++;
+        if (fcache.head != seg) {
+            ft_unlink(seg);
+            ft_push(seg);
+        }
+        pthread_mutex_unlock(&fcache.lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&fcache.lock);
+    /* Read without the lock; another thread may read them meanwhile: the first one in stays. */
+    struct cn_seg *tmp = calloc(1, sizeof(*tmp));
+    char err[512] = "";
+    int rc = tmp ? read_footer(seg, tmp, err, sizeof(err)) : CN_ENOMEM;
+    if (rc == 0 && (tmp->nblocks != seg->nblocks || tmp->info.rows != seg->info.rows ||
+                    tmp->npages != seg->npages)) {
+        snprintf(err, sizeof(err), "%s: footer differs from the one read at open", seg->path);
+        rc = CN_EIO;
+    }
+    pthread_mutex_lock(&fcache.lock);
+    if (rc == 0 && !seg->refs) {
+        seg->groups = tmp->groups;
+        seg->pages = tmp->pages;
+        seg->refs = tmp->refs;
+        tmp->groups = NULL;
+        tmp->pages = NULL;
+        tmp->refs = NULL;
+        fcache.bytes += seg->ft_bytes;
+        fcache.loads++;
+        seg->ft_in = 1;
+        ft_push(seg);
+    }
+    int log = rc == CN_EIO && !seg->ft_failed;
+    if (rc == CN_EIO)
+        seg->ft_failed = 1;
+    if (rc == 0 || seg->refs) {
+        rc = 0;
+        seg->ft_users++;
+        ft_trim();
+    }
+    pthread_mutex_unlock(&fcache.lock);
+    if (tmp)
+        ft_free_tables(tmp);
+    free(tmp);
+    if (log) {
+        atomic_fetch_add(&seg->corrupt, 1);
+        cn_error("telemetry", "segment footer unreadable, segment not read", "error=\"%s\"", err);
+    }
+    return rc;
+}
+
+static void foot_put(struct cn_seg *seg)
+{
+    if (seg->mem)
+        return;
+    pthread_mutex_lock(&fcache.lock);
+    seg->ft_users--;
+    ft_trim();
+    pthread_mutex_unlock(&fcache.lock);
+}
+
+/* At close: the tables leave the cache. */
+static void foot_forget(struct cn_seg *seg)
+{
+    if (seg->mem)
+        return;
+    pthread_mutex_lock(&fcache.lock);
+    if (seg->ft_in) {
+        ft_unlink(seg);
+        fcache.bytes -= seg->ft_bytes;
+        seg->ft_in = 0;
+    }
+    pthread_mutex_unlock(&fcache.lock);
+}
+
+void cn_seg_set_footer_cache(size_t bytes)
+{
+    pthread_mutex_lock(&fcache.lock);
+    fcache.budget = bytes;
+    ft_trim();
+    pthread_mutex_unlock(&fcache.lock);
+}
+
+void cn_seg_footer_cache_stats(struct cn_seg_cache_stats *out)
+{
+    pthread_mutex_lock(&fcache.lock);
+    out->bytes = fcache.bytes;
+    out->budget = fcache.budget;
+    out->loads = fcache.loads;
+    out->evictions = fcache.evictions;
+    pthread_mutex_unlock(&fcache.lock);
 }
 
 static void bloom_forget(struct cn_seg *seg);
@@ -562,11 +787,10 @@ void cn_seg_close(struct cn_seg *seg)
     if (seg->fd >= 0)
         close(seg->fd);
     bloom_forget(seg);
+    foot_forget(seg);
     free(seg->path);
-    free(seg->groups);
-    free(seg->pages);
-    free(seg->refs);
-    free(seg->bad);
+    ft_free_tables(seg);
+    free(atomic_load(&seg->bad));
     free(seg);
 }
 
@@ -585,15 +809,24 @@ uint64_t cn_seg_corrupt_blocks(const struct cn_seg *seg)
     return atomic_load(&((struct cn_seg *)seg)->corrupt);
 }
 
-int cn_seg_block(const struct cn_seg *seg, size_t i, struct cn_seg_block *out)
+static int foot_get(struct cn_seg *seg);
+static void foot_put(struct cn_seg *seg);
+
+int cn_seg_block(const struct cn_seg *cseg, size_t i, struct cn_seg_block *out)
 {
+    struct cn_seg *seg = (struct cn_seg *)cseg;
     if (i >= seg->nblocks)
         return CN_ENOENT;
+    int rc = foot_get(seg);
+    if (rc)
+        return rc;
     block_name(seg, i, out->name, sizeof(out->name));
-    out->off = seg->refs[i].off;
-    out->len = seg->refs[i].len;
-    out->raw = seg->refs[i].raw;
-    out->codec = seg->refs[i].codec;
+    const struct bref *r = ref_of(seg, i);
+    out->off = r->off;
+    out->len = r->len;
+    out->raw = r->raw;
+    out->codec = r->codec;
+    foot_put(seg);
     return 0;
 }
 
@@ -659,7 +892,7 @@ void cn_seg_set_bloom_cache(size_t bytes)
     pthread_mutex_unlock(&bcache.lock);
 }
 
-void cn_seg_bloom_cache_stats(struct cn_seg_bloom_cache_stats *out)
+void cn_seg_bloom_cache_stats(struct cn_seg_cache_stats *out)
 {
     pthread_mutex_lock(&bcache.lock);
     out->bytes = bcache.bytes;
@@ -688,7 +921,7 @@ static const struct sbloom *bloom_lock(const struct cn_seg *cseg, int t)
     pthread_mutex_unlock(&bcache.lock);
     /* Read without the lock; another thread may read it meanwhile: the first one in stays. */
     size_t blk = bloom_block(seg, t);
-    const struct bref *r = &seg->refs[blk];
+    const struct bref *r = ref_of(seg, blk);
     size_t need = (r->codec == CN_SEG__RAW ? r->len : r->raw) + 16;
     struct cn_arena mem;
     cn_arena_init(&mem, need, SIZE_MAX);
@@ -1126,7 +1359,7 @@ static int group_full(struct cn_seg *seg, ZSTD_DCtx *dc, struct cn_seg__group *d
     return rc;
 }
 
-int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *out)
+static int seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *out)
 {
     if (!cn_seg_may_contain_trace(seg, id))
         return 0;
@@ -1225,7 +1458,7 @@ int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *
     return rc ? rc : eio ? CN_EIO : 0;
 }
 
-int cn_seg_trace_ids(struct cn_seg *seg, cn_seg_trace_id_cb cb, void *ctx)
+static int seg_trace_ids(struct cn_seg *seg, cn_seg_trace_id_cb cb, void *ctx)
 {
     ZSTD_DCtx *dc = dctx_get();
     if (!dc)
@@ -1303,9 +1536,9 @@ int cn_seg_scan(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns, cn_seg_pre
     return cn_seg_scan_where(seg, from_ns, to_ns, NULL, pred, cb, ctx);
 }
 
-int cn_seg_scan_where(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns,
-                      const struct cn_seg_filter *f, cn_seg_pred_cb pred, cn_seg_rec_cb cb,
-                      void *ctx)
+static int seg_scan_where(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns,
+                          const struct cn_seg_filter *f, cn_seg_pred_cb pred, cn_seg_rec_cb cb,
+                          void *ctx)
 {
     int spans = seg->info.kind == CN_SEG_SPANS;
     struct rctx x;
@@ -1488,7 +1721,7 @@ static int check_page(struct cn_seg *seg, ZSTD_DCtx *dc, uint32_t p, const uint3
     return 0;
 }
 
-int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
+static int seg_check(struct cn_seg *seg, struct cn_seg_check *out)
 {
     memset(out, 0, sizeof(*out));
     out->blocks = 1 + seg->nblocks; /* the footer was checked by the open */
@@ -1537,7 +1770,7 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
                     rc = CN_ENOMEM;
             }
             for (unsigned col = 0; col < seg->ncols; col++) {
-                if (atomic_load(&seg->bad[group_block(seg, g, col)])) {
+                if (is_bad(seg, group_block(seg, g, col))) {
                     out->bad_blocks++;
                     note(out, "row group %u, column %s: damaged", g,
                          cn_seg__col_name(seg->info.kind, col));
@@ -1577,6 +1810,57 @@ int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
     if (rc == CN_ENOMEM)
         return rc;
     return out->bad_blocks || out->bad_groups || out->msg[0] ? CN_EIO : 0;
+}
+
+/* ---- entry points that read the footer's tables ------------------------------------------ */
+
+int cn_seg_trace(struct cn_seg *seg, const uint8_t id[16], struct cn_tel_batch *out)
+{
+    if (!cn_seg_may_contain_trace(seg, id))
+        return 0;
+    int rc = foot_get(seg);
+    if (rc == 0) {
+        rc = seg_trace(seg, id, out);
+        foot_put(seg);
+    }
+    return rc;
+}
+
+int cn_seg_trace_ids(struct cn_seg *seg, cn_seg_trace_id_cb cb, void *ctx)
+{
+    int rc = foot_get(seg);
+    if (rc == 0) {
+        rc = seg_trace_ids(seg, cb, ctx);
+        foot_put(seg);
+    }
+    return rc;
+}
+
+int cn_seg_scan_where(struct cn_seg *seg, uint64_t from_ns, uint64_t to_ns,
+                      const struct cn_seg_filter *f, cn_seg_pred_cb pred, cn_seg_rec_cb cb,
+                      void *ctx)
+{
+    if (seg->info.rows == 0 || seg->info.max_ns < from_ns || seg->info.min_ns >= to_ns)
+        return 0; /* nothing in the range: the tables are not needed */
+    int rc = foot_get(seg);
+    if (rc == 0) {
+        rc = seg_scan_where(seg, from_ns, to_ns, f, pred, cb, ctx);
+        foot_put(seg);
+    }
+    return rc;
+}
+
+int cn_seg_check(struct cn_seg *seg, struct cn_seg_check *out)
+{
+    int rc = foot_get(seg);
+    if (rc) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->msg, sizeof(out->msg), "%s: footer cannot be read again", seg->path);
+        return rc;
+    }
+    rc = seg_check(seg, out);
+    foot_put(seg);
+    return rc;
 }
 
 int cn_seg_validate(const char *path, struct cn_seg_check *out)

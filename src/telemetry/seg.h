@@ -146,13 +146,23 @@ size_t cn_seg_dctx_live(void);
  * recently used dropped past the budget (CN_SEG_BLOOM_CACHE bytes until set) and read again
  * at their next check. The bloom being checked is kept whatever its size. Process-wide. */
 #define CN_SEG_BLOOM_CACHE (64u << 20)
-struct cn_seg_bloom_cache_stats {
+struct cn_seg_cache_stats {
     size_t bytes, budget;
-    uint64_t loads;     /* blooms read from their segment */
+    uint64_t loads;     /* read from their segment (after open) */
     uint64_t evictions; /* dropped for room */
 };
 void cn_seg_set_bloom_cache(size_t bytes);
-void cn_seg_bloom_cache_stats(struct cn_seg_bloom_cache_stats *out);
+void cn_seg_bloom_cache_stats(struct cn_seg_cache_stats *out);
+
+/* The footer cache: the footer's tables (each block's place, each row group's statistics,
+ * each trace-index page's first ID; 16 bytes a block, ~17 blocks per 1024 spans) of open
+ * segments, read at open, the least recently used dropped past the budget (CN_SEG_FOOTER_CACHE
+ * bytes until set) when no read uses them, and read and checked again by the next read that
+ * needs them. Tables in use are kept whatever the budget. Images in memory keep theirs.
+ * Process-wide. */
+#define CN_SEG_FOOTER_CACHE (64u << 20)
+void cn_seg_set_footer_cache(size_t bytes);
+void cn_seg_footer_cache_stats(struct cn_seg_cache_stats *out);
 
 const struct cn_seg_info *cn_seg_info(const struct cn_seg *seg);
 /* The path given to cn_seg_open, or "<memory>". */

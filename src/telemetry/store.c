@@ -2194,6 +2194,8 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
         return CN_ENOMEM;
     st->opts = *opts;
     cn_seg_set_bloom_cache(opts->bloom_cache_bytes ? opts->bloom_cache_bytes : CN_SEG_BLOOM_CACHE);
+    cn_seg_set_footer_cache(opts->footer_cache_bytes ? opts->footer_cache_bytes
+                                                     : CN_SEG_FOOTER_CACHE);
     if (!st->opts.seal_bytes)
         st->opts.seal_bytes = 16u << 20;
     if (!st->opts.seal_interval_ms)

@@ -43,6 +43,8 @@ struct cn_store_opts {
     uint64_t disk_budget;         /* segment bytes kept at most (0: no budget) */
     uint64_t bloom_cache_bytes;   /* blooms of segments kept in memory, process-wide
                                      (cn_seg_set_bloom_cache; 0: CN_SEG_BLOOM_CACHE) */
+    uint64_t footer_cache_bytes;  /* footers' tables of segments kept in memory, process-wide
+                                     (cn_seg_set_footer_cache; 0: CN_SEG_FOOTER_CACHE) */
     uint32_t max_spans_per_trace; /* spans past it are refused (0: no limit) */
     /* Days of partitions (today the first) whose trace IDs the trace map keeps in memory;
      * an older partition's go into its trace map file (tmapf.h). 0: CN_STORE_MAP_MEM_DAYS;

@@ -125,12 +125,13 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->telemetry.retry_after_ms, 1000);
     assert_string_equal(cfg->telemetry.code_links, "{}");
     assert_int_equal(cfg->telemetry.bloom_cache, 64 * MIB);
+    assert_int_equal(cfg->telemetry.footer_cache, 64 * MIB);
     assert_int_equal(cfg->query.default_limit, 20);
     assert_int_equal(cfg->query.max_limit, 1000);
     assert_int_equal(cfg->query.max_scan_records, 2000000);
     assert_int_equal(cfg->query.max_range_ms, 168 * 3600 * 1000ull);
     assert_int_equal(cfg->query.max_tag_values, 10000);
-    assert_int_equal(cn_config_num_settings(), 70);
+    assert_int_equal(cn_config_num_settings(), 71);
     assert_string_equal(cfg->gateway.config, "");
     assert_string_equal(cfg->registry.listen, "127.0.0.1:8848");
     assert_int_equal(cfg->registry.beat_timeout_ms, 15000);
@@ -752,6 +753,7 @@ static void test_env_names(void **state)
                                            "168h",
                                            "20g",
                                            "64m",
+                                           "64m",
                                            "100000",
                                            "{}",
                                            "20",
@@ -941,6 +943,7 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "telemetry.retention", "0");
     set_ok(cfg, "telemetry.disk_budget", "0");
     set_ok(cfg, "telemetry.bloom_cache", "1m");
+    set_ok(cfg, "telemetry.footer_cache", "1m");
     set_ok(cfg, "telemetry.max_spans_per_trace", "0");
     set_ok(cfg, "telemetry.code_links",
            "{\"*\": \"https://g/{repo}/'{filepath}'#L{lineno}\", svc: 'x{function}'}");
@@ -1123,6 +1126,7 @@ static void test_diff_and_restart(void **state)
                                           "telemetry.retention",
                                           "telemetry.disk_budget",
                                           "telemetry.bloom_cache",
+                                          "telemetry.footer_cache",
                                           "telemetry.max_spans_per_trace",
                                           "registry.listen",
                                           "registry.auth",

@@ -752,6 +752,82 @@ static void dctx_per_thread(void **state)
     spanset_release(&ss);
 }
 
+/* The footers' tables of open segments are kept within the footer cache's budget: read at
+ * open, dropped least recently used first when no read uses them, read and checked again by
+ * the next read; a footer damaged on disk meanwhile fails that read (counted, logged once),
+ * never a wrong answer. */
+static void flip_byte(const char *p, uint64_t off);
+
+static void footer_cache_budget(void **state)
+{
+    (void)state;
+    struct spanset ss;
+    spanset_build(&ss, 3000);
+    write_spans(&ss, 64, NULL);
+    struct cn_seg_cache_stats st, st0;
+    cn_seg_footer_cache_stats(&st0);
+    assert_int_equal(st0.bytes, 0); /* no segment open */
+    enum { NSEGS = 8 };
+    struct cn_seg *segs[NSEGS];
+    segs[0] = open_ok(path);
+    cn_seg_footer_cache_stats(&st);
+    size_t one = st.bytes; /* read at open */
+    assert_true(one > 0);
+    for (int i = 1; i < NSEGS; i++)
+        segs[i] = open_ok(path);
+    cn_seg_footer_cache_stats(&st);
+    assert_int_equal(st.bytes, NSEGS * one);
+    /* Room for three: the three opened last stay. */
+    cn_seg_set_footer_cache(3 * one);
+    cn_seg_footer_cache_stats(&st);
+    assert_int_equal(st.bytes, 3 * one);
+    assert_int_equal(st.evictions, st0.evictions + NSEGS - 3);
+    for (int i = 0; i < NSEGS; i++) {
+        size_t n = 0;
+        assert_int_equal(cn_seg_scan(segs[i], 0, UINT64_MAX, NULL, count_rows, &n), 0);
+        assert_int_equal(n, 3000);
+        struct cn_tel_batch b;
+        cn_tel_batch_init(&b, 64u << 20);
+        assert_int_equal(cn_seg_trace(segs[i], ss.tids[i], &b), 0);
+        assert_int_equal((int)b.num_spans, 3000 / NTRACES);
+        cn_tel_batch_release(&b);
+        cn_seg_footer_cache_stats(&st);
+        assert_int_equal(st.bytes, 3 * one);
+    }
+    /* Each was read again (the least recently used dropped at the start, then each one three
+     * reads after its own). */
+    assert_int_equal(st.loads, st0.loads + NSEGS);
+    assert_int_equal(st.evictions, st0.evictions + (NSEGS - 3) + NSEGS);
+    /* The edge: a budget of 0 keeps only the tables in use, here none. */
+    cn_seg_set_footer_cache(0);
+    cn_seg_footer_cache_stats(&st);
+    assert_int_equal(st.bytes, 0);
+    struct cn_seg_check chk;
+    assert_int_equal(cn_seg_check(segs[1], &chk), 0);
+    assert_int_equal((int)chk.rows, 3000);
+    struct cn_seg_block blk;
+    assert_int_equal(cn_seg_block(segs[1], 0, &blk), 0);
+    assert_true(blk.len > 0);
+    /* The footer damaged on disk while its tables were out: the next read fails, once logged. */
+    const struct cn_seg_info *info = cn_seg_info(segs[2]);
+    flip_byte(path, info->bytes - CN_SEG_TRAILER - 3);
+    size_t n = 0;
+    assert_int_equal(cn_seg_scan(segs[2], 0, UINT64_MAX, NULL, count_rows, &n), CN_EIO);
+    assert_int_equal(n, 0);
+    assert_int_equal((int)cn_seg_corrupt_blocks(segs[2]), 1);
+    uint8_t absent[16] = {9, 9, 9};
+    assert_int_equal(cn_seg_may_contain_trace(segs[2], absent), 0); /* its bloom still serves */
+    assert_int_equal(cn_seg_check(segs[2], &chk), CN_EIO);
+    assert_int_equal((int)cn_seg_corrupt_blocks(segs[2]), 1);
+    cn_seg_set_footer_cache(CN_SEG_FOOTER_CACHE);
+    for (int i = 0; i < NSEGS; i++)
+        cn_seg_close(segs[i]);
+    cn_seg_footer_cache_stats(&st);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(st.budget, CN_SEG_FOOTER_CACHE);
+    spanset_release(&ss);
+}
+
 /* The blooms of open segments are kept within the bloom cache's budget: read at their first
  * check, dropped least recently used first, read again when checked after. */
 static void bloom_cache_budget(void **state)
@@ -764,7 +840,7 @@ static void bloom_cache_budget(void **state)
     struct cn_seg *segs[NSEGS];
     for (int i = 0; i < NSEGS; i++)
         segs[i] = open_ok(path);
-    struct cn_seg_bloom_cache_stats st, st0;
+    struct cn_seg_cache_stats st, st0;
     cn_seg_bloom_cache_stats(&st0);
     assert_int_equal(st0.bytes, 0); /* opening reads none */
     /* One segment's two blooms: their bytes. */
@@ -1413,7 +1489,7 @@ static void corrupt_index_and_blooms(void **state)
     assert_int_equal(cn_seg_may_contain_token(seg, "kangaroo"), 1);
     assert_int_equal(cn_seg_corrupt_blocks(seg), 2);
     /* Known damaged: not read again. */
-    struct cn_seg_bloom_cache_stats bs0, bs1;
+    struct cn_seg_cache_stats bs0, bs1;
     cn_seg_bloom_cache_stats(&bs0);
     assert_int_equal(cn_seg_may_contain_trace(seg, absent), 1);
     assert_int_equal(cn_seg_may_contain_token(seg, "kangaroo"), 1);
@@ -2350,6 +2426,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(row_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(dctx_per_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(bloom_cache_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(footer_cache_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(time_runs_order, setup, teardown),
         cmocka_unit_test_setup_teardown(time_scan_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(scan_filtered, setup, teardown),

@@ -10,6 +10,7 @@
 
 #include "ev/mailbox.h"
 #include "telemetry/otlp-json.h"
+#include "telemetry/seg.h"
 #include "telemetry/store.h"
 
 #include <fcntl.h>
@@ -21,8 +22,9 @@
 #include <unistd.h>
 
 static char dir[256];
-static int32_t map_mem_days; /* open_store's telemetry.trace_map_mem_days */
-static uint64_t disk_budget; /* and disk budget */
+static int32_t map_mem_days;  /* open_store's telemetry.trace_map_mem_days */
+static uint64_t disk_budget;  /* and disk budget */
+static uint64_t footer_cache; /* and footer cache (0: the default) */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -37,6 +39,7 @@ static int setup(void **state)
     (void)state;
     map_mem_days = 0;
     disk_budget = 0;
+    footer_cache = 0;
     snprintf(dir, sizeof(dir), "/tmp/cairn-test-store-read-XXXXXX");
     return mkdtemp(dir) ? 0 : -1;
 }
@@ -155,6 +158,7 @@ static struct cn_store *open_store(uint64_t seal_interval_ms, enum cn_wal_fsync 
         .seal_interval_ms = seal_interval_ms,
         .disk_budget = disk_budget,
         .trace_map_mem_days = map_mem_days,
+        .footer_cache_bytes = footer_cache,
     };
     struct cn_store *st = NULL;
     char err[512];
@@ -433,7 +437,14 @@ static void reads_race_ingest_and_sealing(void)
     assert_true(atomic_load(&stress_reads) >= 4);
     if (map_mem_days < 0)
         assert_true(atomic_load(&stats->trace_map_files) >= 1);
+    if (footer_cache == 1) {
+        struct cn_seg_cache_stats fc;
+        cn_seg_footer_cache_stats(&fc);
+        assert_true(fc.loads > 0);
+        assert_true(fc.evictions > 0);
+    }
     end(st);
+    cn_seg_set_footer_cache(CN_SEG_FOOTER_CACHE);
 }
 
 static void test_reads_race_ingest_and_sealing(void **state)
@@ -443,11 +454,14 @@ static void test_reads_race_ingest_and_sealing(void **state)
 }
 
 /* The same with every seal moving the trace map into today's file (merged with the file
- * before, which is replaced under the lookups: ASan checks it is closed after them). */
+ * before, which is replaced under the lookups: ASan checks it is closed after them), and a
+ * footer cache of one byte: every read of a segment reads its footer's tables again, and
+ * drops them after, while other reads and the merges use the same segments. */
 static void test_reads_race_trace_map_files(void **state)
 {
     (void)state;
     map_mem_days = -1;
+    footer_cache = 1;
     stress_stop = stress_submitted = stress_reads = stress_bad = 0;
     reads_race_ingest_and_sealing();
 }
