@@ -39,13 +39,67 @@ struct rpage {
     uint32_t count;
 };
 
+/* A cache of what segments read from their files (blooms, footer tables): a list, most
+ * recently used first, of what is in memory, and its bytes within a budget. */
+struct lru_node {
+    struct lru_node *prev, *next;
+};
+
+struct lru {
+    pthread_mutex_t lock;
+    struct lru_node *head, *tail;
+    size_t bytes, budget;
+    uint64_t loads, evictions;
+};
+
+#define LRU_INIT(budget)                                                                           \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, (budget), 0, 0                                   \
+    }
+#define LRU_ENTRY(n, type, member) ((type *)((char *)(n)-offsetof(type, member)))
+
+/* The cache's lock held, here and below. */
+static void lru_unlink(struct lru *c, struct lru_node *n)
+{
+    *(n->prev ? &n->prev->next : &c->head) = n->next;
+    *(n->next ? &n->next->prev : &c->tail) = n->prev;
+    n->prev = n->next = NULL;
+}
+
+static void lru_push(struct lru *c, struct lru_node *n)
+{
+    n->prev = NULL;
+    n->next = c->head;
+    *(c->head ? &c->head->prev : &c->tail) = n;
+    c->head = n;
+}
+
+/* n becomes the most recently used. */
+static void lru_touch(struct lru *c, struct lru_node *n)
+{
+    if (c->head != n) {
+        lru_unlink(c, n);
+        lru_push(c, n);
+    }
+}
+
+static void lru_stats(struct lru *c, struct cn_seg_cache_stats *out)
+{
+    pthread_mutex_lock(&c->lock);
+    out->bytes = c->bytes;
+    out->budget = c->budget;
+    out->loads = c->loads;
+    out->evictions = c->evictions;
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* A bloom of an open segment: read at its first check, kept while the bloom cache has room.
  * Guarded by the cache's lock. */
 struct sbloom {
-    struct cn_arena mem;        /* the bits, when in memory (mem.used: the bytes counted) */
-    const uint8_t *bits;        /* NULL: not in memory */
-    struct sbloom *prev, *next; /* the cache's list, most recently used first */
-    int damaged;                /* failed its check: every answer is "may" */
+    struct cn_arena mem;  /* the bits, when in memory (mem.used: the bytes counted) */
+    const uint8_t *bits;  /* NULL: not in memory */
+    struct lru_node node; /* in the cache's list while in memory */
+    int damaged;          /* failed its check: every answer is "may" */
 };
 
 /* After open everything here is read-only but the atomic flags and counter and the blooms
@@ -73,13 +127,13 @@ struct cn_seg {
     uint64_t foff, fsum;       /* the footer, to read it again */
     uint32_t flen, fraw;
     /* Guarded by the footer cache's lock: */
-    size_t ft_bytes;                  /* the tables' bytes */
-    unsigned ft_users;                /* reads using them now */
-    struct cn_seg *ft_prev, *ft_next; /* the cache's list while in memory and not an image */
-    int ft_in;                        /* the tables are in the cache (counted, listed) */
-    int ft_failed;                    /* reading them again failed (logged once) */
-    struct sbloom bl[2];              /* the trace bloom, the token bloom */
-    _Atomic(atomic_uchar *) bad;      /* per block: found damaged (and logged); NULL until one is */
+    size_t ft_bytes;             /* the tables' bytes */
+    unsigned ft_users;           /* reads using them now */
+    struct lru_node ft_node;     /* in the cache's list while in memory, not an image */
+    int ft_in;                   /* the tables are in the cache (counted, listed) */
+    int ft_failed;               /* reading them again failed (logged once) */
+    struct sbloom bl[2];         /* the trace bloom, the token bloom */
+    _Atomic(atomic_uchar *) bad; /* per block: found damaged (and logged); NULL until one is */
     atomic_uint_fast64_t corrupt;
 };
 
@@ -560,27 +614,7 @@ static int open_any(struct cn_seg *seg, uint64_t size, char *err, size_t err_len
 /* The footer's tables of every open segment (not images in memory), most recently used
  * first: read at open, then dropped past the budget when no read uses them, and read again
  * (checked as at open) by the next read that needs them. */
-static struct {
-    pthread_mutex_t lock;
-    struct cn_seg *head, *tail;
-    size_t bytes, budget;
-    uint64_t loads, evictions;
-} fcache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, CN_SEG_FOOTER_CACHE, 0, 0};
-
-static void ft_unlink(struct cn_seg *s)
-{
-    *(s->ft_prev ? &s->ft_prev->ft_next : &fcache.head) = s->ft_next;
-    *(s->ft_next ? &s->ft_next->ft_prev : &fcache.tail) = s->ft_prev;
-    s->ft_prev = s->ft_next = NULL;
-}
-
-static void ft_push(struct cn_seg *s)
-{
-    s->ft_prev = NULL;
-    s->ft_next = fcache.head;
-    *(fcache.head ? &fcache.head->ft_prev : &fcache.tail) = s;
-    fcache.head = s;
-}
+static struct lru fcache = LRU_INIT(CN_SEG_FOOTER_CACHE);
 
 static void ft_free_tables(struct cn_seg *s)
 {
@@ -595,11 +629,12 @@ static void ft_free_tables(struct cn_seg *s)
 /* Cache lock held: drops the least recently used tables no read uses until the budget holds. */
 static void ft_trim(void)
 {
-    for (struct cn_seg *s = fcache.tail, *prev; s && fcache.bytes > fcache.budget; s = prev) {
-        prev = s->ft_prev;
+    for (struct lru_node *n = fcache.tail, *prev; n && fcache.bytes > fcache.budget; n = prev) {
+        prev = n->prev;
+        struct cn_seg *s = LRU_ENTRY(n, struct cn_seg, ft_node);
         if (s->ft_users)
             continue;
-        ft_unlink(s);
+        lru_unlink(&fcache, n);
         fcache.bytes -= s->ft_bytes;
         s->ft_in = 0;
         ft_free_tables(s);
@@ -615,7 +650,7 @@ static void foot_cached(struct cn_seg *seg)
     pthread_mutex_lock(&fcache.lock);
     fcache.bytes += seg->ft_bytes;
     seg->ft_in = 1;
-    ft_push(seg);
+    lru_push(&fcache, &seg->ft_node);
     ft_trim();
     pthread_mutex_unlock(&fcache.lock);
 }
@@ -630,10 +665,7 @@ static int foot_get(struct cn_seg *seg)
     pthread_mutex_lock(&fcache.lock);
     if (seg->refs) {
         seg->ft_users++;
-        if (fcache.head != seg) {
-            ft_unlink(seg);
-            ft_push(seg);
-        }
+        lru_touch(&fcache, &seg->ft_node);
         pthread_mutex_unlock(&fcache.lock);
         return 0;
     }
@@ -658,7 +690,7 @@ static int foot_get(struct cn_seg *seg)
         fcache.bytes += seg->ft_bytes;
         fcache.loads++;
         seg->ft_in = 1;
-        ft_push(seg);
+        lru_push(&fcache, &seg->ft_node);
     }
     int log = rc == CN_EIO && !seg->ft_failed;
     if (rc == CN_EIO)
@@ -696,7 +728,7 @@ static void foot_forget(struct cn_seg *seg)
         return;
     pthread_mutex_lock(&fcache.lock);
     if (seg->ft_in) {
-        ft_unlink(seg);
+        lru_unlink(&fcache, &seg->ft_node);
         fcache.bytes -= seg->ft_bytes;
         seg->ft_in = 0;
     }
@@ -713,12 +745,7 @@ void cn_seg_set_footer_cache(size_t bytes)
 
 void cn_seg_footer_cache_stats(struct cn_seg_cache_stats *out)
 {
-    pthread_mutex_lock(&fcache.lock);
-    out->bytes = fcache.bytes;
-    out->budget = fcache.budget;
-    out->loads = fcache.loads;
-    out->evictions = fcache.evictions;
-    pthread_mutex_unlock(&fcache.lock);
+    lru_stats(&fcache, out);
 }
 
 static void bloom_forget(struct cn_seg *seg);
@@ -836,31 +863,11 @@ int cn_seg_block(const struct cn_seg *cseg, size_t i, struct cn_seg_block *out)
  * check and kept, most recently used first, while their bytes stay within the budget; past
  * it the least recently used go (read again when next checked). One lock, held for a check's
  * few probes too. */
-static struct {
-    pthread_mutex_t lock;
-    struct sbloom *head, *tail;
-    size_t bytes, budget;
-    uint64_t loads, evictions;
-} bcache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, CN_SEG_BLOOM_CACHE, 0, 0};
-
-static void lru_unlink(struct sbloom *b)
-{
-    *(b->prev ? &b->prev->next : &bcache.head) = b->next;
-    *(b->next ? &b->next->prev : &bcache.tail) = b->prev;
-    b->prev = b->next = NULL;
-}
-
-static void lru_push(struct sbloom *b)
-{
-    b->prev = NULL;
-    b->next = bcache.head;
-    *(bcache.head ? &bcache.head->prev : &bcache.tail) = b;
-    bcache.head = b;
-}
+static struct lru bcache = LRU_INIT(CN_SEG_BLOOM_CACHE);
 
 static void bloom_drop(struct sbloom *b)
 {
-    lru_unlink(b);
+    lru_unlink(&bcache, &b->node);
     bcache.bytes -= b->mem.used;
     cn_arena_release(&b->mem);
     b->bits = NULL;
@@ -869,8 +876,8 @@ static void bloom_drop(struct sbloom *b)
 /* Cache lock held: drops the least recently used until the budget holds, but keep. */
 static void bloom_trim(const struct sbloom *keep)
 {
-    while (bcache.bytes > bcache.budget && bcache.tail && bcache.tail != keep) {
-        bloom_drop(bcache.tail);
+    while (bcache.bytes > bcache.budget && bcache.tail && (!keep || bcache.tail != &keep->node)) {
+        bloom_drop(LRU_ENTRY(bcache.tail, struct sbloom, node));
         bcache.evictions++;
     }
 }
@@ -894,12 +901,7 @@ void cn_seg_set_bloom_cache(size_t bytes)
 
 void cn_seg_bloom_cache_stats(struct cn_seg_cache_stats *out)
 {
-    pthread_mutex_lock(&bcache.lock);
-    out->bytes = bcache.bytes;
-    out->budget = bcache.budget;
-    out->loads = bcache.loads;
-    out->evictions = bcache.evictions;
-    pthread_mutex_unlock(&bcache.lock);
+    lru_stats(&bcache, out);
 }
 
 /* Returns with the cache's lock held and bloom t of seg in memory, or NULL when it is damaged
@@ -910,10 +912,7 @@ static const struct sbloom *bloom_lock(const struct cn_seg *cseg, int t)
     struct sbloom *b = &seg->bl[t];
     pthread_mutex_lock(&bcache.lock);
     if (b->bits) {
-        if (bcache.head != b) {
-            lru_unlink(b);
-            lru_push(b);
-        }
+        lru_touch(&bcache, &b->node);
         return b;
     }
     if (b->damaged)
@@ -937,7 +936,7 @@ static const struct sbloom *bloom_lock(const struct cn_seg *cseg, int t)
         b->bits = bits;
         bcache.bytes += mem.used; /* 0 for an image in memory: the bits are the image's */
         bcache.loads++;
-        lru_push(b);
+        lru_push(&bcache, &b->node);
         bloom_trim(b);
         return b;
     }
