@@ -156,6 +156,9 @@ struct cn_store {
     size_t tmap_dead;    /* entries of removed segments; sealer thread, like every map change */
     struct daymap *days; /* trace map files of older partitions, by pday */
     size_t num_days, cap_days;
+    /* Bumped when a segment leaves the table or a partition's entries move to a new file:
+     * a lookup that searched the files without the lock then searches again (store_trace). */
+    uint64_t map_gen;
     size_t segs_dead; /* slots of removed segments in segs; sealer thread too */
 
     /* Readers pinned in each epoch, by the epoch modulo EPOCH_SLOTS (see pin), and what left
@@ -1139,6 +1142,7 @@ static int spill_day(struct cn_store *st, uint32_t pday)
     struct tmap old = *m;
     *m = n;
     st->tmap_dead = 0;
+    st->map_gen++;
     for (size_t i = 0; i < st->num_segs; i++) {
         struct segref *r = &st->segs[i];
         if (spillable(r, pday)) {
@@ -1226,6 +1230,7 @@ static void enforce_retention(struct cn_store *st)
             r->path = NULL;
             st->tmap_dead += r->nmap;
             st->segs_dead++;
+            st->map_gen++;
             atomic_fetch_sub(&st->stats.segments, 1);
             atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
             if (one)
@@ -1722,6 +1727,7 @@ static int compact_once(struct cn_store *st, uint8_t kind)
         r->path = NULL;
         st->tmap_dead += r->nmap;
         st->segs_dead++;
+        st->map_gen++;
         atomic_fetch_sub(&st->stats.segments, 1);
         atomic_fetch_sub(&st->stats.segment_bytes, r->bytes);
     }
@@ -2513,58 +2519,90 @@ static void file_hit(void *ctx, uint32_t seq)
     h->hits[h->n++] = (struct hit){h->pday, seq};
 }
 
-/* Adds to sn the segments of the partitions' trace map files that may hold id. Without
- * hlock: sn's pin keeps the files open; the segments are taken under it once more. */
-static void snap_file_segs(struct cn_store *st, struct snap *sn, const struct daymap *days,
-                           size_t ndays, const uint8_t *id, uint8_t kind)
+/* Searches the partitions' trace map files for key. */
+static void find_in_files(struct cn_store *st, const struct daymap *days, size_t ndays,
+                          uint32_t key, struct file_hits *h)
 {
-    struct file_hits h = {0};
-    uint32_t key = tmap_key(id);
     for (size_t d = 0; d < ndays; d++) {
-        h.pday = days[d].pday;
-        if (cn_tmapf_find(days[d].f, key, file_hit, &h) != 0)
+        h->pday = days[d].pday;
+        if (cn_tmapf_find(days[d].f, key, file_hit, h) != 0)
             atomic_fetch_add(&st->stats.read_errors, 1);
     }
-    if (h.oom) {
+    if (h->oom) {
         atomic_fetch_add(&st->stats.read_errors, 1);
         cn_error("telemetry", "out of memory: a read left records out", NULL);
     }
-    if (h.n) {
-        uv_rwlock_rdlock(&st->hlock);
-        for (size_t i = 0; i < st->num_segs; i++) {
-            const struct segref *r = &st->segs[i];
-            if (!r->seg || !r->filed || r->kind != kind)
-                continue;
-            for (size_t k = 0; k < h.n; k++)
-                if (h.hits[k].pday == r->pday && h.hits[k].seq == r->seq) {
-                    snap_seg(sn, r->seg);
-                    break;
-                }
-        }
-        uv_rwlock_rdunlock(&st->hlock);
+}
+
+/* hlock held: adds to sn the segments of kind that the files' hits name. */
+static void snap_hits(struct cn_store *st, struct snap *sn, const struct file_hits *h, uint8_t kind)
+{
+    struct trace_segs t = {sn, st->segs, kind};
+    for (size_t i = 0; h->n && i < st->num_segs; i++) {
+        const struct segref *r = &st->segs[i];
+        if (!r->seg || !r->filed)
+            continue;
+        for (size_t k = 0; k < h->n; k++)
+            if (h->hits[k].pday == r->pday && h->hits[k].seq == r->seq) {
+                collect_seg(&t, (uint32_t)i);
+                break;
+            }
     }
-    free(h.hits);
+}
+
+/* What a lookup by trace ID reads, as of one moment: the segments the in-memory map and the
+ * partitions' files name, and the heads' records. The files are searched without the lock
+ * (sn's pin keeps them open), and the segments they name taken under it once more; when a
+ * segment left the table or entries moved to a new file in between (map_gen), the lookup
+ * starts again and searches the files under the lock. */
+static void snap_trace(struct cn_store *st, struct snap *sn, const uint8_t *id, uint8_t kind)
+{
+    uint32_t key = tmap_key(id);
+    for (int locked = 0;; locked = 1) {
+        snap_lock(st, sn);
+        struct trace_segs t = {sn, st->segs, kind};
+        tmap_each(&st->tmap, id, collect_seg, &t);
+        snap_head_trace(sn, &st->frozen, id, kind == CN_SEG_LOGS);
+        snap_head_trace(sn, &st->head, id, kind == CN_SEG_LOGS);
+        struct file_hits h = {0};
+        if (locked || st->num_days == 0) {
+            find_in_files(st, st->days, st->num_days, key, &h);
+            snap_hits(st, sn, &h, kind);
+            snap_unlock(sn);
+            free(h.hits);
+            return;
+        }
+        uint64_t gen = st->map_gen;
+        size_t ndays = st->num_days;
+        struct daymap *days = malloc(ndays * sizeof(*days));
+        if (days)
+            memcpy(days, st->days, ndays * sizeof(*days));
+        else
+            sn->oom = 1;
+        snap_unlock(sn);
+        if (days)
+            find_in_files(st, days, ndays, key, &h);
+        free(days);
+        int again = 0;
+        if (h.n) {
+            uv_rwlock_rdlock(&st->hlock);
+            again = st->map_gen != gen;
+            if (!again)
+                snap_hits(st, sn, &h, kind);
+            uv_rwlock_rdunlock(&st->hlock);
+        }
+        free(h.hits);
+        if (!again)
+            return;
+        snap_release(sn);
+    }
 }
 
 static size_t store_trace(struct cn_store *st, const uint8_t *id, uint8_t kind,
                           cn_store_span_cb span_cb, cn_store_log_cb log_cb, void *ctx)
 {
     struct snap sn;
-    snap_lock(st, &sn);
-    struct trace_segs t = {&sn, st->segs, kind};
-    tmap_each(&st->tmap, id, collect_seg, &t);
-    snap_head_trace(&sn, &st->frozen, id, kind == CN_SEG_LOGS);
-    snap_head_trace(&sn, &st->head, id, kind == CN_SEG_LOGS);
-    size_t ndays = st->num_days;
-    struct daymap *days = ndays ? malloc(ndays * sizeof(*days)) : NULL;
-    if (days)
-        memcpy(days, st->days, ndays * sizeof(*days));
-    else if (ndays)
-        sn.oom = 1;
-    snap_unlock(&sn);
-    if (days)
-        snap_file_segs(st, &sn, days, ndays, id, kind);
-    free(days);
+    snap_trace(st, &sn, id, kind);
     size_t n = 0;
     for (size_t i = 0; i < sn.nsegs; i++) {
         if (!cn_seg_may_contain_trace(sn.segs[i], id))
