@@ -124,16 +124,24 @@ class DemoTest(CairnTestCase):
                            json.dumps({"service": "billing", "fault": "error"}).encode())
         self.assertEqual((st, doc["param"]), (400, "service"), doc)
 
+        seen = {}  # the last answer, for the failure message
+
         def ranked():
             st, doc = self.api(srv, "/api/v1/rca?" + q({"service": "checkout",
                                                          "start": "%dns" % start_ns}))
             self.assertEqual(st, 200, doc)
             s = doc["suspects"]
+            seen["window"] = doc["window"]
+            seen["top"] = [(x["service"], x["operation"], x.get("kind"), x.get("score"))
+                           for x in s[:3]]
             if doc["window"]["errorRequests"] < 5 or not s:
                 return None
             return doc if (s[0]["service"], s[0]["operation"]) == ("payments", "POST /charge") \
                 else None
-        doc = poll_until(ranked, scaled(30), 0.5, "RCA to rank payments first")
+        try:
+            doc = poll_until(ranked, scaled(30), 0.5, "RCA to rank payments first")
+        except AssertionError as e:
+            raise AssertionError("%s; the last answer: %r" % (e, seen)) from None
         top = doc["suspects"][0]
         self.assertIn(top["kind"], ("new_error", "error_origin"))
         self.assertGreater(top["score"], 0.2)
