@@ -277,6 +277,9 @@ struct rca {
     uint32_t svc; /* the service analysed */
     int trace_mode;
     uint64_t from[2], to[2];
+    /* Where each window's data starts: the first span its scan read, when the scan read all
+     * of the window and that span starts after the window does; else from. */
+    uint64_t data_from[2];
     /* Reading. */
     uint64_t spans_read, span_budget;
     int truncated, sampled, failed;
@@ -494,11 +497,14 @@ static size_t fetch_trace(struct rca *r, const uint8_t id[16], int win, double w
 struct scan1 {
     struct rca *r;
     struct cn_slice svc;
+    uint64_t first; /* the earliest start read */
+    int cut;        /* the span budget ended the scan */
 };
 
 static void scan1_span(void *ctx, const struct cn_span *s)
 {
     struct scan1 *c = ctx;
+    c->first = CN_MIN(c->first, s->start_ns);
     uint8_t f = 0;
     if (cn_slice_eq(svc_of(s), c->svc))
         f |= F_SERVICE;
@@ -517,13 +523,13 @@ static uint64_t scan_range(struct rca *r, uint64_t from, uint64_t to, uint64_t b
         uint64_t lo = hi - from > w ? hi - w : from;
         uint64_t left = budget - read;
         if (left == 0) {
-            r->truncated = 1;
+            r->truncated = c->cut = 1;
             break;
         }
         size_t n = r->src->scan_spans(r->src->ctx, lo, hi, left, scan1_span, c);
         read += n;
         if (n >= left) {
-            r->truncated = 1;
+            r->truncated = c->cut = 1;
             break;
         }
         if (r->tm.failed)
@@ -560,7 +566,7 @@ static int cand_by_id(const void *a, const void *b)
 static void collect_window(struct rca *r, int win, struct cn_slice svc, const uint8_t *skip)
 {
     memset(&r->tm, 0, sizeof(r->tm));
-    struct scan1 c = {r, svc};
+    struct scan1 c = {r, svc, UINT64_MAX, 0};
     uint64_t third = r->lim->max_spans / 3 ? r->lim->max_spans / 3 : 1;
     uint64_t left = r->span_budget > r->spans_read ? r->span_budget - r->spans_read : 0;
     uint64_t budget = CN_MIN(third, left);
@@ -569,6 +575,9 @@ static void collect_window(struct rca *r, int win, struct cn_slice svc, const ui
         return;
     }
     r->spans_read += scan_range(r, r->from[win], r->to[win], budget, &c);
+    if (!c.cut && !r->tm.failed && c.first != UINT64_MAX && c.first > r->from[win] &&
+        c.first < r->to[win])
+        r->data_from[win] = c.first;
     if (r->tm.failed) {
         r->failed = 1;
         free(r->tm.cells);
@@ -1161,6 +1170,14 @@ static double per_call(double sum, double calls)
     return calls > 0 ? sum / calls : 0;
 }
 
+/* Calls per second of window win, over the part of it that holds data (a store started
+ * during the baseline knows nothing of the time before: that is no data, not no traffic). */
+static double rate(const struct rca *r, const struct opstat *o, int win)
+{
+    double len = (double)(r->to[win] - r->data_from[win]) / 1e9;
+    return len > 0 ? o->calls[win] / len : 0;
+}
+
 static void scores(const struct rca *r, const struct opstat *o, double out[K_NUM])
 {
     int has_base = r->n_req[BASE] > 0;
@@ -1183,9 +1200,7 @@ static void scores(const struct rca *r, const struct opstat *o, double out[K_NUM
     out[K_LATENCY] = c * g;
     if (has_base && !r->trace_mode) {
         if (o->is_entry) {
-            double ln = (double)(r->to[NOW] - r->from[NOW]) / 1e9;
-            double lb = (double)(r->to[BASE] - r->from[BASE]) / 1e9;
-            double rn = ln > 0 ? o->calls[NOW] / ln : 0, rb = lb > 0 ? o->calls[BASE] / lb : 0;
+            double rn = rate(r, o, NOW), rb = rate(r, o, BASE);
             if (rn > rb)
                 out[K_TRAFFIC] = CN_RCA_TRAFFIC_WEIGHT * (rn - rb) / rn;
         } else {
@@ -1465,10 +1480,8 @@ static json_t *reason(const struct rca *r, const struct opstat *o, int kind)
         break;
     default:
         if (o->is_entry) {
-            double ln = (double)(r->to[NOW] - r->from[NOW]) / 1e9;
-            double lb = (double)(r->to[BASE] - r->from[BASE]) / 1e9;
-            snprintf(b, sizeof(b), "request rate %.3f/s (baseline %.3f/s)",
-                     ln > 0 ? o->calls[NOW] / ln : 0, lb > 0 ? o->calls[BASE] / lb : 0);
+            snprintf(b, sizeof(b), "request rate %.3f/s (baseline %.3f/s)", rate(r, o, NOW),
+                     rate(r, o, BASE));
         } else {
             snprintf(b, sizeof(b), "%.3f calls per %s request (baseline %.3f)",
                      nn > 0 ? o->calls[NOW] / nn : 0, svc, nb > 0 ? o->calls[BASE] / nb : 0);
@@ -1550,6 +1563,7 @@ static json_t *window_json(const struct rca *r, int win)
     json_t *j = json_object();
     json_object_set_new(j, "start", ns_str(r->from[win]));
     json_object_set_new(j, "end", ns_str(r->to[win]));
+    json_object_set_new(j, "dataStart", ns_str(r->data_from[win]));
     json_object_set_new(j, "requests", json_integer((json_int_t)llround(r->n_req[win])));
     json_object_set_new(j, "errorRequests", json_integer((json_int_t)llround(r->n_err_req[win])));
     json_object_set_new(j, "tracesSeen", json_integer((json_int_t)r->traces_seen[win]));
@@ -1712,6 +1726,8 @@ int cn_rca_run(const struct cn_rca_source *src, const struct cn_rca_limits *lim,
         rc = fail(err_param, NULL, err, err_len, "out of memory", CN_ENOMEM);
         goto out;
     }
+    r->data_from[NOW] = r->from[NOW];
+    r->data_from[BASE] = r->from[BASE];
     const struct str *sv = &r->strs.v[r->svc];
     struct cn_slice svc = {sv->p ? sv->p : "", sv->len};
     if (!r->trace_mode)

@@ -21,7 +21,9 @@
  *                   1 when X has no baseline calls.
  *   traffic change  calls per request of S, K(X), against the baseline:
  *                   0.5 * |K_now - K_base| / max(K_now, K_base); for S's own entry operations
- *                   the request rate, only when it grew: 0.5 * (R_now - R_base) / R_now.
+ *                   the request rate, only when it grew: 0.5 * (R_now - R_base) / R_now,
+ *                   each rate over the part of its window that holds data (from the first
+ *                   span its scan read, when the scan read the whole window).
  *
  * Self-time of a span: its duration minus the union of its children's intervals (clipped to
  * the span). Critical path: from a request's end backwards, the child that ends last before

@@ -132,6 +132,7 @@ class DemoTest(CairnTestCase):
             self.assertEqual(st, 200, doc)
             s = doc["suspects"]
             seen["window"] = doc["window"]
+            seen["baseline"] = doc["baseline"]
             seen["top"] = [(x["service"], x["operation"], x.get("kind"), x.get("score"))
                            for x in s[:3]]
             if doc["window"]["errorRequests"] < 5 or not s:

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -529,6 +530,68 @@ static void test_traffic(void **state)
     json_decref(out);
 }
 
+static uint64_t ns_of(json_t *out, const char *win, const char *k)
+{
+    const char *v = json_string_value(path(out, win, k));
+    assert_non_null(v);
+    return strtoull(v, NULL, 10);
+}
+
+/* An entry operation's request rate is measured over the part of each window that holds
+ * spans: a store that started 10 s before the window has no data for the baseline's first
+ * 50 s, which is not a quiet minute. Only a scan that read all of its window moves the start. */
+static void test_traffic_rate_data_start(void **state)
+{
+    (void)state;
+    struct shop once = {0};
+    /* 1 request/s for the baseline's last 10 s and all of the window: no traffic change. */
+    reset();
+    setup_limits();
+    for (unsigned i = 0; i < 10; i++)
+        shop(100 + i, T0 - 10 * SEC + i * SEC, &once);
+    for (unsigned i = 0; i < 60; i++)
+        shop(200 + i, T0 + i * SEC, &once);
+    struct cn_rca_query q = svc_query("frontend");
+    json_t *out = run(&q);
+    assert_int_equal(ns_of(out, "baseline", "dataStart"), T0 - 10 * SEC);
+    assert_int_equal(ns_of(out, "baseline", "start"), T0 - 60 * SEC);
+    assert_int_equal(ns_of(out, "window", "dataStart"), T0);
+    assert_null(find(out, "frontend", "GET /checkout", "traffic_change"));
+    json_decref(out);
+
+    /* 3 requests/s in the window: 0.5 * (3 - 1) / 3, the baseline's rate over its 10 s. */
+    reset();
+    setup_limits();
+    for (unsigned i = 0; i < 10; i++)
+        shop(100 + i, T0 - 10 * SEC + i * SEC, &once);
+    for (unsigned i = 0; i < 180; i++)
+        shop(1000 + i, T0 + i * SEC / 3, &once);
+    out = run(&q);
+    json_t *s = find(out, "frontend", "GET /checkout", "traffic_change");
+    is(s, "frontend", "GET /checkout", "traffic_change", 0.3333);
+    assert_string_equal(str(s, "reason"), "request rate 3.000/s (baseline 1.000/s)");
+    json_decref(out);
+
+    /* A scan cut by its span budget did not see its window's start: the whole window counts
+     * (10 requests over 60 s against 1/s: 0.5 * (1 - 1/6)). */
+    reset();
+    setup_limits();
+    for (unsigned i = 0; i < 10; i++)
+        shop(100 + i, T0 - 10 * SEC + i * SEC, &once);
+    for (unsigned i = 0; i < 60; i++)
+        shop(200 + i, T0 + i * SEC, &once);
+    LIM.max_spans = 3 * 40; /* a third: the baseline's 40 spans, one too few to know it ended */
+    out = run(&q);
+    assert_true(json_is_true(path(out, "examined", "truncated")));
+    assert_int_equal(ns_of(out, "baseline", "dataStart"), T0 - 60 * SEC);
+    assert_int_equal(ns_of(out, "window", "dataStart"), T0);
+    json_decref(out);
+    LIM.max_spans = 3 * 41;
+    out = run(&q);
+    assert_int_equal(ns_of(out, "baseline", "dataStart"), T0 - 10 * SEC);
+    json_decref(out);
+}
+
 static void test_determinism(void **state)
 {
     (void)state;
@@ -835,13 +898,21 @@ static void test_cycles_and_orphans(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_origin),       cmocka_unit_test(test_two_origins_tie),
-        cmocka_unit_test(test_self_time_overlap),  cmocka_unit_test(test_baseline_latency),
-        cmocka_unit_test(test_new_error_version),  cmocka_unit_test(test_traffic),
-        cmocka_unit_test(test_determinism),        cmocka_unit_test(test_limit_traces),
-        cmocka_unit_test(test_limit_spans),        cmocka_unit_test(test_limit_trace_spans),
-        cmocka_unit_test(test_limit_suspects),     cmocka_unit_test(test_bad_query),
-        cmocka_unit_test(test_trace_mode),         cmocka_unit_test(test_logs),
+        cmocka_unit_test(test_error_origin),
+        cmocka_unit_test(test_two_origins_tie),
+        cmocka_unit_test(test_self_time_overlap),
+        cmocka_unit_test(test_baseline_latency),
+        cmocka_unit_test(test_new_error_version),
+        cmocka_unit_test(test_traffic),
+        cmocka_unit_test(test_traffic_rate_data_start),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_limit_traces),
+        cmocka_unit_test(test_limit_spans),
+        cmocka_unit_test(test_limit_trace_spans),
+        cmocka_unit_test(test_limit_suspects),
+        cmocka_unit_test(test_bad_query),
+        cmocka_unit_test(test_trace_mode),
+        cmocka_unit_test(test_logs),
         cmocka_unit_test(test_cycles_and_orphans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
