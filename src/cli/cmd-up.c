@@ -728,6 +728,7 @@ int cmd_up(int argc, char **argv)
         .disk_budget = c->telemetry.disk_budget,
         .bloom_cache_bytes = c->telemetry.bloom_cache,
         .footer_cache_bytes = c->telemetry.footer_cache,
+        .trace_map_mem_days = (int32_t)c->telemetry.trace_map_days,
         .max_spans_per_trace = (uint32_t)c->telemetry.max_spans_per_trace,
         .limits = {(uint32_t)c->telemetry.max_attributes,
                    (uint32_t)c->telemetry.max_attribute_value_bytes,

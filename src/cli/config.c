@@ -135,6 +135,8 @@ static const struct setting settings[] = {
      "memory for the bloom filters of segment files, least recently used dropped past it"},
     {"telemetry.footer_cache", T_SIZE, AT(telemetry.footer_cache), "64m", MIB, 64 * GIB, S_RESTART,
      "memory for the footers' tables of segment files, least recently used dropped"},
+    {"telemetry.trace_map_days", T_UINT, AT(telemetry.trace_map_days), "2", 1, 36500, S_RESTART,
+     "days of partitions (today counts) whose trace IDs stay in memory; older in files"},
     {"telemetry.max_spans_per_trace", T_UINT, AT(telemetry.max_spans_per_trace), "100000", 0,
      10000000, S_RESTART, "spans of one trace kept; past it they are refused; 0 = no limit"},
     {"telemetry.code_links", T_LINKS, AT(telemetry.code_links), "{}", 0, 64 * KIB, 0,

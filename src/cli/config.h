@@ -46,6 +46,7 @@ struct cn_config {
         uint64_t disk_budget;
         uint64_t bloom_cache;
         uint64_t footer_cache;
+        uint64_t trace_map_days;
         uint64_t max_spans_per_trace;
         char *code_links; /* canonical YAML flow mapping: service -> template */
     } telemetry;

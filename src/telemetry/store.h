@@ -46,9 +46,9 @@ struct cn_store_opts {
     uint64_t footer_cache_bytes;  /* footers' tables of segments kept in memory, process-wide
                                      (cn_seg_set_footer_cache; 0: CN_SEG_FOOTER_CACHE) */
     uint32_t max_spans_per_trace; /* spans past it are refused (0: no limit) */
-    /* Days of partitions (today the first) whose trace IDs the trace map keeps in memory;
-     * an older partition's go into its trace map file (tmapf.h). 0: CN_STORE_MAP_MEM_DAYS;
-     * negative: none, today's go to a file too (tests). */
+    /* Days of partitions (today the first) whose trace IDs the trace map keeps in memory
+     * (telemetry.trace_map_days); an older partition's go into its trace map file (tmapf.h).
+     * 0: CN_STORE_MAP_MEM_DAYS; negative: none, today's go to a file too (tests). */
     int32_t trace_map_mem_days;
 };
 

@@ -126,12 +126,13 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->telemetry.code_links, "{}");
     assert_int_equal(cfg->telemetry.bloom_cache, 64 * MIB);
     assert_int_equal(cfg->telemetry.footer_cache, 64 * MIB);
+    assert_int_equal(cfg->telemetry.trace_map_days, 2);
     assert_int_equal(cfg->query.default_limit, 20);
     assert_int_equal(cfg->query.max_limit, 1000);
     assert_int_equal(cfg->query.max_scan_records, 2000000);
     assert_int_equal(cfg->query.max_range_ms, 168 * 3600 * 1000ull);
     assert_int_equal(cfg->query.max_tag_values, 10000);
-    assert_int_equal(cn_config_num_settings(), 71);
+    assert_int_equal(cn_config_num_settings(), 72);
     assert_string_equal(cfg->gateway.config, "");
     assert_string_equal(cfg->registry.listen, "127.0.0.1:8848");
     assert_int_equal(cfg->registry.beat_timeout_ms, 15000);
@@ -265,6 +266,9 @@ static const struct bound bounds[] = {
      "http.max_connections: 1000001 is above the maximum 1000000"},
     {"shutdown.drain_timeout", AT(shutdown.drain_timeout_ms), "0", 0, NULL, "1h", 3600000,
      "shutdown.drain_timeout: 3600001ms is above the maximum 1h"},
+    {"telemetry.trace_map_days", AT(telemetry.trace_map_days), "1", 1,
+     "telemetry.trace_map_days: 0 is below the minimum 1", "36500", 36500,
+     "telemetry.trace_map_days: 36501 is above the maximum 36500"},
 };
 
 /* The value text a message quotes: what follows "KEY: " up to " is ". */
@@ -754,6 +758,7 @@ static void test_env_names(void **state)
                                            "20g",
                                            "64m",
                                            "64m",
+                                           "2",
                                            "100000",
                                            "{}",
                                            "20",
@@ -944,6 +949,7 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "telemetry.disk_budget", "0");
     set_ok(cfg, "telemetry.bloom_cache", "1m");
     set_ok(cfg, "telemetry.footer_cache", "1m");
+    set_ok(cfg, "telemetry.trace_map_days", "1");
     set_ok(cfg, "telemetry.max_spans_per_trace", "0");
     set_ok(cfg, "telemetry.code_links",
            "{\"*\": \"https://g/{repo}/'{filepath}'#L{lineno}\", svc: 'x{function}'}");
@@ -1127,6 +1133,7 @@ static void test_diff_and_restart(void **state)
                                           "telemetry.disk_budget",
                                           "telemetry.bloom_cache",
                                           "telemetry.footer_cache",
+                                          "telemetry.trace_map_days",
                                           "telemetry.max_spans_per_trace",
                                           "registry.listen",
                                           "registry.auth",

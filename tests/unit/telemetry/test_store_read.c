@@ -468,13 +468,21 @@ static void test_reads_race_trace_map_files(void **state)
 
 /* ---- trace map files ---- */
 
-static void today_map(char *dst, size_t len)
+/* The partition directory of the day ago days before today (UTC). */
+static void day_path(char *dst, size_t len, int ago)
 {
-    time_t t = (time_t)(now_ns() / 1000000000ull);
+    time_t t = (time_t)(now_ns() / 1000000000ull) - (time_t)ago * 86400;
     struct tm tm;
     gmtime_r(&t, &tm);
-    snprintf(dst, len, "%s/parts/%04d-%02d-%02d/traces.map", dir, tm.tm_year + 1900, tm.tm_mon + 1,
+    snprintf(dst, len, "%s/parts/%04d-%02d-%02d", dir, tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday);
+}
+
+static void today_map(char *dst, size_t len)
+{
+    day_path(dst, len, 0);
+    size_t n = strlen(dst);
+    snprintf(dst + n, len - n, "/traces.map");
 }
 
 /* Spans of the trace submit() gave ID byte tid. */
@@ -569,6 +577,45 @@ static void test_trace_map_files(void **state)
     end(st);
 }
 
+/* telemetry.trace_map_days at its edge. A partition is the day its segments were sealed:
+ * yesterday's is made by renaming today's directory while the store is closed. With 2 its
+ * trace IDs stay in memory; with 1 (only today's) the first seal moves them to its file. */
+static void test_trace_map_days(void **state)
+{
+    (void)state;
+    if (now_ns() % (86400 * 1000000000ull) > 86340 * 1000000000ull)
+        skip();
+    struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    seal_trace(st, 0x51, 3);
+    end(st);
+    char today[512], yesterday[512];
+    day_path(today, sizeof(today), 0);
+    day_path(yesterday, sizeof(yesterday), 1);
+    assert_int_equal(rename(today, yesterday), 0);
+
+    map_mem_days = 2;
+    st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    const struct cn_store_stats *stats = cn_store_stats(st);
+    seal_trace(st, 0x52, 2);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 0);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 2);
+    assert_int_equal(trace_spans(st, 0x51), 3);
+
+    map_mem_days = 1;
+    st = reopen(st);
+    stats = cn_store_stats(st);
+    seal_trace(st, 0x53, 4);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 2);
+    size_t n = strlen(yesterday);
+    snprintf(yesterday + n, sizeof(yesterday) - n, "/traces.map");
+    assert_int_equal(access(yesterday, F_OK), 0);
+    assert_int_equal(trace_spans(st, 0x51), 3);
+    assert_int_equal(trace_spans(st, 0x52), 2);
+    assert_int_equal(trace_spans(st, 0x53), 4);
+    end(st);
+}
+
 /* Compaction merges filed segments: the file then lists the merged one only, so each trace
  * comes back once. Retention removing a partition's last segment removes its file, and the
  * partition's directory. */
@@ -624,6 +671,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reads_race_ingest_and_sealing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_race_trace_map_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace_map_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trace_map_days, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace_map_files_follow_compaction_and_retention, setup,
                                         teardown),
     };
