@@ -1433,6 +1433,33 @@ static json_t *logs_json(struct rca *r, uint32_t trace, uint32_t span)
     return arr;
 }
 
+struct has_log {
+    const uint8_t *span_id;
+    int found;
+};
+
+static void has_log_cb(void *ctx, const struct cn_log *l)
+{
+    struct has_log *h = ctx;
+    h->found |= memcmp(l->span_id, h->span_id, 8) == 0;
+}
+
+/* Which of the examples the span and log evidence come from: the first whose span has a log
+ * line of its own. Services export logs apart from spans, so the newest trace's lines may not
+ * have come yet; the first example when none has one. */
+static uint32_t example_with_log(const struct rca *r, const struct example *ex, uint32_t n)
+{
+    if (!r->src->trace_logs || !r->lim->max_logs)
+        return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct has_log h = {r->spans[ex[i].span].span_id, 0};
+        r->src->trace_logs(r->src->ctx, r->traces[ex[i].trace].id, has_log_cb, &h);
+        if (h.found)
+            return i;
+    }
+    return 0;
+}
+
 static void pct(char *dst, size_t n, double v)
 {
     snprintf(dst, n, "%.1f%%", 100 * v);
@@ -1530,15 +1557,18 @@ static json_t *suspect_json(struct rca *r, const struct suspect *sp, size_t rank
     json_object_set_new(j, "reason", reason(r, o, sp->kind));
     json_t *ev = json_object();
     int exk = kind_example[sp->kind];
+    /* The example the evidence comes from goes first; the others keep their order. */
+    uint32_t first = example_with_log(r, o->ex[exk], o->nex[exk]);
     json_t *ids = json_array();
     char hex[33];
-    for (uint32_t i = 0; i < o->nex[exk]; i++) {
+    for (uint32_t k = 0; k < o->nex[exk]; k++) {
+        uint32_t i = k == 0 ? first : k <= first ? k - 1 : k;
         cn_hex_encode(hex, r->traces[o->ex[exk][i].trace].id, 16);
         json_array_append_new(ids, json_string(hex));
     }
     json_object_set_new(ev, "traces", ids);
     if (o->nex[exk]) {
-        const struct example *e = &o->ex[exk][0];
+        const struct example *e = &o->ex[exk][first];
         json_object_set_new(ev, "span", span_json(r, e->trace, e->span));
         json_object_set_new(ev, "logs", logs_json(r, e->trace, e->span));
     } else {

@@ -866,6 +866,45 @@ static void test_logs(void **state)
     json_decref(out);
 }
 
+/* The span and log evidence come from the best example whose span has a log line of its
+ * own: the newest failing trace's lines may not have come yet. It is listed first. */
+static void test_example_with_log(void **state)
+{
+    (void)state;
+    reset();
+    setup_limits();
+    struct shop oos = {.inv_err = "out of stock"};
+    for (unsigned i = 0; i < 3; i++)
+        shop(1 + i, T0 + (1 + i) * SEC, &oos); /* trace 3 is the newest */
+    const struct cn_resource *inv = R("inventory", "1.0.0");
+    L(1, 3, inv, T0 + 1 * SEC + 4 * MS, "sku 1 not found"); /* the oldest's span */
+    L(2, 1, inv, T0 + 2 * SEC + 5 * MS, "trace 2, not its span");
+    struct cn_rca_query q = svc_query("frontend");
+    json_t *out = run(&q);
+    json_t *s = sus(out, 0);
+    is(s, "inventory", "GET /stock", "error_origin", 1.0);
+    json_t *ids = path(s, "evidence", "traces");
+    assert_int_equal(json_array_size(ids), 3);
+    assert_string_equal(json_string_value(json_array_get(ids, 0)), hex_trace(1));
+    assert_string_equal(json_string_value(json_array_get(ids, 1)), hex_trace(3));
+    assert_string_equal(json_string_value(json_array_get(ids, 2)), hex_trace(2));
+    assert_string_equal(str(path(s, "evidence", "span"), "traceId"), hex_trace(1));
+    json_t *l0 = json_array_get(path(s, "evidence", "logs"), 0);
+    assert_string_equal(str(l0, "relation"), "span");
+    assert_string_equal(str(json_object_get(l0, "body"), "stringValue"), "sku 1 not found");
+    json_decref(out);
+
+    /* No example's span has a line: the newest, in order. */
+    F.nlogs = 0;
+    out = run(&q);
+    s = sus(out, 0);
+    ids = path(s, "evidence", "traces");
+    assert_string_equal(json_string_value(json_array_get(ids, 0)), hex_trace(3));
+    assert_string_equal(json_string_value(json_array_get(ids, 1)), hex_trace(2));
+    assert_string_equal(str(path(s, "evidence", "span"), "traceId"), hex_trace(3));
+    json_decref(out);
+}
+
 static void test_cycles_and_orphans(void **state)
 {
     (void)state;
@@ -910,6 +949,7 @@ int main(void)
         cmocka_unit_test(test_bad_query),
         cmocka_unit_test(test_trace_mode),
         cmocka_unit_test(test_logs),
+        cmocka_unit_test(test_example_with_log),
         cmocka_unit_test(test_cycles_and_orphans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
