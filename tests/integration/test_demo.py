@@ -141,8 +141,9 @@ class DemoTest(CairnTestCase):
                 return None
             if (s[0]["service"], s[0]["operation"]) != ("payments", "POST /charge"):
                 return None
-            # The example is the newest failing trace; its services export their logs in
-            # batches of their own, which may come after its spans.
+            # The example is the newest failing trace whose span has its log line; the
+            # services export logs in batches of their own, so right after the fault none
+            # of the examples may have its line yet.
             seen["logs"] = [(l.get("service"), l["relation"]) for l in s[0]["evidence"]["logs"]]
             return doc if ("payments", "span") in seen["logs"] else None
         try:
