@@ -118,7 +118,7 @@ int cn_reg_json_double(struct cn_buf *b, double v)
 {
     /* As Java's Double.toString prints the values Nacos clients send: 1.0, 0.5, 2.25. */
     char t[64];
-    if (v == (double)(int64_t)v && v > -1e15 && v < 1e15)
+    if (v > -1e15 && v < 1e15 && v == (double)(int64_t)v) /* in range before the cast */
         snprintf(t, sizeof(t), "%lld.0", (long long)v);
     else
         snprintf(t, sizeof(t), "%.15g", v);

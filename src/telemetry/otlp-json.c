@@ -334,7 +334,7 @@ static int get_enum(struct dec *d, json_t *obj, const char *camel, const char *s
         else
             refuse(d, what);
     } else if (d->ints_as_reals && json_is_real(v) &&
-               json_real_value(v) == (double)(long long)json_real_value(v)) {
+               json_real_value(v) == floor(json_real_value(v))) {
         /* A body with a number past int64 elsewhere is re-read with every number a double:
          * whole doubles are the integers they were written as. */
         double x = json_real_value(v);

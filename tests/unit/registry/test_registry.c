@@ -371,6 +371,19 @@ static void test_listener_parse(void **state)
 static void test_forms_and_encoding(void **state)
 {
     (void)state;
+    /* Doubles as Java prints them; past +-1e15 (and past int64, where a cast to it would be
+     * undefined) in %.15g. */
+    static const struct {
+        double v;
+        const char *want;
+    } dbl[] = {{1.0, "1.0"}, {0.5, "0.5"}, {-3, "-3.0"}, {1e300, "1e+300"}, {-1e19, "-1e+19"}};
+    for (size_t i = 0; i < CN_ARRAY_LEN(dbl); i++) {
+        struct cn_buf b;
+        cn_buf_init(&b, 64);
+        assert_int_equal(cn_reg_json_double(&b, dbl[i].v), 0);
+        assert_true(cn_slice_eq(cn_buf_slice(&b), cn_slice_of(dbl[i].want)));
+        cn_buf_release(&b);
+    }
     struct cn_form f;
     cn_form_init(&f, 4096);
     assert_int_equal(cn_form_parse(&f, CN_SLICE_LIT("a=1&b=x+y%21&a=2&empty=&flag")), 0);
