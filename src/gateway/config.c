@@ -1,6 +1,8 @@
 /* Gateway configuration: YAML (libyaml document API) checked field by field and compiled
  * into an immutable snapshot. Every error names FILE:LINE:COL and the field's path. */
 #include "gateway/config-ld.h"
+
+#include "base/regex.h"
 #include "gateway/discovery.h"
 #include "gateway/internal.h"
 #include "gateway/tls.h"
@@ -337,6 +339,9 @@ static int check_name(struct ld *l, const yaml_node_t *n, struct cn_slice s)
 static int compile_re(struct ld *l, const yaml_node_t *n, struct cn_slice pat, regex_t **out)
 {
     struct cn_gw_snapshot *s = l->snap;
+    char why[160];
+    if (cn_regex_check(pat.ptr, pat.len, why, sizeof(why)) != 0)
+        return fail_at(l, n, "%s", why);
     char *full = malloc(pat.len + 5);
     if (!full)
         return fail_at(l, n, "out of memory");

@@ -2,6 +2,8 @@
  * span kind and severity names (query.h). */
 #include "telemetry/query.h"
 
+#include "base/regex.h"
+
 #include <math.h>
 
 static void put_err(char *err, size_t err_len, const char *fmt, const char *arg)
@@ -109,7 +111,14 @@ int cn_pred_parse(struct cn_pred *out, struct cn_slice text, char *err, size_t e
     out->key_len = klen;
     out->value_len = vlen;
     if (op == CN_PRED_RE) {
-        int rc = regcomp(&out->re, out->value, REG_EXTENDED | REG_NOSUB);
+        char why[160];
+        int rc = cn_regex_check(out->value, vlen, why, sizeof(why));
+        if (rc != 0) {
+            cn_pred_release(out);
+            put_err(err, err_len, "%s", why);
+            return rc;
+        }
+        rc = regcomp(&out->re, out->value, REG_EXTENDED | REG_NOSUB);
         if (rc != 0) {
             char why[128];
             regerror(rc, &out->re, why, sizeof(why));

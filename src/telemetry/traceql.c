@@ -2,6 +2,8 @@
  * the query, and the span matcher. */
 #include "telemetry/traceql.h"
 
+#include "base/regex.h"
+
 #include <math.h>
 #include <stdarg.h>
 
@@ -407,12 +409,16 @@ static int check_cond(struct parser *ps, struct cn_tql_cond *c, size_t op_at, si
         break;
     }
     if (regex) {
+        char why[160];
+        int rc = cn_regex_check(c->str, c->str_len, why, sizeof(why));
+        if (rc != 0)
+            return fail(ps, value_at, rc, "%s", why);
         /* Anchored at both ends, as Tempo's. */
         char *pat = malloc(c->str_len + 7);
         if (!pat)
             return fail(ps, value_at, CN_ENOMEM, "out of memory");
         snprintf(pat, c->str_len + 7, "^(%s)$", c->str);
-        int rc = regcomp(&c->re, pat, REG_EXTENDED | REG_NOSUB);
+        rc = regcomp(&c->re, pat, REG_EXTENDED | REG_NOSUB);
         free(pat);
         if (rc != 0) {
             char msg[128];

@@ -397,6 +397,9 @@ class CompatTest(CairnTestCase):
                        "invalid TraceQL query: at offset 7: expected a value")
         self.tempo_400("/api/search?q=" + urllib.parse.quote('{ .a =~ "(" }'),
                        "regular expression does not compile")
+        # One request that would have made glibc's regcomp take gigabytes (base/regex.h).
+        self.tempo_400("/api/search?q=" + urllib.parse.quote('{ .a =~ "a%s" }' % ("+" * 40)),
+                       "regular expression too large")
         self.tempo_400("/api/search?start=20&end=10", "invalid start")
         self.tempo_400("/api/search?limit=1000000", "'limit' must be")
         self.tempo_400("/api/search?limit=%d" % (MAX_LIMIT + 1), "'limit' must be 1..%d"

@@ -139,6 +139,9 @@ static const struct {
     {HEAD "routes: [{name: r, matches: [{path: {type: RegularExpression, value: '('}}], "
           "backendRefs: [{name: a}]}]\n",
      "t.yaml:6:70: routes[0].matches[0].path.value: invalid regular expression (POSIX ERE)"},
+    {HEAD "routes: [{name: r, matches: [{path: {type: RegularExpression, value: '/a{1000}'}}], "
+          "backendRefs: [{name: a}]}]\n",
+     "t.yaml:6:70: routes[0].matches[0].path.value: regular expression too large"},
     {HEAD "routes: [{name: r, matches: [{method: FETCH}], backendRefs: [{name: a}]}]\n",
      "t.yaml:6:39: routes[0].matches[0].method: 'FETCH' is not an HTTP method"},
     {HEAD "routes: [{name: r, matches: [{headers: [{name: 'a:b', value: x}]}], "

@@ -115,6 +115,9 @@ static void test_pred_parse(void **state)
     pred_err("n>inf", CN_ESYNTAX, "the value of a > or < predicate");
     pred_err("n<1e999", CN_ESYNTAX, "the value of a > or < predicate");
     pred_err("k=~(", CN_ESYNTAX, "regular expression does not compile");
+    /* Refused before regcomp (base/regex.h): 2^10 elements, and a back-reference. */
+    pred_err("k=~a++++++++++", CN_ELIMIT, "regular expression too large");
+    pred_err("k=~(a)\\1", CN_ESYNTAX, "back-references");
     cn_pred_release(&p);
 }
 

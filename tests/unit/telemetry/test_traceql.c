@@ -166,6 +166,7 @@ static void test_errors(void **state)
     parse_bad("{ .a = \"abc }", CN_ESYNTAX, 7, "string not closed");
     parse_bad("{ .a = \"a\\qb\" }", CN_ESYNTAX, 9, "unknown escape");
     parse_bad("{ .a =~ \"(unclosed\" }", CN_ESYNTAX, 8, "regular expression does not compile");
+    parse_bad("{ .a =~ \"(x{40}){40}\" }", CN_ELIMIT, 8, "regular expression too large");
     parse_bad("{ .a =~ 5 }", CN_ESYNTAX, 8, "take a quoted regular expression");
     parse_bad("{ duration > 100 }", CN_ESYNTAX, 13, "duration takes a duration");
     parse_bad("{ duration > 100xs }", CN_ESYNTAX, 16, "unknown duration unit 'xs'");
