@@ -60,6 +60,8 @@ static long decode(char *dst, const char *p, size_t n, int plus_space)
 
 int cn_url_decode(struct cn_buf *out, struct cn_slice s, int plus_space)
 {
+    if (s.len == 0) /* out->ptr and s.ptr may be NULL: no pointer arithmetic on them */
+        return 0;
     if (cn_buf_reserve(out, s.len) != 0)
         return CN_ELIMIT;
     long n = decode(out->ptr + out->len, s.ptr, s.len, plus_space);
@@ -72,6 +74,8 @@ int cn_url_decode(struct cn_buf *out, struct cn_slice s, int plus_space)
 int cn_form_parse(struct cn_form *f, struct cn_slice s)
 {
     size_t base = f->text.len;
+    if (s.len == 0) /* f->text.ptr and s.ptr may be NULL */
+        return 0;
     if (s.len > UINT32_MAX || cn_buf_reserve(&f->text, s.len) != 0)
         return CN_ELIMIT;
     /* Decoding never grows: the reserve above holds every parameter. */

@@ -386,6 +386,14 @@ static void test_forms_and_encoding(void **state)
     }
     struct cn_form f;
     cn_form_init(&f, 4096);
+    /* Nothing, with no buffer yet on either side (an empty body). */
+    assert_int_equal(cn_form_parse(&f, (struct cn_slice){NULL, 0}), 0);
+    assert_int_equal((int)f.num, 0);
+    struct cn_buf dec;
+    cn_buf_init(&dec, 64);
+    assert_int_equal(cn_url_decode(&dec, (struct cn_slice){NULL, 0}, 1), 0);
+    assert_int_equal((int)dec.len, 0);
+    cn_buf_release(&dec);
     assert_int_equal(cn_form_parse(&f, CN_SLICE_LIT("a=1&b=x+y%21&a=2&empty=&flag")), 0);
     assert_int_equal(cn_form_parse(&f, CN_SLICE_LIT("c=%E4%BD%A0")), 0);
     struct cn_slice v;
