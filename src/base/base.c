@@ -8,6 +8,12 @@ void cn_bug(const char *file, int line, const char *expr)
     abort();
 }
 
+int cn_u32_cmp(const void *pa, const void *pb)
+{
+    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+    return a < b ? -1 : a > b;
+}
+
 int cn_slice_case_eq(struct cn_slice a, struct cn_slice b)
 {
     if (a.len != b.len)

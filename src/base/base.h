@@ -89,6 +89,9 @@ int cn_slice_case_eq(struct cn_slice a, struct cn_slice b);
  * Returns 0, or CN_ESYNTAX / CN_ERANGE. */
 int cn_slice_to_u64(struct cn_slice s, uint64_t *out_v);
 
+/* qsort/bsearch order of uint32_t values. */
+int cn_u32_cmp(const void *a, const void *b);
+
 /* Frees *p and sets it to NULL. */
 #define cn_free(pp)                                                                                \
     do {                                                                                           \

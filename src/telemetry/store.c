@@ -1039,12 +1039,6 @@ static int map_filed_day(const struct cn_store *st, uint32_t pday)
     return keep < 0 || (int64_t)pday + keep <= (int64_t)(wall_ns() / DAY_NS);
 }
 
-static int u32_cmp(const void *pa, const void *pb)
-{
-    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
-    return a < b ? -1 : a > b;
-}
-
 struct spill {
     struct cn_tmapf_entry *e;
     size_t n, cap;
@@ -1066,7 +1060,7 @@ static void spill_add(struct spill *sp, uint32_t key, uint32_t seq)
 static void spill_keep(void *ctx, const struct cn_tmapf_entry *e)
 {
     struct spill *sp = ctx;
-    if (bsearch(&e->seq, sp->live, sp->nlive, sizeof(*sp->live), u32_cmp))
+    if (bsearch(&e->seq, sp->live, sp->nlive, sizeof(*sp->live), cn_u32_cmp))
         spill_add(sp, e->key, e->seq);
 }
 
@@ -1093,7 +1087,7 @@ static int spill_day(struct cn_store *st, uint32_t pday)
         if (spillable(&st->segs[i], pday))
             live[nlive++] = st->segs[i].seq;
     if (!rc)
-        qsort(live, nlive, sizeof(*live), u32_cmp);
+        qsort(live, nlive, sizeof(*live), cn_u32_cmp);
     sp.live = live;
     sp.nlive = nlive;
     for (size_t i = 0; !rc && i < m->cap; i++) {

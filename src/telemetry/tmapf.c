@@ -108,12 +108,6 @@ static void sort_entries(struct cn_tmapf_entry *e, size_t n)
     free(tmp);
 }
 
-static int u32_cmp(const void *pa, const void *pb)
-{
-    uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
-    return a < b ? -1 : a > b;
-}
-
 /* Writes all of p at the descriptor's position. Returns 0 or -errno. */
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -186,7 +180,7 @@ int cn_tmapf_write(const char *path, struct cn_tmapf_entry *e, size_t n, uint32_
         if (m == 0 || entry_cmp(&e[m - 1], &e[i]) != 0)
             e[m++] = e[i];
     if (ncov)
-        qsort(covered, ncov, sizeof(*covered), u32_cmp);
+        qsort(covered, ncov, sizeof(*covered), cn_u32_cmp);
     size_t c = 0;
     for (size_t i = 0; i < ncov; i++)
         if (c == 0 || covered[c - 1] != covered[i])

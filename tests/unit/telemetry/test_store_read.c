@@ -478,11 +478,20 @@ static void day_path(char *dst, size_t len, int ago)
              tm.tm_mday);
 }
 
-static void today_map(char *dst, size_t len)
+/* Its trace map file. */
+static void day_map(char *dst, size_t len, int ago)
 {
-    day_path(dst, len, 0);
+    day_path(dst, len, ago);
     size_t n = strlen(dst);
     snprintf(dst + n, len - n, "/traces.map");
+}
+
+/* The partition tests skip the last minute of a UTC day: the partition would change under
+ * them. */
+static void skip_near_midnight(void)
+{
+    if (now_ns() % (86400 * 1000000000ull) > 86340 * 1000000000ull)
+        skip();
 }
 
 /* Spans of the trace submit() gave ID byte tid. */
@@ -516,8 +525,7 @@ static struct cn_store *reopen(struct cn_store *st)
 static void test_trace_map_files(void **state)
 {
     (void)state;
-    if (now_ns() % (86400 * 1000000000ull) > 86340 * 1000000000ull)
-        skip();        /* the last minute of a UTC day: the partition would change under the test */
+    skip_near_midnight();
     map_mem_days = -1; /* today's partition too */
     struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
     const struct cn_store_stats *stats = cn_store_stats(st);
@@ -526,7 +534,7 @@ static void test_trace_map_files(void **state)
     assert_int_equal((int)atomic_load(&stats->trace_map_entries), 0);
     assert_true(atomic_load(&stats->trace_map_file_bytes) > 0);
     char path[512];
-    today_map(path, sizeof(path));
+    day_map(path, sizeof(path), 0);
     assert_int_equal(access(path, F_OK), 0);
     uint64_t one = atomic_load(&stats->trace_map_file_bytes);
     seal_trace(st, 0x32, 4);
@@ -583,8 +591,7 @@ static void test_trace_map_files(void **state)
 static void test_trace_map_days(void **state)
 {
     (void)state;
-    if (now_ns() % (86400 * 1000000000ull) > 86340 * 1000000000ull)
-        skip();
+    skip_near_midnight();
     struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
     seal_trace(st, 0x51, 3);
     end(st);
@@ -607,9 +614,9 @@ static void test_trace_map_days(void **state)
     seal_trace(st, 0x53, 4);
     assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
     assert_int_equal((int)atomic_load(&stats->trace_map_entries), 2);
-    size_t n = strlen(yesterday);
-    snprintf(yesterday + n, sizeof(yesterday) - n, "/traces.map");
-    assert_int_equal(access(yesterday, F_OK), 0);
+    char map[512];
+    day_map(map, sizeof(map), 1);
+    assert_int_equal(access(map, F_OK), 0);
     assert_int_equal(trace_spans(st, 0x51), 3);
     assert_int_equal(trace_spans(st, 0x52), 2);
     assert_int_equal(trace_spans(st, 0x53), 4);
@@ -622,8 +629,7 @@ static void test_trace_map_days(void **state)
 static void test_trace_map_files_follow_compaction_and_retention(void **state)
 {
     (void)state;
-    if (now_ns() % (86400 * 1000000000ull) > 86340 * 1000000000ull)
-        skip();
+    skip_near_midnight();
     map_mem_days = -1;
     struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
     const struct cn_store_stats *stats = cn_store_stats(st);
@@ -638,7 +644,7 @@ static void test_trace_map_files_follow_compaction_and_retention(void **state)
 
     /* Over a one-byte disk budget at the next start: everything goes, the file too. */
     char path[512];
-    today_map(path, sizeof(path));
+    day_map(path, sizeof(path), 0);
     assert_int_equal(access(path, F_OK), 0);
     disk_budget = 1;
     st = reopen(st);
