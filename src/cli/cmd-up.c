@@ -722,6 +722,7 @@ int cmd_up(int argc, char **argv)
         .wal_segment_bytes = c->telemetry.wal_segment_bytes,
         .max_body_bytes = (uint32_t)CN_MIN(c->otlp.max_body_bytes, (uint64_t)UINT32_MAX),
         .fsync = c->telemetry.fsync ? CN_WAL_FSYNC_ALWAYS : CN_WAL_FSYNC_NEVER,
+        .wal_buffered = !c->telemetry.wal_direct,
         .seal_bytes = c->telemetry.seal_bytes,
         .seal_interval_ms = c->telemetry.seal_interval_ms,
         .retention_ms = c->telemetry.retention_ms,

@@ -113,6 +113,9 @@ static const struct setting settings[] = {
     {"telemetry.fsync", T_BOOL, AT(telemetry.fsync), "true", 0, 1, S_RESTART,
      "fdatasync the write-ahead log before acknowledging (false: survives kill -9, not power "
      "loss)"},
+    {"telemetry.wal_direct", T_BOOL, AT(telemetry.wal_direct), "true", 0, 1, S_RESTART,
+     "write the write-ahead log with O_DIRECT, past the page cache, where the file system "
+     "allows it (false: buffered writes)"},
     {"telemetry.max_attributes", T_UINT, AT(telemetry.max_attributes), "128", 1, 100000, S_RESTART,
      "attributes kept per span, event, link, log record and resource"},
     {"telemetry.max_attribute_value_bytes", T_SIZE, AT(telemetry.max_attribute_value_bytes), "4k",

@@ -35,6 +35,7 @@ struct cn_config {
         uint64_t queue_bytes;
         uint64_t wal_segment_bytes;
         int fsync;
+        int wal_direct;
         uint64_t max_attributes;
         uint64_t max_attribute_value_bytes;
         uint64_t max_events;

@@ -2244,8 +2244,12 @@ int cn_store_open(struct cn_store **out_store, const struct cn_store_opts *opts,
     daymap_stats(st);
     plan_rebuild(st);
     uint64_t checkpoint = read_checkpoint(opts->dir);
-    struct cn_wal_opts wo = {waldir, opts->wal_segment_bytes, opts->max_body_bytes, opts->fsync,
-                             checkpoint};
+    struct cn_wal_opts wo = {.dir = waldir,
+                             .segment_bytes = opts->wal_segment_bytes,
+                             .max_record = opts->max_body_bytes,
+                             .fsync = opts->fsync,
+                             .min_lsn = checkpoint,
+                             .direct = !opts->wal_buffered};
     rc = cn_wal_open(&st->wal, &wo, err, err_len);
     if (rc) {
         cn_store_close(st);

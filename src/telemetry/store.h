@@ -36,6 +36,7 @@ struct cn_store_opts {
     uint64_t wal_segment_bytes;
     uint32_t max_body_bytes; /* largest body (after decoding gzip) */
     enum cn_wal_fsync fsync;
+    int wal_buffered; /* WAL writes through the page cache (telemetry.wal_direct=false) */
     struct cn_tel_limits limits;
     uint64_t seal_bytes;          /* the head is sealed into segments past this (0: 16 MiB) */
     uint64_t seal_interval_ms;    /* or when its oldest batch is this old (0: 10 s) */

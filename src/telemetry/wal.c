@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <limits.h>
 #include <sys/uio.h>
@@ -14,7 +15,13 @@ struct wal_file {
     uint64_t start; /* LSN of its first byte */
     uint64_t size;  /* bytes of records; a recycled file may be longer (stale bytes after) */
     int ours;       /* created or recycled by this process: holds version-2 records only */
+    int padded;     /* a direct commit left zeros past its records: cut them when leaving */
 };
+
+/* Direct writes (opts.direct): blocks of DIO_ALIGN bytes (a multiple of every logical block
+ * size Linux has), staged in a buffer of DIO_BUF bytes; a larger commit takes several writes. */
+#define DIO_ALIGN 4096
+#define DIO_BUF   (1u << 20)
 
 /* The spare: a file whose records are all in segments, kept to be reused by the next roll
  * instead of being unlinked (see roll). Its name does not match the log's files. */
@@ -39,6 +46,13 @@ struct cn_wal {
     uint64_t q_lsn; /* LSN of the first queued byte */
     int replayed;
     int spare; /* DIR/SPARE_NAME exists, one of ours */
+    /* Direct writes: fd_direct when fd has O_DIRECT; dbuf stages a commit's blocks and tail
+     * holds the open file's last partial block (its size mod DIO_ALIGN bytes), written again
+     * at the head of the next commit. direct_refused once the file system said no. */
+    int fd_direct;
+    int direct_refused;
+    uint8_t *dbuf; /* DIO_BUF + DIO_ALIGN bytes mapped: the staging buffer, then tail */
+    uint8_t *tail;
 };
 
 static void wal_path(const struct cn_wal *w, uint64_t start, char *dst, size_t len)
@@ -56,7 +70,7 @@ static int open_file(struct cn_wal *w, uint64_t start, int create)
 {
     char path[4096];
     wal_path(w, start, path, sizeof(path));
-    int fd = open(path, O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0640);
+    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0640);
     if (fd < 0)
         return -errno;
     if (create && fsync(w->dirfd) != 0) {
@@ -65,6 +79,40 @@ static int open_file(struct cn_wal *w, uint64_t start, int create)
         return e;
     }
     return fd;
+}
+
+/* Makes fd, a file holding size bytes of records, the one commits go to: with O_DIRECT when
+ * asked for and the file system takes it, its last partial block read into tail first. */
+static int use_fd(struct cn_wal *w, int fd, uint64_t size)
+{
+    w->fd = fd;
+    w->fd_direct = 0;
+    if (!w->opts.direct || w->direct_refused)
+        return 0;
+    if (!w->dbuf) {
+        /* Pages of its own (aligned, as O_DIRECT needs), returned to the system at close. */
+        void *p = mmap(NULL, DIO_BUF + DIO_ALIGN, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return CN_ENOMEM;
+        w->dbuf = p;
+        w->tail = w->dbuf + DIO_BUF;
+    }
+    size_t part = (size_t)(size & (DIO_ALIGN - 1));
+    if (part && pread(fd, w->tail, part, (off_t)(size - part)) != (ssize_t)part)
+        return errno ? -errno : CN_EIO;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (fcntl(fd, F_SETFL, fl | O_DIRECT) != 0) {
+        if (errno != EINVAL)
+            return -errno;
+        w->direct_refused = 1;
+        cn_warn("wal", "the file system refuses O_DIRECT: buffered writes", "dir=%s", w->dir);
+        return 0;
+    }
+    w->fd_direct = 1;
+    return 0;
 }
 
 int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *err, size_t err_len)
@@ -109,7 +157,7 @@ int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *e
             goto fail;
         }
         w->files = f;
-        w->files[w->num_files++] = (struct wal_file){start, (uint64_t)st.st_size, 0};
+        w->files[w->num_files++] = (struct wal_file){start, (uint64_t)st.st_size, 0, 0};
     }
     closedir(d);
     /* A spare left by an earlier run: unlinked, as its content is not known here. */
@@ -140,8 +188,9 @@ void cn_wal_close(struct cn_wal *w)
     if (!w)
         return;
     if (w->fd >= 0) {
-        /* A recycled file's stale bytes past the records go: a clean start finds none. */
-        if (w->num_files && w->files[w->num_files - 1].ours)
+        /* A recycled file's stale bytes past the records go, and a direct commit's padding:
+         * a clean start finds none. */
+        if (w->num_files && (w->files[w->num_files - 1].ours || w->files[w->num_files - 1].padded))
             (void)ftruncate(w->fd, (off_t)w->files[w->num_files - 1].size);
         close(w->fd);
     }
@@ -152,6 +201,8 @@ void cn_wal_close(struct cn_wal *w)
     }
     free(w->hdrs);
     free(w->iov);
+    if (w->dbuf)
+        munmap(w->dbuf, DIO_BUF + DIO_ALIGN);
     free(w->files);
     free(w->dir);
     free(w);
@@ -242,7 +293,11 @@ int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
             const char *bad = NULL;
             uint32_t len = 0;
             if (n < (ssize_t)sizeof(h)) {
-                bad = "torn header";
+                /* Zeros: a direct commit's padding, shorter than a header. */
+                bad = "end of records";
+                for (ssize_t k = 0; k < n; k++)
+                    if (h[k])
+                        bad = "torn header";
             } else {
                 len = get_u32(h);
                 if (len > w->opts.max_record || h[9] > FORMAT_2 || h[10] || h[11])
@@ -271,11 +326,16 @@ int cn_wal_replay(struct cn_wal *w, cn_wal_replay_cb cb, void *ctx,
                 uint64_t rest = f->size - off;
                 if (last) {
                     /* A crash mid-append leaves a torn tail: cut it so appends follow the
-                     * last good record. */
-                    cn_warn("wal", "cutting a torn tail",
-                            "file=%s offset=%llu bytes=%llu "
-                            "reason=\"%s\"",
-                            path, (unsigned long long)off, (unsigned long long)rest, bad);
+                     * last good record. Past the last record of a recycled file or of a
+                     * direct commit (its padding) is no tear: cut as well, quietly. */
+                    if (bad[0] == 'e')
+                        cn_info("wal", "cutting the bytes after the last record",
+                                "file=%s offset=%llu bytes=%llu", path, (unsigned long long)off,
+                                (unsigned long long)rest);
+                    else
+                        cn_warn("wal", "cutting a torn tail",
+                                "file=%s offset=%llu bytes=%llu reason=\"%s\"", path,
+                                (unsigned long long)off, (unsigned long long)rest, bad);
                     if (truncate(path, (off_t)off) != 0)
                         rc = -errno;
                     st.truncated += rest;
@@ -371,6 +431,47 @@ static int pwrite_all(int fd, struct iovec *iov, size_t n, uint64_t off)
     return 0;
 }
 
+/* Writes buf[0, n) at off, whole. Returns 0 or -errno. */
+static int pwrite_buf(int fd, const uint8_t *buf, size_t n, uint64_t off)
+{
+    struct iovec v = {(void *)buf, n};
+    return pwrite_all(fd, &v, 1, off);
+}
+
+/* Writes the queue at size (the open file's end) through dbuf in whole blocks: the file's
+ * last partial block (tail) first, the records, zeros to the block's end. out_fill: the bytes
+ * of the last buffer written, whose last partial block is the next tail once committed. */
+static int write_direct(struct cn_wal *w, uint64_t size, size_t *out_fill)
+{
+    size_t fill = (size_t)(size & (DIO_ALIGN - 1));
+    uint64_t off = size - fill;
+    memcpy(w->dbuf, w->tail, fill);
+    for (size_t i = 0; i < 2 * w->q_num; i++) {
+        const uint8_t *p = w->iov[i].iov_base;
+        size_t n = w->iov[i].iov_len;
+        while (n) {
+            size_t k = DIO_BUF - fill < n ? DIO_BUF - fill : n;
+            memcpy(w->dbuf + fill, p, k);
+            fill += k;
+            p += k;
+            n -= k;
+            if (fill == DIO_BUF) {
+                int rc = pwrite_buf(w->fd, w->dbuf, DIO_BUF, off);
+                if (rc)
+                    return rc;
+                off += DIO_BUF;
+                fill = 0;
+            }
+        }
+    }
+    *out_fill = fill;
+    if (!fill)
+        return 0;
+    size_t whole = (fill + DIO_ALIGN - 1) & ~(size_t)(DIO_ALIGN - 1);
+    memset(w->dbuf + fill, 0, whole - fill);
+    return pwrite_buf(w->fd, w->dbuf, whole, off);
+}
+
 /* Starts a new file at the log's end. It is the spare when there is one: renamed into
  * place and written over from its start, so that the commits into it write data only, not
  * the file's size or new blocks (fdatasync then has no metadata to write), and the file left
@@ -381,8 +482,9 @@ static int roll(struct cn_wal *w)
         struct wal_file *cur = &w->files[w->num_files - 1];
         if (w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fdatasync(w->fd) != 0)
             return -errno;
-        if (cur->ours && (ftruncate(w->fd, (off_t)cur->size) != 0 ||
-                          (w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fsync(w->fd) != 0)))
+        if ((cur->ours || cur->padded) &&
+            (ftruncate(w->fd, (off_t)cur->size) != 0 ||
+             (w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fsync(w->fd) != 0)))
             return -errno;
         close(w->fd);
         w->fd = -1;
@@ -412,9 +514,8 @@ static int roll(struct cn_wal *w)
         fd = open_file(w, w->end, 1);
     if (fd < 0)
         return fd;
-    w->fd = fd;
-    w->files[w->num_files++] = (struct wal_file){w->end, 0, 1};
-    return 0;
+    w->files[w->num_files++] = (struct wal_file){w->end, 0, 1, 0};
+    return use_fd(w, fd, 0);
 }
 
 void cn_wal_abort(struct cn_wal *w)
@@ -434,13 +535,16 @@ int cn_wal_commit(struct cn_wal *w)
         cur = rc ? NULL : &w->files[w->num_files - 1];
     } else if (w->fd < 0) {
         rc = open_file(w, cur->start, 0);
-        if (rc >= 0) {
-            w->fd = rc;
-            rc = 0;
-        }
+        if (rc >= 0)
+            rc = use_fd(w, rc, cur->size);
     }
-    if (!rc)
+    size_t fill = 0;
+    if (!rc && w->fd_direct) {
+        rc = write_direct(w, cur->size, &fill);
+        cur->padded |= (fill & (DIO_ALIGN - 1)) != 0;
+    } else if (!rc) {
         rc = pwrite_all(w->fd, w->iov, 2 * w->q_num, cur->size);
+    }
     if (!rc && w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fdatasync(w->fd) != 0)
         rc = -errno;
     if (rc) {
@@ -455,6 +559,10 @@ int cn_wal_commit(struct cn_wal *w)
     cur->size += w->q_bytes;
     w->end += w->q_bytes;
     w->q_num = 0;
+    if (w->fd_direct) {
+        size_t part = fill & (DIO_ALIGN - 1);
+        memcpy(w->tail, w->dbuf + fill - part, part);
+    }
     return 0;
 }
 
@@ -510,6 +618,11 @@ int cn_wal_truncate_before(struct cn_wal *w, uint64_t lsn)
     if (keep)
         fsync(w->dirfd);
     return 0;
+}
+
+int cn_wal_direct(const struct cn_wal *w)
+{
+    return w->fd_direct;
 }
 
 uint64_t cn_wal_end(const struct cn_wal *w)

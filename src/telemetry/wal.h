@@ -32,6 +32,14 @@ struct cn_wal_opts {
     /* The log continues at least from this LSN (the store's checkpoint): after every file
      * was removed, new records must not reuse LSNs already covered by segments. */
     uint64_t min_lsn;
+    /* Write with O_DIRECT where the file system takes it: a commit is copied into an aligned
+     * buffer and written past the page cache, which costs a fraction of the CPU of buffered
+     * writes and their writeback. The last partial block of the log is kept and written again
+     * with the next commit (its bytes unchanged, so a torn rewrite loses nothing), and a
+     * commit is padded with zeros to a whole block: a file the log is still in may hold up
+     * to a block of zeros after its records, which replay reads as the end of the log. Where
+     * O_DIRECT is refused (EINVAL), buffered writes, as with 0. */
+    int direct;
 };
 
 struct cn_wal_replay_stats {
@@ -74,6 +82,8 @@ int cn_wal_commit(struct cn_wal *w);
 /* Removes whole files whose records all lie before lsn (they are in segment files now). */
 int cn_wal_truncate_before(struct cn_wal *w, uint64_t lsn);
 
+/* Whether the file commits go to is written with O_DIRECT (known once a commit opened it). */
+int cn_wal_direct(const struct cn_wal *w);
 /* LSN just after the last committed record. */
 uint64_t cn_wal_end(const struct cn_wal *w);
 /* Bytes in the log's files. */

@@ -121,6 +121,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->otlp.listen, "127.0.0.1:4318");
     assert_int_equal(cfg->telemetry.memory_bytes, 512 * MIB);
     assert_int_equal(cfg->telemetry.fsync, 1);
+    assert_int_equal(cfg->telemetry.wal_direct, 1);
     assert_int_equal(cfg->telemetry.max_attributes, 128);
     assert_int_equal(cfg->telemetry.retry_after_ms, 1000);
     assert_string_equal(cfg->telemetry.code_links, "{}");
@@ -132,7 +133,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->query.max_scan_records, 2000000);
     assert_int_equal(cfg->query.max_range_ms, 168 * 3600 * 1000ull);
     assert_int_equal(cfg->query.max_tag_values, 10000);
-    assert_int_equal(cn_config_num_settings(), 72);
+    assert_int_equal(cn_config_num_settings(), 73);
     assert_string_equal(cfg->gateway.config, "");
     assert_string_equal(cfg->registry.listen, "127.0.0.1:8848");
     assert_int_equal(cfg->registry.beat_timeout_ms, 15000);
@@ -747,6 +748,7 @@ static void test_env_names(void **state)
                                            "64m",
                                            "64m",
                                            "true",
+                                           "true",
                                            "128",
                                            "4k",
                                            "128",
@@ -938,6 +940,7 @@ static void test_dump_round_trip(void **state)
     set_ok(cfg, "telemetry.queue_bytes", "1m");
     set_ok(cfg, "telemetry.wal_segment_bytes", "1g");
     set_ok(cfg, "telemetry.fsync", "false");
+    set_ok(cfg, "telemetry.wal_direct", "false");
     set_ok(cfg, "telemetry.max_attributes", "1");
     set_ok(cfg, "telemetry.max_attribute_value_bytes", "16");
     set_ok(cfg, "telemetry.max_events", "100000");
@@ -1122,6 +1125,7 @@ static void test_diff_and_restart(void **state)
                                           "telemetry.queue_bytes",
                                           "telemetry.wal_segment_bytes",
                                           "telemetry.fsync",
+                                          "telemetry.wal_direct",
                                           "telemetry.max_attributes",
                                           "telemetry.max_attribute_value_bytes",
                                           "telemetry.max_events",
