@@ -987,7 +987,7 @@ static int load_match(struct ld *l, const yaml_node_t *map, struct gw_match *m)
     yaml_node_t *meth = get(l, map, "method");
     if (meth) {
         size_t o = push(l, "method");
-        struct cn_slice s;
+        struct cn_slice s = {NULL, 0};
         if ((rc = want_str(l, meth, &s)))
             return rc;
         m->method = parse_method(s);

@@ -900,7 +900,7 @@ static int decode_kv(struct dec *d, struct cn_kvs *kvs, uint32_t cap, const stru
 
 static int decode_resource(struct dec *d, struct cn_resource *res, const uint8_t *p, size_t len)
 {
-    uint32_t counts[CN_ARRAY_LEN(resource_f)] = {0}, cap;
+    uint32_t counts[CN_ARRAY_LEN(resource_f)] = {0}, cap = 0;
     int rc = count_fields(d, p, len, resource_f, CN_ARRAY_LEN(resource_f), counts);
     if (rc || (rc = kvs_grow(d, &res->attrs, counts[1], &cap)) != 0)
         return rc;
@@ -920,7 +920,7 @@ static int decode_resource(struct dec *d, struct cn_resource *res, const uint8_t
 
 static int decode_scope(struct dec *d, struct cn_scope *sc, const uint8_t *p, size_t len)
 {
-    uint32_t counts[CN_ARRAY_LEN(scope_f)] = {0}, cap;
+    uint32_t counts[CN_ARRAY_LEN(scope_f)] = {0}, cap = 0;
     int rc = count_fields(d, p, len, scope_f, CN_ARRAY_LEN(scope_f), counts);
     if (rc || (rc = kvs_grow(d, &sc->attrs, counts[3], &cap)) != 0)
         return rc;
@@ -1313,7 +1313,7 @@ static int decode_log(struct dec *d, const struct cn_resource *res, const struct
     struct trunc saved = trunc_save(b);
     push(d, "log_records", idx);
 
-    uint32_t counts[CN_ARRAY_LEN(log_f)] = {0}, attr_cap;
+    uint32_t counts[CN_ARRAY_LEN(log_f)] = {0}, attr_cap = 0;
     int rc = count_fields(d, p, len, log_f, CN_ARRAY_LEN(log_f), counts);
     if (rc || (rc = kvs_grow(d, &l->attrs, counts[6], &attr_cap)) != 0)
         return rc;
