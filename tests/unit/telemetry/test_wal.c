@@ -401,6 +401,18 @@ static int check_recs(void *ctx, uint64_t lsn, uint8_t type, const uint8_t *data
     return 0;
 }
 
+/* Replays w and checks it returns the n records of lens, in order, each intact. */
+static void replay_lens(struct cn_wal *w, const size_t *lens, int n, struct cn_wal_replay_stats *st)
+{
+    struct sizes s = {0};
+    assert_int_equal(cn_wal_replay(w, check_recs, &s, st), 0);
+    assert_int_equal(s.n, n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(s.len[i], lens[i]);
+        assert_true(s.ok[i]);
+    }
+}
+
 /* Direct commits: each rewrites the block the last one ended in, pads to a whole block,
  * stages a commit larger than its buffer in several writes; a process killed leaves the
  * padding, which replay cuts as the end of the records, not as damage; a reopened log
@@ -433,18 +445,12 @@ static void direct_blocks_and_padding(void **state)
 
     /* kill -9: another process opens the log; this one never closes it cleanly. */
     struct cn_wal *w2 = open_wal_max(64 << 20, 3 << 20);
-    struct sizes s = {0};
     struct cn_wal_replay_stats st;
-    assert_int_equal(cn_wal_replay(w2, check_recs, &s, &st), 0);
-    assert_int_equal(s.n, 5);
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(s.len[i], lens[i]);
-        assert_true(s.ok[i]);
-    }
+    replay_lens(w2, lens, 5, &st);
     assert_int_equal(st.corrupt, 0);
     assert_int_equal(st.truncated, direct ? ((end + 4095) & ~(uint64_t)4095) - end : 0);
     assert_int_equal(file_size(path), (off_t)end);
-    /* The killed process's memory goes; its close must not touch the file again. */
+    /* The killed process's memory goes (its close cuts the file where w2 found its end). */
     cn_wal_close(w);
     fill_rec(recs[5], lens[5], 6);
     assert_int_equal(cn_wal_append(w2, 6, recs[5], lens[5], NULL), 0);
@@ -454,13 +460,7 @@ static void direct_blocks_and_padding(void **state)
     assert_int_equal(file_size(path), (off_t)end); /* a clean close cuts the padding */
 
     w = open_wal_max(64 << 20, 3 << 20);
-    memset(&s, 0, sizeof(s));
-    assert_int_equal(cn_wal_replay(w, check_recs, &s, &st), 0);
-    assert_int_equal(s.n, 6);
-    for (int i = 0; i < 6; i++) {
-        assert_int_equal(s.len[i], lens[i]);
-        assert_true(s.ok[i]);
-    }
+    replay_lens(w, lens, 6, &st);
     assert_int_equal(st.truncated, 0);
     cn_wal_close(w);
 }
