@@ -203,9 +203,12 @@ class Sealing(unittest.TestCase):
 
     def interrupted_seal(self, extra_path):
         """A kill -9 after a seal wrote its segments but before CHECKPOINT moved: rebuilt by
-        sealing, killing, then putting CHECKPOINT back and writing the SEALING manifest the
-        seal had written first (with extra_path, a segment it never got to write)."""
-        srv = self.start()
+        sealing, killing, then putting CHECKPOINT back, the WAL as it was before the seal,
+        and the SEALING manifest the seal had written first (with extra_path, a segment it
+        never got to write)."""
+        # The seal waits 2 s for its batch to age: time to copy the WAL before it. Once the
+        # checkpoint moves, the writer removes the WAL within 200 ms, possibly before the kill.
+        srv = self.start(**{"telemetry.seal_interval": "2s"})
         t0 = time.time_ns()
         # One request, so one seal holds every span: posted one by one, they could straddle
         # two seals, and the first seal's WAL records may be gone by the kill (sealed and
@@ -214,13 +217,18 @@ class Sealing(unittest.TestCase):
         for i, tid in enumerate(TRACES[:5]):
             body["resourceSpans"] += trace_body(tid, "svc", 4, t0 + i * 1000000)["resourceSpans"]
         post(srv.otlp_port, body)
+        tel = os.path.join(self.dir, "telemetry")
+        wal_copy = os.path.join(self.dir, "wal-before-seal")
+        shutil.copytree(os.path.join(tel, "wal"), wal_copy)
+        self.assertEqual(srv.metric("cairn_telemetry_seals_total", result="ok"), 0)
         wait_metric(srv, "cairn_telemetry_seals_total", 1, result="ok")
         poll_until(lambda: srv.metric("cairn_telemetry_head_bytes") == 0, scaled(10),
                    what="head sealed")
         self.assertEqual(srv.metric("cairn_telemetry_seals_total", result="ok"), 1)
         srv.send_signal(signal.SIGKILL)
         srv.wait(scaled(10))
-        tel = os.path.join(self.dir, "telemetry")
+        shutil.rmtree(os.path.join(tel, "wal"))
+        shutil.move(wal_copy, os.path.join(tel, "wal"))
         with open(os.path.join(tel, "CHECKPOINT")) as f:
             lsn = int(f.readline())  # "LSN\n" then the paths of the last seal
         segs = sorted(glob.glob(os.path.join(tel, "parts/*/*.spans")))
