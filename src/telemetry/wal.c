@@ -19,7 +19,8 @@ struct wal_file {
 };
 
 /* Direct writes (opts.direct): blocks of DIO_ALIGN bytes (a multiple of every logical block
- * size Linux has), staged in a buffer of DIO_BUF bytes; a larger commit takes several writes. */
+ * size Linux has; opts.direct_align may make them smaller), staged in a buffer of DIO_BUF
+ * bytes; a larger commit takes several writes. */
 #define DIO_ALIGN 4096
 #define DIO_BUF   (1u << 20)
 
@@ -51,7 +52,8 @@ struct cn_wal {
      * at the head of the next commit. direct_refused once the file system said no. */
     int fd_direct;
     int direct_refused;
-    uint8_t *dbuf; /* DIO_BUF + DIO_ALIGN bytes mapped: the staging buffer, then tail */
+    uint32_t align; /* block size of direct writes, a power of two up to DIO_ALIGN */
+    uint8_t *dbuf;  /* DIO_BUF + DIO_ALIGN bytes mapped: the staging buffer, then tail */
     uint8_t *tail;
 };
 
@@ -98,7 +100,7 @@ static int use_fd(struct cn_wal *w, int fd, uint64_t size)
         w->dbuf = p;
         w->tail = w->dbuf + DIO_BUF;
     }
-    size_t part = (size_t)(size & (DIO_ALIGN - 1));
+    size_t part = (size_t)(size & (w->align - 1));
     if (part && pread(fd, w->tail, part, (off_t)(size - part)) != (ssize_t)part)
         return errno ? -errno : CN_EIO;
     int fl = fcntl(fd, F_GETFL);
@@ -121,6 +123,8 @@ int cn_wal_open(struct cn_wal **out_wal, const struct cn_wal_opts *opts, char *e
     if (!w)
         return CN_ENOMEM;
     w->opts = *opts;
+    uint32_t a = opts->direct_align;
+    w->align = a && a <= DIO_ALIGN && !(a & (a - 1)) ? a : DIO_ALIGN;
     w->fd = -1;
     w->dirfd = -1;
     w->dir = strdup(opts->dir);
@@ -438,12 +442,26 @@ static int pwrite_buf(int fd, const uint8_t *buf, size_t n, uint64_t off)
     return pwrite_all(fd, &v, 1, off);
 }
 
+/* A direct write refused with EINVAL although the file took O_DIRECT: the file system wants
+ * an alignment it did not say. Buffered from then on; the commit is written again so. */
+static int drop_direct(struct cn_wal *w)
+{
+    int fl = fcntl(w->fd, F_GETFL);
+    if (fl < 0 || fcntl(w->fd, F_SETFL, fl & ~O_DIRECT) != 0)
+        return -errno;
+    w->fd_direct = 0;
+    w->direct_refused = 1;
+    cn_warn("wal", "the file system refuses O_DIRECT writes: buffered writes", "dir=%s align=%u",
+            w->dir, (unsigned)w->align);
+    return 0;
+}
+
 /* Writes the queue at size (the open file's end) through dbuf in whole blocks: the file's
  * last partial block (tail) first, the records, zeros to the block's end. out_fill: the bytes
  * of the last buffer written, whose last partial block is the next tail once committed. */
 static int write_direct(struct cn_wal *w, uint64_t size, size_t *out_fill)
 {
-    size_t fill = (size_t)(size & (DIO_ALIGN - 1));
+    size_t fill = (size_t)(size & (w->align - 1));
     uint64_t off = size - fill;
     memcpy(w->dbuf, w->tail, fill);
     for (size_t i = 0; i < 2 * w->q_num; i++) {
@@ -467,7 +485,7 @@ static int write_direct(struct cn_wal *w, uint64_t size, size_t *out_fill)
     *out_fill = fill;
     if (!fill)
         return 0;
-    size_t whole = (fill + DIO_ALIGN - 1) & ~(size_t)(DIO_ALIGN - 1);
+    size_t whole = (fill + w->align - 1) & ~(size_t)(w->align - 1);
     memset(w->dbuf + fill, 0, whole - fill);
     return pwrite_buf(w->fd, w->dbuf, whole, off);
 }
@@ -539,12 +557,19 @@ int cn_wal_commit(struct cn_wal *w)
             rc = use_fd(w, rc, cur->size);
     }
     size_t fill = 0;
+    int wrote = 0;
     if (!rc && w->fd_direct) {
         rc = write_direct(w, cur->size, &fill);
-        cur->padded |= (fill & (DIO_ALIGN - 1)) != 0;
-    } else if (!rc) {
-        rc = pwrite_all(w->fd, w->iov, 2 * w->q_num, cur->size);
+        if (rc == -EINVAL) {
+            cur->padded = 1; /* a block before the refused one may have gone through */
+            rc = drop_direct(w);
+        } else {
+            wrote = 1;
+            cur->padded |= (fill & (w->align - 1)) != 0;
+        }
     }
+    if (!rc && !wrote)
+        rc = pwrite_all(w->fd, w->iov, 2 * w->q_num, cur->size);
     if (!rc && w->opts.fsync == CN_WAL_FSYNC_ALWAYS && fdatasync(w->fd) != 0)
         rc = -errno;
     if (rc) {
@@ -560,7 +585,7 @@ int cn_wal_commit(struct cn_wal *w)
     w->end += w->q_bytes;
     w->q_num = 0;
     if (w->fd_direct) {
-        size_t part = fill & (DIO_ALIGN - 1);
+        size_t part = fill & (w->align - 1);
         memcpy(w->tail, w->dbuf + fill - part, part);
     }
     return 0;

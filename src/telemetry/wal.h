@@ -38,8 +38,12 @@ struct cn_wal_opts {
      * with the next commit (its bytes unchanged, so a torn rewrite loses nothing), and a
      * commit is padded with zeros to a whole block: a file the log is still in may hold up
      * to a block of zeros after its records, which replay reads as the end of the log. Where
-     * O_DIRECT is refused (EINVAL), buffered writes, as with 0. */
+     * O_DIRECT is refused (EINVAL), whether when the file is opened or at a write, buffered
+     * writes, as with 0. */
     int direct;
+    /* Block size of direct writes: 0 for 4096; a smaller power of two lets tests see a write
+     * refused for its alignment. */
+    uint32_t direct_align;
 };
 
 struct cn_wal_replay_stats {
