@@ -48,7 +48,7 @@ struct cn_wal {
     int replayed;
     int spare; /* DIR/SPARE_NAME exists, one of ours */
     /* Direct writes: fd_direct when fd has O_DIRECT; dbuf stages a commit's blocks and tail
-     * holds the open file's last partial block (its size mod DIO_ALIGN bytes), written again
+     * holds the open file's last partial block (its size mod align bytes), written again
      * at the head of the next commit. direct_refused once the file system said no. */
     int fd_direct;
     int direct_refused;
