@@ -244,7 +244,9 @@ class RegistryEtcdTest(CairnTestCase):
     def test_nacos_client_on_b_sees_writes_on_a(self):
         a, pa = self.node()
         b, pb = self.node()
-        d = Driver(pb, tempfile.mkdtemp(prefix="cairn-nacos-"))
+        cache = tempfile.mkdtemp(prefix="cairn-nacos-")
+        self.addCleanup(shutil.rmtree, cache, True)  # after the client is gone (LIFO)
+        d = Driver(pb, cache)
         self.addCleanup(d.kill)
         d.call("subscribe", service="orders")
         d.call("listen", dataId="client.json", group="DEFAULT_GROUP")
