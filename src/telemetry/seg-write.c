@@ -352,10 +352,9 @@ struct cols {
     struct pair *kv_pairs;
     uint32_t *kv_item_pair;
     union vu *kv_item_val, *kv_vals;
-    uint32_t *kv_vidx;
     uint32_t *kv_rows; /* each row's num, then each row's dropped */
     size_t kv_kpair_cap, kv_pairs_cap, kv_items_cap, kv_vals_cap;
-    size_t kv_vidx_cap, kv_rows_cap;
+    size_t kv_rows_cap;
     struct smap v_map;
     uint32_t *v_ids;
     int64_t *v_iv;
@@ -370,7 +369,6 @@ static void cols_release(struct cols *c)
     free(c->kv_item_pair);
     free(c->kv_item_val);
     free(c->kv_vals);
-    free(c->kv_vidx);
     free(c->kv_rows);
     smap_release(&c->v_map);
     free(c->v_ids);
@@ -675,26 +673,33 @@ static void add_token(void *ctx, uint64_t h)
         w->blk.err = CN_ENOMEM; /* reported with the block */
 }
 
-/* Indexes a distinct string-like value for the token bloom. h: its XXH3_64bits when the
- * caller has it, else NULL. */
-static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole, const uint64_t *h)
+/* Adds the tokens of a string-like value to the token bloom's set (which drops repeats).
+ * whole: its whole value is a token too. */
+static void index_tokens(struct w *w, uint8_t type, struct cn_slice s, int whole)
 {
     if (type == CN_VAL_BYTES)
         return;
+    cn_seg__tokens(s.ptr, s.len, add_token, w);
+    if (whole && type == CN_VAL_STR && s.len > 0 && s.len <= CN_SEG_MAX_TOKEN)
+        add_token(w, cn_seg__token_hash(s.ptr, s.len));
+}
+
+/* Indexes a distinct string-like value for the token bloom, tokenizing each whole string
+ * value once per segment (the values of a dictionary recur in every row group). h: its
+ * XXH3_64bits. */
+static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole, uint64_t h)
+{
     if (type == CN_VAL_STR && whole) {
-        uint64_t hv = h ? *h : XXH3_64bits(s.ptr, s.len);
-        if (smap_find_hashed(&w->indexed, s.ptr, s.len, hv) >= 0)
+        if (smap_find_hashed(&w->indexed, s.ptr, s.len, h) >= 0)
             return;
         struct cn_slice copy = cn_arena_dup(&w->indexed_bytes, s.ptr, s.len);
         uint32_t id;
-        if (!copy.ptr || smap_add_hashed(&w->indexed, copy.ptr, copy.len, hv, &id) < 0) {
+        if (!copy.ptr || smap_add_hashed(&w->indexed, copy.ptr, copy.len, h, &id) < 0) {
             w->blk.err = CN_ENOMEM; /* reported with the block */
             return;
         }
     }
-    cn_seg__tokens(s.ptr, s.len, add_token, w);
-    if (whole && type == CN_VAL_STR && s.len > 0 && s.len <= CN_SEG_MAX_TOKEN)
-        add_token(w, cn_seg__token_hash(s.ptr, s.len));
+    index_tokens(w, type, s, whole);
 }
 
 /* Values of a string column hashed into its dictionary before deciding whether the
@@ -747,8 +752,9 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const union vu *v,
     size_t i = 0;
     for (; i < n && rc >= 0; i++) {
         /* Values nearly all distinct (request IDs, user IDs): the dictionary cannot pay, so
-         * stop hashing them for it and write them inline. Every value is still indexed for
-         * the token bloom (its set of tokens is the same as the distinct values'). */
+         * stop hashing them for it and write them inline. Every value is still tokenized for
+         * the token bloom (its set of tokens is the same as the distinct values'), without
+         * the segment's map of values already tokenized: they would nearly all be new. */
         if (i == DICT_PROBE_VALUES && m->n * 8 > i * 7)
             break;
         /* The values' bytes are scattered over the batches' memory: fetch ahead. */
@@ -766,7 +772,7 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const union vu *v,
         all += s.len + var_len(s.len);
         if (rc == 1) {
             distinct += s.len + var_len(s.len);
-            index_value(w, type, s, attr, &h);
+            index_value(w, type, s, attr, h);
         }
     }
     if (rc < 0) {
@@ -779,7 +785,7 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const union vu *v,
                 __builtin_prefetch(v[k + 4].s.ptr);
             struct cn_slice s = v[k].s;
             if (!(s.len == v[k - 1].s.len && same_bytes(s.ptr, v[k - 1].s.ptr, s.len)))
-                index_value(w, type, s, attr, NULL);
+                index_tokens(w, type, s, attr);
         }
         put_u8(e, CN_SEG__INLINE);
         for (size_t k = 0; k < n; k++)
@@ -906,24 +912,22 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
         }
     }
     size_t total = j;
-    if (rc >= 0 && grow(&c->kv_vidx, &c->kv_vidx_cap, total, sizeof(*c->kv_vidx)))
+    if (rc >= 0 && grow(&c->kv_vals, &c->kv_vals_cap, total, sizeof(*c->kv_vals)))
         rc = CN_ENOMEM;
     const uint32_t *item_pair = c->kv_item_pair;
     const union vu *item_val = c->kv_item_val;
-    uint32_t *vidx = c->kv_vidx;
     if (rc >= 0) {
-        size_t first = 0, most = 0;
+        /* Each pair's values, in row order, end to end: one pass over the items. */
+        size_t first = 0;
         for (uint32_t p = 0; p < npairs; p++) {
             pairs[p].first = first;
             first += pairs[p].nvals;
-            most = CN_MAX(most, pairs[p].nvals);
             pairs[p].nvals = 0;
         }
-        if (grow(&c->kv_vals, &c->kv_vals_cap, most, sizeof(*c->kv_vals)))
-            rc = fail(w, CN_ENOMEM, "out of memory");
+        union vu *vals = c->kv_vals;
         for (j = 0; j < total; j++) {
             struct pair *p = &pairs[item_pair[j]];
-            vidx[p->first + p->nvals++] = (uint32_t)j;
+            vals[p->first + p->nvals++] = item_val[j];
         }
         put_var(e, n);
         put_var(e, npairs);
@@ -934,14 +938,8 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
         put_vars(e, rnum, n);
         put_vars(e, rdropped, n);
         put_vars(e, item_pair, total);
-        for (uint32_t p = 0; p < npairs && rc >= 0; p++) {
-            const uint32_t *x = vidx + pairs[p].first;
-            union vu *v = c->kv_vals;
-            uint32_t nv = pairs[p].nvals;
-            for (uint32_t k = 0; k < nv; k++)
-                v[k] = item_val[x[k]];
-            rc = put_vals(w, e, pairs[p].type, v, nv, 1);
-        }
+        for (uint32_t p = 0; p < npairs && rc >= 0; p++)
+            rc = put_vals(w, e, pairs[p].type, c->kv_vals + pairs[p].first, pairs[p].nvals, 1);
     } else if (rc == CN_ENOMEM) {
         rc = fail(w, rc, "out of memory");
     }
