@@ -1162,6 +1162,28 @@ static int spill_day(struct cn_store *st, uint32_t pday)
     return 0;
 }
 
+/* A partition's file whose segments retention removed one at a time (the disk budget, in
+ * the last partition left) keeps their entries: lookups skip them, but they take disk (which
+ * counts against the budget) and reads. Once they are a quarter of the segments the file
+ * lists, it is written again with those still there. Sealer thread. */
+static void refile_thinned_days(struct cn_store *st)
+{
+    for (size_t d = 0; d < st->num_days; d++) {
+        uint32_t pday = st->days[d].pday;
+        const struct cn_tmapf *f = st->days[d].f;
+        size_t ncov = cn_tmapf_num_covered(f), live = 0;
+        for (size_t i = 0; i < st->num_segs; i++)
+            live += spillable(&st->segs[i], pday) && cn_tmapf_covers(f, st->segs[i].seq);
+        size_t dead = ncov - CN_MIN(live, ncov);
+        if (dead == 0 || dead * 4 < ncov)
+            continue;
+        cn_info("telemetry", "trace map file written again without removed segments",
+                "day=%u segments=%zu removed=%zu", (unsigned)pday, ncov, dead);
+        if (spill_day(st, pday) != 0)
+            return; /* logged; tried again after the next seal */
+    }
+}
+
 /* Moves the in-memory trace map entries of every partition past trace_map_mem_days into the
  * partition's file. Sealer thread. */
 static void spill_maps(struct cn_store *st)
@@ -1214,9 +1236,21 @@ static void enforce_retention(struct cn_store *st)
         char **paths = calloc(st->num_segs, sizeof(char *));
         struct cn_seg **segs = calloc(st->num_segs, sizeof(*segs));
         size_t nv = 0;
+        /* The one segment: the one whose newest record is the oldest (the table's order is
+         * the directory's at start, then the seals'). */
+        size_t pick = SIZE_MAX;
+        for (size_t i = 0; one && i < st->num_segs; i++) {
+            const struct segref *r = &st->segs[i];
+            if (!r->seg || r->day != oldest)
+                continue;
+            uint64_t t = cn_seg_info(r->seg)->max_ns;
+            if (pick == SIZE_MAX || t < cn_seg_info(st->segs[pick].seg)->max_ns ||
+                (t == cn_seg_info(st->segs[pick].seg)->max_ns && r->seq < st->segs[pick].seq))
+                pick = i;
+        }
         for (size_t i = 0; paths && segs && i < st->num_segs; i++) {
             struct segref *r = &st->segs[i];
-            if (!r->seg || r->day != oldest)
+            if (!r->seg || r->day != oldest || (one && i != pick))
                 continue;
             segs[nv] = r->seg;
             paths[nv++] = r->path;
@@ -1782,6 +1816,7 @@ static void lifecycle(struct cn_store *st)
     while (compact_once(st, CN_SEG_SPANS) || compact_once(st, CN_SEG_LOGS))
         ;
     prune_removed(st);
+    refile_thinned_days(st);
     spill_maps(st);
 }
 

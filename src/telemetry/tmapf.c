@@ -466,6 +466,11 @@ size_t cn_tmapf_entries(const struct cn_tmapf *f)
     return (size_t)f->n;
 }
 
+size_t cn_tmapf_num_covered(const struct cn_tmapf *f)
+{
+    return (size_t)f->ncov;
+}
+
 uint64_t cn_tmapf_file_bytes(const struct cn_tmapf *f)
 {
     return f->bytes;

@@ -52,6 +52,8 @@ int cn_tmapf_each(const struct cn_tmapf *f, void (*fn)(void *ctx, const struct c
 int cn_tmapf_covers(const struct cn_tmapf *f, uint32_t seq);
 
 size_t cn_tmapf_entries(const struct cn_tmapf *f);
+/* How many segments the file holds the trace IDs of. */
+size_t cn_tmapf_num_covered(const struct cn_tmapf *f);
 uint64_t cn_tmapf_file_bytes(const struct cn_tmapf *f);
 /* Memory the open map holds (covered list and block keys). */
 size_t cn_tmapf_mem_bytes(const struct cn_tmapf *f);

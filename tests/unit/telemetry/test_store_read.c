@@ -12,6 +12,7 @@
 #include "telemetry/otlp-json.h"
 #include "telemetry/seg.h"
 #include "telemetry/store.h"
+#include "telemetry/tmapf.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -666,6 +667,58 @@ static void test_trace_map_files_follow_compaction_and_retention(void **state)
     end(st);
 }
 
+/* Retention removing one segment at a time (the disk budget, in the only partition) leaves
+ * its entries in the partition's file until they are a quarter of the segments it lists:
+ * then the file is written again without them, smaller, and still finds every trace left. */
+static void test_trace_map_file_drops_removed_segments(void **state)
+{
+    (void)state;
+    skip_near_midnight();
+    map_mem_days = -1;
+    struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    const struct cn_store_stats *stats = cn_store_stats(st);
+    /* Three segments: one fewer than compaction takes. */
+    for (int i = 0; i < 3; i++)
+        seal_trace(st, (uint8_t)(0x61 + i), 20);
+    assert_int_equal((int)atomic_load(&stats->segments), 3);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
+    uint64_t seg_bytes = atomic_load(&stats->segment_bytes);
+    uint64_t map_bytes = atomic_load(&stats->trace_map_file_bytes);
+    assert_true(map_bytes > 0);
+
+    /* One byte over the budget: the oldest segment goes, 1 of the 3 the file lists. */
+    disk_budget = seg_bytes + map_bytes - 1;
+    st = reopen(st);
+    stats = cn_store_stats(st);
+    uint64_t until = mono_ms() + 10000;
+    while ((atomic_load(&stats->segments) > 2 ||
+            atomic_load(&stats->trace_map_file_bytes) >= map_bytes) &&
+           mono_ms() < until)
+        usleep(1000);
+    assert_int_equal((int)atomic_load(&stats->segments), 2);
+    assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
+    assert_true(atomic_load(&stats->trace_map_file_bytes) < map_bytes);
+    assert_int_equal(trace_spans(st, 0x61), 0);
+    assert_int_equal(trace_spans(st, 0x62), 20);
+    assert_int_equal(trace_spans(st, 0x63), 20);
+
+    /* The file read at the next start lists the two segments left. */
+    disk_budget = 0;
+    st = reopen(st);
+    stats = cn_store_stats(st);
+    assert_int_equal((int)atomic_load(&stats->trace_map_entries), 0);
+    assert_int_equal(trace_spans(st, 0x62), 20);
+    assert_int_equal(trace_spans(st, 0x63), 20);
+    char path[512];
+    day_map(path, sizeof(path), 0);
+    struct cn_tmapf *f = NULL;
+    char err[256];
+    assert_int_equal(cn_tmapf_open(&f, path, err, sizeof(err)), 0);
+    assert_int_equal((int)cn_tmapf_num_covered(f), 2);
+    cn_tmapf_close(f);
+    end(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -679,6 +732,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trace_map_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace_map_days, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace_map_files_follow_compaction_and_retention, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_trace_map_file_drops_removed_segments, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
