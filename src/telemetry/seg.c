@@ -2,6 +2,7 @@
  * checksums, bloom filters, the tokenizer, column names. */
 #define CN_SEG_INTERNAL
 #include "telemetry/seg.h"
+#include "base/hash.h"
 
 #include <xxhash.h>
 
@@ -48,7 +49,7 @@ const char *cn_seg__col_name(unsigned kind, unsigned col)
 
 uint64_t cn_seg__sum(const void *p, size_t len, uint64_t seed)
 {
-    return XXH3_64bits_withSeed(p, len, seed);
+    return cn_hash_long(p, len, seed);
 }
 
 uint64_t cn_seg__bloom_nbits(uint64_t keys)

@@ -1,5 +1,6 @@
 #include "telemetry/wal.h"
 
+#include "base/hash.h"
 #include "base/log.h"
 
 #include <dirent.h>
@@ -220,7 +221,7 @@ enum { FORMAT_1 = 0, FORMAT_2 = 1 };
 static uint32_t checksum(uint8_t format, uint8_t type, uint64_t lsn, const void *p, size_t n)
 {
     uint64_t seed = format == FORMAT_2 ? lsn << 8 | type : type;
-    return (uint32_t)XXH3_64bits_withSeed(p, n, seed);
+    return (uint32_t)cn_hash_long(p, n, seed);
 }
 
 static void put_u32(uint8_t *p, uint32_t v)
