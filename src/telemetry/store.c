@@ -1177,10 +1177,10 @@ static void refile_thinned_days(struct cn_store *st)
         size_t dead = ncov - CN_MIN(live, ncov);
         if (dead == 0 || dead * 4 < ncov)
             continue;
-        cn_info("telemetry", "trace map file written again without removed segments",
-                "day=%u segments=%zu removed=%zu", (unsigned)pday, ncov, dead);
         if (spill_day(st, pday) != 0)
             return; /* logged; tried again after the next seal */
+        cn_info("telemetry", "trace map file written again without removed segments",
+                "day=%u segments=%zu removed=%zu", (unsigned)pday, ncov, dead);
     }
 }
 
