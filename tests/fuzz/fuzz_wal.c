@@ -10,8 +10,8 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "telemetry/wal.h"
+#include "../common/tmpdir.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -49,25 +49,9 @@ static int on_record(void *ctx, uint64_t lsn, uint8_t type, const uint8_t *data,
 
 static char dir[64];
 
-static void clear_dir(void)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[512];
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-}
-
 static void remove_dir(void)
 {
-    clear_dir();
-    rmdir(dir);
+    cn_test_remove_dir(dir);
 }
 
 static void put_file(uint64_t start, const uint8_t *p, size_t n)
@@ -111,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int direct = data[0] & 1;
     size_t rest = size - 1, cut = rest ? (size_t)(data[0] >> 1) * rest / 127 : 0;
     cut = CN_MIN(cut, rest);
-    clear_dir();
+    cn_test_clear_dir(dir);
     put_file(0, data + 1, cut);
     if (cut < rest)
         put_file(cut, data + 1 + cut, rest - cut);

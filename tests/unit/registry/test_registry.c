@@ -4,8 +4,8 @@
 #include "registry/registry.h"
 #include "registry/store.h"
 #include "registry/util.h"
+#include "../../common/tmpdir.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdatomic.h>
@@ -443,21 +443,6 @@ static void on_change(void *ctx, const struct cn_reg_cfg_key *k)
 }
 
 /* Removes a store's directory made by a test: its files, then itself. */
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[512];
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        assert_int_equal(unlink(p), 0);
-    }
-    closedir(d);
-    assert_int_equal(rmdir(dir), 0);
-}
 
 /* A registry on an SQLite store in dir (made or reopened). */
 static struct cn_reg *stored_reg(const char *dir, const struct cn_reg_opts *o)
@@ -558,7 +543,7 @@ static void test_config_store_history_rollback(void **state)
     assert_int_equal(cn_reg_cfg_get(r, &k, NULL, md5, NULL, NULL, NULL), CN_ENOENT);
     cn_reg_free(r);
     cn_buf_release(&b);
-    remove_dir(dir);
+    assert_int_equal(cn_test_remove_dir(dir), 0);
 }
 
 /* Readers list while writers register, beat and expire: no torn answers, no use after free
@@ -740,7 +725,7 @@ static void test_persistent_limit_at_edge(void **state)
     in.port = 81;
     assert_int_equal(cn_reg_register(r, &in, 0, &e), CN_ELIMIT);
     cn_reg_free(r);
-    remove_dir(dir);
+    assert_int_equal(cn_test_remove_dir(dir), 0);
 }
 
 static void test_persistent_group_commit(void **state)
@@ -822,7 +807,7 @@ static void test_persistent_group_commit(void **state)
     assert_true(json_real_value(json_object_get(host(j, 0), "weight")) == 3.0);
     json_decref(j);
     cn_reg_free(r);
-    remove_dir(dir);
+    assert_int_equal(cn_test_remove_dir(dir), 0);
 }
 
 int main(void)

@@ -7,8 +7,8 @@
 #include "base/log.h"
 #include "telemetry/otlp-pb.h"
 #include "telemetry/seg.h"
+#include "../../common/tmpdir.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -32,18 +32,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[1024];
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
+    cn_test_remove_dir(dir);
     return 0;
 }
 

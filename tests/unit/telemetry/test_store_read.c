@@ -519,6 +519,15 @@ static struct cn_store *reopen(struct cn_store *st)
     return open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
 }
 
+/* A store whose every partition, today's too, keeps its trace IDs in its file (not near
+ * midnight, when today's partition would change under the test). */
+static struct cn_store *open_filed_store(void)
+{
+    skip_near_midnight();
+    map_mem_days = -1;
+    return open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+}
+
 /* A partition past trace_map_mem_days has its trace IDs in its file, not in memory: each seal
  * merges the new segment's into it; lookups find every trace through it, before and after a
  * restart (which reads the file, not the segments' IDs); a damaged file is reported, removed,
@@ -526,9 +535,7 @@ static struct cn_store *reopen(struct cn_store *st)
 static void test_trace_map_files(void **state)
 {
     (void)state;
-    skip_near_midnight();
-    map_mem_days = -1; /* today's partition too */
-    struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    struct cn_store *st = open_filed_store();
     const struct cn_store_stats *stats = cn_store_stats(st);
     seal_trace(st, 0x31, 3);
     assert_int_equal((int)atomic_load(&stats->trace_map_files), 1);
@@ -630,9 +637,7 @@ static void test_trace_map_days(void **state)
 static void test_trace_map_files_follow_compaction_and_retention(void **state)
 {
     (void)state;
-    skip_near_midnight();
-    map_mem_days = -1;
-    struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    struct cn_store *st = open_filed_store();
     const struct cn_store_stats *stats = cn_store_stats(st);
     for (int i = 0; i < 4; i++)
         seal_trace(st, (uint8_t)(0x41 + i), 2 + i);
@@ -673,9 +678,7 @@ static void test_trace_map_files_follow_compaction_and_retention(void **state)
 static void test_trace_map_file_drops_removed_segments(void **state)
 {
     (void)state;
-    skip_near_midnight();
-    map_mem_days = -1;
-    struct cn_store *st = open_store(3600 * 1000, CN_WAL_FSYNC_ALWAYS);
+    struct cn_store *st = open_filed_store();
     const struct cn_store_stats *stats = cn_store_stats(st);
     /* Three segments: one fewer than compaction takes. */
     for (int i = 0; i < 3; i++)
