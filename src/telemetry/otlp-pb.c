@@ -1156,6 +1156,68 @@ static int kv_buf_grow(struct dec *d)
     return 0;
 }
 
+/* The string attribute nearly every span has, in a KeyValue of fewer than 128 bytes:
+ * key, then an AnyValue holding only string_value, within max_value. Returns 1 with kv
+ * set, 0 for anything else (kv_fast or decode_kv then read it from the start). */
+static inline int kv_str_fast(const uint8_t *p, size_t len, struct cn_kv *kv, size_t max_value)
+{
+    size_t k = p[1];
+    if (p[0] != (1 << 3 | WT_LEN) || k + 6 > len)
+        return 0;
+    const uint8_t *q = p + 2 + k;
+    size_t n = len - k - 6; /* what is left for the string */
+    if (q[0] != (2 << 3 | WT_LEN) || q[1] != n + 2 || q[2] != (AV_STRING << 3 | WT_LEN) ||
+        q[3] != n || n > max_value)
+        return 0;
+    kv->key = (struct cn_slice){(const char *)p + 2, k};
+    kv->val.type = CN_VAL_STR;
+    kv->val.u.s = (struct cn_slice){(const char *)q + 4, n};
+    return 1;
+}
+
+/* Decodes the attribute in f into attrs (d->kv_buf), then the ones right after it: SDKs
+ * write a span's attributes one after another, so each next one whose tag and length take a
+ * byte each, as next_field's fast path reads them, is taken here without going back through
+ * the span's field switch. A short string attribute is read by kv_str_fast, another common
+ * one by kv_fast, every other by decode_kv. */
+static int span_attrs(struct dec *d, struct cn_kvs *attrs, struct pb_reader *r, struct pb_field *f,
+                      size_t *n_attr)
+{
+    const uint8_t *end = r->end, *p = f->p;
+    size_t len = f->len, max_value = d->max_value;
+    uint32_t cap = CN_MIN(d->kv_cap, d->max_attrs);
+    for (;;) {
+        (*n_attr)++;
+        if (CN_LIKELY(attrs->num < cap && len < 0x80 &&
+                      kv_str_fast(p, len, &attrs->items[attrs->num], max_value))) {
+            attrs->num++;
+        } else {
+            if (attrs->num == d->kv_cap && attrs->num < d->max_attrs) {
+                if (kv_buf_grow(d) != 0)
+                    return nomem(d);
+                attrs->items = d->kv_buf;
+                cap = CN_MIN(d->kv_cap, d->max_attrs);
+            }
+            struct cn_kv *kv = attrs->num < cap ? &attrs->items[attrs->num] : NULL;
+            if (kv && (memset(&kv->val.u, 0, sizeof(kv->val.u)), kv_fast(p, len, kv))) {
+                cut_value(d, &kv->val, 1);
+                attrs->num++;
+            } else {
+                struct pb_field cur = {9, 0, p, len};
+                int rc = decode_kv(d, attrs, cap, &cur, *n_attr - 1, NULL);
+                if (rc)
+                    return rc;
+            }
+        }
+        const uint8_t *t = r->p;
+        if (end - t < 2 || t[0] != (9 << 3 | WT_LEN) || t[1] >= 0x80 || t[1] > end - t - 2)
+            return 0;
+        p = t + 2;
+        len = t[1];
+        r->p = p + len;
+    }
+}
+
 static int decode_span(struct dec *d, const struct cn_resource *res, const struct cn_scope *sc,
                        const uint8_t *p, size_t len, size_t idx)
 {
@@ -1228,23 +1290,7 @@ static int decode_span(struct dec *d, const struct cn_resource *res, const struc
             s->end_ns = f.v;
             break;
         case 9:
-            if (attrs.num == d->kv_cap && attrs.num < d->max_attrs) {
-                if (kv_buf_grow(d) != 0)
-                    return nomem(d);
-                attrs.items = d->kv_buf;
-            }
-            /* The common attribute right here; decode_kv for every other case. */
-            if (attrs.num < CN_MIN(d->kv_cap, d->max_attrs)) {
-                struct cn_kv *kv = &attrs.items[attrs.num];
-                memset(&kv->val.u, 0, sizeof(kv->val.u));
-                if (kv_fast(f.p, f.len, kv)) {
-                    cut_value(d, &kv->val, 1);
-                    attrs.num++;
-                    n_attr++;
-                    break;
-                }
-            }
-            sub = decode_kv(d, &attrs, CN_MIN(d->kv_cap, d->max_attrs), &f, n_attr++, NULL);
+            sub = span_attrs(d, &attrs, &r, &f, &n_attr);
             break;
         case 10:
             drop_attrs = (uint32_t)f.v;

@@ -960,6 +960,73 @@ static void limit_values(void **state)
     pb_free(&req);
 }
 
+/* Attributes are read a run at a time (one after another in the span): runs broken by other
+ * fields, a KeyValue or key of 128 bytes or more, other value types, the decode buffer
+ * growing inside a run, and the attribute limit reached inside one. */
+static void attribute_runs(void **state)
+{
+    (void)state;
+    char long_val[201], long_key[131];
+    memset(long_val, 'v', sizeof(long_val) - 1);
+    long_val[sizeof(long_val) - 1] = '\0';
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    struct pb s = pb_new();
+    pb_kv(&s, 9, "first", av_str("1"));
+    pb_bytes(&s, 1, TID, 16);
+    pb_kv(&s, 9, "a", av_str(""));
+    pb_kv(&s, 9, "long", av_str(long_val));
+    pb_kv(&s, 9, long_key, av_str("x"));
+    pb_kv(&s, 9, "n", av_int(-5));
+    pb_kv(&s, 9, "b", av_str("after"));
+    pb_bytes(&s, 2, SID, 8);
+    pb_str(&s, 5, "runs");
+    add_attrs(&s, 9, "g", 40); /* past the first 32 of the decode buffer */
+    pb_f64(&s, 7, 1000);
+    pb_f64(&s, 8, 2000);
+    pb_kv(&s, 9, "last", av_str("end")); /* the span's last bytes */
+    struct pb req = traces_req1(s);
+
+    struct cn_tel_batch b;
+    assert_int_equal(traces(&b, &req, NULL), 0);
+    assert_int_equal(b.num_spans, 1);
+    const struct cn_kvs *kvs = &b.spans[0].attrs;
+    assert_int_equal(kvs->num, 47);
+    slice_is(kvs->items[0].key, "first");
+    slice_is(kvs->items[0].val.u.s, "1");
+    slice_is(kvs->items[1].key, "a");
+    assert_int_equal(kvs->items[1].val.type, CN_VAL_STR);
+    assert_int_equal(kvs->items[1].val.u.s.len, 0);
+    slice_is(kvs->items[2].val.u.s, long_val);
+    slice_is(kvs->items[3].key, long_key);
+    assert_int_equal(kvs->items[4].val.type, CN_VAL_INT);
+    assert_int_equal(kvs->items[4].val.u.i, -5);
+    slice_is(kvs->items[5].val.u.s, "after");
+    for (int k = 0; k < 40; k++) {
+        char key[8];
+        snprintf(key, sizeof(key), "g%d", k);
+        slice_is(kvs->items[6 + k].key, key);
+        assert_int_equal(kvs->items[6 + k].val.u.i, k);
+    }
+    slice_is(kvs->items[46].key, "last");
+    slice_is(kvs->items[46].val.u.s, "end");
+    assert_int_equal(b.truncated_attrs, 0);
+    cn_tel_batch_release(&b);
+
+    /* The limit reached inside a run: the rest of it is counted, not kept. */
+    const struct cn_tel_limits lim = {.max_attrs = 4, .max_attr_value_bytes = 100};
+    assert_int_equal(traces(&b, &req, &lim), 0);
+    kvs = &b.spans[0].attrs;
+    assert_int_equal(kvs->num, 4);
+    assert_int_equal(kvs->dropped, 43);
+    slice_is(kvs->items[2].val.u.s, long_val + 100); /* 100 'v's: cut, not dropped */
+    slice_is(kvs->items[3].key, long_key);
+    assert_int_equal(b.truncated_attrs, 43);
+    assert_int_equal(b.truncated_values, 1);
+    cn_tel_batch_release(&b);
+    pb_free(&req);
+}
+
 static void limit_events_links(void **state)
 {
     (void)state;
@@ -1655,7 +1722,7 @@ int main(void)
         cmocka_unit_test(malformed),        cmocka_unit_test(malformed_paths),
         cmocka_unit_test(budget),           cmocka_unit_test(log_fields),
         cmocka_unit_test(responses),        cmocka_unit_test(js_exporter_trace),
-        cmocka_unit_test(js_exporter_logs),
+        cmocka_unit_test(js_exporter_logs), cmocka_unit_test(attribute_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
