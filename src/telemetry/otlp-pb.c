@@ -422,11 +422,14 @@ __attribute__((noinline)) static int next_field_slow(struct dec *d, struct pb_re
  *
  * The common case is handled inline, where the table is a constant of the call site: a
  * one-byte tag of a known field with its wire type, then a one-byte varint, a length under
- * 128 that fits, or a fixed-size value that fits. Anything else, errors included, takes
- * next_field_slow from the same position, so both read the same way. */
+ * 128 that fits, or a fixed-size value that fits; with len2 also a length of two bytes that
+ * fits, for the levels above the records (a span or log record takes 128 bytes to 16 KiB),
+ * not below them, where the extra branch cost more than it saved. Anything else, errors included,
+ * takes next_field_slow from the same position, so both read the same way. */
 __attribute__((always_inline)) static inline int next_field(struct dec *d, struct pb_reader *r,
                                                             const struct field_info *tab,
-                                                            uint32_t num_tab, struct pb_field *f)
+                                                            uint32_t num_tab, struct pb_field *f,
+                                                            int len2)
 {
     const uint8_t *p = r->p, *end = r->end;
     if (p == end)
@@ -443,6 +446,16 @@ __attribute__((always_inline)) static inline int next_field(struct dec *d, struc
                     r->p = p + 2 + p[1];
                     f->num = num;
                     return 1;
+                }
+                if (len2 && p[1] >= 0x80 && end - p >= 3 && p[2] < 0x80) {
+                    size_t n = (size_t)(p[1] & 0x7f) | (size_t)p[2] << 7;
+                    if (n <= (size_t)(end - p - 3)) {
+                        f->p = p + 3;
+                        f->len = n;
+                        r->p = p + 3 + n;
+                        f->num = num;
+                        return 1;
+                    }
                 }
                 break;
             case WT_VARINT:
@@ -475,7 +488,7 @@ __attribute__((always_inline)) static inline int next_field(struct dec *d, struc
     return next_field_slow(d, r, tab, num_tab, f);
 }
 
-#define NEXT(d, r, tab, f) next_field((d), (r), (tab), CN_ARRAY_LEN(tab), (f))
+#define NEXT(d, r, tab, f) next_field((d), (r), (tab), CN_ARRAY_LEN(tab), (f), 0)
 
 static inline struct pb_reader reader(const uint8_t *p, size_t len)
 {
@@ -490,7 +503,7 @@ static int count_fields(struct dec *d, const uint8_t *p, size_t len, const struc
     struct pb_reader r = reader(p, len);
     struct pb_field f;
     int rc;
-    while ((rc = next_field(d, &r, tab, num_tab, &f)) > 0)
+    while ((rc = next_field(d, &r, tab, num_tab, &f, 0)) > 0)
         counts[f.num] += counts[f.num] != UINT32_MAX;
     return rc;
 }
@@ -1198,8 +1211,9 @@ static int span_attrs(struct dec *d, struct cn_kvs *attrs, struct pb_reader *r, 
                 attrs->items = d->kv_buf;
                 cap = CN_MIN(d->kv_cap, d->max_attrs);
             }
-            struct cn_kv *kv = attrs->num < cap ? &attrs->items[attrs->num] : NULL;
-            if (kv && (memset(&kv->val.u, 0, sizeof(kv->val.u)), kv_fast(p, len, kv))) {
+            struct cn_kv *kv = &attrs->items[attrs->num];
+            if (attrs->num < cap &&
+                (memset(&kv->val.u, 0, sizeof(kv->val.u)), kv_fast(p, len, kv))) {
                 cut_value(d, &kv->val, 1);
                 attrs->num++;
             } else {
@@ -1469,16 +1483,16 @@ static int count_records(struct dec *d, const struct shape *sh, const uint8_t *b
     struct pb_field f, g, h;
     size_t n = 0, i = 0;
     int rc;
-    while ((rc = next_field(d, &r, sh->req, sh->num_req, &f)) > 0) {
+    while ((rc = next_field(d, &r, sh->req, sh->num_req, &f, 1)) > 0) {
         struct pb_reader rr = reader(f.p, f.len);
         size_t j = 0;
         push(d, sh->req[1].name, i++);
-        while ((rc = next_field(d, &rr, sh->res, sh->num_res, &g)) > 0) {
+        while ((rc = next_field(d, &rr, sh->res, sh->num_res, &g, 1)) > 0) {
             if (g.num != 2)
                 continue;
             struct pb_reader rs = reader(g.p, g.len);
             push(d, sh->res[2].name, j++);
-            while ((rc = next_field(d, &rs, sh->scope, sh->num_scope, &h)) > 0)
+            while ((rc = next_field(d, &rs, sh->scope, sh->num_scope, &h, 1)) > 0)
                 n += h.num == 2;
             if (rc < 0)
                 return rc;
@@ -1502,7 +1516,7 @@ static int decode_scope_level(struct dec *d, const struct shape *sh, const struc
     struct pb_field f;
     size_t k = 0;
     int rc;
-    while ((rc = next_field(d, &r, sh->scope, sh->num_scope, &f)) > 0) {
+    while ((rc = next_field(d, &r, sh->scope, sh->num_scope, &f, 1)) > 0) {
         if (f.num == 1) {
             push(d, "scope", NO_INDEX);
             if ((rc = decode_scope(d, sc, f.p, f.len)) != 0)
@@ -1527,7 +1541,7 @@ static int decode_resource_level(struct dec *d, const struct shape *sh, const ui
     struct pb_field f;
     size_t j = 0;
     int rc;
-    while ((rc = next_field(d, &r, sh->res, sh->num_res, &f)) > 0) {
+    while ((rc = next_field(d, &r, sh->res, sh->num_res, &f, 1)) > 0) {
         switch (f.num) {
         case 1:
             push(d, "resource", NO_INDEX);
@@ -1577,7 +1591,7 @@ static int walk(struct dec *d, const struct shape *sh, const uint8_t *buf, size_
     struct pb_field f;
     size_t i = 0;
     int rc;
-    while ((rc = next_field(d, &r, sh->req, sh->num_req, &f)) > 0) {
+    while ((rc = next_field(d, &r, sh->req, sh->num_req, &f, 1)) > 0) {
         push(d, sh->req[1].name, i++);
         if ((rc = decode_resource_level(d, sh, f.p, f.len)) != 0)
             return rc;
