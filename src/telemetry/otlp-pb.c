@@ -1232,6 +1232,49 @@ static int span_attrs(struct dec *d, struct cn_kvs *attrs, struct pb_reader *r, 
     }
 }
 
+/* The fields SDKs write first, in field order and at their usual sizes: trace_id (16
+ * bytes), span_id, parent_span_id (8), name (a length under 128), kind (under 128),
+ * start_time_unix_nano and end_time_unix_nano. Each is taken here while the next bytes are
+ * exactly its tag and length, as decode_span's loop would take it; r then points past them,
+ * and the loop reads the rest (and any of these that were not taken). */
+static inline void span_head(struct pb_reader *r, struct cn_span *s, size_t *tid_len,
+                             size_t *sid_len, size_t *pid_len, uint64_t *kind)
+{
+    const uint8_t *q = r->p, *end = r->end;
+    if (end - q >= 18 && q[0] == (1 << 3 | WT_LEN) && q[1] == 16) {
+        memcpy(s->trace_id, q + 2, 16);
+        *tid_len = 16;
+        q += 18;
+    }
+    if (end - q >= 10 && q[0] == (2 << 3 | WT_LEN) && q[1] == 8) {
+        memcpy(s->span_id, q + 2, 8);
+        *sid_len = 8;
+        q += 10;
+    }
+    if (end - q >= 10 && q[0] == (4 << 3 | WT_LEN) && q[1] == 8) {
+        memcpy(s->parent_id, q + 2, 8);
+        *pid_len = 8;
+        q += 10;
+    }
+    if (end - q >= 2 && q[0] == (5 << 3 | WT_LEN) && q[1] < 0x80 && q[1] <= end - q - 2) {
+        s->name = (struct cn_slice){(const char *)q + 2, q[1]};
+        q += 2 + q[1];
+    }
+    if (end - q >= 2 && q[0] == (6 << 3 | WT_VARINT) && q[1] < 0x80) {
+        *kind = q[1];
+        q += 2;
+    }
+    if (end - q >= 9 && q[0] == (7 << 3 | WT_I64)) {
+        s->start_ns = load_le64(q + 1);
+        q += 9;
+    }
+    if (end - q >= 9 && q[0] == (8 << 3 | WT_I64)) {
+        s->end_ns = load_le64(q + 1);
+        q += 9;
+    }
+    r->p = q;
+}
+
 static int decode_span(struct dec *d, const struct cn_resource *res, const struct cn_scope *sc,
                        const uint8_t *p, size_t len, size_t idx)
 {
@@ -1256,6 +1299,7 @@ static int decode_span(struct dec *d, const struct cn_resource *res, const struc
     uint64_t kind = 0, code = 0;
     uint32_t drop_attrs = 0, drop_events = 0, drop_links = 0;
     struct bad_link bad = {0};
+    span_head(&r, s, &tid_len, &sid_len, &pid_len, &kind);
     while ((rc = NEXT(d, &r, span_f, &f)) > 0) {
         if ((f.num == 11 || f.num == 13) && !counted) {
             uint32_t counts[CN_ARRAY_LEN(span_f)] = {0};

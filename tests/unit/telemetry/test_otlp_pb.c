@@ -1027,6 +1027,90 @@ static void attribute_runs(void **state)
     pb_free(&req);
 }
 
+/* The usual leading fields are read by a fast path when they come in field order at their
+ * usual sizes; in any other order, repeated (the last wins) or at other sizes they read the
+ * same as the general loop reads them. */
+static void span_field_order(void **state)
+{
+    (void)state;
+    struct pb spans[4];
+    spans[0] = pb_new(); /* field order */
+    pb_bytes(&spans[0], 1, TID, 16);
+    pb_bytes(&spans[0], 2, SID, 8);
+    pb_bytes(&spans[0], 4, PID, 8);
+    pb_str(&spans[0], 5, "op");
+    pb_u(&spans[0], 6, 3);
+    pb_f64(&spans[0], 7, 1000);
+    pb_f64(&spans[0], 8, 2000);
+    spans[1] = pb_new(); /* reversed */
+    pb_f64(&spans[1], 8, 2000);
+    pb_f64(&spans[1], 7, 1000);
+    pb_u(&spans[1], 6, 3);
+    pb_str(&spans[1], 5, "op");
+    pb_bytes(&spans[1], 4, PID, 8);
+    pb_bytes(&spans[1], 2, SID, 8);
+    pb_bytes(&spans[1], 1, TID, 16);
+    spans[2] = pb_new(); /* each leading field twice, the first value overwritten */
+    pb_bytes(&spans[2], 1, TID2, 16);
+    pb_bytes(&spans[2], 1, TID, 16);
+    pb_bytes(&spans[2], 2, SID2, 8);
+    pb_bytes(&spans[2], 2, SID, 8);
+    pb_bytes(&spans[2], 4, SID2, 8);
+    pb_bytes(&spans[2], 4, PID, 8);
+    pb_str(&spans[2], 5, "first");
+    pb_str(&spans[2], 5, "op");
+    pb_u(&spans[2], 6, 1);
+    pb_u(&spans[2], 6, 3);
+    pb_f64(&spans[2], 7, 5);
+    pb_f64(&spans[2], 7, 1000);
+    pb_f64(&spans[2], 8, 6);
+    pb_f64(&spans[2], 8, 2000);
+    spans[3] = pb_new(); /* a trace_state between span_id and parent_span_id */
+    pb_bytes(&spans[3], 1, TID, 16);
+    pb_bytes(&spans[3], 2, SID, 8);
+    pb_str(&spans[3], 3, "k=v");
+    pb_bytes(&spans[3], 4, PID, 8);
+    pb_str(&spans[3], 5, "op");
+    pb_u(&spans[3], 6, 3);
+    pb_f64(&spans[3], 7, 1000);
+    pb_f64(&spans[3], 8, 2000);
+    struct pb req = traces_req(spans, 4);
+
+    struct cn_tel_batch b;
+    assert_int_equal(traces(&b, &req, NULL), 0);
+    assert_int_equal(b.num_spans, 4);
+    for (size_t i = 0; i < 4; i++) {
+        const struct cn_span *sp = &b.spans[i];
+        assert_memory_equal(sp->trace_id, TID, 16);
+        assert_memory_equal(sp->span_id, SID, 8);
+        assert_memory_equal(sp->parent_id, PID, 8);
+        slice_is(sp->name, "op");
+        assert_int_equal(sp->kind, 3);
+        assert_int_equal(sp->start_ns, 1000);
+        assert_int_equal(sp->end_ns, 2000);
+    }
+    slice_is(b.spans[3].trace_state, "k=v");
+    cn_tel_batch_release(&b);
+    pb_free(&req);
+
+    /* A parent_span_id of 7 bytes is not the usual size: the loop reads it and refuses the
+     * span, naming the field. */
+    struct pb bad = span_new("bad-parent", 0);
+    struct pb fixed = pb_new();
+    pb_bytes(&fixed, 1, TID, 16);
+    pb_bytes(&fixed, 2, SID, 8);
+    pb_bytes(&fixed, 4, PID, 7);
+    pb_raw(&fixed, bad.d, bad.n);
+    pb_free(&bad);
+    req = traces_req1(fixed);
+    assert_int_equal(traces(&b, &req, NULL), 0);
+    assert_int_equal(b.num_spans, 0);
+    assert_int_equal(b.rejected, 1);
+    assert_non_null(strstr(b.reject_msg, "parent_span_id is 7 bytes"));
+    cn_tel_batch_release(&b);
+    pb_free(&req);
+}
+
 static void limit_events_links(void **state)
 {
     (void)state;
@@ -1723,6 +1807,7 @@ int main(void)
         cmocka_unit_test(budget),           cmocka_unit_test(log_fields),
         cmocka_unit_test(responses),        cmocka_unit_test(js_exporter_trace),
         cmocka_unit_test(js_exporter_logs), cmocka_unit_test(attribute_runs),
+        cmocka_unit_test(span_field_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
