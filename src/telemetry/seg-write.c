@@ -295,16 +295,82 @@ struct bref {
     uint8_t codec;
 };
 
+/* Open-addressing map from non-NULL pointers to ids, hashed by a multiply: rows sorted for
+ * search come from many batches, so nearly every row looks its resource and scope up here.
+ * States: keys == NULL (mask 0) until the first put; n * 2 <= mask + 1. */
+struct pmap {
+    const void **keys; /* NULL for an empty slot */
+    uint32_t *vals;
+    uint32_t mask, n;
+};
+
+static inline uint32_t pmap_slot(const struct pmap *m, const void *p)
+{
+    return (uint32_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 32) & m->mask;
+}
+
+/* The id of p, or -1. */
+static inline int64_t pmap_get(const struct pmap *m, const void *p)
+{
+    if (!m->keys)
+        return -1;
+    for (uint32_t i = pmap_slot(m, p); m->keys[i]; i = (i + 1) & m->mask)
+        if (m->keys[i] == p)
+            return m->vals[i];
+    return -1;
+}
+
+/* Adds p (not in m) with id v. Returns 0 or CN_ENOMEM (m unchanged). */
+static int pmap_put(struct pmap *m, const void *p, uint32_t v)
+{
+    if (!m->keys || (m->n + 1) * 2 > m->mask + 1) {
+        struct pmap g = {NULL, NULL, m->mask ? m->mask * 2 + 1 : 63, m->n};
+        g.keys = calloc((size_t)g.mask + 1, sizeof(*g.keys));
+        g.vals = malloc(((size_t)g.mask + 1) * sizeof(*g.vals));
+        if (!g.keys || !g.vals) {
+            free(g.keys);
+            free(g.vals);
+            return CN_ENOMEM;
+        }
+        for (uint32_t k = 0; m->keys && k <= m->mask; k++) {
+            if (!m->keys[k])
+                continue;
+            uint32_t i = pmap_slot(&g, m->keys[k]);
+            while (g.keys[i])
+                i = (i + 1) & g.mask;
+            g.keys[i] = m->keys[k];
+            g.vals[i] = m->vals[k];
+        }
+        free(m->keys);
+        free(m->vals);
+        *m = g;
+    }
+    uint32_t i = pmap_slot(m, p);
+    while (m->keys[i])
+        i = (i + 1) & m->mask;
+    m->keys[i] = p;
+    m->vals[i] = v;
+    m->n++;
+    return 0;
+}
+
+static void pmap_release(struct pmap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof(*m));
+}
+
 /* The distinct resources (or scopes) of a segment, found once per segment rather than once
  * per row group: each record's pointer maps to a content id (equal content, equal id), kept
  * with the first pointer seen for it; a group maps content ids to its own entries. */
 struct ptab {
-    struct smap byptr, bycontent;
-    struct cn_arena keys;  /* the pointers and the serialized contents the maps point to */
-    uint32_t *ptr_cid;     /* pointer id -> content id */
+    struct pmap byptr; /* pointer -> content id */
+    struct smap bycontent;
+    struct cn_arena keys;  /* the serialized contents bycontent points to */
     const void **rep;      /* content id -> a pointer with that content */
     uint32_t *loc, *stamp; /* content id -> entry in the group being written, while stamped */
-    uint32_t cap_ptrs, cap_cids, gen;
+    uint32_t cap_cids, gen;
 };
 
 /* A value without its type, copied out of its record: the values of a column are read
@@ -982,10 +1048,9 @@ static void ser_kvs(struct enc *e, const struct cn_kvs *kvs)
 
 static void ptab_release(struct ptab *t)
 {
-    smap_release(&t->byptr);
+    pmap_release(&t->byptr);
     smap_release(&t->bycontent);
     cn_arena_release(&t->keys);
-    free(t->ptr_cid);
     free(t->rep);
     free(t->loc);
     free(t->stamp);
@@ -1008,17 +1073,9 @@ static int ptab_room(void **arr, uint32_t cap, uint32_t i, size_t elem)
  * CN_E* code. */
 static int64_t ptab_cid(struct ptab *t, struct enc *ser, const void *ptr, int scope)
 {
-    uint32_t pid;
-    int rc = smap_add(&t->byptr, &ptr, sizeof(ptr), &pid);
-    if (rc == 0)
-        return t->ptr_cid[pid];
-    if (rc < 0)
-        return rc;
-    /* The map's key must outlive this call: it points at a copy of the pointer. */
-    struct cn_slice pk = cn_arena_dup(&t->keys, &ptr, sizeof(ptr));
-    if (!pk.ptr)
-        return CN_ENOMEM;
-    t->byptr.keys[pid] = pk;
+    int64_t known = pmap_get(&t->byptr, ptr);
+    if (known >= 0)
+        return known;
     ser->b.len = 0;
     if (scope) {
         const struct cn_scope *s = ptr;
@@ -1037,14 +1094,11 @@ static int64_t ptab_cid(struct ptab *t, struct enc *ser, const void *ptr, int sc
     if (!key.ptr)
         return CN_ENOMEM;
     uint32_t cid;
-    rc = smap_add(&t->bycontent, key.ptr, key.len, &cid);
+    int rc = smap_add(&t->bycontent, key.ptr, key.len, &cid);
     if (rc < 0)
         return rc;
-    if (ptab_room((void **)&t->ptr_cid, t->cap_ptrs, pid, sizeof(*t->ptr_cid)))
+    if (pmap_put(&t->byptr, ptr, cid))
         return CN_ENOMEM;
-    if (pid >= t->cap_ptrs)
-        t->cap_ptrs = t->cap_ptrs ? t->cap_ptrs * 2 : 64;
-    t->ptr_cid[pid] = cid;
     if (rc == 1) {
         if (ptab_room((void **)&t->rep, t->cap_cids, cid, sizeof(*t->rep)) ||
             ptab_room((void **)&t->loc, t->cap_cids, cid, sizeof(*t->loc)) ||
