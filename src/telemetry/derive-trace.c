@@ -76,6 +76,30 @@ const struct tsum *cn_derive__find_trace(const struct cn_derive *d, const uint8_
     return pos == IDX_NONE ? NULL : &d->tr.ring[pos];
 }
 
+void cn_derive_trace_spans(struct cn_derive *d, const uint8_t *const *ids, size_t n,
+                           uint32_t *spans)
+{
+    enum { AHEAD = 8 };
+    uint64_t h[AHEAD];
+    pthread_rwlock_rdlock(&d->lock);
+    const struct traces *t = &d->tr;
+    /* The index is far larger than the caches and each ID lands at random in it: the slot
+     * of the ID AHEAD places on is fetched while this one is looked up. */
+    for (size_t i = 0; i < n + AHEAD; i++) {
+        if (i >= AHEAD) { /* first the ID whose hash takes the place of i's */
+            size_t k = i - AHEAD;
+            uint32_t pos = find_pos(t, ids[k], h[k % AHEAD]);
+            spans[k] = pos == IDX_NONE ? 0 : t->ring[pos].spans;
+        }
+        if (i < n) {
+            h[i % AHEAD] = id_hash(ids[i]);
+            if (t->idx.slots)
+                __builtin_prefetch(&t->idx.slots[(uint32_t)h[i % AHEAD] & t->idx.mask]);
+        }
+    }
+    pthread_rwlock_unlock(&d->lock);
+}
+
 /* Drops the summary at pos (the oldest). */
 static void evict(struct cn_derive *d, uint32_t pos)
 {

@@ -260,6 +260,11 @@ int cn_derive_edges(struct cn_derive *d, struct cn_derive_edge **out_edges, size
                     const struct cn_derive_edge_query *q);
 /* The summary of one trace into *out. Returns 0, or CN_ENOENT (out unchanged). */
 int cn_derive_trace(struct cn_derive *d, struct cn_derive_trace *out, const uint8_t trace_id[16]);
+/* For each of the n trace IDs at ids[i] (16 bytes each), the spans its summary counts so
+ * far into spans[i], 0 for a trace without one: what cn_derive_trace says of num_spans, for
+ * many traces under one lock, their index slots fetched ahead. */
+void cn_derive_trace_spans(struct cn_derive *d, const uint8_t *const *ids, size_t n,
+                           uint32_t *spans);
 /* Summaries of traces starting in [from, to), newest start first, at most limit (1 to
  * CN_DERIVE_MAX_TRACES_PER_QUERY). Returns 0, CN_EINVAL, CN_ENOMEM. */
 int cn_derive_traces(struct cn_derive *d, struct cn_derive_trace **out_traces, size_t *out_num,

@@ -2948,7 +2948,7 @@ void cn_store_count_rejected(struct cn_store *st, int logs, uint64_t n)
 
 struct tcount {
     uint8_t id[16];
-    uint32_t used, count;
+    uint32_t used, uniq;
 };
 
 void cn_store_limit_traces(struct cn_store *st, struct cn_tel_batch *b)
@@ -2959,38 +2959,58 @@ void cn_store_limit_traces(struct cn_store *st, struct cn_tel_batch *b)
     size_t cap = 16;
     while (cap < b->num_spans * 2)
         cap *= 2;
+    /* The batch's distinct traces, each span's among them, then what the derived tables
+     * already count of each: looked up all at once, which lets the lookups overlap. */
     struct tcount *t = calloc(cap, sizeof(*t));
-    if (!t)
-        return; /* the limit is a guard, not a correctness need: skip it rather than fail */
-    size_t kept = 0, j = 0;
+    uint32_t *of = malloc(b->num_spans * sizeof(*of));
+    uint32_t *count = malloc(b->num_spans * sizeof(*count));
+    const uint8_t **ids = malloc(b->num_spans * sizeof(*ids));
+    if (!t || !of || !count || !ids) {
+        /* the limit is a guard, not a correctness need: skip it rather than fail */
+        free(t);
+        free(of);
+        free(count);
+        free(ids);
+        return;
+    }
+    size_t nuniq = 0, j = 0;
     for (size_t i = 0; i < b->num_spans; i++) {
         const uint8_t *id = b->spans[i].trace_id;
         /* Spans of a trace mostly come one after the other: no hashing for those. */
-        if (!(i && t[j].used && memcmp(t[j].id, id, 16) == 0)) {
+        if (!(i && memcmp(t[j].id, id, 16) == 0)) {
             j = hash_id(id) & (cap - 1);
             while (t[j].used && memcmp(t[j].id, id, 16) != 0)
                 j = (j + 1) & (cap - 1);
+            if (!t[j].used) {
+                t[j].used = 1;
+                memcpy(t[j].id, id, 16);
+                t[j].uniq = (uint32_t)nuniq;
+                ids[nuniq++] = id;
+            }
         }
-        if (!t[j].used) {
-            t[j].used = 1;
-            memcpy(t[j].id, id, 16);
-            struct cn_derive_trace sum;
-            t[j].count = cn_derive_trace(st->derive, &sum, id) == 0 ? sum.num_spans : 0;
-        }
-        if (t[j].count >= max) {
+        of[i] = t[j].uniq;
+    }
+    cn_derive_trace_spans(st->derive, ids, nuniq, count);
+    size_t kept = 0;
+    for (size_t i = 0; i < b->num_spans; i++) {
+        uint32_t u = of[i];
+        if (count[u] >= max) {
             char hex[33];
-            cn_hex_encode(hex, id, 16);
+            cn_hex_encode(hex, b->spans[i].trace_id, 16);
             cn_tel_batch_reject(b, "trace %s already has %u spans (telemetry.max_spans_per_trace)",
-                                hex, (unsigned)t[j].count);
+                                hex, (unsigned)count[u]);
             continue;
         }
-        t[j].count++;
+        count[u]++;
         if (kept != i)
             b->spans[kept] = b->spans[i];
         kept++;
     }
     b->num_spans = kept;
     free(t);
+    free(of);
+    free(count);
+    free(ids);
 }
 
 struct cn_derive *cn_store_derive(struct cn_store *st)

@@ -1020,6 +1020,39 @@ static void summaries_evicted_at_cap(void **state)
     cn_derive_free(d);
 }
 
+/* Span counts of many traces at once, as the spans-per-trace limit asks them: the same as
+ * one cn_derive_trace each, 0 for traces without a summary, fewer and more IDs than the
+ * lookups run ahead, an ID asked twice, none at all. */
+static void summaries_span_counts(void **state)
+{
+    (void)state;
+    struct cn_derive_opts o;
+    cn_derive_opts_default(&o);
+    struct cn_derive *d = derive_with(&o);
+    for (uint64_t t = 1; t <= 40; t++)
+        for (uint64_t k = 0; k < t % 7; k++)
+            add1(d, span("api", t, k + 1, k, CN_KIND_SERVER, "GET /", T0 + k, MS, 0), T0);
+    uint8_t ids[50][16];
+    const uint8_t *ptrs[50];
+    uint32_t spans[50];
+    for (size_t n = 0; n <= 50; n += n < 10 ? 1 : 20) {
+        for (size_t i = 0; i < n; i++) {
+            put_id(ids[i], 16, i == 7 ? 3 : 50 - i); /* 41 to 50 have none; 3 twice */
+            ptrs[i] = ids[i];
+            spans[i] = 12345;
+        }
+        cn_derive_trace_spans(d, ptrs, n, spans);
+        for (size_t i = 0; i < n; i++) {
+            struct cn_derive_trace t;
+            uint32_t want = cn_derive_trace(d, &t, ids[i]) == 0 ? t.num_spans : 0;
+            assert_int_equal(spans[i], want);
+            uint64_t v = i == 7 ? 3 : 50 - i;
+            assert_int_equal(spans[i], v <= 40 ? v % 7 : 0);
+        }
+    }
+    cn_derive_free(d);
+}
+
 struct rec {
     uint64_t start;
     uint64_t id;
@@ -1443,6 +1476,7 @@ int main(void)
         cmocka_unit_test(rollups_built_when_idle),
         cmocka_unit_test(summaries_across_batches),
         cmocka_unit_test(summaries_evicted_at_cap),
+        cmocka_unit_test(summaries_span_counts),
         cmocka_unit_test(summaries_by_time_range),
         cmocka_unit_test(summaries_time_blocks),
         cmocka_unit_test(names_services_and_limits),
