@@ -1787,6 +1787,8 @@ static int find_parents(struct w *w, const struct tkey *tk)
             uint64_t sid[32], pid[32];
             for (uint32_t i = a; i < b; i++) {
                 const struct cn_span *sp = w->spans[tk[i].idx];
+                if (i + 8 < w->ntrefs) /* fetch ahead, over the next traces too */
+                    __builtin_prefetch(w->spans[tk[i + 8].idx]->span_id);
                 memcpy(&sid[i - a], sp->span_id, 8);
                 memcpy(&pid[i - a], sp->parent_id, 8);
             }
@@ -1864,6 +1866,8 @@ static int plan(struct w *w)
             __builtin_prefetch(p + 64);
             __builtin_prefetch(p + sizeof(struct cn_span) - 1);
         }
+        if (spans && i + 4 < w->n) /* and its name's bytes, once the span is here */
+            __builtin_prefetch(w->spans[i + 4]->name.ptr);
         const struct cn_resource *res;
         const void *scope;
         const uint8_t *tid;
