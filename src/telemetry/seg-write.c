@@ -402,11 +402,13 @@ static int grow(void *pp, size_t *cap, size_t need, size_t elem)
 }
 
 /* An attribute set's (key, type) pair, in put_kvs. */
+/* A (key, type) pair of an attribute column and its values in row order. The values'
+ * array stays with the slot between calls, reused by the pair that takes the slot next. */
 struct pair {
     uint32_t key;
     uint8_t type;
-    uint32_t nvals;
-    size_t first;
+    uint32_t nvals, cap;
+    union vu *vals;
 };
 
 /* Scratch of put_kvs (kv_) and of put_vals and put_dict (v_), which run for every column
@@ -417,9 +419,8 @@ struct cols {
     uint32_t *kv_kpair; /* key id * 8 + type -> pair + 1 */
     struct pair *kv_pairs;
     uint32_t *kv_item_pair;
-    union vu *kv_item_val, *kv_vals;
     uint32_t *kv_rows; /* each row's num, then each row's dropped */
-    size_t kv_kpair_cap, kv_pairs_cap, kv_items_cap, kv_vals_cap;
+    size_t kv_kpair_cap, kv_pairs_cap, kv_items_cap;
     size_t kv_rows_cap;
     struct smap v_map;
     uint32_t *v_ids;
@@ -431,10 +432,10 @@ static void cols_release(struct cols *c)
 {
     smap_release(&c->kv_keys);
     free(c->kv_kpair);
+    for (size_t p = 0; p < c->kv_pairs_cap; p++)
+        free(c->kv_pairs[p].vals);
     free(c->kv_pairs);
     free(c->kv_item_pair);
-    free(c->kv_item_val);
-    free(c->kv_vals);
     free(c->kv_rows);
     smap_release(&c->v_map);
     free(c->v_ids);
@@ -871,6 +872,21 @@ static int put_vals(struct w *w, struct enc *e, uint8_t type, const union vu *v,
     return 0;
 }
 
+/* Appends v to p's values, which grow from room for hint. Returns 0 or CN_ENOMEM. */
+static inline int pair_push(struct pair *p, union vu v, size_t hint)
+{
+    if (CN_UNLIKELY(p->nvals == p->cap)) {
+        size_t cap = p->cap ? (size_t)p->cap * 2 : CN_MAX(hint, 16);
+        union vu *vals = cap <= UINT32_MAX ? realloc(p->vals, cap * sizeof(*vals)) : NULL;
+        if (!vals)
+            return CN_ENOMEM;
+        p->vals = vals;
+        p->cap = (uint32_t)cap;
+    }
+    p->vals[p->nvals++] = v;
+    return 0;
+}
+
 /* Attribute sets rows[0..n): (key, type) pairs, count and dropped per row, pair per item,
  * then each pair's values. */
 static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows, size_t n)
@@ -887,15 +903,18 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
     uint32_t npairs = 0, *kpair = c->kv_kpair;
     size_t kpair_cap = c->kv_kpair_cap;
     struct pair *pairs = c->kv_pairs;
-    /* Each row's count and dropped, each item's pair and value in item order, then the
-     * items grouped by pair, then each pair's values gathered: the rows are read once, in
-     * the loop below, not again for counts or for each pair's values. */
+    /* Each row's count and dropped, each item's pair, and each value appended to its pair's
+     * values: the rows are read once, in the loop below, not again for counts or for each
+     * pair's values. */
     int rc = grow(&c->kv_rows, &c->kv_rows_cap, 2 * n, sizeof(*c->kv_rows));
     uint32_t *rnum = rc ? NULL : c->kv_rows, *rdropped = rc ? NULL : c->kv_rows + n;
     size_t j = 0;
     for (size_t r = 0; r < n && rc >= 0; r++) {
-        /* Rows are scattered over the batches: fetch a row's items (several cache lines)
-         * eight rows ahead, and the body bytes its keys point into four rows ahead. */
+        /* Rows are scattered over the batches: fetch a row's count and items pointer
+         * sixteen rows ahead, its items (several cache lines) eight rows ahead, and the body
+         * bytes its keys point into four rows ahead. */
+        if (r + 16 < n)
+            __builtin_prefetch(rows[r + 16]);
         if (r + 8 < n) {
             const struct cn_kvs *k8 = rows[r + 8];
             const char *p = (const char *)k8->items, *end = p + k8->num * sizeof(*k8->items);
@@ -912,17 +931,12 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
         uint32_t num = rows[r]->num;
         rnum[r] = num;
         rdropped[r] = rows[r]->dropped;
-        if (j + num > c->kv_items_cap) {
-            size_t cap = c->kv_items_cap, cap2 = cap;
-            if (grow(&c->kv_item_pair, &cap, j + num, sizeof(*c->kv_item_pair)) ||
-                grow(&c->kv_item_val, &cap2, j + num, sizeof(*c->kv_item_val))) {
-                rc = CN_ENOMEM;
-                break;
-            }
-            c->kv_items_cap = cap;
+        if (j + num > c->kv_items_cap &&
+            grow(&c->kv_item_pair, &c->kv_items_cap, j + num, sizeof(*c->kv_item_pair))) {
+            rc = CN_ENOMEM;
+            break;
         }
         uint32_t *item_pair = c->kv_item_pair;
-        union vu *item_val = c->kv_item_val;
         for (uint32_t i = 0; i < num && rc >= 0; i++, j++) {
             const struct cn_kv *kv = &rows[r]->items[i];
             if (kv->val.type > CN_VAL_KVLIST) {
@@ -939,8 +953,10 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
                 same_bytes(ks->key.ptr, kv->key.ptr, kv->key.len)) {
                 if (ks->type == kv->val.type) {
                     item_pair[j] = ks->pair;
-                    item_val[j] = val_u(&kv->val);
-                    pairs[ks->pair].nvals++;
+                    if (pair_push(&pairs[ks->pair], val_u(&kv->val), n)) {
+                        rc = CN_ENOMEM;
+                        break;
+                    }
                     continue;
                 }
                 kid = ks->id;
@@ -961,40 +977,30 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
             }
             uint32_t *slot = &kpair[(size_t)kid * 8 + kv->val.type];
             if (!*slot) {
+                size_t had = c->kv_pairs_cap;
                 if (grow(&c->kv_pairs, &c->kv_pairs_cap, (size_t)npairs + 1,
                          sizeof(*c->kv_pairs))) {
                     rc = CN_ENOMEM;
                     break;
                 }
                 pairs = c->kv_pairs;
-                pairs[npairs] = (struct pair){kid, kv->val.type, 0, 0};
+                memset(pairs + had, 0, (c->kv_pairs_cap - had) * sizeof(*pairs));
+                pairs[npairs].key = kid;
+                pairs[npairs].type = kv->val.type;
+                pairs[npairs].nvals = 0;
                 *slot = ++npairs;
             }
             item_pair[j] = *slot - 1;
-            item_val[j] = val_u(&kv->val);
-            pairs[*slot - 1].nvals++;
+            if (pair_push(&pairs[*slot - 1], val_u(&kv->val), n)) {
+                rc = CN_ENOMEM;
+                break;
+            }
             if (ks)
                 *ks = (struct kseen){kv->key, kid, *slot - 1, kv->val.type};
         }
     }
     size_t total = j;
-    if (rc >= 0 && grow(&c->kv_vals, &c->kv_vals_cap, total, sizeof(*c->kv_vals)))
-        rc = CN_ENOMEM;
-    const uint32_t *item_pair = c->kv_item_pair;
-    const union vu *item_val = c->kv_item_val;
     if (rc >= 0) {
-        /* Each pair's values, in row order, end to end: one pass over the items. */
-        size_t first = 0;
-        for (uint32_t p = 0; p < npairs; p++) {
-            pairs[p].first = first;
-            first += pairs[p].nvals;
-            pairs[p].nvals = 0;
-        }
-        union vu *vals = c->kv_vals;
-        for (j = 0; j < total; j++) {
-            struct pair *p = &pairs[item_pair[j]];
-            vals[p->first + p->nvals++] = item_val[j];
-        }
         put_var(e, n);
         put_var(e, npairs);
         for (uint32_t p = 0; p < npairs; p++) {
@@ -1003,9 +1009,9 @@ static int put_kvs(struct w *w, struct enc *e, const struct cn_kvs *const *rows,
         }
         put_vars(e, rnum, n);
         put_vars(e, rdropped, n);
-        put_vars(e, item_pair, total);
+        put_vars(e, c->kv_item_pair, total);
         for (uint32_t p = 0; p < npairs && rc >= 0; p++)
-            rc = put_vals(w, e, pairs[p].type, c->kv_vals + pairs[p].first, pairs[p].nvals, 1);
+            rc = put_vals(w, e, pairs[p].type, pairs[p].vals, pairs[p].nvals, 1);
     } else if (rc == CN_ENOMEM) {
         rc = fail(w, rc, "out of memory");
     }
