@@ -229,19 +229,6 @@ static int smap_add_hashed(struct smap *m, const void *p, size_t len, uint64_t h
     return 1;
 }
 
-/* The id of p[0..len), whose XXH3_64bits is h, or -1. */
-static int64_t smap_find_hashed(const struct smap *m, const void *p, size_t len, uint64_t h)
-{
-    if (!m->tab)
-        return -1;
-    for (uint32_t i = (uint32_t)h & m->mask; m->tab[i]; i = (i + 1) & m->mask) {
-        uint32_t id = m->tab[i] - 1;
-        if (m->hashes[id] == h && m->keys[id].len == len && same_bytes(m->keys[id].ptr, p, len))
-            return id;
-    }
-    return -1;
-}
-
 /* Finds p[0..len) or adds it. Returns 1 when added, 0 when found, CN_ENOMEM. */
 static int smap_add(struct smap *m, const void *p, size_t len, uint32_t *out_id)
 {
@@ -286,6 +273,47 @@ static int hset_add(struct hset *s, uint64_t h)
     s->tab[i] = h;
     s->n++;
     return 0;
+}
+
+/* A set of values known by two independent 64-bit hashes of each: equal pairs are taken for
+ * equal values (for n values a false match has a probability of about n^2 / 2^128). One
+ * slot holds a value, so a lookup reads one cache line, however large the set. */
+struct hset2 {
+    uint64_t (*tab)[2]; /* tab[i][0] == 0 for an empty slot */
+    size_t mask;
+    size_t n;
+};
+
+/* Adds the value hashed (a, b). Returns 1 when added, 0 when it was there, CN_ENOMEM. */
+static int hset2_add(struct hset2 *s, uint64_t a, uint64_t b)
+{
+    a |= 1; /* never 0 */
+    if (!s->tab || (s->n + 1) * 2 > s->mask + 1) {
+        size_t size = s->tab ? (s->mask + 1) * 2 : 1024;
+        uint64_t(*t)[2] = calloc(size, sizeof(*t));
+        if (!t)
+            return CN_ENOMEM;
+        for (size_t i = 0; s->tab && i <= s->mask; i++) {
+            if (!s->tab[i][0])
+                continue;
+            size_t j = s->tab[i][0] & (size - 1);
+            while (t[j][0])
+                j = (j + 1) & (size - 1);
+            t[j][0] = s->tab[i][0];
+            t[j][1] = s->tab[i][1];
+        }
+        free(s->tab);
+        s->tab = t;
+        s->mask = size - 1;
+    }
+    size_t i = a & s->mask;
+    for (; s->tab[i][0]; i = (i + 1) & s->mask)
+        if (s->tab[i][0] == a && s->tab[i][1] == b)
+            return 0;
+    s->tab[i][0] = a;
+    s->tab[i][1] = b;
+    s->n++;
+    return 1;
 }
 
 struct bref {
@@ -481,10 +509,9 @@ struct w {
     struct enc foot;    /* the footer being built */
     struct hset tokens; /* token hashes for the token bloom */
     /* String attribute values whose tokens are in tokens already: a value repeated in many
-     * row groups (a route, a user ID over a trace's spans) is tokenized once. Its keys are
-     * copies in indexed_bytes, read back without touching the records' scattered memory. */
-    struct smap indexed;
-    struct cn_arena indexed_bytes;
+     * row groups (a route, a user ID over a trace's spans) is tokenized once. Known by two
+     * hashes: a lookup reads one slot, not a map's slot, hash, key and the value's bytes. */
+    struct hset2 indexed;
     struct ptab resources, scopes;
     struct cols cols;
     uint64_t tmin, tmax; /* of the records' times */
@@ -751,20 +778,20 @@ static void index_tokens(struct w *w, uint8_t type, struct cn_slice s, int whole
         add_token(w, cn_seg__token_hash(s.ptr, s.len));
 }
 
+/* Seed of the second hash of w->indexed; the first is XXH3_64bits, the dictionaries' hash. */
+#define INDEXED_SEED 0x696e646578656432ull
+
 /* Indexes a distinct string-like value for the token bloom, tokenizing each whole string
  * value once per segment (the values of a dictionary recur in every row group). h: its
  * XXH3_64bits. */
 static void index_value(struct w *w, uint8_t type, struct cn_slice s, int whole, uint64_t h)
 {
     if (type == CN_VAL_STR && whole) {
-        if (smap_find_hashed(&w->indexed, s.ptr, s.len, h) >= 0)
-            return;
-        struct cn_slice copy = cn_arena_dup(&w->indexed_bytes, s.ptr, s.len);
-        uint32_t id;
-        if (!copy.ptr || smap_add_hashed(&w->indexed, copy.ptr, copy.len, h, &id) < 0) {
+        int rc = hset2_add(&w->indexed, h, XXH3_64bits_withSeed(s.ptr, s.len, INDEXED_SEED));
+        if (rc < 0)
             w->blk.err = CN_ENOMEM; /* reported with the block */
+        if (rc <= 0)
             return;
-        }
     }
     index_tokens(w, type, s, whole);
 }
@@ -2168,7 +2195,6 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
     enc_init(&w->blk);
     enc_init(&w->foot);
     /* The distinct string values of a segment: bounded by its records' own bytes. */
-    cn_arena_init(&w->indexed_bytes, 64 << 10, SIZE_MAX);
     cn_arena_init(&w->resources.keys, 16 << 10, SIZE_MAX);
     cn_arena_init(&w->scopes.keys, 16 << 10, SIZE_MAX);
     cn_buf_init(&w->out, FLUSH_BYTES * 2);
@@ -2262,11 +2288,10 @@ done:
     free(w->trefs);
     free(w->tstart);
     free(w->tokens.tab);
-    smap_release(&w->indexed);
+    free(w->indexed.tab);
     cols_release(&w->cols);
     ptab_release(&w->resources);
     ptab_release(&w->scopes);
-    cn_arena_release(&w->indexed_bytes);
     free(w->parent_row);
     cn_buf_release(&w->blk.b);
     cn_buf_release(&w->foot.b);
