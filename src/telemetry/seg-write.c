@@ -1213,21 +1213,23 @@ static int put_table(struct w *w, struct enc *e, const void *const *ptrs, size_t
     return rc < 0 ? (int)rc : 0;
 }
 
-/* Per-group scratch, sized for group_rows. */
+/* Per-group scratch, sized for group_rows. spans: copies of a span group's records. */
 struct scratch {
     struct cn_slice *sl;
     int64_t *iv;
     const void **ptrs;
     const struct cn_kvs **kvs;
+    struct cn_span *spans;
 };
 
-static int scratch_init(struct scratch *s, size_t rows)
+static int scratch_init(struct scratch *s, size_t rows, int spans)
 {
     s->sl = malloc(rows * sizeof(*s->sl));
     s->iv = malloc(rows * sizeof(*s->iv));
     s->ptrs = malloc(rows * sizeof(*s->ptrs));
     s->kvs = malloc(rows * sizeof(*s->kvs));
-    return s->sl && s->iv && s->ptrs && s->kvs ? 0 : CN_ENOMEM;
+    s->spans = spans ? malloc(rows * sizeof(*s->spans)) : NULL;
+    return s->sl && s->iv && s->ptrs && s->kvs && (s->spans || !spans) ? 0 : CN_ENOMEM;
 }
 
 static void scratch_release(struct scratch *s)
@@ -1236,6 +1238,7 @@ static void scratch_release(struct scratch *s)
     free(s->iv);
     free(s->ptrs);
     free(s->kvs);
+    free(s->spans);
 }
 
 struct gstats {
@@ -1368,13 +1371,22 @@ static int span_group(struct w *w, uint32_t g, size_t r0, size_t n, struct scrat
 {
     const struct cn_span **sp = (const struct cn_span **)s->ptrs;
     struct enc *e = &w->blk;
-    for (size_t i = 0; i < n; i++)
-        sp[i] = w->spans[w->order[r0 + i]];
+    /* The group's records lie scattered over the batches, in sort order, and each column
+     * below reads them again: they are copied end to end once (fetched ahead), and read
+     * from there. */
+    for (size_t i = 0; i < n; i++) {
+        if (i + 8 < n) {
+            const char *p = (const char *)w->spans[w->order[r0 + i + 8]];
+            for (size_t k = 0; k < sizeof(struct cn_span); k += 64)
+                __builtin_prefetch(p + k);
+            __builtin_prefetch(p + sizeof(struct cn_span) - 1);
+        }
+        s->spans[i] = *w->spans[w->order[r0 + i]];
+        sp[i] = &s->spans[i];
+    }
 
     *st = (struct gstats){UINT64_MAX, 0, UINT64_MAX, 0};
     for (size_t i = 0; i < n; i++) {
-        if (i + 8 < n) /* the group's spans are scattered over the batches: fetch ahead */
-            __builtin_prefetch(sp[i + 8]);
         uint64_t t = sp[i]->start_ns;
         uint64_t d = sp[i]->end_ns >= t ? sp[i]->end_ns - t : 0;
         st->tmin = CN_MIN(st->tmin, t);
@@ -2136,7 +2148,7 @@ static int write_groups(struct w *w)
     put_var(&w->foot, ncols);
     put_var(&w->foot, ngroups);
     struct scratch s;
-    int rc = scratch_init(&s, CN_MIN(w->n, (size_t)w->group_rows) + 1);
+    int rc = scratch_init(&s, CN_MIN(w->n, (size_t)w->group_rows) + 1, w->kind == CN_SEG_SPANS);
     if (rc)
         rc = fail(w, rc, "out of memory");
     for (size_t g = 0; g < ngroups && rc == 0; g++) {
