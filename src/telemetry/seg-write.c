@@ -508,6 +508,10 @@ struct w {
     struct enc blk;     /* the block being encoded */
     struct enc foot;    /* the footer being built */
     struct hset tokens; /* token hashes for the token bloom */
+    /* Tokens not yet in tokens: added TOKQ at a time, each one's slot fetched ahead (the
+     * set is large: a lookup is a cache miss). */
+    uint64_t tokq[64];
+    unsigned ntokq;
     /* String attribute values whose tokens are in tokens already: a value repeated in many
      * row groups (a route, a user ID over a trace's spans) is tokenized once. Known by two
      * hashes: a lookup reads one slot, not a map's slot, hash, key and the value's bytes. */
@@ -760,11 +764,25 @@ static void put_ranked(struct w *w, struct enc *e, size_t r0, size_t n, int name
     put_vars(e, ids, n);
 }
 
+/* Moves the queued tokens into w->tokens. */
+static void flush_tokens(struct w *w)
+{
+    struct hset *t = &w->tokens;
+    for (unsigned k = 0; k < w->ntokq; k++) {
+        if (k + 8 < w->ntokq && t->tab)
+            __builtin_prefetch(&t->tab[w->tokq[k + 8] & t->mask]);
+        if (hset_add(t, w->tokq[k]) != 0)
+            w->blk.err = CN_ENOMEM; /* reported with the block */
+    }
+    w->ntokq = 0;
+}
+
 static void add_token(void *ctx, uint64_t h)
 {
     struct w *w = ctx;
-    if (hset_add(&w->tokens, h) != 0)
-        w->blk.err = CN_ENOMEM; /* reported with the block */
+    w->tokq[w->ntokq++] = h;
+    if (w->ntokq == CN_ARRAY_LEN(w->tokq))
+        flush_tokens(w);
 }
 
 /* Adds the tokens of a string-like value to the token bloom's set (which drops repeats).
@@ -2073,6 +2091,7 @@ static int blooms(struct w *w)
     put_var(&w->foot, nbits);
     put_u8(&w->foot, CN_SEG__BLOOM_K);
 
+    flush_tokens(w);
     uint64_t ntok = w->tokens.n + (uint64_t)w->tokens.zero;
     nbits = cn_seg__bloom_nbits(ntok);
     bits = calloc(nbits / 8, 1);
