@@ -496,6 +496,7 @@ struct w {
     uint32_t rank_gen, nranks;
     uint32_t *ord; /* row -> trace ordinal + 1, 0 for none */
     struct tref *trefs;
+    uint8_t (*tids)[16]; /* the distinct trace IDs, ascending; each tref points at its own */
     size_t ntrefs;
     uint32_t *tstart; /* distinct trace k occupies trefs[tstart[k]..tstart[k+1]) */
     size_t ntids;
@@ -1598,11 +1599,6 @@ static int slice_cmp(struct cn_slice a, struct cn_slice b)
     return a.len < b.len ? -1 : a.len > b.len;
 }
 
-static const uint8_t *rec_trace(const struct w *w, size_t idx)
-{
-    return w->kind == CN_SEG_SPANS ? w->spans[idx]->trace_id : w->logs[idx]->trace_id;
-}
-
 static int rank_cmp(const void *pa, const void *pb, void *arg)
 {
     const struct smap *m = arg;
@@ -2022,10 +2018,24 @@ static int plan(struct w *w)
         free(tk);
         return fail(w, CN_ENOMEM, "out of memory");
     }
-    /* Only the first ref of each trace has its ID read (index, bloom, trace_cb). */
-    for (size_t i = 0; i < nt; i++) {
-        int same = i && tk[i].hi == tk[i - 1].hi && tk[i].lo == tk[i - 1].lo;
-        w->trefs[i] = (struct tref){same ? w->trefs[i - 1].id : rec_trace(w, tk[i].idx), tk[i].row};
+    /* The distinct IDs are written back from their keys, not read again from the records
+     * (a cache miss each, in trace order). */
+    size_t nd = 0;
+    for (size_t i = 0; i < nt; i++)
+        nd += !(i && tk[i].hi == tk[i - 1].hi && tk[i].lo == tk[i - 1].lo);
+    w->tids = malloc((nd ? nd : 1) * sizeof(*w->tids));
+    if (!w->tids) {
+        free(tk);
+        return fail(w, CN_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0, k = 0; i < nt; i++) {
+        if (!(i && tk[i].hi == tk[i - 1].hi && tk[i].lo == tk[i - 1].lo)) {
+            uint64_t hi = __builtin_bswap64(tk[i].hi), lo = __builtin_bswap64(tk[i].lo);
+            memcpy(w->tids[k], &hi, 8);
+            memcpy(w->tids[k] + 8, &lo, 8);
+            k++;
+        }
+        w->trefs[i] = (struct tref){w->tids[k - 1], tk[i].row};
     }
     w->ntrefs = nt;
     w->tstart = malloc((w->ntrefs + 1) * sizeof(*w->tstart));
@@ -2323,6 +2333,7 @@ done:
     free(w->rank_stamp);
     free(w->ord);
     free(w->trefs);
+    free(w->tids);
     free(w->tstart);
     free(w->tokens.tab);
     free(w->indexed.tab);
