@@ -324,6 +324,8 @@ struct cn_derive__last_trace {
 };
 void cn_derive__trace_add(struct cn_derive *d, const struct cn_span *s, uint16_t svc, int err,
                           struct cn_derive__last_trace *last);
+/* Fetches the index slot of trace ID id into the cache, for a cn_derive__trace_add soon. */
+void cn_derive__trace_prefetch(const struct cn_derive *d, const uint8_t id[16]);
 const struct tsum *cn_derive__find_trace(const struct cn_derive *d, const uint8_t id[16]);
 size_t cn_derive__traces_bytes(const struct traces *t);
 /* Services of a summary (nsvc of them). */

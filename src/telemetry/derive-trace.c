@@ -70,6 +70,13 @@ static uint32_t find_pos(const struct traces *t, const uint8_t id[16], uint64_t 
     return IDX_NONE;
 }
 
+void cn_derive__trace_prefetch(const struct cn_derive *d, const uint8_t id[16])
+{
+    const struct traces *t = &d->tr;
+    if (t->idx.slots)
+        __builtin_prefetch(&t->idx.slots[(uint32_t)id_hash(id) & t->idx.mask]);
+}
+
 const struct tsum *cn_derive__find_trace(const struct cn_derive *d, const uint8_t id[16])
 {
     uint32_t pos = find_pos(&d->tr, id, id_hash(id));

@@ -749,8 +749,14 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
         pthread_rwlock_wrlock(&d->lock);
         advance(d, now_ns);
         cache.trace.valid = 0;
-        for (size_t j = 0; j < m; j++)
+        for (size_t j = 0; j < m; j++) {
+            /* A trace's summary lies at random in a large index: the slot of the trace 8 spans
+             * on is fetched now, when it is not the trace of the span before it. */
+            const struct cn_span *ahead = j + 8 < m ? &spans[i + j + 8] : NULL;
+            if (ahead && memcmp(ahead->trace_id, ahead[-1].trace_id, 16) != 0)
+                cn_derive__trace_prefetch(d, ahead->trace_id);
             add_span(d, &spans[i + j], &cache);
+        }
         d->st.spans += m;
         pthread_rwlock_unlock(&d->lock);
         i += m;
