@@ -429,7 +429,6 @@ static int grow(void *pp, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* An attribute set's (key, type) pair, in put_kvs. */
 /* A (key, type) pair of an attribute column and its values in row order. The values'
  * array stays with the slot between calls, reused by the pair that takes the slot next. */
 struct pair {
@@ -509,8 +508,8 @@ struct w {
     struct enc blk;     /* the block being encoded */
     struct enc foot;    /* the footer being built */
     struct hset tokens; /* token hashes for the token bloom */
-    /* Tokens not yet in tokens: added TOKQ at a time, each one's slot fetched ahead (the
-     * set is large: a lookup is a cache miss). */
+    /* Tokens not yet in tokens: added 64 at a time, each one's slot fetched ahead (the set
+     * is large: a lookup is a cache miss). */
     uint64_t tokq[64];
     unsigned ntokq;
     /* String attribute values whose tokens are in tokens already: a value repeated in many
