@@ -423,8 +423,8 @@ __attribute__((noinline)) static int next_field_slow(struct dec *d, struct pb_re
  * The common case is handled inline, where the table is a constant of the call site: a
  * one-byte tag of a known field with its wire type, then a one-byte varint, a length under
  * 128 that fits, or a fixed-size value that fits; with len2 also a length of two bytes that
- * fits, for the levels above the records (a span or log record takes 128 bytes to 16 KiB),
- * not below them, where the extra branch cost more than it saved. Anything else, errors included,
+ * fits. The levels above the records pass len2 (a span or log record takes 128 bytes to 16
+ * KiB); inside a record nearly every length is under 128. Anything else, errors included,
  * takes next_field_slow from the same position, so both read the same way. */
 __attribute__((always_inline)) static inline int next_field(struct dec *d, struct pb_reader *r,
                                                             const struct field_info *tab,
