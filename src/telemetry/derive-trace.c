@@ -70,11 +70,16 @@ static uint32_t find_pos(const struct traces *t, const uint8_t id[16], uint64_t 
     return IDX_NONE;
 }
 
+/* Fetches the index slot a lookup of hash h starts at. */
+static inline void slot_prefetch(const struct traces *t, uint64_t h)
+{
+    if (t->idx.slots)
+        __builtin_prefetch(&t->idx.slots[(uint32_t)h & t->idx.mask]);
+}
+
 void cn_derive__trace_prefetch(const struct cn_derive *d, const uint8_t id[16])
 {
-    const struct traces *t = &d->tr;
-    if (t->idx.slots)
-        __builtin_prefetch(&t->idx.slots[(uint32_t)id_hash(id) & t->idx.mask]);
+    slot_prefetch(&d->tr, id_hash(id));
 }
 
 const struct tsum *cn_derive__find_trace(const struct cn_derive *d, const uint8_t id[16])
@@ -100,8 +105,7 @@ void cn_derive_trace_spans(struct cn_derive *d, const uint8_t *const *ids, size_
         }
         if (i < n) {
             h[i % AHEAD] = id_hash(ids[i]);
-            if (t->idx.slots)
-                __builtin_prefetch(&t->idx.slots[(uint32_t)h[i % AHEAD] & t->idx.mask]);
+            slot_prefetch(t, h[i % AHEAD]);
         }
     }
     pthread_rwlock_unlock(&d->lock);

@@ -1239,14 +1239,16 @@ static void enforce_retention(struct cn_store *st)
         /* The one segment: the one whose newest record is the oldest (the table's order is
          * the directory's at start, then the seals'). */
         size_t pick = SIZE_MAX;
+        uint64_t pick_t = 0;
         for (size_t i = 0; one && i < st->num_segs; i++) {
             const struct segref *r = &st->segs[i];
             if (!r->seg || r->day != oldest)
                 continue;
             uint64_t t = cn_seg_info(r->seg)->max_ns;
-            if (pick == SIZE_MAX || t < cn_seg_info(st->segs[pick].seg)->max_ns ||
-                (t == cn_seg_info(st->segs[pick].seg)->max_ns && r->seq < st->segs[pick].seq))
+            if (pick == SIZE_MAX || t < pick_t || (t == pick_t && r->seq < st->segs[pick].seq)) {
                 pick = i;
+                pick_t = t;
+            }
         }
         for (size_t i = 0; paths && segs && i < st->num_segs; i++) {
             struct segref *r = &st->segs[i];
@@ -2962,17 +2964,17 @@ void cn_store_limit_traces(struct cn_store *st, struct cn_tel_batch *b)
     /* The batch's distinct traces, each span's among them, then what the derived tables
      * already count of each: looked up all at once, which lets the lookups overlap. */
     struct tcount *t = calloc(cap, sizeof(*t));
-    uint32_t *of = malloc(b->num_spans * sizeof(*of));
-    uint32_t *count = malloc(b->num_spans * sizeof(*count));
-    const uint8_t **ids = malloc(b->num_spans * sizeof(*ids));
-    if (!t || !of || !count || !ids) {
+    /* One block: each distinct trace's ID (pointers first, for their alignment), then each
+     * span's trace among them and each distinct trace's count. */
+    size_t n = b->num_spans;
+    const uint8_t **ids = malloc(n * (sizeof(*ids) + 2 * sizeof(uint32_t)));
+    if (!t || !ids) {
         /* the limit is a guard, not a correctness need: skip it rather than fail */
         free(t);
-        free(of);
-        free(count);
         free(ids);
         return;
     }
+    uint32_t *of = (uint32_t *)(ids + n), *count = of + n;
     size_t nuniq = 0, j = 0;
     for (size_t i = 0; i < b->num_spans; i++) {
         const uint8_t *id = b->spans[i].trace_id;
@@ -3008,8 +3010,6 @@ void cn_store_limit_traces(struct cn_store *st, struct cn_tel_batch *b)
     }
     b->num_spans = kept;
     free(t);
-    free(of);
-    free(count);
     free(ids);
 }
 
