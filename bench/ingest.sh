@@ -6,8 +6,9 @@
 # run on core 1. Reports spans/s to durable storage (acknowledged after the WAL's fdatasync),
 # spans/s until everything is sealed into segments, CPU time per span (the server's user +
 # system time, which the machine's other load does not inflate), bytes per span on disk,
-# peak RSS, and the ratios. 3 million spans by default: long enough for Cairn's memory to
-# reach its steady state (a run of 1M is mostly first-touch page faults of a growing heap).
+# peak RSS, and the ratios; and Cairn's CPU per span by thread (sealer, WAL, worker). 3
+# million spans by default: long enough for Cairn's memory to reach its steady state (a run
+# of 1M is mostly first-touch page faults of a growing heap).
 # Cairn runs with its default memory budget (telemetry.memory=512m): exports it cannot take
 # would be answered 429 and retried by the loader, and counted in "retries".
 #
@@ -79,9 +80,14 @@ cairn_pid=$!
 pids+=($cairn_pid)
 wait_port "$otlp_port"
 cpu_of() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$1/stat"; }
+# Each thread's user and system ticks (name, then the two counts), to see which thread a
+# change moved: steadier than spans/s, which the WAL's fdatasync latency also moves.
+threads_of() { for t in /proc/"$1"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14, $15}' "$t/stat")"; done; }
 c_cpu0=$(cpu_of "$cairn_pid")
+threads_of "$cairn_pid" > "$tmp/threads0"
 cres=$(taskset -c "$LOAD_CORE" "$tmp/otlpload" 127.0.0.1 "$otlp_port" "$tmp/bodies.bin" "$CONNS")
 c_cpu1=$(cpu_of "$cairn_pid")
+threads_of "$cairn_pid" > "$tmp/threads1"
 # The loader reports the seconds it spent sending (after reading the bodies file into
 # memory, which can take seconds): "sealed/s" counts those plus the time from its last
 # acknowledgement until every span is sealed.
@@ -179,6 +185,11 @@ printf '%-11s %10s %12s %14s %12.2f %12.1f %13.0f\n' clickhouse "$ch_rows" "$ch_
   "$(awk -v d="$ch_disk" -v n="$ch_rows" 'BEGIN {print d / n}')" "$(awk -v r="$ch_rss" 'BEGIN {print r / 1048576}')"
 echo "OTLP protobuf: $otlp_bps B/span on the wire; cairn segment files alone: $(awk -v d="$seg_bytes" -v n="$c_spans" 'BEGIN {printf "%.1f", d / n}') B/span"
 echo "cairn busy while the loader sent: $c_busy% of one core ($CONNS connections)"
+echo "cairn CPU by thread while the loader sent (ns/span, user + system):$(
+  awk -v hz="$(getconf CLK_TCK)" -v n="$c_spans" 'NR == FNR { u[$1] = $2; s[$1] = $3; next }
+    $1 in u && ($2 - u[$1]) + ($3 - s[$1]) > 0 {
+      printf " %s %.0f + %.0f", $1, ($2 - u[$1]) * 1e9 / hz / n, ($3 - s[$1]) * 1e9 / hz / n }' \
+    "$tmp/threads0" "$tmp/threads1")"
 awk -v c="$c_rps" -v h="$ch_rps" 'BEGIN { printf "ratio cairn/clickhouse ingest: %.2fx\n", c / h }'
 awk -v c="$c_cpu" -v h="$ch_cpu" -v n="$c_spans" -v m="$ch_rows" \
   'BEGIN { printf "ratio clickhouse/cairn CPU per span: %.2fx (one core: cairn %.0f spans per CPU-second)\n", (h / m) / (c / n), n / c }'
