@@ -297,8 +297,12 @@ void cn_derive__rollups_release(struct cn_derive *d);
 size_t cn_derive__rollups_bytes(struct cn_derive *d);
 
 /* derive-pair.c */
+/* The hash of the key cn_derive__pair looks up first for s (0 when it has none, or that is
+ * the hash): CLIENT and PRODUCER spans wait under their own ID, SERVER spans look for their
+ * parent. key: that hash computed ahead (to fetch its slot), or 0 to compute it again. */
+uint64_t cn_derive__pair_key(const struct cn_span *s);
 void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc, uint64_t dur,
-                     int err);
+                     int err, uint64_t key);
 void cn_derive__expire_halves(struct cn_derive *d);
 void cn_derive__pending_release(struct pending *p);
 size_t cn_derive__pending_bytes(const struct pending *p);

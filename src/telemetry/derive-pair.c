@@ -2,6 +2,7 @@
  * batches, within a window of ingest time (derive.h has the rules). */
 #include "telemetry/derive-internal.h"
 
+#define XXH_INLINE_ALL /* short keys: the hash inlined, not a call into libxxhash */
 #include <xxhash.h>
 
 /* Attributes that name the peer of a CLIENT span, most specific first. */
@@ -335,8 +336,21 @@ static int same_key(const struct side *a, const struct side *b)
     return memcmp(a->id, b->id, 8) == 0 && memcmp(a->trace_id, b->trace_id, 16) == 0;
 }
 
+uint64_t cn_derive__pair_key(const struct cn_span *s)
+{
+    switch (s->kind) {
+    case CN_KIND_CLIENT:
+    case CN_KIND_PRODUCER:
+        return key_hash(s->trace_id, s->span_id);
+    case CN_KIND_SERVER:
+        return cn_id_is_zero(s->parent_id, 8) ? 0 : key_hash(s->trace_id, s->parent_id);
+    default:
+        return 0;
+    }
+}
+
 void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc, uint64_t dur,
-                     int err)
+                     int err, uint64_t key)
 {
     struct side sd = {.start_ns = s->start_ns, .dur_ns = dur, .svc = svc, .err = err};
     switch (s->kind) {
@@ -345,7 +359,7 @@ void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc,
         sd.type = s->kind == CN_KIND_CLIENT ? CN_DERIVE_EDGE_RPC : CN_DERIVE_EDGE_MESSAGING;
         sd.trace_id = s->trace_id;
         sd.id = s->span_id;
-        sd.hash = key_hash(sd.trace_id, sd.id);
+        sd.hash = key ? key : key_hash(sd.trace_id, sd.id);
         caller(d, s, &sd);
         break;
     case CN_KIND_SERVER:
@@ -354,7 +368,7 @@ void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc,
         sd.type = CN_DERIVE_EDGE_RPC;
         sd.trace_id = s->trace_id;
         sd.id = s->parent_id;
-        sd.hash = key_hash(sd.trace_id, sd.id);
+        sd.hash = key ? key : key_hash(sd.trace_id, sd.id);
         if (!callee_match(d, s, &sd))
             half_insert(d, &sd, ROLE_CALLEE, NAME_NONE, 0);
         break;

@@ -4,6 +4,7 @@
  * (derive-query.c). */
 #include "telemetry/derive-internal.h"
 
+#define XXH_INLINE_ALL /* short keys: the hash inlined, not a call into libxxhash */
 #include <xxhash.h>
 
 static uint64_t spname_hash(uint16_t svc, uint8_t kind, struct cn_slice name)

@@ -3,6 +3,7 @@
  * time (struct tblock). */
 #include "telemetry/derive-internal.h"
 
+#define XXH_INLINE_ALL /* short keys: the hash inlined, not a call into libxxhash */
 #include <xxhash.h>
 
 #define TBLOCK (1u << TBLOCK_SHIFT)

@@ -3,10 +3,13 @@
  * derive-query.c. */
 #include "telemetry/derive-internal.h"
 
+#define XXH_INLINE_ALL /* short keys: the hash inlined, not a call into libxxhash */
 #include <xxhash.h>
 
 /* Spans handled per hold of the write lock: bounds how long a query waits. */
 #define CHUNK_SPANS 1024
+/* How far ahead cn_derive_add_spans fetches what a span will need. */
+#define PAIR_AHEAD 8
 /* Name bytes are allocated in chunks of this size. */
 #define NAME_CHUNK           (64 << 10)
 #define MAX_NAME_BYTES_LIMIT 4096
@@ -692,7 +695,8 @@ static void red_add(struct cn_derive *d, struct bucket *b, uint32_t series, doub
     cn_derive__sketch_add(d, b, &c->sk, v, k);
 }
 
-static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_cache *cache)
+static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_cache *cache,
+                     uint64_t pair_key)
 {
     uint16_t svc = service_of(d, s->resource, cache);
     uint8_t kind = s->kind < NUM_KINDS ? s->kind : CN_KIND_UNSPECIFIED;
@@ -723,10 +727,23 @@ static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_ca
             red_add(d, b, os, (double)dur, key, err);
             d->st.red_spans++;
         }
-        cn_derive__pair(d, s, svc, dur, err);
+        cn_derive__pair(d, s, svc, dur, err, pair_key);
         cn_derive__span_name(d, svc, kind, s->name, op, oh);
     }
     cn_derive__trace_add(d, s, svc, err, &cache->trace);
+}
+
+/* Inlined by force: gcc takes a function that only prefetches for one without effects, and
+ * drops the calls to it when it is not inlined. */
+__attribute__((always_inline)) static inline void span_prefetch(const struct cn_span *s)
+{
+    __builtin_prefetch(s->name.ptr);
+    if (s->kind == CN_KIND_CLIENT) {
+        const char *p = (const char *)s->attrs.items;
+        const char *end = p + CN_MIN(s->attrs.num, 16u) * sizeof(*s->attrs.items);
+        for (; p < end; p += 64)
+            __builtin_prefetch(p);
+    }
 }
 
 /* Write lock held. Moves time forward to now: rotates the ring, then expires halves (whose
@@ -749,13 +766,30 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
         pthread_rwlock_wrlock(&d->lock);
         advance(d, now_ns);
         cache.trace.valid = 0;
+        /* The pairing keys' hashes of the 8 spans ahead (0: computed when used). */
+        uint64_t keys[PAIR_AHEAD] = {0};
         for (size_t j = 0; j < m; j++) {
-            /* A trace's summary lies at random in a large index: the slot of the trace 8 spans
-             * on is fetched now, when it is not the trace of the span before it. */
-            const struct cn_span *ahead = j + 8 < m ? &spans[i + j + 8] : NULL;
-            if (ahead && memcmp(ahead->trace_id, ahead[-1].trace_id, 16) != 0)
-                cn_derive__trace_prefetch(d, ahead->trace_id);
-            add_span(d, &spans[i + j], &cache);
+            uint64_t key = keys[j % PAIR_AHEAD];
+            keys[j % PAIR_AHEAD] = 0;
+            /* Eight spans on: the span's record, then what lies at random in large indexes,
+             * its trace's summary (when it is not the trace of the span before it) and its
+             * pairing key's slot among the waiting halves. */
+            const struct cn_span *ahead = j + PAIR_AHEAD < m ? &spans[i + j + PAIR_AHEAD] : NULL;
+            if (ahead) {
+                __builtin_prefetch((const char *)ahead + 64);
+                __builtin_prefetch((const char *)ahead + sizeof(*ahead) - 1);
+                if (memcmp(ahead->trace_id, ahead[-1].trace_id, 16) != 0)
+                    cn_derive__trace_prefetch(d, ahead->trace_id);
+                uint64_t k = cn_derive__pair_key(ahead);
+                keys[j % PAIR_AHEAD] = k;
+                if (k && d->pend.idx.slots)
+                    __builtin_prefetch(&d->pend.idx.slots[(uint32_t)k & d->pend.idx.mask]);
+            }
+            /* Its name's bytes (hashed for the operation) and, for a CLIENT span, which may
+             * look through its attributes for the peer it names, its attributes: 4 on. */
+            if (j + 4 < m)
+                span_prefetch(&spans[i + j + 4]);
+            add_span(d, &spans[i + j], &cache, key);
         }
         d->st.spans += m;
         pthread_rwlock_unlock(&d->lock);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#define XXH_INLINE_ALL /* short keys: the hash inlined, not a call into libxxhash */
 #include <xxhash.h>
 #include <zstd.h>
 

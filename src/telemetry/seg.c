@@ -4,6 +4,9 @@
 #include "telemetry/seg.h"
 #include "base/hash.h"
 
+/* Short keys (IDs, tokens): the hash inlined, not a call into libxxhash. After base/hash.h,
+ * whose long-input checksum keeps libxxhash's vector dispatch. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 /* Fixed seeds: changing one changes the file format. */

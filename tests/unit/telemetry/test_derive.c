@@ -791,6 +791,84 @@ static void assert_same_edges(struct cn_derive *a, struct cn_derive *b, uint64_t
     free(eb);
 }
 
+/* A batch pairs exactly as its spans one call each: cn_derive_add_spans works out the
+ * pairing keys of spans ahead of the one it adds (past its first 8, and across its chunks
+ * of 1024), a call of one span never does. Pairs in both orders, within and across traces,
+ * fan-out, duplicates, CLIENTs naming an uninstrumented peer, roots. */
+static void edges_batched_as_one_by_one(void **state)
+{
+    (void)state;
+    enum { N = 2600 };
+    static struct cn_span b[N];
+    static struct cn_kv peer[N];
+    static struct cn_link links[N];
+    struct cn_derive *whole = derive_with(NULL), *single = derive_with(NULL);
+    uint64_t x = 42, now = T0 + 5 * SEC;
+    size_t n = 0, want_pairs = 0;
+    while (n + 4 <= N) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t trace = n + 1, id = 4 * (uint64_t)n + 2, t = T0 + (x >> 20) % (9 * SEC);
+        const char *from = roll_svcs[(x >> 40) % 4], *to = roll_svcs[(x >> 44) % 4];
+        switch ((x >> 50) % 6) {
+        case 0: /* CLIENT then its SERVER */
+        case 1: /* SERVER first */ {
+            struct cn_span c = span(from, trace, id, 0, CN_KIND_CLIENT, "call", t, 3 * MS, 0);
+            struct cn_span v = span(to, trace, id + 1, id, CN_KIND_SERVER, "serve", t, MS, 0);
+            b[n++] = (x >> 50) % 6 ? v : c;
+            b[n++] = (x >> 50) % 6 ? c : v;
+            want_pairs++;
+            break;
+        }
+        case 2: /* a CLIENT naming a peer that never answers, and a root SERVER */
+            b[n] = span(from, trace, id, 0, CN_KIND_CLIENT, "call", t, 2 * MS, 0);
+            peer[n] = str_kv("server.address", "ledger");
+            set_attr(&b[n], &peer[n], 1);
+            n++;
+            b[n++] = span(to, trace + 1000000, id + 1, 0, CN_KIND_SERVER, "root", t, MS, 0);
+            break;
+        case 3: /* a producer, its consumer, and one linked from a trace of its own */
+            b[n++] = span(from, trace, id, 0, CN_KIND_PRODUCER, "send", t, MS, 0);
+            b[n++] = span(to, trace, id + 1, id, CN_KIND_CONSUMER, "receive", t, MS, 0);
+            b[n] = span(to, trace + 2000000, id + 2, 0, CN_KIND_CONSUMER, "receive", t, MS, 0);
+            memset(&links[n], 0, sizeof(links[n]));
+            put_id(links[n].trace_id, 16, trace);
+            put_id(links[n].span_id, 8, id);
+            b[n].links = &links[n];
+            b[n].num_links = 1;
+            n++;
+            want_pairs += 2;
+            break;
+        case 4: /* a CLIENT sent twice, then its SERVER */
+            b[n++] = span(from, trace, id, 0, CN_KIND_CLIENT, "call", t, 3 * MS, 0);
+            b[n++] = span(from, trace, id, 0, CN_KIND_CLIENT, "call", t, 3 * MS, 0);
+            b[n++] = span(to, trace, id + 1, id, CN_KIND_SERVER, "serve", t, MS, 0);
+            want_pairs++;
+            break;
+        default: /* an INTERNAL span, paired with nothing */
+            b[n++] = span(from, trace, id, 0, CN_KIND_INTERNAL, "work", t, MS, 0);
+            break;
+        }
+    }
+    cn_derive_add_spans(whole, b, n, now);
+    for (size_t i = 0; i < n; i++)
+        add1(single, b[i], now);
+    cn_derive_expire(whole, now + 600 * SEC);
+    cn_derive_expire(single, now + 600 * SEC);
+    struct cn_derive_stats sw = stats_of(whole), ss = stats_of(single);
+    assert_int_equal(sw.pairs, want_pairs);
+    assert_int_equal(ss.pairs, want_pairs);
+    assert_true(sw.uninstrumented > 0 && sw.duplicate_halves > 0);
+    assert_int_equal(sw.uninstrumented, ss.uninstrumented);
+    assert_int_equal(sw.duplicate_halves, ss.duplicate_halves);
+    assert_int_equal(sw.expired_callers, ss.expired_callers);
+    assert_int_equal(sw.expired_callees, ss.expired_callees);
+    assert_int_equal(sw.pending, 0);
+    assert_int_equal(ss.pending, 0);
+    assert_same_edges(whole, single, T0, T0 + 60 * SEC);
+    cn_derive_free(whole);
+    cn_derive_free(single);
+}
+
 static uint64_t assert_same_red(struct cn_derive *a, struct cn_derive *b, const char *svc,
                                 uint64_t from, uint64_t to, uint64_t step)
 {
@@ -1472,6 +1550,7 @@ int main(void)
         cmocka_unit_test(edges_self_duplicates_and_cap),
         cmocka_unit_test(edges_limits),
         cmocka_unit_test(edges_around_a_service),
+        cmocka_unit_test(edges_batched_as_one_by_one),
         cmocka_unit_test(rollups_same_answers),
         cmocka_unit_test(rollups_built_when_idle),
         cmocka_unit_test(summaries_across_batches),
