@@ -23,7 +23,12 @@ struct wal_file {
  * size Linux has; opts.direct_align may make them smaller), staged in a buffer of DIO_BUF
  * bytes; a larger commit takes several writes. */
 #define DIO_ALIGN 4096
-#define DIO_BUF   (1u << 20)
+#define DIO_BUF   (2u << 20)
+/* The staging buffer is one transparent huge page where the system gives them: the kernel
+ * then maps and hands the device a 2 MiB write as one piece rather than 512 pages. */
+#define DIO_HUGE (2u << 20)
+/* Mapped for dbuf: room to align DIO_BUF + DIO_ALIGN bytes at DIO_HUGE. */
+#define DIO_MAP (DIO_BUF + DIO_ALIGN + DIO_HUGE)
 
 /* The spare: a file whose records are all in segments, kept to be reused by the next roll
  * instead of being unlinked (see roll). Its name does not match the log's files. */
@@ -54,8 +59,9 @@ struct cn_wal {
     int fd_direct;
     int direct_refused;
     uint32_t align; /* block size of direct writes, a power of two up to DIO_ALIGN */
-    uint8_t *dbuf;  /* DIO_BUF + DIO_ALIGN bytes mapped: the staging buffer, then tail */
+    uint8_t *dbuf;  /* DIO_BUF + DIO_ALIGN bytes: the staging buffer, then tail */
     uint8_t *tail;
+    void *dmap; /* DIO_MAP bytes mapped, dbuf within them */
 };
 
 static void wal_path(const struct cn_wal *w, uint64_t start, char *dst, size_t len)
@@ -94,12 +100,13 @@ static int use_fd(struct cn_wal *w, int fd, uint64_t size)
         return 0;
     if (!w->dbuf) {
         /* Pages of its own (aligned, as O_DIRECT needs), returned to the system at close. */
-        void *p = mmap(NULL, DIO_BUF + DIO_ALIGN, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *p = mmap(NULL, DIO_MAP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
             return CN_ENOMEM;
-        w->dbuf = p;
+        w->dmap = p;
+        w->dbuf = (uint8_t *)(((uintptr_t)p + DIO_HUGE - 1) & ~(uintptr_t)(DIO_HUGE - 1));
         w->tail = w->dbuf + DIO_BUF;
+        (void)madvise(w->dbuf, DIO_BUF, MADV_HUGEPAGE); /* a hint: 4 KiB pages work too */
     }
     size_t part = (size_t)(size & (w->align - 1));
     if (part && pread(fd, w->tail, part, (off_t)(size - part)) != (ssize_t)part)
@@ -206,8 +213,8 @@ void cn_wal_close(struct cn_wal *w)
     }
     free(w->hdrs);
     free(w->iov);
-    if (w->dbuf)
-        munmap(w->dbuf, DIO_BUF + DIO_ALIGN);
+    if (w->dmap)
+        munmap(w->dmap, DIO_MAP);
     free(w->files);
     free(w->dir);
     free(w);
