@@ -733,8 +733,10 @@ static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_ca
     cn_derive__trace_add(d, s, svc, err, &cache->trace);
 }
 
-/* Inlined by force: gcc takes a function that only prefetches for one without effects, and
- * drops the calls to it when it is not inlined. */
+/* What span s will need, fetched ahead. Inlined by force: gcc takes a function that only
+ * prefetches for one without effects, and drops the calls to it when it is not inlined.
+ * Four spans on: its name's bytes (hashed for its operation) and, for a CLIENT span, which
+ * may look through its attributes for the peer it names, its attributes. */
 __attribute__((always_inline)) static inline void span_prefetch(const struct cn_span *s)
 {
     __builtin_prefetch(s->name.ptr);
@@ -771,13 +773,17 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
         for (size_t j = 0; j < m; j++) {
             uint64_t key = keys[j % PAIR_AHEAD];
             keys[j % PAIR_AHEAD] = 0;
-            /* Eight spans on: the span's record, then what lies at random in large indexes,
-             * its trace's summary (when it is not the trace of the span before it) and its
-             * pairing key's slot among the waiting halves. */
+            /* Sixteen spans on, the span's record; eight on, what lies at random in large
+             * indexes: its trace's summary (when it is not the trace of the span before it)
+             * and its pairing key's slot among the waiting halves. */
+            if (j + 2 * PAIR_AHEAD < m) {
+                const char *rec = (const char *)&spans[i + j + 2 * PAIR_AHEAD];
+                __builtin_prefetch(rec);
+                __builtin_prefetch(rec + 64);
+                __builtin_prefetch(rec + sizeof(*spans) - 1);
+            }
             const struct cn_span *ahead = j + PAIR_AHEAD < m ? &spans[i + j + PAIR_AHEAD] : NULL;
             if (ahead) {
-                __builtin_prefetch((const char *)ahead + 64);
-                __builtin_prefetch((const char *)ahead + sizeof(*ahead) - 1);
                 if (memcmp(ahead->trace_id, ahead[-1].trace_id, 16) != 0)
                     cn_derive__trace_prefetch(d, ahead->trace_id);
                 uint64_t k = cn_derive__pair_key(ahead);
@@ -785,8 +791,6 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
                 if (k && d->pend.idx.slots)
                     __builtin_prefetch(&d->pend.idx.slots[(uint32_t)k & d->pend.idx.mask]);
             }
-            /* Its name's bytes (hashed for the operation) and, for a CLIENT span, which may
-             * look through its attributes for the peer it names, its attributes: 4 on. */
             if (j + 4 < m)
                 span_prefetch(&spans[i + j + 4]);
             add_span(d, &spans[i + j], &cache, key);

@@ -464,6 +464,45 @@ static int drop_direct(struct cn_wal *w)
     return 0;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* memcpy into the staging buffer with non-temporal stores: its bytes go to the device, not
+ * back to this CPU, so they need not push what the other threads work on out of the cache. */
+static void stage_copy(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    size_t head = (size_t)(-(uintptr_t)dst & 15);
+    if (n < 256 || head >= n) {
+        memcpy(dst, src, n);
+        return;
+    }
+    memcpy(dst, src, head);
+    dst += head;
+    src += head;
+    n -= head;
+    for (; n >= 64; n -= 64, dst += 64, src += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)src);
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+        _mm_stream_si128((__m128i *)dst, a);
+        _mm_stream_si128((__m128i *)(dst + 16), b);
+        _mm_stream_si128((__m128i *)(dst + 32), c);
+        _mm_stream_si128((__m128i *)(dst + 48), d);
+    }
+    memcpy(dst, src, n);
+}
+static void stage_fence(void)
+{
+    _mm_sfence();
+}
+#else
+static void stage_copy(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+static void stage_fence(void) {}
+#endif
+
 /* Writes the queue at size (the open file's end) through dbuf in whole blocks: the file's
  * last partial block (tail) first, the records, zeros to the block's end. out_fill: the bytes
  * of the last buffer written, whose last partial block is the next tail once committed. */
@@ -477,11 +516,12 @@ static int write_direct(struct cn_wal *w, uint64_t size, size_t *out_fill)
         size_t n = w->iov[i].iov_len;
         while (n) {
             size_t k = DIO_BUF - fill < n ? DIO_BUF - fill : n;
-            memcpy(w->dbuf + fill, p, k);
+            stage_copy(w->dbuf + fill, p, k);
             fill += k;
             p += k;
             n -= k;
             if (fill == DIO_BUF) {
+                stage_fence();
                 int rc = pwrite_buf(w->fd, w->dbuf, DIO_BUF, off);
                 if (rc)
                     return rc;
@@ -495,6 +535,7 @@ static int write_direct(struct cn_wal *w, uint64_t size, size_t *out_fill)
         return 0;
     size_t whole = (fill + w->align - 1) & ~(size_t)(w->align - 1);
     memset(w->dbuf + fill, 0, whole - fill);
+    stage_fence();
     return pwrite_buf(w->fd, w->dbuf, whole, off);
 }
 
