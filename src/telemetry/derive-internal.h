@@ -122,10 +122,24 @@ struct half {
     uint8_t id[8];
     uint64_t start_ns, dur_ns, expires_ns;
     uint32_t hash; /* low bits of the key's hash */
-    uint32_t peer; /* CLIENT: name ID of the peer it names, NAME_NONE */
+    uint32_t peer; /* CLIENT: name ID of the peer it names, NAME_NONE, or PEER_LATER */
     uint32_t prev, next;
     uint16_t svc;
     uint8_t role, type, error, matched;
+};
+
+/* Spans handled per hold of the write lock: bounds how long a query waits. */
+#define CHUNK_SPANS 1024
+
+/* A CLIENT half's peer is looked up in its span's attributes only if it is still waiting
+ * when cn_derive_add_spans ends its chunk (or its window ends first): most CLIENTs meet
+ * their SERVER in the same batch and never need it. Until then peer is PEER_LATER and the
+ * half is listed in later[] with its span. */
+#define PEER_LATER (UINT32_MAX - 1)
+
+struct peer_later {
+    uint32_t half;
+    const struct cn_span *span;
 };
 
 struct pending {
@@ -134,6 +148,8 @@ struct pending {
     uint32_t free_head;
     uint32_t oldest, newest;
     struct itab idx;
+    struct peer_later *later; /* CHUNK_SPANS of them, allocated with the first */
+    uint32_t num_later;
 };
 
 /* A trace summary. The root is the span without a parent once one arrived (TS_ROOT), else
@@ -304,6 +320,9 @@ uint64_t cn_derive__pair_key(const struct cn_span *s);
 void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc, uint64_t dur,
                      int err, uint64_t key);
 void cn_derive__expire_halves(struct cn_derive *d);
+/* Looks up the peers of the CLIENT halves still waiting for them (see PEER_LATER). Before
+ * the spans cn_derive__pair saw since the last call are let go. */
+void cn_derive__resolve_peers(struct cn_derive *d);
 void cn_derive__pending_release(struct pending *p);
 size_t cn_derive__pending_bytes(const struct pending *p);
 

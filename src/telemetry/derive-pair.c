@@ -126,6 +126,8 @@ static void half_remove(struct pending *p, uint32_t i)
     p->used--;
 }
 
+static void resolve_peer(struct cn_derive *d, uint32_t half);
+
 /* Ends the window of the oldest half: an unmatched CLIENT naming its peer becomes an edge to
  * that peer; anything else unmatched is counted. */
 static void expire_oldest(struct cn_derive *d)
@@ -133,6 +135,8 @@ static void expire_oldest(struct cn_derive *d)
     struct pending *p = &d->pend;
     uint32_t i = p->oldest;
     struct half *x = &p->items[i];
+    if (x->role == ROLE_CALLER && x->peer == PEER_LATER)
+        resolve_peer(d, i);
     if (x->role == ROLE_CALLER) {
         if (x->matched) {
             /* A producer kept for its fan-out. */
@@ -201,13 +205,14 @@ struct side {
     int err;
 };
 
-static void half_insert(struct cn_derive *d, const struct side *sd, uint8_t role, uint32_t peer,
-                        int matched)
+/* Returns the half's index, or IDX_NONE when memory ran out (counted). */
+static uint32_t half_insert(struct cn_derive *d, const struct side *sd, uint8_t role, uint32_t peer,
+                            int matched)
 {
     struct pending *p = &d->pend;
     uint32_t i = half_alloc(d);
     if (i == IDX_NONE)
-        return;
+        return IDX_NONE;
     struct half *x = &p->items[i];
     memcpy(x->trace_id, sd->trace_id, 16);
     memcpy(x->id, sd->id, 8);
@@ -230,6 +235,7 @@ static void half_insert(struct cn_derive *d, const struct side *sd, uint8_t role
     p->newest = i;
     p->used++;
     cn_derive__itab_put(&p->idx, sd->hash, i);
+    return i;
 }
 
 /* One pass over the halves with sd's key and type: the caller waiting under it (IDX_NONE if
@@ -305,10 +311,52 @@ static void caller(struct cn_derive *d, const struct cn_span *s, const struct si
     }
     if (matched && sd->type == CN_DERIVE_EDGE_RPC)
         return;
-    uint32_t peer = NAME_NONE;
-    if (!matched && sd->type == CN_DERIVE_EDGE_RPC && d->o.uninstrumented_edges)
-        peer = peer_of(d, s);
-    half_insert(d, sd, ROLE_CALLER, peer, matched > 0);
+    if (matched || sd->type != CN_DERIVE_EDGE_RPC || !d->o.uninstrumented_edges) {
+        half_insert(d, sd, ROLE_CALLER, NAME_NONE, matched > 0);
+        return;
+    }
+    /* The peer it names is needed only if no SERVER comes: looked up later (PEER_LATER). */
+    if (!p->later && !(p->later = malloc(CHUNK_SPANS * sizeof(*p->later)))) {
+        half_insert(d, sd, ROLE_CALLER, peer_of(d, s), 0);
+        return;
+    }
+    CN_BUG_ON(p->num_later >= CHUNK_SPANS);
+    uint32_t i = half_insert(d, sd, ROLE_CALLER, PEER_LATER, 0);
+    if (i != IDX_NONE)
+        p->later[p->num_later++] = (struct peer_later){i, s};
+}
+
+/* Whether the listed e is the latest listing of a CLIENT half still waiting for its peer:
+ * a half matched and removed may have been reused, and a CLIENT sent twice listed twice. */
+static int later_is(const struct pending *p, const struct peer_later *e)
+{
+    const struct half *x = &p->items[e->half];
+    return x->role == ROLE_CALLER && x->peer == PEER_LATER &&
+           memcmp(x->id, e->span->span_id, 8) == 0 &&
+           memcmp(x->trace_id, e->span->trace_id, 16) == 0;
+}
+
+static void resolve_peer(struct cn_derive *d, uint32_t half)
+{
+    struct pending *p = &d->pend;
+    for (uint32_t k = p->num_later; k-- > 0;) {
+        if (p->later[k].half == half && later_is(p, &p->later[k])) {
+            p->items[half].peer = peer_of(d, p->later[k].span);
+            return;
+        }
+    }
+    CN_BUG_ON(1); /* every PEER_LATER half is listed */
+}
+
+void cn_derive__resolve_peers(struct cn_derive *d)
+{
+    struct pending *p = &d->pend;
+    /* Newest first: of two listings of one half, the later span's attributes count. */
+    for (uint32_t k = p->num_later; k-- > 0;) {
+        if (later_is(p, &p->later[k]))
+            p->items[p->later[k].half].peer = peer_of(d, p->later[k].span);
+    }
+    p->num_later = 0;
 }
 
 /* A SERVER or CONSUMER span, for one key: pairs with the caller waiting for it. Returns 1
@@ -411,6 +459,8 @@ void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc,
 
 void cn_derive__pending_release(struct pending *p)
 {
+    cn_free(&p->later);
+    p->num_later = 0;
     cn_free(&p->items);
     cn_free(&p->idx.slots);
     p->cap = p->used = 0;
@@ -418,6 +468,6 @@ void cn_derive__pending_release(struct pending *p)
 
 size_t cn_derive__pending_bytes(const struct pending *p)
 {
-    return (size_t)p->cap * sizeof(struct half) +
+    return (size_t)p->cap * sizeof(struct half) + (p->later ? CHUNK_SPANS * sizeof(*p->later) : 0) +
            (p->idx.slots ? ((size_t)p->idx.mask + 1) * sizeof(*p->idx.slots) : 0);
 }

@@ -6,8 +6,6 @@
 #define XXH_INLINE_ALL /* short keys: the hash inlined, not a call into libxxhash */
 #include <xxhash.h>
 
-/* Spans handled per hold of the write lock: bounds how long a query waits. */
-#define CHUNK_SPANS 1024
 /* How far ahead cn_derive_add_spans fetches what a span will need. */
 #define PAIR_AHEAD 8
 /* Name bytes are allocated in chunks of this size. */
@@ -795,6 +793,7 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
                 span_prefetch(&spans[i + j + 4]);
             add_span(d, &spans[i + j], &cache, key);
         }
+        cn_derive__resolve_peers(d);
         d->st.spans += m;
         pthread_rwlock_unlock(&d->lock);
         i += m;
