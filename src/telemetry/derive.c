@@ -738,7 +738,7 @@ static void add_span(struct cn_derive *d, const struct cn_span *s, struct svc_ca
 __attribute__((always_inline)) static inline void span_prefetch(const struct cn_span *s)
 {
     __builtin_prefetch(s->name.ptr);
-    if (s->kind == CN_KIND_CLIENT) {
+    if (s->kind == CN_KIND_CLIENT && s->attrs.num) {
         const char *p = (const char *)s->attrs.items;
         const char *end = p + CN_MIN(s->attrs.num, 16u) * sizeof(*s->attrs.items);
         for (; p < end; p += 64)
