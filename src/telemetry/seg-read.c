@@ -24,10 +24,10 @@
 struct bref {
     uint64_t off;
     uint32_t len; /* stored, checksum included */
-    unsigned raw : 31;
-    unsigned codec : 1;
+    unsigned raw : 30;
+    unsigned codec : 2;
 };
-_Static_assert(CN_SEG__MAX_BLOCK < (1u << 31) && CN_SEG__ZSTD <= 1, "struct bref's widths");
+_Static_assert(CN_SEG__MAX_BLOCK < (1u << 30) && CN_SEG__RUN <= 3, "struct bref's widths");
 
 struct rgroup {
     uint32_t rows;
@@ -344,6 +344,18 @@ static int load_block(struct cn_seg *seg, size_t b, ZSTD_DCtx *dc, struct cn_are
         *out_p = stored; /* the image, the window and tmp all outlive the caller's use */
         *out_len = plen;
         return 0;
+    } else if (r->codec == CN_SEG__RUN) {
+        /* The bytes before the run, then the run's byte up to the decoded size (get_ref
+         * checked that 1 <= plen <= raw + 1). */
+        uint8_t *dst = cn_arena_alloc(a, r->raw ? r->raw : 1);
+        if (!dst) {
+            rc = CN_ENOMEM;
+        } else {
+            memcpy(dst, stored, plen - 1);
+            memset(dst + plen - 1, stored[plen - 1], r->raw - (plen - 1));
+            *out_p = dst;
+            *out_len = r->raw;
+        }
     } else {
         uint8_t *dst = cn_arena_alloc(a, r->raw ? r->raw : 1);
         if (!dst) {
@@ -389,10 +401,12 @@ static int get_ref(struct cn_seg__cur *c, uint64_t limit, struct bref *r)
     uint64_t off = cn_seg__get_var(c), len = cn_seg__get_var(c), raw = cn_seg__get_var(c);
     uint8_t codec = cn_seg__get_u8(c);
     /* Stored bytes are at most the decoded ones (a block compressed is written only when
-     * that made it smaller), so both fit the widths of struct bref. */
+     * that made it smaller; a run block holds at least its last byte and at most one byte
+     * more than it decodes to), so both fit the widths of struct bref. */
     if (c->bad || off < CN_SEG_HEADER || len < 8 || off > limit || len > limit - off ||
-        raw > CN_SEG__MAX_BLOCK || len - 8 > CN_SEG__MAX_BLOCK || codec > CN_SEG__ZSTD ||
-        (codec == CN_SEG__RAW && raw != len - 8))
+        raw > CN_SEG__MAX_BLOCK || len - 8 > CN_SEG__MAX_BLOCK || codec > CN_SEG__RUN ||
+        (codec == CN_SEG__RAW && raw != len - 8) ||
+        (codec == CN_SEG__RUN && (len - 8 < 1 || len - 8 > raw + 1)))
         return -1;
     *r = (struct bref){off, (uint32_t)len, (unsigned)raw, codec};
     return 0;
@@ -926,9 +940,9 @@ static const struct sbloom *bloom_lock(const struct cn_seg *cseg, int t)
     cn_arena_init(&mem, need, SIZE_MAX);
     const uint8_t *bits = NULL;
     size_t len = 0;
-    ZSTD_DCtx *dc = r->codec == CN_SEG__RAW ? NULL : dctx_get();
-    int rc = r->codec == CN_SEG__RAW || dc ? load_block(seg, blk, dc, &mem, NULL, &bits, &len)
-                                           : CN_ENOMEM;
+    ZSTD_DCtx *dc = r->codec == CN_SEG__ZSTD ? dctx_get() : NULL;
+    int rc = r->codec != CN_SEG__ZSTD || dc ? load_block(seg, blk, dc, &mem, NULL, &bits, &len)
+                                            : CN_ENOMEM;
     dctx_put(dc);
     pthread_mutex_lock(&bcache.lock);
     if (rc == 0 && !b->bits) {

@@ -600,8 +600,33 @@ static int enc_check(struct w *w, struct enc *e, const char *what)
     return 0;
 }
 
-/* Writes the encoded block e (compressed when that makes it smaller and compress is set)
- * with its checksum, and resets e. */
+/* A block whose bytes past its first RUN_MAX_HEAD end in one byte repeated is stored as the
+ * run codec (seg.h): its head and the run's byte. Such blocks are the columns the same in
+ * every row of a group (flags, trace state, links, the service of a group of one, ...) after
+ * a small header or table. zstd made them hardly smaller, at ~2 us a call (a 1 KiB block on
+ * this VM): ~5% of the sealer's zstd time with 1024-row groups. */
+#define RUN_MAX_HEAD 64
+
+/* How many bytes p[0..n) ends with that equal its last one (n > 0). */
+static size_t trailing_run(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[n - 1];
+    uint64_t all = 0x0101010101010101ull * c;
+    size_t k = n;
+    while (k >= 8) {
+        uint64_t x;
+        memcpy(&x, p + k - 8, 8);
+        if (x != all)
+            break;
+        k -= 8;
+    }
+    while (k && p[k - 1] == c)
+        k--;
+    return n - k;
+}
+
+/* Writes the encoded block e (in the run codec or compressed when that makes it smaller and
+ * compress is set) with its checksum, and resets e. */
 static int emit(struct w *w, struct enc *e, int compress, uint64_t seed, const char *what,
                 struct bref *out)
 {
@@ -611,7 +636,13 @@ static int emit(struct w *w, struct enc *e, int compress, uint64_t seed, const c
     const void *payload = e->b.ptr;
     size_t len = e->b.len;
     uint8_t codec = CN_SEG__RAW;
-    if (compress && !w->uncompressed && len > 16) {
+    size_t head = compress && !w->uncompressed && len > 16
+                      ? len - trailing_run((const uint8_t *)e->b.ptr, len)
+                      : len;
+    if (head <= RUN_MAX_HEAD && len - head >= 2 * RUN_MAX_HEAD) {
+        len = head + 1; /* the head, then the run's byte: e->b.ptr[head] */
+        codec = CN_SEG__RUN;
+    } else if (compress && !w->uncompressed && len > 16) {
         size_t bound = ZSTD_compressBound(len);
         if (bound > w->zcap) {
             uint8_t *z = realloc(w->zbuf, bound);

@@ -7,10 +7,11 @@
  *
  *   header   16 bytes: magic "CNSEG1\0\0", version u16 (1), kind u8 (1 spans, 2 logs),
  *            5 zero bytes
- *   blocks   each block is its payload (a zstd frame, or raw bytes when that is not
- *            larger) followed by the XXH3-64 of the payload, seeded with the block's
- *            identity (section, row group or page, column): a block read from the wrong
- *            place fails its check too
+ *   blocks   each block is its payload (a zstd frame; or, for a block ending in a long run
+ *            of one byte, its bytes before the run and then the run's byte once; or raw
+ *            bytes when neither is smaller) followed by the XXH3-64 of the payload, seeded
+ *            with the block's identity (section, row group or page, column): a block read
+ *            from the wrong place fails its check too
  *   footer   a zstd frame: kind, version, creation time, row count, trace count, min/max
  *            time; for each row group its row count, min/max time, min/max duration (spans)
  *            or severity number (logs), and for each of its columns the block's offset,
@@ -253,7 +254,7 @@ struct cn_seg_block {
     uint64_t off;  /* file offset */
     uint64_t len;  /* stored bytes, checksum included */
     uint64_t raw;  /* decoded bytes */
-    uint8_t codec; /* 0 raw, 1 zstd */
+    uint8_t codec; /* 0 raw, 1 zstd, 2 run (see the layout above) */
 };
 /* Describes block i, in file order of the footer (row groups column by column, then the
  * index pages, then the blooms). Returns 0, or CN_ENOENT past the last block. */
@@ -289,7 +290,7 @@ int cn_seg_validate(const char *path, struct cn_seg_check *out);
 #define CN_SEG__BLOOM_K    7
 #define CN_SEG__BLOOM_BPK  10 /* bits per key */
 
-enum { CN_SEG__RAW = 0, CN_SEG__ZSTD = 1 };
+enum { CN_SEG__RAW = 0, CN_SEG__ZSTD = 1, CN_SEG__RUN = 2 };
 
 /* Checksum seeds: what a block is, so one read from the wrong place does not verify. */
 enum {

@@ -114,7 +114,8 @@ static void run(const uint8_t *data, size_t size, unsigned flags)
     struct cn_seg_block b;
     size_t nblocks = 0;
     while (cn_seg_block(seg, nblocks, &b) == 0) {
-        if (b.off + b.len > size || b.codec > 1)
+        if (b.off + b.len > size || b.codec > 2 || (b.codec == 0 && b.len != b.raw + 8) ||
+            (b.codec == 2 && (b.len < 9 || b.len > b.raw + 9)))
             __builtin_trap();
         nblocks++;
     }

@@ -699,6 +699,47 @@ static void row_groups(void **state)
     spanset_release(&ss);
 }
 
+/* Columns the same in every row of a group (after a small header or table) are stored as
+ * their head and the repeated byte (the run codec, 2), and read back the same; the others
+ * are not. */
+static void run_blocks(void **state)
+{
+    (void)state;
+    struct spanset ss;
+    spanset_build(&ss, 3000);
+    for (size_t i = 0; i < ss.n; i++) {
+        struct cn_span *s = &ss.spans[i];
+        s->flags = 1; /* sampled, in every row */
+        s->trace_state = (struct cn_slice){"", 0};
+        s->num_links = s->dropped_links = 0;
+    }
+    struct cn_seg_info info;
+    write_spans(&ss, 1024, &info);
+    struct cn_seg *seg = open_ok(path);
+    struct cn_seg_block b;
+    int runs = 0, flags = 0, links = 0;
+    for (size_t i = 0; cn_seg_block(seg, i, &b) == 0; i++) {
+        if (b.codec != 2) /* the run codec */
+            continue;
+        runs++;
+        assert_true(b.len - 8 <= 1 + 64 && b.raw >= 128);
+        flags += strstr(b.name, "/flags") != NULL;
+        links += strstr(b.name, "/links") != NULL;
+        assert_null(strstr(b.name, "/attributes"));
+        assert_null(strstr(b.name, "/kind"));
+    }
+    assert_int_equal(flags, 3);
+    assert_int_equal(links, 3);
+    assert_true(runs >= 9); /* trace state too */
+    check_all_traces(seg, &ss);
+    check_scan_all(seg, &ss);
+    struct cn_seg_check chk;
+    assert_int_equal(cn_seg_check(seg, &chk), 0);
+    assert_int_equal(chk.bad_blocks, 0);
+    cn_seg_close(seg);
+    spanset_release(&ss);
+}
+
 static void *scan_on_a_thread(void *seg)
 {
     size_t n = 0;
@@ -1617,6 +1658,22 @@ static void make_corpus(void **state)
         if (k == 4)
             assert_int_equal(truncate(p, (off_t)info.bytes - 7), 0);
     }
+    /* Groups long enough for the run codec (columns the same in every row). */
+    struct spanset rs;
+    spanset_build(&rs, 140);
+    for (size_t i = 0; i < rs.n; i++) {
+        rs.spans[i].flags = 1;
+        rs.spans[i].trace_state = (struct cn_slice){"", 0};
+        rs.spans[i].num_links = rs.spans[i].dropped_links = 0;
+        rs.spans[i].attrs = (struct cn_kvs){0};
+        rs.spans[i].num_events = rs.spans[i].dropped_events = 0;
+    }
+    snprintf(p, sizeof(p), "%s/spans-run.seg", out);
+    o = (struct cn_seg_write_opts){.group_rows = 140};
+    assert_int_equal(cn_seg_write_spans_opts(p, rs.ptrs, rs.n, &o, &info, err, 256), 0);
+    print_message("%s: %llu bytes\n", p, (unsigned long long)info.bytes);
+    assert_true(info.bytes < 8192);
+    spanset_release(&rs);
     cn_arena_release(&ls.a);
     spanset_release(&ss);
 }
@@ -2413,6 +2470,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(spans_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(row_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(run_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(dctx_per_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(bloom_cache_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(footer_cache_budget, setup, teardown),
