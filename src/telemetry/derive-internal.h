@@ -320,8 +320,8 @@ uint64_t cn_derive__pair_key(const struct cn_span *s);
 void cn_derive__pair(struct cn_derive *d, const struct cn_span *s, uint16_t svc, uint64_t dur,
                      int err, uint64_t key);
 void cn_derive__expire_halves(struct cn_derive *d);
-/* Looks up the peers of the CLIENT halves still waiting for them (see PEER_LATER). Before
- * the spans cn_derive__pair saw since the last call are let go. */
+/* Looks up the peers of the CLIENT halves still waiting for them (see PEER_LATER). Called
+ * while the spans given to cn_derive__pair since the last call are still alive. */
 void cn_derive__resolve_peers(struct cn_derive *d);
 void cn_derive__pending_release(struct pending *p);
 size_t cn_derive__pending_bytes(const struct pending *p);
