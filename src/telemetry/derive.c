@@ -770,7 +770,6 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
         uint64_t keys[PAIR_AHEAD] = {0};
         for (size_t j = 0; j < m; j++) {
             uint64_t key = keys[j % PAIR_AHEAD];
-            keys[j % PAIR_AHEAD] = 0;
             /* Sixteen spans on, the span's record; eight on, what lies at random in large
              * indexes: its trace's summary (when it is not the trace of the span before it)
              * and its pairing key's slot among the waiting halves. */
@@ -781,11 +780,11 @@ void cn_derive_add_spans(struct cn_derive *d, const struct cn_span *spans, size_
                 __builtin_prefetch(rec + sizeof(*spans) - 1);
             }
             const struct cn_span *ahead = j + PAIR_AHEAD < m ? &spans[i + j + PAIR_AHEAD] : NULL;
+            keys[j % PAIR_AHEAD] = ahead ? cn_derive__pair_key(ahead) : 0;
             if (ahead) {
                 if (memcmp(ahead->trace_id, ahead[-1].trace_id, 16) != 0)
                     cn_derive__trace_prefetch(d, ahead->trace_id);
-                uint64_t k = cn_derive__pair_key(ahead);
-                keys[j % PAIR_AHEAD] = k;
+                uint64_t k = keys[j % PAIR_AHEAD];
                 if (k && d->pend.idx.slots)
                     __builtin_prefetch(&d->pend.idx.slots[(uint32_t)k & d->pend.idx.mask]);
             }

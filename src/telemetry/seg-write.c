@@ -1787,6 +1787,12 @@ struct tkey {
     uint32_t idx; /* input index of the row */
 };
 
+/* Whether tk[i] (sorted) starts a trace: its ID is not the one before it. */
+static inline int new_trace(const struct tkey *tk, size_t i)
+{
+    return i == 0 || tk[i].hi != tk[i - 1].hi || tk[i].lo != tk[i - 1].lo;
+}
+
 static int tkey_cmp(const void *pa, const void *pb)
 {
     const struct tkey *a = pa, *b = pb;
@@ -2053,14 +2059,14 @@ static int plan(struct w *w)
      * (a cache miss each, in trace order). */
     size_t nd = 0;
     for (size_t i = 0; i < nt; i++)
-        nd += !(i && tk[i].hi == tk[i - 1].hi && tk[i].lo == tk[i - 1].lo);
+        nd += new_trace(tk, i);
     w->tids = malloc((nd ? nd : 1) * sizeof(*w->tids));
     if (!w->tids) {
         free(tk);
         return fail(w, CN_ENOMEM, "out of memory");
     }
     for (size_t i = 0, k = 0; i < nt; i++) {
-        if (!(i && tk[i].hi == tk[i - 1].hi && tk[i].lo == tk[i - 1].lo)) {
+        if (new_trace(tk, i)) {
             uint64_t hi = __builtin_bswap64(tk[i].hi), lo = __builtin_bswap64(tk[i].lo);
             memcpy(w->tids[k], &hi, 8);
             memcpy(w->tids[k] + 8, &lo, 8);
@@ -2075,7 +2081,7 @@ static int plan(struct w *w)
         return fail(w, CN_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < w->ntrefs; i++) {
-        if (i == 0 || tk[i].hi != tk[i - 1].hi || tk[i].lo != tk[i - 1].lo)
+        if (new_trace(tk, i))
             w->tstart[w->ntids++] = (uint32_t)i;
         w->ord[w->trefs[i].row] = (uint32_t)w->ntids;
     }
@@ -2272,7 +2278,6 @@ static int write_seg(unsigned kind, const char *path, const void *const *recs, s
     uint64_t created = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     enc_init(&w->blk);
     enc_init(&w->foot);
-    /* The distinct string values of a segment: bounded by its records' own bytes. */
     cn_arena_init(&w->resources.keys, 16 << 10, SIZE_MAX);
     cn_arena_init(&w->scopes.keys, 16 << 10, SIZE_MAX);
     cn_buf_init(&w->out, FLUSH_BYTES * 2);

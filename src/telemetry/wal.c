@@ -471,7 +471,7 @@ static int drop_direct(struct cn_wal *w)
 static void stage_copy(uint8_t *dst, const uint8_t *src, size_t n)
 {
     size_t head = (size_t)(-(uintptr_t)dst & 15);
-    if (n < 256 || head >= n) {
+    if (n < 256) {
         memcpy(dst, src, n);
         return;
     }
