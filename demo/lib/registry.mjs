@@ -72,8 +72,10 @@ export class Registry {
     return hosts.length ? hosts[Math.floor(Math.random() * hosts.length)] : null;
   }
 
-  // Calls cb(faults) now and on every change of the fault document.
+  // Calls cb(faults) now and on every change of the fault document. Once: service.mjs
+  // calls it again when it retries a failed registration, and a second client would poll too.
   onFaults(cb) {
+    if (this.config) return;
     const auth = this.opts.username ? { username: this.opts.username, password: this.opts.password } : {};
     this.config = new NacosConfigClient({
       serverAddr: this.opts.server, namespace: '', cacheDir: this.opts.cacheDir, requestTimeout: 5000, ...auth,

@@ -74,6 +74,17 @@ class DemoTest(CairnTestCase):
             r = c.read_response()
         return r.status, json.loads(r.body) if r.body else None
 
+    def demo_logs(self, srv):
+        """The tail of every demo process's log, for a failure message."""
+        out = []
+        for n, p in sorted(self.processes(srv).items()):
+            try:
+                with open(p["log"], errors="replace") as f:
+                    out.append("--- %s\n%s" % (n, f.read()[-2000:]))
+            except OSError as e:
+                out.append("--- %s: %s" % (n, e))
+        return "\n".join(out)
+
     def processes(self, srv):
         st, doc = self.api(srv, "/api/v1/demo")
         self.assertEqual(st, 200, doc)
@@ -192,7 +203,17 @@ class DemoTest(CairnTestCase):
                    "every demo service to send traces")
         self.assertNotIn("process exited", srv.logs())
         cache = os.path.join(srv.data_dir, "demo", "nacos-cache")
-        poll_until(lambda: os.path.isdir(cache), scaled(10), 0.1, "the Nacos cache in data_dir")
+        # The nacos client writes its cache when it fetches the fault document. Its first
+        # fetch at start may time out on a loaded machine (5 s), and a long poll for a
+        # document that does not exist yet is held for 30 s: write the document, which every
+        # subscribed client then fetches.
+        st, doc = self.api(srv, "/api/v1/demo/faults", "POST",
+                           json.dumps({"service": "all", "fault": "clear"}).encode())
+        self.assertEqual(st, 200, doc)
+        try:
+            poll_until(lambda: os.path.isdir(cache), scaled(10), 0.1, "the Nacos cache in data_dir")
+        except AssertionError as e:
+            raise AssertionError("%s\n%s\n%s" % (e, self.demo_logs(srv), srv.logs()[-4000:])) from None
         self.assertFalse(os.path.exists(os.path.join(DEMO_DIR, "data")))
         before = self.processes(srv)
         os.kill(before["inventory"]["pid"], signal.SIGKILL)
