@@ -225,7 +225,7 @@ class DemoTest(CairnTestCase):
         p = poll_until(restarted, scaled(15), 0.1, "inventory to be restarted")
         self.assertEqual((p["restarts"], p["port"]), (1, before["inventory"]["port"]))
         srv.wait_log(r' warn demo "process exited, restarting" name=inventory status=0 signal=9 ',
-                     scaled(1))
+                     scaled(5))
         pids = [q["pid"] for q in self.processes(srv).values()]
         srv.send_signal(signal.SIGKILL)  # no chance to stop anything
         self.assertIsNotNone(srv.wait(scaled(5)))
