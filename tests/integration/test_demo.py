@@ -213,7 +213,8 @@ class DemoTest(CairnTestCase):
         try:
             poll_until(lambda: os.path.isdir(cache), scaled(10), 0.1, "the Nacos cache in data_dir")
         except AssertionError as e:
-            raise AssertionError("%s\n%s\n%s" % (e, self.demo_logs(srv), srv.logs()[-4000:])) from None
+            raise AssertionError("%s\n%s\n--- cairn\n%s" % (e, self.demo_logs(srv),
+                                                           srv.logs()[-4000:])) from None
         self.assertFalse(os.path.exists(os.path.join(DEMO_DIR, "data")))
         before = self.processes(srv)
         os.kill(before["inventory"]["pid"], signal.SIGKILL)
